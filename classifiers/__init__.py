@@ -1,0 +1,1 @@
+"""Model families (one Protocol each) and their adapters, registered explicitly by name."""

@@ -1,0 +1,85 @@
+"""Why: one small Protocol per swappable model family, so a better model is a policy edit.
+
+Every adapter reports `info` (registered name + a digest of its weights) so each finding can be
+replayed and explained. Images are RGB uint8 numpy arrays (H, W, 3), already decoded, oriented
+and resized once by `gateway.media` to the working size; adapters resize further to their own
+input size themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """`name` is the registered adapter name; `version` the sha256 prefix (16 hex) of the weights."""
+
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    """One face: bbox in pixels of the image given (x0, y0, x1, y1), detector score in [0, 1]
+    (or the detector's own scale, documented per adapter), landmarks [(x, y), ...] and an
+    L2-normalised float32 embedding (None when the analyzer only detects)."""
+
+    bbox: tuple[int, int, int, int]
+    det_score: float
+    landmarks: tuple[tuple[float, float], ...] = ()
+    embedding: np.ndarray | None = field(default=None, compare=False)
+
+
+@runtime_checkable
+class NsfwClassifier(Protocol):
+    """Scores images for unsafe content. `labels` lists every label `classify` may return."""
+
+    info: ModelInfo
+    labels: tuple[str, ...]
+
+    def classify(self, images: Sequence[np.ndarray]) -> list[dict[str, float]]:
+        """One {label: score in [0, 1]} per image, same order. Batched where the model allows."""
+        ...
+
+
+@runtime_checkable
+class FaceAnalyzer(Protocol):
+    """Detects faces and (for analyzers with an embedder) embeds them for matching."""
+
+    info: ModelInfo
+    embedding_dim: int
+
+    def analyze(self, image: np.ndarray) -> list[DetectedFace]:
+        ...
+
+
+@runtime_checkable
+class TextEmbedder(Protocol):
+    """Embeds prompt text for semantic concept matching; rows are L2-normalised float32."""
+
+    info: ModelInfo
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        ...
+
+
+@runtime_checkable
+class PerceptualHasher(Protocol):
+    """Perceptual hashes for hash lists. `hashes` returns the hash of the image and of its
+    dihedral transforms (flips, rotations) as hex strings, the first being the identity."""
+
+    info: ModelInfo
+    bits: int
+
+    def hashes(self, image: np.ndarray) -> list[str]:
+        ...
+
+
+class ModelError(RuntimeError):
+    """Raised by an adapter that cannot load or run; the pipeline turns it into a fail-closed deny."""

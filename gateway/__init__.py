@@ -1,0 +1,1 @@
+"""consentgate: a safety and consent moderation gateway for generative media."""
