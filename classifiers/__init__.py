@@ -1,1 +1,37 @@
-"""Model families (one Protocol each) and their adapters, registered explicitly by name."""
+"""Model families (one Protocol each) and their adapters, registered explicitly by name.
+
+Build adapters through a registry (`builtin_registry().create(family, name, options)`); the
+adapter classes are importable from their modules (`classifiers.nsfw_nudenet`, ...) but are not
+imported here, so importing `classifiers` loads no model package.
+"""
+
+from classifiers.base import (
+    DetectedFace,
+    FaceAnalyzer,
+    ModelError,
+    ModelInfo,
+    NsfwClassifier,
+    PerceptualHasher,
+    TextEmbedder,
+)
+from classifiers.fake import FaultHook, draw_fake_face, fake_face_colour, fake_face_embedding
+from classifiers.registry import FAMILIES, Factory, ModelRegistry, UnknownModelError, builtin_registry
+
+__all__ = [
+    "FAMILIES",
+    "DetectedFace",
+    "FaceAnalyzer",
+    "Factory",
+    "FaultHook",
+    "ModelError",
+    "ModelInfo",
+    "ModelRegistry",
+    "NsfwClassifier",
+    "PerceptualHasher",
+    "TextEmbedder",
+    "UnknownModelError",
+    "builtin_registry",
+    "draw_fake_face",
+    "fake_face_colour",
+    "fake_face_embedding",
+]

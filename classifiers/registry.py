@@ -1,0 +1,152 @@
+"""Why: policies name models ("nudenet", "dlib"), so names must map to adapters explicitly.
+
+No directory scanning and no import-time side effects: `builtin_registry()` lists every
+built-in adapter by hand, and each factory imports its adapter module only when called, so a
+missing optional package surfaces as a `ModelError` at creation (the policy that needs it fails
+to load), never as a model that silently disappeared. A registry is an ordinary object the app
+builds; there is no process-wide instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from classifiers.base import FaceAnalyzer, ModelError, NsfwClassifier, PerceptualHasher, TextEmbedder
+
+Factory = Callable[[Mapping[str, Any]], Any]
+
+FAMILIES: dict[str, type] = {
+    "nsfw": NsfwClassifier,
+    "face": FaceAnalyzer,
+    "text": TextEmbedder,
+    "hash": PerceptualHasher,
+}
+
+
+class UnknownModelError(ModelError, LookupError):
+    """A (family, name) that is not registered; the message lists what is."""
+
+    def __init__(self, family: str, name: str, known: tuple[str, ...]) -> None:
+        self.family = family
+        self.name = name
+        self.known = known
+        listed = ", ".join(known) if known else "(none)"
+        super().__init__(f"unknown {family} model {name!r}; registered {family} models: {listed}")
+
+
+class ModelRegistry:
+    """(family, name) -> factory(options) -> adapter. Registration is explicit and unique."""
+
+    def __init__(self) -> None:
+        self._factories: dict[tuple[str, str], Factory] = {}
+
+    def register(self, family: str, name: str, factory: Factory) -> None:
+        if family not in FAMILIES:
+            raise ValueError(f"unknown model family {family!r}; families: {', '.join(FAMILIES)}")
+        if not name or not name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"invalid model name {name!r}")
+        key = (family, name)
+        if key in self._factories:
+            raise ValueError(f"{family} model {name!r} is already registered")
+        self._factories[key] = factory
+
+    def names(self, family: str) -> tuple[str, ...]:
+        if family not in FAMILIES:
+            raise ValueError(f"unknown model family {family!r}; families: {', '.join(FAMILIES)}")
+        return tuple(sorted(n for f, n in self._factories if f == family))
+
+    def has(self, family: str, name: str) -> bool:
+        return (family, name) in self._factories
+
+    def create(self, family: str, name: str, options: Mapping[str, Any] | None = None) -> Any:
+        """Build the adapter; raises UnknownModelError or the adapter's ModelError."""
+        if family not in FAMILIES:
+            raise UnknownModelError(family, name, ())
+        factory = self._factories.get((family, name))
+        if factory is None:
+            raise UnknownModelError(family, name, self.names(family))
+        try:
+            adapter = factory(dict(options or {}))
+        except ModelError:
+            raise
+        except ImportError as exc:
+            raise ModelError(f"{family} model {name!r} cannot load: missing package ({exc})") from exc
+        protocol = FAMILIES[family]
+        if not isinstance(adapter, protocol):
+            raise ModelError(f"{family} model {name!r} does not implement {protocol.__name__}")
+        return adapter
+
+    # Typed conveniences for callers that know the family statically.
+    def nsfw(self, name: str, options: Mapping[str, Any] | None = None) -> NsfwClassifier:
+        result: NsfwClassifier = self.create("nsfw", name, options)
+        return result
+
+    def face(self, name: str, options: Mapping[str, Any] | None = None) -> FaceAnalyzer:
+        result: FaceAnalyzer = self.create("face", name, options)
+        return result
+
+    def text(self, name: str, options: Mapping[str, Any] | None = None) -> TextEmbedder:
+        result: TextEmbedder = self.create("text", name, options)
+        return result
+
+    def hasher(self, name: str, options: Mapping[str, Any] | None = None) -> PerceptualHasher:
+        result: PerceptualHasher = self.create("hash", name, options)
+        return result
+
+
+def _nudenet(options: Mapping[str, Any]) -> Any:
+    from classifiers.nsfw_nudenet import NudeNetClassifier
+
+    return NudeNetClassifier(options)
+
+
+def _opennsfw(options: Mapping[str, Any]) -> Any:
+    from classifiers.nsfw_opennsfw import OpenNsfwClassifier
+
+    return OpenNsfwClassifier(options)
+
+
+def _dlib(options: Mapping[str, Any]) -> Any:
+    from classifiers.face_dlib import DlibFaceAnalyzer
+
+    return DlibFaceAnalyzer(options)
+
+
+def _pdq(options: Mapping[str, Any]) -> Any:
+    from classifiers.hash_pdq import PdqHasher
+
+    return PdqHasher(options)
+
+
+def _minilm(options: Mapping[str, Any]) -> Any:
+    from classifiers.text_minilm import MiniLmEmbedder
+
+    return MiniLmEmbedder(options)
+
+
+def _fake_nsfw(options: Mapping[str, Any]) -> Any:
+    from classifiers.fake import FakeNsfwClassifier
+
+    return FakeNsfwClassifier(options)
+
+
+def _fake_face(options: Mapping[str, Any]) -> Any:
+    from classifiers.fake import FakeFaceAnalyzer
+
+    return FakeFaceAnalyzer(options)
+
+
+def builtin_registry(*, include_fakes: bool = True) -> ModelRegistry:
+    """A new registry holding every built-in adapter (and the deterministic fakes, for tests
+    and demos, unless `include_fakes` is False)."""
+    registry = ModelRegistry()
+    registry.register("nsfw", "nudenet", _nudenet)
+    registry.register("nsfw", "opennsfw", _opennsfw)
+    registry.register("face", "dlib", _dlib)
+    registry.register("hash", "pdq", _pdq)
+    registry.register("text", "minilm", _minilm)
+    if include_fakes:
+        registry.register("nsfw", "fake", _fake_nsfw)
+        registry.register("face", "fake", _fake_face)
+    return registry
