@@ -1,0 +1,429 @@
+"""Why: the registry's write operations, kept apart from the decision-time lookups in `service`.
+
+Each function takes the `Registry` (engine, crypto, analyzers, settings) and runs one transaction; the
+service wraps them with the fault hook and database-error mapping. Nothing personal leaves here in clear:
+names and templates are sealed before they are written, and the erasure receipt carries counts only.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlmodel import Session, col, delete, func, select
+
+from gateway.registry.enrolment import check_image, decode_png, embeddings_for, encode_png, single_face
+from gateway.registry.errors import EnrolmentError, GrantNotFound, InvalidRequest, SubjectNotFound
+from gateway.registry.hashes import normalise_pdq_hex
+from gateway.registry.models import (
+    EnrolmentResult,
+    GrantPublic,
+    HashAddResult,
+    RegistryEnrolment,
+    RegistryEnrolmentImage,
+    RegistryFaceTemplate,
+    RegistryGrant,
+    RegistryHash,
+    RegistrySubject,
+    RegistryTemplateRemoval,
+    SubjectPublic,
+)
+from gateway.registry.store import bump, rfc3339, template_purpose, to_utc, utcnow
+
+if TYPE_CHECKING:
+    from gateway.registry.service import Registry
+
+PROFILE = "profile"
+IMAGE = "enrolment_image"
+MAX_TEXT = 200
+
+
+def _text(value: str, what: str) -> str:
+    v = (value or "").strip()
+    if not v:
+        raise InvalidRequest(f"{what} must not be empty")
+    if len(v) > MAX_TEXT:
+        raise InvalidRequest(f"{what} is longer than {MAX_TEXT} characters")
+    return v
+
+
+def _subject(s: Session, subject_id: str) -> RegistrySubject:
+    row = s.get(RegistrySubject, subject_id)
+    if row is None:
+        raise SubjectNotFound(subject_id)
+    return row
+
+
+# ---- subjects ----
+def create_subject(
+    reg: Registry,
+    display_name: str,
+    aliases: Sequence[str],
+    protected: bool,
+    created_by: str,
+    subject_id: str,
+) -> SubjectPublic:
+    name = _text(display_name, "display_name")
+    alias_list = list(dict.fromkeys(_text(a, "alias") for a in aliases))
+    now = utcnow()
+    reg.crypto.new_subject_key(subject_id)
+    try:
+        profile = json.dumps({"display_name": name, "aliases": alias_list}).encode()
+        row = RegistrySubject(
+            id=subject_id,
+            profile_ct=reg.crypto.encrypt(subject_id, profile, PROFILE),
+            protected=bool(protected),
+            created_by=created_by,
+            created_at=now,
+        )
+        with Session(reg.engine) as s:
+            bump(s, "names")
+            s.add(row)
+            s.commit()
+    except BaseException:
+        reg.crypto.shred(subject_id)  # no orphan key for a subject that was never written
+        raise
+    return SubjectPublic(
+        id=subject_id,
+        display_name=name,
+        aliases=alias_list,
+        protected=bool(protected),
+        created_by=created_by,
+        created_at=now,
+    )
+
+
+def _public(reg: Registry, s: Session, rows: Sequence[RegistrySubject]) -> list[SubjectPublic]:
+    ids = [r.id for r in rows]
+    tmpl: dict[str, Counter[str]] = {i: Counter() for i in ids}
+    for sid, model, n in s.exec(
+        select(RegistryFaceTemplate.subject_id, RegistryFaceTemplate.model, func.count())
+        .where(col(RegistryFaceTemplate.subject_id).in_(ids))
+        .group_by(col(RegistryFaceTemplate.subject_id), col(RegistryFaceTemplate.model))
+    ).all():
+        tmpl[sid][model] = int(n)
+    hashes = dict(
+        s.exec(
+            select(RegistryHash.subject_id, func.count())
+            .where(col(RegistryHash.subject_id).in_(ids))
+            .group_by(col(RegistryHash.subject_id))
+        ).all()
+    )
+    out = []
+    for r in rows:
+        p = reg._profile(r)
+        out.append(
+            SubjectPublic(
+                id=r.id,
+                display_name=p["display_name"],
+                aliases=p.get("aliases", []),
+                protected=r.protected,
+                created_by=r.created_by,
+                created_at=to_utc(r.created_at),
+                face_models=sorted(tmpl[r.id]),
+                template_count=sum(tmpl[r.id].values()),
+                hash_count=int(hashes.get(r.id, 0)),
+            )
+        )
+    return out
+
+
+def list_subjects(reg: Registry, offset: int, limit: int) -> list[SubjectPublic]:
+    with Session(reg.engine) as s:
+        rows = s.exec(
+            select(RegistrySubject)
+            .order_by(col(RegistrySubject.created_at), col(RegistrySubject.id))
+            .offset(max(offset, 0))
+            .limit(min(max(limit, 1), 1000))
+        ).all()
+        return _public(reg, s, rows)
+
+
+def get_subject(reg: Registry, subject_id: str) -> SubjectPublic:
+    with Session(reg.engine) as s:
+        return _public(reg, s, [_subject(s, subject_id)])[0]
+
+
+# ---- enrolment ----
+def enroll(
+    reg: Registry, subject_id: str, images: Sequence[np.ndarray], notice_version: str, enrolled_by: str
+) -> EnrolmentResult:
+    notice = _text(notice_version, "notice_version")
+    if not 1 <= len(images) <= reg.max_images:
+        raise EnrolmentError(
+            "image_count", f"enrolment takes 1 to {reg.max_images} images, got {len(images)}"
+        )
+    imgs = [check_image(img, i) for i, img in enumerate(images)]
+    if not reg.face_analyzers:
+        raise InvalidRequest("no face model is registered with the consent registry")
+    with Session(reg.engine) as s:
+        _subject(s, subject_id)
+    # every image must pass every model's gate before anything is written
+    per_model = {name: embeddings_for(a, imgs, reg.gate) for name, a in sorted(reg.face_analyzers.items())}
+    enrolment_id = secrets.token_hex(16)
+    now = utcnow()
+    sealed_images = (
+        [reg.crypto.encrypt(subject_id, encode_png(img), IMAGE) for img in imgs]
+        if reg.keep_enrolment_images
+        else []
+    )
+    with Session(reg.engine) as s:
+        bump(s, "faces")
+        _subject(s, subject_id)  # still there (not erased meanwhile)
+        s.add(
+            RegistryEnrolment(
+                id=enrolment_id,
+                subject_id=subject_id,
+                notice_version=notice,
+                enrolled_by=enrolled_by,
+                image_count=len(imgs),
+                created_at=now,
+            )
+        )
+        s.flush()
+        for name, embs in per_model.items():
+            s.add_all(_templates(reg, subject_id, enrolment_id, name, embs, now))
+        s.add_all(
+            RegistryEnrolmentImage(
+                subject_id=subject_id, enrolment_id=enrolment_id, image_ct=ct, created_at=now
+            )
+            for ct in sealed_images
+        )
+        s.commit()
+    return EnrolmentResult(
+        enrolment_id=enrolment_id,
+        subject_id=subject_id,
+        notice_version=notice,
+        images=len(imgs),
+        templates={n: len(e) for n, e in per_model.items()},
+        images_kept=bool(sealed_images),
+        created_at=now,
+    )
+
+
+def _templates(
+    reg: Registry, subject_id: str, enrolment_id: str, model: str, embs: list[np.ndarray], now: datetime
+) -> list[RegistryFaceTemplate]:
+    analyzer = reg.face_analyzers[model]
+    version = analyzer.info.version
+    purpose = template_purpose(model, version)
+    return [
+        RegistryFaceTemplate(
+            subject_id=subject_id,
+            enrolment_id=enrolment_id,
+            model=model,
+            model_version=version,
+            dim=int(e.size),
+            embedding_ct=reg.crypto.encrypt(subject_id, e.astype(np.float32).tobytes(), purpose),
+            created_at=now,
+        )
+        for e in embs
+    ]
+
+
+def _tombstone(s: Session, rows: Sequence[tuple[int | None, str]]) -> int:
+    s.add_all(RegistryTemplateRemoval(template_seq=seq or 0, model=model) for seq, model in rows)
+    return len(rows)
+
+
+def reembed(reg: Registry, model_name: str) -> dict[str, Any]:
+    analyzer = reg._analyzer(model_name)
+    counts = {"subjects": 0, "templates": 0, "skipped_images": 0, "removed": 0}
+    with Session(reg.engine) as s:
+        subject_ids = list(s.exec(select(RegistryEnrolmentImage.subject_id).distinct()).all())
+    for subject_id in subject_ids:
+        with Session(reg.engine) as s:
+            rows = s.exec(
+                select(RegistryEnrolmentImage)
+                .where(RegistryEnrolmentImage.subject_id == subject_id)
+                .order_by(col(RegistryEnrolmentImage.id))
+            ).all()
+            fresh: list[RegistryFaceTemplate] = []
+            now = utcnow()
+            for i, row in enumerate(rows):
+                img = decode_png(reg.crypto.decrypt(subject_id, row.image_ct, IMAGE))
+                try:
+                    face = single_face(analyzer, img, i, reg.gate)
+                except EnrolmentError:
+                    counts["skipped_images"] += 1
+                    continue
+                assert face.embedding is not None
+                fresh += _templates(
+                    reg,
+                    subject_id,
+                    row.enrolment_id,
+                    model_name,
+                    [np.asarray(face.embedding, np.float32)],
+                    now,
+                )
+            bump(s, "faces")
+            old = s.exec(
+                select(RegistryFaceTemplate.seq, RegistryFaceTemplate.model).where(
+                    RegistryFaceTemplate.subject_id == subject_id, RegistryFaceTemplate.model == model_name
+                )
+            ).all()
+            counts["removed"] += _tombstone(s, old)
+            s.exec(
+                delete(RegistryFaceTemplate).where(
+                    col(RegistryFaceTemplate.subject_id) == subject_id,
+                    col(RegistryFaceTemplate.model) == model_name,
+                )
+            )
+            s.add_all(fresh)
+            s.commit()
+        counts["subjects"] += 1
+        counts["templates"] += len(fresh)
+    return {"model": model_name, "model_version": analyzer.info.version, **counts}
+
+
+# ---- grants ----
+def _grant_public(g: RegistryGrant) -> GrantPublic:
+    return GrantPublic(
+        id=g.id,
+        subject_id=g.subject_id,
+        grantee_tenant=g.grantee_tenant,
+        grantee_end_user=g.grantee_end_user,
+        uses=list(g.uses),
+        valid_from=to_utc(g.valid_from),
+        expires_at=to_utc(g.expires_at) if g.expires_at else None,
+        revoked_at=to_utc(g.revoked_at) if g.revoked_at else None,
+        revoked_by=g.revoked_by,
+        created_by=g.created_by,
+        created_at=to_utc(g.created_at),
+    )
+
+
+def grant(
+    reg: Registry,
+    subject_id: str,
+    grantee_tenant: str,
+    grantee_end_user: str | None,
+    uses: Sequence[str],
+    expires_at: datetime | None,
+    valid_from: datetime | None,
+    created_by: str,
+) -> GrantPublic:
+    tenant = _text(grantee_tenant, "grantee_tenant")
+    end_user = _text(grantee_end_user, "grantee_end_user") if grantee_end_user is not None else None
+    use_list = list(dict.fromkeys(_text(u, "use") for u in uses))
+    if not use_list:
+        raise InvalidRequest("a grant must name at least one use")
+    now = utcnow()
+    start = to_utc(valid_from) if valid_from else now
+    end = to_utc(expires_at) if expires_at else None
+    if end is not None and end <= start:
+        raise InvalidRequest("expires_at must be after valid_from")
+    row = RegistryGrant(
+        id=secrets.token_hex(16),
+        subject_id=subject_id,
+        grantee_tenant=tenant,
+        grantee_end_user=end_user,
+        uses=use_list,
+        valid_from=start,
+        expires_at=end,
+        created_by=created_by,
+        created_at=now,
+    )
+    with Session(reg.engine) as s:
+        _subject(s, subject_id)
+        s.add(row)
+        s.commit()
+        s.refresh(row)
+        return _grant_public(row)
+
+
+def revoke(reg: Registry, grant_id: str, by: str) -> GrantPublic:
+    with Session(reg.engine) as s:
+        row = s.get(RegistryGrant, grant_id)
+        if row is None:
+            raise GrantNotFound(grant_id)
+        if row.revoked_at is None:  # idempotent: the first revocation's time and actor stand
+            row.revoked_at = utcnow()
+            row.revoked_by = by
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+        return _grant_public(row)
+
+
+def list_grants(reg: Registry, subject_id: str) -> list[GrantPublic]:
+    with Session(reg.engine) as s:
+        _subject(s, subject_id)
+        rows = s.exec(
+            select(RegistryGrant)
+            .where(RegistryGrant.subject_id == subject_id)
+            .order_by(col(RegistryGrant.created_at))
+        ).all()
+        return [_grant_public(g) for g in rows]
+
+
+# ---- hash lists ----
+def add_hashes(
+    reg: Registry, subject_id: str, hex_list: Sequence[str], images: Sequence[np.ndarray], created_by: str
+) -> HashAddResult:
+    entries = [(normalise_pdq_hex(h), "hex") for h in hex_list]
+    if images:
+        if reg.hasher is None:
+            raise InvalidRequest("no perceptual hasher is configured: submit PDQ hashes as hex")
+        entries += [(reg.hasher.hashes(check_image(img, i))[0], "image") for i, img in enumerate(images)]
+    if not entries:
+        raise InvalidRequest("no hashes or images given")
+    now = utcnow()
+    with Session(reg.engine) as s:
+        bump(s, "hashes")
+        _subject(s, subject_id)
+        existing = set(
+            s.exec(select(RegistryHash.hash_hex).where(RegistryHash.subject_id == subject_id)).all()
+        )
+        new = list(dict.fromkeys(h for h, _ in entries if h not in existing))
+        source = dict(entries)
+        s.add_all(
+            RegistryHash(
+                subject_id=subject_id, hash_hex=h, source=source[h], created_by=created_by, created_at=now
+            )
+            for h in new
+        )
+        s.commit()
+    return HashAddResult(subject_id=subject_id, added=len(new), hashes=[h for h, _ in entries])
+
+
+# ---- erasure ----
+def erase(reg: Registry, subject_id: str, by: str) -> dict[str, Any]:
+    with Session(reg.engine) as s:
+        _subject(s, subject_id)
+    # shred first: from here on every sealed row of this subject (and every backup of it) is noise
+    key_destroyed = reg.crypto.shred(subject_id)
+    counts: dict[str, int] = {}
+    with Session(reg.engine) as s:
+        bump(s, "faces", "names", "hashes")
+        templates = s.exec(
+            select(RegistryFaceTemplate.seq, RegistryFaceTemplate.model).where(
+                RegistryFaceTemplate.subject_id == subject_id
+            )
+        ).all()
+        _tombstone(s, templates)
+        for label, table in (
+            ("face_templates", RegistryFaceTemplate),
+            ("enrolment_images", RegistryEnrolmentImage),
+            ("enrolments", RegistryEnrolment),
+            ("grants", RegistryGrant),
+            ("hashes", RegistryHash),
+            ("subjects", RegistrySubject),
+        ):
+            column = getattr(table, "id" if table is RegistrySubject else "subject_id")
+            result = s.exec(delete(table).where(col(column) == subject_id))
+            counts[label] = int(result.rowcount)
+        s.commit()
+    counts["subject_keys"] = int(key_destroyed)
+    return {
+        "kind": "erasure",
+        "subjects": [subject_id],
+        "created_at": rfc3339(utcnow()),
+        "actor": by,
+        "counts": counts,
+    }

@@ -1,0 +1,177 @@
+"""Why: the registry's tables (main database) and the read models the API returns instead of rows.
+
+Everything that identifies a person — names, aliases, face templates, enrolment images — is stored sealed
+under the subject's data key (see `crypto`). What stays in clear is what decisions and audits need and what
+means nothing without the key store: random ids, flags, timestamps, grant terms, PDQ hashes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlmodel import Field, SQLModel
+
+_TS = sa.DateTime(timezone=True)
+
+
+def _ts(nullable: bool = False, index: bool = False) -> sa.Column:  # type: ignore[type-arg]
+    return sa.Column(_TS, nullable=nullable, index=index)
+
+
+class RegistrySubject(SQLModel, table=True):
+    __tablename__ = "registry_subjects"
+
+    id: str = Field(primary_key=True, max_length=64)
+    profile_ct: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))  # {display_name, aliases}
+    protected: bool = Field(default=False)
+    created_by: str = Field(max_length=200)
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class RegistryFaceTemplate(SQLModel, table=True):
+    __tablename__ = "registry_face_templates"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    subject_id: str = Field(foreign_key="registry_subjects.id", index=True, max_length=64)
+    enrolment_id: str = Field(foreign_key="registry_enrolments.id", max_length=64)
+    model: str = Field(index=True, max_length=100)
+    model_version: str = Field(max_length=100)
+    dim: int
+    embedding_ct: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class RegistryEnrolment(SQLModel, table=True):
+    """One enrolment: who enrolled the subject, when, and which notice/consent text was accepted
+    (the written release BIPA asks for)."""
+
+    __tablename__ = "registry_enrolments"
+
+    id: str = Field(primary_key=True, max_length=64)
+    subject_id: str = Field(foreign_key="registry_subjects.id", index=True, max_length=64)
+    notice_version: str = Field(max_length=200)
+    enrolled_by: str = Field(max_length=200)
+    image_count: int
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class RegistryEnrolmentImage(SQLModel, table=True):
+    """Enrolment images kept (sealed, PNG inside) so templates can be recomputed for a new face model."""
+
+    __tablename__ = "registry_enrolment_images"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject_id: str = Field(foreign_key="registry_subjects.id", index=True, max_length=64)
+    enrolment_id: str = Field(foreign_key="registry_enrolments.id", max_length=64)
+    image_ct: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class RegistryGrant(SQLModel, table=True):
+    __tablename__ = "registry_grants"
+
+    id: str = Field(primary_key=True, max_length=64)
+    subject_id: str = Field(foreign_key="registry_subjects.id", index=True, max_length=64)
+    grantee_tenant: str = Field(index=True, max_length=200)
+    grantee_end_user: str | None = Field(default=None, max_length=200)
+    uses: list[str] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
+    valid_from: datetime = Field(sa_column=_ts())
+    expires_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    revoked_by: str | None = Field(default=None, max_length=200)
+    created_by: str = Field(max_length=200)
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class RegistryHash(SQLModel, table=True):
+    """A perceptual hash (StopNCII-style) of an image that must never pass for this subject."""
+
+    __tablename__ = "registry_hashes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject_id: str = Field(foreign_key="registry_subjects.id", index=True, max_length=64)
+    algorithm: str = Field(default="pdq", max_length=32)
+    hash_hex: str = Field(max_length=128)
+    source: str = Field(max_length=16)  # "hex" (submitted) or "image" (hashed on receipt, image discarded)
+    created_by: str = Field(max_length=200)
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class RegistryState(SQLModel, table=True):
+    """Change counters, one row (id=1), polled by every replica about once a second."""
+
+    __tablename__ = "registry_state"
+
+    id: int = Field(default=1, primary_key=True)
+    faces: int = Field(default=0)
+    names: int = Field(default=0)
+    hashes: int = Field(default=0)
+
+
+class RegistryTemplateRemoval(SQLModel, table=True):
+    """Tombstones of removed templates, so replicas drop them from their in-memory index incrementally."""
+
+    __tablename__ = "registry_template_removals"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    template_seq: int = Field(index=True)
+    model: str = Field(index=True, max_length=100)
+
+
+REGISTRY_TABLES = (
+    RegistrySubject.__table__,  # type: ignore[attr-defined]
+    RegistryEnrolment.__table__,  # type: ignore[attr-defined]
+    RegistryFaceTemplate.__table__,  # type: ignore[attr-defined]
+    RegistryEnrolmentImage.__table__,  # type: ignore[attr-defined]
+    RegistryGrant.__table__,  # type: ignore[attr-defined]
+    RegistryHash.__table__,  # type: ignore[attr-defined]
+    RegistryState.__table__,  # type: ignore[attr-defined]
+    RegistryTemplateRemoval.__table__,  # type: ignore[attr-defined]
+)
+
+
+# ---- read models: what the API returns (never templates, images or ciphertexts) ----
+
+
+class SubjectPublic(BaseModel):
+    id: str
+    display_name: str
+    aliases: list[str]
+    protected: bool
+    created_by: str
+    created_at: datetime
+    face_models: list[str] = []
+    template_count: int = 0
+    hash_count: int = 0
+
+
+class GrantPublic(BaseModel):
+    id: str
+    subject_id: str
+    grantee_tenant: str
+    grantee_end_user: str | None
+    uses: list[str]
+    valid_from: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    revoked_by: str | None
+    created_by: str
+    created_at: datetime
+
+
+class EnrolmentResult(BaseModel):
+    enrolment_id: str
+    subject_id: str
+    notice_version: str
+    images: int
+    templates: dict[str, int]  # face model -> templates stored
+    images_kept: bool
+    created_at: datetime
+
+
+class HashAddResult(BaseModel):
+    subject_id: str
+    added: int
+    hashes: list[str]

@@ -1,0 +1,358 @@
+"""Why: one object that the API, the CLI and the pipeline share to run the consent registry.
+
+`Registry` owns the admin operations (subjects, enrolment, grants, hash lists, erasure, re-embedding) and
+the decision-time lookups. Lookups are answered from in-memory snapshots (face indexes, names, hashes)
+that are refreshed when the change counters in `registry_state` move — polled at most every
+`poll_interval_s`, so another replica sees a change within about a second. Grants and subject flags are
+always read from the database at decision time, and every proposed subject is checked against the live
+subject table, so a revocation or an erasure holds on the very next request on every replica.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from classifiers.base import FaceAnalyzer, PerceptualHasher
+from gateway.registry import admin
+from gateway.registry.crypto import SubjectCrypto
+from gateway.registry.enrolment import QualityGate
+from gateway.registry.errors import RegistryUnavailable, UnknownFaceModel
+from gateway.registry.facts import FaceMatch, GrantFact, SubjectFact
+from gateway.registry.hashes import HashIndex
+from gateway.registry.index import FaceIndex
+from gateway.registry.models import (
+    EnrolmentResult,
+    GrantPublic,
+    HashAddResult,
+    RegistryGrant,
+    RegistryHash,
+    RegistrySubject,
+    SubjectPublic,
+)
+from gateway.registry.names import NameIndex
+from gateway.registry.store import (
+    DbTemplateSource,
+    read_counters,
+    to_utc,
+    unavailable_on_db_error,
+)
+
+PROFILE = "profile"
+
+
+@dataclass
+class RegistryFaults:
+    """Fault hook for tests: `unavailable = True` makes every call raise RegistryUnavailable."""
+
+    unavailable: bool = False
+
+
+class Registry:
+    def __init__(
+        self,
+        engine: Engine,
+        crypto: SubjectCrypto,
+        face_analyzers: Mapping[str, FaceAnalyzer],
+        hasher: PerceptualHasher | None = None,
+        *,
+        keep_enrolment_images: bool = True,
+        min_face_px: int = 64,
+        min_det_score: float = 0.8,
+        hnsw_min_size: int = 20000,
+        poll_interval_s: float = 1.0,
+        max_images: int = 10,
+    ) -> None:
+        self.engine = engine
+        self.crypto = crypto
+        self.face_analyzers = dict(face_analyzers)
+        self.hasher = hasher
+        self.keep_enrolment_images = keep_enrolment_images
+        self.gate = QualityGate(min_face_px=min_face_px, min_det_score=min_det_score)
+        self.hnsw_min_size = hnsw_min_size
+        self.poll_interval_s = poll_interval_s
+        self.max_images = max_images
+        self.faults = RegistryFaults()
+        self._lock = threading.Lock()
+        self._counters: dict[str, int] = {}
+        self._polled_at = float("-inf")
+        self._indexes: dict[str, FaceIndex] = {}
+        self._names: tuple[int, NameIndex] | None = None
+        self._hashes: tuple[int, HashIndex] | None = None
+
+    # ---- plumbing ----
+    def _guard(self) -> None:
+        if self.faults.unavailable:
+            raise RegistryUnavailable("consent registry unavailable (fault injected)")
+
+    def _changed(self) -> None:
+        """After our own writes: make the next lookup re-read the counters."""
+        self._polled_at = float("-inf")
+
+    def _counter(self, name: str) -> int:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._polled_at >= self.poll_interval_s:
+                self._counters = read_counters(self.engine)
+                self._polled_at = now
+            return self._counters[name]
+
+    def _analyzer(self, model_name: str) -> FaceAnalyzer:
+        try:
+            return self.face_analyzers[model_name]
+        except KeyError:
+            raise UnknownFaceModel(model_name) from None
+
+    def _profile(self, row: RegistrySubject) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.crypto.decrypt(row.id, row.profile_ct, PROFILE))
+        return data
+
+    def _live(self, subject_ids: set[str]) -> set[str]:
+        if not subject_ids:
+            return set()
+        with Session(self.engine) as s:
+            rows = s.exec(select(RegistrySubject.id).where(col(RegistrySubject.id).in_(subject_ids))).all()
+        return set(rows)
+
+    # ---- subjects ----
+    def create_subject(
+        self, display_name: str, aliases: Sequence[str] = (), protected: bool = False, created_by: str = ""
+    ) -> SubjectPublic:
+        self._guard()
+        with unavailable_on_db_error("create subject"):
+            out = admin.create_subject(
+                self, display_name, aliases, protected, created_by, secrets.token_hex(16)
+            )
+        self._changed()
+        return out
+
+    def list_subjects(self, offset: int = 0, limit: int = 100) -> list[SubjectPublic]:
+        self._guard()
+        with unavailable_on_db_error("list subjects"):
+            return admin.list_subjects(self, offset, limit)
+
+    def get_subject(self, subject_id: str) -> SubjectPublic:
+        self._guard()
+        with unavailable_on_db_error("get subject"):
+            return admin.get_subject(self, subject_id)
+
+    # ---- enrolment ----
+    def enroll(
+        self, subject_id: str, images: Sequence[np.ndarray], notice_version: str, enrolled_by: str
+    ) -> EnrolmentResult:
+        self._guard()
+        with unavailable_on_db_error("enrol"):
+            out = admin.enroll(self, subject_id, images, notice_version, enrolled_by)
+        self._changed()
+        return out
+
+    def reembed(self, model_name: str) -> dict[str, Any]:
+        """Recompute `model_name` templates from the kept enrolment images (after a model change)."""
+        self._guard()
+        with unavailable_on_db_error("re-embed"):
+            out = admin.reembed(self, model_name)
+        self._changed()
+        return out
+
+    # ---- grants ----
+    def grant(
+        self,
+        subject_id: str,
+        grantee_tenant: str,
+        grantee_end_user: str | None = None,
+        uses: Sequence[str] = (),
+        expires_at: datetime | None = None,
+        valid_from: datetime | None = None,
+        created_by: str = "",
+    ) -> GrantPublic:
+        self._guard()
+        with unavailable_on_db_error("grant"):
+            return admin.grant(
+                self, subject_id, grantee_tenant, grantee_end_user, uses, expires_at, valid_from, created_by
+            )
+
+    def revoke(self, grant_id: str, by: str) -> GrantPublic:
+        self._guard()
+        with unavailable_on_db_error("revoke"):
+            return admin.revoke(self, grant_id, by)
+
+    def list_grants(self, subject_id: str) -> list[GrantPublic]:
+        self._guard()
+        with unavailable_on_db_error("list grants"):
+            return admin.list_grants(self, subject_id)
+
+    # ---- hash lists ----
+    def add_hashes(
+        self,
+        subject_id: str,
+        hex_list: Sequence[str] = (),
+        images: Sequence[np.ndarray] = (),
+        created_by: str = "",
+    ) -> HashAddResult:
+        """Add PDQ hashes given as hex, and/or hash `images` (which are then discarded)."""
+        self._guard()
+        with unavailable_on_db_error("add hashes"):
+            out = admin.add_hashes(self, subject_id, hex_list, images, created_by)
+        self._changed()
+        return out
+
+    # ---- erasure ----
+    def erase(self, subject_id: str, by: str) -> dict[str, Any]:
+        """Crypto-shred the subject's key, delete its rows; return the erasure receipt for the audit log."""
+        self._guard()
+        with unavailable_on_db_error("erase"):
+            out = admin.erase(self, subject_id, by)
+        self._changed()
+        return out
+
+    # ---- decision-time lookups ----
+    def _face_index(self, model_name: str) -> FaceIndex:
+        analyzer = self._analyzer(model_name)
+        with self._lock:
+            index = self._indexes.get(model_name)
+            if index is None:
+                source = DbTemplateSource(
+                    self.engine,
+                    self.crypto,
+                    model_name,
+                    analyzer.info.version,
+                    analyzer.embedding_dim,
+                    lambda: self._counter("faces"),
+                )
+                index = FaceIndex(
+                    analyzer.embedding_dim,
+                    hnsw_min_size=self.hnsw_min_size,
+                    source=source,
+                    poll_interval_s=0.0,
+                )
+                self._indexes[model_name] = index
+        return index
+
+    def warm_up(self) -> None:
+        """Build every snapshot now (at startup) instead of on the first request."""
+        self._guard()
+        with unavailable_on_db_error("warm up"):
+            for name in self.face_analyzers:
+                self._face_index(name).refresh_if_changed(force=True)
+            self._name_index()
+            self._hash_index()
+
+    def match_faces(self, model_name: str, embeddings: np.ndarray, threshold: float) -> list[list[FaceMatch]]:
+        """Per face: the subjects whose templates reach `threshold` (cosine), best first."""
+        self._guard()
+        index = self._face_index(model_name)
+        with unavailable_on_db_error("match faces"):
+            index.refresh_if_changed()
+            found = index.search(np.asarray(embeddings, np.float32), threshold)
+            live = self._live({sid for hits in found for sid, _ in hits})
+        return [[FaceMatch(sid, sim) for sid, sim in hits if sid in live] for hits in found]
+
+    def _name_index(self) -> NameIndex:
+        version = self._counter("names")
+        snap = self._names
+        if snap is not None and snap[0] == version:
+            return snap[1]
+        entries: list[tuple[str, str]] = []
+        with Session(self.engine) as s:
+            for row in s.exec(select(RegistrySubject)).all():
+                try:
+                    profile = self._profile(row)
+                except Exception:  # noqa: S112 - key gone mid-erasure: the subject is going away
+                    continue
+                entries += [(row.id, n) for n in [profile["display_name"], *profile.get("aliases", [])]]
+        index = NameIndex(entries)
+        self._names = (version, index)
+        return index
+
+    def match_names(self, prompt: str) -> list[tuple[str, str]]:
+        """(subject_id, text as written) for each enrolled name or alias the prompt contains."""
+        self._guard()
+        with unavailable_on_db_error("match names"):
+            hits = self._name_index().match(prompt)
+            live = self._live({sid for sid, _ in hits})
+        return [(sid, text) for sid, text in hits if sid in live]
+
+    def _hash_index(self) -> HashIndex:
+        version = self._counter("hashes")
+        snap = self._hashes
+        if snap is not None and snap[0] == version:
+            return snap[1]
+        with Session(self.engine) as s:
+            rows = s.exec(select(RegistryHash.subject_id, RegistryHash.hash_hex)).all()
+        index = HashIndex((sid, h) for sid, h in rows)
+        self._hashes = (version, index)
+        return index
+
+    def hash_hits(self, hashes: Sequence[str], max_distance: int = 31) -> list[tuple[str, int]]:
+        """(subject_id, Hamming distance) of hash-list entries within `max_distance` of any given hash."""
+        self._guard()
+        with unavailable_on_db_error("hash lookup"):
+            hits = self._hash_index().search(list(hashes), max_distance)
+            live = self._live({sid for sid, _ in hits})
+        return [(sid, d) for sid, d in hits if sid in live]
+
+    def grants_for(self, subject_ids: Sequence[str]) -> dict[str, tuple[GrantFact, ...]]:
+        """Every grant (revoked and expired included) of these subjects, read now from the database."""
+        self._guard()
+        ids = set(subject_ids)
+        if not ids:
+            return {}
+        with unavailable_on_db_error("read grants"), Session(self.engine) as s:
+            rows = s.exec(
+                select(RegistryGrant)
+                .where(col(RegistryGrant.subject_id).in_(ids))
+                .order_by(col(RegistryGrant.created_at))
+            ).all()
+        out: dict[str, list[GrantFact]] = {}
+        for g in rows:
+            out.setdefault(g.subject_id, []).append(
+                GrantFact(
+                    id=g.id,
+                    subject_id=g.subject_id,
+                    grantee_tenant=g.grantee_tenant,
+                    grantee_end_user=g.grantee_end_user,
+                    uses=tuple(g.uses),
+                    valid_from=to_utc(g.valid_from),
+                    expires_at=to_utc(g.expires_at) if g.expires_at else None,
+                    revoked_at=to_utc(g.revoked_at) if g.revoked_at else None,
+                )
+            )
+        return {k: tuple(v) for k, v in out.items()}
+
+    def subject_facts(self, subject_ids: Sequence[str]) -> dict[str, SubjectFact]:
+        """{id: SubjectFact(id, protected)} for the subjects that exist now."""
+        self._guard()
+        ids = set(subject_ids)
+        if not ids:
+            return {}
+        with unavailable_on_db_error("read subjects"), Session(self.engine) as s:
+            rows = s.exec(
+                select(RegistrySubject.id, RegistrySubject.protected).where(col(RegistrySubject.id).in_(ids))
+            ).all()
+        return {sid: SubjectFact(id=sid, protected=bool(p)) for sid, p in rows}
+
+    def counts(self) -> dict[str, int]:
+        """Registry sizes (for /readyz and metrics; no personal data)."""
+        with unavailable_on_db_error("counts"), Session(self.engine) as s:
+            subjects = s.exec(select(func.count()).select_from(RegistrySubject)).one()
+        return {"subjects": int(subjects), **{f"index_{k}": v.size for k, v in self._indexes.items()}}
+
+    def close(self) -> None:
+        """Stop background work and drop the decrypted templates from memory."""
+        with self._lock:
+            indexes = list(self._indexes.values())
+            self._indexes.clear()
+            self._names = None
+            self._hashes = None
+        for index in indexes:
+            index.wait_idle()

@@ -1,0 +1,159 @@
+"""Why: the small database mechanics the registry service and every replica's index share — table
+creation, change counters, UTC timestamps, and the decrypting template source the face index reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, col, select
+
+from gateway.registry.crypto import SubjectCrypto
+from gateway.registry.errors import CryptoError, RegistryUnavailable, SubjectKeyNotFound
+from gateway.registry.index import TemplateBatch
+from gateway.registry.models import (
+    REGISTRY_TABLES,
+    RegistryFaceTemplate,
+    RegistryState,
+    RegistryTemplateRemoval,
+)
+
+log = logging.getLogger(__name__)
+
+COUNTERS = ("faces", "names", "hashes")
+
+
+def create_tables(engine: Engine) -> None:
+    """Create the registry tables in the main database and its single state row (idempotent)."""
+    SQLModel.metadata.create_all(engine, tables=list(REGISTRY_TABLES))
+    with Session(engine) as s:
+        if s.get(RegistryState, 1) is None:
+            s.add(RegistryState(id=1))
+            try:
+                s.commit()
+            except sa.exc.IntegrityError:  # another process created it first
+                s.rollback()
+
+
+def drop_tables(engine: Engine) -> None:
+    SQLModel.metadata.drop_all(engine, tables=list(REGISTRY_TABLES))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_utc(value: datetime) -> datetime:
+    """Aware UTC datetime; naive values (SQLite drops the zone) are taken as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def rfc3339(value: datetime) -> str:
+    return to_utc(value).isoformat().replace("+00:00", "Z")
+
+
+def template_purpose(model: str, model_version: str) -> str:
+    return f"face_template|{model}|{model_version}"
+
+
+@contextmanager
+def unavailable_on_db_error(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:  # connection, lock, pool: not our bugs
+        raise RegistryUnavailable(f"{what}: database error ({type(exc).__name__})") from exc
+
+
+def bump(session: Session, *counters: str) -> None:
+    """Increment change counters inside the caller's transaction. Done first in each mutating transaction:
+    the row lock serialises writers, so template seqs become visible in commit order."""
+    values = {c: getattr(RegistryState, c) + 1 for c in counters}
+    stmt = sa.update(RegistryState).where(col(RegistryState.id) == 1).values(**values)
+    n = session.connection().execute(stmt).rowcount
+    if not n:
+        session.add(RegistryState(id=1, **{c: 1 for c in counters}))
+        session.flush()
+
+
+def read_counters(engine: Engine) -> dict[str, int]:
+    with Session(engine) as s:
+        row = s.get(RegistryState, 1)
+        return {c: (getattr(row, c) if row else 0) for c in COUNTERS}
+
+
+class DbTemplateSource:
+    """Decrypted templates of one (model, model_version) for a `FaceIndex`; version from a callback so the
+    registry can rate-limit its polling of the state row."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        crypto: SubjectCrypto,
+        model: str,
+        model_version: str,
+        dim: int,
+        version: Callable[[], int],
+    ) -> None:
+        self.engine = engine
+        self.crypto = crypto
+        self.model = model
+        self.model_version = model_version
+        self.dim = dim
+        self._version = version
+
+    def version(self) -> int:
+        return self._version()
+
+    def added_since(self, after_seq: int) -> TemplateBatch:
+        t = RegistryFaceTemplate
+        with Session(self.engine) as s:
+            rows = s.exec(
+                select(t.seq, t.subject_id, t.embedding_ct)
+                .where(t.model == self.model, t.model_version == self.model_version, col(t.seq) > after_seq)
+                .order_by(col(t.seq))
+            ).all()
+        by_subject: dict[str, list[tuple[int, bytes]]] = defaultdict(list)
+        for seq, subject_id, ct in rows:
+            by_subject[subject_id].append((seq or 0, bytes(ct)))
+        purpose = template_purpose(self.model, self.model_version)
+        seqs: list[int] = []
+        subjects: list[str] = []
+        vectors: list[np.ndarray] = []
+        for subject_id, items in by_subject.items():
+            try:
+                plains = self.crypto.decrypt_many(subject_id, [ct for _, ct in items], purpose)
+            except SubjectKeyNotFound:
+                continue  # being erased: its rows are going away
+            except CryptoError:
+                log.warning("skipping undecryptable templates of subject %s", subject_id)
+                continue
+            for (seq, _), plain in zip(items, plains, strict=True):
+                vec = np.frombuffer(plain, dtype=np.float32)
+                if vec.shape != (self.dim,):
+                    log.warning("skipping template %d: dimension %d != %d", seq, vec.size, self.dim)
+                    continue
+                seqs.append(seq)
+                subjects.append(subject_id)
+                vectors.append(vec)
+        matrix = np.stack(vectors) if vectors else np.zeros((0, self.dim), np.float32)
+        # the newest seq read, skipped rows included, so they are not re-read on every change
+        newest = max((r[0] or 0 for r in rows), default=after_seq)
+        return TemplateBatch(np.array(seqs, np.int64), subjects, matrix, newest_seq=newest)
+
+    def removed_since(self, after_removal_seq: int) -> tuple[list[int], int]:
+        r = RegistryTemplateRemoval
+        with Session(self.engine) as s:
+            rows = s.exec(
+                select(r.seq, r.template_seq)
+                .where(col(r.seq) > after_removal_seq, r.model == self.model)
+                .order_by(col(r.seq))
+            ).all()
+        newest = max((seq or 0 for seq, _ in rows), default=after_removal_seq)
+        return [int(t) for _, t in rows], newest
