@@ -1,0 +1,48 @@
+"""Why: load balancers and orchestrators need liveness, readiness (models loaded, database
+reachable, a policy active — a refused reload stays ready with `last_error`) and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from gateway.db import ping
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(request: Request) -> JSONResponse:
+    gw = getattr(request.app.state, "gateway", None)
+    body: dict[str, Any] = {"ready": False}
+    if gw is None or not gw.started:
+        body["reason"] = "starting"
+        return JSONResponse(body, status_code=503)
+    try:
+        ping(gw.engine)
+        body["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        body["database"] = f"unreachable: {type(exc).__name__}"
+    status = gw.policies.status()
+    body["policy"] = status
+    body["last_error"] = status["last_error"]
+    body["models"] = gw.pool.loaded()
+    ready = body["database"] == "ok" and gw.policies.active is not None
+    body["ready"] = ready
+    gw.metrics.ready.set(1 if ready else 0)
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    gw = getattr(request.app.state, "gateway", None)
+    if gw is None:
+        return Response(b"", media_type="text/plain")
+    return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")

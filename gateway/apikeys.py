@@ -1,0 +1,127 @@
+"""Why: API keys are bearer secrets; the gateway stores only their SHA-256 (keys are 192-bit random,
+so a fast hash is enough), shows a key once at creation and compares in constant time.
+
+Key format: `cg_<key id>_<secret>`; the id finds the row, the secret is checked against the hash.
+`admin` and `registrar` keys exist only for the operator tenant (ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, select
+
+from gateway.errors import Forbidden, Invalid, NotFound, Unauthorized
+
+ROLES = ("generator", "registrar", "auditor", "admin")
+OPERATOR_ONLY_ROLES = ("admin", "registrar")
+
+
+class ApiKeyRow(SQLModel, table=True):
+    __tablename__ = "apikeys"
+
+    id: str = Field(primary_key=True)
+    tenant: str = Field(index=True)
+    role: str
+    secret_sha256: str
+    name: str = ""
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    tenant: str
+    role: str
+
+    def is_operator(self, operator_tenant: str) -> bool:
+        return self.tenant == operator_tenant
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    id: str
+    tenant: str
+    role: str
+    name: str
+    created_at: str
+    revoked_at: str | None
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _info(row: ApiKeyRow) -> ApiKeyInfo:
+    return ApiKeyInfo(row.id, row.tenant, row.role, row.name, row.created_at.isoformat(),
+                      row.revoked_at.isoformat() if row.revoked_at else None)
+
+
+class ApiKeyStore:
+    def __init__(self, engine: Engine, operator_tenant: str = "operator"):
+        self.engine = engine
+        self.operator_tenant = operator_tenant
+
+    def create(self, tenant: str, role: str, name: str = "") -> tuple[ApiKeyInfo, str]:
+        if role not in ROLES:
+            raise Invalid(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+        if not tenant or len(tenant) > 128 or not all(c.isalnum() or c in "-_." for c in tenant):
+            raise Invalid("tenant must be 1-128 characters of letters, digits, '-', '_' or '.'")
+        if role in OPERATOR_ONLY_ROLES and tenant != self.operator_tenant:
+            raise Invalid(f"{role} keys exist only for the operator tenant {self.operator_tenant!r}")
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(24)
+        row = ApiKeyRow(id=key_id, tenant=tenant, role=role, secret_sha256=_hash(secret), name=name,
+                        created_at=datetime.now(UTC))
+        with Session(self.engine) as session:
+            session.add(row)
+            session.commit()
+            session.refresh(row)
+            info = _info(row)
+        return info, f"cg_{key_id}_{secret}"
+
+    def list(self, tenant: str | None = None) -> list[ApiKeyInfo]:
+        with Session(self.engine) as session:
+            query = select(ApiKeyRow).order_by(ApiKeyRow.created_at)  # type: ignore[arg-type]
+            if tenant:
+                query = query.where(ApiKeyRow.tenant == tenant)
+            return [_info(r) for r in session.exec(query)]
+
+    def revoke(self, key_id: str) -> ApiKeyInfo:
+        with Session(self.engine) as session:
+            row = session.get(ApiKeyRow, key_id)
+            if row is None:
+                raise NotFound(f"no API key {key_id!r}")
+            if row.revoked_at is None:
+                row.revoked_at = datetime.now(UTC)
+                session.add(row)
+                session.commit()
+                session.refresh(row)
+            return _info(row)
+
+    def authenticate(self, presented: str) -> Principal:
+        parts = presented.split("_", 2)
+        if len(parts) != 3 or parts[0] != "cg":
+            raise Unauthorized("malformed API key")
+        _, key_id, secret = parts
+        with Session(self.engine) as session:
+            row = session.get(ApiKeyRow, key_id)
+        expected = row.secret_sha256 if row is not None else _hash("\0")
+        ok = hmac.compare_digest(expected, _hash(secret))
+        if row is None or not ok:
+            raise Unauthorized("unknown API key")
+        if row.revoked_at is not None:
+            raise Unauthorized("this API key was revoked")
+        return Principal(row.id, row.tenant, row.role)
+
+
+def require_role(principal: Principal, *roles: str) -> None:
+    if principal.role == "admin" or principal.role in roles:
+        return
+    raise Forbidden(f"this endpoint needs a {' or '.join(roles)} key; yours is {principal.role}")

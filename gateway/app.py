@@ -1,0 +1,213 @@
+"""Why: `create_app(settings)` is the one way to build a gateway: it wires routers, error
+handling (every failure is JSON with the right status, never a bare 500 for bad input), limits,
+security headers and metrics, and builds all state in the lifespan — nothing at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from classifiers.registry import ModelRegistry
+from gateway.context import Gateway, build_gateway
+from gateway.errors import GatewayError
+from gateway.settings import Settings
+
+log = logging.getLogger("consentgate")
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+]
+DOCS_CSP = (b"content-security-policy",
+            b"default-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fastapi.tiangolo.com data:")
+
+
+class BodyLimit:
+    """Pure ASGI middleware: refuses bodies over the limit (by Content-Length, and by counting
+    streamed chunks) with 413 before any parser spools them to disk; adds security headers."""
+
+    def __init__(self, app: ASGIApp, max_body: int):
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        is_docs = scope.get("path", "").startswith(("/docs", "/redoc"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {h[0].lower() for h in headers}
+                for name, value in SECURITY_HEADERS:
+                    if name == b"content-security-policy" and is_docs:
+                        name, value = DOCS_CSP
+                    if name not in names:
+                        headers.append((name, value))
+                message["headers"] = headers
+            await send(message)
+
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > self.max_body
+            except ValueError:
+                too_big = True
+            if too_big:
+                await _send_json(send_with_headers, 413, "too_large",
+                                 f"request body is larger than the limit of {self.max_body} bytes")
+                return
+        received = 0
+        refused = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    refused = True
+                    raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send_with_headers)
+        except _BodyTooLarge:
+            await _send_json(send_with_headers, 413, "too_large",
+                             f"request body is larger than the limit of {self.max_body} bytes")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _send_json(send: Callable[[Message], Awaitable[None]], status: int, code: str, message: str) -> None:
+    import json
+
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(
+    settings: Settings,
+    *,
+    models: ModelRegistry | None = None,
+    background_start: bool = False,
+    on_ready: Callable[[Gateway], None] | None = None,
+) -> FastAPI:
+    """Build the ASGI app. With `background_start`, the server answers at once (/readyz 503)
+    while models load; otherwise startup waits for them (tests)."""
+
+    def start() -> Gateway:
+        gw = build_gateway(settings, models=models)
+        if not gw.policies.reload():
+            if gw.policies.active is None:
+                log.error("no valid policy could be loaded from %s:\n%s", settings.policies_dir,
+                          gw.policies.last_error)
+        gw.policies.start_watching(settings.policy_reload_interval_s)
+        gw.started = True
+        if on_ready is not None:
+            on_ready(gw)
+        return gw
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.gateway = None
+        app.state.start_error = None
+        if background_start:
+            def run() -> None:
+                try:
+                    app.state.gateway = start()
+                except Exception as exc:  # noqa: BLE001
+                    app.state.start_error = f"{type(exc).__name__}: {exc}"
+                    log.exception("gateway failed to start")
+
+            thread = threading.Thread(target=run, name="gateway-start", daemon=True)
+            thread.start()
+        else:
+            app.state.gateway = await asyncio.to_thread(start)
+        try:
+            yield
+        finally:
+            gw = app.state.gateway
+            if gw is not None:
+                await asyncio.to_thread(gw.close)
+
+    app = FastAPI(
+        title="consentgate",
+        version="0.1.0",
+        description="Safety and consent moderation gateway for generative media.",
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app)
+    _install_metrics(app)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
+    max_body = settings.max_upload_bytes * max(1, min(settings.max_media_parts, 4)) + 1_000_000
+    app.add_middleware(BodyLimit, max_body=max_body)
+
+    from gateway.api import routers
+
+    for router in routers():
+        app.include_router(router)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GatewayError)
+    async def gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
+        headers = getattr(exc, "headers", None)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()[:10]
+        )
+        return JSONResponse({"error": {"code": "invalid", "message": problems or "invalid request"}},
+                            status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return JSONResponse({"error": {"code": "internal", "message": "internal error; nothing was released"}},
+                            status_code=500)
+
+
+def _install_metrics(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def count(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
+        start = time.perf_counter()
+        response = await call_next(request)
+        gw = getattr(request.app.state, "gateway", None)
+        if gw is not None:
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            gw.metrics.requests.labels(path, request.method, str(response.status_code)).inc()
+            gw.metrics.request_seconds.labels(path).observe(time.perf_counter() - start)
+        return response

@@ -1,0 +1,104 @@
+"""Why: `consentgate init` and `serve` must leave a gateway someone can call on a fresh machine:
+data dir, database tables, the key-encryption key, the audit signing key and a development C2PA
+PKI — created once, idempotently, with 0600 key files. This module does that and opens the
+stateful subsystems (audit log, registry, provenance) for `build_gateway`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel
+
+from gateway.db import make_engine
+from gateway.settings import Settings
+
+
+def _import_models() -> None:
+    """Import every module that defines SQLModel tables, so create_all / Alembic see them."""
+    import gateway.apikeys  # noqa: F401
+    import gateway.registry.models  # noqa: F401
+    import gateway.provenance.models  # noqa: F401
+    import gateway.jobs.models  # noqa: F401
+
+
+def audit_key_path(settings: Settings) -> Path:
+    return settings.keys_dir / "audit_ed25519.key"
+
+
+def kek_path(settings: Settings) -> Path:
+    return settings.keys_dir / "kek.key"
+
+
+def c2pa_dir(settings: Settings) -> Path:
+    return settings.keys_dir / "c2pa"
+
+
+def ensure_initialised(settings: Settings) -> dict[str, Any]:
+    """Create whatever is missing; never overwrite what exists. Returns what was created."""
+    created: dict[str, Any] = {}
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.keys_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.keys_dir, 0o700)
+    from gateway.audit import generate_signing_key
+    from gateway.provenance.keys import init_dev_pki
+    from gateway.registry.crypto import FileKek
+
+    if not audit_key_path(settings).exists():
+        generate_signing_key(audit_key_path(settings))
+        created["audit_key"] = str(audit_key_path(settings))
+    if not kek_path(settings).exists():
+        FileKek.create(kek_path(settings))
+        created["kek"] = str(kek_path(settings))
+    pki = init_dev_pki(c2pa_dir(settings))
+    created["c2pa"] = str(pki.signing_cert_chain)
+    migrate(settings)
+    return created
+
+
+def migrate(settings: Settings) -> None:
+    """Bring the database schema to head (Alembic), and the key store's own table."""
+    from gateway.migrations import upgrade_head
+
+    upgrade_head(settings.resolved_database_url)
+    from gateway.registry.crypto import KeyStore
+
+    ks_engine = make_engine(settings.resolved_keystore_url)
+    try:
+        KeyStore(ks_engine).create_tables()
+    finally:
+        ks_engine.dispose()
+
+
+def create_all_tables(engine: Engine) -> None:
+    _import_models()
+    SQLModel.metadata.create_all(engine)
+
+
+def open_audit_log(settings: Settings, engine: Engine) -> Any:
+    from gateway.audit import AuditLog, load_signer
+
+    signer = load_signer(audit_key_path(settings), settings.audit_origin)
+    log = AuditLog(
+        engine,
+        signer,
+        origin=settings.audit_origin,
+        checkpoint_every=settings.audit_checkpoint_every,
+        checkpoint_interval_ms=settings.audit_checkpoint_interval_ms,
+    )
+    log.create_tables()
+    return log
+
+
+def open_registry(settings: Settings, engine: Engine, pool: Any) -> Any:
+    from gateway.registry.adapter import open_consent_registry
+
+    return open_consent_registry(settings, engine, pool, kek_path(settings))
+
+
+def open_provenance(settings: Settings, engine: Engine) -> Any:
+    from gateway.provenance.service import ProvenanceService
+
+    return ProvenanceService.open(settings, engine, c2pa_dir(settings))

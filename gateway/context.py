@@ -1,0 +1,87 @@
+"""Why: everything a running gateway holds (database, keys, models, policies, registry, audit
+log, provenance) is built here from `Settings` and hung on the app — no module-level singletons,
+so two apps in one process (tests, two replicas) never share state by accident."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from classifiers.registry import ModelRegistry, builtin_registry
+from gateway.apikeys import ApiKeyStore
+from gateway.db import make_engine
+from gateway.media import MediaLimits
+from gateway.metrics import Metrics
+from gateway.pipeline.check import CheckPipeline
+from gateway.pipeline.consent import ConsentLookup, EmptyConsent
+from gateway.pipeline.runtime import ModelPool
+from gateway.policy.manager import PolicyManager
+from gateway.settings import Settings
+
+log = logging.getLogger("consentgate")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    engine: Engine
+    apikeys: ApiKeyStore
+    metrics: Metrics
+    models: ModelRegistry
+    pool: ModelPool
+    policies: PolicyManager
+    pipeline: CheckPipeline
+    audit: Any
+    consent: ConsentLookup
+    limits: MediaLimits
+    registry: Any = None
+    provenance: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    started: bool = False
+
+    def close(self) -> None:
+        self.policies.stop()
+        for obj in (self.audit, self.registry, self.provenance):
+            closer = getattr(obj, "close", None)
+            if closer is not None:
+                try:
+                    closer()
+                except Exception:  # noqa: BLE001
+                    log.exception("error while closing %s", type(obj).__name__)
+        self.engine.dispose()
+
+
+def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) -> Gateway:
+    from gateway.bootstrap import ensure_initialised, open_audit_log, open_registry, open_provenance
+
+    ensure_initialised(settings)
+    engine = make_engine(settings.resolved_database_url)
+    metrics = Metrics()
+    registry_models = models or builtin_registry()
+    pool = ModelPool(registry_models, threads=settings.model_threads)
+    policies = PolicyManager(
+        settings.policies_dir,
+        pool,
+        policy_name=settings.extra.get("policy_name", "default"),
+        on_result=lambda result: metrics.policy_reloads.labels(result).inc(),
+    )
+    audit = open_audit_log(settings, engine)
+    registry = open_registry(settings, engine, pool)
+    consent: ConsentLookup = registry if registry is not None else EmptyConsent()
+    pipeline = CheckPipeline(consent, metrics, clock=utc_now, model_timeout_s=settings.model_timeout_s)
+    gw = Gateway(
+        settings=settings, engine=engine, apikeys=ApiKeyStore(engine, settings.operator_tenant), metrics=metrics,
+        models=registry_models, pool=pool, policies=policies, pipeline=pipeline, audit=audit, consent=consent,
+        limits=MediaLimits(settings.max_upload_bytes, settings.max_pixels, settings.working_max_side),
+        registry=registry,
+    )
+    gw.provenance = open_provenance(settings, engine)
+    return gw

@@ -1,0 +1,21 @@
+"""The pure decision core: facts + policy → verdict. No I/O, no clock."""
+
+from gateway.decision.decide import consent_state, decide, grant_is_valid, normalise_text
+from gateway.decision.facts import (
+    Facts,
+    FaceFact,
+    FaceMatch,
+    GrantFact,
+    HashHit,
+    ModelFailure,
+    NameFact,
+    NsfwFact,
+    SubjectFact,
+)
+from gateway.decision.verdict import FaceConsent, Reason, Verdict, strictest
+
+__all__ = [
+    "FaceConsent", "FaceFact", "FaceMatch", "Facts", "GrantFact", "HashHit", "ModelFailure", "NameFact",
+    "NsfwFact", "Reason", "SubjectFact", "Verdict", "consent_state", "decide", "grant_is_valid",
+    "normalise_text", "strictest",
+]

@@ -1,0 +1,31 @@
+"""Why: operators need to see where time goes (per pipeline stage and per model) and what the
+gateway answers (requests by route and status). One registry per app — no process globals."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("consentgate_requests_total", "HTTP requests", ["route", "method", "status"],
+                                registry=self.registry)
+        self.request_seconds = Histogram("consentgate_request_seconds", "HTTP request latency", ["route"],
+                                         buckets=_BUCKETS, registry=self.registry)
+        self.stage_seconds = Histogram("consentgate_stage_seconds", "Pipeline stage latency", ["stage"],
+                                       buckets=_BUCKETS, registry=self.registry)
+        self.model_seconds = Histogram("consentgate_model_seconds", "Model call latency", ["model"],
+                                       buckets=_BUCKETS, registry=self.registry)
+        self.decisions = Counter("consentgate_decisions_total", "Decisions", ["stage", "use", "decision"],
+                                 registry=self.registry)
+        self.model_failures = Counter("consentgate_model_failures_total", "Model failures (fail-closed)",
+                                      ["model"], registry=self.registry)
+        self.policy_reloads = Counter("consentgate_policy_reloads_total", "Policy reload attempts", ["result"],
+                                      registry=self.registry)
+        self.ready = Gauge("consentgate_ready", "1 when the gateway is ready", registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

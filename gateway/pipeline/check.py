@@ -1,0 +1,222 @@
+"""Why: the pipeline is the only place that orders I/O. It runs every model the policy names over
+every media part (off the event loop, concurrently, each call under a timeout), asks the consent
+registry about faces, names and hashes, reads grants at decision time, freezes all of that into
+`Facts`, and calls the pure `decide()`. Any failure becomes a `ModelFailure` fact: fail closed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import numpy as np
+
+from gateway.decision import (
+    FaceFact,
+    FaceMatch,
+    Facts,
+    HashHit,
+    ModelFailure,
+    NameFact,
+    NsfwFact,
+    Verdict,
+    decide,
+)
+from gateway.media import DecodedImage
+from gateway.metrics import Metrics
+from gateway.pipeline.consent import ConsentLookup
+from gateway.pipeline.runtime import PolicyRuntime
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CheckInput:
+    stage: str
+    use: str
+    tenant: str
+    end_user: str | None
+    prompt: str | None
+    images: list[DecodedImage] = field(default_factory=list)
+
+
+@dataclass
+class CheckResult:
+    facts: Facts
+    verdict: Verdict
+    elapsed_s: float
+    embeddings: list[np.ndarray] = field(default_factory=list)
+
+
+class _Failed(Exception):
+    def __init__(self, failure: ModelFailure):
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+class CheckPipeline:
+    def __init__(
+        self,
+        consent: ConsentLookup,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], datetime],
+        model_timeout_s: float = 10.0,
+    ):
+        self.consent = consent
+        self.metrics = metrics
+        self.clock = clock
+        self.model_timeout_s = model_timeout_s
+
+    async def _call(
+        self, check: str, model: str, fn: Callable[[], T], timeout: float | None = None
+    ) -> T:
+        start = time.perf_counter()
+        limit = timeout or self.model_timeout_s
+        try:
+            result = await asyncio.wait_for(asyncio.to_thread(fn), timeout=limit)
+        except TimeoutError:
+            self.metrics.model_failures.labels(model).inc()
+            raise _Failed(ModelFailure(check, model, f"timed out after {limit:g}s")) from None
+        except Exception as exc:  # noqa: BLE001 - every model error fails closed
+            self.metrics.model_failures.labels(model).inc()
+            raise _Failed(ModelFailure(check, model, f"{type(exc).__name__}: {exc}")) from None
+        finally:
+            self.metrics.model_seconds.labels(model).observe(time.perf_counter() - start)
+        return result
+
+    async def run(self, rt: PolicyRuntime, req: CheckInput) -> CheckResult:
+        start = time.perf_counter()
+        policy = rt.policy
+        failures: list[ModelFailure] = []
+        up = policy.uses.get(req.use)
+        stage_rules = getattr(up, req.stage, None) if up is not None and req.stage in ("input", "output") else None
+        working = [img.working for img in req.images]
+
+        async def guarded(coro: Awaitable[T]) -> T | None:
+            try:
+                return await coro
+            except _Failed as failed:
+                failures.append(failed.failure)
+                return None
+
+        nsfw_aliases: list[str] = []
+        if stage_rules is not None and working:
+            wanted = [c.model for c in stage_rules.nsfw] + [m.model for e in stage_rules.ensembles for m in e.members]
+            nsfw_aliases = list(dict.fromkeys(wanted))
+        nsfw_tasks = [
+            guarded(self._call(f"nsfw.{alias}", alias, lambda m=rt.nsfw[alias]: m.classify(working),
+                               rt.timeouts.get(alias)))
+            for alias in nsfw_aliases
+        ]
+        face_task = guarded(self._call("faces", rt.face.info.name,
+                                       lambda: [rt.face.analyze(w) for w in working])) if working else None
+        hash_task = guarded(self._call("hash_list", rt.hasher.info.name,
+                                       lambda: [rt.hasher.hashes(w) for w in working])) if working else None
+        prompt_task = guarded(self._prompt_facts(rt, req.prompt)) if req.prompt and (
+            stage_rules is None or stage_rules.prompt) else None
+
+        t0 = time.perf_counter()
+        results = await asyncio.gather(
+            *nsfw_tasks,
+            face_task if face_task is not None else _none(),
+            hash_task if hash_task is not None else _none(),
+            prompt_task if prompt_task is not None else _none(),
+        )
+        self.metrics.stage_seconds.labels("models").observe(time.perf_counter() - t0)
+        nsfw_results = results[: len(nsfw_aliases)]
+        faces_raw, hashes_raw, prompt_facts = results[len(nsfw_aliases):]
+
+        nsfw_facts: list[NsfwFact] = []
+        for alias, scores_list in zip(nsfw_aliases, nsfw_results, strict=True):
+            if scores_list is None:
+                continue
+            model = rt.nsfw[alias]
+            for i, scores in enumerate(scores_list):
+                nsfw_facts.append(NsfwFact(i, alias, model.info.name, model.info.version,
+                                           {k: float(v) for k, v in scores.items()}))
+
+        t1 = time.perf_counter()
+        face_facts, embeddings = await guarded(self._match_faces(rt, req, faces_raw)) or ((), [])
+        hash_hits: tuple[HashHit, ...] = ()
+        if hashes_raw is not None:
+            hash_hits = await guarded(self._hash_hits(rt, hashes_raw)) or ()
+        names, concepts = prompt_facts if prompt_facts is not None else ((), {})
+        subject_ids = sorted({m.subject_id for f in face_facts for m in f.matches} | {n.subject_id for n in names})
+        grants: dict[str, Any] = {}
+        subjects: dict[str, Any] = {}
+        if subject_ids:
+            got = await guarded(self._call("consent", "registry", lambda: (
+                self.consent.grants_for(subject_ids), self.consent.subject_facts(subject_ids))))
+            if got is not None:
+                grants, subjects = got
+        self.metrics.stage_seconds.labels("consent").observe(time.perf_counter() - t1)
+
+        facts = Facts(
+            stage=req.stage, use=req.use, tenant=req.tenant, end_user=req.end_user, now=self.clock(),
+            media_count=len(req.images), prompt=req.prompt, nsfw=tuple(nsfw_facts), faces=tuple(face_facts),
+            names=tuple(names), concepts=dict(concepts), hash_hits=hash_hits, subjects=subjects, grants=grants,
+            failures=tuple(failures),
+        )
+        verdict = decide(policy, facts)
+        elapsed = time.perf_counter() - start
+        self.metrics.stage_seconds.labels("check").observe(elapsed)
+        return CheckResult(facts, verdict, elapsed, embeddings)
+
+    async def _match_faces(
+        self, rt: PolicyRuntime, req: CheckInput, faces_raw: list[Any] | None
+    ) -> tuple[tuple[FaceFact, ...], list[np.ndarray]]:
+        if not faces_raw:
+            return (), []
+        located: list[tuple[int, Any, float]] = []
+        for media_index, (faces, img) in enumerate(zip(faces_raw, req.images, strict=True)):
+            for face in faces:
+                located.append((media_index, face, img.scale))
+        if not located:
+            return (), []
+        embeddings = [f.embedding for _, f, _ in located if f.embedding is not None]
+        if len(embeddings) != len(located):
+            raise _Failed(ModelFailure("faces", rt.face.info.name, "the face analyzer returned no embedding"))
+        matrix = np.stack(embeddings).astype(np.float32)
+        threshold = rt.policy.consent.match_threshold
+        matches = await self._call("consent", "registry",
+                                   lambda: self.consent.match_faces(rt.face.info.name, matrix, threshold))
+        facts = []
+        for (media_index, face, scale), face_matches in zip(located, matches, strict=True):
+            bbox = tuple(int(round(v * scale)) for v in face.bbox)
+            facts.append(FaceFact(media_index, bbox, float(face.det_score),  # type: ignore[arg-type]
+                                  tuple(FaceMatch(m.subject_id, float(m.similarity)) for m in face_matches)))
+        return tuple(facts), embeddings
+
+    async def _hash_hits(self, rt: PolicyRuntime, hashes_raw: list[list[str]]) -> tuple[HashHit, ...]:
+        max_distance = rt.policy.hash_list.max_distance
+        hits: list[HashHit] = []
+        for media_index, hashes in enumerate(hashes_raw):
+            found = await self._call("hash_list", "registry",
+                                     lambda h=hashes: self.consent.hash_hits(h, max_distance))
+            hits.extend(HashHit(media_index, subject_id, distance) for subject_id, distance in found)
+        return tuple(hits)
+
+    async def _prompt_facts(
+        self, rt: PolicyRuntime, prompt: str | None
+    ) -> tuple[tuple[NameFact, ...], dict[str, float]]:
+        if not prompt:
+            return (), {}
+        names: tuple[NameFact, ...] = ()
+        if rt.policy.prompt.names:
+            found = await self._call("prompt.names", "registry", lambda: self.consent.match_names(prompt))
+            names = tuple(NameFact(subject_id, text) for subject_id, text in found)
+        concepts: dict[str, float] = {}
+        if rt.text is not None and rt.concept_vectors:
+            text_model = rt.text
+            vec = await self._call("prompt.concepts", text_model.info.name, lambda: text_model.embed([prompt])[0])
+            for concept_id, examples in rt.concept_vectors.items():
+                concepts[concept_id] = float(np.max(examples @ vec))
+        return names, concepts
+
+
+async def _none() -> None:
+    return None

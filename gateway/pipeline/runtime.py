@@ -1,0 +1,102 @@
+"""Why: a policy names models; the runtime turns those names into loaded adapters once (models
+load at startup, not per request) and shares them across policy reloads, so a reload that keeps
+the same models costs nothing and one that names a new model loads it before going live."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from classifiers.base import FaceAnalyzer, NsfwClassifier, PerceptualHasher, TextEmbedder
+from classifiers.registry import ModelRegistry
+from gateway.policy.loader import PolicyError
+from gateway.policy.schema import ModelSpec, Policy
+
+
+@dataclass
+class PolicyRuntime:
+    """The loaded models one policy needs, with the concept examples already embedded."""
+
+    policy: Policy
+    nsfw: dict[str, NsfwClassifier]
+    face: FaceAnalyzer
+    hasher: PerceptualHasher
+    text: TextEmbedder | None
+    concept_vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    timeouts: dict[str, float | None] = field(default_factory=dict)
+
+
+class ModelPool:
+    """Creates adapters through the explicit registry and caches them by (family, adapter, options)."""
+
+    def __init__(self, registry: ModelRegistry, *, threads: int = 2):
+        self.registry = registry
+        self.threads = threads
+        self._cache: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, family: str, spec: ModelSpec) -> Any:
+        options = dict(spec.options)
+        if family in ("nsfw", "face", "text"):
+            options.setdefault("threads", self.threads)
+        key = json.dumps([family, spec.adapter, options], sort_keys=True, default=str)
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = self.registry.create(family, spec.adapter, options)
+            return self._cache[key]
+
+    def loaded(self) -> list[dict[str, str]]:
+        with self._lock:
+            return [
+                {"name": m.info.name, "version": m.info.version} for m in self._cache.values()
+            ]
+
+    def build(self, policy: Policy, source: str = "policy") -> PolicyRuntime:
+        """Load every model the policy needs and check that each label it thresholds exists."""
+        errors: list[str] = []
+        nsfw: dict[str, NsfwClassifier] = {}
+        for alias, spec in policy.models.items():
+            try:
+                nsfw[alias] = self.get("nsfw", spec)
+            except Exception as exc:  # noqa: BLE001 - any load failure refuses the policy
+                errors.append(f"{source}: models.{alias}: cannot load adapter {spec.adapter!r}: {exc}")
+        for use, up in policy.uses.items():
+            for stage_name in ("input", "output"):
+                stage = getattr(up, stage_name)
+                if stage is None:
+                    continue
+                for check in stage.nsfw:
+                    model = nsfw.get(check.model)
+                    if model is None:
+                        continue
+                    unknown = sorted(set(check.labels) - set(model.labels))
+                    if unknown:
+                        errors.append(
+                            f"{source}: uses.{use}.{stage_name}.nsfw.{check.model}: labels {unknown} are not "
+                            f"produced by adapter {model.info.name!r} (its labels: {', '.join(model.labels)})"
+                        )
+        face = hasher = text = None
+        try:
+            face = self.get("face", policy.consent.face_model)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"{source}: consent.face_model: cannot load: {exc}")
+        try:
+            hasher = self.get("hash", policy.hash_list.model)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"{source}: hash_list.model: cannot load: {exc}")
+        concept_vectors: dict[str, np.ndarray] = {}
+        if policy.prompt.text_model is not None:
+            try:
+                text = self.get("text", policy.prompt.text_model)
+                for concept in policy.prompt.concepts:
+                    concept_vectors[concept.id] = np.asarray(text.embed(concept.examples), dtype=np.float32)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(f"{source}: prompt.text_model: cannot load: {exc}")
+        if errors:
+            raise PolicyError(errors)
+        timeouts = {alias: spec.timeout_s for alias, spec in policy.models.items()}
+        return PolicyRuntime(policy, nsfw, face, hasher, text, concept_vectors, timeouts)  # type: ignore[arg-type]

@@ -1,0 +1,135 @@
+"""Why: admins edit policies on a live gateway. The manager validates a changed bundle in full
+(schema, registered models, loadable models, labels, signature when a trust key is set) and only
+then swaps it in atomically; a bad change is refused, logged and reported while the last good
+bundle keeps serving (keep-last-good, as OPA does). It polls the directory digest and reloads on
+SIGHUP."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway.pipeline.runtime import ModelPool, PolicyRuntime
+from gateway.policy.loader import PolicyBundle, PolicyError, bundle_digest, load_bundle
+
+log = logging.getLogger("consentgate.policy")
+
+
+@dataclass(frozen=True)
+class ActivePolicy:
+    bundle: PolicyBundle
+    runtime: PolicyRuntime
+    overlay_runtimes: dict[str, PolicyRuntime]
+
+    def for_tenant(self, tenant: str) -> PolicyRuntime:
+        return self.overlay_runtimes.get(tenant, self.runtime)
+
+
+SignatureCheck = Callable[[Path, str], None]
+
+
+class PolicyManager:
+    def __init__(
+        self,
+        directory: Path,
+        pool: ModelPool,
+        *,
+        policy_name: str = "default",
+        signature_check: SignatureCheck | None = None,
+        on_result: Callable[[str], None] | None = None,
+    ):
+        self.directory = Path(directory)
+        self.pool = pool
+        self.policy_name = policy_name
+        self.signature_check = signature_check
+        self.on_result = on_result
+        self.active: ActivePolicy | None = None
+        self.last_error: str | None = None
+        self.last_error_at: datetime | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seen_digest: str | None = None
+
+    def build(self) -> ActivePolicy:
+        bundle = load_bundle(self.directory, policy_name=self.policy_name, is_registered=self.pool.registry.has)
+        if self.signature_check is not None:
+            self.signature_check(self.directory, bundle.digest)
+        runtime = self.pool.build(bundle.policy, source=f"{self.directory}/{self.policy_name}.yaml")
+        overlays = {
+            tenant: self.pool.build(policy, source=f"{self.directory}/tenants/{tenant}.yaml")
+            for tenant, policy in bundle.overlays.items()
+        }
+        return ActivePolicy(bundle, runtime, overlays)
+
+    def reload(self) -> bool:
+        """Validate and activate the bundle on disk; False (and last good kept) when refused."""
+        with self._lock:
+            try:
+                digest = bundle_digest(self.directory) if self.directory.is_dir() else None
+                self._seen_digest = digest
+                active = self.build()
+            except PolicyError as exc:
+                self.last_error = str(exc)
+                self.last_error_at = datetime.now(UTC)
+                log.error("policy bundle refused, %s stays active:\n%s",
+                          self.active.bundle.digest[:12] if self.active else "nothing", exc)
+                if self.on_result:
+                    self.on_result("refused")
+                return False
+            except Exception as exc:  # noqa: BLE001 - any surprise refuses the bundle, never crashes
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.last_error_at = datetime.now(UTC)
+                log.exception("policy bundle refused")
+                if self.on_result:
+                    self.on_result("refused")
+                return False
+            changed = self.active is None or self.active.bundle.digest != active.bundle.digest
+            self.active = active
+            self.last_error = None
+            self.last_error_at = None
+            if changed:
+                log.info("policy %s active (digest %s)", active.bundle.policy.name, active.bundle.digest[:12])
+            if self.on_result:
+                self.on_result("ok")
+            return True
+
+    def poll_once(self) -> None:
+        try:
+            digest = bundle_digest(self.directory)
+        except OSError:
+            return
+        if digest != self._seen_digest:
+            self.reload()
+
+    def start_watching(self, interval_s: float) -> None:
+        if self._thread is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                self.poll_once()
+
+        self._thread = threading.Thread(target=loop, name="policy-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def status(self) -> dict[str, object]:
+        active = self.active
+        return {
+            "name": active.bundle.policy.name if active else None,
+            "digest": active.bundle.digest if active else None,
+            "loaded_at": active.bundle.loaded_at.isoformat() if active else None,
+            "files": list(active.bundle.files) if active else [],
+            "tenants": sorted(active.bundle.overlays) if active else [],
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at.isoformat() if self.last_error_at else None,
+        }

@@ -1,0 +1,67 @@
+"""Why: tenants may need a stricter policy than the base, never a looser one unless the base
+says so. An overlay file `policies/tenants/NAME.yaml` is a partial policy merged onto the base;
+the merged result is compared with the base and any loosening not listed in the base's
+`tenant_may_loosen.settings` is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from gateway.policy.schema import Policy
+
+
+def deep_merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = deep_merge(base.get(key), value) if key in base else value
+        return out
+    return over
+
+
+def load_overlays(
+    directory: Path, base: Policy, is_registered: Callable[[str, str], bool] | None
+) -> dict[str, Policy]:
+    from gateway.policy.loader import PolicyError, check_models, read_yaml, validation_errors
+    from gateway.policy.tighten import loosenings
+
+    tenants_dir = directory / "tenants"
+    if not tenants_dir.is_dir():
+        return {}
+    overlays: dict[str, Policy] = {}
+    errors: list[str] = []
+    base_dump = base.model_dump(mode="json")
+    for path in sorted(tenants_dir.glob("*.y*ml")):
+        tenant = path.stem
+        data, node = read_yaml(path)
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            errors.append(f"{path}:1: an overlay must be a mapping")
+            continue
+        merged = deep_merge(base_dump, data)
+        merged.setdefault("name", f"{base.name}+{tenant}")
+        if "name" not in data:
+            merged["name"] = f"{base.name}+{tenant}"
+        try:
+            policy = Policy.model_validate(merged)
+        except ValidationError as exc:
+            errors.extend(validation_errors(path, node, exc))
+            continue
+        if is_registered is not None:
+            errors.extend(check_models(policy, path, is_registered))
+        allowed = set(base.tenant_may_loosen.settings)
+        for setting, why in loosenings(base, policy):
+            if not any(setting == a or setting.startswith(a + ".") for a in allowed):
+                errors.append(
+                    f"{path}: {setting}: an overlay may only tighten the base policy ({why}); "
+                    f"list {setting!r} under tenant_may_loosen.settings in the base to allow it"
+                )
+        overlays[tenant] = policy
+    if errors:
+        raise PolicyError(errors)
+    return overlays

@@ -1,0 +1,203 @@
+"""Why: the policy file is the admin's steering wheel, so its shape is a typed, documented
+schema (pydantic, unknown keys refused) that is validated in full before it can go live.
+
+The JSON Schema exported from `Policy` lives at `policies/schema.json` for editors.
+Precedence of outcomes: deny > review > redact > allow (see `gateway.decision`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Outcome = Literal["allow", "review", "deny"]
+ConsentOutcome = Literal["review", "deny", "redact"]
+Stage = Literal["input", "output"]
+MEDIA_USES = {"img2img", "face_swap", "txt2img", "txt2video", "img2video", "video2video"}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(Strict):
+    """A model instance: `adapter` is a registered adapter name; `options` go to its factory."""
+
+    adapter: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float | None = Field(default=None, gt=0, description="Per-call timeout; default from settings.")
+
+
+class LabelThreshold(Strict):
+    """Scores >= deny deny; scores >= review (and < deny) send to review. Either may be omitted."""
+
+    deny: float | None = Field(default=None, ge=0, le=1)
+    review: float | None = Field(default=None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LabelThreshold:
+        if self.deny is None and self.review is None:
+            raise ValueError("a label threshold needs `deny`, `review` or both")
+        if self.deny is not None and self.review is not None and self.review > self.deny:
+            raise ValueError(f"review ({self.review}) must not be above deny ({self.deny})")
+        return self
+
+
+class NsfwCheck(Strict):
+    """Run model `model` (a key of `models`) and compare each listed label with its thresholds."""
+
+    model: str
+    labels: dict[str, LabelThreshold]
+    shadow: bool = Field(default=False, description="Evaluate and record under findings.shadow only.")
+    fail_open: bool = Field(default=False, description="If the model fails, allow (recorded) instead of deny.")
+
+
+class EnsembleMember(Strict):
+    model: str
+    label: str
+
+
+class Ensemble(Strict):
+    """Combine one label from several models (max or mean) and threshold the combined score."""
+
+    name: str
+    members: list[EnsembleMember] = Field(min_length=2)
+    combine: Literal["max", "mean"] = "max"
+    threshold: LabelThreshold
+    shadow: bool = False
+
+
+class FaceRules(Strict):
+    """Consent handling for faces. Face and consent checks cannot be switched off for media."""
+
+    unmatched: Outcome = Field(default="allow", description="Faces that match no enrolled subject.")
+    without_consent: ConsentOutcome = Field(
+        default="deny", description="Matched subjects without a valid grant (protected subjects always deny)."
+    )
+
+
+class StageRules(Strict):
+    nsfw: list[NsfwCheck] = Field(default_factory=list)
+    ensembles: list[Ensemble] = Field(default_factory=list)
+    faces: FaceRules = Field(default_factory=FaceRules)
+    prompt: bool = Field(default=True, description="Apply the prompt rules to the request's prompt.")
+
+
+class UsePolicy(Strict):
+    input: StageRules | None = None
+    output: StageRules | None = None
+    allow_redact: bool = Field(default=False, description="Whether `redact` may replace deny for this use.")
+
+
+class TermRule(Strict):
+    id: str
+    terms: list[str] = Field(default_factory=list)
+    regexes: list[str] = Field(default_factory=list)
+    outcome: Outcome = "deny"
+    shadow: bool = False
+
+    @field_validator("regexes")
+    @classmethod
+    def _compiles(cls, values: list[str]) -> list[str]:
+        import re
+
+        for pattern in values:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"regex {pattern!r} does not compile: {exc}") from None
+        return values
+
+
+class Concept(Strict):
+    """A semantic concept: prompts whose embedding is within `threshold` cosine of an example fire."""
+
+    id: str
+    examples: list[str] = Field(min_length=1)
+    threshold: float = Field(ge=-1, le=1)
+    outcome: Outcome = "deny"
+    shadow: bool = False
+
+
+class PromptRules(Strict):
+    rules: list[TermRule] = Field(default_factory=list)
+    concepts: list[Concept] = Field(default_factory=list)
+    text_model: ModelSpec | None = Field(default=None, description="Embedder for concepts (e.g. minilm).")
+    names: bool = Field(default=True, description="Match enrolled names and aliases in the prompt.")
+
+
+class ConsentSettings(Strict):
+    face_model: ModelSpec = Field(default_factory=lambda: ModelSpec(adapter="dlib"))
+    match_threshold: float = Field(default=0.9, ge=-1, le=1, description="Cosine similarity to match.")
+    fail_open: Literal[False] = Field(default=False, description="Consent checks always fail closed.")
+
+
+class HashListSettings(Strict):
+    model: ModelSpec = Field(default_factory=lambda: ModelSpec(adapter="pdq"))
+    max_distance: int = Field(default=31, ge=0, le=128)
+
+
+class WatermarkSpec(Strict):
+    method: Literal["dwtDctSvd", "dwtDct", "rivaGan"] = "dwtDctSvd"
+    strength: float = Field(default=1.0, gt=0, le=10)
+
+
+class Obligations(Strict):
+    watermark: WatermarkSpec | None = Field(default_factory=WatermarkSpec)
+    sign: bool = True
+
+
+class LogMasking(Strict):
+    prompt_text: bool = Field(default=False, description="Store prompt text in the audit log.")
+
+
+class Overridable(Strict):
+    """Settings a tenant overlay may loosen (by default overlays may only tighten)."""
+
+    settings: list[str] = Field(default_factory=list)
+
+
+class Policy(Strict):
+    """A complete policy: models, per-use rules, consent, prompt and hash-list rules, obligations."""
+
+    name: str
+    description: str = ""
+    models: dict[str, ModelSpec] = Field(default_factory=dict)
+    consent: ConsentSettings = Field(default_factory=ConsentSettings)
+    prompt: PromptRules = Field(default_factory=PromptRules)
+    hash_list: HashListSettings = Field(default_factory=HashListSettings)
+    obligations: Obligations = Field(default_factory=Obligations)
+    logging: LogMasking = Field(default_factory=LogMasking)
+    uses: dict[str, UsePolicy]
+    tenant_may_loosen: Overridable = Field(default_factory=Overridable)
+
+    @model_validator(mode="after")
+    def _references(self) -> Policy:
+        for use, up in self.uses.items():
+            for stage_name in ("input", "output"):
+                stage: StageRules | None = getattr(up, stage_name)
+                if stage is None:
+                    continue
+                for check in stage.nsfw:
+                    if check.model not in self.models:
+                        raise ValueError(
+                            f"uses.{use}.{stage_name}.nsfw: model {check.model!r} is not defined under `models`"
+                        )
+                for ens in stage.ensembles:
+                    for member in ens.members:
+                        if member.model not in self.models:
+                            raise ValueError(
+                                f"uses.{use}.{stage_name}.ensembles.{ens.name}: model {member.model!r} "
+                                "is not defined under `models`"
+                            )
+                if stage.faces.without_consent == "redact" and not up.allow_redact:
+                    raise ValueError(
+                        f"uses.{use}.{stage_name}.faces.without_consent is `redact` but "
+                        f"uses.{use}.allow_redact is false"
+                    )
+        return self
+
+
+def export_json_schema() -> dict[str, Any]:
+    return Policy.model_json_schema()

@@ -1,0 +1,83 @@
+"""Why: every knob of a gateway process in one typed object, read from the environment once and
+passed explicitly (to `create_app(settings)` and the CLI) — never a module-level global."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("./data")
+    policies_dir: Path = Path("./policies")
+    database_url: str | None = None
+    keystore_url: str | None = None
+    operator_tenant: str = "operator"
+    audit_origin: str = "consentgate.local/audit"
+    audit_checkpoint_every: int = 256
+    audit_checkpoint_interval_ms: int = 1000
+    max_upload_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    max_media_parts: int = 16
+    working_max_side: int = 1024
+    model_threads: int = 2
+    model_timeout_s: float = 10.0
+    policy_reload_interval_s: float = 1.0
+    policy_trust_key: Path | None = None
+    redis_url: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    load_models: bool = True
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'consentgate.db').resolve()}"
+
+    @property
+    def resolved_keystore_url(self) -> str:
+        if self.keystore_url:
+            return self.keystore_url
+        return f"sqlite:///{(self.data_dir / 'keys.db').resolve()}"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        trust = env.get("CONSENTGATE_POLICY_TRUST_KEY")
+        cors = env.get("CONSENTGATE_CORS_ORIGINS", "")
+        return cls(
+            data_dir=Path(env.get("CONSENTGATE_DATA_DIR", "./data")),
+            policies_dir=Path(env.get("CONSENTGATE_POLICIES", "./policies")),
+            database_url=env.get("CONSENTGATE_DATABASE_URL") or None,
+            keystore_url=env.get("CONSENTGATE_KEYSTORE_URL") or None,
+            operator_tenant=env.get("CONSENTGATE_OPERATOR_TENANT", "operator"),
+            max_upload_bytes=_env_int("CONSENTGATE_MAX_UPLOAD_BYTES", 50 * 1024 * 1024),
+            max_pixels=_env_int("CONSENTGATE_MAX_PIXELS", 40_000_000),
+            model_threads=_env_int("CONSENTGATE_MODEL_THREADS", min(2, os.cpu_count() or 1)),
+            model_timeout_s=_env_float("CONSENTGATE_MODEL_TIMEOUT_S", 10.0),
+            audit_checkpoint_every=_env_int("CONSENTGATE_AUDIT_CHECKPOINT_EVERY", 256),
+            audit_checkpoint_interval_ms=_env_int("CONSENTGATE_AUDIT_CHECKPOINT_MS", 1000),
+            policy_trust_key=Path(trust) if trust else None,
+            redis_url=env.get("CONSENTGATE_REDIS_URL") or None,
+            cors_origins=tuple(o.strip() for o in cors.split(",") if o.strip()),
+        )
