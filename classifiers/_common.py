@@ -47,9 +47,7 @@ class Options:
         self._options = dict(options or {})
         unknown = sorted(set(self._options) - set(allowed))
         if unknown:
-            raise ModelError(
-                f"adapter {adapter!r}: unknown option(s) {unknown}; allowed: {sorted(allowed)}"
-            )
+            raise ModelError(f"adapter {adapter!r}: unknown option(s) {unknown}; allowed: {sorted(allowed)}")
 
     def get(self, key: str, default: T, kind: type | tuple[type, ...] | None = None) -> T:
         value = self._options.get(key, default)

@@ -54,8 +54,7 @@ class FaceAnalyzer(Protocol):
     info: ModelInfo
     embedding_dim: int
 
-    def analyze(self, image: np.ndarray) -> list[DetectedFace]:
-        ...
+    def analyze(self, image: np.ndarray) -> list[DetectedFace]: ...
 
 
 @runtime_checkable
@@ -65,8 +64,7 @@ class TextEmbedder(Protocol):
     info: ModelInfo
     dim: int
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        ...
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 @runtime_checkable
@@ -77,8 +75,7 @@ class PerceptualHasher(Protocol):
     info: ModelInfo
     bits: int
 
-    def hashes(self, image: np.ndarray) -> list[str]:
-        ...
+    def hashes(self, image: np.ndarray) -> list[str]: ...
 
 
 class ModelError(RuntimeError):

@@ -13,7 +13,7 @@ Drawing a person for the fake face analyzer::
 
 `identity` is 0..255 (the colour is `fake_face_colour(identity)` = (0, identity, 255)); the same
 identity always embeds to the same unit vector (`fake_face_embedding`), different identities to
-nearly orthogonal ones (|cosine| < 0.35). A face is a solid square at least `MIN_FACE_SIDE`
+nearly orthogonal ones (|cosine| <= 0.36 over all pairs). A face is a solid square at least `MIN_FACE_SIDE`
 pixels wide; other shapes of that colour are ignored. Save such images losslessly (PNG): JPEG
 changes the exact colour.
 """
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,16 +39,18 @@ MIN_FACE_SIDE = 8
 @dataclass
 class FaultHook:
     """Mutable at run time: `raise_error` makes the next calls raise ModelError; `sleep_s` makes
-    them sleep first (to exercise timeouts). `calls` counts calls (handy for cache tests)."""
+    them sleep first (to exercise timeouts). `calls` counts calls (handy for cache tests).
+    `sleeper` is what sleeps (time.sleep; a test may pass a recorder or an Event.wait)."""
 
     raise_error: bool = False
     sleep_s: float = 0.0
     calls: int = 0
+    sleeper: Callable[[float], object] = field(default=time.sleep, repr=False)
 
     def fire(self, adapter: str) -> None:
         self.calls += 1
         if self.sleep_s > 0:
-            time.sleep(self.sleep_s)
+            self.sleeper(self.sleep_s)
         if self.raise_error:
             raise ModelError(f"{adapter}: injected fault")
 
