@@ -1,0 +1,62 @@
+"""The consentgate audit log: an RFC 6962 Merkle tree over canonical JSON records, with signed
+checkpoints, proofs, queries, export and an offline verifier. Self-contained: it imports nothing
+else from `gateway`. See SPEC.md for the formats.
+"""
+
+from .canonical import CanonicalizationError, Columns, canonical_json
+from .errors import AuditAppendError, AuditConfigError, AuditError, AuditNotFound, ProofError
+from .export import ExportSummary, export_log
+from .log import AppendResult, AuditFaults, AuditLog
+from .merkle import EMPTY_ROOT, MemoryTree, leaf_hash, node_hash, verify_consistency, verify_inclusion
+from .notes import (
+    Checkpoint,
+    CheckpointSigner,
+    PublicKeyLike,
+    VerifierKey,
+    generate_signing_key,
+    load_signer,
+    parse_checkpoint,
+    verifier_key,
+)
+from .reader import AuditEntry, ConsistencyProof, Head, InclusionProof
+from .schema import audit_metadata, audit_tables
+from .verify import VerifyReport, verify_database, verify_export
+
+__all__ = [
+    "EMPTY_ROOT",
+    "AppendResult",
+    "AuditAppendError",
+    "AuditConfigError",
+    "AuditEntry",
+    "AuditError",
+    "AuditFaults",
+    "AuditLog",
+    "AuditNotFound",
+    "CanonicalizationError",
+    "Checkpoint",
+    "CheckpointSigner",
+    "Columns",
+    "ConsistencyProof",
+    "ExportSummary",
+    "Head",
+    "InclusionProof",
+    "MemoryTree",
+    "ProofError",
+    "PublicKeyLike",
+    "VerifierKey",
+    "VerifyReport",
+    "audit_metadata",
+    "audit_tables",
+    "canonical_json",
+    "export_log",
+    "generate_signing_key",
+    "leaf_hash",
+    "load_signer",
+    "node_hash",
+    "parse_checkpoint",
+    "verifier_key",
+    "verify_consistency",
+    "verify_database",
+    "verify_export",
+    "verify_inclusion",
+]

@@ -1,0 +1,226 @@
+"""Why: the leaf hash is defined over RFC 8785 canonical JSON, and both the writer and the offline
+verifier must derive exactly the same bytes and the same query columns from a record.
+
+`canonical_json` is a fast encoder for plain JSON values (dict/list/str/int/float/bool/None) whose
+output is byte-identical to `rfc8785.dumps`; anything unusual (str/int subclasses, tuples, non-BMP
+keys) is delegated to the `rfc8785` package itself, which stays the reference.
+Query columns are computed from the canonical text and the parsed record by `columns_of`, the one
+function used at append time and by the verifier.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from json.encoder import encode_basestring
+from typing import Any
+
+import rfc8785
+
+from .merkle import leaf_hash
+
+_INT_MAX = 2**53 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_SUBJECT_KEY = re.compile(r'(?<=[{,])"subject_id":')
+_DECODER = json.JSONDecoder()
+
+
+class CanonicalizationError(ValueError):
+    """The record is not a JSON value that RFC 8785 can encode."""
+
+
+class _Delegate(Exception):
+    """Internal: this value needs the reference encoder."""
+
+
+def _float(f: float) -> str:
+    if math.isnan(f) or math.isinf(f):
+        raise CanonicalizationError(f"{f!r} is not representable in RFC 8785 JSON")
+    if f == 0:
+        return "0"
+    text = repr(f)
+    if "e" in text:
+        return rfc8785.dumps(f).decode("ascii")
+    if text.endswith(".0"):
+        return text[:-2]
+    return text
+
+
+def _encode(value: Any, out: list[str]) -> None:
+    kind = type(value)
+    if kind is str:
+        out.append(encode_basestring(value))
+    elif kind is dict:
+        if not value:
+            out.append("{}")
+            return
+        keys = sorted(value)
+        sep = "{"
+        for key in keys:
+            if type(key) is not str or not key.isascii():
+                raise _Delegate
+            out.append(sep)
+            out.append(encode_basestring(key))
+            out.append(":")
+            _encode(value[key], out)
+            sep = ","
+        out.append("}")
+    elif kind is list:
+        if not value:
+            out.append("[]")
+            return
+        sep = "["
+        for item in value:
+            out.append(sep)
+            _encode(item, out)
+            sep = ","
+        out.append("]")
+    elif kind is int:
+        if not -_INT_MAX <= value <= _INT_MAX:
+            raise CanonicalizationError(f"{value} exceeds the safe integer range of JSON numbers")
+        out.append(repr(value))
+    elif kind is float:
+        out.append(_float(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    else:
+        raise _Delegate
+
+
+def _canonical(value: Any) -> tuple[bytes, bool]:
+    """Canonical bytes, and whether the fast path (plain JSON types only) produced them."""
+    out: list[str] = []
+    try:
+        try:
+            _encode(value, out)
+        except RecursionError as exc:
+            raise CanonicalizationError("record is nested too deeply") from exc
+        except _Delegate:
+            return rfc8785.dumps(value), False
+        return "".join(out).encode("utf-8"), True
+    except rfc8785.CanonicalizationError as exc:
+        raise CanonicalizationError(str(exc)) from exc
+    except UnicodeEncodeError as exc:
+        raise CanonicalizationError("record contains text that is not valid Unicode") from exc
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 (JCS) encoding of a JSON value; raises `CanonicalizationError` if it has none."""
+    return _canonical(value)[0]
+
+
+def time_us(value: Any) -> int | None:
+    """Microseconds since the epoch of an RFC 3339 `created_at`, or None if absent/unparseable.
+
+    A timestamp without an offset is read as UTC.
+    """
+    if type(value) is not str:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return (parsed - _EPOCH) // _US
+
+
+def _ids(value: Any, found: set[str]) -> None:
+    if type(value) is str:
+        found.add(value)
+    elif type(value) is int:
+        found.add(str(value))
+    elif type(value) is list:
+        for item in value:
+            _ids(item, found)
+
+
+def subject_ids(text: str, record: Mapping[str, Any]) -> list[str]:
+    """Every value under a key `subject_id` anywhere in the canonical text, plus top-level `subjects`.
+
+    In canonical JSON a key is always preceded by `{` or `,` and a quote inside a string is always
+    escaped, so the pattern only matches real keys. Values may be strings, integers or lists of them.
+    """
+    found: set[str] = set()
+    for match in _SUBJECT_KEY.finditer(text):
+        value, _ = _DECODER.raw_decode(text, match.end())
+        _ids(value, found)
+    subjects = record.get("subjects")
+    if type(subjects) is list:
+        _ids(subjects, found)
+    return sorted(found)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if type(value) is str else None
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """The query columns stored beside a record; always derived, never supplied by the caller."""
+
+    kind: str
+    tenant: str | None
+    use: str | None
+    decision: str | None
+    time_us: int | None
+    subjects: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "tenant": self.tenant,
+            "use": self.use,
+            "decision": self.decision,
+            "time_us": self.time_us,
+            "subjects": list(self.subjects),
+        }
+
+
+def columns_of(text: str, record: Mapping[str, Any]) -> Columns:
+    """Query columns of a record given its canonical text (parsed `record` must match `text`)."""
+    kind = record.get("kind")
+    if type(kind) is not str or not kind:
+        raise CanonicalizationError("record needs a non-empty string field 'kind'")
+    return Columns(
+        kind=kind,
+        tenant=_str_or_none(record.get("tenant")),
+        use=_str_or_none(record.get("use")),
+        decision=_str_or_none(record.get("decision")),
+        time_us=time_us(record.get("created_at")),
+        subjects=tuple(subject_ids(text, record)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A record ready to append: canonical bytes, leaf hash and columns."""
+
+    data: bytes
+    leaf_hash: bytes
+    columns: Columns
+
+
+def prepare(record: Mapping[str, Any]) -> Prepared:
+    """Canonicalise `record` without its `audit` field and derive its leaf hash and columns.
+
+    Raises `CanonicalizationError` for a record that is not JSON or has no `kind`.
+    """
+    if not isinstance(record, Mapping):
+        raise CanonicalizationError("a record must be a mapping")
+    body = {k: v for k, v in record.items() if k != "audit"}
+    data, plain = _canonical(body)
+    text = data.decode("utf-8")
+    # Columns must come out the same as the verifier's, which reads the parsed canonical text:
+    # the fast path only accepts plain JSON types, so `body` already equals that parse.
+    source: Mapping[str, Any] = body if plain else json.loads(text)
+    return Prepared(data=data, leaf_hash=leaf_hash(data), columns=columns_of(text, source))

@@ -1,0 +1,111 @@
+"""Why: auditors verify offline. An export is a directory anyone can check with
+`verify_export` and the public key alone:
+
+    manifest.json      format, origin, entry and checkpoint counts, root, vkey
+    entries.jsonl      one line per entry, in index order:
+                       {"index":i,"leaf_hash":hex,"columns":{...},"record":<canonical record>}
+                       where the bytes after ',"record":' up to the final '}' are exactly the
+                       canonical record the leaf hash covers
+    checkpoints.jsonl  every checkpoint: {"tree_size","root_hash","note","published_at"}
+    verifier.vkey      the log's verifier key (C2SP vkey)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import groupby
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+
+from .errors import AuditConfigError
+from .log import AuditLog
+from .notes import PublicKeyLike, verifier_key
+from .schema import audit_tables
+from .verify import RECORD_MARKER
+
+FORMAT = "consentgate-audit-export/1"
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    path: Path
+    entries: int
+    checkpoints: int
+    root_hash: str
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def export_log(
+    source: AuditLog | Engine,
+    out_dir: str | os.PathLike[str],
+    *,
+    public_key: PublicKeyLike | None = None,
+    table_prefix: str = "audit_",
+    publish: bool = True,
+) -> ExportSummary:
+    """Write the log (up to its current head) to `out_dir`.
+
+    With an `AuditLog`, a checkpoint covering every entry is published first (unless `publish` is
+    False) and the key comes from its signer; with an Engine pass `public_key`.
+    """
+    if isinstance(source, AuditLog):
+        engine, tables = source.engine, source.tables
+        if publish:
+            source.publish_checkpoint()
+        key_source: PublicKeyLike | None = public_key if public_key is not None else source.signer
+    else:
+        engine, tables, key_source = source, audit_tables(table_prefix), public_key
+    if key_source is None:
+        raise AuditConfigError("export_log needs the log's public key")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    e, s, cp, h = tables.entries, tables.subjects, tables.checkpoints, tables.head
+    with engine.connect() as conn:
+        head = conn.execute(select(h.c.origin, h.c.tree_size, h.c.root_hash).where(h.c.id == 1)).one()
+        origin, size, root = str(head[0]), int(head[1]), bytes(head[2])
+        key = verifier_key(key_source, origin)
+        subject_rows = conn.execution_options(yield_per=20000).execute(
+            select(s.c.idx, s.c.subject_id).where(s.c.idx < size).order_by(s.c.idx, s.c.subject_id)
+        )
+        groups = ((int(i), [str(r[1]) for r in g]) for i, g in groupby(subject_rows, key=lambda r: r[0]))
+        pending = next(groups, None)
+        with engine.connect() as entry_conn, (out / "entries.jsonl").open("w", encoding="utf-8") as fh:
+            rows = entry_conn.execution_options(yield_per=20000).execute(
+                select(e.c.idx, e.c.leaf_hash, e.c.record, e.c.kind, e.c.tenant, e.c.use, e.c.decision,
+                       e.c.time_us).where(e.c.idx < size).order_by(e.c.idx)
+            )
+            for idx, lh, rec, kind, tenant, use, decision, tus in rows:
+                while pending is not None and pending[0] < idx:
+                    pending = next(groups, None)
+                subjects = pending[1] if pending is not None and pending[0] == idx else []
+                meta = {"index": int(idx), "leaf_hash": bytes(lh).hex(), "columns": {
+                    "kind": kind, "tenant": tenant, "use": use, "decision": decision,
+                    "time_us": tus, "subjects": subjects}}
+                fh.write(_dumps(meta)[:-1] + RECORD_MARKER + rec + "}\n")
+        checkpoints = conn.execute(
+            select(cp.c.tree_size, cp.c.root_hash, cp.c.note, cp.c.published_at)
+            .where(cp.c.tree_size <= size).order_by(cp.c.tree_size)
+        ).all()
+    with (out / "checkpoints.jsonl").open("w", encoding="utf-8") as fh:
+        for tree_size, root_hash, note, published_at in checkpoints:
+            fh.write(_dumps({"tree_size": int(tree_size), "root_hash": bytes(root_hash).hex(),
+                             "note": note, "published_at": published_at}) + "\n")
+    (out / "verifier.vkey").write_text(key.vkey + "\n")
+    manifest = {
+        "format": FORMAT,
+        "origin": origin,
+        "entries": size,
+        "checkpoints": len(checkpoints),
+        "root_hash": root.hex(),
+        "vkey": key.vkey,
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return ExportSummary(out, size, len(checkpoints), root.hex())

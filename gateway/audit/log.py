@@ -1,0 +1,328 @@
+"""Why: the write side of the audit log. An append is durable when it returns, is sequenced under
+a database lock so several processes share one gapless log, and concurrent appends in a process
+are group-committed (the first waiting thread leads and commits everyone queued behind it in one
+transaction). Checkpoints are signed apart from durability: every `checkpoint_every` entries
+inside the batch that crosses the mark, and by a timer every `checkpoint_interval_ms`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from .canonical import CanonicalizationError, Prepared, prepare
+from .errors import AuditAppendError, AuditConfigError
+from .merkle import EMPTY_ROOT, Frontier, frontier_nodes
+from .notes import Checkpoint, CheckpointSigner
+from .reader import AuditEntry, ConsistencyProof, Head, InclusionProof, LogReader
+from .schema import audit_tables, node_id
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """Where a record landed. `checkpoint` is set when a checkpoint covering it was signed in the
+    same batch; otherwise one is pending (see `AuditLog.latest_checkpoint`)."""
+
+    index: int
+    leaf_hash: str
+    checkpoint: dict[str, Any] | None
+
+
+@dataclass
+class AuditFaults:
+    """Fault injection for tests of callers: the next `fail_appends` appends raise
+    `AuditAppendError` before touching the database; the next `fail_commits` batches are rolled
+    back after their writes; `fail_checkpoints` makes publishing fail."""
+
+    fail_appends: int = 0
+    fail_commits: int = 0
+    fail_checkpoints: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def take(self, name: str) -> bool:
+        with self._lock:
+            left: int = getattr(self, name)
+            if left <= 0:
+                return False
+            setattr(self, name, left - 1)
+            return True
+
+
+class _Pending:
+    __slots__ = ("items", "results", "error", "done")
+
+    def __init__(self, items: list[Prepared]) -> None:
+        self.items = items
+        self.results: list[AppendResult] = []
+        self.error: AuditAppendError | None = None
+        self.done = False
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class AuditLog:
+    """An append-only, verifiable log of records in `engine`'s database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        signer: CheckpointSigner,
+        *,
+        origin: str,
+        checkpoint_every: int = 256,
+        checkpoint_interval_ms: int = 1000,
+        table_prefix: str = "audit_",
+    ) -> None:
+        if checkpoint_every < 1:
+            raise AuditConfigError("checkpoint_every must be >= 1")
+        self.engine = engine
+        self.signer = signer
+        self.origin = origin
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval_ms = checkpoint_interval_ms
+        self.tables = audit_tables(table_prefix)
+        self.metadata = self.tables.metadata
+        self.reader = LogReader(engine, self.tables)
+        self.faults = AuditFaults()
+        self._cv = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._leading = False
+        self._closed = False
+        self._write_lock = threading.Lock()
+        self._frontier: Frontier | None = None
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+        self._sql = self._statements()
+
+    # -- setup ---------------------------------------------------------------------------------
+    def _statements(self) -> dict[str, str]:
+        ph = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        p = self.tables.prefix  # validated by audit_tables: [a-z_][a-z0-9_]*; values are bound
+        # Plain SQL for the hot path: executemany straight to the driver, no per-row ORM work.
+        return {
+            "entry": f"INSERT INTO {p}entries (idx, leaf_hash, record, kind, tenant, use, decision, "  # noqa: S608
+            f"time_us) VALUES ({', '.join([ph] * 8)})",
+            "subject": f"INSERT INTO {p}subjects (idx, subject_id) VALUES ({ph}, {ph})",  # noqa: S608
+            "node": f"INSERT INTO {p}nodes (nid, hash) VALUES ({ph}, {ph})",  # noqa: S608
+            "head": f"UPDATE {p}head SET tree_size = {ph}, root_hash = {ph}, checkpoint_size = {ph} "  # noqa: S608
+            f"WHERE id = 1",
+            "checkpoint": f"INSERT INTO {p}checkpoints (tree_size, root_hash, note, published_at) "  # noqa: S608
+            f"VALUES ({ph}, {ph}, {ph}, {ph})",
+            "lock_sqlite": f"UPDATE {p}head SET tree_size = tree_size WHERE id = 1",  # noqa: S608
+            "lock": f"SELECT origin FROM {p}head WHERE id = 1 FOR UPDATE",  # noqa: S608
+        }
+
+    def create_tables(self) -> None:
+        """Create the tables and the head row if missing (idempotent, safe to race)."""
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (None, "", ":memory:"):
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        self.metadata.create_all(self.engine)
+        head = self.tables.head
+        try:
+            with self.engine.begin() as conn:
+                if conn.execute(select(head.c.id)).first() is None:
+                    conn.execute(insert(head).values(id=1, origin=self.origin, tree_size=0,
+                                                     root_hash=EMPTY_ROOT, checkpoint_size=-1))
+        except IntegrityError:
+            pass  # another process created it first
+        self._check_origin(self.reader.head())
+
+    def _check_origin(self, head: Head) -> None:
+        if head.origin != self.origin:
+            raise AuditConfigError(f"tables hold the log {head.origin!r}, not {self.origin!r}")
+
+    def start(self) -> None:
+        """Start the checkpoint timer (appends start it too)."""
+        with self._cv:
+            if self._timer is None and self.checkpoint_interval_ms > 0 and not self._closed:
+                self._timer = threading.Thread(target=self._tick, name="audit-checkpoints", daemon=True)
+                self._timer.start()
+
+    def close(self) -> None:
+        """Refuse further appends and stop the checkpoint timer."""
+        with self._cv:
+            self._closed = True
+            timer, self._timer = self._timer, None
+        self._stop.set()
+        if timer is not None:
+            timer.join()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- appends -------------------------------------------------------------------------------
+    def append(self, record: Mapping[str, Any]) -> AppendResult:
+        """Append one record; durable when this returns. Raises AuditAppendError otherwise."""
+        return self.append_many([record])[0]
+
+    def append_many(self, records: Sequence[Mapping[str, Any]]) -> list[AppendResult]:
+        """Append records atomically and contiguously, in order."""
+        try:
+            items = [prepare(r) for r in records]
+        except CanonicalizationError as exc:
+            raise AuditAppendError(f"record rejected: {exc}") from exc
+        if self.faults.take("fail_appends"):
+            raise AuditAppendError("injected append failure")
+        if not items:
+            return []
+        if self._timer is None:
+            self.start()
+        pending = _Pending(items)
+        with self._cv:
+            if self._closed:
+                raise AuditAppendError("audit log is closed")
+            self._queue.append(pending)
+            while not pending.done:
+                if self._leading:
+                    self._cv.wait()
+                    continue
+                self._leading = True
+                batch, self._queue = self._queue, []
+                self._cv.release()
+                try:
+                    self._commit(batch)
+                finally:
+                    self._cv.acquire()
+                    self._leading = False
+                    self._cv.notify_all()
+        if pending.error is not None:
+            raise pending.error
+        return pending.results
+
+    def _lock_head(self, conn: Connection) -> Head:
+        if self.engine.dialect.name == "sqlite":
+            conn.exec_driver_sql(self._sql["lock_sqlite"])  # first statement: takes the write lock
+        else:
+            conn.exec_driver_sql(self._sql["lock"])
+        head = self.reader.head(conn)
+        self._check_origin(head)
+        return head
+
+    def _load_frontier(self, conn: Connection, head: Head) -> Frontier:
+        current = self._frontier
+        if current is not None and current.size == head.tree_size and current.root() == head.root_hash:
+            return current
+        ids = frontier_nodes(head.tree_size)
+        found = self.reader.fetch_nodes(conn, ids)
+        try:
+            frontier = Frontier(head.tree_size, [found[i] for i in ids])
+        except KeyError as exc:
+            raise AuditAppendError(f"tree node {exc.args[0]} is missing: the log is damaged") from exc
+        if frontier.root() != head.root_hash:
+            raise AuditAppendError("stored tree does not match the head root: the log is damaged")
+        return frontier
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            with self._write_lock, self.engine.begin() as conn:
+                head = self._lock_head(conn)
+                frontier = self._load_frontier(conn, head).copy()
+                entries: list[tuple[Any, ...]] = []
+                subjects: list[tuple[int, str]] = []
+                nodes: list[tuple[int, bytes]] = []
+                for pending in batch:
+                    for item in pending.items:
+                        idx = frontier.size
+                        c = item.columns
+                        entries.append((idx, item.leaf_hash, item.data.decode("utf-8"), c.kind, c.tenant,
+                                        c.use, c.decision, c.time_us))
+                        subjects.extend((idx, s) for s in c.subjects)
+                        nodes.extend((node_id(lvl, i), h) for lvl, i, h in frontier.push(item.leaf_hash))
+                conn.exec_driver_sql(self._sql["entry"], entries)
+                if subjects:
+                    conn.exec_driver_sql(self._sql["subject"], subjects)
+                if nodes:
+                    conn.exec_driver_sql(self._sql["node"], nodes)
+                root = frontier.root()
+                checkpoint = None
+                cp_size = head.checkpoint_size
+                if frontier.size - max(cp_size, 0) >= self.checkpoint_every:
+                    checkpoint = self._sign(conn, frontier.size, root)
+                    cp_size = frontier.size
+                conn.exec_driver_sql(self._sql["head"], (frontier.size, root, cp_size))
+                if self.faults.take("fail_commits"):
+                    raise RuntimeError("injected commit failure")
+        except Exception as exc:  # noqa: BLE001 - every failure must reach the waiting callers
+            self._frontier = None
+            error = exc if isinstance(exc, AuditAppendError) else AuditAppendError(f"append failed: {exc}")
+            if error is not exc:
+                error.__cause__ = exc
+            for pending in batch:
+                pending.error = error
+                pending.done = True
+            return
+        self._frontier = frontier
+        cp_dict = None if checkpoint is None else checkpoint.as_dict()
+        first = head.tree_size
+        for pending in batch:
+            for item in pending.items:
+                pending.results.append(AppendResult(first, item.leaf_hash.hex(), cp_dict))
+                first += 1
+            pending.done = True
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _sign(self, conn: Connection, size: int, root: bytes) -> Checkpoint:
+        if self.faults.take("fail_checkpoints"):
+            raise RuntimeError("injected checkpoint failure")
+        checkpoint = self.signer.sign_checkpoint(self.origin, size, root)
+        conn.exec_driver_sql(self._sql["checkpoint"], (size, root, checkpoint.note, _now()))
+        return checkpoint
+
+    def publish_checkpoint(self) -> Checkpoint:
+        """Sign a checkpoint of the current tree now (returns the latest if nothing is new)."""
+        with self._write_lock, self.engine.begin() as conn:
+            head = self._lock_head(conn)
+            if head.checkpoint_size == head.tree_size:
+                latest = self.reader.latest_checkpoint(conn)
+                if latest is not None:
+                    return latest
+            checkpoint = self._sign(conn, head.tree_size, head.root_hash)
+            conn.exec_driver_sql(self._sql["head"], (head.tree_size, head.root_hash, head.tree_size))
+            return checkpoint
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.checkpoint_interval_ms / 1000):
+            try:
+                head = self.reader.head()
+                if head.tree_size > max(head.checkpoint_size, 0):
+                    self.publish_checkpoint()
+            except Exception:  # noqa: BLE001 - the timer must survive a bad moment of the database
+                _log.exception("audit checkpoint publication failed")
+
+    # -- reads (see LogReader) -----------------------------------------------------------------
+    def head(self) -> Head:
+        return self.reader.head()
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        return self.reader.latest_checkpoint()
+
+    def entry(self, index: int, *, tenant: str | None = None) -> AuditEntry:
+        return self.reader.entry(index, tenant=tenant)
+
+    def query(self, **filters: Any) -> tuple[list[AuditEntry], str | None]:
+        return self.reader.query(**filters)
+
+    def inclusion_proof(self, index: int, tree_size: int | None = None) -> InclusionProof:
+        if tree_size is None:
+            latest = self.latest_checkpoint()
+            tree_size = 0 if latest is None else latest.tree_size
+        return self.reader.inclusion_proof(index, tree_size)
+
+    def consistency_proof(self, first: int, second: int) -> ConsistencyProof:
+        return self.reader.consistency_proof(first, second)

@@ -1,0 +1,264 @@
+"""Why: everything an auditor reads — entries with filters and paging, one entry with its proof,
+checkpoints, inclusion and consistency proofs — served from the stored subtree hashes with a
+couple of indexed lookups, never by re-reading the log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, exists, select
+from sqlalchemy.engine import Connection
+
+from .canonical import time_us
+from .errors import AuditNotFound, ProofError
+from .merkle import EMPTY_ROOT, NodeId, consistency_ranges, hashes_of, inclusion_ranges
+from .notes import Checkpoint
+from .schema import AuditTables, node_id
+
+MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class Head:
+    origin: str
+    tree_size: int
+    root_hash: bytes
+    checkpoint_size: int
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    index: int
+    tree_size: int
+    leaf_hash: bytes
+    hashes: list[bytes]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "tree_size": self.tree_size,
+            "leaf_hash": self.leaf_hash.hex(),
+            "hashes": [h.hex() for h in self.hashes],
+        }
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    first: int
+    second: int
+    first_root: bytes
+    second_root: bytes
+    hashes: list[bytes]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "first": self.first,
+            "second": self.second,
+            "first_root": self.first_root.hex(),
+            "second_root": self.second_root.hex(),
+            "hashes": [h.hex() for h in self.hashes],
+        }
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One log entry. `checkpoint` is the latest checkpoint if it covers the entry, else None
+    (a checkpoint is pending); `inclusion_proof` is filled by `entry()` when it is covered."""
+
+    index: int
+    leaf_hash: bytes
+    record: dict[str, Any]
+    checkpoint: Checkpoint | None = None
+    inclusion_proof: list[bytes] | None = None
+
+    @property
+    def checkpoint_pending(self) -> bool:
+        return self.checkpoint is None
+
+    def audit_field(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "leaf_hash": self.leaf_hash.hex(),
+            "checkpoint": None if self.checkpoint is None else self.checkpoint.as_dict(),
+        }
+
+    def to_record(self) -> dict[str, Any]:
+        """The stored record with its `audit` field filled in."""
+        return {**self.record, "audit": self.audit_field()}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.audit_field(),
+            "record": self.to_record(),
+            "checkpoint_pending": self.checkpoint_pending,
+            "inclusion_proof": None
+            if self.inclusion_proof is None
+            else [h.hex() for h in self.inclusion_proof],
+        }
+
+
+def _time_bound(value: datetime | str | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    bound = time_us(value)
+    if bound is None:
+        raise ValueError(f"not an RFC 3339 time: {value!r}")
+    return bound
+
+
+class LogReader:
+    """Read side of a log stored in `tables` on `engine`."""
+
+    def __init__(self, engine: Engine, tables: AuditTables) -> None:
+        self.engine = engine
+        self.t = tables
+
+    # -- state ---------------------------------------------------------------------------------
+    def head(self, conn: Connection | None = None) -> Head:
+        if conn is None:
+            with self.engine.connect() as c:
+                return self.head(c)
+        h = self.t.head
+        row = conn.execute(
+            select(h.c.origin, h.c.tree_size, h.c.root_hash, h.c.checkpoint_size).where(h.c.id == 1)
+        ).first()
+        if row is None:
+            raise AuditNotFound("audit log tables are not initialised (call create_tables)")
+        return Head(row[0], int(row[1]), bytes(row[2]), int(row[3]))
+
+    def latest_checkpoint(self, conn: Connection | None = None) -> Checkpoint | None:
+        if conn is None:
+            with self.engine.connect() as c:
+                return self.latest_checkpoint(c)
+        cp = self.t.checkpoints
+        row = conn.execute(
+            select(cp.c.tree_size, cp.c.root_hash, cp.c.note).order_by(cp.c.tree_size.desc()).limit(1)
+        ).first()
+        if row is None:
+            return None
+        return Checkpoint(self.head(conn).origin, int(row[0]), bytes(row[1]), str(row[2]))
+
+    def fetch_nodes(self, conn: Connection, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
+        ids = list(ids)
+        out: dict[NodeId, bytes] = {}
+        leaves = [i for lvl, i in ids if lvl == 0]
+        upper = {node_id(lvl, i): (lvl, i) for lvl, i in ids if lvl > 0}
+        e, n = self.t.entries, self.t.nodes
+        if leaves:
+            for idx, h in conn.execute(select(e.c.idx, e.c.leaf_hash).where(e.c.idx.in_(leaves))):
+                out[(0, int(idx))] = bytes(h)
+        if upper:
+            for nid, h in conn.execute(select(n.c.nid, n.c.hash).where(n.c.nid.in_(list(upper)))):
+                out[upper[int(nid)]] = bytes(h)
+        return out
+
+    # -- proofs --------------------------------------------------------------------------------
+    def _size_ok(self, conn: Connection, size: int) -> None:
+        current = self.head(conn).tree_size
+        if size > current:
+            raise ProofError(f"the log has {current} entries, not {size}")
+
+    def root_at(self, size: int, conn: Connection | None = None) -> bytes:
+        if conn is None:
+            with self.engine.connect() as c:
+                return self.root_at(size, c)
+        self._size_ok(conn, size)
+        if size == 0:
+            return EMPTY_ROOT
+        return hashes_of([(0, size)], lambda ids: self.fetch_nodes(conn, ids))[0]
+
+    def inclusion_proof(self, index: int, tree_size: int, conn: Connection | None = None) -> InclusionProof:
+        if conn is None:
+            with self.engine.connect() as c:
+                return self.inclusion_proof(index, tree_size, c)
+        self._size_ok(conn, tree_size)
+        ranges = inclusion_ranges(index, tree_size)
+        hashes = hashes_of([(index, index + 1), *ranges], lambda ids: self.fetch_nodes(conn, ids))
+        return InclusionProof(index, tree_size, hashes[0], hashes[1:])
+
+    def consistency_proof(self, first: int, second: int) -> ConsistencyProof:
+        with self.engine.connect() as conn:
+            self._size_ok(conn, second)
+            ranges = consistency_ranges(first, second)
+            whole = [(0, first), (0, second)]
+            hashes = hashes_of([*whole, *ranges], lambda ids: self.fetch_nodes(conn, ids))
+        first_root = hashes[0] if first else EMPTY_ROOT
+        second_root = hashes[1] if second else EMPTY_ROOT
+        return ConsistencyProof(first, second, first_root, second_root, hashes[2:])
+
+    # -- entries -------------------------------------------------------------------------------
+    def entry(self, index: int, *, tenant: str | None = None, with_proof: bool = True) -> AuditEntry:
+        e = self.t.entries
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(e.c.idx, e.c.leaf_hash, e.c.record, e.c.tenant).where(e.c.idx == index)
+            ).first()
+            if row is None or (tenant is not None and row[3] != tenant):
+                raise AuditNotFound(f"no audit entry {index}")
+            checkpoint = self.latest_checkpoint(conn)
+            if checkpoint is None or checkpoint.tree_size <= index:
+                return AuditEntry(index, bytes(row[1]), json.loads(row[2]))
+            proof = None
+            if with_proof:
+                proof = self.inclusion_proof(index, checkpoint.tree_size, conn).hashes
+            return AuditEntry(index, bytes(row[1]), json.loads(row[2]), checkpoint, proof)
+
+    def query(
+        self,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        tenant: str | None = None,
+        decision: str | None = None,
+        subject: str | None = None,
+        use: str | None = None,
+        kind: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+        descending: bool = False,
+    ) -> tuple[list[AuditEntry], str | None]:
+        """Entries matching every given filter, in log order, `limit` at a time.
+
+        `since` is inclusive and `until` exclusive (on `created_at`); pass the returned cursor to
+        get the next page (None when there is none). `tenant` restricts the query to one tenant.
+        """
+        e, s = self.t.entries, self.t.subjects
+        limit = max(1, min(int(limit), MAX_LIMIT))
+        conds: list[Any] = []
+        lo, hi = _time_bound(since), _time_bound(until)
+        if lo is not None:
+            conds.append(e.c.time_us >= lo)
+        if hi is not None:
+            conds.append(e.c.time_us < hi)
+        for column, value in ((e.c.tenant, tenant), (e.c.decision, decision), (e.c.use, use),
+                              (e.c.kind, kind)):
+            if value is not None:
+                conds.append(column == value)
+        if subject is not None:
+            conds.append(exists().where(and_(s.c.idx == e.c.idx, s.c.subject_id == subject)))
+        if cursor is not None:
+            try:
+                after = int(cursor)
+            except ValueError as exc:
+                raise ValueError(f"invalid cursor {cursor!r}") from exc
+            conds.append(e.c.idx < after if descending else e.c.idx > after)
+        order = e.c.idx.desc() if descending else e.c.idx.asc()
+        stmt = select(e.c.idx, e.c.leaf_hash, e.c.record).where(*conds).order_by(order).limit(limit + 1)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+            checkpoint = self.latest_checkpoint(conn)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        covered = -1 if checkpoint is None else checkpoint.tree_size
+        entries = [
+            AuditEntry(int(i), bytes(h), json.loads(r), checkpoint if int(i) < covered else None)
+            for i, h, r in rows
+        ]
+        return entries, (str(entries[-1].index) if more and entries else None)

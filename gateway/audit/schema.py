@@ -1,0 +1,107 @@
+"""Why: the log's tables, defined once so `AuditLog`, the verifier and Alembic (through
+`audit_metadata`) agree; a prefix lets tests and several logs share one database.
+
+    <p>head         one row: origin, tree size, root hash, size of the latest checkpoint;
+                    writers lock it (SELECT ... FOR UPDATE / SQLite write lock) to sequence appends
+    <p>entries      idx, leaf hash, canonical record text, query columns
+    <p>subjects     (idx, subject_id) pairs for subject filters
+    <p>nodes        hashes of complete subtrees of level >= 1, keyed by nid = index * 64 + level
+    <p>checkpoints  every signed checkpoint published
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+)
+
+from .errors import AuditConfigError
+
+_PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+# SQLite only treats a column declared exactly INTEGER as the rowid; keep BIGINT elsewhere.
+_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def node_id(level: int, index: int) -> int:
+    return index * 64 + level
+
+
+@dataclass(frozen=True)
+class AuditTables:
+    metadata: MetaData
+    prefix: str
+    head: Table
+    entries: Table
+    subjects: Table
+    nodes: Table
+    checkpoints: Table
+
+
+def audit_tables(prefix: str = "audit_", metadata: MetaData | None = None) -> AuditTables:
+    """Define the audit tables with `prefix` on `metadata` (a new MetaData by default)."""
+    if not _PREFIX.match(prefix):
+        raise AuditConfigError(f"table prefix {prefix!r} must match {_PREFIX.pattern}")
+    md = MetaData() if metadata is None else metadata
+    head = Table(
+        f"{prefix}head",
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("origin", Text, nullable=False),
+        Column("tree_size", BigInteger, nullable=False),
+        Column("root_hash", LargeBinary, nullable=False),
+        Column("checkpoint_size", BigInteger, nullable=False),
+    )
+    entries = Table(
+        f"{prefix}entries",
+        md,
+        Column("idx", _ID, primary_key=True, autoincrement=False),
+        Column("leaf_hash", LargeBinary, nullable=False),
+        Column("record", Text, nullable=False),
+        Column("kind", Text, nullable=False),
+        Column("tenant", Text),
+        Column("use", Text),
+        Column("decision", Text),
+        Column("time_us", BigInteger),
+        Index(f"ix_{prefix}entries_tenant", "tenant", "idx"),
+        Index(f"ix_{prefix}entries_kind", "kind", "idx"),
+        Index(f"ix_{prefix}entries_time", "time_us"),
+    )
+    subjects = Table(
+        f"{prefix}subjects",
+        md,
+        Column("idx", BigInteger, nullable=False),
+        Column("subject_id", Text, nullable=False),
+        PrimaryKeyConstraint("idx", "subject_id"),
+        Index(f"ix_{prefix}subjects_subject", "subject_id", "idx"),
+    )
+    nodes = Table(
+        f"{prefix}nodes",
+        md,
+        Column("nid", _ID, primary_key=True, autoincrement=False),
+        Column("hash", LargeBinary, nullable=False),
+    )
+    checkpoints = Table(
+        f"{prefix}checkpoints",
+        md,
+        Column("tree_size", _ID, primary_key=True, autoincrement=False),
+        Column("root_hash", LargeBinary, nullable=False),
+        Column("note", Text, nullable=False),
+        Column("published_at", Text, nullable=False),
+    )
+    return AuditTables(md, prefix, head, entries, subjects, nodes, checkpoints)
+
+
+def audit_metadata(prefix: str = "audit_") -> MetaData:
+    """A fresh MetaData holding the audit tables (for Alembic's target_metadata)."""
+    return audit_tables(prefix).metadata
