@@ -1,0 +1,171 @@
+"""Why: an allowed video leaves the gateway marked, and marking means re-encoding. This module
+does it in a single pass — decode, mark the Y plane, encode — so the cost stays near the floor
+of a plain decode + encode.
+
+Output contract (whatever the input container): MP4 with H.264 video (libx264, yuv420p, the
+input's frame timestamps so the same frame rate, quality set by `crf` and `preset`; odd sizes
+are scaled to the nearest even size below, which 4:2:0 requires) and the first audio track
+kept: copied when MP4 can carry it as is (AAC, MP3), otherwise re-encoded to AAC. Other
+streams (subtitles, data, extra audio tracks) and container metadata are dropped. The result is
+ready for C2PA signing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal, cast
+
+import av
+
+from gateway.video.intake import decode_errors, open_video
+from gateway.video.watermark import VideoWatermarker
+
+__all__ = ["COPY_AUDIO_CODECS", "OutputInfo", "mark_and_encode"]
+
+COPY_AUDIO_CODECS = frozenset({"aac", "mp3"})
+AudioMode = Literal["copied", "aac"]
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    frame_count: int
+    duration_s: float
+    fps: float
+    audio: AudioMode | None
+    width: int = 0
+    height: int = 0
+
+
+class _VideoPath:
+    """Decoded frames in, marked and encoded packets out (one per output stream)."""
+
+    def __init__(self, out: av.container.OutputContainer, vin: av.VideoStream, watermarker: VideoWatermarker,
+                 crf: int, preset: str, threads: int) -> None:
+        ctx = vin.codec_context
+        self.width, self.height = ctx.width & ~1, ctx.height & ~1
+        rate = vin.average_rate or vin.guessed_rate or Fraction(30)
+        self.rate = Fraction(rate)
+        self.stream = out.add_stream("libx264", rate=self.rate)
+        self.stream.width, self.stream.height, self.stream.pix_fmt = self.width, self.height, "yuv420p"
+        self.stream.options = {"crf": str(crf), "preset": preset}
+        self.stream.codec_context.thread_count = threads
+        self.time_base = 1 / self.rate  # output timestamps are frame slots at the input's rate
+        self.stream.codec_context.time_base = self.time_base
+        self.out = out
+        self.wm = watermarker
+        self.frames = 0
+        self.first_pts: int | None = None
+        self.last_pts: int | None = None
+
+    def push(self, frame: av.VideoFrame) -> None:
+        if frame.width != self.width or frame.height != self.height or frame.format.name != "yuv420p":
+            frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
+        planes = frame.to_ndarray(format="yuv420p")
+        planes[: self.height] = self.wm.mark_luma(planes[: self.height], self.frames)
+        marked = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        pts = round(frame.time * self.rate) if frame.time is not None else (self.last_pts or -1) + 1
+        if self.last_pts is not None and pts <= self.last_pts:
+            pts = self.last_pts + 1  # x264 needs strictly increasing timestamps
+        marked.pts, marked.time_base = pts, self.time_base
+        if self.first_pts is None:
+            self.first_pts = pts
+        self.last_pts = pts
+        self.frames += 1
+        self.out.mux(self.stream.encode(marked))
+
+    def flush(self) -> None:
+        self.out.mux(self.stream.encode(None))
+
+    def duration_s(self) -> float:
+        if self.first_pts is None or self.last_pts is None:
+            return 0.0
+        return float((self.last_pts - self.first_pts) * self.time_base) + float(1 / self.rate)
+
+
+class _AudioPath:
+    def __init__(self, out: av.container.OutputContainer, ain: av.AudioStream) -> None:
+        self.out = out
+        name = ain.codec_context.codec.canonical_name
+        self.mode: AudioMode = "copied" if name in COPY_AUDIO_CODECS else "aac"
+        if self.mode == "copied":
+            self.stream: av.AudioStream = out.add_stream_from_template(ain)
+        else:
+            rate = ain.codec_context.sample_rate or 48_000
+            self.stream = out.add_stream("aac", rate=rate)
+            channels = ain.codec_context.channels or 1
+            self.stream.layout = "stereo" if channels >= 2 else "mono"
+
+    def push(self, packet: av.Packet[av.AudioStream]) -> None:
+        if self.mode == "copied":
+            if packet.dts is None:
+                return  # the demuxer's flush packet
+            packet.stream = self.stream
+            self.out.mux(packet)
+            return
+        for frame in packet.decode():
+            frame.pts = None  # let the encoder number samples; its fifo regroups frame sizes
+            self.out.mux(self.stream.encode(frame))
+
+    def flush(self) -> None:
+        if self.mode == "aac":
+            self.out.mux(self.stream.encode(None))
+
+
+def mark_and_encode(src_path: str | os.PathLike[str], dst_path: str | os.PathLike[str], wm_id: int, *,
+                    crf: int = 23, preset: str = "veryfast", progress: Callable[[float], None] | None = None,
+                    watermarker: VideoWatermarker | None = None, threads: int = 0) -> OutputInfo:
+    """Decode `src_path`, mark every frame with `wm_id`, write H.264 MP4 to `dst_path`.
+
+    Raises VideoError (400) when the input does not decode; any other failure (the watermark,
+    the encoder, the disk) propagates so the caller withholds the render (fail closed).
+    `threads=0` lets FFmpeg pick decoder and encoder threads.
+    """
+    wm = watermarker or VideoWatermarker(wm_id)
+    if wm.wm_id != wm_id:
+        raise ValueError("the watermarker was built for another wm_id")
+    with open_video(src_path) as inp:
+        if not inp.streams.video:
+            raise ValueError("no video stream")
+        vin = inp.streams.video[0]
+        vin.codec_context.thread_type = "AUTO"
+        vin.codec_context.thread_count = threads
+        ain = inp.streams.audio[0] if inp.streams.audio else None
+        duration = _duration_hint(inp, vin)
+        with av.open(os.fspath(dst_path), "w", format="mp4") as out:
+            video = _VideoPath(out, vin, wm, crf, preset, threads)
+            audio = _AudioPath(out, ain) if ain is not None else None
+            streams = [vin] if ain is None else [vin, ain]
+            next_report = 0.0
+            for packet in inp.demux(streams):
+                if audio is not None and isinstance(packet.stream, av.AudioStream):
+                    with decode_errors("audio"):
+                        audio.push(cast("av.Packet[av.AudioStream]", packet))
+                    continue
+                with decode_errors():
+                    frames = packet.decode()
+                for decoded in frames:
+                    frame = cast(av.VideoFrame, decoded)
+                    video.push(frame)
+                    if progress is not None and duration > 0 and frame.time is not None:
+                        done = min(1.0, float(frame.time) / duration)
+                        if done >= next_report:
+                            progress(done)
+                            next_report = done + 0.01
+            video.flush()
+            if audio is not None:
+                audio.flush()
+    if video.frames == 0:
+        raise ValueError("the video holds no frames")
+    if progress is not None:
+        progress(1.0)
+    return OutputInfo(frame_count=video.frames, duration_s=video.duration_s(), fps=float(video.rate),
+                      audio=audio.mode if audio is not None else None, width=video.width, height=video.height)
+
+
+def _duration_hint(inp: av.container.InputContainer, vin: av.VideoStream) -> float:
+    if vin.duration and vin.time_base:
+        return float(vin.duration * vin.time_base)
+    return (inp.duration or 0) / 1_000_000
