@@ -32,6 +32,7 @@ class RegistrySubject(SQLModel, table=True):
 
 class RegistryFaceTemplate(SQLModel, table=True):
     __tablename__ = "registry_face_templates"
+    __table_args__ = {"sqlite_autoincrement": True}  # seqs are never reused: replicas track them
 
     seq: int | None = Field(default=None, primary_key=True)
     subject_id: str = Field(foreign_key="registry_subjects.id", index=True, max_length=64)
@@ -114,6 +115,7 @@ class RegistryTemplateRemoval(SQLModel, table=True):
     """Tombstones of removed templates, so replicas drop them from their in-memory index incrementally."""
 
     __tablename__ = "registry_template_removals"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     seq: int | None = Field(default=None, primary_key=True)
     template_seq: int = Field(index=True)

@@ -68,18 +68,21 @@ class NameIndex:
         return sum(len(v) for v in self._by_first.values())
 
     def match(self, prompt: str) -> list[tuple[str, str]]:
-        """(subject_id, matched text as written in the prompt), each pair once, in prompt order."""
+        """(subject_id, matched text as written in the prompt), in prompt order. A subject's match inside
+        a longer match of the same subject ("Nadia" inside "Nadia Ødegård") is not reported again."""
         nfc = unicodedata.normalize("NFC", prompt)
         toks = tokens(nfc)
         words = [t for t, _, _ in toks]
-        seen: set[tuple[str, str]] = set()
-        out: list[tuple[str, str]] = []
+        spans: list[tuple[str, int, int]] = []  # (subject, first token, last token + 1)
         for i, w in enumerate(words):
             for name_words, subject_id in self._by_first.get(w, ()):
                 n = len(name_words)
                 if tuple(words[i : i + n]) == name_words:
-                    hit = (subject_id, nfc[toks[i][1] : toks[i + n - 1][2]])
-                    if hit not in seen:
-                        seen.add(hit)
-                        out.append(hit)
+                    spans.append((subject_id, i, i + n))
+        out: list[tuple[str, str]] = []
+        for sid, a, b in spans:
+            inside = any(s == sid and x <= a and b <= y and (x, y) != (a, b) for s, x, y in spans)
+            hit = (sid, nfc[toks[a][1] : toks[b - 1][2]])
+            if not inside and hit not in out:
+                out.append(hit)
         return out
