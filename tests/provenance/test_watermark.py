@@ -3,6 +3,8 @@ resize and brightness; unmarked images never yield an id; sizes and faults fail 
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 import pytest
@@ -50,7 +52,7 @@ def test_dwt_round_trip_survives_stripping_and_jpeg_q75(name: str, dwt: DwtDctSv
 def test_dwt_survives_half_resize_and_brightness(astronaut: np.ndarray, dwt: DwtDctSvdWatermarker) -> None:
     wm_id = new_watermark_id("dwtDctSvd")
     marked = dwt.embed(astronaut, wm_id)
-    half = cv2.resize(marked, (256, 256), interpolation=cv2.INTER_AREA)
+    half = np.asarray(cv2.resize(marked, (256, 256), interpolation=cv2.INTER_AREA), dtype=np.uint8)
     found = dwt.detect(half)
     assert found.wm_id == wm_id and found.scale == 2.0
     brighter = np.clip(marked.astype(np.float32) * 1.1, 0, 255).astype(np.uint8)
@@ -58,9 +60,9 @@ def test_dwt_survives_half_resize_and_brightness(astronaut: np.ndarray, dwt: Dwt
 
 
 def _unmarked_images() -> list[np.ndarray]:
-    bases = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea(), skimage.data.rocket(),
-             np.stack([skimage.data.camera()] * 3, -1), np.stack([skimage.data.moon()] * 3, -1),
-             skimage.data.immunohistochemistry(), np.stack([skimage.data.page()] * 3, -1)[:, :, :]]
+    sk: Any = skimage.data
+    bases = [sk.astronaut(), sk.coffee(), sk.chelsea(), sk.rocket(), np.stack([sk.camera()] * 3, -1),
+             np.stack([sk.moon()] * 3, -1), sk.immunohistochemistry(), np.stack([sk.page()] * 3, -1)]
     variants: list[np.ndarray] = []
     for img in bases:
         h, w = img.shape[:2]
