@@ -44,9 +44,7 @@ def dlib_analyzer() -> Any:
 
 
 @pytest.fixture(scope="module")
-def enrolled(
-    module_dbs: Any, dlib_analyzer: Any, astronaut: np.ndarray
-) -> Iterator[tuple[Registry, str]]:
+def enrolled(module_dbs: Any, dlib_analyzer: Any, astronaut: np.ndarray) -> Iterator[tuple[Registry, str]]:
     dbs = module_dbs
     tmp: Path = dbs.tmp
     store = KeyStore(dbs.engine("keys"))
@@ -75,8 +73,11 @@ def test_copies_of_the_enrolled_face_match(
     pasted = coffee.copy()
     face = _resize(astronaut[20:300, 100:360], 208, 224)  # head and shoulders, rescaled ×0.8
     pasted[60:284, 150:358] = face
-    variants = {"jpeg_q70": _jpeg(astronaut, 70), "resized_300": _resize(astronaut, 300, 300),
-                "pasted_into_coffee": pasted}
+    variants = {
+        "jpeg_q70": _jpeg(astronaut, 70),
+        "resized_300": _resize(astronaut, 300, 300),
+        "pasted_into_coffee": pasted,
+    }
     for name, image in variants.items():
         best = _best(reg, dlib_analyzer, image)
         print(f"{name}: cosine {best[0][1]:.4f}")
