@@ -54,7 +54,7 @@ def _signature(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray]:
         step = max(1, min(frame.width, frame.height) // 64)
         thumb = y[: frame.height : step, : frame.width : step]
     else:
-        thumb = frame.to_ndarray(format="gray", width=64, height=36)
+        thumb = np.asarray(frame.to_ndarray(format="gray", width=64, height=36), dtype=np.uint8)
     hist = np.bincount((thumb >> 3).ravel(), minlength=_BINS).astype(np.float64)
     blocks = cv2.resize(np.ascontiguousarray(thumb), (16, 9), interpolation=cv2.INTER_AREA)
     return hist / max(hist.sum(), 1.0), blocks.astype(np.float64) / 255.0
