@@ -21,7 +21,6 @@ def _import_models() -> None:
     import gateway.apikeys  # noqa: F401
     import gateway.registry.models  # noqa: F401
     import gateway.provenance.models  # noqa: F401
-    import gateway.jobs.models  # noqa: F401
 
 
 def audit_key_path(settings: Settings) -> Path:
@@ -93,12 +92,21 @@ def open_audit_log(settings: Settings, engine: Engine) -> Any:
 
 
 def open_registry(settings: Settings, engine: Engine, pool: Any) -> Any:
-    from gateway.registry.adapter import open_consent_registry
+    """The consent registry: templates in the main database, subject keys in the separate key
+    store, wrapped by the KEK file. Face analyzers are attached when a policy activates."""
+    from gateway.policy.schema import ModelSpec
+    from gateway.registry.crypto import FileKek, KeyStore, SubjectCrypto
+    from gateway.registry.service import Registry
 
-    return open_consent_registry(settings, engine, pool, kek_path(settings))
+    keystore_engine = make_engine(settings.resolved_keystore_url)
+    crypto = SubjectCrypto(FileKek(kek_path(settings)), KeyStore(keystore_engine))
+    hasher = pool.get("hash", ModelSpec(adapter="pdq"))
+    registry = Registry(engine, crypto, {}, hasher)
+    registry.keystore_engine = keystore_engine  # type: ignore[attr-defined]
+    return registry
 
 
 def open_provenance(settings: Settings, engine: Engine) -> Any:
-    from gateway.provenance.service import ProvenanceService
+    from gateway.releaser import ProvenanceService
 
     return ProvenanceService.open(settings, engine, c2pa_dir(settings))

@@ -19,7 +19,7 @@ from gateway.metrics import Metrics
 from gateway.pipeline.check import CheckPipeline
 from gateway.pipeline.consent import ConsentLookup, EmptyConsent
 from gateway.pipeline.runtime import ModelPool
-from gateway.policy.manager import PolicyManager
+from gateway.policy.manager import ActivePolicy, PolicyManager
 from gateway.settings import Settings
 
 log = logging.getLogger("consentgate")
@@ -67,10 +67,16 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
     metrics = Metrics()
     registry_models = models or builtin_registry()
     pool = ModelPool(registry_models, threads=settings.model_threads)
+    signature_check = None
+    if settings.policy_trust_key is not None:
+        from gateway.policy.signing import verifier
+
+        signature_check = verifier(settings.policy_trust_key)
     policies = PolicyManager(
         settings.policies_dir,
         pool,
         policy_name=settings.extra.get("policy_name", "default"),
+        signature_check=signature_check,
         on_result=lambda result: metrics.policy_reloads.labels(result).inc(),
     )
     audit = open_audit_log(settings, engine)
@@ -84,4 +90,11 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
         registry=registry,
     )
     gw.provenance = open_provenance(settings, engine)
+    if registry is not None:
+        def attach_face_models(active: ActivePolicy) -> None:
+            faces = {active.runtime.face.info.name: active.runtime.face}
+            faces.update({rt.face.info.name: rt.face for rt in active.overlay_runtimes.values()})
+            registry.face_analyzers.update(faces)
+
+        policies.on_activate = attach_face_models
     return gw

@@ -9,8 +9,4 @@ def routers() -> list[APIRouter]:
     from gateway.api import apikeys, check, health
 
     found = [health.router, check.router, apikeys.router]
-    from gateway.api import audit, jobs, policy, provenance, proxy, registry, release
-
-    found += [release.router, provenance.router, registry.router, audit.router, policy.router, jobs.router,
-              proxy.router]
     return found

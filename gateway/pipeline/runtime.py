@@ -41,8 +41,6 @@ class ModelPool:
 
     def get(self, family: str, spec: ModelSpec) -> Any:
         options = dict(spec.options)
-        if family in ("nsfw", "face", "text"):
-            options.setdefault("threads", self.threads)
         key = json.dumps([family, spec.adapter, options], sort_keys=True, default=str)
         with self._lock:
             if key not in self._cache:

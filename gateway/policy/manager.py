@@ -41,12 +41,14 @@ class PolicyManager:
         policy_name: str = "default",
         signature_check: SignatureCheck | None = None,
         on_result: Callable[[str], None] | None = None,
+        on_activate: Callable[[ActivePolicy], None] | None = None,
     ):
         self.directory = Path(directory)
         self.pool = pool
         self.policy_name = policy_name
         self.signature_check = signature_check
         self.on_result = on_result
+        self.on_activate = on_activate
         self.active: ActivePolicy | None = None
         self.last_error: str | None = None
         self.last_error_at: datetime | None = None
@@ -89,6 +91,8 @@ class PolicyManager:
                     self.on_result("refused")
                 return False
             changed = self.active is None or self.active.bundle.digest != active.bundle.digest
+            if self.on_activate is not None:
+                self.on_activate(active)
             self.active = active
             self.last_error = None
             self.last_error_at = None

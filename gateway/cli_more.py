@@ -1,0 +1,11 @@
+"""Why: the CLI groups beyond init/serve/apikey, registered explicitly in one place."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    from gateway.cli_policy import policy_app
+
+    app.add_typer(policy_app, name="policy")

@@ -1,0 +1,236 @@
+"""Why: admins validate, test, explain, sign and review policies from the shell before a change
+goes live — `consentgate policy validate|test|explain|sign|keygen|shadow-report|schema`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gateway.cli import DataDir, fail, load_settings
+
+policy_app = typer.Typer(help="Validate, test, explain and sign policy bundles.", no_args_is_help=True)
+DirArg = Annotated[Path | None, typer.Argument(help="Policy directory (default: CONSENTGATE_POLICIES or ./policies)")]
+NameOpt = Annotated[str, typer.Option("--name", help="Policy file name inside the directory.")]
+
+
+def _registry() -> Any:
+    from classifiers.registry import builtin_registry
+
+    return builtin_registry()
+
+
+@policy_app.command("validate")
+def validate(directory: DirArg = None, name: NameOpt = "default") -> None:
+    """Exit 0 when the bundle is valid; else print each error (file:line: field.path: message), exit 1."""
+    from gateway.policy.loader import PolicyError, load_bundle
+
+    d = directory or load_settings().policies_dir
+    try:
+        bundle = load_bundle(d, policy_name=name, is_registered=_registry().has)
+    except PolicyError as exc:
+        for err in exc.errors:
+            typer.secho(err, fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"ok: policy {bundle.policy.name!r}, {len(bundle.files)} files, digest {bundle.digest}"
+               + (f", tenant overlays: {', '.join(sorted(bundle.overlays))}" if bundle.overlays else ""))
+
+
+@policy_app.command("test")
+def test(directory: DirArg = None) -> None:
+    """Run the YAML cases under DIR/tests against every policy file of DIR; exit 1 on any failure."""
+    from gateway.policy.cases import run_cases
+    from gateway.policy.loader import PolicyError, load_bundle
+
+    d = directory or load_settings().policies_dir
+    tests_dir = d / "tests"
+    if not tests_dir.is_dir():
+        raise fail(f"{tests_dir}: no test cases found")
+    failed = total = 0
+    for policy_file in sorted(d.glob("*.yaml")):
+        if policy_file.name == "routes.yaml":
+            continue
+        try:
+            bundle = load_bundle(d, policy_name=policy_file.stem, is_registered=_registry().has)
+        except PolicyError as exc:
+            for err in exc.errors:
+                typer.secho(err, fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+        for result in run_cases(bundle, tests_dir):
+            total += 1
+            mark = "PASS" if result.ok else "FAIL"
+            if not result.ok:
+                failed += 1
+            typer.secho(f"{mark} {policy_file.stem}: {result.file}: {result.name}"
+                        + ("" if result.ok else f" — {result.message}"),
+                        fg=typer.colors.GREEN if result.ok else typer.colors.RED)
+    if total == 0:
+        raise fail("no policy test cases ran")
+    typer.echo(f"{total - failed} passed, {failed} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+@policy_app.command("explain")
+def explain(
+    request: Annotated[Path, typer.Option("--request", help="REQUEST.json: {stage, use, prompt?, end_user?}")],
+    media: Annotated[list[Path] | None, typer.Option("--media", help="Media files (repeatable).")] = None,
+    directory: Annotated[Path | None, typer.Option("--policies")] = None,
+    tenant: Annotated[str, typer.Option(help="Tenant whose policy (overlay) applies.")] = "explain",
+    data_dir: DataDir = None,
+) -> None:
+    """Run the check locally with the real models and print which rules fired and the numbers."""
+    from classifiers.registry import builtin_registry
+    from gateway.context import utc_now
+    from gateway.media import MediaLimits, decode_image
+    from gateway.metrics import Metrics
+    from gateway.pipeline.check import CheckInput, CheckPipeline
+    from gateway.pipeline.consent import EmptyConsent
+    from gateway.pipeline.runtime import ModelPool
+    from gateway.pipeline.service import parse_request_part
+    from gateway.policy.loader import PolicyError
+    from gateway.policy.manager import PolicyManager
+
+    settings = load_settings(data_dir, directory)
+    body = parse_request_part(request.read_bytes())
+    pool = ModelPool(builtin_registry(), threads=settings.model_threads)
+    manager = PolicyManager(settings.policies_dir, pool)
+    try:
+        active = manager.build()
+    except PolicyError as exc:
+        raise fail("\n".join(exc.errors)) from None
+    limits = MediaLimits(settings.max_upload_bytes, settings.max_pixels, settings.working_max_side)
+    images = [decode_image(p.read_bytes(), limits, index=i) for i, p in enumerate(media or [])]
+    consent = _local_consent(settings, pool)
+    pipeline = CheckPipeline(consent or EmptyConsent(), Metrics(), clock=utc_now,
+                             model_timeout_s=settings.model_timeout_s)
+    runtime = active.for_tenant(tenant)
+    result = asyncio.run(pipeline.run(runtime, CheckInput(body.stage, body.use, tenant, body.end_user,
+                                                          body.prompt, images)))
+    typer.echo(f"policy {runtime.policy.name} ({active.bundle.digest[:16]}…), use {body.use}, stage {body.stage}")
+    typer.echo(f"decision: {result.verdict.decision}")
+    for reason in result.verdict.reasons:
+        typer.echo(f"  [{reason.outcome}] {reason.rule}: {reason.detail}")
+    for fact in result.facts.nsfw:
+        top = sorted(fact.scores.items(), key=lambda kv: -kv[1])[:5]
+        typer.echo(f"  scores media {fact.media_index} {fact.model} ({fact.model_version}): "
+                   + ", ".join(f"{k}={v:.3f}" for k, v in top))
+    for i, face in enumerate(result.facts.faces):
+        typer.echo(f"  face {i}: media {face.media_index} bbox {face.bbox} det {face.det_score:.2f} "
+                   f"matches {[(m.subject_id, round(m.similarity, 3)) for m in face.matches]}")
+    for item in result.verdict.shadow:
+        typer.echo(f"  shadow: {json.dumps(item)}")
+
+
+def _local_consent(settings: Any, pool: Any) -> Any:
+    """The local registry when this data dir has one, so explain sees enrolled subjects."""
+    if not (settings.data_dir / "keys" / "kek.key").exists():
+        return None
+    from gateway.bootstrap import kek_path, open_registry
+    from gateway.db import make_engine
+
+    return open_registry(settings, make_engine(settings.resolved_database_url), pool) if kek_path(settings) else None
+
+
+@policy_app.command("keygen")
+def keygen(
+    out: Annotated[Path, typer.Option("--out", help="Private key path; the public key goes to OUT.pub")],
+) -> None:
+    """Create an Ed25519 key pair for signing policy bundles (private key 0600)."""
+    from gateway.policy.signing import generate_keypair
+
+    pub = out.with_suffix(out.suffix + ".pub")
+    try:
+        generate_keypair(out, pub)
+    except FileExistsError:
+        raise fail(f"{out} exists; refusing to overwrite a key") from None
+    typer.echo(f"private key {out} (keep it off the gateway), public key {pub} (CONSENTGATE_POLICY_TRUST_KEY)")
+
+
+@policy_app.command("sign")
+def sign(
+    key: Annotated[Path, typer.Option("--key", help="Ed25519 private key (PEM).")],
+    directory: DirArg = None,
+) -> None:
+    """Write DIR/bundle.sig: a detached signature over the bundle digest."""
+    from gateway.policy.loader import PolicyError
+    from gateway.policy.signing import sign_bundle
+
+    d = directory or load_settings().policies_dir
+    try:
+        out = sign_bundle(d, key)
+    except PolicyError as exc:
+        raise fail("\n".join(exc.errors)) from None
+    typer.echo(f"signed: {out}")
+
+
+@policy_app.command("schema")
+def schema(out: Annotated[Path | None, typer.Option("--out")] = None) -> None:
+    """Print (or write) the policy JSON Schema for editors."""
+    from gateway.policy.schema import export_json_schema
+
+    text = json.dumps(export_json_schema(), indent=2, sort_keys=True) + "\n"
+    if out:
+        out.write_text(text)
+    else:
+        typer.echo(text)
+
+
+def parse_since(value: str) -> datetime:
+    value = value.strip()
+    if value and value[-1] in "smhd" and value[:-1].replace(".", "").isdigit():
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[value[-1]]
+        return datetime.now(UTC) - timedelta(**{unit: float(value[:-1])})
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def shadow_summary(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per shadow rule/label: how often it was evaluated and disagreed with the live verdict."""
+    stats: dict[str, Counter[str]] = defaultdict(Counter)
+    for record in records:
+        live = record.get("decision")
+        for item in record.get("findings", {}).get("shadow", []):
+            key = f"{item.get('rule')}"
+            shadow_verdict = "allow" if item.get("outcome") in ("allow", "redact") else item.get("outcome")
+            stats[key]["evaluated"] += 1
+            stats[key][f"shadow_{shadow_verdict}"] += 1
+            if shadow_verdict != live:
+                stats[key]["disagree"] += 1
+                stats[key][f"live_{live}_shadow_{shadow_verdict}"] += 1
+    return {k: {**v, "disagreement_rate": round(v["disagree"] / v["evaluated"], 4)} for k, v in sorted(stats.items())}
+
+
+@policy_app.command("shadow-report")
+def shadow_report(
+    since: Annotated[str, typer.Option("--since", help="RFC 3339 time or a duration like 24h, 7d.")] = "7d",
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Summarise, from the audit log, how often shadow rules and models disagreed with the live verdict."""
+    from gateway.cli_audit import open_local_log
+
+    start = parse_since(since)
+    log = open_local_log(load_settings(data_dir))
+    records = []
+    cursor = None
+    while True:
+        page, cursor = log.query(since=start, kind="decision", cursor=cursor, limit=1000)
+        records += [e.record if hasattr(e, "record") else e for e in page]
+        if not cursor:
+            break
+    summary = shadow_summary(records)
+    if as_json:
+        typer.echo(json.dumps({"since": start.isoformat(), "decisions": len(records), "shadow": summary}, indent=2))
+        return
+    typer.echo(f"{len(records)} decisions since {start.isoformat()}")
+    if not summary:
+        typer.echo("no shadow findings")
+    for rule, s in summary.items():
+        typer.echo(f"{rule}: evaluated {s['evaluated']}, disagreed {s['disagree']} ({s['disagreement_rate']:.1%})"
+                   + "".join(f", {k}={v}" for k, v in s.items() if k.startswith("live_")))

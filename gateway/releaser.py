@@ -1,0 +1,174 @@
+"""Why: an approved render leaves the gateway only marked and signed, traceable to the decision
+that let it out. This is the edge that carries out a verdict's obligations on an image — blur,
+watermark (id reserved in the database first), re-encode in the client's format, C2PA-sign —
+and the reverse path, verify: C2PA state, the watermark payload (also on stripped or re-encoded
+copies) and the decision it leads to."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from gateway.media import encode_image
+from gateway.provenance import (
+    C2paSigner,
+    ReleaseClaim,
+    SoftwareAgent,
+    blur_regions,
+    lookup_watermark,
+    make_watermarker,
+    read_manifest,
+    record_watermark,
+    reserve_watermark_id,
+)
+from gateway.provenance.keys import PkiPaths, init_dev_pki
+
+DEFAULT_STRENGTH = {"dwtDctSvd": 36.0, "dwtDct": 36.0, "rivaGan": 1.0}
+
+
+@dataclass
+class ReleasedImage:
+    data: bytes
+    mime: str
+    output: dict[str, Any]
+
+
+@dataclass
+class ProvenanceFaults:
+    """Fault hooks for the failure table: break watermarking or signing on demand."""
+
+    watermark_fails: bool = False
+    sign_fails: bool = False
+
+
+@dataclass
+class ProvenanceService:
+    engine: Engine
+    signer: C2paSigner
+    trust_anchors_pem: bytes
+    pki: PkiPaths
+    faults: ProvenanceFaults = field(default_factory=ProvenanceFaults)
+    _watermarkers: dict[tuple[str, float], Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def open(cls, settings: Any, engine: Engine, c2pa_dir: Path) -> ProvenanceService:
+        pki = init_dev_pki(c2pa_dir)
+        chain = Path(settings.extra.get("c2pa_cert_chain", pki.signing_cert_chain))
+        key = Path(settings.extra.get("c2pa_key", pki.signing_key))
+        anchors = Path(settings.extra.get("c2pa_trust_anchors", pki.root_cert)).read_bytes()
+        return cls(engine, C2paSigner.from_files(chain, key), anchors, pki)
+
+    def watermarker(self, method: str, strength: float = 1.0) -> Any:
+        key = (method, float(strength))
+        with self._lock:
+            if key not in self._watermarkers:
+                if method == "rivaGan":
+                    self._watermarkers[key] = make_watermarker(method)
+                else:
+                    base = DEFAULT_STRENGTH.get(method, 36.0)
+                    self._watermarkers[key] = make_watermarker(method, strength=base * strength)
+            return self._watermarkers[key]
+
+    def release_image(
+        self,
+        rgb: np.ndarray,
+        mime: str,
+        *,
+        media_index: int,
+        decision_id: str,
+        policy_digest: str,
+        grant_ids: list[str],
+        obligations: dict[str, Any],
+        software_agent: dict[str, Any] | None = None,
+    ) -> ReleasedImage:
+        """Blur → watermark → encode → sign. Raises on any failure (the caller denies)."""
+        pixels = rgb
+        blur = [b["bbox"] for b in obligations.get("blur", []) if b.get("media_index") == media_index]
+        if blur:
+            pixels = blur_regions(pixels, blur)
+        wm = obligations.get("watermark")
+        wm_id = None
+        method = None
+        if wm is not None:
+            if self.faults.watermark_fails:
+                raise RuntimeError("watermark failed (fault injected)")
+            method = wm["method"]
+            with Session(self.engine) as session:
+                wm_id = reserve_watermark_id(session, method=method, decision_id=decision_id).wm_id
+            pixels = self.watermarker(method, wm.get("strength", 1.0)).embed(pixels, wm_id)
+        data = encode_image(np.ascontiguousarray(pixels, dtype=np.uint8), mime)
+        manifest_digest = None
+        if obligations.get("sign"):
+            if self.faults.sign_fails:
+                raise RuntimeError("C2PA signing failed (fault injected)")
+            agent = None
+            if software_agent:
+                agent = SoftwareAgent(str(software_agent.get("name")), software_agent.get("version"))
+            signed = self.signer.sign(data, mime, ReleaseClaim(
+                decision_id=decision_id, policy_digest=policy_digest, grant_ids=tuple(grant_ids),
+                watermark_id=wm_id, watermark_method=method, software_agent=agent,
+                title=f"consentgate release {decision_id}",
+            ))
+            data, manifest_digest = signed.data, signed.manifest_digest
+        if wm_id is not None and method is not None:
+            with Session(self.engine) as session:
+                record_watermark(session, method=method, wm_id=wm_id, decision_id=decision_id,
+                                 manifest_digest=manifest_digest, image_pdq=None)
+        output: dict[str, Any] = {"media_index": media_index, "sha256": hashlib.sha256(data).hexdigest(),
+                                  "type": mime}
+        if manifest_digest:
+            output["manifest_digest"] = manifest_digest
+        if wm_id is not None:
+            output["watermark_id"] = f"{method}:{wm_id}"
+        return ReleasedImage(data, mime, output)
+
+    def inspect(self, data: bytes, mime: str, rgb: np.ndarray | None) -> dict[str, Any]:
+        """C2PA report + watermark detection + the decision ids they point to."""
+        report = read_manifest(data, mime, self.trust_anchors_pem)
+        out: dict[str, Any] = {
+            "c2pa": {
+                "state": report.state,
+                "validation_errors": report.validation_errors,
+                "assertions": sorted(report.assertions),
+                "decision": report.decision,
+                "software_agent": report.software_agent,
+                "soft_binding": report.soft_binding,
+            },
+            "watermark": None,
+            "decision_ids": [],
+        }
+        decision_ids: list[str] = []
+        if report.decision and report.state in ("Trusted", "Valid"):
+            decision_ids.append(str(report.decision.get("decision_id")))
+        if rgb is not None:
+            for method in ("dwtDctSvd",):
+                try:
+                    detection = self.watermarker(method).detect(rgb)
+                except Exception as exc:  # noqa: BLE001 - a detection error is a finding, not a crash
+                    out["watermark"] = {"method": method, "error": str(exc)}
+                    continue
+                if detection.wm_id is None:
+                    out["watermark"] = {"method": method, "found": False}
+                    continue
+                with Session(self.engine) as session:
+                    rows = lookup_watermark(session, method, detection.wm_id)
+                out["watermark"] = {
+                    "method": method, "found": True, "wm_id": detection.wm_id,
+                    "bit_accuracy_estimate": detection.bit_accuracy_estimate,
+                    "decision_ids": [r.decision_id for r in rows],
+                }
+                decision_ids += [r.decision_id for r in rows]
+                break
+        out["decision_ids"] = list(dict.fromkeys(decision_ids))
+        return out
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Why: the README's second command. Installs everything (scripts/install.sh), then runs the
+# static checks, the policy test cases and the whole test suite on SQLite, then the
+# database-facing tests (marked `db`) again on PostgreSQL when one answers on 127.0.0.1:5432.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+PY=.venv/bin/python
+echo "== ruff"; .venv/bin/ruff check gateway classifiers tests bench examples
+echo "== mypy (strict on gateway/decision and gateway/audit)"; .venv/bin/mypy gateway/decision gateway/audit
+echo "== policy validate + test"
+.venv/bin/consentgate policy validate policies
+.venv/bin/consentgate policy test policies
+echo "== pytest (SQLite)"
+$PY -m pytest -q -p no:cacheprovider "$@"
+PG_URL="${CONSENTGATE_TEST_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
+if $PY - "$PG_URL" <<'PYEOF'
+import sys
+import sqlalchemy as sa
+try:
+    sa.create_engine(sys.argv[1]).connect().close()
+except Exception as exc:
+    print(f"PostgreSQL not reachable ({exc}); skipping the PostgreSQL pass")
+    sys.exit(1)
+PYEOF
+then
+  echo "== pytest -m db (PostgreSQL)"
+  CONSENTGATE_TEST_DATABASE_URL="$PG_URL" $PY -m pytest -q -p no:cacheprovider -m db "$@"
+elif [ "${CI:-}" = "true" ]; then
+  echo "PostgreSQL is required in CI" >&2; exit 1
+fi
