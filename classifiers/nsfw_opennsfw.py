@@ -38,7 +38,7 @@ def preprocess(image: np.ndarray, *, jpeg_reencode: bool = True) -> np.ndarray:
     """(224, 224, 3) float32, BGR, mean-subtracted — the model's NHWC input without batch."""
     from PIL import Image
 
-    img = Image.fromarray(check_rgb(image), mode="RGB")
+    img = Image.fromarray(check_rgb(image))
     img = img.resize((RESIZE, RESIZE), resample=Image.Resampling.BILINEAR)
     offset = (RESIZE - CROP) // 2
     img = img.crop((offset, offset, offset + CROP, offset + CROP))
