@@ -18,7 +18,13 @@ import numpy as np
 from sqlmodel import Session, col, delete, func, select
 
 from gateway.registry.enrolment import check_image, decode_png, embeddings_for, encode_png, single_face
-from gateway.registry.errors import EnrolmentError, GrantNotFound, InvalidRequest, SubjectNotFound
+from gateway.registry.errors import (
+    EnrolmentError,
+    GrantNotFound,
+    InvalidRequest,
+    RegistryUnavailable,
+    SubjectNotFound,
+)
 from gateway.registry.hashes import normalise_pdq_hex
 from gateway.registry.models import (
     EnrolmentResult,
@@ -160,7 +166,7 @@ def enroll(
         )
     imgs = [check_image(img, i) for i, img in enumerate(images)]
     if not reg.face_analyzers:
-        raise InvalidRequest("no face model is registered with the consent registry")
+        raise RegistryUnavailable("no face model is attached to the consent registry yet (no active policy)")
     with Session(reg.engine) as s:
         _subject(s, subject_id)
     # every image must pass every model's gate before anything is written

@@ -220,6 +220,9 @@ class Registry:
         analyzer = self._analyzer(model_name)
         with self._lock:
             index = self._indexes.get(model_name)
+            if index is not None and getattr(index.source, "model_version", None) != analyzer.info.version:
+                index.wait_idle()  # the model changed under this name: start over with its templates
+                index = None
             if index is None:
                 source = DbTemplateSource(
                     self.engine,

@@ -1,0 +1,225 @@
+"""Why: registrars manage the consent registry over HTTP — subjects, enrolment, grants, hash lists,
+erasure — with the same service the CLI and the pipeline use. Handlers are thin: decode, call the
+`Registry`, map its errors to the API's error shape (422 for a refused enrolment, 404, 503 when the
+registry is down). Templates, images and ciphertexts never appear in a response.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from classifiers.base import ModelError
+from gateway.api.deps import GatewayDep, Registrar
+from gateway.api.uploads import read_capped
+from gateway.errors import BadInput, GatewayError, Invalid, NotFound, NotReady
+from gateway.media import decode_image
+from gateway.registry import errors as reg_errors
+from gateway.registry.models import EnrolmentResult, GrantPublic, HashAddResult, SubjectPublic
+
+router = APIRouter(tags=["registry"])
+T = TypeVar("T")
+MAX_ENROL_IMAGES = 10
+MAX_HASHES = 1000
+
+
+class SubjectCreate(BaseModel):
+    display_name: str = Field(min_length=1, max_length=200)
+    aliases: list[str] = Field(default_factory=list, max_length=50)
+    protected: bool = False
+
+
+class GrantCreate(BaseModel):
+    grantee_tenant: str = Field(min_length=1, max_length=200)
+    grantee_end_user: str | None = Field(default=None, max_length=200)
+    uses: list[str] = Field(min_length=1, max_length=50)
+    expires_at: datetime | None = None
+    valid_from: datetime | None = None
+
+
+class HashesCreate(BaseModel):
+    hashes: list[str] = Field(min_length=1, max_length=MAX_HASHES)
+
+
+def _mapped(exc: Exception) -> GatewayError:
+    if isinstance(exc, reg_errors.EnrolmentError):
+        details: dict[str, Any] = {"reason": exc.code}
+        if exc.image_index is not None:
+            details["media_index"] = exc.image_index
+        return Invalid(str(exc), details=details)
+    if isinstance(exc, reg_errors.InvalidRequest):
+        return Invalid(str(exc))
+    if isinstance(exc, reg_errors.NotFound):
+        return NotFound(str(exc))
+    if isinstance(exc, reg_errors.RegistryUnavailable | reg_errors.UnknownFaceModel | ModelError):
+        return NotReady(str(exc), code="registry_unavailable")
+    return GatewayError("consent registry error")
+
+
+async def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def run() -> T:
+        try:
+            return fn(*args, **kwargs)
+        except (reg_errors.RegistryError, ModelError) as exc:
+            raise _mapped(exc) from exc
+
+    return await run_in_threadpool(run)
+
+
+def _registry(gw: Any) -> Any:
+    if gw.registry is None:
+        raise NotReady("no consent registry is configured", code="registry_unavailable")
+    return gw.registry
+
+
+@router.post("/v1/subjects", status_code=201)
+async def create_subject(body: SubjectCreate, gw: GatewayDep, who: Registrar) -> SubjectPublic:
+    reg = _registry(gw)
+    return await _call(reg.create_subject, body.display_name, body.aliases, body.protected, who.key_id)
+
+
+@router.get("/v1/subjects")
+async def list_subjects(
+    gw: GatewayDep, _: Registrar, offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)
+) -> dict[str, list[SubjectPublic]]:
+    return {"subjects": await _call(_registry(gw).list_subjects, offset, limit)}
+
+
+@router.get("/v1/subjects/{subject_id}")
+async def get_subject(subject_id: str, gw: GatewayDep, _: Registrar) -> SubjectPublic:
+    return await _call(_registry(gw).get_subject, subject_id)
+
+
+@router.delete("/v1/subjects/{subject_id}")
+async def erase_subject(subject_id: str, gw: GatewayDep, who: Registrar) -> dict[str, Any]:
+    """Erase (crypto-shred) the subject; the erasure receipt is appended to the audit log."""
+    receipt = await _call(_registry(gw).erase, subject_id, who.key_id)
+    receipt = {"receipt_id": secrets.token_hex(16), "tenant": who.tenant, **receipt}
+    try:
+        appended = await run_in_threadpool(gw.audit.append, receipt)
+    except Exception as exc:
+        raise GatewayError(
+            "the subject was erased but its receipt could not be appended to the audit log",
+            code="audit_append_failed",
+            details={"receipt": receipt},
+        ) from exc
+    index = getattr(appended, "index", None)
+    return {**receipt, "audit": {"index": index}}
+
+
+@router.post("/v1/subjects/{subject_id}/faces", status_code=201)
+async def enroll(
+    subject_id: str,
+    gw: GatewayDep,
+    who: Registrar,
+    media: list[UploadFile] = File(..., description="1 to 10 images, each showing exactly one face"),
+    notice_version: str | None = Form(None, description="version of the notice/consent text accepted"),
+    request: str | None = Form(None, description='alternatively JSON: {"notice_version": "..."}'),
+) -> EnrolmentResult:
+    notice = notice_version
+    if notice is None and request:
+        try:
+            notice = json.loads(request).get("notice_version")
+        except (ValueError, AttributeError) as exc:
+            raise BadInput("part `request` must be a JSON object") from exc
+    if not notice:
+        raise Invalid("notice_version is required: the version of the notice the person accepted")
+    if not 1 <= len(media) <= MAX_ENROL_IMAGES:
+        raise Invalid(
+            f"enrolment takes 1 to {MAX_ENROL_IMAGES} images, got {len(media)}",
+            details={"reason": "image_count"},
+        )
+    images = []
+    for i, part in enumerate(media):
+        data = await read_capped(part, gw.limits.max_bytes, i)
+        images.append((await run_in_threadpool(decode_image, data, gw.limits, index=i)).working)
+    return await _call(_registry(gw).enroll, subject_id, images, notice, who.key_id)
+
+
+@router.post("/v1/subjects/{subject_id}/grants", status_code=201)
+async def create_grant(subject_id: str, body: GrantCreate, gw: GatewayDep, who: Registrar) -> GrantPublic:
+    return await _call(
+        _registry(gw).grant,
+        subject_id,
+        body.grantee_tenant,
+        body.grantee_end_user,
+        body.uses,
+        body.expires_at,
+        body.valid_from,
+        who.key_id,
+    )
+
+
+@router.get("/v1/subjects/{subject_id}/grants")
+async def list_grants(subject_id: str, gw: GatewayDep, _: Registrar) -> dict[str, list[GrantPublic]]:
+    return {"grants": await _call(_registry(gw).list_grants, subject_id)}
+
+
+@router.delete("/v1/grants/{grant_id}")
+async def revoke_grant(grant_id: str, gw: GatewayDep, who: Registrar) -> GrantPublic:
+    return await _call(_registry(gw).revoke, grant_id, who.key_id)
+
+
+@router.post(
+    "/v1/subjects/{subject_id}/hashes",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": HashesCreate.model_json_schema()},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "media": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                        },
+                    }
+                },
+            }
+        }
+    },
+)
+async def add_hashes(subject_id: str, request: Request, gw: GatewayDep, who: Registrar) -> HashAddResult:
+    """PDQ hashes as JSON `{"hashes": [hex, ...]}`, or images as multipart `media` parts (hashed on
+    receipt; the images are discarded)."""
+    reg = _registry(gw)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form(max_files=MAX_HASHES)
+        parts = [p for p in form.getlist("media") if not isinstance(p, str)]
+        if not parts:
+            raise Invalid("no `media` parts given")
+        images = []
+        for i, part in enumerate(parts):
+            data = await read_capped(part, gw.limits.max_bytes, i)  # type: ignore[arg-type]
+            images.append((await run_in_threadpool(decode_image, data, gw.limits, index=i)).rgb)
+        return await _call(reg.add_hashes, subject_id, (), images, who.key_id)
+    try:
+        body = HashesCreate.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise Invalid(f'expected JSON {{"hashes": [hex, ...]}}: {exc.errors()[0].get("msg")}') from exc
+    return await _call(reg.add_hashes, subject_id, body.hashes, (), who.key_id)
+
+
+@router.get("/v1/subjects/{subject_id}/uses")
+async def subject_uses(
+    subject_id: str,
+    gw: GatewayDep,
+    _: Registrar,
+    cursor: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    """Every audit-log entry (decisions, receipts) that involved this subject."""
+    try:
+        entries, next_cursor = await run_in_threadpool(
+            gw.audit.query, subject=subject_id, cursor=cursor, limit=limit
+        )
+    except ValueError as exc:
+        raise BadInput(str(exc)) from exc
+    return {"subject_id": subject_id, "entries": [e.as_dict() for e in entries], "next_cursor": next_cursor}
