@@ -9,4 +9,7 @@ def routers() -> list[APIRouter]:
     from gateway.api import apikeys, check, health
 
     found = [health.router, check.router, apikeys.router]
+    from gateway.api import audit, policy, provenance, release
+
+    found += [release.router, provenance.router, audit.router, policy.router]
     return found

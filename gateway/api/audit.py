@@ -1,0 +1,99 @@
+"""Why: auditors query the signed log and take proofs away to check offline. Auditor and admin
+keys only; an operator auditor sees every entry, another tenant's auditor only its own entries;
+proofs and checkpoints are global (they reveal hashes, not records)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from gateway.api.deps import Auditor, GatewayDep
+from gateway.errors import BadInput, NotFound
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+
+def _entry_json(entry: Any) -> dict[str, Any]:
+    record = dict(entry.record)
+    checkpoint = entry.checkpoint
+    record["audit"] = {
+        "index": entry.index,
+        "leaf_hash": entry.leaf_hash.hex() if isinstance(entry.leaf_hash, bytes) else entry.leaf_hash,
+        "checkpoint": checkpoint.as_dict() if checkpoint is not None and hasattr(checkpoint, "as_dict") else None,
+    }
+    out: dict[str, Any] = {"index": entry.index, "record": record, "checkpoint_pending": checkpoint is None}
+    if entry.inclusion_proof is not None:
+        out["inclusion_proof"] = [h.hex() for h in entry.inclusion_proof]
+    return out
+
+
+def _scope(gw: Any, principal: Any) -> str | None:
+    return None if principal.is_operator(gw.settings.operator_tenant) else principal.tenant
+
+
+@router.get("/entries")
+async def entries(
+    gw: GatewayDep,
+    principal: Auditor,
+    since: str | None = None,
+    until: str | None = None,
+    tenant: str | None = None,
+    decision: str | None = None,
+    subject: str | None = None,
+    use: str | None = None,
+    kind: str | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    scope = _scope(gw, principal)
+    if scope is not None:
+        if tenant is not None and tenant != scope:
+            return {"entries": [], "next_cursor": None}
+        tenant = scope
+    try:
+        page, next_cursor = await run_in_threadpool(
+            gw.audit.query, since=since, until=until, tenant=tenant, decision=decision, subject=subject, use=use,
+            kind=kind, cursor=cursor, limit=limit)
+    except ValueError as exc:
+        raise BadInput(f"bad filter: {exc}") from None
+    return {"entries": [_entry_json(e) for e in page], "next_cursor": next_cursor}
+
+
+@router.get("/entries/{index}")
+async def entry(index: int, gw: GatewayDep, principal: Auditor) -> dict[str, Any]:
+    scope = _scope(gw, principal)
+    try:
+        found = await run_in_threadpool(gw.audit.entry, index)
+    except (LookupError, ValueError) as exc:
+        raise NotFound(f"no audit entry {index}") from exc
+    if scope is not None and found.record.get("tenant") != scope:
+        raise NotFound(f"no audit entry {index}")
+    return _entry_json(found)
+
+
+@router.get("/checkpoint")
+async def checkpoint(gw: GatewayDep, _: Auditor) -> dict[str, Any]:
+    cp = await run_in_threadpool(gw.audit.latest_checkpoint)
+    if cp is None:
+        raise NotFound("no checkpoint has been published yet")
+    return cp.as_dict() if hasattr(cp, "as_dict") else dict(cp.__dict__)
+
+
+@router.get("/proofs/inclusion")
+async def inclusion(gw: GatewayDep, _: Auditor, index: int, tree_size: int | None = None) -> dict[str, Any]:
+    try:
+        proof = await run_in_threadpool(gw.audit.inclusion_proof, index, tree_size)
+    except (LookupError, ValueError) as exc:
+        raise BadInput(str(exc)) from None
+    return proof.as_dict()  # type: ignore[no-any-return]
+
+
+@router.get("/proofs/consistency")
+async def consistency(gw: GatewayDep, _: Auditor, first: int, second: int) -> dict[str, Any]:
+    try:
+        proof = await run_in_threadpool(gw.audit.consistency_proof, first, second)
+    except (LookupError, ValueError) as exc:
+        raise BadInput(str(exc)) from None
+    return proof.as_dict()  # type: ignore[no-any-return]

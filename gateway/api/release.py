@@ -1,0 +1,45 @@
+"""Why: `/v1/release` is how a render leaves through the gateway: the output check, then on allow
+the marked and signed file (same media type) with X-Decision-Id / X-Decision / X-Audit-Index;
+on deny or review a 403 with the decision and no file."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.responses import Response
+
+from gateway.api.denials import denial_response
+from gateway.api.deps import GatewayDep, Generator
+from gateway.api.uploads import read_parts
+from gateway.errors import Invalid
+from gateway.pipeline.record import caller_view
+from gateway.pipeline.release import release
+from gateway.pipeline.service import DecisionService, parse_request_part
+
+router = APIRouter(prefix="/v1", tags=["release"])
+
+
+@router.post("/release", response_class=Response,
+             responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}},
+                        403: {"description": "policy_denied or review_required, with the decision record"}})
+async def release_endpoint(
+    gw: GatewayDep,
+    principal: Generator,
+    request: Annotated[str, Form(description="JSON: {use, prompt?, end_user?, metadata?}")],
+    media: Annotated[list[UploadFile], File(description="exactly one render")],
+) -> Response:
+    body = parse_request_part(request, default_stage="output")
+    if len(media) != 1:
+        raise Invalid(f"/v1/release takes exactly one `media` part (got {len(media)})")
+    parts = await read_parts(media, gw.settings.max_upload_bytes)
+    outcome = await release(DecisionService(gw), principal, body, parts)
+    record = caller_view(outcome.record, tenant=principal.tenant,
+                         is_operator=principal.is_operator(gw.settings.operator_tenant))
+    if record["decision"] != "allow" or not outcome.files:
+        return denial_response(record)
+    data, mime = outcome.files[0]
+    return Response(data, media_type=mime, headers={
+        "X-Decision-Id": record["decision_id"], "X-Decision": record["decision"],
+        "X-Audit-Index": str(record["audit"]["index"]),
+    })
