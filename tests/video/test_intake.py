@@ -53,7 +53,8 @@ def test_probe_describes_each_container(mp4_video: Path, webm_video: Path, mov_v
     assert mp4.fps == pytest.approx(15.0)
     assert mp4.duration_s == pytest.approx(4.0, abs=0.05)
     webm = probe_video(webm_video)
-    assert (webm.mime, webm.video_codec, webm.audio_codec, webm.frame_count) == ("video/webm", "vp8", "opus", 60)
+    assert (webm.mime, webm.video_codec, webm.audio_codec) == ("video/webm", "vp8", "opus")
+    assert webm.frame_count == 60
     mov = probe_video(mov_video)
     assert (mov.mime, mov.audio_codec, mov.frame_count) == ("video/quicktime", None, 30)
 

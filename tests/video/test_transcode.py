@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from gateway.video.intake import VideoError, probe_video
@@ -48,9 +49,10 @@ def test_output_is_playable_mp4(request: pytest.FixtureRequest, tmp_path: Path, 
     assert VideoWatermarker().detect(_luma_frames(out, every=2)).wm_id == WM_ID
 
 
-def _luma_frames(path: Path, every: int) -> list:
+def _luma_frames(path: Path, every: int) -> list[np.ndarray]:
     with av.open(str(path)) as container:
-        return [f.to_ndarray(format="gray") for i, f in enumerate(container.decode(video=0)) if i % every == 0]
+        frames = list(container.decode(video=0))
+    return [f.to_ndarray(format="gray") for f in frames[::every]]
 
 
 def test_mp3_audio_is_copied(tmp_path: Path) -> None:

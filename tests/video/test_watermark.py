@@ -11,7 +11,7 @@ import pytest
 import skimage.data
 
 from gateway.video.sampling import sample_frames
-from gateway.video.testing import make_test_video
+from gateway.video.testing import load_source, make_test_video
 from gateway.video.transcode import mark_and_encode
 from gateway.video.watermark import VideoWatermarker
 
@@ -19,7 +19,7 @@ WM_ID = 0x5A5A_1234_77
 
 
 def _luma(size: tuple[int, int]) -> np.ndarray:
-    return cv2.resize(cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY), size)
+    return cv2.resize(cv2.cvtColor(load_source("astronaut"), cv2.COLOR_RGB2GRAY), size)
 
 
 def _reencode(src: Path, dst: Path, crf: int) -> None:
@@ -70,7 +70,8 @@ def test_unmarked_frames_never_decode(kind: str) -> None:
             frames.append(np.tile(np.linspace(0, 255, 640, dtype=np.uint8), (360, 1)))
         else:
             img = getattr(skimage.data, kind)()
-            frames.append(cv2.resize(cv2.cvtColor(np.roll(img, 7 * i, axis=1), cv2.COLOR_RGB2GRAY), (640, 360)))
+            gray = cv2.cvtColor(np.roll(img, 7 * i, axis=1), cv2.COLOR_RGB2GRAY)
+            frames.append(cv2.resize(gray, (640, 360)))
     found = VideoWatermarker().detect(frames)
     assert found.wm_id is None
     assert found.score < 2.5
@@ -89,9 +90,8 @@ def test_mark_needs_an_id() -> None:
 
 @pytest.fixture(scope="module")
 def marked_360p(video_dir: Path) -> tuple[Path, Path]:
-    src = make_test_video(video_dir / "src360.mp4",
-                          [("astronaut", 0, 1.5, "pan"), ("coffee", 1.5, 3, "zoom"), ("grace_hopper", 3, 4, None)],
-                          fps=15, size=(640, 360))
+    segments = [("astronaut", 0, 1.5, "pan"), ("coffee", 1.5, 3, "zoom"), ("grace_hopper", 3, 4, None)]
+    src = make_test_video(video_dir / "src360.mp4", segments, fps=15, size=(640, 360))
     out = video_dir / "marked360.mp4"
     mark_and_encode(src, out, WM_ID)
     return src, out
