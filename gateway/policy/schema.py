@@ -129,7 +129,7 @@ class PromptRules(Strict):
 
 class ConsentSettings(Strict):
     face_model: ModelSpec = Field(default_factory=lambda: ModelSpec(adapter="dlib"))
-    match_threshold: float = Field(default=0.9, ge=-1, le=1, description="Cosine similarity to match.")
+    match_threshold: float = Field(default=0.93, ge=-1, le=1, description="Cosine similarity to match.")
     fail_open: Literal[False] = Field(default=False, description="Consent checks always fail closed.")
 
 

@@ -30,7 +30,7 @@ models:
   fake: {adapter: fake}
 consent:
   face_model: {adapter: dlib}
-  match_threshold: 0.82
+  match_threshold: 0.93
 prompt:
   rules:
     - {id: nudify, terms: [nudify], outcome: deny}
