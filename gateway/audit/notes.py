@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from .errors import AuditConfigError, ProofError
 
 ED25519 = 0x01
+_VKEY = re.compile(r"^[^+\s]+\+[0-9a-fA-F]{8}\+[A-Za-z0-9+/=]+$")
 SIG_PREFIX = "\u2014 "
 
 
@@ -64,7 +66,7 @@ class VerifierKey:
 
     @classmethod
     def from_vkey(cls, text: str) -> VerifierKey:
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # base64 may itself contain "+"
         if len(parts) != 3:
             raise AuditConfigError("a vkey is <name>+<hex key hash>+<base64 key>")
         name, hash_hex, encoded = parts
@@ -232,7 +234,7 @@ def verifier_key(value: PublicKeyLike, name: str | None = None) -> VerifierKey:
     text = value.strip()
     if text.startswith("-----BEGIN"):
         return _from_pem(text.encode(), name)
-    if text.count("+") == 2 and "\n" not in text:
+    if _VKEY.match(text):
         return VerifierKey.from_vkey(text)
     if len(text) == 64:
         try:

@@ -78,6 +78,10 @@ class _Checker:
     def bad(self, index: int, why: str) -> None:
         self.problems.setdefault(index, why)
 
+    def _flagged_in(self, start: int, end: int) -> bool:
+        """Whether an entry in [start, end) is already known bad (which explains a hash above it)."""
+        return any(start <= i < end for i in self.problems)
+
     def entry(self, e: StoredEntry) -> None:
         expected = len(self.leaves)
         if self.stopped:
@@ -119,11 +123,13 @@ class _Checker:
                 self.bad(min(size, n), f"head says {size} entries, {n} are stored")
             elif root != tree.root():
                 self.general.append("head root hash does not match the entries")
-        for level, index, stored in nodes:
+        for level, index, stored in sorted(nodes):  # lowest first: it localises best
             if level >= len(tree.levels) or index >= len(tree.levels[level]):
                 continue  # beyond the verified size (a concurrent append)
             if tree.levels[level][index] != stored:
-                self.bad(index << level, f"stored subtree ({level}, {index}) does not match the entries")
+                start, end = index << level, (index + 1) << level
+                if not self._flagged_in(start, end):
+                    self.bad(start, f"stored subtree over [{start}, {end}) does not match the entries")
         count, last_size, last_root = 0, 0, tree.root(0)
         for cp in sorted(checkpoints, key=lambda c: c.tree_size):
             count += 1
@@ -141,7 +147,7 @@ class _Checker:
                 self.bad(n, f"checkpoint {parsed.tree_size} covers entries that are missing")
                 continue
             if parsed.root_hash != tree.root(parsed.tree_size):
-                if not any(last_size <= i < parsed.tree_size for i in self.problems):
+                if not self._flagged_in(last_size, parsed.tree_size):
                     self.bad(last_size, f"an entry in [{last_size}, {parsed.tree_size}) differs from what "
                              f"checkpoint {parsed.tree_size} signed")
                 continue
