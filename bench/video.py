@@ -13,7 +13,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import av
 
@@ -43,7 +43,8 @@ def floor(src: Path, dst: Path, crf: int, preset: str) -> int:
                     packet.stream = aout
                     out.mux(packet)
                 continue
-            for frame in packet.decode():
+            for decoded in packet.decode():
+                frame = cast(av.VideoFrame, decoded)
                 frame.pict_type = av.video.frame.PictureType.NONE
                 out.mux(vout.encode(frame))
                 frames += 1
