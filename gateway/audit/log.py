@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from .canonical import CanonicalizationError, Prepared, prepare
 from .errors import AuditAppendError, AuditConfigError
@@ -129,7 +129,15 @@ class AuditLog:
         if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (None, "", ":memory:"):
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-        self.metadata.create_all(self.engine)
+        for attempt in range(5):
+            try:
+                self.metadata.create_all(self.engine)
+                break
+            except DBAPIError:
+                # Another process created a table between the existence check and CREATE.
+                if attempt == 4:
+                    raise
+                self._stop.wait(0.05 * (attempt + 1))
         head = self.tables.head
         try:
             with self.engine.begin() as conn:
