@@ -1,0 +1,123 @@
+"""Why: the gateway must cost little beyond the models it runs. This times POST /v1/check over
+HTTP against a running server (started here, default policy, real models) on a 512² and a 1024²
+image, versus the same models called directly in one process on the same decoded image, and
+prints both medians and the ratio (goal <= 1.10).
+
+    .venv/bin/python bench/check_overhead.py [--n 30] [--url URL --api-key KEY]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def image_bytes(size: int) -> bytes:
+    import skimage.data
+
+    arr = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((size, size), Image.Resampling.LANCZOS))
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def start_server(port: int) -> tuple[subprocess.Popen[bytes], str, Path]:
+    data = Path(tempfile.mkdtemp(prefix="cg-bench-"))
+    env = {**os.environ, "CONSENTGATE_DATA_DIR": str(data), "CONSENTGATE_POLICIES": str(REPO / "policies")}
+    exe = str(REPO / ".venv" / "bin" / "consentgate")
+    subprocess.run([exe, "init"], env=env, check=True, capture_output=True)
+    key = subprocess.run([exe, "apikey", "create", "--tenant", "bench", "--role", "generator"], env=env, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    proc = subprocess.Popen([exe, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return proc, key, data
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("server did not become ready")
+
+
+def time_http(url: str, key: str, data: bytes, n: int) -> float:
+    headers = {"Authorization": f"Bearer {key}"}
+    req = {"request": json.dumps({"stage": "input", "use": "img2img"})}
+    times = []
+    with httpx.Client(timeout=60) as client:
+        for i in range(n + 3):
+            t = time.perf_counter()
+            r = client.post(f"{url}/v1/check", headers=headers, data=req, files={"media": ("x.jpg", data, "image/jpeg")})
+            r.raise_for_status()
+            if i >= 3:
+                times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def time_direct(data: bytes, n: int) -> float:
+    """The same models the default policy runs for img2img input, called one after another."""
+    from classifiers.registry import builtin_registry
+    from gateway.media import MediaLimits, decode_image
+
+    reg = builtin_registry()
+    nsfw = reg.create("nsfw", "opennsfw", {})
+    face = reg.create("face", "dlib", {})
+    hasher = reg.create("hash", "pdq", {})
+    img = decode_image(data, MediaLimits())
+    times = []
+    for i in range(n + 3):
+        t = time.perf_counter()
+        nsfw.classify([img.working])
+        face.analyze(img.working)
+        hasher.hashes(img.working)
+        if i >= 3:
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=30)
+    ap.add_argument("--port", type=int, default=8199)
+    ap.add_argument("--url")
+    ap.add_argument("--api-key")
+    args = ap.parse_args()
+    proc = None
+    if args.url:
+        url, key = args.url, args.api_key
+    else:
+        proc, key, _ = start_server(args.port)
+        url = f"http://127.0.0.1:{args.port}"
+    try:
+        print(f"{'size':>6} {'http /v1/check':>16} {'direct models':>14} {'ratio':>7}")
+        for size in (512, 1024):
+            data = image_bytes(size)
+            direct = time_direct(data, args.n)
+            http = time_http(url, key, data, args.n)
+            print(f"{size:>5}² {http * 1000:>14.1f}ms {direct * 1000:>12.1f}ms {http / direct:>7.2f}")
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
