@@ -90,7 +90,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     print(
-        f"FaceIndex: exact (numpy) vs FAISS HNSW M={args.m} efSearch={args.ef_search}, dim {DIM}, "
+        f"FaceIndex: exact (numpy) vs FAISS HNSW M={args.m} efConstruction={args.ef_construction} "
+        f"efSearch={args.ef_search}, dim {DIM}, "
         f"{os.cpu_count()} CPUs"
     )
     for n in (int(s) for s in args.sizes.split(",")):
@@ -100,6 +101,7 @@ def main() -> None:
             min(args.exact_queries, args.queries, n),
             args.ef_search,
             args.m,
+            args.ef_construction,
             args.seed,
         )
 
