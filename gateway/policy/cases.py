@@ -110,6 +110,8 @@ def run_cases(bundle: PolicyBundle, tests_dir: Path) -> list[CaseResult]:
             results.append(CaseResult(path.name, "(file)", False, f"YAML error: {exc}"))
             continue
         wanted_policy = doc.get("policy", bundle.policy.name)
+        if wanted_policy != bundle.policy.name:
+            continue  # cases for another policy file of the directory
         tenant = doc.get("tenant")
         if tenant is not None:
             policy = bundle.overlays.get(tenant)
@@ -118,8 +120,6 @@ def run_cases(bundle: PolicyBundle, tests_dir: Path) -> list[CaseResult]:
                 continue
         else:
             policy = bundle.policy
-        if wanted_policy not in (bundle.policy.name, policy.name):
-            continue  # cases for another policy of the directory
         for i, case in enumerate(doc.get("cases", [])):
             name = case.get("name", f"case {i}")
             try:

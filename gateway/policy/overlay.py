@@ -1,6 +1,8 @@
 """Why: tenants may need a stricter policy than the base, never a looser one unless the base
-says so. An overlay file `policies/tenants/NAME.yaml` is a partial policy merged onto the base;
-the merged result is compared with the base and any loosening not listed in the base's
+says so. An overlay file `policies/tenants/NAME.yaml` is a partial policy merged onto the base
+(mappings merge key by key; lists such as `nsfw` checks or prompt `rules` replace the base's list
+whole, so repeat what you keep); an optional `applies_to: [policy names]` limits the overlay to
+those base policies (others ignore it). The merged result is compared with the base and any loosening not listed in the base's
 `tenant_may_loosen.settings` is refused."""
 
 from __future__ import annotations
@@ -43,6 +45,13 @@ def load_overlays(
         if not isinstance(data, dict):
             errors.append(f"{path}:1: an overlay must be a mapping")
             continue
+        applies_to = data.pop("applies_to", None)
+        if applies_to is not None:
+            if not isinstance(applies_to, list) or not all(isinstance(x, str) for x in applies_to):
+                errors.append(f"{path}: applies_to: must be a list of base policy names")
+                continue
+            if base.name not in applies_to:
+                continue  # written for another base policy of the directory; this tenant gets the base
         merged = deep_merge(base_dump, data)
         merged.setdefault("name", f"{base.name}+{tenant}")
         if "name" not in data:
