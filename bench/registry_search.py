@@ -28,7 +28,8 @@ def rss_mb() -> float:
 
 
 def unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    out: np.ndarray = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    return out
 
 
 def latencies(index: FaceIndex, queries: np.ndarray) -> tuple[np.ndarray, list[str | None]]:

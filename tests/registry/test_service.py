@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -49,7 +51,7 @@ def enrolled(reg: Registry, identity: int, name: str = "Person", **kw: object) -
     return sid
 
 
-def test_subjects_are_sealed_at_rest(make_registry, main_engine: Engine) -> None:
+def test_subjects_are_sealed_at_rest(make_registry: Any, main_engine: Engine) -> None:
     reg = make_registry()
     s = reg.create_subject("  Zoë Saldaña ", ["Zoe S", "Zoe S"], True, "registrar")
     assert (s.display_name, s.aliases, s.protected) == ("Zoë Saldaña", ["Zoe S"], True)
@@ -64,7 +66,7 @@ def test_subjects_are_sealed_at_rest(make_registry, main_engine: Engine) -> None
         reg.get_subject("nope")
 
 
-def test_enrol_and_match(make_registry) -> None:
+def test_enrol_and_match(make_registry: Any) -> None:
     reg = make_registry()
     a, b = enrolled(reg, 10, "A"), enrolled(reg, 20, "B")
     res = reg.match_faces("fake", emb(10, 20, 30), threshold=0.9)
@@ -75,7 +77,7 @@ def test_enrol_and_match(make_registry) -> None:
         reg.match_faces("dlib", emb(10), 0.9)
 
 
-def test_enrolment_gate(make_registry) -> None:
+def test_enrolment_gate(make_registry: Any) -> None:
     reg = make_registry(min_face_px=64)
     sid = reg.create_subject("A", [], False, "registrar").id
     cases = {
@@ -100,7 +102,7 @@ def test_enrolment_gate(make_registry) -> None:
     assert ok.templates == {"fake": 2} and ok.images_kept and ok.notice_version == NOTICE
 
 
-def test_grants_are_read_at_decision_time(make_registry) -> None:
+def test_grants_are_read_at_decision_time(make_registry: Any) -> None:
     reg, other = make_registry(), make_registry()
     sid = enrolled(reg, 3)
     g = reg.grant(sid, "acme", "user-1", ["txt2img", "img2img", "txt2img"], created_by="registrar")
@@ -133,7 +135,7 @@ def test_grants_are_read_at_decision_time(make_registry) -> None:
 
 
 def test_erasure_makes_a_copied_template_table_undecryptable(
-    make_registry, main_engine: Engine, crypto: SubjectCrypto
+    make_registry: Any, main_engine: Engine, crypto: SubjectCrypto
 ) -> None:
     reg = make_registry()
     keep = enrolled(reg, 5, "Keep Me")
@@ -185,7 +187,7 @@ def test_erasure_makes_a_copied_template_table_undecryptable(
         reg.erase(sid, "admin-key-1")
 
 
-def _until(predicate, timeout_s: float = 2.0) -> bool:  # type: ignore[no-untyped-def]
+def _until(predicate: Callable[[], bool], timeout_s: float = 2.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -194,7 +196,7 @@ def _until(predicate, timeout_s: float = 2.0) -> bool:  # type: ignore[no-untype
     return bool(predicate())
 
 
-def test_another_replica_sees_changes(make_registry) -> None:
+def test_another_replica_sees_changes(make_registry: Any) -> None:
     writer, reader = make_registry(), make_registry(poll_interval_s=1.0)
     reader.warm_up()
     assert reader.match_faces("fake", emb(42), 0.9) == [[]]
@@ -220,7 +222,7 @@ class RenamedFake:
         return self.inner.analyze(image)
 
 
-def test_reembed_after_model_change(make_registry) -> None:
+def test_reembed_after_model_change(make_registry: Any) -> None:
     reg = make_registry()
     sid = enrolled(reg, 9)
     v2 = make_registry({"fake": RenamedFake(FakeFaceAnalyzer(), ModelInfo("fake", "fake-2"))})
@@ -238,7 +240,7 @@ def test_reembed_after_model_change(make_registry) -> None:
     assert v2.get_subject(sid).template_count == 1
 
 
-def test_without_kept_images_nothing_to_reembed(make_registry, main_engine: Engine) -> None:
+def test_without_kept_images_nothing_to_reembed(make_registry: Any, main_engine: Engine) -> None:
     reg = make_registry(keep_enrolment_images=False)
     enrolled(reg, 9)
     with main_engine.connect() as conn:
@@ -246,7 +248,7 @@ def test_without_kept_images_nothing_to_reembed(make_registry, main_engine: Engi
     assert reg.reembed("fake")["subjects"] == 0
 
 
-def test_hnsw_path_through_the_service(make_registry) -> None:
+def test_hnsw_path_through_the_service(make_registry: Any) -> None:
     reg = make_registry(hnsw_min_size=4)
     ids = {i: enrolled(reg, i) for i in range(1, 8)}
     reg.match_faces("fake", emb(1), 0.9)
@@ -256,17 +258,20 @@ def test_hnsw_path_through_the_service(make_registry) -> None:
     assert [r[0].subject_id for r in res] == list(ids.values())
 
 
-def test_fault_hook_and_database_down_fail_closed(make_registry, crypto: SubjectCrypto, tmp_path) -> None:
+def test_fault_hook_and_database_down_fail_closed(
+    make_registry: Any, crypto: SubjectCrypto, tmp_path: Any
+) -> None:
     reg = make_registry()
     reg.faults.unavailable = True
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: reg.match_faces("fake", emb(1), 0.9),
         lambda: reg.match_names("x"),
         lambda: reg.hash_hits(["00" * 32], 31),
         lambda: reg.grants_for(["s"]),
         lambda: reg.subject_facts(["s"]),
         lambda: reg.create_subject("A", [], False, "r"),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(RegistryUnavailable):
             call()
     broken = Registry(
@@ -278,7 +283,7 @@ def test_fault_hook_and_database_down_fail_closed(make_registry, crypto: Subject
         broken.match_faces("fake", emb(1), 0.9)
 
 
-def test_hash_list_by_hex(make_registry) -> None:
+def test_hash_list_by_hex(make_registry: Any) -> None:
     reg = make_registry()
     sid = reg.create_subject("A", [], False, "registrar").id
     h = "0f" * 32
