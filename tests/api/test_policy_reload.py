@@ -1,0 +1,91 @@
+"""Hot reload: a valid change is live within 2 s with no failed request; an invalid change is
+refused, the last good policy keeps serving, and the error shows in /readyz and GET /v1/policy.
+A configured trust key refuses unsigned or wrongly signed bundles."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.policy.signing import generate_keypair, sign_bundle
+from tests.api.conftest import TEST_POLICY, auth, check, make_settings, png, solid
+
+
+def wait_for(predicate, timeout: float = 2.0) -> float:  # type: ignore[no-untyped-def]
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_hot_reload_valid_and_invalid(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    with TestClient(create_app(settings)) as client:
+        gw = client.app.state.gateway  # type: ignore[attr-defined]
+        key = gw.apikeys.create("acme", "generator")[1]
+        admin = gw.apikeys.create("operator", "admin")[1]
+        yellow = png(solid((255, 255, 0)))
+        assert check(client, key, {"stage": "output", "use": "txt2img"}, yellow).json()["decision"] == "review"
+        old_digest = gw.policies.active.bundle.digest
+
+        failures: list[int] = []
+        stop = threading.Event()
+
+        def traffic() -> None:
+            while not stop.is_set():
+                resp = check(client, key, {"stage": "input", "use": "txt2img", "prompt": "a tree"})
+                if resp.status_code != 200:
+                    failures.append(resp.status_code)
+
+        worker = threading.Thread(target=traffic)
+        worker.start()
+        try:
+            policy_file = settings.policies_dir / "default.yaml"
+            policy_file.write_text(TEST_POLICY.replace("suggestive: {review: 0.6}", "suggestive: {deny: 0.6}"))
+            took = wait_for(lambda: gw.policies.active.bundle.digest != old_digest)
+            assert took < 2.0
+            assert check(client, key, {"stage": "output", "use": "txt2img"}, yellow).json()["decision"] == "deny"
+            good_digest = gw.policies.active.bundle.digest
+
+            policy_file.write_text(TEST_POLICY.replace("adapter: fake", "adapter: no-such-model"))
+            wait_for(lambda: gw.policies.last_error is not None)
+        finally:
+            stop.set()
+            worker.join()
+        assert failures == []
+        assert gw.policies.active.bundle.digest == good_digest
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and "no-such-model" in ready.json()["last_error"]
+        status = client.get("/v1/policy", headers=auth(admin)).json()
+        assert status["digest"] == good_digest and "no-such-model" in status["last_error"]
+        assert check(client, key, {"stage": "output", "use": "txt2img"}, yellow).json()["decision"] == "deny"
+        record = check(client, key, {"stage": "input", "use": "txt2img"}).json()
+        assert record["policy"]["digest"] == good_digest
+
+
+@pytest.mark.parametrize("signed", ["missing", "bad", "good"])
+def test_trust_key_requires_signature(tmp_path: Path, signed: str) -> None:
+    keys = tmp_path / "signing"
+    keys.mkdir()
+    generate_keypair(keys / "k", keys / "k.pub")
+    generate_keypair(keys / "evil", keys / "evil.pub")
+    settings = make_settings(tmp_path / "gw", policy_trust_key=keys / "k.pub")
+    if signed == "good":
+        sign_bundle(settings.policies_dir, keys / "k")
+    elif signed == "bad":
+        sign_bundle(settings.policies_dir, keys / "evil")
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/readyz")
+        if signed == "good":
+            assert ready.status_code == 200
+        else:
+            assert ready.status_code == 503
+            assert "bundle.sig" in json.dumps(ready.json())
