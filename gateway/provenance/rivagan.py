@@ -54,10 +54,13 @@ def rivagan_model_dir() -> Path:
 class RivaGanWatermarker:
     method = "rivaGan"
 
-    def __init__(self, *, work_side: int | None = 512, threads: int | None = None,
+    def __init__(self, *, work_side: int | None = 512, threads: int | None = None, max_candidates: int = 1,
                  model_dir: Path | None = None, codec: PayloadCodec = RIVAGAN_PAYLOAD) -> None:
+        """``max_candidates`` > 1 lets the decoder flip the least confident bits (more robust, but
+        the false-accept bound grows to ``max_candidates * 2**-8``)."""
         if codec.n_bits != 32:
             raise ValueError("rivaGan carries exactly 32 bits")
+        self.max_candidates = max(1, max_candidates)
         self.codec = codec
         self.work_side = work_side
         self.threads = threads
@@ -130,13 +133,14 @@ class RivaGanWatermarker:
     def detect(self, rgb: NDArray[np.uint8]) -> WatermarkDetection:
         self.faults.check("detect")
         raw = self.read_raw(rgb)
-        soft = (raw > _THRESHOLD).astype(np.float64)
-        found = self.codec.decode(soft, max_candidates=1)
-        bound = self.codec.false_accept_bound(1)
+        # confidence grows with the distance from the threshold (marked bits sit ~10 away)
+        soft = np.clip(0.5 + (raw.astype(np.float64) - _THRESHOLD) / 40.0, 0.0, 1.0)
+        found = self.codec.decode(soft, max_candidates=self.max_candidates)
+        bound = self.codec.false_accept_bound(found.candidates if found else self.max_candidates)
         if found is None:
             return WatermarkDetection(None, None, self.method, bound, needs_confirmation=True)
         return WatermarkDetection(found.wm_id, bit_accuracy(soft, found), self.method, bound,
-                                  needs_confirmation=True)
+                                  needs_confirmation=True, corrected_bits=found.flipped)
 
 
 def _resize(rgb: NDArray[np.uint8], width: int, height: int) -> NDArray[np.uint8]:

@@ -25,7 +25,6 @@ from gateway.provenance import (
     ReleaseClaim,
     SigningError,
     SoftwareAgent,
-    new_watermark_id,
     read_manifest,
 )
 from gateway.provenance.c2pa_sign import TRAINED_ALGORITHMIC_MEDIA
@@ -126,7 +125,7 @@ def test_mp4_signs_the_same_way(signer: C2paSigner, es256_pki: PkiPaths) -> None
 def test_stripped_jpeg_keeps_the_watermark(signer: C2paSigner, astronaut: np.ndarray,
                                            es256_pki: PkiPaths) -> None:
     marker = DwtDctSvdWatermarker()
-    wm_id = new_watermark_id("dwtDctSvd")
+    wm_id = 0x3C_0FFE_E123
     claim = ReleaseClaim(decision_id="d1", policy_digest="p", watermark_id=wm_id,
                          watermark_method="dwtDctSvd")
     signed = signer.sign(encode(marker.embed(astronaut, wm_id), quality=95), "image/jpeg", claim)
