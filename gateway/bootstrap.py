@@ -106,7 +106,11 @@ def open_registry(settings: Settings, engine: Engine, pool: Any) -> Any:
     return registry
 
 
-def open_provenance(settings: Settings, engine: Engine) -> Any:
+def open_provenance(settings: Settings, engine: Engine, pool: Any = None) -> Any:
+    from gateway.policy.schema import ModelSpec
     from gateway.releaser import ProvenanceService
 
-    return ProvenanceService.open(settings, engine, c2pa_dir(settings))
+    service = ProvenanceService.open(settings, engine, c2pa_dir(settings))
+    if pool is not None:
+        service.hasher = pool.get("hash", ModelSpec(adapter="pdq"))
+    return service

@@ -89,7 +89,7 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
         limits=MediaLimits(settings.max_upload_bytes, settings.max_pixels, settings.working_max_side),
         registry=registry,
     )
-    gw.provenance = open_provenance(settings, engine)
+    gw.provenance = open_provenance(settings, engine, pool)
     if registry is not None:
         def attach_face_models(active: ActivePolicy) -> None:
             faces = {active.runtime.face.info.name: active.runtime.face}

@@ -54,6 +54,7 @@ class ProvenanceService:
     signer: C2paSigner
     trust_anchors_pem: bytes
     pki: PkiPaths
+    hasher: Any = None
     faults: ProvenanceFaults = field(default_factory=ProvenanceFaults)
     _watermarkers: dict[tuple[str, float], Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -119,9 +120,10 @@ class ProvenanceService:
             ))
             data, manifest_digest = signed.data, signed.manifest_digest
         if wm_id is not None and method is not None:
+            image_pdq = self.hasher.hashes(pixels)[0] if self.hasher is not None else None
             with Session(self.engine) as session:
                 record_watermark(session, method=method, wm_id=wm_id, decision_id=decision_id,
-                                 manifest_digest=manifest_digest, image_pdq=None)
+                                 manifest_digest=manifest_digest, image_pdq=image_pdq)
         output: dict[str, Any] = {"media_index": media_index, "sha256": hashlib.sha256(data).hexdigest(),
                                   "type": mime}
         if manifest_digest:
@@ -149,7 +151,7 @@ class ProvenanceService:
         if report.decision and report.state in ("Trusted", "Valid"):
             decision_ids.append(str(report.decision.get("decision_id")))
         if rgb is not None:
-            for method in ("dwtDctSvd",):
+            for method in self._methods_in_use():
                 try:
                     detection = self.watermarker(method).detect(rgb)
                 except Exception as exc:  # noqa: BLE001 - a detection error is a finding, not a crash
@@ -160,15 +162,50 @@ class ProvenanceService:
                     continue
                 with Session(self.engine) as session:
                     rows = lookup_watermark(session, method, detection.wm_id)
+                if getattr(detection, "needs_confirmation", False):
+                    rows = self._confirm(rows, rgb, decision_ids)
+                if not rows:
+                    out["watermark"] = {"method": method, "found": False, "unconfirmed_id": detection.wm_id}
+                    continue
                 out["watermark"] = {
                     "method": method, "found": True, "wm_id": detection.wm_id,
                     "bit_accuracy_estimate": detection.bit_accuracy_estimate,
+                    "false_accept_bound": getattr(detection, "false_accept_bound", None),
                     "decision_ids": [r.decision_id for r in rows],
                 }
                 decision_ids += [r.decision_id for r in rows]
                 break
         out["decision_ids"] = list(dict.fromkeys(decision_ids))
         return out
+
+    def _methods_in_use(self) -> list[str]:
+        """dwtDctSvd always (cheap); rivaGan (about 1 s) only if this deployment ever released with it."""
+        from sqlmodel import select
+
+        from gateway.provenance.models import WatermarkRecord
+
+        methods = ["dwtDctSvd"]
+        with Session(self.engine) as session:
+            for other in ("rivaGan", "dwtDct"):
+                if session.exec(select(WatermarkRecord.id).where(WatermarkRecord.method == other).limit(1)).first():
+                    methods.append(other)
+        return methods
+
+    def _confirm(self, rows: list[Any], rgb: np.ndarray, manifest_ids: list[str]) -> list[Any]:
+        """Short ids (rivaGan, 24 bits) collide: keep only records the C2PA manifest or the image's
+        perceptual hash confirms (PDQ within 60 bits of the hash recorded at release)."""
+        from gateway.provenance import pdq_distance
+
+        if self.hasher is None:
+            return [r for r in rows if r.decision_id in manifest_ids]
+        hashes = self.hasher.hashes(rgb)
+        confirmed = []
+        for row in rows:
+            if row.decision_id in manifest_ids or (
+                row.image_pdq and min(pdq_distance(h, row.image_pdq) for h in hashes) <= 60
+            ):
+                confirmed.append(row)
+        return confirmed
 
     def close(self) -> None:
         return None
