@@ -7,11 +7,15 @@ query columns against the records — and be told the first index that is wrong.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, select
 
@@ -22,6 +26,8 @@ from .notes import PublicKeyLike, VerifierKey, parse_checkpoint, verifier_key
 from .schema import audit_tables
 
 MAX_REPORTED = 100
+PARALLEL_MIN = 200_000
+CHUNK = 5_000
 RECORD_MARKER = ',"record":'
 
 
@@ -50,9 +56,8 @@ class VerifyReport:
         }
 
 
-@dataclass(frozen=True)
-class StoredEntry:
-    index: int
+class StoredEntry(NamedTuple):
+    idx: int
     leaf_hash: bytes
     data: bytes
     columns: Columns
@@ -63,6 +68,48 @@ class StoredCheckpoint:
     tree_size: int
     root_hash: bytes
     note: str
+
+
+def check_entry(e: StoredEntry, check_canonical: bool) -> tuple[bytes, str | None]:
+    """Recompute one entry's leaf hash and columns; return the leaf and the first problem found."""
+    computed = leaf_hash(e.data)
+    problem = None if computed == e.leaf_hash else "stored leaf hash does not match the record"
+    try:
+        text = e.data.decode("utf-8")
+        record = json.loads(text)
+        if not isinstance(record, dict):
+            raise CanonicalizationError("record is not a JSON object")
+        if check_canonical and canonical_json(record) != e.data:
+            raise CanonicalizationError("record is not in RFC 8785 canonical form")
+        columns = columns_of(text, record)
+    except (ValueError, CanonicalizationError) as exc:
+        return computed, problem or f"record is unreadable: {exc}"
+    if problem is None and columns != e.columns:
+        diff = [k for k, v in columns._asdict().items() if e.columns._asdict()[k] != v]
+        problem = f"query column(s) {', '.join(diff)} do not match the record"
+    return computed, problem
+
+
+def check_chunk(entries: list[StoredEntry], check_canonical: bool) -> list[tuple[bytes, str | None]]:
+    return [check_entry(e, check_canonical) for e in entries]
+
+
+def _chunks(entries: Iterable[StoredEntry], size: int) -> Iterator[list[StoredEntry]]:
+    chunk: list[StoredEntry] = []
+    for e in entries:
+        chunk.append(e)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def auto_workers(entries: int) -> int:
+    """Processes worth using to verify `entries` entries (spawning costs about a second)."""
+    if entries < PARALLEL_MIN:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 class _Checker:
@@ -82,32 +129,39 @@ class _Checker:
         """Whether an entry in [start, end) is already known bad (which explains a hash above it)."""
         return any(start <= i < end for i in self.problems)
 
-    def entry(self, e: StoredEntry) -> None:
-        expected = len(self.leaves)
-        if self.stopped:
-            return
-        if e.index != expected:
-            self.bad(expected, f"entry {expected} is missing (next stored index is {e.index})")
-            self.stopped = True
-            return
-        computed = leaf_hash(e.data)
-        if computed != e.leaf_hash:
-            self.bad(e.index, "stored leaf hash does not match the record")
+    def _in_order(self, entries: Iterable[StoredEntry]) -> Iterator[StoredEntry]:
+        for expected, e in enumerate(entries):
+            if e.idx != expected:
+                self.bad(expected, f"entry {expected} is missing (next stored index is {e.idx})")
+                self.stopped = True
+                return
+            yield e
+
+    def _accept(self, index: int, computed: bytes, problem: str | None) -> None:
         self.leaves.append(computed)
-        try:
-            text = e.data.decode("utf-8")
-            record = json.loads(text)
-            if not isinstance(record, dict):
-                raise CanonicalizationError("record is not a JSON object")
-            if self.check_canonical and canonical_json(record) != e.data:
-                raise CanonicalizationError("record is not in RFC 8785 canonical form")
-            columns = columns_of(text, record)
-        except (ValueError, CanonicalizationError) as exc:
-            self.bad(e.index, f"record is unreadable: {exc}")
+        if problem is not None:
+            self.bad(index, problem)
+
+    def run(self, entries: Iterable[StoredEntry], workers: int = 1) -> None:
+        """Check every entry (in index order), in `workers` processes when more than one."""
+        ordered = self._in_order(entries)
+        if workers <= 1:
+            for e in ordered:
+                self._accept(e.idx, *check_entry(e, self.check_canonical))
             return
-        if columns != e.columns:
-            diff = [k for k, v in columns.as_dict().items() if e.columns.as_dict()[k] != v]
-            self.bad(e.index, f"query column(s) {', '.join(diff)} do not match the record")
+        context = multiprocessing.get_context("spawn")  # no fork: callers may hold threads and locks
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            window: deque[tuple[int, Future[list[tuple[bytes, str | None]]]]] = deque()
+            for chunk in _chunks(ordered, CHUNK):
+                window.append((chunk[0].idx, pool.submit(check_chunk, chunk, self.check_canonical)))
+                while len(window) > 2 * workers:
+                    self._drain(*window.popleft())
+            while window:
+                self._drain(*window.popleft())
+
+    def _drain(self, first: int, future: Future[list[tuple[bytes, str | None]]]) -> None:
+        for offset, (computed, problem) in enumerate(future.result()):
+            self._accept(first + offset, computed, problem)
 
     def finish(
         self,
@@ -203,7 +257,7 @@ def _export_entries(path: Path, checker: _Checker) -> Iterator[StoredEntry]:
                     raise ValueError("no record field")
                 meta = json.loads(line[:pos] + b"}")
                 yield StoredEntry(
-                    index=int(meta["index"]),
+                    idx=int(meta["index"]),
                     leaf_hash=bytes.fromhex(meta["leaf_hash"]),
                     data=line[pos + len(RECORD_MARKER):-1],
                     columns=_columns(meta.get("columns") or {}),
@@ -215,11 +269,12 @@ def _export_entries(path: Path, checker: _Checker) -> Iterator[StoredEntry]:
 
 
 def verify_export(export_dir: str | Path, public_key: PublicKeyLike | None = None, *,
-                  check_canonical: bool = False) -> VerifyReport:
+                  check_canonical: bool = False, workers: int | None = 1) -> VerifyReport:
     """Verify an export directory written by `export_log`.
 
     Without `public_key` the export's own `verifier.vkey` is used, which only shows the export is
     self-consistent; pass the key you trust to show it is the log that key signed.
+    `workers=None` uses several processes for large exports (see `verify_database`).
     """
     root = Path(export_dir)
     try:
@@ -232,8 +287,10 @@ def verify_export(export_dir: str | Path, public_key: PublicKeyLike | None = Non
     except (OSError, ValueError, KeyError, AuditError) as exc:
         return VerifyReport(False, 0, 0, None, f"cannot read export: {exc}")
     checker = _Checker(key, origin, check_canonical)
-    for entry in _export_entries(root / "entries.jsonl", checker):
-        checker.entry(entry)
+    hint = manifest.get("entries")
+    count = hint if isinstance(hint, int) else 0
+    checker.run(_export_entries(root / "entries.jsonl", checker),
+                auto_workers(count) if workers is None else workers)
     checkpoints: list[StoredCheckpoint] = []
     try:
         with (root / "checkpoints.jsonl").open() as fh:
@@ -251,8 +308,12 @@ def verify_export(export_dir: str | Path, public_key: PublicKeyLike | None = Non
 
 
 def verify_database(engine: Engine, public_key: PublicKeyLike, *, table_prefix: str = "audit_",
-                    check_canonical: bool = False) -> VerifyReport:
-    """Verify the log stored in `engine` (entries up to the head read at the start)."""
+                    check_canonical: bool = False, workers: int | None = 1) -> VerifyReport:
+    """Verify the log stored in `engine` (entries up to the head read at the start).
+
+    `workers=None` spreads the per-entry checks over processes for large logs (spawned: the
+    calling program's main module must be import-safe, as console scripts are).
+    """
     t = audit_tables(table_prefix)
     with engine.connect() as conn:
         head_row = conn.execute(
@@ -295,12 +356,13 @@ def verify_database(engine: Engine, public_key: PublicKeyLike, *, table_prefix: 
                 select(e.c.idx, e.c.leaf_hash, e.c.record, e.c.kind, e.c.tenant, e.c.use, e.c.decision,
                        e.c.time_us).where(e.c.idx < size).order_by(e.c.idx)
             )
-            for idx, lh, rec, kind, tenant, use, decision, tus in rows:
-                i = int(idx)
-                checker.entry(StoredEntry(
-                    i, bytes(lh), rec.encode("utf-8"),
-                    Columns(kind, tenant, use, decision, None if tus is None else int(tus), subjects_of(i)),
-                ))
+            stored = (
+                StoredEntry(int(idx), bytes(lh), rec.encode("utf-8"),
+                            Columns(kind, tenant, use, decision, None if tus is None else int(tus),
+                                    subjects_of(int(idx))))
+                for idx, lh, rec, kind, tenant, use, decision, tus in rows
+            )
+            checker.run(stored, auto_workers(size) if workers is None else workers)
         nodes = [
             (int(nid) % 64, int(nid) // 64, bytes(h))
             for nid, h in conn.execute(select(t.nodes.c.nid, t.nodes.c.hash))

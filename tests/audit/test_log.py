@@ -277,3 +277,18 @@ def test_export_verifies_offline_and_catches_edits(make_log: LogFactory, tmp_pat
     (tmp_path / "exp" / "checkpoints.jsonl").write_text(cps.replace("\\n6\\n", "\\n7\\n", 1))
     report = verify_export(tmp_path / "exp", pub)
     assert not report.ok and "signature" in report.message
+
+
+def test_parallel_verification_agrees_with_serial(make_log: LogFactory, engine: Engine, prefix: str,
+                                                  tmp_path: Path) -> None:
+    log = make_log(checkpoint_every=100)
+    log.append_many([decision(i) for i in range(12_000)])
+    export_log(log, tmp_path / "exp")
+    key = log.signer.vkey
+    assert verify_database(engine, key, table_prefix=prefix, workers=2).ok
+    with engine.begin() as conn:
+        conn.execute(sql("UPDATE {p}entries SET tenant = 'x' WHERE idx = 11000", prefix))
+    serial = verify_database(engine, key, table_prefix=prefix, workers=1)
+    parallel = verify_database(engine, key, table_prefix=prefix, workers=2)
+    assert serial.first_bad_index == parallel.first_bad_index == 11000
+    assert verify_export(tmp_path / "exp", key, workers=2).ok

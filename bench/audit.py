@@ -1,0 +1,216 @@
+"""Why: the audit log sits on every decision's path; this measures appends/s (1 and 8 threads on
+SQLite and PostgreSQL, 2 processes on PostgreSQL), inclusion-proof latency and full verification
+at N entries, each next to the raw floors measured in the same run (Ed25519 signs/s, SHA-256 leaf
+hashes/s) and the ratio.
+
+    .venv/bin/python bench/audit.py                 # N = 1,000,000
+    .venv/bin/python bench/audit.py --n 20000       # quick run
+    --pg URL (default $CONSENTGATE_TEST_DATABASE_URL or the local test database; 'none' skips)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gateway.audit import (  # noqa: E402
+    AuditLog,
+    CheckpointSigner,
+    audit_metadata,
+    canonical_json,
+    generate_signing_key,
+    leaf_hash,
+    load_signer,
+    verify_database,
+    verify_inclusion,
+)
+
+ORIGIN = "bench.consentgate/audit"
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def record(i: int) -> dict[str, object]:
+    return {
+        "decision_id": uuid.UUID(int=i).hex, "kind": "decision", "decision": ("allow", "deny")[i % 2],
+        "request_id": uuid.UUID(int=i * 7).hex, "stage": "output", "use": "txt2img",
+        "tenant": f"t{i % 10}", "end_user": f"u-{i % 1000}", "created_at": "2026-11-26T14:00:00.123456Z",
+        "policy": {"name": "default", "digest": "sha256:" + "ab" * 32},
+        "reasons": [{"rule": "nsfw", "outcome": "allow", "detail": "score 0.01"}],
+        "media": [{"sha256": "cd" * 32, "type": "image/png", "width": 1024, "height": 1024}],
+        "findings": {
+            "nsfw": [{"media_index": 0, "model": "nudenet", "model_version": "abc", "scores": {"x": 0.0123},
+                      "labels": []}],
+            "faces": [{"media_index": 0, "bbox": [1, 2, 3, 4], "det_score": 0.99,
+                       "matches": [{"subject_id": f"s{i % 97}", "similarity": 0.9}],
+                       "consent": {"grant_id": "g1", "state": "granted"}}]},
+        "obligations": ["watermark", "sign"], "outputs": [{"media_index": 0, "sha256": "ef" * 32}],
+    }
+
+
+def floors() -> tuple[float, float]:
+    signer = CheckpointSigner.generate(ORIGIN)
+    n = 5000
+    t = time.perf_counter()
+    for i in range(n):
+        signer.sign_note(f"{ORIGIN}\n{i}\nAAAA\n")
+    signs = n / (time.perf_counter() - t)
+    data = canonical_json(record(1))
+    n = 200_000
+    t = time.perf_counter()
+    for _ in range(n):
+        leaf_hash(data)
+    hashes = n / (time.perf_counter() - t)
+    print(f"floor  Ed25519 signs/s: {signs:,.0f}   SHA-256 leaf hashes/s ({len(data)} B records): "
+          f"{hashes:,.0f}")
+    return signs, hashes
+
+
+def new_log(engine: Engine, signer: CheckpointSigner, prefix: str) -> AuditLog:
+    log = AuditLog(engine, signer, origin=ORIGIN, table_prefix=prefix, checkpoint_every=256,
+                   checkpoint_interval_ms=1000)
+    log.create_tables()
+    return log
+
+
+def appends_per_s(log: AuditLog, threads: int, count: int) -> float:
+    per = max(1, count // threads)
+
+    def work(t: int) -> None:
+        for i in range(per):
+            log.append(record(t * per + i))
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return per * threads / (time.perf_counter() - start)
+
+
+def report(label: str, value: float, floor: float, unit: str = "appends/s") -> None:
+    print(f"{label:<46} {value:>12,.0f} {unit}   floor {floor:>12,.0f}   ratio {value / floor:.4f}")
+
+
+def bench_engine(name: str, engine: Engine, count: int, hash_floor: float) -> None:
+    signer = CheckpointSigner.generate(ORIGIN)
+    prefix = f"bench_{uuid.uuid4().hex[:8]}_"
+    log = new_log(engine, signer, prefix)
+    try:
+        for threads in (1, 8, 64):
+            n = count // 4 if threads == 1 else count
+            report(f"{name}: append, {threads} thread(s)", appends_per_s(log, threads, n), hash_floor)
+        batch = [record(i) for i in range(1000)]
+        start = time.perf_counter()
+        for _ in range(max(1, count // 1000)):
+            log.append_many(batch)
+        report(f"{name}: append_many (1000 per call)", max(1, count // 1000) * 1000 /
+               (time.perf_counter() - start), hash_floor)
+    finally:
+        log.close()
+        if engine.dialect.name != "sqlite":
+            audit_metadata(prefix).drop_all(engine)
+
+
+def bench_processes(url: str, count: int, hash_floor: float) -> None:
+    prefix = f"bench_{uuid.uuid4().hex[:8]}_"
+    with tempfile.TemporaryDirectory() as tmp:
+        key = Path(tmp) / "k.pem"
+        generate_signing_key(key)
+        new_log(create_engine(url), load_signer(key, ORIGIN), prefix).close()
+        args = [sys.executable, __file__, "--child", url, prefix, str(key), str(count // 2)]
+        start = time.perf_counter()
+        children = [subprocess.Popen(args) for _ in range(2)]  # noqa: S603 - this script
+        for c in children:
+            c.wait()
+        elapsed = time.perf_counter() - start
+    report("postgresql: append, 2 processes x 8 threads", (count // 2) * 2 / elapsed, hash_floor)
+    audit_metadata(prefix).drop_all(create_engine(url))
+
+
+def child(url: str, prefix: str, key: str, count: int) -> None:
+    log = AuditLog(create_engine(url), load_signer(key, ORIGIN), origin=ORIGIN, table_prefix=prefix)
+    log.create_tables()
+    appends_per_s(log, 8, count)
+    log.close()
+
+
+def bench_scale(n: int, sign_floor: float, hash_floor: float, workers: int | None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = create_engine(f"sqlite:///{tmp}/scale.db")
+        signer = CheckpointSigner.generate(ORIGIN)
+        log = new_log(engine, signer, "audit_")
+        batch = 10_000
+        start = time.perf_counter()
+        done = 0
+        while done < n:
+            size = min(batch, n - done)
+            log.append_many([record(done + i) for i in range(size)])
+            done += size
+        fill = n / (time.perf_counter() - start)
+        report(f"sqlite: fill {n:,} with append_many", fill, hash_floor)
+        cp = log.publish_checkpoint()
+        rng = random.Random(1)
+        times = []
+        for _ in range(1000):
+            index = rng.randrange(n)
+            t = time.perf_counter()
+            proof = log.inclusion_proof(index, cp.tree_size)
+            times.append(time.perf_counter() - t)
+            verify_inclusion(index, cp.tree_size, proof.leaf_hash, proof.hashes, cp.root_hash)
+        p50, p99 = statistics.median(times) * 1e3, sorted(times)[989] * 1e3
+        floor_ms = 1e3 / sign_floor
+        print(f"{'inclusion proof at ' + format(n, ',') + ' (p50 / p99)':<46} {p50:>9.3f} / {p99:.3f} ms"
+              f"   floor (one Ed25519 sign) {floor_ms:.3f} ms   ratio {p50 / floor_ms:.1f}")
+        start = time.perf_counter()
+        result = verify_database(engine, signer.vkey, workers=workers)
+        elapsed = time.perf_counter() - start
+        assert result.ok, result.message
+        floor_s = n / hash_floor
+        label = f"verify_database at {n:,} ({'auto' if workers is None else workers} proc)"
+        print(f"{label:<46} {elapsed:>9.1f} s   floor (hash every leaf) "
+              f"{floor_s:.2f} s   ratio {elapsed / floor_s:.1f}   ({result.checkpoints} checkpoints)")
+        log.close()
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--n", type=int, default=1_000_000, help="entries for the proof/verify run")
+    parser.add_argument("--appends", type=int, default=4000, help="appends per throughput run")
+    parser.add_argument("--workers", type=int, default=0, help="verify processes (0: auto)")
+    parser.add_argument("--pg", default=os.environ.get("CONSENTGATE_TEST_DATABASE_URL", DEFAULT_PG))
+    args = parser.parse_args()
+    sign_floor, hash_floor = floors()
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_engine("sqlite", create_engine(f"sqlite:///{tmp}/bench.db"), args.appends, hash_floor)
+    if args.pg != "none":
+        try:
+            pg = create_engine(args.pg)
+            with pg.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - report and go on without PostgreSQL
+            print(f"postgresql skipped: {exc.__class__.__name__}")
+        else:
+            bench_engine("postgresql", pg, args.appends, hash_floor)
+            bench_processes(args.pg, args.appends, hash_floor)
+    bench_scale(args.n, sign_floor, hash_floor, args.workers or None)
+
+
+if __name__ == "__main__":
+    main()
