@@ -248,7 +248,12 @@ def _columns(meta: dict[str, Any]) -> Columns:
 
 
 def _export_entries(path: Path, checker: _Checker) -> Iterator[StoredEntry]:
-    with path.open("rb") as fh:
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        checker.general.append(f"entries.jsonl is unreadable: {exc}")
+        return
+    with fh:
         for number, raw in enumerate(fh):
             line = raw.rstrip(b"\n")
             pos = line.find(RECORD_MARKER.encode())

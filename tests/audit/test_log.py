@@ -292,3 +292,12 @@ def test_parallel_verification_agrees_with_serial(make_log: LogFactory, engine: 
     parallel = verify_database(engine, key, table_prefix=prefix, workers=2)
     assert serial.first_bad_index == parallel.first_bad_index == 11000
     assert verify_export(tmp_path / "exp", key, workers=2).ok
+
+
+def test_verify_export_reports_a_missing_directory(tmp_path: Path) -> None:
+    report = verify_export(tmp_path / "nowhere", b"\x01" * 32)
+    assert not report.ok and "cannot read export" in report.message
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "manifest.json").write_text(json.dumps({"origin": ORIGIN}))
+    report = verify_export(tmp_path / "half", b"\x01" * 32)
+    assert not report.ok and "entries.jsonl is unreadable" in report.message
