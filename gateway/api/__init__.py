@@ -12,4 +12,7 @@ def routers() -> list[APIRouter]:
     from gateway.api import audit, policy, provenance, release
 
     found += [release.router, provenance.router, audit.router, policy.router]
+    from gateway.api import proxy
+
+    found.append(proxy.router)
     return found

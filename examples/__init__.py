@@ -1,0 +1,1 @@
+"""Runnable examples: a reference upstream model server and clients of the gateway."""
