@@ -19,7 +19,7 @@ umask 0077
 DATA_DIR="${CONSENTGATE_DATA_DIR:-/data}"
 PORT="${CONSENTGATE_PORT:-8080}"
 LIB_DIR="${CONSENTGATE_ENTRYPOINT_LIB:-/usr/local/lib/consentgate}"
-KEY_FILES=(kek.key audit_ed25519.key c2pa/c2pa-root.pem c2pa/c2pa-signing-chain.pem c2pa/c2pa-signing.key
+KEY_FILES=(kek.key audit_ed25519.key blob_url.key c2pa/c2pa-root.pem c2pa/c2pa-signing-chain.pem c2pa/c2pa-signing.key
            c2pa/c2pa-root.key)
 
 die() { echo "docker-entrypoint: $*" >&2; exit 1; }

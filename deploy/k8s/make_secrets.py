@@ -30,6 +30,7 @@ NAMESPACE = "consentgate"
 KEY_FILES = {
     "kek.key": "kek.key",
     "audit_ed25519.key": "audit_ed25519.key",
+    "blob_url.key": "blob_url.key",
     "c2pa-root.pem": "c2pa/c2pa-root.pem",
     "c2pa-signing-chain.pem": "c2pa/c2pa-signing-chain.pem",
     "c2pa-signing.key": "c2pa/c2pa-signing.key",
@@ -41,6 +42,7 @@ PRODUCTION_ROOT_KEY_PLACEHOLDER = b"# unused: the CA key of a production C2PA ch
 def ensure_keys(keys_dir: Path, chain: Path | None, key: Path | None, anchors: Path | None) -> None:
     sys.path.insert(0, str(ROOT))
     from gateway.audit import generate_signing_key
+    from gateway.blobs import UrlSigner
     from gateway.provenance.keys import init_dev_pki, load_private_key_alg
     from gateway.registry.crypto import FileKek
 
@@ -49,6 +51,7 @@ def ensure_keys(keys_dir: Path, chain: Path | None, key: Path | None, anchors: P
     if not (keys_dir / "audit_ed25519.key").exists():
         generate_signing_key(keys_dir / "audit_ed25519.key")
     FileKek.create(keys_dir / "kek.key")
+    UrlSigner.from_file(keys_dir / "blob_url.key")
     c2pa = keys_dir / "c2pa"
     if chain is None:
         init_dev_pki(c2pa)

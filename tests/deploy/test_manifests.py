@@ -218,6 +218,19 @@ def test_key_secret_items_match_the_data_dir_layout_everywhere() -> None:
         assert volume["secret"]["defaultMode"] == 0o440  # group-readable through fsGroup, never world
 
 
+def test_every_key_file_the_gateway_uses_comes_from_the_secret() -> None:
+    """A key file the gateway creates on first use but the Secret does not carry would differ per
+    pod (each has its own emptyDir): signatures or ciphertexts of one replica fail on another."""
+    sys.path.insert(0, str(K8S))
+    from make_secrets import KEY_FILES
+
+    used = set()
+    for path in (ROOT / "gateway").rglob("*.py"):
+        used |= set(re.findall(r'keys_dir\s*/\s*"([^"]+)"', path.read_text()))
+    carried = {rel.split("/")[0] for rel in KEY_FILES.values()}
+    assert used and used <= carried, f"key files missing from the Secret: {sorted(used - carried)}"
+
+
 def test_env_names_are_ones_the_gateway_or_the_entrypoint_reads() -> None:
     known = set(re.findall(r"CONSENTGATE_[A-Z0-9_]+", (ROOT / "gateway" / "settings.py").read_text()))
     known |= set(re.findall(r"CONSENTGATE_[A-Z0-9_]+", (DEPLOY / "docker-entrypoint.sh").read_text()))
@@ -304,7 +317,11 @@ def test_make_secrets_output_validates_and_installs_into_a_working_data_dir(tmp_
                         keystore_url=f"sqlite:///{tmp_path / 'keys.sqlite'}")
     created = ensure_initialised(settings)
     assert set(created) == {"c2pa"}, created  # no new KEK, no new audit key
-    assert FileKek(kek_path(settings)).key_id == FileKek(tmp_path / "kept" / "keys" / "kek.key").key_id
+    kept = tmp_path / "kept" / "keys"
+    assert FileKek(kek_path(settings)).key_id == FileKek(kept / "kek.key").key_id
+    from gateway.blobs import UrlSigner
+
+    assert UrlSigner.from_file(settings.keys_dir / "blob_url.key").key == (kept / "blob_url.key").read_bytes()
     ProvenanceService.open(settings, None, c2pa_dir(settings))  # type: ignore[arg-type]
 
 
