@@ -152,6 +152,34 @@ class LogMasking(Strict):
     prompt_text: bool = Field(default=False, description="Store prompt text in the audit log.")
 
 
+class VideoSettings(Strict):
+    """How video is sampled, judged, marked and encoded (see docs/video.md). Every field has a
+    default, so a policy without a `video` section behaves as documented there."""
+
+    sample_fps: float = Field(default=2.0, gt=0, le=30, description="Frames per second the models see "
+                              "(plus the first frame of every scene).")
+    scene_cut_threshold: float = Field(default=0.3, gt=0, le=1,
+                                       description="Cut score that starts a new scene.")
+    crf: int = Field(default=23, ge=0, le=51,
+                     description="libx264 quality of the released MP4 (lower is better).")
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+                    "veryslow"] = Field(default="veryfast", description="libx264 speed/size trade-off.")
+    watermark_strength: float = Field(default=2.0, gt=0, le=16, description="Video watermark amplitude in "
+                                      "luma levels (measured robustness and cost: docs/video.md).")
+    overlap: bool = Field(default=True, description="Mark and encode in the same decode pass as the "
+                          "analysis; the marked file is discarded unless the decision allows it.")
+    max_bytes: int = Field(default=200 * 1024 * 1024, gt=0, description="Largest video accepted (bytes).")
+    max_seconds: float = Field(default=600.0, gt=0, description="Longest video accepted (seconds).")
+    max_width: int = Field(default=3840, gt=0, description="Largest frame width (either orientation).")
+    max_height: int = Field(default=2160, gt=0, description="Largest frame height (either orientation).")
+    max_frames: int = Field(default=36_000, gt=0, description="Most frames accepted.")
+    sync_max_bytes: int = Field(default=20 * 1024 * 1024, ge=0, description="Videos up to this size (and "
+                                "`sync_max_seconds`) may use /v1/check and /v1/release directly; larger "
+                                "ones go through /v1/jobs.")
+    sync_max_seconds: float = Field(default=30.0, ge=0, description="Longest video /v1/check and /v1/release "
+                                    "take directly.")
+
+
 class Overridable(Strict):
     """Settings a tenant overlay may loosen (by default overlays may only tighten)."""
 
@@ -169,6 +197,7 @@ class Policy(Strict):
     hash_list: HashListSettings = Field(default_factory=HashListSettings)
     obligations: Obligations = Field(default_factory=Obligations)
     logging: LogMasking = Field(default_factory=LogMasking)
+    video: VideoSettings = Field(default_factory=VideoSettings)
     uses: dict[str, UsePolicy]
     tenant_may_loosen: Overridable = Field(default_factory=Overridable)
 
