@@ -37,6 +37,7 @@ class Call:
 class UpstreamState:
     calls: list[Call] = field(default_factory=list)
     fail_next: list[int] = field(default_factory=list)
+    corrupt_next: int = 0
     hold: threading.Event | None = None
     entered: threading.Event = field(default_factory=threading.Event)
     files: dict[str, bytes] = field(default_factory=dict)
@@ -57,6 +58,7 @@ class UpstreamState:
         with self.lock:
             self.calls.clear()
             self.fail_next.clear()
+            self.corrupt_next = 0
             self.entered.clear()
             self.hold = None
 
@@ -83,6 +85,10 @@ def create_upstream_app(state: UpstreamState | None = None) -> FastAPI:
 
     def openai_answer(request: Request, images: list[bytes], fmt: str) -> dict[str, Any]:
         data = []
+        with state.lock:
+            if state.corrupt_next > 0:  # fault hook: answer bytes that are not an image
+                state.corrupt_next -= 1
+                images = [b"not an image at all" for _ in images]
         for png in images:
             if fmt == "url":
                 file_id = secrets.token_hex(8)

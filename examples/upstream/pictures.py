@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -34,7 +36,8 @@ def _seed(prompt: str, index: int) -> int:
 def _astronaut() -> np.ndarray:
     import skimage.data
 
-    return np.asarray(skimage.data.astronaut(), dtype=np.uint8)
+    loader: Callable[[], Any] = skimage.data.astronaut
+    return np.asarray(loader(), dtype=np.uint8)
 
 
 def scene(prompt: str, size: tuple[int, int], index: int = 0) -> np.ndarray:
@@ -53,7 +56,8 @@ def scene(prompt: str, size: tuple[int, int], index: int = 0) -> np.ndarray:
             img[(xx - cx) ** 2 + (yy - cy) ** 2 <= r * r] = colour
         else:
             img[max(0, cy - r) : cy + r, max(0, cx - r) : cx + r] = colour
-    return np.clip(img, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(img, 0, 255).astype(np.uint8)
+    return out
 
 
 def generate(prompt: str, size: str | None, index: int = 0) -> np.ndarray:
@@ -79,7 +83,7 @@ def compose(reference: np.ndarray, prompt: str, size: str | None, index: int = 0
     scale = min(1.0, 0.8 * cw / rw, 0.8 * ch / rh)
     if scale < 1.0:
         pil = Image.fromarray(reference).resize(
-            (max(1, int(rw * scale)), max(1, int(rh * scale))), Image.LANCZOS
+            (max(1, int(rw * scale)), max(1, int(rh * scale))), Image.Resampling.LANCZOS
         )
         reference = np.asarray(pil)
         rh, rw = reference.shape[:2]

@@ -185,7 +185,10 @@ def load_routes(path: Path) -> RouteTable:
     path = Path(path)
     if not path.exists():
         return RouteTable(RoutesFile(), None, str(path))
-    data, node = read_yaml(path)
+    try:
+        data, node = read_yaml(path)
+    except PolicyError as exc:
+        raise RoutesError(exc.errors) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

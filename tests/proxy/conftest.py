@@ -89,7 +89,8 @@ class ProxyEnv:
         return {"Authorization": f"Bearer {key or self.keys.acme}"}
 
     def post(self, path: str, key: str | None = None, **kw: Any) -> httpx.Response:
-        return httpx.post(self.url + path, headers=self.headers(key), timeout=120, **kw)
+        headers = {**self.headers(key), **kw.pop("headers", {})}
+        return httpx.post(self.url + path, headers=headers, timeout=120, **kw)
 
     def audit_size(self) -> int:
         return int(self.gw.audit.head().tree_size)
@@ -137,3 +138,18 @@ def env(proxy_env: ProxyEnv) -> Iterator[ProxyEnv]:
     gw.audit.publish_checkpoint()
     report = verify_database(gw.engine, gw.audit.signer)
     assert report.ok, report.message
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """Redis on 127.0.0.1:6379 (CONSENTGATE_TEST_REDIS_URL overrides); skipped when absent."""
+    import os
+
+    import redis
+
+    url = os.environ.get("CONSENTGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+    except redis.RedisError:
+        pytest.skip(f"no Redis at {url}")
+    return url

@@ -36,6 +36,16 @@ def subjects(proxy_env: ProxyEnv, astronaut: np.ndarray) -> Iterator[dict[str, A
     yield {"collins": collins.id, "grant": grant.id, "famous": famous.id}
 
 
+def images(result: Any) -> list[Any]:
+    assert result.data is not None
+    return list(result.data)
+
+
+def extra(result: Any) -> dict[str, Any]:
+    assert result.model_extra is not None
+    return dict(result.model_extra["consentgate"])
+
+
 def decoded(b64_json: str | None) -> tuple[bytes, np.ndarray]:
     assert b64_json
     data = base64.b64decode(b64_json)
@@ -45,24 +55,26 @@ def decoded(b64_json: str | None) -> tuple[bytes, np.ndarray]:
 
 def test_openai_generate_returns_signed_marked_image(env: ProxyEnv) -> None:
     before = env.audit_size()
-    result = client(env).images.generate(model="demo", prompt="a lighthouse at dusk", response_format="b64_json")
-    assert len(result.data) == 1
-    data, rgb = decoded(result.data[0].b64_json)
+    result = client(env).images.generate(
+        model="demo", prompt="a lighthouse at dusk", response_format="b64_json"
+    )
+    assert len(images(result)) == 1
+    data, rgb = decoded(images(result)[0].b64_json)
     gw = env.gw
     report = read_manifest(data, "image/png", gw.provenance.trust_anchors_pem)
     assert report.state == "Trusted", report.validation_errors
     found = gw.provenance.inspect(data, "image/png", rgb)
-    extra = result.model_extra["consentgate"]  # type: ignore[index]
-    output_id = extra["images"][0]["decision_id"]
+    info = extra(result)
+    output_id = info["images"][0]["decision_id"]
     assert found["watermark"]["found"] is True
     assert found["watermark"]["decision_ids"] == [output_id]
-    assert report.decision["decision_id"] == output_id
+    assert report.decision is not None and report.decision["decision_id"] == output_id
     assert report.software_agent is not None and "demo-upstream" in str(report.software_agent)
     # input and output decisions: two audit entries, linked by one request_id
     assert env.audit_size() == before + 2
     entries = [env.record(i) for i in range(before, before + 2)]
     assert {e["stage"] for e in entries} == {"input", "output"}
-    assert {e["request_id"] for e in entries} == {extra["request_id"]}
+    assert {e["request_id"] for e in entries} == {info["request_id"]}
     assert env.upstream.count("generations") == 1
 
 
@@ -70,7 +82,7 @@ def test_openai_generate_url_is_served_by_the_gateway(env: ProxyEnv) -> None:
     import httpx
 
     result = client(env).images.generate(model="demo", prompt="a quiet harbour", response_format="url")
-    url = result.data[0].url
+    url = images(result)[0].url
     assert url and url.startswith(env.url + "/v1/blobs/")
     fetched = httpx.get(url)  # a signed link needs no key
     assert fetched.status_code == 200 and fetched.headers["content-type"] == "image/png"
@@ -78,7 +90,9 @@ def test_openai_generate_url_is_served_by_the_gateway(env: ProxyEnv) -> None:
     assert report.state == "Trusted"
 
 
-def test_protected_name_in_prompt_is_403_and_upstream_never_called(env: ProxyEnv, subjects: dict[str, Any]) -> None:
+def test_protected_name_in_prompt_is_403_and_upstream_never_called(
+    env: ProxyEnv, subjects: dict[str, Any]
+) -> None:
     before = env.audit_size()
     with pytest.raises(openai.PermissionDeniedError) as caught:
         client(env).images.generate(model="demo", prompt="a portrait of Lady Quillfeather on a horse")
@@ -99,8 +113,9 @@ def test_edit_with_enrolled_face_without_grant_is_403_before_upstream(
     """acme's grant covers txt2img only; an edit is checked as img2img."""
     before = env.audit_size()
     with pytest.raises(openai.PermissionDeniedError) as caught:
-        client(env).images.edit(model="demo", image=("ref.png", png(astronaut), "image/png"),
-                                prompt="put her on the moon")
+        client(env).images.edit(
+            model="demo", image=("ref.png", png(astronaut), "image/png"), prompt="put her on the moon"
+        )
     assert caught.value.code == "policy_denied"
     assert env.upstream.count() == 0
     record = env.record(before)
@@ -109,15 +124,18 @@ def test_edit_with_enrolled_face_without_grant_is_403_before_upstream(
 
 
 def test_edit_without_faces_reaches_upstream_and_comes_back_signed(env: ProxyEnv, coffee: np.ndarray) -> None:
-    result = client(env).images.edit(model="demo", image=("cup.png", png(coffee), "image/png"),
-                                     prompt="a cup on the moon")
-    data, _ = decoded(result.data[0].b64_json)
+    result = client(env).images.edit(
+        model="demo", image=("cup.png", png(coffee), "image/png"), prompt="a cup on the moon"
+    )
+    data, _ = decoded(images(result)[0].b64_json)
     assert read_manifest(data, "image/png", env.gw.provenance.trust_anchors_pem).state == "Trusted"
     assert env.upstream.count("edits") == 1
     assert env.upstream.calls[0].images == 1
 
 
-def test_upstream_face_without_grant_is_403_and_nothing_released(env: ProxyEnv, subjects: dict[str, Any]) -> None:
+def test_upstream_face_without_grant_is_403_and_nothing_released(
+    env: ProxyEnv, subjects: dict[str, Any]
+) -> None:
     """globex holds no grant from the astronaut; the upstream renders her anyway."""
     before = env.audit_size()
     with pytest.raises(openai.PermissionDeniedError) as caught:
@@ -135,10 +153,10 @@ def test_upstream_face_without_grant_is_403_and_nothing_released(env: ProxyEnv, 
 
 def test_upstream_face_with_grant_is_released(env: ProxyEnv, subjects: dict[str, Any]) -> None:
     result = client(env).images.generate(model="demo", prompt="an astronaut in orbit")
-    data, _ = decoded(result.data[0].b64_json)
+    data, _ = decoded(images(result)[0].b64_json)
     report = read_manifest(data, "image/png", env.gw.provenance.trust_anchors_pem)
     assert report.state == "Trusted"
-    index = result.model_extra["consentgate"]["images"][0]["audit_index"]  # type: ignore[index]
+    index = extra(result)["images"][0]["audit_index"]
     out = env.record(index)
     assert out["grant_ids"] == [subjects["grant"]]
     assert [f["consent"]["state"] for f in out["findings"]["faces"]] == ["granted"]
