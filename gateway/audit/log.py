@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from .canonical import CanonicalizationError, Prepared, prepare
-from .errors import AuditAppendError, AuditConfigError
+from .errors import AuditAppendError, AuditConfigError, ProofError
 from .merkle import EMPTY_ROOT, Frontier, frontier_nodes
 from .notes import Checkpoint, CheckpointSigner
 from .reader import AuditEntry, ConsistencyProof, Head, InclusionProof, LogReader
@@ -323,13 +323,32 @@ class AuditLog:
     def entry(self, index: int, *, tenant: str | None = None) -> AuditEntry:
         return self.reader.entry(index, tenant=tenant)
 
-    def query(self, **filters: Any) -> tuple[list[AuditEntry], str | None]:
-        return self.reader.query(**filters)
+    def query(
+        self,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        tenant: str | None = None,
+        decision: str | None = None,
+        subject: str | None = None,
+        use: str | None = None,
+        kind: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+        descending: bool = False,
+    ) -> tuple[list[AuditEntry], str | None]:
+        """Filtered, paged entries; see `LogReader.query`. Returns (entries, next cursor or None)."""
+        return self.reader.query(since=since, until=until, tenant=tenant, decision=decision,
+                                 subject=subject, use=use, kind=kind, cursor=cursor, limit=limit,
+                                 descending=descending)
 
     def inclusion_proof(self, index: int, tree_size: int | None = None) -> InclusionProof:
+        """Proof of `index` in the tree of `tree_size` (default: the latest checkpoint's size)."""
         if tree_size is None:
             latest = self.latest_checkpoint()
-            tree_size = 0 if latest is None else latest.tree_size
+            if latest is None or latest.tree_size <= index:
+                raise ProofError(f"no checkpoint covers entry {index} yet (one is pending)")
+            tree_size = latest.tree_size
         return self.reader.inclusion_proof(index, tree_size)
 
     def consistency_proof(self, first: int, second: int) -> ConsistencyProof:

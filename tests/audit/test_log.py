@@ -24,6 +24,7 @@ from gateway.audit import (
     verify_export,
     verify_inclusion,
 )
+from gateway.audit.errors import ProofError
 from gateway.audit.testing import assert_log_consistent
 
 from .helpers import ORIGIN, LogFactory, decision, sql
@@ -39,6 +40,8 @@ def test_append_assigns_contiguous_indexes_and_leaf_hashes(make_log: LogFactory)
     assert all(r.checkpoint is None for r in results)
     entry = log.entry(3)
     assert entry.checkpoint_pending and entry.inclusion_proof is None
+    with pytest.raises(ProofError, match="pending"):
+        log.inclusion_proof(3)
     assert entry.to_record()["audit"] == {"index": 3, "leaf_hash": results[3].leaf_hash, "checkpoint": None}
     checkpoint = log.publish_checkpoint()
     entry = log.entry(3)
