@@ -404,6 +404,15 @@ def test_dockerfile_runs_as_a_non_root_user_with_a_healthcheck() -> None:
     assert "--host 0.0.0.0" in entrypoint and 'PORT="${CONSENTGATE_PORT:-8080}"' in entrypoint
 
 
+def test_image_runs_offline_without_telemetry() -> None:
+    """onnxruntime's official Linux wheels carry 1DS telemetry (a persistent device id, uploads);
+    ORT_DISABLE_TELEMETRY=1 switches it off entirely. The models must never reach a hub."""
+    env = " ".join(dockerfile_stages()[-1]["ENV"])
+    for setting in ("ORT_DISABLE_TELEMETRY=1", "HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1",
+                    "HF_HUB_DISABLE_TELEMETRY=1"):
+        assert setting in env, setting
+
+
 def test_dockerfile_mirrors_the_install_order_with_the_cpu_torch() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim$", text, re.M)
