@@ -102,3 +102,26 @@ def onnx_session(path: Path, threads: int) -> Any:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise ModelError(f"cannot load ONNX model {path}: {exc}") from exc
+
+
+def local_model_dir(adapter: str, options: Options, key: str = "model_dir") -> Path:
+    """The directory option `key`, which must name an existing local directory: adapters whose
+    weights live outside PyPI load only from disk and never reach a model hub."""
+    raw = options.get(key, "", (str, Path))
+    if not str(raw):
+        raise ModelError(
+            f"adapter {adapter!r}: option {key!r} (a local directory with the weights) is required"
+        )
+    path = Path(raw).expanduser()
+    if not path.is_dir():
+        raise ModelError(f"adapter {adapter!r}: {key} {str(path)!r} is not a directory")
+    return path.resolve()
+
+
+def offline_hub() -> None:
+    """Make huggingface_hub / transformers / open_clip refuse network access in this process."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

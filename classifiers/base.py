@@ -68,6 +68,30 @@ class TextEmbedder(Protocol):
 
 
 @runtime_checkable
+class TextClassifier(Protocol):
+    """Classifies prompt text into labels (family "textcls", e.g. a transformers
+    text-classification model). `labels` lists every label `classify` may return."""
+
+    info: ModelInfo
+    labels: tuple[str, ...]
+
+    def classify(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        """One {label: score in [0, 1]} per text, same order."""
+        ...
+
+
+@runtime_checkable
+class ImageEmbedder(Protocol):
+    """Embeds whole images (family "image", e.g. CLIP) for near-duplicate search and model
+    comparison; rows are L2-normalised float32 of width `dim`."""
+
+    info: ModelInfo
+    dim: int
+
+    def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+@runtime_checkable
 class PerceptualHasher(Protocol):
     """Perceptual hashes for hash lists. `hashes` returns the hash of the image and of its
     dihedral transforms (flips, rotations) as hex strings, the first being the identity."""

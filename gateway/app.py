@@ -114,6 +114,9 @@ def create_app(
 ) -> FastAPI:
     """Build the ASGI app. With `background_start`, the server answers at once (/readyz 503)
     while models load; otherwise startup waits for them (tests)."""
+    import os
+
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # onnxruntime >= 1.32 reports usage unless told not to
 
     def start() -> Gateway:
         gw = build_gateway(settings, models=models)

@@ -38,7 +38,9 @@ def c2pa_dir(settings: Settings) -> Path:
 def ensure_initialised(settings: Settings) -> dict[str, Any]:
     """Create whatever is missing; never overwrite what exists. Returns what was created."""
     created: dict[str, Any] = {}
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.data_dir, 0o700)
     settings.keys_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.keys_dir, 0o700)
     from gateway.audit import generate_signing_key
@@ -54,6 +56,10 @@ def ensure_initialised(settings: Settings) -> dict[str, Any]:
     pki = init_dev_pki(c2pa_dir(settings))
     created["c2pa"] = str(pki.signing_cert_chain)
     migrate(settings)
+    for name in ("consentgate.db", "keys.db"):
+        path = settings.data_dir / name
+        if path.exists():
+            os.chmod(path, 0o600)
     return created
 
 

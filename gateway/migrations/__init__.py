@@ -20,5 +20,24 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+MIGRATION_LOCK_ID = 0x636F6E73  # "cons": one PostgreSQL advisory lock for schema upgrades
+
+
 def upgrade_head(url: str) -> None:
-    command.upgrade(alembic_config(url), "head")
+    """Upgrade to head. On PostgreSQL, replicas starting together serialise on an advisory lock
+    so two of them never run the same migration at once."""
+    if not url.startswith("postgresql"):
+        command.upgrade(alembic_config(url), "head")
+        return
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_ID})
+            try:
+                command.upgrade(alembic_config(url), "head")
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_ID})
+    finally:
+        engine.dispose()

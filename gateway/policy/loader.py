@@ -44,9 +44,14 @@ class PolicyBundle:
 
 
 def bundle_files(directory: Path) -> list[Path]:
+    """The YAML files of the bundle. Hidden entries are skipped — among them the `..<timestamp>/`
+    folders a Kubernetes ConfigMap mount keeps beside its files, which would otherwise make the
+    digest differ per pod."""
     files = []
     for path in sorted(directory.rglob("*")):
         rel = path.relative_to(directory)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
         if not path.is_file() or rel.parts[0] == "tests" or path.name == "bundle.sig":
             continue
         if path.suffix in (".yaml", ".yml"):
@@ -54,13 +59,29 @@ def bundle_files(directory: Path) -> list[Path]:
     return files
 
 
-def bundle_digest(directory: Path) -> str:
-    h = hashlib.sha256()
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Read every bundle file once: the digest and the parse use the same bytes, so a file
+    swapped during a reload cannot be parsed under another file's digest or signature."""
+    out: dict[str, bytes] = {}
     for path in bundle_files(directory):
-        data = path.read_bytes()
-        h.update(path.relative_to(directory).as_posix().encode() + b"\0" + str(len(data)).encode() + b"\0")
+        try:
+            out[path.relative_to(directory).as_posix()] = path.read_bytes()
+        except OSError as exc:
+            raise PolicyError([f"{path}: cannot read: {exc}"]) from None
+    return out
+
+
+def digest_of(files: dict[str, bytes]) -> str:
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        data = files[rel]
+        h.update(rel.encode() + b"\0" + str(len(data)).encode() + b"\0")
         h.update(data)
     return h.hexdigest()
+
+
+def bundle_digest(directory: Path) -> str:
+    return digest_of(snapshot(directory))
 
 
 def _node_line(node: yaml.Node | None, loc: Iterable[Any]) -> int | None:
@@ -85,9 +106,9 @@ def _node_line(node: yaml.Node | None, loc: Iterable[Any]) -> int | None:
     return line
 
 
-def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
+def read_yaml(path: Path, raw: bytes | None = None) -> tuple[Any, yaml.Node | None]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8") if raw is not None else path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError([f"{path}: cannot read: {exc}"]) from None
     try:
@@ -110,8 +131,8 @@ def validation_errors(path: Path, node: yaml.Node | None, exc: ValidationError) 
     return out
 
 
-def parse_policy(path: Path) -> Policy:
-    data, node = read_yaml(path)
+def parse_policy(path: Path, raw: bytes | None = None) -> Policy:
+    data, node = read_yaml(path, raw)
     if not isinstance(data, dict):
         raise PolicyError([f"{path}:1: the file must hold a mapping (a policy), not {type(data).__name__}"])
     try:
@@ -149,12 +170,13 @@ def load_bundle(
     if not directory.is_dir():
         raise PolicyError([f"{directory}: the policy directory does not exist"])
     main = directory / f"{policy_name}.yaml"
-    if not main.is_file():
+    files = snapshot(directory)
+    if f"{policy_name}.yaml" not in files:
         raise PolicyError([f"{main}: policy file not found (policy name {policy_name!r})"])
     errors: list[str] = []
     policy: Policy | None = None
     try:
-        policy = parse_policy(main)
+        policy = parse_policy(main, files[f"{policy_name}.yaml"])
     except PolicyError as exc:
         errors.extend(exc.errors)
     if policy is not None and is_registered is not None:
@@ -164,11 +186,10 @@ def load_bundle(
         from gateway.policy.overlay import load_overlays
 
         try:
-            overlays = load_overlays(directory, policy, is_registered)
+            overlays = load_overlays(directory, policy, is_registered, files)
         except PolicyError as exc:
             errors.extend(exc.errors)
     if errors or policy is None:
         raise PolicyError(errors)
-    files = tuple(p.relative_to(directory).as_posix() for p in bundle_files(directory))
-    return PolicyBundle(policy=policy, digest=bundle_digest(directory), directory=directory, files=files,
+    return PolicyBundle(policy=policy, digest=digest_of(files), directory=directory, files=tuple(sorted(files)),
                         loaded_at=datetime.now(UTC), overlays=overlays)

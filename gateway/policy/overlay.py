@@ -26,20 +26,25 @@ def deep_merge(base: Any, over: Any) -> Any:
 
 
 def load_overlays(
-    directory: Path, base: Policy, is_registered: Callable[[str, str], bool] | None
+    directory: Path, base: Policy, is_registered: Callable[[str, str], bool] | None,
+    files: dict[str, bytes] | None = None,
 ) -> dict[str, Policy]:
     from gateway.policy.loader import PolicyError, check_models, read_yaml, validation_errors
     from gateway.policy.tighten import loosenings
 
-    tenants_dir = directory / "tenants"
-    if not tenants_dir.is_dir():
+    from gateway.policy.loader import snapshot
+
+    files = files if files is not None else snapshot(directory)
+    overlay_files = sorted(rel for rel in files if rel.startswith("tenants/") and rel.count("/") == 1)
+    if not overlay_files:
         return {}
     overlays: dict[str, Policy] = {}
     errors: list[str] = []
     base_dump = base.model_dump(mode="json")
-    for path in sorted(tenants_dir.glob("*.y*ml")):
+    for rel in overlay_files:
+        path = directory / rel
         tenant = path.stem
-        data, node = read_yaml(path)
+        data, node = read_yaml(path, files[rel])
         if data is None:
             data = {}
         if not isinstance(data, dict):
