@@ -22,13 +22,22 @@ class Clock:
         return self.now
 
 
-def _engine(tmp_path: Path) -> sa.engine.Engine:
-    url = os.environ.get("CONSENTGATE_TEST_DATABASE_URL")
-    if url:
+pytestmark = pytest.mark.db
+
+
+def _url(tmp_path: Path) -> str:
+    """SQLite in tmp_path, or a fresh schema of CONSENTGATE_TEST_DATABASE_URL (PostgreSQL)."""
+    if os.environ.get("CONSENTGATE_TEST_DATABASE_URL"):
         from tests.api.conftest import database_url
 
         url = database_url(tmp_path)
-    return sa.create_engine(url or f"sqlite:///{tmp_path / 'blobs.db'}")
+        assert url is not None
+        return url
+    return f"sqlite:///{tmp_path / 'blobs.db'}"
+
+
+def _engine(tmp_path: Path) -> sa.engine.Engine:
+    return sa.create_engine(_url(tmp_path))
 
 
 @pytest.fixture(params=["dir", "db"])
@@ -73,7 +82,7 @@ def test_dir_store_files_are_private(tmp_path: Path) -> None:
 
 def test_db_stores_on_one_database_see_each_other(tmp_path: Path) -> None:
     """Two replicas (two store objects, two engines) on the same database serve the same blob."""
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    url = _url(tmp_path)
     one, two = sa.create_engine(url), sa.create_engine(url)
     blob = DbBlobStore(one).put(b"shared", mime="image/png", tenant="acme", ttl_s=60)
     got = DbBlobStore(two).get(blob.id)

@@ -26,6 +26,7 @@ def trusted(env: ProxyEnv, image: dict[str, Any]) -> bool:
     return read_manifest(data, image["type"], env.gw.provenance.trust_anchors_pem).state == "Trusted"
 
 
+@pytest.mark.db
 @pytest.mark.parametrize(
     "route,endpoint", [("demo", "generations"), ("sd", "txt2img"), ("generic", "generate")]
 )
@@ -163,6 +164,9 @@ def _limited(env: ProxyEnv) -> None:
     assert env.audit_size() == before and env.upstream.count() == calls  # refused before anything
     other = env.post("/v1/generate/demo", env.keys.globex, json={"prompt": "a kite"})
     assert other.status_code == 200  # buckets are per key
+    openai_style = env.post("/v1/images/generations", key, json={"prompt": "a kite", "model": "demo"})
+    assert openai_style.status_code == 429 and openai_style.headers["retry-after"]
+    assert openai_style.json()["error"]["type"] == "rate_limit_error"
 
 
 @pytest.fixture
@@ -248,7 +252,13 @@ def test_bad_routes_file_is_refused_and_last_good_keeps_serving(env: ProxyEnv) -
 # ---- blobs --------------------------------------------------------------------------------
 
 
+@pytest.mark.db
 def test_blob_url_access_rules(env: ProxyEnv) -> None:
+    """Served from the data dir on SQLite, from the shared database on PostgreSQL."""
+    from gateway.blobs import DbBlobStore, DirBlobStore
+
+    sqlite = env.gw.settings.resolved_database_url.startswith("sqlite")
+    assert isinstance(attach_proxy(env.gw).blobs, DirBlobStore if sqlite else DbBlobStore)
     resp = env.post("/v1/generate/demo", json={"prompt": "a red kite", "response_format": "url"})
     assert resp.status_code == 200, resp.text
     image = resp.json()["images"][0]
@@ -276,4 +286,38 @@ def test_openai_surface_refuses_streaming(env: ProxyEnv) -> None:
     assert resp.status_code == 422
     err = resp.json()["error"]
     assert err["type"] == "invalid_request_error" and "stream" in err["message"]
+    long = env.post("/v1/images/generations", json={"prompt": "x" * 25_000, "model": "demo"})
+    assert long.status_code == 422 and long.json()["error"]["type"] == "invalid_request_error"
+    assert env.upstream.count() == 0
+
+
+def test_malformed_requests_are_4xx_never_500(env: ProxyEnv, coffee: np.ndarray) -> None:
+    bad_json = env.post(
+        "/v1/generate/demo",
+        data={"request": "{not json"},
+        files=[("media", ("a.png", png(coffee), "image/png"))],
+    )
+    assert bad_json.status_code == 400 and bad_json.json()["error"]["code"] == "bad_input"
+    no_request = env.post("/v1/generate/demo", files=[("media", ("a.png", png(coffee), "image/png"))])
+    assert no_request.status_code == 422
+    not_image = env.post(
+        "/v1/generate/demo",
+        data={"request": json.dumps({"prompt": "x"})},
+        files=[("media", ("a.png", b"plain text", "image/png"))],
+    )
+    assert not_image.status_code in (400, 415)
+    no_file = env.post(
+        "/v1/images/edits",
+        data={"prompt": "x", "model": "demo"},
+        files=[("unrelated", ("a.png", png(coffee), "image/png"))],
+    )
+    assert no_file.status_code == 422 and no_file.json()["error"]["type"] == "invalid_request_error"
+    as_json = env.post("/v1/images/edits", json={"prompt": "x", "model": "demo"})
+    assert as_json.status_code == 415
+    assert (
+        env.post(
+            "/v1/images/generations", content=b"{oops", headers={"content-type": "application/json"}
+        ).status_code
+        == 400
+    )
     assert env.upstream.count() == 0
