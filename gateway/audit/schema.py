@@ -75,6 +75,8 @@ def audit_tables(prefix: str = "audit_", metadata: MetaData | None = None) -> Au
         Column("time_us", BigInteger),
         Index(f"ix_{prefix}entries_tenant", "tenant", "idx"),
         Index(f"ix_{prefix}entries_kind", "kind", "idx"),
+        Index(f"ix_{prefix}entries_decision", "decision", "idx"),
+        Index(f"ix_{prefix}entries_use", "use", "idx"),
         Index(f"ix_{prefix}entries_time", "time_us"),
     )
     subjects = Table(
