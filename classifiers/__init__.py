@@ -8,10 +8,12 @@ imported here, so importing `classifiers` loads no model package.
 from classifiers.base import (
     DetectedFace,
     FaceAnalyzer,
+    ImageEmbedder,
     ModelError,
     ModelInfo,
     NsfwClassifier,
     PerceptualHasher,
+    TextClassifier,
     TextEmbedder,
 )
 from classifiers.fake import FaultHook, draw_fake_face, fake_face_colour, fake_face_embedding
@@ -23,11 +25,13 @@ __all__ = [
     "FaceAnalyzer",
     "Factory",
     "FaultHook",
+    "ImageEmbedder",
     "ModelError",
     "ModelInfo",
     "ModelRegistry",
     "NsfwClassifier",
     "PerceptualHasher",
+    "TextClassifier",
     "TextEmbedder",
     "UnknownModelError",
     "builtin_registry",

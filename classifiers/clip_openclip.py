@@ -80,7 +80,7 @@ class OpenClipModel:
         self._neutral = _prompt_map({"neutral": neutral}, "neutral")["neutral"]
         self._batch_size = opts.positive_int("batch_size", 16)
         scale_opt = opts.get("scale", None, (int, float, type(None)))
-        calibration = opts.get("calibration", {}, Mapping)
+        calibration: Mapping[str, Any] = opts.get("calibration", {}, Mapping)
         unknown = sorted(set(calibration) - set(concepts))
         if unknown:
             raise ModelError(f"{name}: calibration names unknown concept(s) {unknown}")
@@ -127,8 +127,9 @@ class OpenClipModel:
 
     def _text_vector(self, tokenizer: Any, prompts: Sequence[str]) -> np.ndarray:
         feats = self._model.encode_text(tokenizer(list(prompts)), normalize=True).float().numpy()
-        mean = feats.mean(axis=0)
-        return (mean / np.linalg.norm(mean)).astype(np.float32)
+        mean = np.asarray(feats, np.float32).mean(axis=0)
+        out: np.ndarray = (mean / np.linalg.norm(mean)).astype(np.float32)
+        return out
 
     def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         from PIL import Image

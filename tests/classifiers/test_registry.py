@@ -26,11 +26,40 @@ from classifiers.fake import FakeNsfwClassifier
 
 def test_builtin_names_per_family() -> None:
     registry = builtin_registry()
-    assert registry.names("nsfw") == ("fake", "nudenet", "opennsfw")
-    assert registry.names("face") == ("dlib", "fake")
+    assert registry.names("nsfw") == ("fake", "hf", "nudenet", "openclip", "opennsfw")
+    assert registry.names("face") == ("dlib", "fake", "insightface", "mtcnn+dlib")
     assert registry.names("text") == ("minilm",)
+    assert registry.names("textcls") == ("hf-text",)
+    assert registry.names("image") == ("openclip",)
     assert registry.names("hash") == ("pdq",)
     assert registry.has("nsfw", "nudenet") and not registry.has("face", "nudenet")
+
+
+def test_registrations_say_where_weights_come_from() -> None:
+    registry = builtin_registry()
+    local = {(s.family, s.name) for s in registry.adapters() if s.weights == "local"}
+    assert local == {("nsfw", "openclip"), ("image", "openclip"), ("nsfw", "hf"), ("textcls", "hf-text"),
+                     ("face", "insightface")}
+    extras = {(s.family, s.name): s.extra for s in registry.adapters() if s.extra}
+    assert extras == {("nsfw", "openclip"): "extras", ("image", "openclip"): "extras",
+                      ("face", "mtcnn+dlib"): "extras", ("face", "insightface"): "insightface"}
+    assert registry.describe("nsfw", "nudenet").weights == "package"
+    with pytest.raises(UnknownModelError):
+        registry.describe("nsfw", "nope")
+    with pytest.raises(ValueError, match="weights"):
+        registry.register("nsfw", "odd", FakeNsfwClassifier, weights="cloud")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("family", "name"), [("nsfw", "openclip"), ("image", "openclip"), ("nsfw", "hf"), ("textcls", "hf-text"),
+                         ("face", "insightface")],
+)
+def test_local_weight_adapters_need_an_existing_model_dir(family: str, name: str, tmp_path: Any) -> None:
+    registry = builtin_registry()
+    with pytest.raises(ModelError, match="model_dir.*required"):
+        registry.create(family, name)
+    with pytest.raises(ModelError, match="not a directory"):
+        registry.create(family, name, {"model_dir": str(tmp_path / "missing")})
 
 
 def test_fakes_can_be_left_out() -> None:
@@ -53,7 +82,7 @@ def test_unknown_name_lists_the_registered_names() -> None:
     assert "nsfw" in message and "'nudenett'" in message
     for known in ("fake", "nudenet", "opennsfw"):
         assert known in message
-    assert err.value.known == ("fake", "nudenet", "opennsfw")
+    assert err.value.known == ("fake", "hf", "nudenet", "openclip", "opennsfw")
     assert isinstance(err.value, ModelError) and isinstance(err.value, LookupError)
 
 
@@ -128,7 +157,9 @@ def test_public_surface_is_pinned() -> None:
             "ModelInfo",
             "ModelRegistry",
             "NsfwClassifier",
+            "ImageEmbedder",
             "PerceptualHasher",
+            "TextClassifier",
             "TextEmbedder",
             "UnknownModelError",
             "builtin_registry",
@@ -144,7 +175,8 @@ def test_public_surface_is_pinned() -> None:
 def test_importing_the_package_loads_no_model_library() -> None:
     code = (
         "import sys, classifiers; r = classifiers.builtin_registry(); "
-        "heavy = {'onnxruntime', 'dlib', 'torch', 'sentence_transformers', 'pdqhash', 'cv2'}; "
+        "heavy = {'onnxruntime', 'dlib', 'torch', 'sentence_transformers', 'pdqhash', 'cv2', 'transformers', "
+        "'open_clip', 'insightface', 'facenet_pytorch', 'torchvision'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)  # noqa: S603
