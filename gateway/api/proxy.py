@@ -29,6 +29,7 @@ from gateway.upstream.surface import (
     extras,
     loads,
     openai_denial,
+    openapi_body,
     parse_generate,
     parse_openai,
 )
@@ -187,6 +188,7 @@ async def _native_request(request: Request, gw: Gateway, route: str) -> tuple[Pr
         429: {"description": "rate_limited or route_busy, with Retry-After"},
         502: {"description": "upstream_error, with the decision id of the audited failure"},
     },
+    openapi_extra=openapi_body("generate"),
 )
 async def generate(route: str, request: Request, gw: GatewayDep, principal: Generator) -> Any:
     """Input check → upstream → output check → watermark + sign → audit. JSON
@@ -267,7 +269,7 @@ async def _openai_answer(
     )
 
 
-@router.post("/images/generations")
+@router.post("/images/generations", openapi_extra=openapi_body("generations"))
 async def openai_generations(request: Request, caller: OpenAICaller) -> Response:
     """OpenAI-compatible image generation; the route is the `model` field."""
     gw, principal = caller
@@ -286,7 +288,7 @@ async def openai_generations(request: Request, caller: OpenAICaller) -> Response
     return await _openai_answer(gw, principal, request, req, body.response_format)
 
 
-@router.post("/images/edits")
+@router.post("/images/edits", openapi_extra=openapi_body("edits"))
 async def openai_edits(request: Request, caller: OpenAICaller) -> Response:
     """OpenAI-compatible image edit (multipart `image` / `image[]`, optional `mask`); the
     reference images are checked (use: the route's `edit_use`) before the upstream sees them."""

@@ -55,6 +55,36 @@ class OpenAIImagesBody(BaseModel):
         return self.safety_identifier or self.user
 
 
+def _binary(description: str) -> dict[str, Any]:
+    return {"type": "string", "format": "binary", "description": description}
+
+
+def openapi_body(kind: str) -> dict[str, Any]:
+    """The OpenAPI `requestBody` of a proxy endpoint (bodies are parsed by hand, so that errors
+    take each surface's shape; this documents them). kind: generate | generations | edits."""
+    if kind == "generate":
+        multipart = {"type": "object", "required": ["request"], "properties": {
+            "request": {"type": "string", "description": "JSON: the same object as the JSON body"},
+            "media": {"type": "array", "items": _binary("a reference image")},
+            "mask": _binary("optional mask")}}  # fmt: skip
+        content = {
+            "application/json": {"schema": GenerateBody.model_json_schema()},
+            "multipart/form-data": {"schema": multipart},
+        }
+    elif kind == "generations":
+        content = {"application/json": {"schema": OpenAIImagesBody.model_json_schema()}}
+    else:
+        schema = OpenAIImagesBody.model_json_schema()
+        schema["properties"] = {
+            **schema["properties"],
+            "image": _binary("the image to edit (or image[] parts)"),
+            "mask": _binary("optional mask"),
+        }
+        schema["required"] = [*schema.get("required", []), "image"]
+        content = {"multipart/form-data": {"schema": schema}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
 def problems(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:10])
 

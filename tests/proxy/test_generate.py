@@ -321,3 +321,19 @@ def test_malformed_requests_are_4xx_never_500(env: ProxyEnv, coffee: np.ndarray)
         == 400
     )
     assert env.upstream.count() == 0
+
+
+def test_openapi_documents_the_proxy_bodies(env: ProxyEnv) -> None:
+    paths = httpx.get(env.url + "/openapi.json").json()["paths"]
+    generate = paths["/v1/generate/{route}"]["post"]["requestBody"]["content"]
+    assert "prompt" in generate["application/json"]["schema"]["properties"]
+    assert "media" in generate["multipart/form-data"]["schema"]["properties"]
+    edits = paths["/v1/images/edits"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert {"image", "mask", "prompt", "model"} <= set(edits["properties"])
+    assert (
+        "prompt"
+        in paths["/v1/images/generations"]["post"]["requestBody"]["content"]["application/json"]["schema"][
+            "properties"
+        ]
+    )
+    assert "/v1/routes" in paths and "/v1/blobs/{blob_id}" in paths
