@@ -9,9 +9,9 @@ def routers() -> list[APIRouter]:
     from gateway.api import apikeys, check, health
 
     found = [health.router, check.router, apikeys.router]
-    from gateway.api import audit, policy, provenance, release
+    from gateway.api import audit, policy, provenance, registry, release
 
-    found += [release.router, provenance.router, audit.router, policy.router]
+    found += [release.router, provenance.router, registry.router, audit.router, policy.router]
     from gateway.api import proxy
 
     found.append(proxy.router)

@@ -105,8 +105,9 @@ async def erase_subject(subject_id: str, gw: GatewayDep, who: Registrar) -> dict
     try:
         appended = await run_in_threadpool(gw.audit.append, receipt)
     except Exception as exc:
-        raise GatewayError(
-            "the subject was erased but its receipt could not be appended to the audit log",
+        raise NotReady(
+            "the subject was erased but its receipt could not be appended to the audit log; "
+            "the receipt is in this response — keep it",
             code="audit_append_failed",
             details={"receipt": receipt},
         ) from exc
