@@ -1,0 +1,178 @@
+"""Why: registrars and operators manage the consent registry from the shell as well as over HTTP:
+`consentgate registry subject add|list|show|erase`, `registry enroll SUBJECT IMAGE...`,
+`registry grant`, `registry revoke`, `registry reembed`. These act on the data dir directly (the
+same database, key store and audit log a running gateway uses; replicas see changes within
+about a second). Erasure appends its receipt to the audit log, as the HTTP API does."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gateway.cli import DataDir, fail, load_settings
+
+registry_app = typer.Typer(help="Manage the consent registry (subjects, faces, grants).", no_args_is_help=True)
+subject_app = typer.Typer(help="Subjects: add, list, show, erase.", no_args_is_help=True)
+registry_app.add_typer(subject_app, name="subject")
+ACTOR = "cli"
+
+
+@contextmanager
+def local_registry(data_dir: Path | None, *, with_models: bool = True) -> Iterator[Any]:
+    """The data dir's registry, with the face model(s) of the active policy attached."""
+    from classifiers.registry import builtin_registry
+    from gateway.bootstrap import ensure_initialised, open_registry
+    from gateway.db import make_engine
+    from gateway.pipeline.runtime import ModelPool
+    from gateway.policy.loader import PolicyError, load_bundle
+
+    settings = load_settings(data_dir)
+    ensure_initialised(settings)
+    engine = make_engine(settings.resolved_database_url)
+    pool = ModelPool(builtin_registry())
+    registry = open_registry(settings, engine, pool)
+    if with_models:
+        try:
+            bundle = load_bundle(settings.policies_dir, is_registered=pool.registry.has)
+        except PolicyError as exc:
+            raise fail("cannot load the policy to find the face model:\n" + "\n".join(exc.errors)) from None
+        specs = [bundle.policy.consent.face_model] + [p.consent.face_model for p in bundle.overlays.values()]
+        for spec in specs:
+            face = pool.get("face", spec)
+            registry.face_analyzers[face.info.name] = face
+    try:
+        yield registry, settings, engine
+    finally:
+        registry.close()
+        engine.dispose()
+
+
+def _echo(obj: Any) -> None:
+    data = obj.model_dump(mode="json") if hasattr(obj, "model_dump") else obj
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    from classifiers.base import ModelError
+    from gateway.registry import errors as reg_errors
+
+    try:
+        yield
+    except (reg_errors.RegistryError, ModelError) as exc:
+        raise fail(str(exc)) from None
+
+
+@subject_app.command("add")
+def subject_add(
+    display_name: str,
+    alias: Annotated[list[str] | None, typer.Option("--alias", help="Another name (repeatable).")] = None,
+    protected: Annotated[bool, typer.Option("--protected", help="Public figure / no-go list.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a subject; prints it (with its random id)."""
+    with local_registry(data_dir, with_models=False) as (registry, _, _), _errors():
+        _echo(registry.create_subject(display_name, alias or [], protected, ACTOR))
+
+
+@subject_app.command("list")
+def subject_list(data_dir: DataDir = None, limit: int = 100, offset: int = 0) -> None:
+    """List subjects (never templates)."""
+    with local_registry(data_dir, with_models=False) as (registry, _, _), _errors():
+        for subject in registry.list_subjects(offset, limit):
+            d = subject.model_dump(mode="json")
+            typer.echo(f"{d['id']}\t{d['display_name']}\t{'protected' if d.get('protected') else ''}"
+                       f"\ttemplates={d.get('template_count', '?')}")
+
+
+@subject_app.command("show")
+def subject_show(subject_id: str, data_dir: DataDir = None) -> None:
+    """Show one subject and its grants."""
+    with local_registry(data_dir, with_models=False) as (registry, _, _), _errors():
+        subject = registry.get_subject(subject_id).model_dump(mode="json")
+        subject["grants"] = [g.model_dump(mode="json") for g in registry.list_grants(subject_id)]
+        _echo(subject)
+
+
+@subject_app.command("erase")
+def subject_erase(
+    subject_id: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Erase a subject: destroy its key (crypto-shredding) and rows; append the receipt to the audit log."""
+    from gateway.bootstrap import open_audit_log
+
+    if not yes and not typer.confirm(f"Erase subject {subject_id} for good?"):
+        raise typer.Exit(1)
+    with local_registry(data_dir, with_models=False) as (registry, settings, engine), _errors():
+        receipt = registry.erase(subject_id, ACTOR)
+        receipt = {"receipt_id": secrets.token_hex(16), "tenant": settings.operator_tenant, **receipt}
+        log = open_audit_log(settings, engine)
+        try:
+            appended = log.append(receipt)
+        finally:
+            log.close()
+        _echo({**receipt, "audit": {"index": appended.index}})
+
+
+@registry_app.command("enroll")
+def enroll(
+    subject_id: str,
+    images: Annotated[list[Path], typer.Argument(help="1 to 10 images, one face each.")],
+    notice_version: Annotated[str, typer.Option("--notice-version", help="The consent text version accepted.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Enrol a subject's face from images (one template per face model)."""
+    from gateway.errors import GatewayError
+    from gateway.media import MediaLimits, decode_image
+
+    try:
+        pixels = [decode_image(p.read_bytes(), MediaLimits(), index=i).working for i, p in enumerate(images)]
+    except (OSError, GatewayError) as exc:
+        raise fail(str(getattr(exc, "message", exc))) from None
+    with local_registry(data_dir) as (registry, _, _), _errors():
+        _echo(registry.enroll(subject_id, pixels, notice_version, ACTOR))
+
+
+@registry_app.command("grant")
+def grant(
+    subject_id: str,
+    tenant: Annotated[str, typer.Option("--tenant", help="The grantee tenant.")],
+    use: Annotated[list[str], typer.Option("--use", help="An allowed use (repeatable).")],
+    end_user: Annotated[str | None, typer.Option("--end-user")] = None,
+    expires_at: Annotated[str | None, typer.Option("--expires-at", help="RFC 3339 time.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Grant a tenant (optionally one end user) consent for some uses, until an expiry."""
+    expiry = datetime.fromisoformat(expires_at.replace("Z", "+00:00")) if expires_at else None
+    with local_registry(data_dir, with_models=False) as (registry, _, _), _errors():
+        _echo(registry.grant(subject_id, tenant, end_user, use, expiry, None, ACTOR))
+
+
+@registry_app.command("revoke")
+def revoke(grant_id: str, data_dir: DataDir = None) -> None:
+    """Revoke a grant; every replica enforces it on its next request."""
+    with local_registry(data_dir, with_models=False) as (registry, _, _), _errors():
+        _echo(registry.revoke(grant_id, ACTOR))
+
+
+@registry_app.command("reembed")
+def reembed(
+    model: Annotated[str, typer.Option("--model", help="Face model adapter name (e.g. dlib).")],
+    data_dir: DataDir = None,
+) -> None:
+    """Recompute MODEL templates from the encrypted enrolment images (after a face model change)."""
+    from classifiers.registry import builtin_registry
+
+    with local_registry(data_dir) as (registry, _, _), _errors():
+        if model not in registry.face_analyzers:
+            registry.face_analyzers[model] = builtin_registry().create("face", model, {})
+        _echo(registry.reembed(model))

@@ -1,0 +1,107 @@
+"""The CLI end to end on a temp data dir: init is idempotent and makes 0600 keys, apikey create
+prints the key alone, the registry commands work and erasure lands in a verifiable audit log."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from gateway.cli import app
+from gateway.cli_more import register
+
+REPO = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+register(app)
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CONSENTGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CONSENTGATE_POLICIES", str(REPO / "policies"))
+    monkeypatch.delenv("CONSENTGATE_DATABASE_URL", raising=False)
+    return tmp_path / "data"
+
+
+def run(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_init_is_idempotent_and_keys_are_private(env: Path) -> None:
+    run("init")
+    keys = sorted(p.name for p in (env / "keys").iterdir())
+    assert {"audit_ed25519.key", "kek.key", "c2pa"} <= set(keys)
+    before = {p: p.read_bytes() for p in (env / "keys").rglob("*") if p.is_file()}
+    for path in [env / "keys" / "kek.key", env / "keys" / "audit_ed25519.key", env / "first-run-keys.txt"]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((env / "consentgate.db").stat().st_mode) == 0o600
+    run("init")
+    after = {p: p.read_bytes() for p in (env / "keys").rglob("*") if p.is_file()}
+    assert before == after  # nothing overwritten
+    assert (env / "first-run-keys.txt").read_text().count("cg_") == 2
+
+
+def test_apikey_create_prints_only_the_key(env: Path) -> None:
+    out = run("apikey", "create", "--tenant", "acme", "--role", "generator").strip()
+    assert out.startswith("cg_") and "\n" not in out
+    listed = run("apikey", "list")
+    assert "acme\tgenerator" in listed and out.split("_", 2)[2] not in listed
+    key_id = out.split("_")[1]
+    run("apikey", "revoke", key_id)
+    assert "revoked" in run("apikey", "list", "--tenant", "acme")
+    bad = runner.invoke(app, ["apikey", "create", "--tenant", "acme", "--role", "admin"])
+    assert bad.exit_code != 0 and "operator" in bad.output
+
+
+def test_registry_commands_and_erasure_receipt(env: Path, tmp_path: Path, astronaut: np.ndarray) -> None:
+    image = tmp_path / "a.png"
+    Image.fromarray(astronaut).save(image)
+    subject = json.loads(run("registry", "subject", "add", "Eileen Collins", "--alias", "Commander Collins"))
+    sid = subject["id"]
+    enrolled = json.loads(run("registry", "enroll", sid, str(image), "--notice-version", "v1"))
+    assert enrolled["templates"] == {"dlib": 1}
+    grant = json.loads(run("registry", "grant", sid, "--tenant", "acme", "--use", "txt2img"))
+    assert json.loads(run("registry", "subject", "show", sid))["grants"][0]["id"] == grant["id"]
+    assert json.loads(run("registry", "revoke", grant["id"]))["revoked_at"]
+    assert sid in run("registry", "subject", "list")
+    receipt = json.loads(run("registry", "subject", "erase", sid, "--yes"))
+    assert receipt["kind"] == "erasure" and receipt["subjects"] == [sid]
+    assert "Eileen" not in json.dumps(receipt)
+    verified = runner.invoke(app, ["audit", "verify"])
+    assert verified.exit_code == 0, verified.output
+    missing = runner.invoke(app, ["registry", "subject", "show", sid])
+    assert missing.exit_code == 1 and "error" in missing.output
+
+
+def test_enrol_rejects_image_without_face(env: Path, tmp_path: Path, coffee: np.ndarray) -> None:
+    image = tmp_path / "c.png"
+    Image.fromarray(coffee).save(image)
+    sid = json.loads(run("registry", "subject", "add", "Nobody"))["id"]
+    result = runner.invoke(app, ["registry", "enroll", sid, str(image), "--notice-version", "v1"])
+    assert result.exit_code == 1 and "face" in result.output.lower()
+
+
+def test_audit_export_and_offline_verify(env: Path, tmp_path: Path) -> None:
+    run("init")
+    sid = json.loads(run("registry", "subject", "add", "Temp"))["id"]
+    run("registry", "subject", "erase", sid, "--yes")
+    out = tmp_path / "export"
+    run("audit", "export", "--out", str(out))
+    keys = json.loads(run("keys", "init"))
+    vkey = tmp_path / "audit.vkey"
+    vkey.write_text(keys["audit_verifier_key"])
+    ok = runner.invoke(app, ["audit", "verify", "--export", str(out), "--key", str(vkey)])
+    assert ok.exit_code == 0, ok.output
+    entries = out / "entries.jsonl"
+    lines = entries.read_text().splitlines()
+    lines[0] = lines[0].replace('"erasure"', '"retention"')
+    entries.write_text("\n".join(lines) + "\n")
+    bad = runner.invoke(app, ["audit", "verify", "--export", str(out), "--key", str(vkey)])
+    assert bad.exit_code == 1 and "0" in bad.output
