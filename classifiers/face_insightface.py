@@ -15,6 +15,7 @@ vectors L2-normalised to float32. insightface expects BGR, so RGB input is flipp
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ class InsightFaceAnalyzer:
                 f"{name}: insightface is not importable ({exc}); install it with "
                 "`pip install --no-deps insightface==2.1` plus the [insightface] extra"
             ) from exc
+        # insightface's alignment calls a scikit-image API deprecated in 0.26; nothing we can act on
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"insightface\.utils\.face_align")
         sess = ort.SessionOptions()
         sess.intra_op_num_threads = threads
         sess.inter_op_num_threads = 1

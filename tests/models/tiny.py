@@ -161,7 +161,7 @@ TEXT_VOCAB = (
 def hf_text_classifier(folder: Path, labels: tuple[str, ...] = ("safe", "sexual"), seed: int = 0) -> Path:
     """A 1-layer BERT sequence classifier with a word-level tokenizer, saved with save_pretrained."""
     import torch
-    from tokenizers import Tokenizer, normalizers, pre_tokenizers
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
     from tokenizers import models as tok_models
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
@@ -169,6 +169,9 @@ def hf_text_classifier(folder: Path, labels: tuple[str, ...] = ("safe", "sexual"
     tk = Tokenizer(tok_models.WordLevel(vocab, unk_token="[UNK]"))  # noqa: S106
     tk.normalizer = normalizers.Lowercase()
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tk.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+    )
     PreTrainedTokenizerFast(
         tokenizer_object=tk,
         unk_token="[UNK]",  # noqa: S106
