@@ -37,7 +37,15 @@ def validate(directory: DirArg = None, name: NameOpt = "default") -> None:
         for err in exc.errors:
             typer.secho(err, fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"ok: policy {bundle.policy.name!r}, {len(bundle.files)} files, digest {bundle.digest}"
+    from gateway.upstream.routes import RoutesError, load_routes
+
+    try:
+        routes = load_routes(d / "routes.yaml")
+    except RoutesError as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"ok: policy {bundle.policy.name!r}, {len(bundle.files)} files, {len(routes.routes)} routes, "
+               f"digest {bundle.digest}"
                + (f", tenant overlays: {', '.join(sorted(bundle.overlays))}" if bundle.overlays else ""))
 
 

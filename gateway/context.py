@@ -49,6 +49,11 @@ class Gateway:
 
     def close(self) -> None:
         self.policies.stop()
+        for closer in self.extras.get("closers", []):
+            try:
+                closer()
+            except Exception:  # noqa: BLE001
+                log.exception("error in a close hook")
         for obj in (self.audit, self.registry, self.provenance):
             closer = getattr(obj, "close", None)
             if closer is not None:

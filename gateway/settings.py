@@ -37,6 +37,8 @@ class Settings:
     policy_reload_interval_s: float = 1.0
     policy_trust_key: Path | None = None
     redis_url: str | None = None
+    rate_limit_per_s: float = 50.0
+    rate_limit_burst: int = 100
     cors_origins: tuple[str, ...] = ()
     load_models: bool = True
     extra: dict[str, str] = field(default_factory=dict)
@@ -79,5 +81,7 @@ class Settings:
             audit_checkpoint_interval_ms=_env_int("CONSENTGATE_AUDIT_CHECKPOINT_MS", 1000),
             policy_trust_key=Path(trust) if trust else None,
             redis_url=env.get("CONSENTGATE_REDIS_URL") or None,
+            rate_limit_per_s=_env_float("CONSENTGATE_RATE_LIMIT_PER_S", 50.0),
+            rate_limit_burst=_env_int("CONSENTGATE_RATE_LIMIT_BURST", 100),
             cors_origins=tuple(o.strip() for o in cors.split(",") if o.strip()),
         )

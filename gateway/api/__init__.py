@@ -15,4 +15,7 @@ def routers() -> list[APIRouter]:
     from gateway.api import proxy
 
     found.append(proxy.router)
+    from gateway.api import jobs
+
+    found.append(jobs.router)
     return found

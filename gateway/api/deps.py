@@ -45,6 +45,25 @@ def role(*roles: str) -> Callable[[Principal], Principal]:
 
 
 Generator = Annotated[Principal, Depends(role("generator"))]
+
+
+async def limited_generator(gw: GatewayDep, principal: Generator) -> Principal:
+    """A generator key within its request rate (per key; shared across replicas through Redis
+    when configured). Over the rate: 429 with Retry-After."""
+    from gateway.upstream.state import attach_proxy, rate_limited
+
+    settings = gw.settings
+    if settings.rate_limit_per_s > 0:
+        verdict = await attach_proxy(gw).limiter.hit(
+            f"api:{principal.key_id}", settings.rate_limit_per_s, settings.rate_limit_burst)
+        if not verdict.allowed:
+            raise rate_limited(
+                f"rate limit for this API key ({settings.rate_limit_per_s:g}/s, burst {settings.rate_limit_burst})",
+                "rate_limited", verdict.retry_after_header)
+    return principal
+
+
+LimitedGenerator = Annotated[Principal, Depends(limited_generator)]
 Registrar = Annotated[Principal, Depends(role("registrar"))]
 Auditor = Annotated[Principal, Depends(role("auditor"))]
 Admin = Annotated[Principal, Depends(role("admin"))]

@@ -34,6 +34,13 @@ def readyz(request: Request) -> JSONResponse:
     body["policy"] = status
     body["last_error"] = status["last_error"]
     body["models"] = gw.pool.loaded()
+    try:
+        from gateway.upstream.state import attach_proxy
+
+        routes = attach_proxy(gw).routes.status()
+        body["routes"] = {"routes": routes["routes"], "last_error": routes["last_error"]}
+    except Exception as exc:  # noqa: BLE001 - routes are optional; report, never fail readiness
+        body["routes"] = {"last_error": f"{type(exc).__name__}: {exc}"}
     ready = body["database"] == "ok" and gw.policies.active is not None
     body["ready"] = ready
     gw.metrics.ready.set(1 if ready else 0)

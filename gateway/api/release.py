@@ -10,35 +10,42 @@ from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import Response
 
 from gateway.api.denials import denial_response
-from gateway.api.deps import GatewayDep, Generator
+from gateway.api.deps import GatewayDep, LimitedGenerator
 from gateway.api.uploads import read_parts
 from gateway.errors import Invalid
 from gateway.pipeline.record import caller_view
 from gateway.pipeline.release import release
 from gateway.pipeline.service import DecisionService, parse_request_part
+from gateway.pipeline.video import is_video, run_upload
 
 router = APIRouter(prefix="/v1", tags=["release"])
 
 
 @router.post("/release", response_class=Response,
-             responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}},
+             responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {},
+                                          "video/mp4": {}}},
                         403: {"description": "policy_denied or review_required, with the decision record"}})
 async def release_endpoint(
     gw: GatewayDep,
-    principal: Generator,
+    principal: LimitedGenerator,
     request: Annotated[str, Form(description="JSON: {use, prompt?, end_user?, metadata?}")],
-    media: Annotated[list[UploadFile], File(description="exactly one render")],
+    media: Annotated[list[UploadFile], File(description="exactly one render (an image, or a small video)")],
 ) -> Response:
     body = parse_request_part(request, default_stage="output")
     if len(media) != 1:
         raise Invalid(f"/v1/release takes exactly one `media` part (got {len(media)})")
     parts = await read_parts(media, gw.settings.max_upload_bytes)
-    outcome = await release(DecisionService(gw), principal, body, parts)
-    record = caller_view(outcome.record, tenant=principal.tenant,
+    if is_video(parts[0]):  # small videos are released here (as MP4); larger ones: /v1/jobs
+        appended, video = await run_upload(gw, principal, body, parts[0], "release")
+        files = [(video, "video/mp4")] if video is not None else []
+    else:
+        outcome = await release(DecisionService(gw), principal, body, parts)
+        appended, files = outcome.record, outcome.files
+    record = caller_view(appended, tenant=principal.tenant,
                          is_operator=principal.is_operator(gw.settings.operator_tenant))
-    if record["decision"] != "allow" or not outcome.files:
+    if record["decision"] != "allow" or not files:
         return denial_response(record)
-    data, mime = outcome.files[0]
+    data, mime = files[0]
     return Response(data, media_type=mime, headers={
         "X-Decision-Id": record["decision_id"], "X-Decision": record["decision"],
         "X-Audit-Index": str(record["audit"]["index"]),

@@ -78,8 +78,10 @@ class Route(Strict):
     )
     api_key_env: str | None = Field(
         default=None,
-        pattern=r"^[A-Z_][A-Z0-9_]*$",
-        description="Environment variable holding the upstream's bearer token.",
+        pattern=r"^CONSENTGATE_UPSTREAM_[A-Z0-9_]+$",
+        description="Environment variable holding the upstream's bearer token. Must start with "
+        "CONSENTGATE_UPSTREAM_ so a policy edit cannot send another secret (e.g. the database URL) "
+        "to an upstream of its choosing.",
     )
     retries: int = Field(default=2, ge=0, le=5, description="Retries on connect errors and 502/503/504 only.")
     max_concurrency: int = Field(default=4, ge=1, le=1024)

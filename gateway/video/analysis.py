@@ -11,16 +11,12 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from classifiers.base import DetectedFace, FaceAnalyzer, ModelInfo, NsfwClassifier
-from gateway.video.sampling import (
-    DEFAULT_SCENE_CUT_THRESHOLD,
-    LabelSummary,
-    SampledFrame,
-    sample_frames,
-    summarise,
-)
+from classifiers.base import DetectedFace, FaceAnalyzer, ModelInfo, NsfwClassifier, PerceptualHasher
+from gateway.video.engine import SamplerSpec, run_pass
+from gateway.video.intake import open_video
+from gateway.video.sampling import DEFAULT_SCENE_CUT_THRESHOLD, LabelSummary, SampledFrame, summarise
 
-__all__ = ["FrameRef", "VideoFace", "VideoFacts", "analyze_video"]
+__all__ = ["AnalysisFailure", "FrameAnalyzer", "FrameRef", "VideoFace", "VideoFacts", "analyze_video"]
 
 
 @dataclass(frozen=True)
@@ -40,15 +36,29 @@ class VideoFace:
     face: DetectedFace
 
 
+@dataclass(frozen=True)
+class AnalysisFailure:
+    """A model that raised: `check` names it the way the decision core does (`nsfw.<alias>`,
+    `faces`, `hash_list`). Its results so far are dropped (NSFW) or kept (faces) and it is not
+    called again; the caller fails closed."""
+
+    check: str
+    model: str
+    message: str
+
+
 @dataclass
 class VideoFacts:
-    """What the models saw. `nsfw[model][i]` are the scores of `frames[i]`."""
+    """What the models saw. `nsfw[key][i]` are the scores of `frames[i]` (key: the model's name,
+    or the alias the caller chose); `hashes[i]` the perceptual hashes of `frames[i]`."""
 
     frames: list[FrameRef]
     frame_interval: float
     nsfw: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     faces: list[VideoFace] = field(default_factory=list)
+    hashes: list[list[str]] = field(default_factory=list)
     models: dict[str, ModelInfo] = field(default_factory=dict)
+    failures: list[AnalysisFailure] = field(default_factory=list)
 
     def nsfw_summary(self, model: str, thresholds: Mapping[str, float]) -> dict[str, LabelSummary]:
         """Per label of `model`: max score, its time, and the time ranges over threshold."""
@@ -66,6 +76,71 @@ def _rescale(face: DetectedFace, scale: float) -> DetectedFace:
     return DetectedFace(bbox=bbox, det_score=face.det_score, landmarks=landmarks, embedding=face.embedding)
 
 
+class FrameAnalyzer:
+    """Runs the models over batches of sampled frames and accumulates `facts` — the batch
+    callback of `engine.run_pass`. NSFW models get whole batches (batching is what makes a GPU
+    or a batched ONNX session pay); the face analyzer and the hasher go frame by frame.
+
+    `strict=True` lets a model's exception propagate (the library contract of `analyze_video`);
+    otherwise it becomes an `AnalysisFailure` and the pass goes on with the other models."""
+
+    def __init__(self, nsfw_models: Mapping[str, NsfwClassifier], face_analyzer: FaceAnalyzer | None, *,
+                 hasher: PerceptualHasher | None = None, fps: float, source_width: int, strict: bool = False,
+                 after_batch: Callable[[VideoFacts, int], None] | None = None) -> None:
+        self.nsfw_models = dict(nsfw_models)
+        self.face_analyzer = face_analyzer
+        self.hasher = hasher
+        self.source_width = source_width
+        self.strict = strict
+        self.after_batch = after_batch
+        self.facts = VideoFacts(frames=[], frame_interval=1.0 / fps, nsfw={k: [] for k in self.nsfw_models})
+        for model in self.nsfw_models.values():
+            self.facts.models[model.info.name] = model.info
+        for extra in (face_analyzer, hasher):
+            if extra is not None:
+                self.facts.models[extra.info.name] = extra.info
+
+    def _failed(self, check: str, model: str, exc: Exception) -> None:
+        if self.strict:
+            raise exc
+        self.facts.failures.append(AnalysisFailure(check, model, f"{type(exc).__name__}: {exc}"))
+
+    def __call__(self, batch: Sequence[SampledFrame]) -> None:
+        facts = self.facts
+        first = len(facts.frames)
+        images = [s.rgb for s in batch]
+        for key, model in list(self.nsfw_models.items()):
+            try:
+                scores = model.classify(images)
+                if len(scores) != len(images):
+                    raise ValueError(f"NSFW model {model.info.name} returned {len(scores)} results "
+                                     f"for {len(images)} images")
+            except Exception as exc:  # noqa: BLE001 - recorded; the decision fails closed
+                self._failed(f"nsfw.{key}", model.info.name, exc)
+                del self.nsfw_models[key]
+                facts.nsfw.pop(key, None)
+                continue
+            facts.nsfw[key].extend(dict(s) for s in scores)
+        if self.face_analyzer is not None:
+            try:
+                for sample in batch:
+                    scale = sample.rgb.shape[1] / self.source_width if self.source_width else 1.0
+                    for face in self.face_analyzer.analyze(sample.rgb):
+                        facts.faces.append(VideoFace(sample.index, sample.t, _rescale(face, scale)))
+            except Exception as exc:  # noqa: BLE001
+                self._failed("faces", self.face_analyzer.info.name, exc)
+                self.face_analyzer = None
+        if self.hasher is not None:
+            try:
+                facts.hashes.extend(self.hasher.hashes(s.rgb) for s in batch)
+            except Exception as exc:  # noqa: BLE001
+                self._failed("hash_list", self.hasher.info.name, exc)
+                self.hasher = None
+        facts.frames.extend(FrameRef(s.index, s.t, s.is_scene_cut) for s in batch)
+        if self.after_batch is not None:
+            self.after_batch(facts, first)
+
+
 def analyze_video(path: str | os.PathLike[str], *, nsfw_models: Sequence[NsfwClassifier],
                   face_analyzer: FaceAnalyzer | None, fps: float = 2.0,
                   progress: Callable[[float], None] | None = None, batch_size: int = 16,
@@ -79,42 +154,15 @@ def analyze_video(path: str | os.PathLike[str], *, nsfw_models: Sequence[NsfwCla
     names = [m.info.name for m in nsfw_models]
     if len(set(names)) != len(names):
         raise ValueError("two NSFW models share a name")
-    facts = VideoFacts(frames=[], frame_interval=1.0 / fps, nsfw={n: [] for n in names})
-    for model in nsfw_models:
-        facts.models[model.info.name] = model.info
-    if face_analyzer is not None:
-        facts.models[face_analyzer.info.name] = face_analyzer.info
     width = source_width if source_width is not None else _width_of(path)
-    batch: list[SampledFrame] = []
-
-    def flush() -> None:
-        images = [s.rgb for s in batch]
-        for model in nsfw_models:
-            scores = model.classify(images)
-            if len(scores) != len(images):
-                raise ValueError(f"NSFW model {model.info.name} returned {len(scores)} results "
-                                 f"for {len(images)} images")
-            facts.nsfw[model.info.name].extend(dict(s) for s in scores)
-        if face_analyzer is not None:
-            for sample in batch:
-                scale = sample.rgb.shape[1] / width if width else 1.0
-                for face in face_analyzer.analyze(sample.rgb):
-                    facts.faces.append(VideoFace(sample.index, sample.t, _rescale(face, scale)))
-        facts.frames.extend(FrameRef(s.index, s.t, s.is_scene_cut) for s in batch)
-        batch.clear()
-
-    for sample in sample_frames(path, fps=fps, scene_cut_threshold=scene_cut_threshold, max_side=max_side,
-                                progress=progress):
-        batch.append(sample)
-        if len(batch) >= batch_size:
-            flush()
-    if batch:
-        flush()
-    return facts
+    models = {m.info.name: m for m in nsfw_models}
+    analyzer = FrameAnalyzer(models, face_analyzer, fps=fps, source_width=width, strict=True)
+    spec = SamplerSpec(on_batch=analyzer, fps=fps, scene_cut_threshold=scene_cut_threshold, max_side=max_side,
+                       batch_size=batch_size)
+    run_pass(path, sampler=spec, progress=progress)
+    return analyzer.facts
 
 
 def _width_of(path: str | os.PathLike[str]) -> int:
-    from gateway.video.intake import open_video
-
     with open_video(path) as container:
         return int(container.streams.video[0].codec_context.width)

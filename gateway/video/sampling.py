@@ -23,7 +23,8 @@ import numpy as np
 from gateway.video.intake import decode_errors, open_video
 
 __all__ = [
-    "DEFAULT_SCENE_CUT_THRESHOLD", "LabelSummary", "SampledFrame", "cut_score", "sample_frames", "summarise",
+    "DEFAULT_SCENE_CUT_THRESHOLD", "LabelSummary", "SampledFrame", "Sampler", "cut_score", "sample_frames",
+    "stream_duration", "summarise", "target_size",
 ]
 
 DEFAULT_SCENE_CUT_THRESHOLD = 0.3
@@ -66,9 +67,57 @@ def cut_score(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]
     return 0.5 * (tvd + mad)
 
 
-def _target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+def target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     scale = min(1.0, max_side / max(width, height))
     return max(2, round(width * scale)), max(2, round(height * scale))
+
+
+class Sampler:
+    """The sampling decision for one stream, frame by frame: offer every decoded frame in order
+    and get back a `SampledFrame` for those the models should see (the first frame, then one
+    per 1/fps seconds, plus the first frame of every scene). Shared by `sample_frames` and the
+    single-pass engine (`gateway.video.engine`), so both sample identically."""
+
+    def __init__(self, fps: float, size: tuple[int, int],
+                 scene_cut_threshold: float = DEFAULT_SCENE_CUT_THRESHOLD) -> None:
+        if fps <= 0:
+            raise ValueError("fps must be positive")
+        self.interval = 1.0 / fps
+        self.size = size
+        self.scene_cut_threshold = scene_cut_threshold
+        self.index = -1
+        self._next_t = 0.0
+        self._first_time: float | None = None
+        self.last_t = 0.0
+        self._previous: tuple[np.ndarray, np.ndarray] | None = None
+
+    def time_of(self, frame: av.VideoFrame, index: int) -> float:
+        """Seconds since the first frame (frame timestamps; the frame count when they are missing)."""
+        raw_t = float(frame.time) if frame.time is not None else index * self.interval
+        if self._first_time is None:
+            self._first_time = raw_t
+        return max(0.0, raw_t - self._first_time)
+
+    def offer(self, frame: av.VideoFrame) -> SampledFrame | None:
+        """The sample to show the models, or None; `last_t` is this frame's time either way."""
+        self.index += 1
+        t = self.last_t = self.time_of(frame, self.index)
+        signature = _signature(frame)
+        cut = self._previous is not None and cut_score(self._previous, signature) >= self.scene_cut_threshold
+        self._previous = signature
+        if not (t + 1e-6 >= self._next_t or cut):
+            return None
+        while self._next_t <= t + 1e-6:
+            self._next_t += self.interval
+        rgb = frame.to_ndarray(format="rgb24", width=self.size[0], height=self.size[1], interpolation="AREA")
+        return SampledFrame(index=self.index, t=round(t, 6), rgb=rgb, is_scene_cut=cut)
+
+
+def stream_duration(container: av.container.InputContainer, stream: av.VideoStream) -> float:
+    """The duration the container declares for `stream` (seconds; 0.0 when unknown)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return (container.duration or 0) / 1_000_000
 
 
 def sample_frames(path: str | os.PathLike[str], fps: float = 2.0,
@@ -78,49 +127,35 @@ def sample_frames(path: str | os.PathLike[str], fps: float = 2.0,
     that starts a new scene. Decoding errors raise VideoError (400)."""
     if fps <= 0:
         raise ValueError("fps must be positive")
-    interval = 1.0 / fps
     with open_video(path) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_type = "AUTO"
-        duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else (
-            (container.duration or 0) / 1_000_000)
-        size = _target_size(stream.codec_context.width, stream.codec_context.height, max_side)
-        next_t = 0.0
-        first_time: float | None = None
-        previous: tuple[np.ndarray, np.ndarray] | None = None
+        duration = stream_duration(container, stream)
+        size = target_size(stream.codec_context.width, stream.codec_context.height, max_side)
+        sampler = Sampler(fps, size, scene_cut_threshold)
         frames = container.decode(stream)
-        index = -1
         while True:
             with decode_errors():
                 frame = next(frames, None)
             if frame is None:
                 break
-            index += 1
-            raw_t = float(frame.time) if frame.time is not None else index * interval
-            if first_time is None:
-                first_time = raw_t
-            t = max(0.0, raw_t - first_time)
-            signature = _signature(frame)
-            cut = previous is not None and cut_score(previous, signature) >= scene_cut_threshold
-            previous = signature
-            due = t + 1e-6 >= next_t
-            if not (due or cut):
+            sample = sampler.offer(frame)
+            if sample is None:
                 continue
-            while next_t <= t + 1e-6:
-                next_t += interval
-            rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation="AREA")
             if progress is not None and duration > 0:
-                progress(min(1.0, t / duration))
-            yield SampledFrame(index=index, t=round(t, 6), rgb=rgb, is_scene_cut=cut)
+                progress(min(1.0, sample.t / duration))
+            yield sample
     if progress is not None:
         progress(1.0)
 
 
 def summarise(per_frame_scores: Sequence[tuple[float, Mapping[str, float]]], thresholds: Mapping[str, float],
               frame_interval: float) -> dict[str, LabelSummary]:
-    """Per label: {"max", "max_t", "ranges"}. Each sample at time t stands for [t, t + interval);
-    consecutive over-threshold samples whose spans touch merge into one range [t0, t1]. Labels
-    with a threshold but no score get max 0.0, max_t None and no ranges."""
+    """Per label: {"max", "max_t", "ranges"}. Each sample at time t stands for the time up to the
+    next sample (the last one for `frame_interval`), so samples that are not evenly spaced (a
+    scene cut between two regular ones, frame times that do not fall on the sampling grid)
+    still give contiguous ranges; consecutive over-threshold spans merge into one range
+    [t0, t1]. Labels with a threshold but no score get max 0.0, max_t None and no ranges."""
     ordered = sorted(per_frame_scores, key=lambda item: item[0])
     labels = sorted({label for _, scores in ordered for label in scores} | set(thresholds))
     out: dict[str, LabelSummary] = {}
@@ -128,15 +163,13 @@ def summarise(per_frame_scores: Sequence[tuple[float, Mapping[str, float]]], thr
         best, best_t = 0.0, None
         ranges: list[list[float]] = []
         threshold = thresholds.get(label)
-        for t, scores in ordered:
-            if label not in scores:
-                continue
-            score = float(scores[label])
+        scored = [(t, float(scores[label])) for t, scores in ordered if label in scores]
+        for i, (t, score) in enumerate(scored):
             if best_t is None or score > best:
                 best, best_t = score, t
             if threshold is None or score < threshold:
                 continue
-            end = t + frame_interval
+            end = scored[i + 1][0] if i + 1 < len(scored) else t + frame_interval
             if ranges and t <= ranges[-1][1] + 1e-6:
                 ranges[-1][1] = max(ranges[-1][1], end)
             else:

@@ -3,7 +3,7 @@ content at known times — a face from t0 to t1, a scene cut, an audio track —
 media files. This module renders them from the benign images that ship inside packages.
 
 Sources: "astronaut" and "grace_hopper" (real faces), "coffee" and "chelsea" (no faces),
-"black" and "gray" (flat frames). Motion: None (static), "pan" (a window at 80 % scale sliding
+"black", "gray" and "red" (flat frames; the `fake` NSFW adapter scores red as unsafe). Motion: None (static), "pan" (a window at 80 % scale sliding
 left to right), "zoom" (1.0 → 0.6 around the point of interest: the face, if any), "pan_zoom" (zoom plus a
 small pan around the point of interest). Portraits keep their face in view in every motion.
 """
@@ -52,6 +52,8 @@ def load_source(name: str) -> np.ndarray:
         return np.zeros((64, 64, 3), np.uint8)
     if name == "gray":
         return np.full((64, 64, 3), 128, np.uint8)
+    if name == "red":  # what the `fake` NSFW adapter scores as unsafe (tests of the unsafe path)
+        return np.full((64, 64, 3), (255, 0, 0), np.uint8)
     raise ValueError(f"unknown test video source {name!r}")
 
 

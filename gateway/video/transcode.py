@@ -12,18 +12,19 @@ ready for C2PA signing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal, cast
+from typing import Literal
 
 import av
 
-from gateway.video.intake import decode_errors, open_video
+from gateway.video.intake import decode_errors
 from gateway.video.watermark import VideoWatermarker
 
-__all__ = ["COPY_AUDIO_CODECS", "OutputInfo", "mark_and_encode"]
+__all__ = ["COPY_AUDIO_CODECS", "MarkedOutput", "OutputInfo", "mark_and_encode"]
 
 COPY_AUDIO_CODECS = frozenset({"aac", "mp3"})
 AudioMode = Literal["copied", "aac"]
@@ -42,8 +43,8 @@ class OutputInfo:
 class _VideoPath:
     """Decoded frames in, marked and encoded packets out (one per output stream)."""
 
-    def __init__(self, out: av.container.OutputContainer, vin: av.VideoStream, watermarker: VideoWatermarker,
-                 crf: int, preset: str, threads: int) -> None:
+    def __init__(self, out: av.container.OutputContainer, vin: av.VideoStream,
+                 watermarker: VideoWatermarker | None, crf: int, preset: str, threads: int) -> None:
         ctx = vin.codec_context
         self.width, self.height = ctx.width & ~1, ctx.height & ~1
         rate = vin.average_rate or vin.guessed_rate or Fraction(30)
@@ -63,9 +64,13 @@ class _VideoPath:
     def push(self, frame: av.VideoFrame) -> None:
         if frame.width != self.width or frame.height != self.height or frame.format.name != "yuv420p":
             frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
-        planes = frame.to_ndarray(format="yuv420p")
-        planes[: self.height] = self.wm.mark_luma(planes[: self.height], self.frames)
-        marked = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        if self.wm is not None:
+            planes = frame.to_ndarray(format="yuv420p")
+            planes[: self.height] = self.wm.mark_luma(planes[: self.height], self.frames)
+            marked = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        else:
+            marked = frame
+            marked.pict_type = av.video.frame.PictureType.NONE  # let x264 place keyframes
         pts = round(frame.time * self.rate) if frame.time is not None else (self.last_pts or -1) + 1
         if self.last_pts is not None and pts <= self.last_pts:
             pts = self.last_pts + 1  # x264 needs strictly increasing timestamps
@@ -114,6 +119,52 @@ class _AudioPath:
             self.out.mux(self.stream.encode(None))
 
 
+class MarkedOutput:
+    """The output half of a release pass: an MP4 being written, fed decoded frames (marked here)
+    and the input's audio packets. `close` finishes the file; `abort` abandons and deletes it."""
+
+    def __init__(self, dst_path: str | os.PathLike[str], vin: av.VideoStream, ain: av.AudioStream | None,
+                 watermarker: VideoWatermarker | None, *, crf: int, preset: str, threads: int) -> None:
+        self.path = os.fspath(dst_path)
+        self.out = av.open(self.path, "w", format="mp4")
+        try:
+            self.video = _VideoPath(self.out, vin, watermarker, crf, preset, threads)
+            self.audio = _AudioPath(self.out, ain) if ain is not None else None
+        except BaseException:
+            self.abort()
+            raise
+        self._open = True
+
+    def push_video(self, frame: av.VideoFrame) -> None:
+        self.video.push(frame)
+
+    def push_audio(self, packet: av.Packet[av.AudioStream]) -> None:
+        if self.audio is not None:
+            with decode_errors("audio"):
+                self.audio.push(packet)
+
+    def close(self) -> OutputInfo:
+        self.video.flush()
+        if self.audio is not None:
+            self.audio.flush()
+        self.out.close()
+        self._open = False
+        if self.video.frames == 0:
+            raise ValueError("the video holds no frames")
+        audio = self.audio.mode if self.audio is not None else None
+        return OutputInfo(frame_count=self.video.frames, duration_s=self.video.duration_s(),
+                          fps=float(self.video.rate), audio=audio, width=self.video.width,
+                          height=self.video.height)
+
+    def abort(self) -> None:
+        if getattr(self, "_open", True):
+            with contextlib.suppress(Exception):  # abandoning a half-written file
+                self.out.close()
+            self._open = False
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
 def mark_and_encode(src_path: str | os.PathLike[str], dst_path: str | os.PathLike[str], wm_id: int, *,
                     crf: int = 23, preset: str = "veryfast", progress: Callable[[float], None] | None = None,
                     watermarker: VideoWatermarker | None = None, threads: int = 0) -> OutputInfo:
@@ -123,49 +174,12 @@ def mark_and_encode(src_path: str | os.PathLike[str], dst_path: str | os.PathLik
     the encoder, the disk) propagates so the caller withholds the render (fail closed).
     `threads=0` lets FFmpeg pick decoder and encoder threads.
     """
+    from gateway.video.engine import MarkSpec, run_pass  # the engine builds on this module
+
     wm = watermarker or VideoWatermarker(wm_id)
     if wm.wm_id != wm_id:
         raise ValueError("the watermarker was built for another wm_id")
-    with open_video(src_path) as inp:
-        if not inp.streams.video:
-            raise ValueError("no video stream")
-        vin = inp.streams.video[0]
-        vin.codec_context.thread_type = "AUTO"
-        vin.codec_context.thread_count = threads
-        ain = inp.streams.audio[0] if inp.streams.audio else None
-        duration = _duration_hint(inp, vin)
-        with av.open(os.fspath(dst_path), "w", format="mp4") as out:
-            video = _VideoPath(out, vin, wm, crf, preset, threads)
-            audio = _AudioPath(out, ain) if ain is not None else None
-            streams = [vin] if ain is None else [vin, ain]
-            next_report = 0.0
-            for packet in inp.demux(streams):
-                if audio is not None and isinstance(packet.stream, av.AudioStream):
-                    with decode_errors("audio"):
-                        audio.push(cast("av.Packet[av.AudioStream]", packet))
-                    continue
-                with decode_errors():
-                    frames = packet.decode()
-                for decoded in frames:
-                    frame = cast(av.VideoFrame, decoded)
-                    video.push(frame)
-                    if progress is not None and duration > 0 and frame.time is not None:
-                        done = min(1.0, float(frame.time) / duration)
-                        if done >= next_report:
-                            progress(done)
-                            next_report = done + 0.01
-            video.flush()
-            if audio is not None:
-                audio.flush()
-    if video.frames == 0:
-        raise ValueError("the video holds no frames")
-    if progress is not None:
-        progress(1.0)
-    return OutputInfo(frame_count=video.frames, duration_s=video.duration_s(), fps=float(video.rate),
-                      audio=audio.mode if audio is not None else None, width=video.width, height=video.height)
-
-
-def _duration_hint(inp: av.container.InputContainer, vin: av.VideoStream) -> float:
-    if vin.duration and vin.time_base:
-        return float(vin.duration * vin.time_base)
-    return (inp.duration or 0) / 1_000_000
+    result = run_pass(src_path, mark=MarkSpec(dst_path, wm, crf=crf, preset=preset, threads=threads),
+                      progress=progress)
+    assert result.output is not None  # nothing asked to stop marking
+    return result.output

@@ -112,12 +112,12 @@ def test_openai_edit_is_multipart_with_images_and_mask() -> None:
 
 def test_api_key_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = Recorder(ok_openai)
-    monkeypatch.setenv("UPSTREAM_TOKEN_TEST", "s3cret")
-    run(route(api_key_env="UPSTREAM_TOKEN_TEST"), fake)
+    monkeypatch.setenv("CONSENTGATE_UPSTREAM_TOKEN_TEST", "s3cret")
+    run(route(api_key_env="CONSENTGATE_UPSTREAM_TOKEN_TEST"), fake)
     assert fake.requests[0].headers["authorization"] == "Bearer s3cret"
-    monkeypatch.delenv("UPSTREAM_TOKEN_TEST")
+    monkeypatch.delenv("CONSENTGATE_UPSTREAM_TOKEN_TEST")
     with pytest.raises(UpstreamFailure, match="not set"):
-        run(route(api_key_env="UPSTREAM_TOKEN_TEST"), Recorder(ok_openai))
+        run(route(api_key_env="CONSENTGATE_UPSTREAM_TOKEN_TEST"), Recorder(ok_openai))
 
 
 @pytest.mark.parametrize(
@@ -242,3 +242,11 @@ def test_http_json_errors_are_upstream_failures() -> None:
         run(r, Recorder(lambda req: httpx.Response(200, json={"x": {}})))
     with pytest.raises(UpstreamFailure, match="no reference images"):
         run(r, Recorder(), UpstreamCall(prompt="x", images=[PNG]))
+
+
+def test_api_key_env_must_be_an_upstream_variable() -> None:
+    """A policy edit must not be able to send e.g. the database URL to an upstream as a token."""
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError):
+        route(api_key_env="CONSENTGATE_DATABASE_URL")

@@ -1,0 +1,132 @@
+"""Why: the HTTP router, the startup hook and the tests need one object per gateway that owns
+the job table, the job files and the worker pool. It hangs on `gw.extras["jobs"]` (never a
+module global), is created on first use, and knows the rules the API promises: a job is
+visible only to the tenant that made it; its decision is shown in that caller's view.
+
+`start_jobs(gw)` (called at startup by the jobs router's lifespan) hands interrupted jobs back
+to the queue or fails them with a reason (`resume_interrupted_jobs`) and starts the workers.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.apikeys import Principal
+from gateway.errors import NotFound
+from gateway.jobs.runner import JobConfig, JobRunner, input_key
+from gateway.jobs.storage import JobFiles, open_job_files
+from gateway.jobs.store import Job, JobStore
+from gateway.pipeline.record import caller_view
+from gateway.pipeline.service import CheckRequestBody
+
+__all__ = ["JobService", "jobs_of", "resume_interrupted_jobs", "start_jobs", "stop_jobs"]
+
+KEY = "jobs"
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class JobService:
+    gw: Any
+    store: JobStore
+    files: JobFiles
+    runner: JobRunner
+    config: JobConfig
+
+    def submit(self, principal: Principal, body: CheckRequestBody, upload: Path, media_type: str) -> Job:
+        """Store the (already probed) upload and queue the job."""
+        job_id = secrets.token_hex(16)
+        size = self.files.put_file(input_key(job_id), upload)
+        now = self.store.clock()
+        try:
+            job = self.store.insert(
+                id=job_id, tenant=principal.tenant, key_id=principal.key_id, role=principal.role,
+                action=body.action, request=body.model_dump_json(), input_key=input_key(job_id),
+                input_type=media_type, input_bytes=size, webhook_url=body.webhook_url,
+                expires_at=now + self.config.ttl_s,
+            )
+        except BaseException:
+            self.files.delete(input_key(job_id))
+            raise
+        self.runner.wake()
+        return job
+
+    def get_for(self, principal: Principal, job_id: str) -> Job:
+        """The job, if `principal`'s tenant made it; 404 otherwise (no probing other tenants)."""
+        job = self.store.get(job_id) if len(job_id) == 32 else None
+        if job is None or job.tenant != principal.tenant:
+            raise NotFound(f"no job {job_id}")
+        return job
+
+    def view(self, job: Job, principal: Principal) -> dict[str, Any]:
+        is_operator = principal.is_operator(self.gw.settings.operator_tenant)
+        record = job.decision_record()
+        decision = caller_view(record, tenant=principal.tenant, is_operator=is_operator) if record else None
+        error = {"code": job.error_code, "message": job.error_message} if job.state == "failed" else None
+        out: dict[str, Any] = {
+            "job_id": job.id, "action": job.action, "state": job.state, "stage": job.stage,
+            "progress": round(job.progress, 4), "attempts": job.attempts,
+            "created_at": _iso(job.created_at), "updated_at": _iso(job.updated_at),
+            "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
+            "expires_at": _iso(job.expires_at),
+            "decision_id": job.decision_id,
+            "decision": decision,
+            "error": error,
+            "result_url": f"/v1/jobs/{job.id}/result" if job.state == "done" else None,
+        }
+        if job.webhook_url:
+            out["webhook"] = {"status": job.webhook_status}
+        return out
+
+
+def jobs_of(gw: Any) -> JobService:
+    """Create (once) and return the job service of `gw`."""
+    existing = gw.extras.get(KEY)
+    if existing is not None:
+        return existing  # type: ignore[no-any-return]
+    config = JobConfig.from_settings(gw.settings)
+    store = JobStore(gw.engine, clock=_now)
+    store.create_tables()
+    files = open_job_files(config.storage, data_dir=gw.settings.data_dir, engine=gw.engine,
+                           database_url=gw.settings.resolved_database_url)
+    service = JobService(gw, store, files, JobRunner(gw, store, files, config), config)
+    winner: JobService = gw.extras.setdefault(KEY, service)  # atomic: one service per gateway
+    if winner is service:
+        gw.extras.setdefault("closers", []).append(service.runner.stop)
+    return winner
+
+
+def resume_interrupted_jobs(gw: Any) -> list[tuple[str, str]]:
+    """Jobs left `running` by a gateway that stopped (their lease ran out): back to the queue, or
+    failed with a reason after `max_attempts` interruptions. Jobs whose lease is still live may
+    belong to another replica and are left alone; the keeper sweeps them once it runs out.
+    Returns (job id, new state) per job moved."""
+    service = jobs_of(gw)
+    return service.store.sweep(service.config.max_attempts)
+
+
+def start_jobs(gw: Any) -> JobService:
+    service = jobs_of(gw)
+    resume_interrupted_jobs(gw)
+    service.runner.start()
+    return service
+
+
+def stop_jobs(gw: Any, timeout: float = 30.0) -> None:
+    service = gw.extras.get(KEY)
+    if service is not None:
+        service.runner.stop(timeout)
+
+
+def _now() -> float:
+    return time.time()
