@@ -111,22 +111,26 @@ class JobRunner:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        if self._threads:
-            return
-        for i in range(self.config.workers):
-            self._threads.append(threading.Thread(target=self._work, name=f"job-worker-{i}", daemon=True))
-        self._threads.append(threading.Thread(target=self._keep, name="job-keeper", daemon=True))
-        for thread in self._threads:
-            thread.start()
+        """Start the workers and the keeper (once; never after `stop`)."""
+        with self._lock:
+            if self._threads or self._stop.is_set():
+                return
+            threads = [threading.Thread(target=self._work, name=f"job-worker-{i}", daemon=True)
+                       for i in range(self.config.workers)]
+            threads.append(threading.Thread(target=self._keep, name="job-keeper", daemon=True))
+            for thread in threads:
+                thread.start()
+            self._threads = threads
 
     def stop(self, timeout: float = 30.0) -> None:
         """Cancel running passes (their jobs go back to the queue) and join the threads."""
-        self._stop.set()
-        self._wake.set()
+        with self._lock:
+            self._stop.set()
+            self._wake.set()
+            threads, self._threads = self._threads, []
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        self._threads = []
 
     def wake(self) -> None:
         self._wake.set()

@@ -3,9 +3,10 @@ content at known times — a face from t0 to t1, a scene cut, an audio track —
 media files. This module renders them from the benign images that ship inside packages.
 
 Sources: "astronaut" and "grace_hopper" (real faces), "coffee" and "chelsea" (no faces),
-"black", "gray" and "red" (flat frames; the `fake` NSFW adapter scores red as unsafe). Motion: None (static), "pan" (a window at 80 % scale sliding
-left to right), "zoom" (1.0 → 0.6 around the point of interest: the face, if any), "pan_zoom" (zoom plus a
-small pan around the point of interest). Portraits keep their face in view in every motion.
+"black", "gray" and "red" (flat frames; the `fake` NSFW adapter scores red as unsafe).
+Motion: None (static), "pan" (a window at 80 % scale sliding left to right), "zoom" (1.0 → 0.6
+around the point of interest: the face, if any), "pan_zoom" (zoom plus a small pan around the
+point of interest). Portraits keep their face in view in every motion.
 """
 
 from __future__ import annotations
