@@ -37,6 +37,10 @@ class ExportSummary:
     checkpoints: int
     root_hash: str
 
+    def as_dict(self) -> dict[str, object]:
+        return {"path": str(self.path), "entries": self.entries, "checkpoints": self.checkpoints,
+                "root_hash": self.root_hash}
+
 
 def _dumps(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
