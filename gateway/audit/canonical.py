@@ -177,6 +177,7 @@ class Columns(NamedTuple):
     decision: str | None
     time_us: int | None
     subjects: tuple[str, ...]
+    decision_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -186,6 +187,7 @@ class Columns(NamedTuple):
             "decision": self.decision,
             "time_us": self.time_us,
             "subjects": list(self.subjects),
+            "decision_id": self.decision_id,
         }
 
 
@@ -201,6 +203,7 @@ def columns_of(text: str, record: Mapping[str, Any]) -> Columns:
         decision=_str_or_none(record.get("decision")),
         time_us=time_us(record.get("created_at")),
         subjects=tuple(subject_ids(text, record)),
+        decision_id=_str_or_none(record.get("decision_id")),
     )
 
 

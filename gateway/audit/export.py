@@ -83,15 +83,15 @@ def export_log(
         with engine.connect() as entry_conn, (out / "entries.jsonl").open("w", encoding="utf-8") as fh:
             rows = entry_conn.execution_options(yield_per=20000).execute(
                 select(e.c.idx, e.c.leaf_hash, e.c.record, e.c.kind, e.c.tenant, e.c.use, e.c.decision,
-                       e.c.time_us).where(e.c.idx < size).order_by(e.c.idx)
+                       e.c.time_us, e.c.decision_id).where(e.c.idx < size).order_by(e.c.idx)
             )
-            for idx, lh, rec, kind, tenant, use, decision, tus in rows:
+            for idx, lh, rec, kind, tenant, use, decision, tus, did in rows:
                 while pending is not None and pending[0] < idx:
                     pending = next(groups, None)
                 subjects = pending[1] if pending is not None and pending[0] == idx else []
                 meta = {"index": int(idx), "leaf_hash": bytes(lh).hex(), "columns": {
                     "kind": kind, "tenant": tenant, "use": use, "decision": decision,
-                    "time_us": tus, "subjects": subjects}}
+                    "time_us": tus, "subjects": subjects, "decision_id": did}}
                 fh.write(_dumps(meta)[:-1] + RECORD_MARKER + rec + "}\n")
         checkpoints = conn.execute(
             select(cp.c.tree_size, cp.c.root_hash, cp.c.note, cp.c.published_at)

@@ -113,7 +113,7 @@ class AuditLog:
         # Plain SQL for the hot path: executemany straight to the driver, no per-row ORM work.
         return {
             "entry": f"INSERT INTO {p}entries (idx, leaf_hash, record, kind, tenant, use, decision, "  # noqa: S608
-            f"time_us) VALUES ({', '.join([ph] * 8)})",
+            f"time_us, decision_id) VALUES ({', '.join([ph] * 9)})",
             "subject": f"INSERT INTO {p}subjects (idx, subject_id) VALUES ({ph}, {ph})",  # noqa: S608
             "node": f"INSERT INTO {p}nodes (nid, hash) VALUES ({ph}, {ph})",  # noqa: S608
             "head": f"UPDATE {p}head SET tree_size = {ph}, root_hash = {ph}, checkpoint_size = {ph} "  # noqa: S608
@@ -249,7 +249,7 @@ class AuditLog:
                         idx = frontier.size
                         c = item.columns
                         entries.append((idx, item.leaf_hash, item.data.decode("utf-8"), c.kind, c.tenant,
-                                        c.use, c.decision, c.time_us))
+                                        c.use, c.decision, c.time_us, c.decision_id))
                         subjects.extend((idx, s) for s in c.subjects)
                         nodes.extend((node_id(lvl, i), h) for lvl, i, h in frontier.push(item.leaf_hash))
                 conn.exec_driver_sql(self._sql["entry"], entries)
@@ -333,14 +333,15 @@ class AuditLog:
         subject: str | None = None,
         use: str | None = None,
         kind: str | None = None,
+        decision_id: str | None = None,
         cursor: str | None = None,
         limit: int = 100,
         descending: bool = False,
     ) -> tuple[list[AuditEntry], str | None]:
         """Filtered, paged entries; see `LogReader.query`. Returns (entries, next cursor or None)."""
         return self.reader.query(since=since, until=until, tenant=tenant, decision=decision,
-                                 subject=subject, use=use, kind=kind, cursor=cursor, limit=limit,
-                                 descending=descending)
+                                 subject=subject, use=use, kind=kind, decision_id=decision_id,
+                                 cursor=cursor, limit=limit, descending=descending)
 
     def inclusion_proof(self, index: int, tree_size: int | None = None) -> InclusionProof:
         """Proof of `index` in the tree of `tree_size` (default: the latest checkpoint's size)."""

@@ -220,6 +220,7 @@ class LogReader:
         subject: str | None = None,
         use: str | None = None,
         kind: str | None = None,
+        decision_id: str | None = None,
         cursor: str | None = None,
         limit: int = 100,
         descending: bool = False,
@@ -238,7 +239,7 @@ class LogReader:
         if hi is not None:
             conds.append(e.c.time_us < hi)
         for column, value in ((e.c.tenant, tenant), (e.c.decision, decision), (e.c.use, use),
-                              (e.c.kind, kind)):
+                              (e.c.kind, kind), (e.c.decision_id, decision_id)):
             if value is not None:
                 conds.append(column == value)
         if subject is not None and tenant is None:

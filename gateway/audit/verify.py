@@ -253,6 +253,7 @@ def _columns(meta: dict[str, Any]) -> Columns:
         decision=meta.get("decision"),
         time_us=meta.get("time_us"),
         subjects=tuple(meta.get("subjects") or ()),
+        decision_id=meta.get("decision_id"),
     )
 
 
@@ -368,14 +369,14 @@ def verify_database(engine: Engine, public_key: PublicKeyLike, *, table_prefix: 
         with engine.connect() as entry_conn:
             rows = entry_conn.execution_options(yield_per=20000).execute(
                 select(e.c.idx, e.c.leaf_hash, e.c.record, e.c.kind, e.c.tenant, e.c.use, e.c.decision,
-                       e.c.time_us).where(e.c.idx < size).order_by(e.c.idx)
+                       e.c.time_us, e.c.decision_id).where(e.c.idx < size).order_by(e.c.idx)
             )
             # Drivers return int and bytes already; skip per-row conversions (a million rows).
             stored = (
                 StoredEntry(idx, lh, rec.encode("utf-8"),
-                            Columns(kind, tenant, use, decision, tus, subjects_of(idx)))
+                            Columns(kind, tenant, use, decision, tus, subjects_of(idx), did))
                 for part in rows.partitions()
-                for idx, lh, rec, kind, tenant, use, decision, tus in part
+                for idx, lh, rec, kind, tenant, use, decision, tus, did in part
             )
             checker.run(stored, auto_workers(size) if workers is None else workers)
         checker.check_nodes(

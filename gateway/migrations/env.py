@@ -10,9 +10,10 @@ from gateway.db import make_engine
 
 _import_models()
 from gateway.audit import audit_metadata  # noqa: E402
+from gateway.blobs import blob_metadata  # noqa: E402
 
 config = context.config
-target_metadata = [SQLModel.metadata, audit_metadata()]
+target_metadata = [SQLModel.metadata, audit_metadata(), blob_metadata()[0]]
 
 
 def run_migrations_offline() -> None:

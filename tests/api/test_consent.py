@@ -157,3 +157,29 @@ def test_erasure_stops_matching(client: TestClient, keys: Keys, astronaut: np.nd
     assert receipt["kind"] == "erasure" and isinstance(receipt["audit"]["index"], int)
     after = gw.audit.entry(output(client, keys.generator, jpeg(astronaut))["audit"]["index"]).record
     assert sid not in json.dumps(after["findings"]["faces"])
+
+
+def test_verify_reports_grant_revoked_after_release(client: TestClient, keys: Keys, enrolled: dict[str, Any],
+                                                    astronaut: np.ndarray) -> None:
+    sid = enrolled["astronaut"]
+    grant_id = client.post(f"/v1/subjects/{sid}/grants", headers=auth(keys.registrar),
+                           json={"grantee_tenant": "acme", "uses": ["txt2img"]}).json()["id"]
+    released = client.post("/v1/release", headers=auth(keys.generator), data={"request": json.dumps({"use": "txt2img"})},
+                           files=[("media", ("r.jpg", jpeg(astronaut), "image/jpeg"))])
+    assert released.status_code == 200, released.text
+
+    def verify() -> dict[str, Any]:
+        resp = client.post("/v1/provenance/verify", headers=auth(keys.generator),
+                           files={"media": ("f", released.content, "image/jpeg")})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["decisions"][0]  # type: ignore[no-any-return]
+
+    before = verify()
+    assert before["decision_id"] == released.headers["x-decision-id"]
+    assert before["grants"] == [{"grant_id": grant_id, "state": "granted"}]
+    client.delete(f"/v1/grants/{grant_id}", headers=auth(keys.registrar))
+    after = verify()
+    assert after["grants"] == [{"grant_id": grant_id, "state": "revoked"}]
+    other = client.post("/v1/provenance/verify", headers=auth(keys.other_generator),
+                        files={"media": ("f", released.content, "image/jpeg")}).json()["decisions"][0]
+    assert "grants" not in other and "tenant" not in other  # another tenant sees the decision, not its consent

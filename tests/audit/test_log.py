@@ -304,3 +304,24 @@ def test_verify_export_reports_a_missing_directory(tmp_path: Path) -> None:
     (tmp_path / "half" / "manifest.json").write_text(json.dumps({"origin": ORIGIN}))
     report = verify_export(tmp_path / "half", b"\x01" * 32)
     assert not report.ok and "entries.jsonl is unreadable" in report.message
+
+
+def test_decision_id_is_a_verified_query_column(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sqlalchemy as sa
+
+    from gateway.audit import AuditLog, CheckpointSigner, verify_database
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    signer = CheckpointSigner.generate("test/log")
+    log = AuditLog(engine, signer, origin="test/log", checkpoint_every=1)
+    log.create_tables()
+    for i in range(3):
+        log.append({"kind": "decision", "decision_id": f"d{i}", "tenant": "t", "created_at": "2026-01-01T00:00:00Z"})
+    log.publish_checkpoint()
+    found, _ = log.query(decision_id="d1")
+    assert [e.index for e in found] == [1]
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE audit_entries SET decision_id = 'zz' WHERE idx = 2"))
+    report = verify_database(engine, signer)
+    assert not report.ok and report.first_bad_index == 2
+    log.close()
