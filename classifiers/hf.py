@@ -98,12 +98,14 @@ def _import_transformers(name: str) -> Any:
 
 class HfImageClassifier(_Mapped):
     """Options: `model_dir` (required), `label_map`, `activation` ("softmax" | "sigmoid"),
-    `batch_size` (default 16)."""
+    `batch_size` (default 16), `backend` (the image processor's: "pil", the default, gives the same
+    numbers with or without torchvision; "torchvision" where it is installed)."""
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, name: str = "hf") -> None:
-        opts = Options(name, options, {"model_dir", "label_map", "activation", "batch_size"})
+        opts = Options(name, options, {"model_dir", "label_map", "activation", "batch_size", "backend"})
         folder = local_model_dir(name, opts)
         files = _weights(folder, name)
+        backend = opts.choice("backend", "pil", ("pil", "torchvision"))
         if not (folder / "preprocessor_config.json").is_file():
             raise ModelError(
                 f"{name}: {folder}/preprocessor_config.json is missing (save the image processor too)"
@@ -111,7 +113,9 @@ class HfImageClassifier(_Mapped):
         self._batch_size = opts.positive_int("batch_size", 16)
         torch, transformers = _import_transformers(name)
         try:
-            self._processor = transformers.AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+            self._processor = transformers.AutoImageProcessor.from_pretrained(
+                folder, local_files_only=True, backend=backend
+            )
             self._model = transformers.AutoModelForImageClassification.from_pretrained(
                 folder, local_files_only=True
             ).eval()
@@ -127,6 +131,7 @@ class HfImageClassifier(_Mapped):
         out: list[dict[str, float]] = []
         for start in range(0, len(images), self._batch_size):
             chunk = [check_rgb(img) for img in images[start : start + self._batch_size]]
+            chunk = [img if img.flags.writeable else img.copy() for img in chunk]
             try:
                 inputs = self._processor(images=chunk, return_tensors="pt")
                 with self._torch.inference_mode():

@@ -21,7 +21,7 @@ def _reference_probs(folder: Path, images: list[np.ndarray]) -> np.ndarray:
     import torch
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    proc = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+    proc = AutoImageProcessor.from_pretrained(folder, local_files_only=True, backend="pil")
     model = AutoModelForImageClassification.from_pretrained(folder, local_files_only=True).eval()
     with torch.inference_mode():
         logits = model(**proc(images=images, return_tensors="pt")).logits
