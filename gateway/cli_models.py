@@ -190,10 +190,10 @@ def list_models() -> None:
     """Every registered adapter: family, name, where its weights come from, which install provides it."""
     from classifiers.registry import builtin_registry
 
-    typer.echo("family   name          weights  install")
+    typer.echo("family   name          weights    install")
     for spec in builtin_registry().adapters():
         weights = "package" if spec.weights == "package" else "model_dir"
-        typer.echo(f"{spec.family:8} {spec.name:13} {weights:8} {spec.extra or 'default'}")
+        typer.echo(f"{spec.family:8} {spec.name:13} {weights:10} {spec.extra or 'default'}")
 
 
 # ---------------------------------------------------------------- calibrate
