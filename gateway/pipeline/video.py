@@ -55,7 +55,7 @@ from gateway.video.analysis import FrameAnalyzer, VideoFacts
 from gateway.video.engine import MarkSpec, PassCancelled, PassResult, SamplerSpec, run_pass
 from gateway.video.intake import VideoError, VideoInfo, VideoLimits, probe_video
 from gateway.video.sampling import summarise
-from gateway.video.watermark import VideoWatermarker
+from gateway.video.watermark import VideoWatermarker, strength_for
 
 __all__ = ["WATERMARK_METHOD", "VideoHooks", "VideoOutcome", "VideoPipeline", "VideoRun", "gateway_error",
            "is_video", "limits_of", "probe", "run_upload"]
@@ -246,7 +246,7 @@ class VideoPipeline:
         wm_id = await asyncio.to_thread(self._reserve, run.decision_id) if overlap and watermarking else None
         output = run.work_dir / f"{run.decision_id}.mp4"
         try:
-            speculative = self._mark_spec(vs, output, wm_id) if overlap else None
+            speculative = self._mark_spec(vs, output, wm_id, info) if overlap else None
             passed, vf, acc = await self._analyse(rt, run, stage, info, prompt, failures, hooks,
                                                   mark=speculative, weight=0.9 if releasing else 0.97)
             hooks.progress("decide", 0.9 if releasing else 0.97)
@@ -255,7 +255,7 @@ class VideoPipeline:
             record = self._record(run, rt, digest, facts, verdict, vf, info, sha256, passed)
             done: Path | None = None
             if releasing and record["decision"] == "allow":
-                done = await self._release(run, rt, record, verdict, output, wm_id, passed, hooks)
+                done = await self._release(run, rt, record, verdict, output, wm_id, passed, hooks, info)
             if done is None:
                 await asyncio.to_thread(self._discard, output, run.decision_id)
             if hooks.before_append is not None:
@@ -297,12 +297,14 @@ class VideoPipeline:
             raise gateway_error(exc) from None
         return passed, analyzer.facts, acc
 
-    def _mark_spec(self, vs: VideoSettings, output: Path, wm_id: int | None) -> MarkSpec:
-        wm = VideoWatermarker(wm_id, strength=vs.watermark_strength) if wm_id is not None else None
+    def _mark_spec(self, vs: VideoSettings, output: Path, wm_id: int | None, info: VideoInfo) -> MarkSpec:
+        strength = strength_for(vs.watermark_strength, info.width, info.height)
+        wm = VideoWatermarker(wm_id, strength=strength) if wm_id is not None else None
         return MarkSpec(output, wm, crf=vs.crf, preset=vs.preset)
 
     async def _release(self, run: VideoRun, rt: PolicyRuntime, record: dict[str, Any], verdict: Verdict,
-                       output: Path, wm_id: int | None, passed: PassResult, hooks: VideoHooks) -> Path | None:
+                       output: Path, wm_id: int | None, passed: PassResult, hooks: VideoHooks,
+                       info: VideoInfo) -> Path | None:
         """Mark (when the pass did not), sign, fill `outputs`. Any failure turns the record into a
         deny (recorded, nothing released), as for images."""
         vs = rt.policy.video
@@ -316,7 +318,7 @@ class VideoPipeline:
             if out_info is None:  # sequential mode, or the encode was stopped by an interim deny
                 if watermarking and wm_id is None:
                     wm_id = await asyncio.to_thread(self._reserve, run.decision_id)
-                mark = self._mark_spec(vs, output, wm_id if watermarking else None)
+                mark = self._mark_spec(vs, output, wm_id if watermarking else None, info)
                 try:
                     out_info = (await asyncio.to_thread(
                         run_pass, run.src, mark=mark, should_stop=hooks.should_stop,
@@ -356,12 +358,13 @@ class VideoPipeline:
         if watermarking and wm_id is not None:
             entry["watermark_id"] = f"{WATERMARK_METHOD}:{wm_id}"
         record["outputs"].append(entry)
+        strength = strength_for(vs.watermark_strength, info.width, info.height)
         record["video"][0]["output"] = {
             "frame_count": out_info.frame_count, "duration_s": round(out_info.duration_s, 6),
             "fps": round(out_info.fps, 6), "width": out_info.width, "height": out_info.height,
             "audio": out_info.audio, "codec": "h264", "crf": vs.crf, "preset": vs.preset,
-            "watermark": ({"method": WATERMARK_METHOD, "strength": vs.watermark_strength}
-                          if watermarking else None),
+            "watermark": {"method": WATERMARK_METHOD,
+                          "strength": round(strength, 3)} if watermarking else None,
         }
         return output
 

@@ -91,8 +91,9 @@ class _BatchWorker:
     """A bounded queue and one thread that calls `on_batch` with batches of sampled frames.
     The queue bound is the back-pressure: decoding waits when the models fall behind."""
 
-    def __init__(self, spec: SamplerSpec) -> None:
+    def __init__(self, spec: SamplerSpec, should_stop: Callable[[], bool] | None) -> None:
         self.spec = spec
+        self.should_stop = should_stop
         self.queue: queue.Queue[object] = queue.Queue(maxsize=max(2, 2 * spec.batch_size))
         self.error: BaseException | None = None
         self.processed_t = 0.0
@@ -134,6 +135,8 @@ class _BatchWorker:
     def check(self) -> None:
         if self.error is not None:
             raise self.error
+        if self.should_stop is not None and self.should_stop():
+            raise PassCancelled("the pass was asked to stop")
 
     def put(self, sample: SampledFrame) -> None:
         while True:
@@ -151,15 +154,18 @@ class _BatchWorker:
                 break
             except queue.Full:
                 self.check()
-        self.thread.join()
-        self.check()
+        while self.thread.is_alive():  # the models finish the last batches
+            self.thread.join(0.1)
+            self.check()
+        if self.error is not None:
+            raise self.error
 
     def abandon(self) -> None:
         self._abandon.set()
         self._drain()
         with contextlib.suppress(queue.Full):
             self.queue.put_nowait(_END)
-        self.thread.join(timeout=30)
+        self.thread.join(timeout=2)  # a model call in progress finishes on its own (daemon thread)
 
 
 class _Progress:
@@ -203,7 +209,7 @@ def run_pass(src_path: str | os.PathLike[str], *, sampler: SamplerSpec | None = 
         if sampler is not None:
             size = target_size(width, height, sampler.max_side)
             picker = Sampler(sampler.fps, size, sampler.scene_cut_threshold)
-        worker = _BatchWorker(sampler) if sampler is not None else None
+        worker = _BatchWorker(sampler, should_stop) if sampler is not None else None
         output: MarkedOutput | None = None
         try:
             if mark is not None:

@@ -42,7 +42,7 @@ from numpy.typing import NDArray
 
 from gateway.provenance.payload import DWT_PAYLOAD, PayloadCodec
 
-__all__ = ["VideoWatermarkDetection", "VideoWatermarker", "luma_of"]
+__all__ = ["VideoWatermarkDetection", "VideoWatermarker", "luma_of", "strength_for"]
 
 _DEFAULT_KEY = b"consentgate/video-watermark/v1"
 GRID_LADDER = (48, 72, 96, 144)
@@ -66,6 +66,16 @@ class _Grid:
     cols: int
     chips: NDArray[np.float32]  # (rows, cols) of +-1
     bit_of_cell: NDArray[np.intp]  # (rows * cols,) payload bit index per cell
+
+
+def strength_for(base: float, width: int, height: int) -> float:
+    """The marking strength for a frame size: `base` at 720p and above, raised by
+    sqrt(720 / short side) below (at most 2x), because a smaller frame has fewer cells per
+    payload bit and H.264 removes more of a faint pattern there. Measured (docs/video.md):
+    at 480x270 and 320x240 a base-2 mark did not survive the gateway's own crf-23 encode,
+    the scaled one does."""
+    short = max(1, min(width, height))
+    return float(min(16.0, base * min(2.0, max(1.0, math.sqrt(720 / short)))))
 
 
 def luma_of(frame: np.ndarray) -> np.ndarray:
