@@ -1,0 +1,206 @@
+"""Why: people try the gateway from a shell before they write code against it. These commands
+talk to a running gateway (`--url`, `--api-key`; env CONSENTGATE_URL, CONSENTGATE_API_KEY):
+
+    consentgate check FILE [--use U] [--stage S] [--prompt P]   the decision record (JSON)
+    consentgate release FILE [--out PATH] [--use U]              the marked, signed file
+    consentgate provenance verify FILE                           C2PA, watermark, decision
+
+Images go through /v1/check and /v1/release. Videos (sniffed from the bytes) go through
+/v1/jobs with a progress bar fed by `GET /v1/jobs/{id}`, so any size works. Exit codes: 0 the
+decision allows, 1 it denies or sends to review, 2 the gateway refused the request (bad input,
+auth, limits) or could not be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from gateway.client import ConsentgateError, PolicyDenied, raise_for_answer
+
+__all__ = ["ClientFactory", "register"]
+
+ClientFactory = Callable[[str], httpx.Client]
+Url = Annotated[str, typer.Option("--url", envvar="CONSENTGATE_URL", help="The gateway's base URL.")]
+ApiKey = Annotated[str, typer.Option("--api-key", envvar="CONSENTGATE_API_KEY", help="A generator key.",
+                                     show_default=False)]
+Use = Annotated[str, typer.Option("--use", help="The use to check under (txt2img, txt2video, ...).")]
+Prompt = Annotated[str | None, typer.Option("--prompt", help="The prompt, when there is one.")]
+EndUser = Annotated[str | None, typer.Option("--end-user", help="Your end user's id (grants may name one).")]
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def default_client(url: str) -> httpx.Client:
+    return httpx.Client(base_url=url.rstrip("/"), timeout=300.0)
+
+
+def _is_video(data: bytes) -> bool:
+    from gateway.media import sniff
+
+    kind = sniff(data[:4096])
+    return kind is not None and kind.startswith("video/")
+
+
+def _request(**fields: Any) -> str:
+    return json.dumps({k: v for k, v in fields.items() if v is not None})
+
+
+class _Session:
+    """One command's conversation with the gateway."""
+
+    def __init__(self, http: httpx.Client, api_key: str) -> None:
+        self.http = http
+        self.headers = {"Authorization": f"Bearer {api_key}", "User-Agent": "consentgate-cli/0.1"}
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self.http.request(method, path, headers=self.headers, **kwargs)
+        raise_for_answer(response)
+        return response
+
+    def post_media(self, path: str, data: bytes, request: str) -> httpx.Response:
+        return self.call("POST", path, data={"request": request},
+                         files=[("media", ("media", data, "application/octet-stream"))])
+
+    def run_job(self, data: bytes, request: str, quiet: bool) -> dict[str, Any]:
+        """Submit a job and follow it with a progress bar until it is done or failed."""
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        job = self.post_media("/v1/jobs", data, request).json()
+        status: dict[str, Any] = job["job"]
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                      TimeElapsedColumn(), console=_console(), disable=quiet, transient=True) as bar:
+            task = bar.add_task("queued", total=1.0)
+            while status["state"] not in ("done", "failed"):
+                time.sleep(0.5)
+                status = self.call("GET", f"/v1/jobs/{job['job_id']}").json()
+                label = f"{status['state']}: {status['stage']}"
+                bar.update(task, completed=status["progress"], description=label)
+        if status["state"] == "failed":
+            error = status["error"] or {}
+            raise ConsentgateError(409, str(error.get("code")), str(error.get("message")), status)
+        return status
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _summary(record: dict[str, Any]) -> str:
+    reasons = [r for r in record.get("reasons", []) if r.get("outcome") in ("deny", "review")]
+    lines = [f"{record['decision']} (decision {record['decision_id']}, audit index "
+             f"{(record.get('audit') or {}).get('index')})"]
+    lines += [f"  {r['rule']}: {r['detail']}" for r in reasons[:10]]
+    return "\n".join(lines)
+
+
+def _exit_for(record: dict[str, Any]) -> None:
+    typer.echo(_summary(record), err=True)
+    if record["decision"] != "allow":
+        raise typer.Exit(1)
+
+
+def _refused(exc: ConsentgateError | httpx.HTTPError) -> typer.Exit:
+    if isinstance(exc, PolicyDenied) and exc.decision is not None:
+        typer.echo(_summary(exc.decision), err=True)
+        return typer.Exit(1)
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
+def register(app: typer.Typer, client_factory: ClientFactory = default_client) -> None:
+    """Add `check`, `release` and `provenance verify` to `app`. `client_factory(url)` makes the
+    HTTP client (tests pass one bound to an in-process app)."""
+    provenance_app = typer.Typer(help="Provenance of released files.", no_args_is_help=True)
+    app.add_typer(provenance_app, name="provenance")
+
+    @app.command("check")
+    def check(
+        file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="An image or a video.")],
+        use: Use = "txt2img",
+        stage: Annotated[str, typer.Option("--stage", help="input or output.")] = "output",
+        prompt: Prompt = None,
+        end_user: EndUser = None,
+        url: Url = DEFAULT_URL,
+        api_key: ApiKey = "",
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    ) -> None:
+        """Check FILE (nothing is released): print the decision record as JSON."""
+        data = file.read_bytes()
+        request = _request(use=use, stage=stage, prompt=prompt, end_user=end_user, action="check")
+        try:
+            with client_factory(url) as http:
+                session = _Session(http, api_key)
+                if _is_video(data):
+                    record = session.run_job(data, request, quiet)["decision"]
+                else:
+                    record = session.post_media("/v1/check", data, request).json()
+        except (ConsentgateError, httpx.HTTPError) as exc:
+            raise _refused(exc) from None
+        typer.echo(json.dumps(record, indent=2))
+        _exit_for(record)
+
+    @app.command("release")
+    def release(
+        file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="An image or a video.")],
+        out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the result.")] = None,
+        use: Use = "txt2img",
+        prompt: Prompt = None,
+        end_user: EndUser = None,
+        url: Url = DEFAULT_URL,
+        api_key: ApiKey = "",
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    ) -> None:
+        """Release FILE: write the marked, signed file (videos come back as MP4)."""
+        data = file.read_bytes()
+        request = _request(use=use, stage="output", prompt=prompt, end_user=end_user, action="release")
+        try:
+            with client_factory(url) as http:
+                session = _Session(http, api_key)
+                if _is_video(data):
+                    status = session.run_job(data, request, quiet)
+                    record = status["decision"]
+                    if record["decision"] != "allow":
+                        _exit_for(record)
+                    response = session.call("GET", f"/v1/jobs/{status['job_id']}/result")
+                    target = out or file.with_name(f"{file.stem}.released.mp4")
+                else:
+                    response = session.post_media("/v1/release", data, request)
+                    record = {"decision": response.headers["x-decision"],
+                              "decision_id": response.headers["x-decision-id"],
+                              "audit": {"index": int(response.headers["x-audit-index"])}}
+                    target = out or file.with_name(f"{file.stem}.released{file.suffix}")
+        except (ConsentgateError, httpx.HTTPError) as exc:
+            raise _refused(exc) from None
+        target.write_bytes(response.content)
+        typer.echo(str(target))
+        _exit_for(record)
+
+    @provenance_app.command("verify")
+    def verify(
+        file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The file to trace.")],
+        url: Url = DEFAULT_URL,
+        api_key: ApiKey = "",
+    ) -> None:
+        """Trace FILE to the decision that released it (C2PA manifest, or the watermark)."""
+        try:
+            with client_factory(url) as http:
+                answer = _Session(http, api_key).call("POST", "/v1/provenance/verify", files=[
+                    ("media", ("media", file.read_bytes(), "application/octet-stream"))]).json()
+        except (ConsentgateError, httpx.HTTPError) as exc:
+            raise _refused(exc) from None
+        typer.echo(json.dumps(answer, indent=2))
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m gateway.cli_client` for a quick try
+    cli = typer.Typer(no_args_is_help=True)
+    register(cli)
+    sys.exit(cli())
