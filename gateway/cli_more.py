@@ -15,3 +15,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(audit_app, name="audit")
     app.add_typer(keys_app, name="keys")
     app.add_typer(registry_app, name="registry")
+    from gateway.cli_client import register as register_client  # check, release, provenance verify
+
+    register_client(app)
