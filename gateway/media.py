@@ -104,10 +104,11 @@ def decode_image(data: bytes, limits: MediaLimits, *, index: int = 0) -> Decoded
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise TooLarge(f"{where} decompresses beyond the pixel limit: {exc}") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as exc:
-        raise BadInput(f"{where} is truncated or corrupt ({mime}): {exc}", code="corrupt_media") from None
     except MemoryError:
         raise TooLarge(f"{where} needs too much memory to decode") from None
+    except Exception as exc:  # noqa: BLE001 - hostile bytes trip decoders in many ways (OSError,
+        # SyntaxError, struct.error from a type-confused EXIF tag, ...): each is a corrupt file, never a 500
+        raise BadInput(f"{where} is truncated or corrupt ({mime}): {exc}", code="corrupt_media") from None
     rgb = np.asarray(rgb_image, dtype=np.uint8)
     working, scale = resize_max_side(rgb, limits.working_max_side)
     h, w = rgb.shape[:2]
