@@ -48,7 +48,7 @@ class LoopReport:
 
 def loop(name: str, iterations: int, seed: int = 0, *, stop_after: int = 5) -> LoopReport:
     """Mutate the target's seeds `iterations` times with `random.Random(seed)`; collect escapes."""
-    from fuzz.targets import mutate, outcome, targets
+    from fuzz.targets import classify, mutate, targets
 
     target = targets()[name]
     rng = random.Random(seed)
@@ -61,11 +61,10 @@ def loop(name: str, iterations: int, seed: int = 0, *, stop_after: int = 5) -> L
             if i < len(corpus)
             else mutate(rng.choice(corpus), rng, target.dictionary, target.max_len)
         )
-        exc = outcome(target, data)
+        kind, exc = classify(target, data)
+        report.kinds[kind] += 1
         if exc is None:
-            report.kinds["ok-or-documented"] += 1
             continue
-        report.kinds[type(exc).__name__] += 1
         report.escaped.append((type(exc).__name__, "".join(traceback.format_exception(exc))[-2000:], data))
         if len(report.escaped) >= stop_after:
             break

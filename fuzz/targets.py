@@ -48,13 +48,18 @@ class Target:
 
 def outcome(target: Target, data: bytes) -> BaseException | None:
     """Run one input; return the exception that escaped *outside* the documented types, else None."""
+    return classify(target, data)[1]
+
+
+def classify(target: Target, data: bytes) -> tuple[str, BaseException | None]:
+    """("ok" | "documented:<type>" | "escaped:<type>", the escaped exception or None)."""
     try:
         target.one(data)
-    except target.documented:
-        return None
+    except target.documented as exc:
+        return f"documented:{type(exc).__name__}", None
     except Exception as exc:  # noqa: BLE001 - this is what the fuzzer looks for
-        return exc
-    return None
+        return f"escaped:{type(exc).__name__}", exc
+    return "ok", None
 
 
 # -- mutation ---------------------------------------------------------------------------------------
