@@ -23,6 +23,8 @@ $PIP install -q "${PAIR[@]}"
 # headless build); facenet-pytorch 2.6.0 pins torch<2.3 and numpy<2. Their real needs are listed
 # in the [insightface] / [extras] extras or already in the default dependencies.
 $PIP install -q --no-deps "invisible-watermark==0.2.0" "insightface==2.1" "facenet-pytorch==2.6.0"
+# pip then reports facenet-pytorch / insightface / invisible-watermark "requirements" as conflicts:
+# expected — those pins and opencv-python are exactly what the --no-deps installs leave out.
 $PIP install -q -e ".[dev,extras]" "${PAIR[@]}"
 "$VENV/bin/python" scripts/check_imports.py
 "$VENV/bin/python" - <<'PYEOF'
