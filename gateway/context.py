@@ -101,5 +101,20 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
             faces.update({rt.face.info.name: rt.face for rt in active.overlay_runtimes.values()})
             registry.face_analyzers.update(faces)
 
+        def face_models_ready(active: ActivePolicy) -> None:
+            """Refuse a bundle whose face model lacks templates for enrolled subjects: they would
+            match nobody (fail open). Re-embed first: `consentgate registry reembed --model NAME`."""
+            from gateway.cli_models import face_model_ready
+            from gateway.policy.loader import PolicyError
+
+            for rt in [active.runtime, *active.overlay_runtimes.values()]:
+                ok, missing = face_model_ready(registry, rt.face.info.name, rt.face.info.version)
+                if not ok:
+                    raise PolicyError([
+                        f"consent.face_model: {missing} enrolled subject(s) have no {rt.face.info.name!r} template "
+                        f"at version {rt.face.info.version}; run `consentgate registry reembed --model "
+                        f"{rt.face.info.name}` before switching"])
+
         policies.on_activate = attach_face_models
+        policies.validators.append(face_models_ready)
     return gw

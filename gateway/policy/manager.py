@@ -49,6 +49,7 @@ class PolicyManager:
         self.signature_check = signature_check
         self.on_result = on_result
         self.on_activate = on_activate
+        self.validators: list[Callable[[ActivePolicy], None]] = []
         self.active: ActivePolicy | None = None
         self.last_error: str | None = None
         self.last_error_at: datetime | None = None
@@ -66,7 +67,10 @@ class PolicyManager:
             tenant: self.pool.build(policy, source=f"{self.directory}/tenants/{tenant}.yaml")
             for tenant, policy in bundle.overlays.items()
         }
-        return ActivePolicy(bundle, runtime, overlays)
+        active = ActivePolicy(bundle, runtime, overlays)
+        for validate in self.validators:
+            validate(active)  # raises PolicyError to refuse the bundle
+        return active
 
     def reload(self) -> bool:
         """Validate and activate the bundle on disk; False (and last good kept) when refused."""

@@ -89,3 +89,17 @@ def test_trust_key_requires_signature(tmp_path: Path, signed: str) -> None:
         else:
             assert ready.status_code == 503
             assert "bundle.sig" in json.dumps(ready.json())
+
+
+def test_face_model_switch_refused_until_reembedded(tmp_path: Path, astronaut) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(tmp_path)
+    with TestClient(create_app(settings)) as client:
+        gw = client.app.state.gateway  # type: ignore[attr-defined]
+        sid = gw.registry.create_subject("Eileen Collins", [], False, "test").id
+        gw.registry.enroll(sid, [astronaut], "v1", "test")
+        digest = gw.policies.active.bundle.digest
+        (settings.policies_dir / "default.yaml").write_text(
+            TEST_POLICY.replace("face_model: {adapter: dlib}", "face_model: {adapter: fake}"))
+        assert gw.policies.reload() is False
+        assert "reembed --model fake" in gw.policies.last_error
+        assert gw.policies.active.bundle.digest == digest  # dlib policy keeps serving
