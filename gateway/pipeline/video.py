@@ -55,7 +55,7 @@ from gateway.video.analysis import FrameAnalyzer, VideoFacts
 from gateway.video.engine import MarkSpec, PassCancelled, PassResult, SamplerSpec, run_pass
 from gateway.video.intake import VideoError, VideoInfo, VideoLimits, probe_video
 from gateway.video.sampling import summarise
-from gateway.video.watermark import VideoWatermarker, strength_for
+from gateway.video.watermark import VideoWatermarker, refresh_for, strength_for
 
 __all__ = ["WATERMARK_METHOD", "VideoHooks", "VideoOutcome", "VideoPipeline", "VideoRun", "gateway_error",
            "is_video", "limits_of", "probe", "run_upload"]
@@ -299,7 +299,8 @@ class VideoPipeline:
 
     def _mark_spec(self, vs: VideoSettings, output: Path, wm_id: int | None, info: VideoInfo) -> MarkSpec:
         strength = strength_for(vs.watermark_strength, info.width, info.height)
-        wm = VideoWatermarker(wm_id, strength=strength) if wm_id is not None else None
+        refresh = refresh_for(info.width, info.height)
+        wm = VideoWatermarker(wm_id, strength=strength, refresh_every=refresh) if wm_id is not None else None
         return MarkSpec(output, wm, crf=vs.crf, preset=vs.preset)
 
     async def _release(self, run: VideoRun, rt: PolicyRuntime, record: dict[str, Any], verdict: Verdict,
