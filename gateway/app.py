@@ -49,8 +49,10 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         is_docs = scope.get("path", "").startswith(("/docs", "/redoc"))
+        started = False
+        refused = False
 
-        async def send_with_headers(message: Message) -> None:
+        async def send_secure(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 names = {h[0].lower() for h in headers}
@@ -62,6 +64,15 @@ class BodyLimit:
                 message["headers"] = headers
             await send(message)
 
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if refused and not started:
+                return  # the app answers a body cut off at the limit (FastAPI: 400); ours is 413
+            if message["type"] == "http.response.start":
+                started = True
+            await send_secure(message)
+
+        too_large = f"request body is larger than the limit of {self.max_body} bytes"
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None:
             try:
@@ -69,11 +80,9 @@ class BodyLimit:
             except ValueError:
                 too_big = True
             if too_big:
-                await _send_json(send_with_headers, 413, "too_large",
-                                 f"request body is larger than the limit of {self.max_body} bytes")
+                await _send_json(send_secure, 413, "too_large", too_large)
                 return
         received = 0
-        refused = False
 
         async def counting_receive() -> Message:
             nonlocal received, refused
@@ -87,9 +96,13 @@ class BodyLimit:
 
         try:
             await self.app(scope, counting_receive, send_with_headers)
-        except _BodyTooLarge:
-            await _send_json(send_with_headers, 413, "too_large",
-                             f"request body is larger than the limit of {self.max_body} bytes")
+        except Exception:
+            # Cut off at the limit: whatever the app made of it (FastAPI's 400, a handler's own error,
+            # an exception group from a BaseHTTPMiddleware), the answer is 413.
+            if not refused or started:
+                raise
+        if refused and not started:
+            await _send_json(send_secure, 413, "too_large", too_large)
 
 
 class _BodyTooLarge(Exception):
