@@ -67,6 +67,18 @@ class Settings:
         env = os.environ if environ is None else environ
         trust = env.get("CONSENTGATE_POLICY_TRUST_KEY")
         cors = env.get("CONSENTGATE_CORS_ORIGINS", "")
+        extra = {
+            key: env[var]
+            for key, var in (
+                ("policy_name", "CONSENTGATE_POLICY_NAME"),
+                ("c2pa_cert_chain", "CONSENTGATE_C2PA_CERT_CHAIN"),
+                ("c2pa_key", "CONSENTGATE_C2PA_KEY"),
+                ("c2pa_trust_anchors", "CONSENTGATE_C2PA_TRUST_ANCHORS"),
+                ("public_url", "CONSENTGATE_PUBLIC_URL"),
+                ("blob_store", "CONSENTGATE_BLOB_STORE"),
+            )
+            if env.get(var)
+        }
         return cls(
             data_dir=Path(env.get("CONSENTGATE_DATA_DIR", "./data")),
             policies_dir=Path(env.get("CONSENTGATE_POLICIES", "./policies")),
@@ -84,4 +96,6 @@ class Settings:
             rate_limit_per_s=_env_float("CONSENTGATE_RATE_LIMIT_PER_S", 50.0),
             rate_limit_burst=_env_int("CONSENTGATE_RATE_LIMIT_BURST", 100),
             cors_origins=tuple(o.strip() for o in cors.split(",") if o.strip()),
+            audit_origin=env.get("CONSENTGATE_AUDIT_ORIGIN", "consentgate.local/audit"),
+            extra=extra,
         )

@@ -13,6 +13,14 @@ echo "== policy validate + test"
 .venv/bin/consentgate policy test policies
 echo "== pytest (SQLite)"
 $PY -m pytest -q -p no:cacheprovider "$@"
+echo "== extras venv (torch 2.14.1 + torchvision 0.29.1): optional model adapters (open_clip, MTCNN, insightface)"
+if [ "${CONSENTGATE_SKIP_EXTRAS:-}" = "1" ]; then
+  echo "skipped (CONSENTGATE_SKIP_EXTRAS=1)"
+else
+  bash scripts/install_extras.sh
+  .venv-extras/bin/python -m pytest -q -p no:cacheprovider tests/models tests/classifiers/test_contracts.py \
+    -k "not nudenet and not opennsfw and not minilm and not pdq"
+fi
 PG_URL="${CONSENTGATE_TEST_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 if $PY - "$PG_URL" <<'PYEOF'
 import sys
