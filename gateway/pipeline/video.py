@@ -287,7 +287,7 @@ class VideoPipeline:
         analyzer = FrameAnalyzer(_wanted_models(rt, run.body.use, stage), rt.face, hasher=rt.hasher,
                                  fps=vs.sample_fps, source_width=info.width, after_batch=after_batch)
         spec = SamplerSpec(on_batch=analyzer, fps=vs.sample_fps, scene_cut_threshold=vs.scene_cut_threshold,
-                           max_side=self.gw.settings.working_max_side)
+                           max_side=self.gw.settings.working_max_side, eager=mark is not None)
         label = "analyse+mark" if mark is not None else "analyse"
         try:
             passed = await asyncio.to_thread(
