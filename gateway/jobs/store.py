@@ -202,14 +202,22 @@ class JobStore:
         audit_index = record.get("audit", {}).get("index")
         return self._swap(self._running(job_id, owner), state="done", stage="done", progress=1.0,
                           decision=record["decision"], decision_id=record["decision_id"],
-                          audit_index=audit_index,
+                          audit_index=audit_index, request=self._forget_prompt(job_id),
                           record=json.dumps(record, sort_keys=True), result_key=result_key, lease_owner=None,
                           lease_expires_at=None, finished_at=self.clock())
 
     def fail(self, job_id: str, owner: str | None, code: str, message: str) -> bool:
         return self._swap(self._running(job_id, owner), state="failed", stage="failed", error_code=code,
                           error_message=message[:2000], lease_owner=None, lease_expires_at=None,
-                          finished_at=self.clock())
+                          finished_at=self.clock(), request=self._forget_prompt(job_id))
+
+    def _forget_prompt(self, job_id: str) -> str:
+        """The stored request without its prompt: once a job has ended, the gateway keeps no
+        prompt text outside the audit log (where the policy decides whether it is kept)."""
+        job = self.get(job_id)
+        request = json.loads(job.request) if job is not None else {}
+        request.pop("prompt", None)
+        return json.dumps(request)
 
     def requeue(self, job_id: str, owner: str, stage: str, *, refund_attempt: bool) -> bool:
         t = self.table

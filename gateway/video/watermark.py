@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -42,7 +43,8 @@ from numpy.typing import NDArray
 
 from gateway.provenance.payload import DWT_PAYLOAD, PayloadCodec
 
-__all__ = ["VideoWatermarkDetection", "VideoWatermarker", "luma_of", "refresh_for", "strength_for"]
+__all__ = ["VideoWatermarkDetection", "VideoWatermarker", "detect_in_file", "luma_of", "refresh_for",
+           "strength_for"]
 
 _DEFAULT_KEY = b"consentgate/video-watermark/v1"
 GRID_LADDER = (48, 72, 96, 144)
@@ -260,3 +262,12 @@ class VideoWatermarker:
         if found is None:
             return VideoWatermarkDetection(None, confidence, frames_used, score)
         return VideoWatermarkDetection(found.wm_id, confidence, frames_used, score)
+
+
+def detect_in_file(path: str | os.PathLike[str], fps: float = 2.0) -> VideoWatermarkDetection:
+    """Blind detection over frames sampled from a video file at `fps` (plus scene starts): what
+    a verifier runs on a video that may have lost its C2PA manifest. Ids are recorded under
+    the method "video-luma" (`gateway.provenance.lookup_watermark`)."""
+    from gateway.video.sampling import sample_frames
+
+    return VideoWatermarker().detect(s.rgb for s in sample_frames(path, fps=fps))

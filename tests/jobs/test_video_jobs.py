@@ -17,8 +17,7 @@ from fastapi.testclient import TestClient
 from gateway.jobs import jobs_of
 from gateway.provenance import lookup_watermark, read_manifest
 from gateway.video.intake import probe_video
-from gateway.video.sampling import sample_frames
-from gateway.video.watermark import VideoWatermarker
+from gateway.video.watermark import detect_in_file
 from tests.api.conftest import Keys, auth
 from tests.jobs.conftest import submit, upload, wait_done
 
@@ -102,7 +101,7 @@ def test_release_job_output_plays_is_signed_and_marked(client: TestClient, keys:
     lower = tmp_path / "lower.mp4"
     _reencode(resp.content, lower, bitrate=int(len(resp.content) * 8 / source.duration_s / 2))
     assert lower.stat().st_size < 0.7 * len(resp.content)
-    found = VideoWatermarker().detect(s.rgb for s in sample_frames(lower, fps=2.0))
+    found = detect_in_file(lower, fps=2.0)
     assert found.wm_id == wm_id, found
     from sqlmodel import Session
 
@@ -112,9 +111,11 @@ def test_release_job_output_plays_is_signed_and_marked(client: TestClient, keys:
 
 
 def test_check_job_answers_the_decision(client: TestClient, keys: Keys, clips: dict[str, Path]) -> None:
-    job_id = submit(client, keys.generator, clips["unsafe"], action="check")
+    job_id = submit(client, keys.generator, clips["unsafe"], action="check", prompt="a cup of coffee, a cat")
     status = wait_done(client, keys.generator, job_id)
     decision = status["decision"]
+    stored = jobs_of(_gw(client)).store.get(job_id)
+    assert stored is not None and "prompt" not in json.loads(stored.request)  # no prompt kept once done
     assert decision["decision"] == "deny"
     ranges = decision["video"][0]["nsfw"]["fake"]["unsafe"]["ranges"]
     assert ranges == [[1.0, 2.0]] and decision["video"][0]["nsfw"]["fake"]["unsafe"]["max_t"] == 1.0
