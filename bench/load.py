@@ -1,0 +1,523 @@
+"""Why: the gateway must hold up under steady concurrent traffic — no errors, no memory growth, and a
+shared audit log without gaps or forks when several replicas write it. This is a bounded load test on
+loopback: `consentgate serve` replicas as subprocesses (two sharing one fresh PostgreSQL database, or
+one on SQLite), N client threads sending /v1/check with small real images (coffee, astronaut) and a
+few /v1/release for a fixed time; then throughput, p50/p99 latency and errors per replica, each
+replica's RSS at start and end, and `consentgate audit verify` on the shared log.
+
+    .venv/bin/python bench/load.py                              # both modes, 60 s each, 8 clients
+    .venv/bin/python bench/load.py --mode sqlite --duration 10 --clients 4
+    .venv/bin/python bench/load.py --mode pg --clients 16 --json out.json
+    --pg-url URL   the server to create (and drop) a fresh database on
+                   (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres)
+
+Exit status 1 when a request failed, the audit log does not verify, or its size differs from the
+number of decisions the clients were answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def cli() -> list[str]:
+    script = Path(sys.executable).parent / "consentgate"
+    return (
+        [str(script)] if script.exists() else [sys.executable, "-c", "from gateway.cli import main; main()"]
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def images() -> dict[str, bytes]:
+    """Small real images that ship inside packages: coffee (no face) and astronaut (a face)."""
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    out = {}
+    for name in ("coffee", "astronaut"):
+        arr = np.asarray(getattr(skimage.data, name)())
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, "JPEG", quality=85)
+        out[name] = buf.getvalue()
+    return out
+
+
+# -- PostgreSQL: a fresh database per run ------------------------------------------------------------
+
+
+def create_database(base_url: str) -> tuple[str, str]:
+    import sqlalchemy as sa
+
+    name = f"cg_load_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return name, base_url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(base_url: str, name: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+# -- replicas ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Replica:
+    name: str
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    rss_start_mb: float = 0.0
+    rss_end_mb: float = 0.0
+    rss_peak_mb: float = 0.0
+    rss_series_mb: list[float] = field(default_factory=list)  # sampled every ~duration/6
+
+
+def start_replicas(count: int, data: Path, policies: Path, env: dict[str, str], logs: Path) -> list[Replica]:
+    replicas = []
+    for i in range(count):
+        port = free_port()
+        log = logs / f"replica-{i}.log"
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen(  # noqa: S603 - our own CLI
+                [
+                    *cli(),
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--data-dir",
+                    str(data),
+                    "--policies",
+                    str(policies),
+                ],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        replicas.append(Replica(f"replica-{i}", f"http://127.0.0.1:{port}", proc, log))
+    deadline = time.monotonic() + 300
+    for rep in replicas:
+        while True:
+            if rep.proc.poll() is not None:
+                raise RuntimeError(f"{rep.name} exited during startup:\n{rep.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(rep.url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{rep.name} did not become ready")
+            time.sleep(0.25)
+    return replicas
+
+
+def stop_replicas(replicas: list[Replica]) -> None:
+    for rep in replicas:
+        if rep.proc.poll() is None:
+            rep.proc.send_signal(signal.SIGTERM)
+    for rep in replicas:
+        try:
+            rep.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            rep.proc.kill()
+            rep.proc.wait(timeout=10)
+
+
+# -- the load ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    replica: str
+    kind: str
+    status: int  # 0: no HTTP answer
+    seconds: float
+    decided: bool  # the answer carries a decision (so the log gained one entry)
+    error: str | None = None
+
+
+@dataclass
+class Stats:
+    samples: list[Sample] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, sample: Sample) -> None:
+        with self.lock:
+            self.samples.append(sample)
+
+
+def client_loop(
+    idx: int,
+    key: str,
+    replicas: list[Replica],
+    payloads: dict[str, bytes],
+    stop: threading.Event,
+    stats: Stats,
+    release_every: int,
+) -> None:
+    names = sorted(payloads)
+    auth = {"Authorization": f"Bearer {key}"}
+    n = 0
+    with httpx.Client(timeout=120) as http:
+        while not stop.is_set():
+            rep = replicas[(idx + n) % len(replicas)]
+            image = names[(idx + n // len(replicas)) % len(names)]  # every replica sees both images
+            release = release_every > 0 and n % release_every == release_every - 1
+            kind = "release" if release else "check"
+            if release:
+                path, request, image = "/v1/release", {"use": "txt2img"}, "coffee"
+            else:
+                path, request = "/v1/check", {"stage": "output", "use": "txt2img", "end_user": f"load-{idx}"}
+            start = time.perf_counter()
+            try:
+                resp = http.post(
+                    rep.url + path,
+                    headers=auth,
+                    data={"request": json.dumps(request)},
+                    files=[("media", (f"{image}.jpg", payloads[image], "image/jpeg"))],
+                )
+                seconds = time.perf_counter() - start
+                ok = resp.status_code == 200
+                decided = resp.status_code in (200, 403)
+                error = None if ok else f"{resp.status_code}: {resp.text[:200]}"
+                stats.add(Sample(rep.name, kind, resp.status_code, seconds, decided, error))
+            except httpx.HTTPError as exc:
+                stats.add(
+                    Sample(rep.name, kind, 0, time.perf_counter() - start, False, f"{type(exc).__name__}")
+                )
+            n += 1
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def summarise(stats: Stats, replicas: list[Replica], duration: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"replicas": {}}
+    for rep in [*replicas, None]:
+        chosen = [s for s in stats.samples if rep is None or s.replica == rep.name]
+        lat = [s.seconds * 1000 for s in chosen]
+        errors = [s for s in chosen if s.error is not None]
+        row = {
+            "requests": len(chosen),
+            "by_kind": dict(Counter(s.kind for s in chosen)),
+            "throughput_rps": round(len(chosen) / duration, 2),
+            "p50_ms": round(percentile(lat, 0.50), 1),
+            "p99_ms": round(percentile(lat, 0.99), 1),
+            "p50_check_ms": round(
+                percentile([s.seconds * 1000 for s in chosen if s.kind == "check"], 0.5), 1
+            ),
+            "p50_release_ms": round(
+                percentile([s.seconds * 1000 for s in chosen if s.kind == "release"], 0.5), 1
+            ),
+            "errors": len(errors),
+            "error_examples": sorted({e.error or "" for e in errors})[:5],
+        }
+        if rep is None:
+            out["total"] = row
+        else:
+            row |= {
+                "rss_start_mb": round(rep.rss_start_mb, 1),
+                "rss_end_mb": round(rep.rss_end_mb, 1),
+                "rss_peak_mb": round(rep.rss_peak_mb, 1),
+                "rss_series_mb": rep.rss_series_mb,
+            }
+            out["replicas"][rep.name] = row
+    out["decisions_answered"] = sum(1 for s in stats.samples if s.decided)
+    return out
+
+
+def run_mode(mode: str, args: argparse.Namespace, payloads: dict[str, bytes]) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix=f"consentgate-load-{mode}-"))
+    data = root / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENTGATE_")}
+    env["ORT_DISABLE_TELEMETRY"] = "1"
+    env["CONSENTGATE_MODEL_THREADS"] = str(args.model_threads)
+    db_name = None
+    if mode == "pg":
+        db_name, url = create_database(args.pg_url)
+        env["CONSENTGATE_DATABASE_URL"] = url
+    count = 2 if mode == "pg" else 1
+    replicas: list[Replica] = []
+    try:
+        subprocess.run(  # noqa: S603 - our own CLI
+            [*cli(), "init", "--data-dir", str(data), "--policies", str(args.policies)],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        admin = dict(line.split(" ", 1) for line in (data / "first-run-keys.txt").read_text().splitlines())[
+            "admin"
+        ]
+        replicas = start_replicas(count, data, args.policies, env, root)
+        keys = []
+        for i in range(args.clients):
+            resp = httpx.post(
+                replicas[0].url + "/v1/apikeys",
+                headers={"Authorization": f"Bearer {admin}"},
+                json={"tenant": f"load{i % 4}", "role": "generator"},
+                timeout=60,
+            )
+            resp.raise_for_status()
+            keys.append(resp.json()["key"])
+        # Warm up every replica (first calls of each model), then take the starting RSS.
+        warm = Stats()
+        for rep in replicas:
+            for image in sorted(payloads):
+                _one(rep, keys[0], payloads, image, False, warm)
+            _one(rep, keys[0], payloads, "coffee", True, warm)
+        warm_errors = [s.error for s in warm.samples if s.error]
+        if warm_errors:
+            raise RuntimeError(f"warm-up failed: {warm_errors[:3]}")
+        if args.warmup > 0:  # the same load, unmeasured: allocator arenas and model caches settle first
+            _load(keys, replicas, payloads, Stats(), args, args.warmup)
+        for rep in replicas:
+            rep.rss_start_mb = rep.rss_peak_mb = rss_mb(rep.proc.pid)
+        audit_before = _audit_size(env, data)
+        stats = Stats()
+        elapsed = _load(keys, replicas, payloads, stats, args, args.duration, sample_rss=True)
+        for rep in replicas:
+            rep.rss_end_mb = rss_mb(rep.proc.pid)
+            rep.rss_peak_mb = max(rep.rss_peak_mb, rep.rss_end_mb)
+        summary = summarise(stats, replicas, elapsed)
+        stop_replicas(replicas)
+        verify = subprocess.run(  # noqa: S603 - our own CLI
+            [*cli(), "audit", "verify", "--data-dir", str(data)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        report = json.loads(verify.stdout[: verify.stdout.rindex("}") + 1]) if "{" in verify.stdout else {}
+        summary |= {
+            "mode": mode,
+            "replicas_count": count,
+            "clients": args.clients,
+            "duration_s": round(elapsed, 1),
+            "database": "PostgreSQL (fresh database, shared)" if mode == "pg" else "SQLite",
+            "audit_verify": {
+                "ok": verify.returncode == 0,
+                "entries": report.get("entries"),
+                "checkpoints": report.get("checkpoints"),
+                "message": report.get("message"),
+            },
+            "audit_entries_added": (report.get("entries") or 0) - audit_before,
+        }
+        return summary
+    finally:
+        stop_replicas(replicas)
+        if db_name is not None:
+            drop_database(args.pg_url, db_name)
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"kept {root}", file=sys.stderr)
+
+
+def _load(
+    keys: list[str],
+    replicas: list[Replica],
+    payloads: dict[str, bytes],
+    stats: Stats,
+    args: argparse.Namespace,
+    seconds: float,
+    *,
+    sample_rss: bool = False,
+) -> float:
+    stop = threading.Event()
+    threads = [
+        threading.Thread(
+            target=client_loop,
+            args=(i, keys[i], replicas, payloads, stop, stats, args.release_every),
+            daemon=True,
+        )
+        for i in range(args.clients)
+    ]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    next_series = start
+    while time.monotonic() - start < seconds:
+        time.sleep(0.5)
+        if sample_rss:
+            for rep in replicas:
+                rep.rss_peak_mb = max(rep.rss_peak_mb, rss_mb(rep.proc.pid))
+            if time.monotonic() >= next_series:
+                next_series += seconds / 6
+                for rep in replicas:
+                    rep.rss_series_mb.append(round(rss_mb(rep.proc.pid), 1))
+    stop.set()
+    for t in threads:
+        t.join(timeout=180)
+    return time.monotonic() - start
+
+
+def _one(rep: Replica, key: str, payloads: dict[str, bytes], image: str, release: int, stats: Stats) -> None:
+    path, request = (
+        ("/v1/release", {"use": "txt2img"})
+        if release
+        else ("/v1/check", {"stage": "output", "use": "txt2img"})
+    )
+    start = time.perf_counter()
+    resp = httpx.post(
+        rep.url + path,
+        headers={"Authorization": f"Bearer {key}"},
+        data={"request": json.dumps(request)},
+        files=[("media", ("w.jpg", payloads["coffee" if release else image], "image/jpeg"))],
+        timeout=180,
+    )
+    stats.add(
+        Sample(
+            rep.name,
+            "warmup",
+            resp.status_code,
+            time.perf_counter() - start,
+            resp.status_code in (200, 403),
+            None if resp.status_code == 200 else resp.text[:200],
+        )
+    )
+
+
+def _audit_size(env: dict[str, str], data: Path) -> int:
+    sys.path.insert(0, str(REPO))
+    from gateway.audit.reader import LogReader
+    from gateway.audit.schema import audit_tables
+    from gateway.db import make_engine
+    from gateway.settings import Settings
+
+    url = env.get("CONSENTGATE_DATABASE_URL") or Settings(data_dir=data).resolved_database_url
+    engine = make_engine(url)
+    try:
+        return int(LogReader(engine, audit_tables("audit_")).head().tree_size)
+    finally:
+        engine.dispose()
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    print(
+        f"\n== {summary['mode']}: {summary['replicas_count']} replica(s), {summary['database']}, "
+        f"{summary['clients']} clients, {summary['duration_s']} s"
+    )
+    head = (
+        f"{'':10} {'requests':>8} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'check p50':>9} "
+        f"{'release p50':>11} {'errors':>6} {'RSS start→end (peak) MB':>24}"
+    )
+    print(head)
+    for name, row in [*summary["replicas"].items(), ("total", summary["total"])]:
+        rss = (
+            f"{row['rss_start_mb']:.0f}→{row['rss_end_mb']:.0f} ({row['rss_peak_mb']:.0f})"
+            if "rss_start_mb" in row
+            else ""
+        )
+        print(
+            f"{name:10} {row['requests']:>8} {row['throughput_rps']:>7} {row['p50_ms']:>8} "
+            f"{row['p99_ms']:>8} "
+            f"{row['p50_check_ms']:>9} {row['p50_release_ms']:>11} {row['errors']:>6} {rss:>24}"
+        )
+        if row.get("rss_series_mb"):
+            print(f"{'':10} RSS during the run (MB): {' '.join(f'{v:.0f}' for v in row['rss_series_mb'])}")
+        for example in row["error_examples"]:
+            print(f"    error: {example}")
+    audit = summary["audit_verify"]
+    print(
+        f"audit verify: {'ok' if audit['ok'] else 'FAILED'} — {audit['entries']} entries, "
+        f"{audit['checkpoints']} checkpoints; {summary['audit_entries_added']} added during the run, "
+        f"{summary['decisions_answered']} decisions answered to clients"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--mode", choices=["pg", "sqlite", "both"], default="both")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load per mode (default 60)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="seconds of unmeasured load first (default: 10%% of --duration, 2-10 s)",
+    )
+    parser.add_argument("--clients", type=int, default=8, help="concurrent client threads (4-16; default 8)")
+    parser.add_argument(
+        "--release-every", type=int, default=10, help="every Nth request is a release (default 10)"
+    )
+    parser.add_argument("--pg-url", default=os.environ.get("CONSENTGATE_LOAD_PG_URL", DEFAULT_PG))
+    parser.add_argument("--policies", type=Path, default=REPO / "policies")
+    parser.add_argument("--model-threads", type=int, default=1, help="CONSENTGATE_MODEL_THREADS per replica")
+    parser.add_argument("--json", type=Path, default=None, help="also write the summaries here")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary data dirs and replica logs")
+    args = parser.parse_args(argv)
+    if args.warmup is None:
+        args.warmup = min(10.0, max(2.0, args.duration / 10))
+    payloads = images()
+    modes = ["pg", "sqlite"] if args.mode == "both" else [args.mode]
+    results = []
+    failed = False
+    for mode in modes:
+        summary = run_mode(mode, args, payloads)
+        print_table(summary)
+        results.append(summary)
+        if (
+            summary["total"]["errors"]
+            or not summary["audit_verify"]["ok"]
+            or summary["audit_entries_added"] != summary["decisions_answered"]
+        ):
+            failed = True
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
