@@ -253,7 +253,7 @@ class JobRunner:
     def _recover(self, job: Job) -> bool:
         """The job was interrupted after noting its decision id: finish it from the audit log
         if the decision was recorded (True); otherwise it is decided again (False)."""
-        found = find_decision(self.gw, job.tenant, job.planned_decision_id or "", job.planned_at or 0.0)
+        found = find_decision(self.gw, job.tenant, job.planned_decision_id or "")
         if found is None:
             if job.result_key:
                 self.files.delete(job.result_key)
@@ -286,21 +286,14 @@ class JobRunner:
             self.store.set_webhook_status(job.id, status)
 
 
-def find_decision(gw: Any, tenant: str, decision_id: str, since: float) -> dict[str, Any] | None:
-    """The recorded decision `decision_id` of `tenant`, searched from `since` (epoch seconds,
-    with a minute of slack for clocks) in the audit log; None if it was never appended."""
-    from datetime import UTC, datetime
-
-    start = datetime.fromtimestamp(since - 60, UTC)
-    cursor = None
-    while True:
-        entries, cursor = gw.audit.query(tenant=tenant, kind="decision", since=start, cursor=cursor,
-                                         limit=500)
-        for entry in entries:
-            if entry.record.get("decision_id") == decision_id:
-                record = dict(entry.record)
-                leaf = entry.leaf_hash.hex() if isinstance(entry.leaf_hash, bytes) else entry.leaf_hash
-                record["audit"] = {"index": entry.index, "leaf_hash": leaf, "checkpoint": None}
-                return record
-        if cursor is None:
-            return None
+def find_decision(gw: Any, tenant: str, decision_id: str) -> dict[str, Any] | None:
+    """The recorded decision `decision_id` of `tenant` from the audit log (its record with the
+    `audit` field filled in), or None if it was never appended."""
+    entries, _ = gw.audit.query(tenant=tenant, decision_id=decision_id, limit=1)
+    if not entries:
+        return None
+    entry = entries[0]
+    record = dict(entry.record)
+    leaf = entry.leaf_hash.hex() if isinstance(entry.leaf_hash, bytes) else entry.leaf_hash
+    record["audit"] = {"index": entry.index, "leaf_hash": leaf, "checkpoint": None}
+    return record
