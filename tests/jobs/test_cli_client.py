@@ -61,6 +61,10 @@ def test_release_a_video_writes_a_signed_mp4(client: TestClient, keys: Keys, cli
     assert probe_video(out).mime == "video/mp4"
     gw = client.app.state.gateway  # type: ignore[attr-defined]
     assert read_manifest(out.read_bytes(), "video/mp4", gw.provenance.trust_anchors_pem).state == "Trusted"
+    verified = _run(client, keys.generator, "provenance", "verify", str(out))
+    assert verified.exit_code == 0, verified.output
+    report = json.loads(verified.stdout)
+    assert report["c2pa"]["state"] == "Trusted" and report["decisions"][0]["decision"] == "allow"
 
 
 def test_check_exit_codes(client: TestClient, keys: Keys, clips: dict[str, Path], coffee: np.ndarray,
