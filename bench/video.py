@@ -72,7 +72,7 @@ def floor(src: Path, dst: Path, crf: int, preset: str) -> int:
 
 
 def reencode(data: bytes, dst: Path, bitrate: int) -> None:
-    with av.open(io.BytesIO(data)) as inp, av.open(str(dst), "w", format="mp4") as out:
+    with av.open(io.BytesIO(data), "r") as inp, av.open(str(dst), "w", format="mp4") as out:
         vin = inp.streams.video[0]
         vout = out.add_stream("libx264", rate=vin.average_rate)
         vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"

@@ -27,14 +27,14 @@ async def check(
 ) -> dict[str, Any]:
     body = parse_request_part(request)
     parts = await read_parts(media or [], gw.settings.max_upload_bytes)
-    view = {"tenant": principal.tenant, "is_operator": principal.is_operator(gw.settings.operator_tenant)}
+    is_operator = principal.is_operator(gw.settings.operator_tenant)
     if any(is_video(part) for part in parts):  # small videos are checked here; larger ones: /v1/jobs
         if len(parts) != 1:
             raise Invalid(f"a video is checked on its own: send exactly one `media` part (got {len(parts)})")
         video_record, _ = await run_upload(gw, principal, body, parts[0], "check")
-        return caller_view(video_record, **view)
+        return caller_view(video_record, tenant=principal.tenant, is_operator=is_operator)
     service = DecisionService(gw)
     images = await service.decode(parts)
     decision = await service.decide(principal, body, images)
     record = await service.append(decision.record)
-    return caller_view(record, **view)
+    return caller_view(record, tenant=principal.tenant, is_operator=is_operator)

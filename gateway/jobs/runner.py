@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -219,7 +219,7 @@ class JobRunner:
             self._fail(job, "input_missing", "the uploaded video is no longer stored; resubmit it")
             return
         body = CheckRequestBody.model_validate_json(job.request)
-        action = "release" if job.action == "release" else "check"
+        action: Literal["check", "release"] = "release" if job.action == "release" else "check"
         run = VideoRun(Principal(job.key_id, job.tenant, job.role), body, action, src, work,
                        decision_id=secrets.token_hex(16), request_id=body.request_id or job.id)
         stored: dict[str, str | None] = {"key": None}

@@ -50,7 +50,8 @@ def test_release_turns_webm_and_mov_into_signed_mp4(client: TestClient, keys: Ke
         with av.open(str(out)) as container:
             assert sum(1 for _ in container.decode(video=0)) == source.frame_count
         report = read_manifest(resp.content, "video/mp4", gw.provenance.trust_anchors_pem)
-        assert report.state == "Trusted" and report.decision["decision_id"] == resp.headers["x-decision-id"]
+        assert report.state == "Trusted" and report.decision is not None
+        assert report.decision["decision_id"] == resp.headers["x-decision-id"]
 
 
 def test_deny_on_release_is_403_without_file(client: TestClient, keys: Keys, clips: dict[str, Path]) -> None:

@@ -27,7 +27,7 @@ def _gw(tc: TestClient) -> Any:
 
 
 def _reencode(data: bytes, dst: Path, bitrate: int) -> None:
-    with av.open(io.BytesIO(data)) as inp, av.open(str(dst), "w", format="mp4") as out:
+    with av.open(io.BytesIO(data), "r") as inp, av.open(str(dst), "w", format="mp4") as out:
         vin = inp.streams.video[0]
         vout = out.add_stream("libx264", rate=vin.average_rate)
         vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
@@ -90,7 +90,7 @@ def test_release_job_output_plays_is_signed_and_marked(client: TestClient, keys:
     assert abs(info.duration_s - source.duration_s) < 0.1 and abs(info.fps - source.fps) < 1e-3
 
     report = read_manifest(resp.content, "video/mp4", gw.provenance.trust_anchors_pem)
-    assert report.state == "Trusted", report.validation_errors
+    assert report.state == "Trusted" and report.decision is not None, report.validation_errors
     assert report.decision["decision_id"] == status["decision_id"]
     assert report.decision["watermark_method"] == "video-luma" and "c2pa.soft-binding" in report.assertions
     record = gw.audit.entry(int(resp.headers["x-audit-index"])).record
