@@ -133,3 +133,17 @@ def test_lease_is_a_compare_and_swap(tmp_path: Path) -> None:
     with pytest.raises(sa.exc.IntegrityError):
         store.insert(id="a" * 32, tenant="t", key_id="k", role="generator", action="check", request="{}",
                      expires_at=0.0)
+
+
+def test_two_replicas_never_run_the_same_job(tmp_path: Path, clips: dict[str, Path]) -> None:
+    settings = video_settings(tmp_path, jobs_workers="2")
+    with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
+        key = Keys(first).generator
+        jobs = [submit(first if i % 2 else second, key, clips["unsafe"], action="check") for i in range(6)]
+        finished = [wait_done(first, key, job_id) for job_id in jobs]
+        assert all(j["state"] == "done" and j["attempts"] == 1 for j in finished)
+        for job in finished:
+            assert _decisions(first, job["decision_id"]) == 1
+        owners = {jobs_of(_gw(tc)).runner.owner for tc in (first, second)}
+        assert len(owners) == 2
+        verify_log(first)
