@@ -133,10 +133,8 @@ def create_app(
 
     def start() -> Gateway:
         gw = build_gateway(settings, models=models)
-        if not gw.policies.reload():
-            if gw.policies.active is None:
-                log.error("no valid policy could be loaded from %s:\n%s", settings.policies_dir,
-                          gw.policies.last_error)
+        if not gw.policies.reload() and gw.policies.active is None:
+            log.error("no valid policy could be loaded from %s:\n%s", settings.policies_dir, gw.policies.last_error)
         gw.policies.start_watching(settings.policy_reload_interval_s)
         gw.started = True
         if on_ready is not None:

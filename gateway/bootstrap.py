@@ -19,8 +19,8 @@ from gateway.settings import Settings
 def _import_models() -> None:
     """Import every module that defines SQLModel tables, so create_all / Alembic see them."""
     import gateway.apikeys  # noqa: F401
-    import gateway.registry.models  # noqa: F401
     import gateway.provenance.models  # noqa: F401
+    import gateway.registry.models  # noqa: F401
 
 
 def audit_key_path(settings: Settings) -> Path:

@@ -135,8 +135,8 @@ def apikey_create(
 def apikey_list(data_dir: DataDir = None, tenant: Annotated[str | None, typer.Option()] = None) -> None:
     """List keys (ids, tenants, roles; never the secrets)."""
     for k in _store(load_settings(data_dir)).list(tenant):
-        typer.echo(f"{k.id}\t{k.tenant}\t{k.role}\t{k.created_at}\t{'revoked ' + k.revoked_at if k.revoked_at else 'active'}"
-                   f"\t{k.name}")
+        state = f"revoked {k.revoked_at}" if k.revoked_at else "active"
+        typer.echo(f"{k.id}\t{k.tenant}\t{k.role}\t{k.created_at}\t{state}\t{k.name}")
 
 
 @apikey_app.command("revoke")

@@ -65,7 +65,7 @@ class Gateway:
 
 
 def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) -> Gateway:
-    from gateway.bootstrap import ensure_initialised, open_audit_log, open_registry, open_provenance
+    from gateway.bootstrap import ensure_initialised, open_audit_log, open_provenance, open_registry
 
     ensure_initialised(settings)
     engine = make_engine(settings.resolved_database_url)

@@ -145,9 +145,7 @@ def encode_image(rgb: np.ndarray, mime: str, *, quality: int = 92) -> bytes:
     buf = io.BytesIO()
     image = Image.fromarray(rgb)
     fmt = _PIL_FORMATS[mime]
-    if fmt == "JPEG":
-        image.save(buf, fmt, quality=quality)
-    elif fmt == "WEBP":
+    if fmt == "JPEG" or fmt == "WEBP":
         image.save(buf, fmt, quality=quality)
     else:
         image.save(buf, fmt)

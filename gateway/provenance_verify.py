@@ -14,9 +14,8 @@ from gateway.media import DecodedImage
 def _grant_states(gw: Any, grant_ids: list[str]) -> list[dict[str, Any]]:
     if not grant_ids or gw.registry is None:
         return []
-    from gateway.registry.models import RegistryGrant
-
     from gateway.context import utc_now
+    from gateway.registry.models import RegistryGrant
 
     now = utc_now()
     with Session(gw.engine) as session:

@@ -27,7 +27,8 @@ def decide(policy: Policy, facts: Facts) -> Verdict:
     stage: StageRules | None = getattr(use_policy, facts.stage, None) if facts.stage in ("input", "output") else None
     if stage is None:
         return _deny_only(
-            f"{facts.use}.{facts.stage}", f"policy {policy.name!r} has no rules for stage {facts.stage!r} of use {facts.use!r}"
+            f"{facts.use}.{facts.stage}",
+            f"policy {policy.name!r} has no rules for stage {facts.stage!r} of use {facts.use!r}",
         )
     prefix = f"{facts.use}.{facts.stage}"
     reasons: list[Reason] = []

@@ -2,8 +2,8 @@
 says so. An overlay file `policies/tenants/NAME.yaml` is a partial policy merged onto the base
 (mappings merge key by key; lists such as `nsfw` checks or prompt `rules` replace the base's list
 whole, so repeat what you keep); an optional `applies_to: [policy names]` limits the overlay to
-those base policies (others ignore it). The merged result is compared with the base and any loosening not listed in the base's
-`tenant_may_loosen.settings` is refused."""
+those base policies (others ignore it). The merged result is compared with the base and any
+loosening not listed in the base's `tenant_may_loosen.settings` is refused."""
 
 from __future__ import annotations
 
@@ -29,10 +29,8 @@ def load_overlays(
     directory: Path, base: Policy, is_registered: Callable[[str, str], bool] | None,
     files: dict[str, bytes] | None = None,
 ) -> dict[str, Policy]:
-    from gateway.policy.loader import PolicyError, check_models, read_yaml, validation_errors
+    from gateway.policy.loader import PolicyError, check_models, read_yaml, snapshot, validation_errors
     from gateway.policy.tighten import loosenings
-
-    from gateway.policy.loader import snapshot
 
     files = files if files is not None else snapshot(directory)
     overlay_files = sorted(rel for rel in files if rel.startswith("tenants/") and rel.count("/") == 1)

@@ -164,7 +164,8 @@ def test_verify_reports_grant_revoked_after_release(client: TestClient, keys: Ke
     sid = enrolled["astronaut"]
     grant_id = client.post(f"/v1/subjects/{sid}/grants", headers=auth(keys.registrar),
                            json={"grantee_tenant": "acme", "uses": ["txt2img"]}).json()["id"]
-    released = client.post("/v1/release", headers=auth(keys.generator), data={"request": json.dumps({"use": "txt2img"})},
+    released = client.post("/v1/release", headers=auth(keys.generator),
+                           data={"request": json.dumps({"use": "txt2img"})},
                            files=[("media", ("r.jpg", jpeg(astronaut), "image/jpeg"))])
     assert released.status_code == 200, released.text
 

@@ -186,7 +186,8 @@ def test_signature_required_when_trust_key_set(tmp_path: Path) -> None:
 
 def test_schema_json_is_current() -> None:
     committed = json.loads((REPO / "policies" / "schema.json").read_text())
-    assert committed == json.loads(json.dumps(export_json_schema())), "run: consentgate policy schema --out policies/schema.json"
+    current = json.loads(json.dumps(export_json_schema()))
+    assert committed == current, "stale: run consentgate policy schema --out policies/schema.json"
 
 
 def test_shadow_summary_counts_disagreements() -> None:
