@@ -26,6 +26,7 @@ from tests.api.conftest import jpeg, png
 from tests.hardening.conftest import RoleKeys, Served, bearer, serve_gateway, verify_audit
 
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"RIFF")
+pytestmark = pytest.mark.db  # also run on PostgreSQL in CI's database pass
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,22 @@ INT64_OPERATIONS = {
 }
 
 
+NUL_ON_PG = (
+    "on PostgreSQL a NUL (U+0000) in an id or filter is a database error answered 500/503 "
+    "(pinned by tests/hardening/test_text_input.py)"
+)
+
+
+def _nul_on_postgres(case: Any, served: Served) -> bool:
+    if served.gw.engine.dialect.name != "postgresql":
+        return False
+    for params in (case.path_parameters or {}, case.query or {}):
+        for value in params.values():
+            if "\x00" in str(value):
+                return True
+    return False
+
+
 def _outside_int64(case: Any) -> bool:
     for params in (case.path_parameters or {}, case.query or {}):
         for value in params.values():
@@ -98,6 +114,8 @@ def _run_operation(
                     and _outside_int64(case)
                 ):
                     known = INT64
+                if type(failure).__name__ == "ServerError" and _nul_on_postgres(case, served):
+                    known = NUL_ON_PG
                 if known is None:
                     failures.append(
                         f"{operation.label} [{mode.value}] -> {response.status_code}: "
