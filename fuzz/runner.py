@@ -75,8 +75,24 @@ def loop(name: str, iterations: int, seed: int = 0, *, stop_after: int = 5) -> L
 def _atheris(name: str, iterations: int, seed: int, artifacts: Path, max_len: int | None) -> int:
     import atheris
 
-    with atheris.instrument_imports(include=["gateway", "fuzz"]):
+    # Instrument the Python code on the targets' paths (ours, Pillow's plugins, PyYAML's scanner and
+    # parser) by importing it here; the C decoders (libjpeg, libwebp, FFmpeg) are not instrumented.
+    with atheris.instrument_imports(include=["gateway", "fuzz", "PIL", "yaml"]):
+        import PIL.Image
+        import PIL.ImageOps
+        import PIL.JpegImagePlugin
+        import PIL.PngImagePlugin
+        import PIL.TiffImagePlugin
+        import PIL.WebPImagePlugin
+        import yaml
+
+        import gateway.media
+        import gateway.policy.loader
+        import gateway.policy.schema
+        import gateway.video.intake
         from fuzz.targets import targets
+
+        del PIL, yaml, gateway
 
         target = targets()[name]
     corpus = Path(tempfile.mkdtemp(prefix=f"fuzz-{name}-corpus-"))
