@@ -2,9 +2,9 @@
 
 from gateway.decision.decide import consent_state, decide, grant_is_valid, normalise_text
 from gateway.decision.facts import (
-    Facts,
     FaceFact,
     FaceMatch,
+    Facts,
     GrantFact,
     HashHit,
     ModelFailure,

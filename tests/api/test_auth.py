@@ -54,3 +54,18 @@ def test_health_ready_metrics(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert "consentgate_requests_total" in text and "consentgate_model_seconds" in text
     assert client.get("/openapi.json").json()["paths"]["/v1/check"]
+
+
+def test_rate_limit_per_key_with_retry_after(client: TestClient, keys: Keys) -> None:
+    gw = client.app.state.gateway  # type: ignore[attr-defined]
+    key = gw.apikeys.create("acme", "generator")[1]
+    old = gw.settings
+    object.__setattr__(gw, "settings", old.with_overrides(rate_limit_per_s=0.5, rate_limit_burst=2))
+    try:
+        codes = [check(client, key, {"use": "txt2img"}).status_code for _ in range(4)]
+        limited = check(client, key, {"use": "txt2img"})
+    finally:
+        object.__setattr__(gw, "settings", old)
+    assert codes[:2] == [200, 200] and 429 in codes
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    assert check(client, keys.generator, {"use": "txt2img"}).status_code == 200  # other keys unaffected
