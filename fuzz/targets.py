@@ -20,11 +20,13 @@ policy files; nothing is downloaded.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import hashlib
 import io
 import os
 import random
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -189,7 +191,9 @@ MEDIA_DICTIONARY = (
 
 @cache
 def _scratch() -> Path:
-    return Path(tempfile.mkdtemp(prefix="consentgate-fuzz-"))
+    path = Path(tempfile.mkdtemp(prefix="consentgate-fuzz-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 def video_one(data: bytes) -> None:
