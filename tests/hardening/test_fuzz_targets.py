@@ -15,6 +15,7 @@ import pytest
 from fuzz.runner import loop
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")  # corrupt EXIF is the input
 
 
 @pytest.mark.timeout(120)
