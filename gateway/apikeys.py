@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, select
 
-from gateway.errors import Forbidden, Invalid, NotFound, Unauthorized
+from gateway.errors import Forbidden, Invalid, NotFound, NotReady, Unauthorized
 
 ROLES = ("generator", "registrar", "auditor", "admin")
 OPERATOR_ONLY_ROLES = ("admin", "registrar")
@@ -94,6 +95,8 @@ class ApiKeyStore:
             return [_info(r) for r in session.exec(query)]
 
     def revoke(self, key_id: str) -> ApiKeyInfo:
+        if "\0" in key_id:
+            raise NotFound(f"no API key {key_id!r}")
         with Session(self.engine) as session:
             row = session.get(ApiKeyRow, key_id)
             if row is None:
@@ -110,8 +113,13 @@ class ApiKeyStore:
         if len(parts) != 3 or parts[0] != "cg":
             raise Unauthorized("malformed API key")
         _, key_id, secret = parts
-        with Session(self.engine) as session:
-            row = session.get(ApiKeyRow, key_id)
+        if len(key_id) != 12 or not all(c in "0123456789abcdef" for c in key_id):
+            raise Unauthorized("unknown API key")
+        try:
+            with Session(self.engine) as session:
+                row = session.get(ApiKeyRow, key_id)
+        except SQLAlchemyError:
+            raise NotReady("the key store (database) is unreachable") from None
         expected = row.secret_sha256 if row is not None else _hash("\0")
         ok = hmac.compare_digest(expected, _hash(secret))
         if row is None or not ok:

@@ -73,6 +73,10 @@ class BodyLimit:
             await send_secure(message)
 
         too_large = f"request body is larger than the limit of {self.max_body} bytes"
+        if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"").lower():
+            # NUL never belongs in an id or a filter, and PostgreSQL text cannot hold it.
+            await _send_json(send_with_headers, 400, "bad_input", "NUL characters are not allowed in the URL")
+            return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None:
             try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
 from gateway.api.deps import Auditor, GatewayDep
@@ -62,7 +62,7 @@ async def entries(
 
 
 @router.get("/entries/{index}")
-async def entry(index: int, gw: GatewayDep, principal: Auditor) -> dict[str, Any]:
+async def entry(index: Annotated[int, Path(ge=0, lt=2**63)], gw: GatewayDep, principal: Auditor) -> dict[str, Any]:
     scope = _scope(gw, principal)
     try:
         found = await run_in_threadpool(gw.audit.entry, index)
@@ -82,7 +82,10 @@ async def checkpoint(gw: GatewayDep, _: Auditor) -> dict[str, Any]:
 
 
 @router.get("/proofs/inclusion")
-async def inclusion(gw: GatewayDep, _: Auditor, index: int, tree_size: int | None = None) -> dict[str, Any]:
+async def inclusion(
+    gw: GatewayDep, _: Auditor, index: Annotated[int, Query(ge=0, lt=2**63)],
+    tree_size: Annotated[int | None, Query(ge=0, lt=2**63)] = None,
+) -> dict[str, Any]:
     try:
         proof = await run_in_threadpool(gw.audit.inclusion_proof, index, tree_size)
     except (LookupError, ValueError) as exc:
@@ -91,7 +94,10 @@ async def inclusion(gw: GatewayDep, _: Auditor, index: int, tree_size: int | Non
 
 
 @router.get("/proofs/consistency")
-async def consistency(gw: GatewayDep, _: Auditor, first: int, second: int) -> dict[str, Any]:
+async def consistency(
+    gw: GatewayDep, _: Auditor, first: Annotated[int, Query(ge=0, lt=2**63)],
+    second: Annotated[int, Query(ge=0, lt=2**63)],
+) -> dict[str, Any]:
     try:
         proof = await run_in_threadpool(gw.audit.consistency_proof, first, second)
     except (LookupError, ValueError) as exc:

@@ -47,7 +47,8 @@ def readyz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition"}})
 def metrics(request: Request) -> Response:
     gw = getattr(request.app.state, "gateway", None)
     if gw is None:

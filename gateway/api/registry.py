@@ -87,7 +87,7 @@ async def create_subject(body: SubjectCreate, gw: GatewayDep, who: Registrar) ->
 
 @router.get("/v1/subjects")
 async def list_subjects(
-    gw: GatewayDep, _: Registrar, offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)
+    gw: GatewayDep, _: Registrar, offset: int = Query(0, ge=0, le=2**62), limit: int = Query(100, ge=1, le=1000)
 ) -> dict[str, list[SubjectPublic]]:
     return {"subjects": await _call(_registry(gw).list_subjects, offset, limit)}
 

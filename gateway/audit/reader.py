@@ -250,6 +250,8 @@ class LogReader:
         if cursor is not None:
             try:
                 after = int(cursor)
+                if not 0 <= after < 2**63:
+                    raise ValueError("cursor out of range")
             except ValueError as exc:
                 raise ValueError(f"invalid cursor {cursor!r}") from exc
             conds.append(e.c.idx < after if descending else e.c.idx > after)

@@ -46,8 +46,8 @@ def parse_request_part(raw: str | bytes | None, *, default_stage: str | None = N
         raw = raw.decode("utf-8", errors="replace")
     try:
         data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"the `request` part is not valid JSON: {exc}") from None
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:  # also too deep / too-long integers
+        raise BadInput(f"the `request` part is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise Invalid("the `request` part must be a JSON object")
     if default_stage is not None:

@@ -118,6 +118,10 @@ def read_yaml(path: Path, raw: bytes | None = None) -> tuple[Any, yaml.Node | No
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         raise PolicyError([f"{where}: YAML syntax error: {getattr(exc, 'problem', exc)}"]) from None
+    except RecursionError:
+        raise PolicyError([f"{path}: the YAML is nested too deeply"]) from None
+    except (ValueError, OverflowError) as exc:  # e.g. a timestamp with month 13, an integer of 5000 digits
+        raise PolicyError([f"{path}: a YAML value cannot be read: {str(exc)[:200]}"]) from None
     return data, node
 
 

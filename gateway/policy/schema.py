@@ -105,8 +105,8 @@ class TermRule(Strict):
         for pattern in values:
             try:
                 re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"regex {pattern!r} does not compile: {exc}") from None
+            except (re.error, RecursionError, OverflowError) as exc:
+                raise ValueError(f"regex {pattern[:80]!r} does not compile: {str(exc)[:200]}") from None
         return values
 
 

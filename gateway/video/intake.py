@@ -164,8 +164,10 @@ def decode_errors(what: str = "video") -> Iterator[None]:
         yield
     except VideoError:
         raise
-    except MemoryError:
-        raise
+    except MemoryError as exc:
+        # FFmpeg's ENOMEM (av.error.MemoryError) on absurd sizes in the container (e.g. a huge stts
+        # count) is bad input, not an exhausted server: refuse it as too large.
+        raise VideoError(413, "video_too_large", f"the {what} declares tables too large to decode") from exc
     except Exception as exc:  # malformed input must never surface as another exception
         reason = getattr(exc, "strerror", None) or type(exc).__name__  # no server paths in messages
         raise VideoError(400, "corrupt_video", f"could not decode the {what}: {reason}") from exc

@@ -31,7 +31,7 @@ STTS_BUG = (
     "FFmpeg answers a huge stts entry count with ENOMEM; gateway.video.intake.decode_errors re-raises "
     "av.error.MemoryError (a subclass of MemoryError) instead of a VideoError, so the API answers 500"
 )
-KNOWN_BUGS = {("mp4-stts-count-huge", ep): STTS_BUG for ep in ("check", "release", "jobs")}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}  # fixed: ENOMEM from FFmpeg is now VideoError 413
 
 
 def _cases() -> list[Any]:
@@ -147,7 +147,6 @@ def test_type_confused_exif_is_a_400_not_a_500(served: Served, corpus: dict[str,
     assert err.value.status == 400 and err.value.code == "corrupt_media"
 
 
-@pytest.mark.xfail(strict=True, reason=STTS_BUG)
 def test_probe_video_maps_ffmpeg_enomem_to_a_video_error(tmp_path: Path, corpus: dict[str, Item]) -> None:
     from gateway.video.intake import VideoError, probe_video
 

@@ -273,7 +273,6 @@ API_KEYS_DB = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=API_KEYS_DB)
 def test_database_down_is_503_not_500(faulty: Served, coffee: np.ndarray) -> None:
     before = faulty.audit_size()
     with database_down(faulty.gw.engine):
