@@ -175,8 +175,35 @@ class ProvenanceService:
                 }
                 decision_ids += [r.decision_id for r in rows]
                 break
+        if rgb is None and mime.startswith("video/"):
+            out["watermark"] = self._detect_video(data)
+            decision_ids += out["watermark"].get("decision_ids", [])
         out["decision_ids"] = list(dict.fromkeys(decision_ids))
         return out
+
+    def _detect_video(self, data: bytes) -> dict[str, Any]:
+        """Blind detection of the video mark on frames sampled from the file (works after the
+        C2PA manifest was stripped or the file re-encoded), then the id's decision."""
+        import os
+        import tempfile
+
+        from gateway.video.watermark import detect_in_file
+
+        fd, path = tempfile.mkstemp(suffix=".video")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            detection = detect_in_file(path)
+        except Exception as exc:  # noqa: BLE001 - a detection error is a finding, not a crash
+            return {"method": "video-luma", "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        finally:
+            os.unlink(path)
+        if detection.wm_id is None:
+            return {"method": "video-luma", "found": False}
+        with Session(self.engine) as session:
+            rows = lookup_watermark(session, "video-luma", detection.wm_id)
+        return {"method": "video-luma", "found": bool(rows), "wm_id": detection.wm_id,
+                "confidence": detection.confidence, "decision_ids": [r.decision_id for r in rows]}
 
     def _methods_in_use(self) -> list[str]:
         """dwtDctSvd always (cheap); rivaGan (about 1 s) only if this deployment ever released with it."""

@@ -12,8 +12,20 @@ _import_models()
 from gateway.audit import audit_metadata  # noqa: E402
 from gateway.blobs import blob_metadata  # noqa: E402
 
+
+def _jobs_metadata() -> list[object]:
+    import sqlalchemy as sa
+
+    from gateway.jobs.storage import DbJobFiles
+    from gateway.jobs.store import jobs_table
+
+    jobs = sa.MetaData()
+    jobs_table(jobs)
+    return [jobs, DbJobFiles(None).metadata]  # type: ignore[arg-type]
+
+
 config = context.config
-target_metadata = [SQLModel.metadata, audit_metadata(), blob_metadata()[0]]
+target_metadata = [SQLModel.metadata, audit_metadata(), blob_metadata()[0], *_jobs_metadata()]
 
 
 def run_migrations_offline() -> None:

@@ -111,4 +111,15 @@ def loosenings(base: Policy, cand: Policy) -> list[tuple[str, str]]:
         out.append(("obligations.sign", "signing switched off"))
     if cand.logging.prompt_text and not base.logging.prompt_text:
         out.append(("logging.prompt_text", "prompt text logged"))
+    bv, cv = base.video, cand.video
+    if cv.sample_fps < bv.sample_fps:
+        out.append(("video.sample_fps", "fewer frames checked"))
+    if cv.scene_cut_threshold > bv.scene_cut_threshold:
+        out.append(("video.scene_cut_threshold", "fewer scene cuts sampled"))
+    if cv.watermark_strength < bv.watermark_strength:
+        out.append(("video.watermark_strength", "weaker video watermark"))
+    for limit in ("max_bytes", "max_seconds", "max_width", "max_height", "max_frames", "sync_max_bytes",
+                  "sync_max_seconds"):
+        if getattr(cv, limit) > getattr(bv, limit):
+            out.append((f"video.{limit}", "limit raised"))
     return out

@@ -65,6 +65,15 @@ def test_release_a_video_writes_a_signed_mp4(client: TestClient, keys: Keys, cli
     assert verified.exit_code == 0, verified.output
     report = json.loads(verified.stdout)
     assert report["c2pa"]["state"] == "Trusted" and report["decisions"][0]["decision"] == "allow"
+    assert report["watermark"]["method"] == "video-luma" and report["watermark"]["found"] is True
+    # Re-encoded at a lower bitrate (the manifest is gone): the watermark still leads to the decision.
+    from tests.jobs.test_video_jobs import _reencode
+
+    copy = out.with_name("reencoded.mp4")
+    _reencode(out.read_bytes(), copy, 400_000)
+    stripped = json.loads(_run(client, keys.generator, "provenance", "verify", str(copy)).stdout)
+    assert stripped["c2pa"]["state"] == "ManifestNotFound"
+    assert [d["decision_id"] for d in stripped["decisions"]] == [report["decisions"][0]["decision_id"]]
 
 
 def test_check_exit_codes(client: TestClient, keys: Keys, clips: dict[str, Path], coffee: np.ndarray,

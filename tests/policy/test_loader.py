@@ -200,3 +200,14 @@ def test_shadow_summary_counts_disagreements() -> None:
     summary = shadow_summary(records)["r.fake.unsafe"]
     assert summary["evaluated"] == 3 and summary["disagree"] == 1
     assert summary["live_allow_shadow_deny"] == 1 and summary["disagreement_rate"] == pytest.approx(1 / 3, abs=1e-3)
+
+
+@pytest.mark.parametrize("overlay", ["video: {sample_fps: 1.0}\n", "video: {watermark_strength: 0.5}\n",
+                                     "video: {max_seconds: 100000}\n"])
+def test_video_loosening_is_refused(tmp_path: Path, overlay: str) -> None:
+    write(tmp_path, BASE)
+    write(tmp_path, overlay, "tenants/t.yaml")
+    with pytest.raises(PolicyError, match="video"):
+        load(tmp_path)
+    write(tmp_path, "video: {sample_fps: 4.0}\n", "tenants/t.yaml")  # more frames checked: tighter
+    assert load(tmp_path).overlays["t"].video.sample_fps == 4.0  # type: ignore[attr-defined]
