@@ -33,16 +33,6 @@ def test_sync_client_four_verbs(env: ProxyEnv, coffee: np.ndarray) -> None:
         assert [r["name"] for r in cg.routes()["routes"]][:1] == ["demo"]
 
 
-# /v1/provenance/verify calls gw.audit.query(decision_id=...), which the audit library does not
-# take yet (the same failure as tests/api/test_release.py::test_verify_stripped_reencoded_copy...).
-VERIFY_PENDING = pytest.mark.xfail(
-    raises=ConsentgateError,
-    strict=False,
-    reason="provenance verify: audit query by decision_id not there yet",
-)
-
-
-@VERIFY_PENDING
 def test_sync_client_verify(env: ProxyEnv) -> None:
     with ConsentgateClient(env.url, env.keys.acme) as cg:
         image = cg.generate("demo", "a windmill").images[0]
@@ -52,7 +42,6 @@ def test_sync_client_verify(env: ProxyEnv) -> None:
     assert [d["decision_id"] for d in verified["decisions"]] == [image.decision_id]
 
 
-@VERIFY_PENDING
 def test_async_client_verify(env: ProxyEnv) -> None:
     async def go() -> dict:  # type: ignore[type-arg]
         async with AsyncConsentgateClient(env.url, env.keys.acme) as cg:
