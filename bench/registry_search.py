@@ -87,7 +87,7 @@ def main() -> None:
     ap.add_argument("--exact-queries", type=int, default=200, help="queries timed on the exact baseline")
     ap.add_argument("--ef-search", type=int, default=128)
     ap.add_argument("--m", type=int, default=32)
-    ap.add_argument("--ef-construction", type=int, default=40)
+    ap.add_argument("--ef-construction", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     print(

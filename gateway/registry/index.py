@@ -57,7 +57,7 @@ class FaceIndex:
         *,
         hnsw_min_size: int = 20000,
         hnsw_m: int = 32,
-        ef_construction: int = 40,
+        ef_construction: int = 100,
         ef_search: int = 128,
         rebuild_dead_fraction: float = 0.1,
         background: bool = True,
