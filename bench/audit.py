@@ -200,6 +200,13 @@ def main() -> None:
     sign_floor, hash_floor = floors()
     with tempfile.TemporaryDirectory() as tmp:
         bench_engine("sqlite", create_engine(f"sqlite:///{tmp}/bench.db"), args.appends, hash_floor)
+    with tempfile.TemporaryDirectory() as tmp:
+        # The engine the gateway really uses (gateway.db.make_engine): WAL with synchronous=NORMAL —
+        # a commit survives a process crash (kill -9 test) but may be lost on power loss.
+        from gateway.db import make_engine
+
+        bench_engine("sqlite (gateway engine, WAL+NORMAL)", make_engine(f"sqlite:///{tmp}/gw.db"), args.appends,
+                     hash_floor)
     if args.pg != "none":
         try:
             pg = create_engine(args.pg)
