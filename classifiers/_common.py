@@ -5,6 +5,8 @@ strictly (a typo in a policy's model options must fail loudly, not fall back to 
 
 from __future__ import annotations
 
+import os
+
 import hashlib
 import importlib.util
 from collections.abc import Iterable, Mapping
@@ -98,6 +100,11 @@ def onnx_session(path: Path, threads: int) -> Any:
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if os.environ.get("CONSENTGATE_ORT_SPIN", "0") != "1":
+        # Worker threads that spin while idle burn the other core that dlib, the video encoder or a
+        # second model needs on a small machine; not spinning costs a little single-call latency.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
