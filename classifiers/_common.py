@@ -5,10 +5,9 @@ strictly (a typo in a policy's model options must fail loudly, not fall back to 
 
 from __future__ import annotations
 
-import os
-
 import hashlib
 import importlib.util
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, cast
