@@ -121,7 +121,9 @@ class AuditLog:
             "checkpoint": f"INSERT INTO {p}checkpoints (tree_size, root_hash, note, published_at) "  # noqa: S608
             f"VALUES ({ph}, {ph}, {ph}, {ph})",
             "lock_sqlite": f"UPDATE {p}head SET tree_size = tree_size WHERE id = 1",  # noqa: S608
-            "lock": f"SELECT origin FROM {p}head WHERE id = 1 FOR UPDATE",  # noqa: S608
+            "lock": f"SELECT origin, tree_size, root_hash, checkpoint_size FROM {p}head "  # noqa: S608
+            f"WHERE id = 1 FOR UPDATE",
+            "read_head": f"SELECT origin, tree_size, root_hash, checkpoint_size FROM {p}head WHERE id = 1",  # noqa: S608
         }
 
     def create_tables(self) -> None:
@@ -214,11 +216,15 @@ class AuditLog:
         return pending.results
 
     def _lock_head(self, conn: Connection) -> Head:
+        # Plain driver SQL on the hot path (a compiled Core select cost ~0.2 ms per batch).
         if self.engine.dialect.name == "sqlite":
             conn.exec_driver_sql(self._sql["lock_sqlite"])  # first statement: takes the write lock
+            row = conn.exec_driver_sql(self._sql["read_head"]).first()
         else:
-            conn.exec_driver_sql(self._sql["lock"])
-        head = self.reader.head(conn)
+            row = conn.exec_driver_sql(self._sql["lock"]).first()  # locks the head row and reads it
+        if row is None:
+            raise AuditAppendError("audit log tables are not initialised (call create_tables)")
+        head = Head(str(row[0]), int(row[1]), bytes(row[2]), int(row[3]))
         self._check_origin(head)
         return head
 
