@@ -162,13 +162,23 @@ class AuditLog:
                 self._timer.start()
 
     def close(self) -> None:
-        """Refuse further appends and stop the checkpoint timer."""
+        """Refuse further appends, stop the checkpoint timer, and publish a last checkpoint when
+        entries this process appended are not covered yet (so a short-lived writer, e.g. a CLI
+        command, never leaves its entries without a signed checkpoint)."""
         with self._cv:
+            if self._closed:
+                return
             self._closed = True
             timer, self._timer = self._timer, None
         self._stop.set()
         if timer is not None:
             timer.join()
+            try:
+                head = self.head()
+                if head.tree_size > head.checkpoint_size:
+                    self.publish_checkpoint()
+            except Exception:  # noqa: BLE001 - best effort: the next writer's timer covers them
+                _log.warning("could not publish a final checkpoint on close", exc_info=True)
 
     def __enter__(self) -> AuditLog:
         return self

@@ -325,3 +325,21 @@ def test_decision_id_is_a_verified_query_column(tmp_path) -> None:  # type: igno
     report = verify_database(engine, signer)
     assert not report.ok and report.first_bad_index == 2
     log.close()
+
+
+def test_close_publishes_a_final_checkpoint(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sqlalchemy as sa
+
+    from gateway.audit import AuditLog, CheckpointSigner
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    signer = CheckpointSigner.generate("test/log")
+    log = AuditLog(engine, signer, origin="test/log", checkpoint_every=1000, checkpoint_interval_ms=600_000)
+    log.create_tables()
+    log.append({"kind": "erasure", "subjects": ["s1"], "created_at": "2026-01-01T00:00:00Z"})
+    assert log.latest_checkpoint() is None  # neither N entries nor T ms reached
+    log.close()
+    reopened = AuditLog(engine, signer, origin="test/log")
+    checkpoint = reopened.latest_checkpoint()
+    assert checkpoint is not None and checkpoint.tree_size == 1
+    reopened.close()
