@@ -49,6 +49,7 @@ class AdapterSpec:
     name: str
     weights: Weights = "package"
     extra: str | None = None
+    takes_threads: bool = False  # accepts a `threads` option (the gateway passes its model_threads setting)
 
 
 class UnknownModelError(ModelError, LookupError):
@@ -77,6 +78,7 @@ class ModelRegistry:
         *,
         weights: Weights = "package",
         extra: str | None = None,
+        takes_threads: bool = False,
     ) -> None:
         if family not in FAMILIES:
             raise ValueError(f"unknown model family {family!r}; families: {', '.join(FAMILIES)}")
@@ -88,7 +90,7 @@ class ModelRegistry:
         if key in self._factories:
             raise ValueError(f"{family} model {name!r} is already registered")
         self._factories[key] = factory
-        self._specs[key] = AdapterSpec(family, name, weights, extra)
+        self._specs[key] = AdapterSpec(family, name, weights, extra, takes_threads)
 
     def describe(self, family: str, name: str) -> AdapterSpec:
         """The registration's metadata; UnknownModelError when not registered."""
@@ -235,8 +237,8 @@ def builtin_registry(*, include_fakes: bool = True) -> ModelRegistry:
     """A new registry holding every built-in adapter (and the deterministic fakes, for tests
     and demos, unless `include_fakes` is False)."""
     registry = ModelRegistry()
-    registry.register("nsfw", "nudenet", _nudenet)
-    registry.register("nsfw", "opennsfw", _opennsfw)
+    registry.register("nsfw", "nudenet", _nudenet, takes_threads=True)
+    registry.register("nsfw", "opennsfw", _opennsfw, takes_threads=True)
     registry.register("face", "dlib", _dlib)
     registry.register("hash", "pdq", _pdq)
     registry.register("text", "minilm", _minilm)

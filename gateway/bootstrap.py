@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import SQLModel
 
 from gateway.db import make_engine
 from gateway.settings import Settings
@@ -75,11 +74,6 @@ def migrate(settings: Settings) -> None:
         KeyStore(ks_engine).create_tables()
     finally:
         ks_engine.dispose()
-
-
-def create_all_tables(engine: Engine) -> None:
-    _import_models()
-    SQLModel.metadata.create_all(engine)
 
 
 def open_audit_log(settings: Settings, engine: Engine) -> Any:

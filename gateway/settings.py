@@ -40,7 +40,6 @@ class Settings:
     rate_limit_per_s: float = 50.0
     rate_limit_burst: int = 100
     cors_origins: tuple[str, ...] = ()
-    load_models: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -41,6 +41,8 @@ class ModelPool:
 
     def get(self, family: str, spec: ModelSpec) -> Any:
         options = dict(spec.options)
+        if "threads" not in options and self.registry.describe(family, spec.adapter).takes_threads:
+            options["threads"] = self.threads  # the deployment's model_threads, unless the policy sets it
         key = json.dumps([family, spec.adapter, options], sort_keys=True, default=str)
         with self._lock:
             if key not in self._cache:

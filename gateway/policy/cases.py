@@ -38,7 +38,7 @@ from gateway.decision import (
     SubjectFact,
     decide,
 )
-from gateway.policy.loader import PolicyBundle, PolicyError
+from gateway.policy.loader import PolicyBundle
 
 DEFAULT_NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -145,12 +145,3 @@ def run_cases(bundle: PolicyBundle, tests_dir: Path) -> list[CaseResult]:
                 problems.append(f"blur obligations {verdict.obligations.get('blur', [])}, expected {expect['blur']}")
             results.append(CaseResult(path.name, name, not problems, "; ".join(problems) or "ok"))
     return results
-
-
-def load_for_tests(directory: Path, policy_name: str, is_registered: Any) -> PolicyBundle:
-    from gateway.policy.loader import load_bundle
-
-    try:
-        return load_bundle(directory, policy_name=policy_name, is_registered=is_registered)
-    except PolicyError:
-        raise

@@ -22,6 +22,7 @@ def release(tc: TestClient, key: str, data: bytes, request: dict | None = None):
 
 
 def test_release_returns_signed_marked_file(client: TestClient, keys: Keys, coffee: np.ndarray) -> None:
+    digests: set[str] = set()
     for encode, mime in ((jpeg, "image/jpeg"), (png, "image/png")):
         resp = release(client, keys.generator, encode(coffee))
         assert resp.status_code == 200, resp.text
@@ -37,14 +38,12 @@ def test_release_returns_signed_marked_file(client: TestClient, keys: Keys, coff
         stored = gw.audit.entry(index).record
         assert stored["decision_id"] == decision_id
         out = stored["outputs"][0]
-        assert out["manifest_digest"] == report_digest(report, out)
+        assert len(out["manifest_digest"]) == 64 and out["manifest_digest"] not in digests  # one manifest each
+        digests.add(out["manifest_digest"])
         assert out["watermark_id"].startswith("dwtDctSvd:")
+        assert report.decision["watermark_id"] == int(out["watermark_id"].split(":")[1])
         import hashlib
         assert out["sha256"] == hashlib.sha256(resp.content).hexdigest()
-
-
-def report_digest(report: object, out: dict) -> str:
-    return out["manifest_digest"]  # the digest is checked against the store bytes in tests/provenance
 
 
 def test_release_deny_is_403_without_file(client: TestClient, keys: Keys) -> None:
