@@ -117,6 +117,82 @@ def test_concurrent_appends_are_gapless_and_verify(make_log: LogFactory) -> None
     assert (report.entries, report.uncovered) == (320, 0)
 
 
+class _CountingLog(AuditLog):
+    """Counts transactions and their sizes (the group-commit tests need the batches)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.batches: list[int] = []
+
+    def _commit(self, batch):  # type: ignore[no-untyped-def]
+        self.batches.append(sum(len(p.items) for p in batch))
+        super()._commit(batch)
+
+
+def _hammer(log: AuditLog, threads: int, per_thread: int) -> tuple[list[int], list[Exception]]:
+    got: list[int] = []
+    errors: list[Exception] = []
+    lock = threading.Lock()
+
+    def work(t: int) -> None:
+        for i in range(per_thread):
+            try:
+                r = log.append(decision(t * 1000 + i))
+            except AuditAppendError as exc:
+                with lock:
+                    errors.append(exc)
+            else:
+                with lock:
+                    got.append(r.index)
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return got, errors
+
+
+def test_group_commit_gathers_every_concurrent_caller(engine: Engine, signer: CheckpointSigner,
+                                                     prefix: str) -> None:
+    # A generous wait makes the gathering deterministic: the leader waits until all eight
+    # callers have queued, so 320 appends take about 40 transactions, not 320.
+    log = _CountingLog(engine, signer, origin=ORIGIN, table_prefix=prefix, checkpoint_interval_ms=0,
+                       group_wait_ms=2000)
+    log.create_tables()
+    try:
+        got, errors = _hammer(log, threads=8, per_thread=40)
+        assert not errors and sorted(got) == list(range(320))
+        assert sum(log.batches) == 320
+        assert len(log.batches) <= 80, log.batches
+        assert max(log.batches) == 8
+        # A lone caller never waits for company: one transaction per append.
+        before = len(log.batches)
+        for i in range(5):
+            log.append(decision(10_000 + i))
+        assert log.batches[before:] == [1] * 5
+        log.publish_checkpoint()
+        assert_log_consistent(log)
+    finally:
+        log.close()
+
+
+def test_a_failed_batch_fails_exactly_its_callers(engine: Engine, signer: CheckpointSigner,
+                                                 prefix: str) -> None:
+    log = _CountingLog(engine, signer, origin=ORIGIN, table_prefix=prefix, checkpoint_interval_ms=0)
+    log.create_tables()
+    try:
+        log.faults.fail_commits = 3
+        got, errors = _hammer(log, threads=8, per_thread=25)
+        assert len(got) + len(errors) == 200
+        assert 3 <= len(errors) <= 3 * 8  # three whole batches failed, nothing else
+        assert sorted(got) == list(range(len(got)))  # and left no gap
+        log.publish_checkpoint()
+        assert_log_consistent(log)
+    finally:
+        log.close()
+
+
 def test_two_log_objects_on_one_database_share_one_tree(make_log: LogFactory, engine: Engine,
                                                         signer: CheckpointSigner, prefix: str) -> None:
     a = make_log(checkpoint_every=3)
