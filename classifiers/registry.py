@@ -185,6 +185,18 @@ def _minilm(options: Mapping[str, Any]) -> Any:
     return MiniLmEmbedder(options)
 
 
+def _nudenet_torch(options: Mapping[str, Any]) -> Any:
+    from classifiers.nsfw_torch import TorchNudeNet
+
+    return TorchNudeNet(options)
+
+
+def _opennsfw_torch(options: Mapping[str, Any]) -> Any:
+    from classifiers.nsfw_torch import TorchOpenNsfw
+
+    return TorchOpenNsfw(options)
+
+
 def _openclip_nsfw(options: Mapping[str, Any]) -> Any:
     from classifiers.clip_openclip import OpenClipModel
 
@@ -245,6 +257,9 @@ def builtin_registry(*, include_fakes: bool = True) -> ModelRegistry:
     # Optional backends: weights from a local directory (option `model_dir`), or libraries that
     # the default install leaves out (see docs/models.md and scripts/install_extras.sh).
     registry.register("nsfw", "openclip", _openclip_nsfw, weights="local", extra="extras")
+    # The same NSFW weights run by torch (GPU, batched) where ONNX Runtime has no CUDA provider.
+    registry.register("nsfw", "nudenet-torch", _nudenet_torch, extra="extras")
+    registry.register("nsfw", "opennsfw-torch", _opennsfw_torch, extra="extras")
     registry.register("image", "openclip", _openclip_image, weights="local", extra="extras")
     registry.register("nsfw", "hf", _hf_image, weights="local")
     registry.register("textcls", "hf-text", _hf_text, weights="local")

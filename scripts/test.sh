@@ -19,7 +19,7 @@ if [ "${CONSENTGATE_SKIP_EXTRAS:-}" = "1" ]; then
 else
   bash scripts/install_extras.sh
   .venv-extras/bin/python -m pytest -q -p no:cacheprovider tests/models tests/classifiers/test_contracts.py \
-    -k "not nudenet and not opennsfw and not minilm and not pdq"
+    -k "torch_nsfw or not (nudenet or opennsfw or minilm or pdq)"
 fi
 PG_URL="${CONSENTGATE_TEST_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 if $PY - "$PG_URL" <<'PYEOF'

@@ -16,11 +16,13 @@ import os
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
-import av
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    import av
 
 __all__ = ["Segment", "load_source", "make_test_video", "render_frame"]
 
@@ -118,6 +120,8 @@ def make_test_video(path: str | os.PathLike[str], segments: Sequence[Segment], *
         raise ValueError("width and height must be even")
     duration = max(seg[2] for seg in segments)
     n_frames = int(round(duration * fps))
+    import av  # here, not at the top: rendering frames (render_frame) needs no PyAV
+
     sources = {name: load_source(name) for name, *_ in segments}
     out_path = Path(path)
     with av.open(str(out_path), "w", format=container) as out:
@@ -156,6 +160,8 @@ def make_test_video(path: str | os.PathLike[str], segments: Sequence[Segment], *
 
 def _write_tone(out: av.container.OutputContainer, stream: av.AudioStream, hz: float,
                 duration: float) -> None:
+    import av
+
     rate = 48000
     chunk = stream.codec_context.frame_size or 1024
     total = int(duration * rate)

@@ -26,7 +26,8 @@ from classifiers.fake import FakeNsfwClassifier
 
 def test_builtin_names_per_family() -> None:
     registry = builtin_registry()
-    assert registry.names("nsfw") == ("fake", "hf", "nudenet", "openclip", "opennsfw")
+    assert registry.names("nsfw") == ("fake", "hf", "nudenet", "nudenet-torch", "openclip", "opennsfw",
+                                      "opennsfw-torch")
     assert registry.names("face") == ("dlib", "fake", "insightface", "mtcnn+dlib")
     assert registry.names("text") == ("minilm",)
     assert registry.names("textcls") == ("hf-text",)
@@ -42,6 +43,7 @@ def test_registrations_say_where_weights_come_from() -> None:
                      ("face", "insightface")}
     extras = {(s.family, s.name): s.extra for s in registry.adapters() if s.extra}
     assert extras == {("nsfw", "openclip"): "extras", ("image", "openclip"): "extras",
+                      ("nsfw", "nudenet-torch"): "extras", ("nsfw", "opennsfw-torch"): "extras",
                       ("face", "mtcnn+dlib"): "extras", ("face", "insightface"): "insightface"}
     assert registry.describe("nsfw", "nudenet").weights == "package"
     with pytest.raises(UnknownModelError):
@@ -82,7 +84,7 @@ def test_unknown_name_lists_the_registered_names() -> None:
     assert "nsfw" in message and "'nudenett'" in message
     for known in ("fake", "nudenet", "opennsfw"):
         assert known in message
-    assert err.value.known == ("fake", "hf", "nudenet", "openclip", "opennsfw")
+    assert err.value.known == ("fake", "hf", "nudenet", "nudenet-torch", "openclip", "opennsfw", "opennsfw-torch")
     assert isinstance(err.value, ModelError) and isinstance(err.value, LookupError)
 
 
