@@ -15,6 +15,7 @@ from classifiers.base import (
     PerceptualHasher,
     TextClassifier,
     TextEmbedder,
+    TwoStageFaceAnalyzer,
 )
 from classifiers.fake import FaultHook, draw_fake_face, fake_face_colour, fake_face_embedding
 from classifiers.registry import FAMILIES, Factory, ModelRegistry, UnknownModelError, builtin_registry
@@ -33,6 +34,7 @@ __all__ = [
     "PerceptualHasher",
     "TextClassifier",
     "TextEmbedder",
+    "TwoStageFaceAnalyzer",
     "UnknownModelError",
     "builtin_registry",
     "draw_fake_face",

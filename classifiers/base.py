@@ -58,6 +58,21 @@ class FaceAnalyzer(Protocol):
 
 
 @runtime_checkable
+class TwoStageFaceAnalyzer(FaceAnalyzer, Protocol):
+    """A face analyzer whose detection and embedding can be called apart, so a caller that
+    follows faces over time (video) embeds a face once per track instead of once per frame.
+    `analyze(image)` must equal `embed(image, detect(image))`."""
+
+    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+        """The faces (bbox, score, landmarks), without embeddings."""
+        ...
+
+    def embed(self, image: np.ndarray, faces: Sequence[DetectedFace]) -> list[DetectedFace]:
+        """The same faces, same order, with their embeddings."""
+        ...
+
+
+@runtime_checkable
 class TextEmbedder(Protocol):
     """Embeds prompt text for semantic concept matching; rows are L2-normalised float32."""
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,48 @@ class DlibFaceAnalyzer:
         faces.sort(key=lambda f: (f.bbox[1], f.bbox[0]))
         return faces
 
+    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+        """Faces with landmarks, not embedded (see `TwoStageFaceAnalyzer`)."""
+        img = check_rgb(image)
+        small, scale = _downscale(img, self._max_side)
+        with self._lock:
+            try:
+                raw = self._detect(small)
+                faces = [self._face(img, box, score, scale, embed=False)
+                         for box, score in raw if score >= self._min_score]
+            except ModelError:
+                raise
+            except Exception as exc:
+                raise ModelError(f"{self.info.name}: dlib failed: {exc}") from exc
+        faces.sort(key=lambda f: (f.bbox[1], f.bbox[0]))
+        return faces
+
+    def embed(self, image: np.ndarray, faces: Sequence[DetectedFace]) -> list[DetectedFace]:
+        """`faces` (from `detect` on this image) with their embeddings."""
+        if not faces or not self._embed:
+            return list(faces)
+        img = check_rgb(image)
+        with self._lock:
+            try:
+                return [self._embedded(img, face) for face in faces]
+            except ModelError:
+                raise
+            except Exception as exc:
+                raise ModelError(f"{self.info.name}: dlib failed: {exc}") from exc
+
+    def _embedded(self, img: np.ndarray, face: DetectedFace) -> DetectedFace:
+        shape = self._predictor(img, self._dlib.rectangle(*face.bbox))
+        return DetectedFace(bbox=face.bbox, det_score=face.det_score, landmarks=face.landmarks,
+                            embedding=self._descriptor(img, shape))
+
+    def _descriptor(self, img: np.ndarray, shape: Any) -> np.ndarray:
+        raw = self._resnet.compute_face_descriptor(img, shape, self._jitters)
+        desc = np.asarray(raw, dtype=np.float32)
+        norm = float(np.linalg.norm(desc))
+        if not math.isfinite(norm) or norm == 0.0:
+            raise ModelError(f"{self.info.name}: degenerate face descriptor")
+        return desc / np.float32(norm)
+
     def _detect(self, small: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
         if self._kind == "hog":
             rects, scores, _idx = self._hog.run(small, self._upsample, min(self._min_score, 0.0) - 0.5)
@@ -100,7 +142,7 @@ class DlibFaceAnalyzer:
         return [((r.left(), r.top(), r.right(), r.bottom()), s) for r, s in rects]
 
     def _face(
-        self, img: np.ndarray, box: tuple[int, int, int, int], score: float, scale: float
+        self, img: np.ndarray, box: tuple[int, int, int, int], score: float, scale: float, *, embed: bool = True
     ) -> DetectedFace:
         h, w = img.shape[:2]
         x0 = min(max(round(box[0] / scale), 0), w - 1)
@@ -110,14 +152,7 @@ class DlibFaceAnalyzer:
         rect = self._dlib.rectangle(x0, y0, x1, y1)
         shape = self._predictor(img, rect)
         landmarks = tuple((float(shape.part(i).x), float(shape.part(i).y)) for i in range(shape.num_parts))
-        embedding = None
-        if self._embed:
-            raw = self._resnet.compute_face_descriptor(img, shape, self._jitters)
-            desc = np.asarray(raw, dtype=np.float32)
-            norm = float(np.linalg.norm(desc))
-            if not math.isfinite(norm) or norm == 0.0:
-                raise ModelError(f"{self.info.name}: degenerate face descriptor")
-            embedding = desc / np.float32(norm)
+        embedding = self._descriptor(img, shape) if (embed and self._embed) else None
         det_score = 1.0 / (1.0 + math.exp(-2.0 * score))
         return DetectedFace(
             bbox=(x0, y0, x1, y1), det_score=det_score, landmarks=landmarks, embedding=embedding
