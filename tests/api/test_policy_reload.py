@@ -27,7 +27,9 @@ def wait_for(predicate, timeout: float = 2.0) -> float:  # type: ignore[no-untyp
 
 
 def test_hot_reload_valid_and_invalid(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path)
+    # The traffic thread sends as fast as the gateway answers: lift the per-key rate limit, or a
+    # fast machine gets 429s (this test is about reloads, tests/api/test_ratelimit* about limits).
+    settings = make_settings(tmp_path, rate_limit_per_s=1e6, rate_limit_burst=1_000_000)
     with TestClient(create_app(settings)) as client:
         gw = client.app.state.gateway  # type: ignore[attr-defined]
         key = gw.apikeys.create("acme", "generator")[1]

@@ -163,6 +163,7 @@ def test_public_surface_is_pinned() -> None:
             "PerceptualHasher",
             "TextClassifier",
             "TextEmbedder",
+            "TwoStageFaceAnalyzer",
             "UnknownModelError",
             "builtin_registry",
             "draw_fake_face",
