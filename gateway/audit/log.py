@@ -26,7 +26,7 @@ from .errors import AuditAppendError, AuditConfigError, ProofError
 from .merkle import EMPTY_ROOT, Frontier, frontier_nodes
 from .notes import Checkpoint, CheckpointSigner
 from .reader import AuditEntry, ConsistencyProof, Head, InclusionProof, LogReader
-from .schema import audit_tables, node_id
+from .schema import audit_tables, lookup_keys, node_id
 
 _log = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ class AuditLog:
         checkpoint_interval_ms: int = 1000,
         table_prefix: str = "audit_",
         group_wait_ms: float = 1.0,
+        index_interval_ms: int = 200,
     ) -> None:
         if checkpoint_every < 1:
             raise AuditConfigError("checkpoint_every must be >= 1")
@@ -118,6 +119,9 @@ class AuditLog:
         self._frontier: Frontier | None = None
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
+        self._indexer: threading.Thread | None = None
+        self.index_interval_ms = index_interval_ms
+        self._index_lock = threading.Lock()
         self._sql = self._statements()
 
     # -- setup ---------------------------------------------------------------------------------
@@ -138,6 +142,16 @@ class AuditLog:
             "lock": f"SELECT origin, tree_size, root_hash, checkpoint_size FROM {p}head "  # noqa: S608
             f"WHERE id = 1 FOR UPDATE",
             "read_head": f"SELECT origin, tree_size, root_hash, checkpoint_size FROM {p}head WHERE id = 1",  # noqa: S608
+            "lock_index_sqlite": f"UPDATE {p}lookup_state SET indexed_size = indexed_size WHERE id = 1",  # noqa: S608
+            "read_index": f"SELECT indexed_size FROM {p}lookup_state WHERE id = 1",  # noqa: S608
+            "lock_index": f"SELECT indexed_size FROM {p}lookup_state WHERE id = 1 FOR UPDATE",  # noqa: S608
+            "tree_size": f"SELECT tree_size FROM {p}head WHERE id = 1",  # noqa: S608
+            "index_entries": f"SELECT idx, tenant, decision_id FROM {p}entries "  # noqa: S608
+            f"WHERE idx >= {ph} AND idx < {ph} ORDER BY idx",
+            "index_subjects": f"SELECT idx, subject_id FROM {p}subjects "  # noqa: S608
+            f"WHERE idx >= {ph} AND idx < {ph}",
+            "posting": f"INSERT INTO {p}lookup (key, idx) VALUES ({ph}, {ph})",  # noqa: S608
+            "set_index": f"UPDATE {p}lookup_state SET indexed_size = {ph} WHERE id = 1",  # noqa: S608
         }
 
     def create_tables(self) -> None:
@@ -161,6 +175,13 @@ class AuditLog:
                                                      root_hash=EMPTY_ROOT, checkpoint_size=-1))
         except IntegrityError:
             pass  # another process created it first
+        state = self.tables.lookup_state
+        try:
+            with self.engine.begin() as conn:
+                if conn.execute(select(state.c.id)).first() is None:
+                    conn.execute(insert(state).values(id=1, indexed_size=0))
+        except IntegrityError:
+            pass
         self._check_origin(self.reader.head())
 
     def _use_wal(self) -> None:
@@ -189,6 +210,9 @@ class AuditLog:
             if self._timer is None and self.checkpoint_interval_ms > 0 and not self._closed:
                 self._timer = threading.Thread(target=self._tick, name="audit-checkpoints", daemon=True)
                 self._timer.start()
+            if self._indexer is None and self.index_interval_ms > 0 and not self._closed:
+                self._indexer = threading.Thread(target=self._index_loop, name="audit-indexer", daemon=True)
+                self._indexer.start()
 
     def close(self) -> None:
         """Refuse further appends, stop the checkpoint timer, and publish a last checkpoint when
@@ -199,7 +223,15 @@ class AuditLog:
                 return
             self._closed = True
             timer, self._timer = self._timer, None
+            indexer, self._indexer = self._indexer, None
         self._stop.set()
+        if indexer is not None:
+            indexer.join()
+            try:
+                while self.index_pending() > 0:
+                    pass
+            except Exception:  # noqa: BLE001 - best effort: the next writer's indexer catches up
+                _log.warning("could not index the last entries on close", exc_info=True)
         if timer is not None:
             timer.join()
             try:
@@ -241,7 +273,7 @@ class AuditLog:
             raise AuditAppendError("injected append failure")
         if not items:
             return []
-        if self._timer is None:
+        if self._timer is None and self._indexer is None:
             self.start()
         pending = _Pending(items)
         with self._mutex:
@@ -397,6 +429,54 @@ class AuditLog:
                     self.publish_checkpoint()
             except Exception:  # noqa: BLE001 - the timer must survive a bad moment of the database
                 _log.exception("audit checkpoint publication failed")
+
+    # -- postings ------------------------------------------------------------------------------
+    def index_pending(self, max_entries: int = 5000) -> int:
+        """Write the lookup postings of up to `max_entries` appended entries that have none yet,
+        in one transaction (sequenced by the `lookup_state` row, so any process may run it);
+        returns how many entries it covered. The background indexer calls this every
+        `index_interval_ms`; queries are complete either way (see `LogReader.query`)."""
+        with self._index_lock, self.engine.begin() as conn:
+            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            if self.engine.dialect.name == "sqlite":
+                cur.execute(self._sql["lock_index_sqlite"])
+                cur.execute(self._sql["read_index"])
+            else:
+                cur.execute(self._sql["lock_index"])
+            row = cur.fetchone()
+            if row is None:
+                raise AuditAppendError("audit log tables are not initialised (call create_tables)")
+            start = int(row[0])
+            cur.execute(self._sql["tree_size"])
+            size_row = cur.fetchone()
+            end = min(int(size_row[0]) if size_row else 0, start + max(1, max_entries))
+            if end <= start:
+                cur.close()
+                return 0
+            cur.execute(self._sql["index_entries"], (start, end))
+            entries = cur.fetchall()
+            cur.execute(self._sql["index_subjects"], (start, end))
+            subjects: dict[int, list[str]] = {}
+            for idx, subject in cur.fetchall():
+                subjects.setdefault(int(idx), []).append(str(subject))
+            postings = sorted(
+                (key, int(idx))
+                for idx, tenant, decision_id in entries
+                for key in lookup_keys(tenant, decision_id, subjects.get(int(idx), ()))
+            )
+            if postings:
+                cur.executemany(self._sql["posting"], postings)
+            cur.execute(self._sql["set_index"], (end,))
+            cur.close()
+            return end - start
+
+    def _index_loop(self) -> None:
+        while not self._stop.wait(self.index_interval_ms / 1000):
+            try:
+                while self.index_pending() >= 5000 and not self._stop.is_set():
+                    pass  # catching up: go on at once
+            except Exception:  # noqa: BLE001 - the indexer must survive a bad moment of the database
+                _log.exception("audit lookup indexing failed")
 
     # -- reads (see LogReader) -----------------------------------------------------------------
     def head(self) -> Head:

@@ -159,6 +159,15 @@ class LogReader:
                 out[upper[int(nid)]] = bytes(h)
         return out
 
+    def indexed_size(self, conn: Connection | None = None) -> int:
+        """How many entries (from index 0) have their lookup postings written."""
+        if conn is None:
+            with self.engine.connect() as c:
+                return self.indexed_size(c)
+        st = self.t.lookup_state
+        value = conn.execute(select(st.c.indexed_size).where(st.c.id == 1)).scalar()
+        return 0 if value is None else int(value)
+
     # -- proofs --------------------------------------------------------------------------------
     def _size_ok(self, conn: Connection, size: int) -> None:
         current = self.head(conn).tree_size
@@ -230,7 +239,7 @@ class LogReader:
         `since` is inclusive and `until` exclusive (on `created_at`); pass the returned cursor to
         get the next page (None when there is none). `tenant` restricts the query to one tenant.
         """
-        e, s = self.t.entries, self.t.subjects
+        e, s, lk = self.t.entries, self.t.subjects, self.t.lookup
         limit = max(1, min(int(limit), MAX_LIMIT))
         conds: list[Any] = []
         lo, hi = _time_bound(since), _time_bound(until)
@@ -242,11 +251,9 @@ class LogReader:
                               (e.c.kind, kind), (e.c.decision_id, decision_id)):
             if value is not None:
                 conds.append(column == value)
-        if subject is not None and tenant is None:
-            # Driven by the subject index: fast however rare the subject is in the log.
-            conds.append(e.c.idx.in_(select(s.c.idx).where(s.c.subject_id == subject)))
-        elif subject is not None:
+        if subject is not None:
             conds.append(exists().where(and_(s.c.idx == e.c.idx, s.c.subject_id == subject)))
+        after: int | None = None
         if cursor is not None:
             try:
                 after = int(cursor)
@@ -254,11 +261,39 @@ class LogReader:
                     raise ValueError("cursor out of range")
             except ValueError as exc:
                 raise ValueError(f"invalid cursor {cursor!r}") from exc
-            conds.append(e.c.idx < after if descending else e.c.idx > after)
-        order = e.c.idx.desc() if descending else e.c.idx.asc()
-        stmt = select(e.c.idx, e.c.leaf_hash, e.c.record).where(*conds).order_by(order).limit(limit + 1)
+        # The filters whose values scatter (subject, decision id, tenant) are driven by the
+        # postings for the indexed entries and by the stored columns for the not-yet-indexed tail;
+        # every other condition (the driver's own column too) still applies, so a forged posting
+        # can never bring in an entry that does not match.
+        driver = (f"s:{subject}" if subject is not None else f"d:{decision_id}" if decision_id is not None
+                  else f"t:{tenant}" if tenant is not None else None)
         with self.engine.connect() as conn:
-            rows = conn.execute(stmt).all()
+            indexed = self.indexed_size(conn) if driver is not None else 0
+            parts = []
+            if indexed > 0:
+                idx_col = lk.c.idx
+                head_conds = [lk.c.key == driver, idx_col < indexed]
+                if after is not None:
+                    head_conds.append(idx_col < after if descending else idx_col > after)
+                parts.append(select(e.c.idx, e.c.leaf_hash, e.c.record).select_from(
+                    lk.join(e, e.c.idx == lk.c.idx)).where(*head_conds, *conds)
+                    .order_by(idx_col.desc() if descending else idx_col.asc()).limit(limit + 1))
+            tail_conds = list(conds)
+            if indexed > 0:
+                tail_conds.append(e.c.idx >= indexed)
+            if after is not None:
+                tail_conds.append(e.c.idx < after if descending else e.c.idx > after)
+            order = e.c.idx.desc() if descending else e.c.idx.asc()
+            parts.append(select(e.c.idx, e.c.leaf_hash, e.c.record).where(*tail_conds).order_by(order)
+                         .limit(limit + 1))
+            if descending:
+                parts.reverse()  # the tail holds the newest entries
+            rows: list[Any] = []
+            for stmt in parts:
+                if len(rows) > limit:
+                    break
+                rows.extend(conn.execute(stmt).all())
+            rows = rows[: limit + 1]
             checkpoint = self.latest_checkpoint(conn)
         more = len(rows) > limit
         rows = rows[:limit]

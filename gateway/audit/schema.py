@@ -7,11 +7,16 @@
     <p>subjects     (idx, subject_id) pairs for subject filters
     <p>nodes        hashes of complete subtrees of level >= 1, keyed by nid = index * 64 + level
     <p>checkpoints  every signed checkpoint published
+    <p>lookup       (key, idx) postings for the filters whose values scatter over an index —
+                    "t:<tenant>", "d:<decision_id>", "s:<subject_id>" — written by the indexer
+                    in batches of hundreds after the append, not by the append itself
+    <p>lookup_state one row: `indexed_size`, the entries [0, indexed_size) that have postings
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import (
@@ -46,6 +51,8 @@ class AuditTables:
     subjects: Table
     nodes: Table
     checkpoints: Table
+    lookup: Table
+    lookup_state: Table
 
 
 def audit_tables(prefix: str = "audit_", metadata: MetaData | None = None) -> AuditTables:
@@ -74,8 +81,6 @@ def audit_tables(prefix: str = "audit_", metadata: MetaData | None = None) -> Au
         Column("decision", Text),
         Column("time_us", BigInteger),
         Column("decision_id", Text),
-        Index(f"ix_{prefix}entries_tenant", "tenant", "idx"),
-        Index(f"ix_{prefix}entries_decision_id", "decision_id"),
         Index(f"ix_{prefix}entries_kind", "kind", "idx"),
         Index(f"ix_{prefix}entries_decision", "decision", "idx"),
         Index(f"ix_{prefix}entries_use", "use", "idx"),
@@ -87,7 +92,6 @@ def audit_tables(prefix: str = "audit_", metadata: MetaData | None = None) -> Au
         Column("idx", BigInteger, nullable=False),
         Column("subject_id", Text, nullable=False),
         PrimaryKeyConstraint("idx", "subject_id"),
-        Index(f"ix_{prefix}subjects_subject", "subject_id", "idx"),
     )
     nodes = Table(
         f"{prefix}nodes",
@@ -103,7 +107,30 @@ def audit_tables(prefix: str = "audit_", metadata: MetaData | None = None) -> Au
         Column("note", Text, nullable=False),
         Column("published_at", Text, nullable=False),
     )
-    return AuditTables(md, prefix, head, entries, subjects, nodes, checkpoints)
+    lookup = Table(
+        f"{prefix}lookup",
+        md,
+        Column("key", Text, nullable=False),
+        Column("idx", BigInteger, nullable=False),
+        PrimaryKeyConstraint("key", "idx"),
+        sqlite_with_rowid=False,
+    )
+    lookup_state = Table(
+        f"{prefix}lookup_state",
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("indexed_size", BigInteger, nullable=False),
+    )
+    return AuditTables(md, prefix, head, entries, subjects, nodes, checkpoints, lookup, lookup_state)
+
+
+def lookup_keys(tenant: str | None, decision_id: str | None, subjects: Iterable[str]) -> list[str]:
+    """The postings of one entry (see the module docstring)."""
+    keys = [] if tenant is None else [f"t:{tenant}"]
+    if decision_id is not None:
+        keys.append(f"d:{decision_id}")
+    keys.extend(f"s:{s}" for s in subjects)
+    return keys
 
 
 def audit_metadata(prefix: str = "audit_") -> MetaData:
