@@ -10,6 +10,7 @@ timer every `checkpoint_interval_ms`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -439,9 +440,12 @@ class AuditLog:
         # The append lock too: an appender that met the indexer's transaction inside SQLite would
         # wait in SQLite's busy handler, which sleeps 1, 2, 5, 10 ms ... (8 writers: 9.1k appends/s
         # with the indexer every 200 ms, 11.8k without it); on this lock it is woken at once.
-        with self._index_lock, self._write_lock, self.engine.begin() as conn:
+        # (PostgreSQL has row locks: there the indexer does not hold the appends up.)
+        sqlite = self.engine.dialect.name == "sqlite"
+        with self._index_lock, self._write_lock if sqlite else contextlib.nullcontext(), \
+                self.engine.begin() as conn:
             cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            if self.engine.dialect.name == "sqlite":
+            if sqlite:
                 cur.execute(self._sql["lock_index_sqlite"])
                 cur.execute(self._sql["read_index"])
             else:
