@@ -167,11 +167,17 @@ class ProvenanceService:
                 if not rows:
                     out["watermark"] = {"method": method, "found": False, "unconfirmed_id": detection.wm_id}
                     continue
+                matches, distance = self._image_match(rows, rgb)
                 out["watermark"] = {
                     "method": method, "found": True, "wm_id": detection.wm_id,
                     "bit_accuracy_estimate": detection.bit_accuracy_estimate,
                     "false_accept_bound": getattr(detection, "false_accept_bound", None),
                     "decision_ids": [r.decision_id for r in rows],
+                    # A mark proves which decision released *a* render with this id; whether this
+                    # image is that render (and not other content the mark was copied onto) is
+                    # what the perceptual hash recorded at release says.
+                    "image_matches_release": matches,
+                    "pdq_distance": distance,
                 }
                 decision_ids += [r.decision_id for r in rows]
                 break
@@ -217,6 +223,18 @@ class ProvenanceService:
                 if session.exec(select(WatermarkRecord.id).where(WatermarkRecord.method == other).limit(1)).first():
                     methods.append(other)
         return methods
+
+    def _image_match(self, rows: list[Any], rgb: np.ndarray) -> tuple[bool | None, int | None]:
+        """(PDQ within 60 bits of a hash recorded at release, the smallest distance); (None, None)
+        when no hash was recorded or no hasher is loaded."""
+        from gateway.provenance import pdq_distance
+
+        recorded = [r.image_pdq for r in rows if r.image_pdq]
+        if self.hasher is None or not recorded:
+            return None, None
+        hashes = self.hasher.hashes(rgb)
+        distance = min(pdq_distance(h, r) for h in hashes for r in recorded)
+        return distance <= 60, distance
 
     def _confirm(self, rows: list[Any], rgb: np.ndarray, manifest_ids: list[str]) -> list[Any]:
         """Short ids (rivaGan, 24 bits) collide: keep only records the C2PA manifest or the image's

@@ -94,6 +94,21 @@ def test_verify_stripped_reencoded_copy_finds_decision(client: TestClient, keys:
     assert result["decisions"][0]["decision"] == "allow"
 
 
+def test_verify_says_when_the_mark_sits_on_other_content(client: TestClient, keys: Keys, astronaut: np.ndarray,
+                                                        coffee: np.ndarray) -> None:
+    resp = release(client, keys.generator, png(astronaut))
+    first = client.post("/v1/provenance/verify", headers=auth(keys.generator),
+                        files={"media": ("f", resp.content, "image/png")}).json()["watermark"]
+    assert first["found"] is True and first["image_matches_release"] is True and first["pdq_distance"] <= 60
+    # The same mark embedded into another picture (a copied watermark): still found, but flagged.
+    gw = client.app.state.gateway  # type: ignore[attr-defined]
+    transplanted = gw.provenance.watermarker(first["method"]).embed(coffee, first["wm_id"])
+    second = client.post("/v1/provenance/verify", headers=auth(keys.generator),
+                         files={"media": ("f", png(transplanted), "image/png")}).json()["watermark"]
+    assert second["found"] is True and second["wm_id"] == first["wm_id"]
+    assert second["image_matches_release"] is False and second["pdq_distance"] > 60
+
+
 def test_verify_unmarked_image_finds_nothing(client: TestClient, keys: Keys, grace_hopper: np.ndarray) -> None:
     result = client.post("/v1/provenance/verify", headers=auth(keys.generator),
                          files={"media": ("f", jpeg(grace_hopper), "image/jpeg")}).json()
