@@ -77,27 +77,19 @@ class DlibFaceAnalyzer:
         self._resnet = dlib.face_recognition_model_v1(str(folder / RESNET))
 
     def analyze(self, image: np.ndarray) -> list[DetectedFace]:
-        img = check_rgb(image)
-        small, scale = _downscale(img, self._max_side)
-        with self._lock:
-            try:
-                raw = self._detect(small)
-                faces = [self._face(img, box, score, scale) for box, score in raw if score >= self._min_score]
-            except ModelError:
-                raise
-            except Exception as exc:
-                raise ModelError(f"{self.info.name}: dlib failed: {exc}") from exc
-        faces.sort(key=lambda f: (f.bbox[1], f.bbox[0]))
-        return faces
+        return self._analyze(image, embed=True)
 
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
         """Faces with landmarks, not embedded (see `TwoStageFaceAnalyzer`)."""
+        return self._analyze(image, embed=False)
+
+    def _analyze(self, image: np.ndarray, *, embed: bool) -> list[DetectedFace]:
         img = check_rgb(image)
         small, scale = _downscale(img, self._max_side)
         with self._lock:
             try:
                 raw = self._detect(small)
-                faces = [self._face(img, box, score, scale, embed=False)
+                faces = [self._face(img, box, score, scale, embed=embed)
                          for box, score in raw if score >= self._min_score]
             except ModelError:
                 raise
