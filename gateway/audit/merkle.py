@@ -199,7 +199,7 @@ class Frontier:
     `push` returns the complete subtrees it finished, for the caller to store.
     """
 
-    __slots__ = ("size", "hashes", "levels")
+    __slots__ = ("size", "hashes", "levels", "_root")
 
     def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
         levels = [level for level, _ in frontier_nodes(size)]
@@ -208,9 +208,12 @@ class Frontier:
         self.size = size
         self.hashes = list(hashes)
         self.levels = levels
+        self._root: bytes | None = None
 
     def copy(self) -> Frontier:
-        return Frontier(self.size, self.hashes)
+        twin = Frontier.__new__(Frontier)  # no need to re-derive the levels: the append path copies per batch
+        twin.size, twin.hashes, twin.levels, twin._root = self.size, list(self.hashes), list(self.levels), self._root
+        return twin
 
     def push(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
         index = self.size
@@ -224,10 +227,13 @@ class Frontier:
         self.levels.append(level)
         self.hashes.append(node)
         self.size += 1
+        self._root = None
         return finished
 
     def root(self) -> bytes:
-        return fold(self.hashes)
+        if self._root is None:
+            self._root = fold(self.hashes)
+        return self._root
 
 
 class MemoryTree:
