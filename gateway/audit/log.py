@@ -10,7 +10,6 @@ timer every `checkpoint_interval_ms`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -24,10 +23,11 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from .canonical import CanonicalizationError, Prepared, prepare
 from .errors import AuditAppendError, AuditConfigError, ProofError
+from .indexer import CHUNK, LookupIndexer
 from .merkle import EMPTY_ROOT, Frontier, frontier_nodes
 from .notes import Checkpoint, CheckpointSigner
 from .reader import AuditEntry, ConsistencyProof, Head, InclusionProof, LogReader
-from .schema import audit_tables, lookup_keys, node_id
+from .schema import audit_tables, node_id
 
 _log = logging.getLogger(__name__)
 
@@ -122,8 +122,8 @@ class AuditLog:
         self._timer: threading.Thread | None = None
         self._indexer: threading.Thread | None = None
         self.index_interval_ms = index_interval_ms
-        self._index_lock = threading.Lock()
         self._sql = self._statements()
+        self._lookups = LookupIndexer(engine, self.tables, self._write_lock)
 
     # -- setup ---------------------------------------------------------------------------------
     def _statements(self) -> dict[str, str]:
@@ -143,16 +143,6 @@ class AuditLog:
             "lock": f"SELECT origin, tree_size, root_hash, checkpoint_size FROM {p}head "  # noqa: S608
             f"WHERE id = 1 FOR UPDATE",
             "read_head": f"SELECT origin, tree_size, root_hash, checkpoint_size FROM {p}head WHERE id = 1",  # noqa: S608
-            "lock_index_sqlite": f"UPDATE {p}lookup_state SET indexed_size = indexed_size WHERE id = 1",  # noqa: S608
-            "read_index": f"SELECT indexed_size FROM {p}lookup_state WHERE id = 1",  # noqa: S608
-            "lock_index": f"SELECT indexed_size FROM {p}lookup_state WHERE id = 1 FOR UPDATE",  # noqa: S608
-            "tree_size": f"SELECT tree_size FROM {p}head WHERE id = 1",  # noqa: S608
-            "index_entries": f"SELECT idx, tenant, decision_id FROM {p}entries "  # noqa: S608
-            f"WHERE idx >= {ph} AND idx < {ph} ORDER BY idx",
-            "index_subjects": f"SELECT idx, subject_id FROM {p}subjects "  # noqa: S608
-            f"WHERE idx >= {ph} AND idx < {ph}",
-            "posting": f"INSERT INTO {p}lookup (key, idx) VALUES ({ph}, {ph})",  # noqa: S608
-            "set_index": f"UPDATE {p}lookup_state SET indexed_size = {ph} WHERE id = 1",  # noqa: S608
         }
 
     def create_tables(self) -> None:
@@ -432,55 +422,16 @@ class AuditLog:
                 _log.exception("audit checkpoint publication failed")
 
     # -- postings ------------------------------------------------------------------------------
-    def index_pending(self, max_entries: int = 5000) -> int:
-        """Write the lookup postings of up to `max_entries` appended entries that have none yet,
-        in one transaction (sequenced by the `lookup_state` row, so any process may run it);
-        returns how many entries it covered. The background indexer calls this every
-        `index_interval_ms`; queries are complete either way (see `LogReader.query`)."""
-        # The append lock too: an appender that met the indexer's transaction inside SQLite would
-        # wait in SQLite's busy handler, which sleeps 1, 2, 5, 10 ms ... (8 writers: 9.1k appends/s
-        # with the indexer every 200 ms, 11.8k without it); on this lock it is woken at once.
-        # (PostgreSQL has row locks: there the indexer does not hold the appends up.)
-        sqlite = self.engine.dialect.name == "sqlite"
-        with self._index_lock, self._write_lock if sqlite else contextlib.nullcontext(), \
-                self.engine.begin() as conn:
-            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            if sqlite:
-                cur.execute(self._sql["lock_index_sqlite"])
-                cur.execute(self._sql["read_index"])
-            else:
-                cur.execute(self._sql["lock_index"])
-            row = cur.fetchone()
-            if row is None:
-                raise AuditAppendError("audit log tables are not initialised (call create_tables)")
-            start = int(row[0])
-            cur.execute(self._sql["tree_size"])
-            size_row = cur.fetchone()
-            end = min(int(size_row[0]) if size_row else 0, start + max(1, max_entries))
-            if end <= start:
-                cur.close()
-                return 0
-            cur.execute(self._sql["index_entries"], (start, end))
-            entries = cur.fetchall()
-            cur.execute(self._sql["index_subjects"], (start, end))
-            subjects: dict[int, list[str]] = {}
-            for idx, subject in cur.fetchall():
-                subjects.setdefault(int(idx), []).append(str(subject))
-            postings = sorted(
-                (key, int(idx))
-                for idx, tenant, decision_id in entries
-                for key in lookup_keys(tenant, decision_id, subjects.get(int(idx), ()))
-            )
-            if postings:
-                cur.executemany(self._sql["posting"], postings)
-            cur.execute(self._sql["set_index"], (end,))
-            cur.close()
-            return end - start
+    def index_pending(self, max_entries: int = CHUNK) -> int:
+        """Write the lookup postings of up to `max_entries` appended entries that have none yet
+        (see `LookupIndexer`); returns how many entries it covered. The background indexer calls
+        this every `index_interval_ms`; queries are complete either way (`LogReader.query`)."""
+        return self._lookups.run(max_entries)
 
     def _index_loop(self) -> None:
         while not self._stop.wait(self.index_interval_ms / 1000):
             try:
-                while self.index_pending() >= 5000 and not self._stop.is_set():
+                while self.index_pending() >= CHUNK and not self._stop.is_set():
                     pass  # catching up: go on at once
             except Exception:  # noqa: BLE001 - the indexer must survive a bad moment of the database
                 _log.exception("audit lookup indexing failed")

@@ -9,7 +9,7 @@
     <p>checkpoints  every signed checkpoint published
     <p>lookup       (key, idx) postings for the filters whose values scatter over an index —
                     "t:<tenant>", "d:<decision_id>", "s:<subject_id>" — written by the indexer
-                    in batches of hundreds after the append, not by the append itself
+                    in batches of thousands after the append, not by the append itself
     <p>lookup_state one row: `indexed_size`, the entries [0, indexed_size) that have postings
 """
 

@@ -1,0 +1,87 @@
+"""Why: the filters whose values scatter over a B-tree (tenant, decision id, subject) made every
+append batch dirty ~24 of its ~35 SQLite pages. Their lookups are postings `(key, idx)` written here,
+apart from the appends, a few thousand entries per transaction; `LogReader.query` covers the
+not-yet-indexed tail through the stored columns, so results never depend on this having run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+from sqlalchemy import Engine
+
+from .errors import AuditAppendError
+from .schema import AuditTables, lookup_keys
+
+CHUNK = 5000  # entries per transaction: bounds how long the indexer holds the append lock
+
+
+class LookupIndexer:
+    """Writes the postings of entries [indexed_size, tree size) and advances `indexed_size`, one
+    transaction per call, sequenced by the `lookup_state` row (any process may run it, none twice
+    over the same range). On SQLite it also holds `append_lock`: an appender that met the indexer's
+    transaction inside SQLite would wait in SQLite's busy handler, which sleeps 1, 2, 5, 10 ms ...
+    (8 writers: 9.1k appends/s with the indexer every 200 ms, 11.8k without it, 10.7k with the
+    lock); PostgreSQL's row locks keep the two apart without it."""
+
+    def __init__(self, engine: Engine, tables: AuditTables, append_lock: threading.Lock) -> None:
+        self.engine = engine
+        self.append_lock = append_lock
+        self._lock = threading.Lock()
+        self.sqlite = engine.dialect.name == "sqlite"
+        ph = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        p = tables.prefix  # validated by audit_tables: [a-z_][a-z0-9_]*; values are bound
+        self._sql = {
+            "lock_sqlite": f"UPDATE {p}lookup_state SET indexed_size = indexed_size WHERE id = 1",  # noqa: S608
+            "read": f"SELECT indexed_size FROM {p}lookup_state WHERE id = 1",  # noqa: S608
+            "lock": f"SELECT indexed_size FROM {p}lookup_state WHERE id = 1 FOR UPDATE",  # noqa: S608
+            "tree_size": f"SELECT tree_size FROM {p}head WHERE id = 1",  # noqa: S608
+            "entries": f"SELECT idx, tenant, decision_id FROM {p}entries "  # noqa: S608
+            f"WHERE idx >= {ph} AND idx < {ph} ORDER BY idx",
+            "subjects": f"SELECT idx, subject_id FROM {p}subjects WHERE idx >= {ph} AND idx < {ph}",  # noqa: S608
+            "posting": f"INSERT INTO {p}lookup (key, idx) VALUES ({ph}, {ph})",  # noqa: S608
+            "advance": f"UPDATE {p}lookup_state SET indexed_size = {ph} WHERE id = 1",  # noqa: S608
+        }
+
+    def run(self, max_entries: int = CHUNK) -> int:
+        """Index up to `max_entries` entries; returns how many were covered (0: caught up)."""
+        held = self.append_lock if self.sqlite else contextlib.nullcontext()
+        with self._lock, held, self.engine.begin() as conn:
+            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                return self._run(cur, max_entries)
+            finally:
+                cur.close()
+
+    def _run(self, cur: object, max_entries: int) -> int:
+        execute, fetchone, fetchall = cur.execute, cur.fetchone, cur.fetchall  # type: ignore[attr-defined]
+        if self.sqlite:
+            execute(self._sql["lock_sqlite"])
+            execute(self._sql["read"])
+        else:
+            execute(self._sql["lock"])
+        row = fetchone()
+        if row is None:
+            raise AuditAppendError("audit log tables are not initialised (call create_tables)")
+        start = int(row[0])
+        execute(self._sql["tree_size"])
+        size_row = fetchone()
+        end = min(int(size_row[0]) if size_row else 0, start + max(1, max_entries))
+        if end <= start:
+            return 0
+        execute(self._sql["entries"], (start, end))
+        entries = fetchall()
+        execute(self._sql["subjects"], (start, end))
+        subjects: dict[int, list[str]] = {}
+        for idx, subject in fetchall():
+            subjects.setdefault(int(idx), []).append(str(subject))
+        postings = sorted(
+            (key, int(idx))
+            for idx, tenant, decision_id in entries
+            for key in lookup_keys(tenant, decision_id, subjects.get(int(idx), ()))
+        )
+        if postings:
+            cur.executemany(self._sql["posting"], postings)  # type: ignore[attr-defined]
+        execute(self._sql["advance"], (end,))
+        return end - start
