@@ -1,5 +1,6 @@
 """Why: on a GPU machine the NSFW models should run on the GPU, in large batches (a single image is
-no faster there than on the CPU; a batch of 32 is ~30-50x faster, see docs/models.md). ONNX
+no faster there than on the CPU; in batches of 32 the networks took 3-9 % of the adapter's time on
+an H100, the shared CPU pre/post-processing the rest — docs/models.md). ONNX
 Runtime's CUDA provider is not always installed (the H100 image we measured on has none), so
 these adapters convert the *same* ONNX weights to PyTorch with `onnx2torch` when they load and
 run them on `device` (CUDA when present, fp16 there), with the ONNX adapters' own pre- and

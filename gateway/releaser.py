@@ -30,6 +30,8 @@ from gateway.provenance import (
 )
 from gateway.provenance.keys import PkiPaths, init_dev_pki
 
+PDQ_SAME_IMAGE = 60  # bits: at most this far from the hash recorded at release is the same render
+
 DEFAULT_STRENGTH = {"dwtDctSvd": 36.0, "dwtDct": 36.0, "rivaGan": 1.0}
 
 
@@ -227,30 +229,27 @@ class ProvenanceService:
     def _image_match(self, rows: list[Any], rgb: np.ndarray) -> tuple[bool | None, int | None]:
         """(PDQ within 60 bits of a hash recorded at release, the smallest distance); (None, None)
         when no hash was recorded or no hasher is loaded."""
+        distances = [d for d in self._pdq_distances(rows, rgb) if d is not None]
+        if not distances:
+            return None, None
+        return min(distances) <= PDQ_SAME_IMAGE, min(distances)
+
+    def _pdq_distances(self, rows: list[Any], rgb: np.ndarray) -> list[int | None]:
+        """Per row, the smallest PDQ distance between this image and the hash recorded at release
+        (None where none was recorded, or everywhere when no hasher is loaded)."""
         from gateway.provenance import pdq_distance
 
-        recorded = [r.image_pdq for r in rows if r.image_pdq]
-        if self.hasher is None or not recorded:
-            return None, None
+        if self.hasher is None:
+            return [None] * len(rows)
         hashes = self.hasher.hashes(rgb)
-        distance = min(pdq_distance(h, r) for h in hashes for r in recorded)
-        return distance <= 60, distance
+        return [min(pdq_distance(h, r.image_pdq) for h in hashes) if r.image_pdq else None for r in rows]
 
     def _confirm(self, rows: list[Any], rgb: np.ndarray, manifest_ids: list[str]) -> list[Any]:
         """Short ids (rivaGan, 24 bits) collide: keep only records the C2PA manifest or the image's
         perceptual hash confirms (PDQ within 60 bits of the hash recorded at release)."""
-        from gateway.provenance import pdq_distance
-
-        if self.hasher is None:
-            return [r for r in rows if r.decision_id in manifest_ids]
-        hashes = self.hasher.hashes(rgb)
-        confirmed = []
-        for row in rows:
-            if row.decision_id in manifest_ids or (
-                row.image_pdq and min(pdq_distance(h, row.image_pdq) for h in hashes) <= 60
-            ):
-                confirmed.append(row)
-        return confirmed
+        distances = self._pdq_distances(rows, rgb)
+        return [row for row, d in zip(rows, distances, strict=True)
+                if row.decision_id in manifest_ids or (d is not None and d <= PDQ_SAME_IMAGE)]
 
     def close(self) -> None:
         return None

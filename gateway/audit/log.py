@@ -206,9 +206,10 @@ class AuditLog:
                 self._indexer.start()
 
     def close(self) -> None:
-        """Refuse further appends, stop the checkpoint timer, and publish a last checkpoint when
-        entries this process appended are not covered yet (so a short-lived writer, e.g. a CLI
-        command, never leaves its entries without a signed checkpoint)."""
+        """Refuse further appends, stop the checkpoint timer and the indexer, index what is
+        appended so far, and publish a last checkpoint when entries this process appended are not
+        covered yet (so a short-lived writer, e.g. a CLI command, never leaves its entries without
+        a signed checkpoint or postings)."""
         with self._mutex:
             if self._closed:
                 return
@@ -219,7 +220,10 @@ class AuditLog:
         if indexer is not None:
             indexer.join()
             try:
-                while self.index_pending() > 0:
+                # Up to the size seen now: with other processes still appending, "until nothing
+                # is left" might never come.
+                target = self.head().tree_size
+                while self.reader.indexed_size() < target and self.index_pending() > 0:
                     pass
             except Exception:  # noqa: BLE001 - best effort: the next writer's indexer catches up
                 _log.warning("could not index the last entries on close", exc_info=True)
@@ -293,9 +297,9 @@ class AuditLog:
         the first caller that queued meanwhile (or give it up when nobody did)."""
         with self._mutex:
             if self.group_wait_s > 0 and not self._gathered():
-                # Callers already encoding their records, and under steady concurrency as many
-                # callers as the last batch held, join this batch instead of paying a
-                # transaction of their own right after it (bounded by group_wait_ms).
+                # Callers already inside append_many (encoding their records, or just woken
+                # from the last batch) join this one instead of paying a transaction of their
+                # own right after it (bounded by group_wait_ms).
                 self._lingering = True
                 self._arrival.wait_for(self._gathered, self.group_wait_s)
                 self._lingering = False

@@ -74,6 +74,15 @@ def test_background_indexer_catches_up(make_log: LogFactory) -> None:
     assert all_pages(log, subject="subj-2") == [i for i in range(50) if i % 5 == 2]
 
 
+def test_close_indexes_what_was_appended(make_log: LogFactory) -> None:
+    log = make_log(index_interval_ms=60_000)  # the background indexer would not run in time
+    for i in range(30):
+        log.append(decision(i))
+    assert log.reader.indexed_size() == 0
+    log.close()
+    assert log.reader.indexed_size() == 30
+
+
 def test_deleted_posting_fails_verify_and_forged_one_leaks_nothing(make_log: LogFactory, engine: Engine,
                                                                   signer: CheckpointSigner, prefix: str) -> None:
     log = make_log(index_interval_ms=0)
