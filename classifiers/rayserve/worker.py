@@ -23,10 +23,11 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from ray import serve
+from ray.serve.deployment import Deployment
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -129,6 +130,7 @@ class FamilyWorker:
     def __init__(self, family: str, models: list[dict[str, Any]], num_cpus: float = 1.0) -> None:
         self.models = FamilyModels(family, models, num_cpus)
         self.max_batch_size = 8
+        self.stats = {"batches": 0, "items": 0, "largest_batch": 0}  # what the batching achieved
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         self.max_batch_size = int(user_config.get("max_batch_size", 8))
@@ -138,6 +140,9 @@ class FamilyWorker:
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
     async def run_item(self, items: list[Item]) -> list[Any]:
+        self.stats["batches"] += 1
+        self.stats["items"] += len(items)
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(items))
         return await asyncio.to_thread(self.models.run, items)
 
     async def _one(self, item: Item) -> Any:
@@ -151,7 +156,7 @@ class FamilyWorker:
         op = request.url.path.rstrip("/").rsplit("/", 1)[-1]
         if request.method == "GET" and op == "info":
             return _json(200, {"family": family, "models": self.models.describe(), "pid": os.getpid(),
-                               "max_batch_size": self.max_batch_size})
+                               "max_batch_size": self.max_batch_size, "stats": self.stats})
         if request.method != "POST" or op not in OPS[family]:
             return _json(404, {"error": f"{family} workers answer GET info and POST {', '.join(OPS[family])}"})
         try:
@@ -187,7 +192,7 @@ class FamilyWorker:
         return results, []
 
 
-FamilyWorkerDeployment = serve.deployment(FamilyWorker)
+FamilyWorkerDeployment = cast(Deployment, serve.deployment(FamilyWorker))
 
 
 def build(args: dict[str, Any]) -> Any:
