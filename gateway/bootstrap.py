@@ -108,7 +108,7 @@ def open_registry(settings: Settings, engine: Engine, pool: Any) -> Any:
 
 def open_provenance(settings: Settings, engine: Engine, pool: Any = None) -> Any:
     from gateway.policy.schema import ModelSpec
-    from gateway.releaser import ProvenanceService
+    from gateway.provenance.service import ProvenanceService
 
     service = ProvenanceService.open(settings, engine, c2pa_dir(settings))
     if pool is not None:

@@ -17,8 +17,8 @@ from gateway.db import make_engine
 from gateway.media import MediaLimits
 from gateway.metrics import Metrics
 from gateway.pipeline.check import CheckPipeline
-from gateway.pipeline.consent import ConsentLookup, EmptyConsent
-from gateway.pipeline.runtime import ModelPool
+from gateway.pipeline.ports import ConsentLookup, EmptyConsent
+from gateway.policy.runtime import ModelPool
 from gateway.policy.manager import ActivePolicy, PolicyManager
 from gateway.settings import Settings
 
@@ -104,7 +104,7 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
         def face_models_ready(active: ActivePolicy) -> None:
             """Refuse a bundle whose face model lacks templates for enrolled subjects: they would
             match nobody (fail open). Re-embed first: `consentgate registry reembed --model NAME`."""
-            from gateway.cli_models import face_model_ready
+            from gateway.registry.switch import face_model_ready
             from gateway.policy.loader import PolicyError
 
             for rt in [active.runtime, *active.overlay_runtimes.values()]:

@@ -13,7 +13,7 @@ from gateway.api.deps import AnyKey, GatewayDep
 from gateway.api.uploads import read_capped
 from gateway.errors import UnsupportedMedia
 from gateway.media import IMAGE_TYPES, decode_image, sniff
-from gateway.provenance_verify import verify_file
+from gateway.provenance.verify import verify_file
 
 router = APIRouter(prefix="/v1/provenance", tags=["provenance"])
 

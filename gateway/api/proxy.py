@@ -2,7 +2,7 @@
 decision id in the answer); `/v1/images/generations` and `/v1/images/edits` speak the OpenAI
 images API, so an existing client only changes its base URL (the route is the `model` field),
 and denials come back as OpenAI-style error objects carrying the decision id. `/v1/blobs/{id}`
-serves `url` answers; `/v1/routes` lists the routes. The flow is gateway.upstream.proxy; the
+serves `url` answers; `/v1/routes` lists the routes. The flow is gateway.pipeline.proxy; the
 request shapes and OpenAI errors are gateway.upstream.surface."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from gateway.apikeys import Principal, require_role
 from gateway.context import Gateway
 from gateway.errors import BadInput, GatewayError, Invalid, NotFound, TooLarge, Unauthorized, UnsupportedMedia
 from gateway.pipeline.record import caller_view
-from gateway.upstream.proxy import ProxyDenied, ProxyOutcome, ProxyRequest, ProxyService, Released
+from gateway.pipeline.proxy import ProxyDenied, ProxyOutcome, ProxyRequest, ProxyService, Released
 from gateway.upstream.state import attach_proxy
 from gateway.upstream.surface import (
     OpenAIStyleError,

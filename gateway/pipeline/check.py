@@ -27,8 +27,8 @@ from gateway.decision import (
 )
 from gateway.media import DecodedImage
 from gateway.metrics import Metrics
-from gateway.pipeline.consent import ConsentLookup
-from gateway.pipeline.runtime import PolicyRuntime
+from gateway.pipeline.ports import ConsentLookup
+from gateway.policy.runtime import PolicyRuntime
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ from gateway.errors import BadInput, Invalid, NotReady, TooLarge
 from gateway.media import DecodedImage, decode_image
 from gateway.pipeline.check import CheckInput, CheckResult
 from gateway.pipeline.record import build_record
-from gateway.pipeline.runtime import PolicyRuntime
+from gateway.policy.runtime import PolicyRuntime
 
 
 class CheckRequestBody(BaseModel):

@@ -311,7 +311,7 @@ def test_make_secrets_output_validates_and_installs_into_a_working_data_dir(tmp_
 
     from gateway.bootstrap import c2pa_dir, ensure_initialised, kek_path
     from gateway.registry.crypto import FileKek
-    from gateway.releaser import ProvenanceService
+    from gateway.provenance.service import ProvenanceService
     from gateway.settings import Settings
 
     settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",

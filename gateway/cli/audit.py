@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli import DataDir, fail, load_settings
+from gateway.cli.common import DataDir, fail, load_settings
 from gateway.settings import Settings
 
 audit_app = typer.Typer(help="Export and verify the signed audit log.", no_args_is_help=True)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli import DataDir, fail, load_settings
+from gateway.cli.common import DataDir, fail, load_settings
 
 policy_app = typer.Typer(help="Validate, test, explain and sign policy bundles.", no_args_is_help=True)
 DirArg = Annotated[Path | None, typer.Argument(help="Policy directory (default: CONSENTGATE_POLICIES or ./policies)")]
@@ -98,8 +98,8 @@ def explain(
     from gateway.media import MediaLimits, decode_image
     from gateway.metrics import Metrics
     from gateway.pipeline.check import CheckInput, CheckPipeline
-    from gateway.pipeline.consent import EmptyConsent
-    from gateway.pipeline.runtime import ModelPool
+    from gateway.pipeline.ports import EmptyConsent
+    from gateway.policy.runtime import ModelPool
     from gateway.pipeline.service import parse_request_part
     from gateway.policy.loader import PolicyError
     from gateway.policy.manager import PolicyManager
@@ -221,7 +221,7 @@ def shadow_report(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Summarise, from the audit log, how often shadow rules and models disagreed with the live verdict."""
-    from gateway.cli_audit import open_local_log
+    from gateway.cli.audit import open_local_log
 
     start = parse_since(since)
     log = open_local_log(load_settings(data_dir))
