@@ -18,8 +18,8 @@ from gateway.media import MediaLimits
 from gateway.metrics import Metrics
 from gateway.pipeline.check import CheckPipeline
 from gateway.pipeline.ports import ConsentLookup, EmptyConsent
-from gateway.policy.runtime import ModelPool
 from gateway.policy.manager import ActivePolicy, PolicyManager
+from gateway.policy.runtime import ModelPool
 from gateway.settings import Settings
 
 log = logging.getLogger("consentgate")
@@ -104,8 +104,8 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
         def face_models_ready(active: ActivePolicy) -> None:
             """Refuse a bundle whose face model lacks templates for enrolled subjects: they would
             match nobody (fail open). Re-embed first: `consentgate registry reembed --model NAME`."""
-            from gateway.registry.switch import face_model_ready
             from gateway.policy.loader import PolicyError
+            from gateway.registry.switch import face_model_ready
 
             for rt in [active.runtime, *active.overlay_runtimes.values()]:
                 ok, missing = face_model_ready(registry, rt.face.info.name, rt.face.info.version)

@@ -21,8 +21,8 @@ from gateway.api.deps import GatewayDep, Generator, get_gateway, get_principal
 from gateway.apikeys import Principal, require_role
 from gateway.context import Gateway
 from gateway.errors import BadInput, GatewayError, Invalid, NotFound, TooLarge, Unauthorized, UnsupportedMedia
-from gateway.pipeline.record import caller_view
 from gateway.pipeline.proxy import ProxyDenied, ProxyOutcome, ProxyRequest, ProxyService, Released
+from gateway.pipeline.record import caller_view
 from gateway.upstream.state import attach_proxy
 from gateway.upstream.surface import (
     OpenAIStyleError,

@@ -99,10 +99,10 @@ def explain(
     from gateway.metrics import Metrics
     from gateway.pipeline.check import CheckInput, CheckPipeline
     from gateway.pipeline.ports import EmptyConsent
-    from gateway.policy.runtime import ModelPool
     from gateway.pipeline.service import parse_request_part
     from gateway.policy.loader import PolicyError
     from gateway.policy.manager import PolicyManager
+    from gateway.policy.runtime import ModelPool
 
     settings = load_settings(data_dir, directory)
     body = parse_request_part(request.read_bytes())

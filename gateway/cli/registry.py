@@ -30,8 +30,8 @@ def local_registry(data_dir: Path | None, *, with_models: bool = True) -> Iterat
     from classifiers.registry import builtin_registry
     from gateway.bootstrap import ensure_initialised, open_registry
     from gateway.db import make_engine
-    from gateway.policy.runtime import ModelPool
     from gateway.policy.loader import PolicyError, load_bundle
+    from gateway.policy.runtime import ModelPool
 
     settings = load_settings(data_dir)
     ensure_initialised(settings)

@@ -46,8 +46,8 @@ from gateway.decision import (
 from gateway.errors import BadInput, GatewayError, TooLarge, UnsupportedMedia
 from gateway.pipeline.check import _Failed
 from gateway.pipeline.record import build_record
-from gateway.policy.runtime import PolicyRuntime
 from gateway.pipeline.service import CheckRequestBody, DecisionService
+from gateway.policy.runtime import PolicyRuntime
 from gateway.policy.schema import Policy, VideoSettings
 from gateway.provenance import ReleaseClaim, WatermarkRecord, record_watermark, reserve_watermark_id
 from gateway.provenance.payload import DWT_PAYLOAD

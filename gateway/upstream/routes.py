@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gateway.policy.loader import PolicyError, read_yaml, validation_errors
+from gateway.policy.errors import PolicyError
+from gateway.policy.parse import read_yaml, validation_errors
 
 ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 USE_PATTERN = r"^[A-Za-z0-9_.-]+$"
