@@ -45,7 +45,7 @@ def local_registry(data_dir: Path | None, *, with_models: bool = True) -> Iterat
             raise fail("cannot load the policy to find the face model:\n" + "\n".join(exc.errors)) from None
         specs = [bundle.policy.consent.face_model] + [p.consent.face_model for p in bundle.overlays.values()]
         for spec in specs:
-            face = pool.get("face", spec)
+            face = pool.face(spec)
             registry.face_analyzers[face.info.name] = face
     try:
         yield registry, settings, engine

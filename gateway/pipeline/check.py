@@ -9,7 +9,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TypeVar
 
 import numpy as np
@@ -27,7 +26,8 @@ from gateway.decision import (
 )
 from gateway.media import DecodedImage
 from gateway.metrics import Metrics
-from gateway.pipeline.ports import ConsentLookup
+from gateway.pipeline.errors import ModelCallFailed
+from gateway.pipeline.ports import Clock, ConsentLookup
 from gateway.policy.runtime import PolicyRuntime
 
 T = TypeVar("T")
@@ -51,19 +51,17 @@ class CheckResult:
     embeddings: list[np.ndarray] = field(default_factory=list)
 
 
-class _Failed(Exception):
-    def __init__(self, failure: ModelFailure):
-        super().__init__(failure.message)
-        self.failure = failure
+class CheckStage:
+    """Runs the policy's models over decoded images, asks the consent registry, reads grants, and
+    decides. Every model or registry call runs off the event loop under a timeout; a failure is a
+    `ModelFailure` fact (fail closed), never an exception out of `run`."""
 
-
-class CheckPipeline:
     def __init__(
         self,
         consent: ConsentLookup,
         metrics: Metrics,
         *,
-        clock: Callable[[], datetime],
+        clock: Clock,
         model_timeout_s: float = 10.0,
     ):
         self.consent = consent
@@ -80,10 +78,10 @@ class CheckPipeline:
             result = await asyncio.wait_for(asyncio.to_thread(fn), timeout=limit)
         except TimeoutError:
             self.metrics.model_failures.labels(model).inc()
-            raise _Failed(ModelFailure(check, model, f"timed out after {limit:g}s")) from None
+            raise ModelCallFailed(ModelFailure(check, model, f"timed out after {limit:g}s")) from None
         except Exception as exc:  # noqa: BLE001 - every model error fails closed
             self.metrics.model_failures.labels(model).inc()
-            raise _Failed(ModelFailure(check, model, f"{type(exc).__name__}: {exc}")) from None
+            raise ModelCallFailed(ModelFailure(check, model, f"{type(exc).__name__}: {exc}")) from None
         finally:
             self.metrics.model_seconds.labels(model).observe(time.perf_counter() - start)
         return result
@@ -99,7 +97,7 @@ class CheckPipeline:
         async def guarded(coro: Awaitable[T]) -> T | None:
             try:
                 return await coro
-            except _Failed as failed:
+            except ModelCallFailed as failed:
                 failures.append(failed.failure)
                 return None
 
@@ -116,7 +114,7 @@ class CheckPipeline:
                                        lambda: [rt.face.analyze(w) for w in working])) if working else None
         hash_task = guarded(self._call("hash_list", rt.hasher.info.name,
                                        lambda: [rt.hasher.hashes(w) for w in working])) if working else None
-        prompt_task = guarded(self._prompt_facts(rt, req.prompt)) if req.prompt and (
+        prompt_task = guarded(self.prompt_facts(rt, req.prompt)) if req.prompt and (
             stage_rules is None or stage_rules.prompt) else None
 
         t0 = time.perf_counter()
@@ -179,7 +177,7 @@ class CheckPipeline:
             return (), []
         embeddings = [f.embedding for _, f, _ in located if f.embedding is not None]
         if len(embeddings) != len(located):
-            raise _Failed(ModelFailure("faces", rt.face.info.name, "the face analyzer returned no embedding"))
+            raise ModelCallFailed(ModelFailure("faces", rt.face.info.name, "the face analyzer returned no embedding"))
         matrix = np.stack(embeddings).astype(np.float32)
         threshold = rt.policy.consent.match_threshold
         matches = await self._call("consent", "registry",
@@ -200,7 +198,7 @@ class CheckPipeline:
             hits.extend(HashHit(media_index, subject_id, distance) for subject_id, distance in found)
         return tuple(hits)
 
-    async def _prompt_facts(
+    async def prompt_facts(
         self, rt: PolicyRuntime, prompt: str | None
     ) -> tuple[tuple[NameFact, ...], dict[str, float]]:
         if not prompt:

@@ -9,25 +9,29 @@
 
 Every decision carries the same `request_id`, so the input and output records of one request
 can be joined in the audit log. The HTTP surfaces (gateway-native and OpenAI-compatible) only
-translate requests and answers; they share this flow."""
+translate requests and answers; they share this flow. The upstream clients, routes and per-gateway
+proxy resources are `gateway.upstream`."""
 
 from __future__ import annotations
 
-import copy
-import secrets
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.apikeys import Principal
-from gateway.context import Gateway, utc_now
-from gateway.errors import BadInput, Invalid, NotFound, UpstreamError
-from gateway.pipeline.record import rfc3339
-from gateway.pipeline.release import release
-from gateway.pipeline.service import CheckRequestBody, DecisionService
+from gateway.decision import Reason
+from gateway.errors import BadInput, Invalid, NotFound
+from gateway.pipeline.errors import ProxyDenied, UpstreamFailed
+from gateway.pipeline.record import DecisionRecord, Findings, rfc3339
+from gateway.pipeline.request import CheckRequest
+from gateway.pipeline.service import Pipeline
+from gateway.pipeline.steps import new_id
 from gateway.upstream.clients import UpstreamCall, UpstreamFailure, call_upstream
 from gateway.upstream.routes import Route
-from gateway.upstream.state import ProxyState, attach_proxy
+from gateway.upstream.state import ProxyState
+
+__all__ = ["ProxyDenied", "ProxyOutcome", "ProxyRequest", "ProxyService", "Released", "UpstreamFailed"]
 
 
 @dataclass(frozen=True)
@@ -59,54 +63,26 @@ class ProxyOutcome:
     withheld: list[dict[str, Any]]
 
 
-class ProxyDenied(Exception):
-    """A decision said deny or review; `record` is the full (operator) record."""
-
-    def __init__(self, record: dict[str, Any], request_id: str):
-        super().__init__(record["decision"])
-        self.record = record
-        self.request_id = request_id
-
-
-class UpstreamFailed(UpstreamError):
-    """502 with the decision id of the audited `upstream.failed` record."""
-
-    def __init__(self, message: str, record: dict[str, Any], request_id: str):
-        super().__init__(message, details={"decision_id": record["decision_id"], "request_id": request_id})
-        self.record = record
-        self.request_id = request_id
-
-
-def _stage_record(source: dict[str, Any], route: Route, rule: str, detail: str) -> dict[str, Any]:
+def _stage_record(source: DecisionRecord, route: Route, rule: str, detail: str, now: str) -> DecisionRecord:
     """A deny decision for the output stage when there is no render to check (the upstream
     failed or sent something that is not an image): same request, use, tenant and policy."""
-    record = copy.deepcopy({k: v for k, v in source.items() if k != "audit"})
-    record.update(
-        decision_id=secrets.token_hex(16),
-        decision="deny",
-        stage="output",
-        created_at=rfc3339(utc_now()),
-        reasons=[{"rule": rule, "outcome": "deny", "detail": detail}],
-        media=[],
-        findings={"nsfw": [], "faces": [], "prompt": [], "hashes": [], "shadow": []},
-        obligations=[],
-        grant_ids=[],
-        outputs=[],
-        software_agent=route.software_agent(),
+    return dataclasses.replace(
+        source,
+        decision_id=new_id(), decision="deny", stage="output", created_at=now,
+        reasons=[Reason(rule, "deny", detail)], media=[], findings=Findings(), obligations=[], grant_ids=[],
+        outputs=[], software_agent=route.software_agent(), audit=None,
+        video=list(source.video), policy=dataclasses.replace(source.policy),
     )
-    return record
 
 
-def _upstream_fault(record: dict[str, Any]) -> bool:
-    reasons = record.get("reasons") or []
-    return bool(reasons) and all(str(r.get("rule", "")).startswith("upstream.") for r in reasons)
+def _upstream_fault(record: DecisionRecord) -> bool:
+    return bool(record.reasons) and all(r.rule.startswith("upstream.") for r in record.reasons)
 
 
 class ProxyService:
-    def __init__(self, gw: Gateway, state: ProxyState | None = None):
-        self.gw = gw
-        self.state = state or attach_proxy(gw)
-        self.decisions = DecisionService(gw)
+    def __init__(self, pipeline: Pipeline, state: ProxyState):
+        self.pipeline = pipeline
+        self.state = state
 
     def resolve(self, name: str | None) -> tuple[str, Route]:
         found = self.state.routes.current().resolve(name)
@@ -129,81 +105,66 @@ class ProxyService:
         async with self.state.slots.hold(name, route):
             return await self._run(principal, req, name, route, edit)
 
+    def _now(self) -> str:
+        return rfc3339(self.pipeline.clock())
+
     async def _run(
         self, principal: Principal, req: ProxyRequest, name: str, route: Route, edit: bool
     ) -> ProxyOutcome:
-        request_id = secrets.token_hex(16)
+        request_id = new_id()
         use = route.edit_use if edit else route.use
-        body = CheckRequestBody(
-            stage="input", use=use, prompt=req.prompt, end_user=req.end_user, request_id=request_id
-        )
+        body = CheckRequest(stage="input", use=use, prompt=req.prompt, end_user=req.end_user, request_id=request_id)
         media = req.images + ([req.mask] if req.mask is not None else [])
-        images = await self.decisions.decode(media)
-        decision = await self.decisions.decide(principal, body, images, request_id=request_id)
-        input_record = await self.decisions.append(decision.record)
-        if input_record["decision"] != "allow":
-            raise ProxyDenied(input_record, request_id)
+        images = await self.pipeline.decode(media)
+        decision = await self.pipeline.decide(principal, body, images, request_id=request_id)
+        input_record = await self.pipeline.append(decision.record)
+        if not input_record.allowed:
+            raise ProxyDenied(input_record.to_dict(), request_id)
 
         renders = await self._call(name, route, req, input_record, request_id)
-        out_body = body.model_copy(update={"stage": "output"})
         released: list[Released] = []
-        withheld: list[dict[str, Any]] = []
+        withheld: list[DecisionRecord] = []
         for data in renders:
             try:
-                outcome = await release(
-                    self.decisions,
-                    principal,
-                    out_body,
-                    [data],
-                    request_id=request_id,
-                    software_agent=route.software_agent(),
-                )
+                outcome = await self.pipeline.release(principal, body, [data], request_id=request_id,
+                                                      software_agent=route.software_agent(), allow_video=False)
             except BadInput as exc:  # not a decodable image: the upstream's fault, recorded as such
                 record = _stage_record(
-                    input_record,
-                    route,
-                    "upstream.bad_output",
-                    f"the upstream returned something that is not a usable image: {exc.message}",
+                    input_record, route, "upstream.bad_output",
+                    f"the upstream returned something that is not a usable image: {exc.message}", self._now(),
                 )
-                withheld.append(await self.decisions.append(record))
+                withheld.append(await self.pipeline.append(record))
                 continue
-            if outcome.record["decision"] == "allow" and outcome.files:
-                data_out, mime = outcome.files[0]
-                released.append(Released(data_out, mime, outcome.record))
+            if outcome.record.allowed and outcome.files:
+                released.append(Released(outcome.files[0].data, outcome.files[0].mime, outcome.record.to_dict()))
             else:
                 withheld.append(outcome.record)
         if not released:
             denial = next((r for r in withheld if not _upstream_fault(r)), None)
             if denial is not None:
-                raise ProxyDenied(denial, request_id)
+                raise ProxyDenied(denial.to_dict(), request_id)
             raise UpstreamFailed(
-                f"route {name!r}: the upstream returned no usable image", withheld[0], request_id
+                f"route {name!r}: the upstream returned no usable image", withheld[0].to_dict(), request_id
             )
-        return ProxyOutcome(request_id, name, route, input_record, released, withheld)
+        return ProxyOutcome(request_id, name, route, input_record.to_dict(), released,
+                            [r.to_dict() for r in withheld])
 
     async def _call(
-        self, name: str, route: Route, req: ProxyRequest, input_record: dict[str, Any], request_id: str
+        self, name: str, route: Route, req: ProxyRequest, input_record: DecisionRecord, request_id: str
     ) -> list[bytes]:
         call = UpstreamCall(
-            prompt=req.prompt,
-            n=req.n,
-            size=req.size,
-            images=list(req.images),
-            mask=req.mask,
-            extra=dict(req.extra),
+            prompt=req.prompt, n=req.n, size=req.size, images=list(req.images), mask=req.mask, extra=dict(req.extra),
         )
         metrics = self.state.metrics
         start = time.perf_counter()
         try:
-            renders = await call_upstream(
-                self.state.http(), route, call, max_bytes=self.state.max_response_bytes
-            )
+            renders = await call_upstream(self.state.http(), route, call, max_bytes=self.state.max_response_bytes)
         except UpstreamFailure as exc:
             metrics.upstream.labels(name, exc.reason).inc()
-            record = await self.decisions.append(
-                _stage_record(input_record, route, "upstream.failed", f"{exc.reason}: {exc.message}")
+            record = await self.pipeline.append(
+                _stage_record(input_record, route, "upstream.failed", f"{exc.reason}: {exc.message}", self._now())
             )
-            raise UpstreamFailed(f"route {name!r}: {exc.message}", record, request_id) from None
+            raise UpstreamFailed(f"route {name!r}: {exc.message}", record.to_dict(), request_id) from None
         finally:
             metrics.upstream_seconds.labels(name).observe(time.perf_counter() - start)
         metrics.upstream.labels(name, "ok").inc()

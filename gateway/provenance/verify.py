@@ -1,59 +1,53 @@
 """Why: verify joins three sources — the C2PA manifest, the watermark table and the audit log —
-and the registry's current grant states, then cuts the answer to what the caller may see."""
+and the registry's current grant states, then cuts the answer to what the caller may see. Its
+inputs are narrow: the provenance service, a way to find a decision's audit entry, and (when a
+registry is attached) the grant states."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
 
-from sqlmodel import Session, col, select
+import numpy as np
 
 from gateway.apikeys import Principal
-from gateway.media import DecodedImage
+from gateway.audit import AuditLog
+from gateway.audit.reader import AuditEntry, AuditQuery
+from gateway.provenance.service import ProvenanceService
+
+__all__ = ["GrantStates", "verify_file"]
 
 
-def _grant_states(gw: Any, grant_ids: list[str]) -> list[dict[str, Any]]:
-    if not grant_ids or gw.registry is None:
-        return []
-    from gateway.context import utc_now
-    from gateway.registry.models import RegistryGrant
+class GrantStates(Protocol):
+    """(grant id, erased | revoked | expired | granted) per id, read now (the consent registry)."""
 
-    now = utc_now()
-    with Session(gw.engine) as session:
-        rows = {r.id: r for r in session.exec(select(RegistryGrant).where(col(RegistryGrant.id).in_(grant_ids)))}
-    out = []
-    for gid in grant_ids:
-        row = rows.get(gid)
-        if row is None:
-            state = "erased"
-        elif row.revoked_at is not None:
-            state = "revoked"
-        elif row.expires_at is not None and _utc(row.expires_at) <= now:
-            state = "expired"
-        else:
-            state = "granted"
-        out.append({"grant_id": gid, "state": state})
-    return out
+    def grant_states(self, grant_ids: Sequence[str], now: datetime) -> list[tuple[str, str]]: ...
 
 
-def _utc(ts: Any) -> Any:
-    from datetime import UTC
-
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
-def _find_decision(gw: Any, decision_id: str) -> Any:
+def _find_decision(audit: AuditLog, decision_id: str) -> AuditEntry | None:
     """The audit entry of a decision (the log indexes decision ids as a query column)."""
-    entries, _ = gw.audit.query(decision_id=decision_id, limit=1)
+    entries, _ = audit.query(**AuditQuery(decision_id=decision_id, limit=1).as_kwargs())
     return entries[0] if entries else None
 
 
-def verify_file(gw: Any, principal: Principal, data: bytes, mime: str, image: DecodedImage | None) -> dict[str, Any]:
-    rgb = image.rgb if image is not None else None
-    found = gw.provenance.inspect(data, mime, rgb)
-    is_operator = principal.is_operator(gw.settings.operator_tenant)
+def verify_file(
+    provenance: ProvenanceService,
+    audit: AuditLog,
+    grants: GrantStates | None,
+    clock: Callable[[], datetime],
+    *,
+    operator_tenant: str,
+    principal: Principal,
+    data: bytes,
+    mime: str,
+    rgb: np.ndarray | None,
+) -> dict[str, Any]:
+    found = provenance.inspect(data, mime, rgb)
+    is_operator = principal.is_operator(operator_tenant)
     decisions = []
     for decision_id in found["decision_ids"]:
-        entry = _find_decision(gw, decision_id)
+        entry = _find_decision(audit, decision_id)
         item: dict[str, Any] = {"decision_id": decision_id}
         if entry is not None:
             record = entry.record
@@ -64,10 +58,11 @@ def verify_file(gw: Any, principal: Principal, data: bytes, mime: str, image: De
             })
             if visible:
                 item["tenant"] = record.get("tenant")
-                item["grants"] = _grant_states(gw, list(record.get("grant_ids", [])))
+                grant_ids = list(record.get("grant_ids", []))
+                states = grants.grant_states(grant_ids, clock()) if grants is not None and grant_ids else []
+                item["grants"] = [{"grant_id": gid, "state": state} for gid, state in states]
                 try:
-                    proof = gw.audit.inclusion_proof(entry.index)
-                    item["inclusion_proof"] = proof.as_dict() if hasattr(proof, "as_dict") else proof.__dict__
+                    item["inclusion_proof"] = audit.inclusion_proof(entry.index).as_dict()
                 except Exception as exc:  # noqa: BLE001 - pending checkpoint
                     item["inclusion_proof"] = {"pending": True, "detail": str(exc)}
         decisions.append(item)

@@ -40,7 +40,7 @@ from gateway.registry.models import (
     RegistryTemplateRemoval,
     SubjectPublic,
 )
-from gateway.registry.store import bump, rfc3339, template_purpose, to_utc, utcnow
+from gateway.registry.store import bump, grant_fact, rfc3339, template_purpose, to_utc, utcnow
 
 IMAGE = "enrolment_image"
 MAX_TEXT = 200
@@ -286,15 +286,16 @@ def reembed(reg: RegistryCore, model_name: str) -> dict[str, Any]:
 
 # ---- grants ----
 def _grant_public(g: RegistryGrant) -> GrantPublic:
+    fact = grant_fact(g)
     return GrantPublic(
-        id=g.id,
-        subject_id=g.subject_id,
-        grantee_tenant=g.grantee_tenant,
-        grantee_end_user=g.grantee_end_user,
-        uses=list(g.uses),
-        valid_from=to_utc(g.valid_from),
-        expires_at=to_utc(g.expires_at) if g.expires_at else None,
-        revoked_at=to_utc(g.revoked_at) if g.revoked_at else None,
+        id=fact.id,
+        subject_id=fact.subject_id,
+        grantee_tenant=fact.grantee_tenant,
+        grantee_end_user=fact.grantee_end_user,
+        uses=list(fact.uses),
+        valid_from=fact.valid_from,
+        expires_at=fact.expires_at,
+        revoked_at=fact.revoked_at,
         revoked_by=g.revoked_by,
         created_by=g.created_by,
         created_at=to_utc(g.created_at),

@@ -43,8 +43,9 @@ from gateway.registry.models import (
 from gateway.registry.names import NameIndex
 from gateway.registry.store import (
     DbTemplateSource,
+    grant_fact,
+    grant_state,
     read_counters,
-    to_utc,
     unavailable_on_db_error,
 )
 
@@ -302,19 +303,17 @@ class Registry(RegistryCore):
             ).all()
         out: dict[str, list[GrantFact]] = {}
         for g in rows:
-            out.setdefault(g.subject_id, []).append(
-                GrantFact(
-                    id=g.id,
-                    subject_id=g.subject_id,
-                    grantee_tenant=g.grantee_tenant,
-                    grantee_end_user=g.grantee_end_user,
-                    uses=tuple(g.uses),
-                    valid_from=to_utc(g.valid_from),
-                    expires_at=to_utc(g.expires_at) if g.expires_at else None,
-                    revoked_at=to_utc(g.revoked_at) if g.revoked_at else None,
-                )
-            )
+            out.setdefault(g.subject_id, []).append(grant_fact(g))
         return {k: tuple(v) for k, v in out.items()}
+
+    def grant_states(self, grant_ids: Sequence[str], now: datetime) -> list[tuple[str, str]]:
+        """(grant id, erased | revoked | expired | granted) for each id, read now (provenance reports)."""
+        if not grant_ids:
+            return []
+        with unavailable_on_db_error("read grants"), Session(self.engine) as s:
+            rows = {r.id: grant_fact(r) for r in s.exec(
+                select(RegistryGrant).where(col(RegistryGrant.id).in_(list(grant_ids))))}
+        return [(gid, grant_state(rows.get(gid), now)) for gid in grant_ids]
 
     def subject_facts(self, subject_ids: Sequence[str]) -> dict[str, SubjectFact]:
         """{id: SubjectFact(id, protected)} for the subjects that exist now."""

@@ -6,15 +6,14 @@ wraps them in the gateway's input and output decisions is `gateway.pipeline.prox
     template.py  request templates and response paths for `http-json` upstreams
     clients.py   openai-images | http-json | automatic1111, with the retry rule
     state.py     per-gateway proxy resources: routes, blobs, rate limiter, route slots, HTTP client
-    surface.py   request shapes of the HTTP surfaces and OpenAI-style errors
 """
 
 from gateway.upstream.clients import UpstreamCall, UpstreamFailure, call_upstream
 from gateway.upstream.manager import RouteManager
 from gateway.upstream.routes import Route, RoutesError, RoutesFile, RouteTable, load_routes
-from gateway.upstream.state import ProxyState, attach_proxy
+from gateway.upstream.state import ProxyState, open_proxy_state
 
 __all__ = [
     "ProxyState", "Route", "RouteManager", "RouteTable", "RoutesError", "RoutesFile", "UpstreamCall",
-    "UpstreamFailure", "attach_proxy", "call_upstream", "load_routes",
+    "UpstreamFailure", "call_upstream", "load_routes", "open_proxy_state",
 ]

@@ -31,6 +31,7 @@ from typing import cast
 
 import av
 
+from gateway.video.errors import PassCancelled
 from gateway.video.intake import decode_errors, open_video
 from gateway.video.sampling import (
     DEFAULT_SCENE_CUT_THRESHOLD,
@@ -43,10 +44,6 @@ from gateway.video.transcode import MarkedOutput, OutputInfo
 from gateway.video.watermark import VideoWatermarker
 
 __all__ = ["MarkSpec", "PassCancelled", "PassResult", "SamplerSpec", "mark_and_encode", "run_pass"]
-
-
-class PassCancelled(Exception):
-    """`should_stop()` asked the pass to stop (e.g. the gateway is shutting down)."""
 
 
 @dataclass(frozen=True)

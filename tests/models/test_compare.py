@@ -175,9 +175,9 @@ def test_fake_vs_tiny_vit_text_report(tmp_path: Path) -> None:
 def test_since_reads_shadow_findings_from_the_audit_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from gateway.cli.audit import open_local_log
     from gateway.cli.common import load_settings
     from gateway.cli.server import run_init
-    from gateway.cli.audit import open_local_log
 
     data = tmp_path / "data"
     monkeypatch.setenv("CONSENTGATE_DATA_DIR", str(data))

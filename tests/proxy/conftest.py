@@ -125,11 +125,8 @@ def proxy_env(
         )
         yield ProxyEnv(server.url, app, state, upstream_url, keys, routes_path)
         # the closer the gateway runs at shutdown closes the pooled upstream client on its loop
-        from gateway.upstream import attach_proxy
-
-        for closer in gw.extras.get("closers", []):
-            closer()
-        assert attach_proxy(gw)._http is None
+        gw.proxy.close()
+        assert gw.proxy._http is None
     shutil.rmtree(tmp, ignore_errors=True)
 
 
