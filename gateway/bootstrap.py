@@ -26,13 +26,6 @@ __all__ = ["audit_key_path", "c2pa_dir", "ensure_initialised", "kek_path", "migr
            "open_provenance", "open_registry"]
 
 
-def _import_models() -> None:
-    """Import every module that defines SQLModel tables, so create_all / Alembic see them."""
-    import gateway.apikeys  # noqa: F401
-    import gateway.provenance.models  # noqa: F401
-    import gateway.registry.models  # noqa: F401
-
-
 def audit_key_path(settings: Settings) -> Path:
     return settings.keys_dir / "audit_ed25519.key"
 

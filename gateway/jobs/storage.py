@@ -104,6 +104,15 @@ class DirJobFiles:
         self._path(key).unlink(missing_ok=True)
 
 
+def job_files_table(metadata: sa.MetaData, name: str = "job_file_chunks") -> sa.Table:
+    return sa.Table(
+        name, metadata,
+        sa.Column("key", sa.String(48), primary_key=True),
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("data", sa.LargeBinary, nullable=False),
+    )
+
+
 class DbJobFiles:
     """Chunks of 1 MiB in `job_file_chunks` (key, seq, data) of the shared database (the table is
     created by the Alembic migrations)."""
@@ -111,12 +120,7 @@ class DbJobFiles:
     def __init__(self, engine: Engine, *, table_name: str = "job_file_chunks") -> None:
         self.engine = engine
         self.metadata = sa.MetaData()
-        self.table = sa.Table(
-            table_name, self.metadata,
-            sa.Column("key", sa.String(48), primary_key=True),
-            sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
-            sa.Column("data", sa.LargeBinary, nullable=False),
-        )
+        self.table = job_files_table(self.metadata, table_name)
 
     def put_file(self, key: str, path: Path) -> int:
         t = self.table
