@@ -6,21 +6,25 @@ registry about faces, names and hashes, reads grants at decision time, freezes a
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
+from classifiers.base import DetectedFace
 from gateway.decision import (
     FaceFact,
     FaceMatch,
     Facts,
+    GrantFact,
     HashHit,
     ModelFailure,
     NameFact,
     NsfwFact,
+    SubjectFact,
     Verdict,
     decide,
 )
@@ -106,27 +110,26 @@ class CheckStage:
             wanted = [c.model for c in stage_rules.nsfw] + [m.model for e in stage_rules.ensembles for m in e.members]
             nsfw_aliases = list(dict.fromkeys(wanted))
         nsfw_tasks = [
-            guarded(self._call(f"nsfw.{alias}", alias, lambda m=rt.nsfw[alias]: m.classify(working),
+            guarded(self._call(f"nsfw.{alias}", alias, functools.partial(rt.nsfw[alias].classify, working),
                                rt.timeouts.get(alias)))
             for alias in nsfw_aliases
         ]
-        face_task = guarded(self._call("faces", rt.face.info.name,
-                                       lambda: [rt.face.analyze(w) for w in working])) if working else None
-        hash_task = guarded(self._call("hash_list", rt.hasher.info.name,
-                                       lambda: [rt.hasher.hashes(w) for w in working])) if working else None
+
+        def analyze() -> list[list[DetectedFace]]:
+            return [rt.face.analyze(w) for w in working]
+
+        def hashes() -> list[list[str]]:
+            return [rt.hasher.hashes(w) for w in working]
+
+        face_task = guarded(self._call("faces", rt.face.info.name, analyze)) if working else _none()
+        hash_task = guarded(self._call("hash_list", rt.hasher.info.name, hashes)) if working else _none()
         prompt_task = guarded(self.prompt_facts(rt, req.prompt)) if req.prompt and (
-            stage_rules is None or stage_rules.prompt) else None
+            stage_rules is None or stage_rules.prompt) else _none()
 
         t0 = time.perf_counter()
-        results = await asyncio.gather(
-            *nsfw_tasks,
-            face_task if face_task is not None else _none(),
-            hash_task if hash_task is not None else _none(),
-            prompt_task if prompt_task is not None else _none(),
-        )
+        nsfw_results, faces_raw, hashes_raw, prompt_facts = await asyncio.gather(
+            asyncio.gather(*nsfw_tasks), face_task, hash_task, prompt_task)
         self.metrics.stage_seconds.labels("models").observe(time.perf_counter() - t0)
-        nsfw_results = results[: len(nsfw_aliases)]
-        faces_raw, hashes_raw, prompt_facts = results[len(nsfw_aliases):]
 
         nsfw_facts: list[NsfwFact] = []
         for alias, scores_list in zip(nsfw_aliases, nsfw_results, strict=True):
@@ -144,11 +147,14 @@ class CheckStage:
             hash_hits = await guarded(self._hash_hits(rt, hashes_raw)) or ()
         names, concepts = prompt_facts if prompt_facts is not None else ((), {})
         subject_ids = sorted({m.subject_id for f in face_facts for m in f.matches} | {n.subject_id for n in names})
-        grants: dict[str, Any] = {}
-        subjects: dict[str, Any] = {}
+        grants: dict[str, tuple[GrantFact, ...]] = {}
+        subjects: dict[str, SubjectFact] = {}
+
+        def read_consent() -> tuple[dict[str, tuple[GrantFact, ...]], dict[str, SubjectFact]]:
+            return self.consent.grants_for(subject_ids), self.consent.subject_facts(subject_ids)
+
         if subject_ids:
-            got = await guarded(self._call("consent", "registry", lambda: (
-                self.consent.grants_for(subject_ids), self.consent.subject_facts(subject_ids))))
+            got = await guarded(self._call("consent", "registry", read_consent))
             if got is not None:
                 grants, subjects = got
         self.metrics.stage_seconds.labels("consent").observe(time.perf_counter() - t1)
@@ -165,11 +171,11 @@ class CheckStage:
         return CheckResult(facts, verdict, elapsed, embeddings)
 
     async def _match_faces(
-        self, rt: PolicyRuntime, req: CheckInput, faces_raw: list[Any] | None
+        self, rt: PolicyRuntime, req: CheckInput, faces_raw: list[list[DetectedFace]] | None
     ) -> tuple[tuple[FaceFact, ...], list[np.ndarray]]:
         if not faces_raw:
             return (), []
-        located: list[tuple[int, Any, float]] = []
+        located: list[tuple[int, DetectedFace, float]] = []
         for media_index, (faces, img) in enumerate(zip(faces_raw, req.images, strict=True)):
             for face in faces:
                 located.append((media_index, face, img.scale))
@@ -194,7 +200,7 @@ class CheckStage:
         hits: list[HashHit] = []
         for media_index, hashes in enumerate(hashes_raw):
             found = await self._call("hash_list", "registry",
-                                     lambda h=hashes: self.consent.hash_hits(h, max_distance))
+                                     functools.partial(self.consent.hash_hits, hashes, max_distance))
             hits.extend(HashHit(media_index, subject_id, distance) for subject_id, distance in found)
         return tuple(hits)
 
