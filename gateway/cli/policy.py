@@ -40,7 +40,8 @@ def validate(directory: DirArg = None, name: NameOpt = "default") -> None:
         for err in exc.errors:
             typer.secho(err, fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
-    from gateway.upstream.routes import RoutesError, load_routes
+    from gateway.upstream.errors import RoutesError
+    from gateway.upstream.routes import load_routes
 
     try:
         routes = load_routes(d / "routes.yaml")
