@@ -1,6 +1,7 @@
-"""Why: `create_app(settings)` is the one way to build a gateway: it wires routers, error
-handling (every failure is JSON with the right status, never a bare 500 for bad input), limits,
-security headers and metrics, and builds all state in the lifespan — nothing at import time."""
+"""Why: `create_app(settings)` is the one way to build a gateway: it wires the routers
+(gateway.api), the error mapping (gateway.api.errors: every failure is JSON with the right status,
+never a bare 500 for bad input), limits, security headers and metrics, and builds all state in the
+lifespan through the composition root (gateway.context) — nothing at import time."""
 
 from __future__ import annotations
 
@@ -13,14 +14,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from classifiers.registry import ModelRegistry
+from gateway.api import routers
+from gateway.api.errors import install_error_handlers
 from gateway.context import Gateway, build_gateway
-from gateway.errors import GatewayError
 from gateway.settings import Settings
 
 log = logging.getLogger("consentgate")
@@ -174,7 +173,7 @@ def create_app(
         description="Safety and consent moderation gateway for generative media.",
         lifespan=lifespan,
     )
-    _install_error_handlers(app)
+    install_error_handlers(app)
     _install_metrics(app)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -183,38 +182,9 @@ def create_app(
                            allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
     max_body = settings.max_upload_bytes * max(1, min(settings.max_media_parts, 4)) + 1_000_000
     app.add_middleware(BodyLimit, max_body=max_body)
-
-    from gateway.api import routers
-
     for router in routers():
         app.include_router(router)
     return app
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(GatewayError)
-    async def gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
-        headers = getattr(exc, "headers", None)
-        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()[:10]
-        )
-        return JSONResponse({"error": {"code": "invalid", "message": problems or "invalid request"}},
-                            status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code)
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error")
-        return JSONResponse({"error": {"code": "internal", "message": "internal error; nothing was released"}},
-                            status_code=500)
 
 
 def _install_metrics(app: FastAPI) -> None:

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,7 +116,7 @@ class DirBlobStore:
 
 
 def blob_metadata(table_name: str = "proxy_blobs") -> tuple[sa.MetaData, sa.Table]:
-    """The blob table on its own MetaData (created on first use; Alembic may adopt it)."""
+    """The blob table on its own MetaData (the Alembic migrations create it: 0003)."""
     md = sa.MetaData()
     table = sa.Table(
         table_name,
@@ -141,18 +140,8 @@ class DbBlobStore:
         self.engine = engine
         self.clock = clock
         self.metadata, self.table = blob_metadata(table_name)
-        self._ready = False
-        self._lock = threading.Lock()
-
-    def _ensure(self) -> None:
-        if not self._ready:
-            with self._lock:
-                if not self._ready:
-                    self.metadata.create_all(self.engine, checkfirst=True)
-                    self._ready = True
 
     def put(self, data: bytes, *, mime: str, tenant: str, ttl_s: float) -> Blob:
-        self._ensure()
         now = self.clock()
         blob = Blob(new_blob_id(), tenant, mime, now, now + ttl_s, data)
         with self.engine.begin() as conn:
@@ -171,7 +160,6 @@ class DbBlobStore:
     def get(self, blob_id: str) -> Blob | None:
         if not BLOB_ID.match(blob_id):
             return None
-        self._ensure()
         t = self.table
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(t).where(t.c.id == blob_id, t.c.expires_at > self.clock())).first()
@@ -180,7 +168,6 @@ class DbBlobStore:
         return Blob(row.id, row.tenant, row.mime, row.created_at, row.expires_at, bytes(row.data))
 
     def purge_expired(self) -> int:
-        self._ensure()
         with self.engine.begin() as conn:
             result = conn.execute(self.table.delete().where(self.table.c.expires_at <= self.clock()))
         return int(result.rowcount or 0)

@@ -1,7 +1,8 @@
 """Why: `consentgate init` and `serve` must leave a gateway someone can call on a fresh machine:
 data dir, database tables, the key-encryption key, the audit signing key and a development C2PA
 PKI — created once, idempotently, with 0600 key files. This module does that and opens the
-stateful subsystems (audit log, registry, provenance) for `build_gateway`."""
+stateful subsystems (audit log, registry, provenance) for the composition root (`gateway.context`)
+and the CLI, each as its own typed object."""
 
 from __future__ import annotations
 
@@ -11,15 +12,18 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from gateway.audit import AuditLog, generate_signing_key, load_signer
 from gateway.db import make_engine
+from gateway.policy.runtime import ModelPool
+from gateway.policy.schema import ModelSpec
+from gateway.provenance.keys import init_dev_pki
+from gateway.provenance.service import ProvenanceService
+from gateway.registry.crypto import FileKek, KeyStore, SubjectCrypto
+from gateway.registry.service import Registry
 from gateway.settings import Settings
 
-
-def _import_models() -> None:
-    """Import every module that defines SQLModel tables, so create_all / Alembic see them."""
-    import gateway.apikeys  # noqa: F401
-    import gateway.provenance.models  # noqa: F401
-    import gateway.registry.models  # noqa: F401
+__all__ = ["audit_key_path", "c2pa_dir", "ensure_initialised", "kek_path", "migrate", "open_audit_log",
+           "open_provenance", "open_registry"]
 
 
 def audit_key_path(settings: Settings) -> Path:
@@ -42,10 +46,6 @@ def ensure_initialised(settings: Settings) -> dict[str, Any]:
     os.chmod(settings.data_dir, 0o700)
     settings.keys_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.keys_dir, 0o700)
-    from gateway.audit import generate_signing_key
-    from gateway.provenance.keys import init_dev_pki
-    from gateway.registry.crypto import FileKek
-
     if not audit_key_path(settings).exists():
         generate_signing_key(audit_key_path(settings))
         created["audit_key"] = str(audit_key_path(settings))
@@ -67,8 +67,6 @@ def migrate(settings: Settings) -> None:
     from gateway.migrations import upgrade_head
 
     upgrade_head(settings.resolved_database_url)
-    from gateway.registry.crypto import KeyStore
-
     ks_engine = make_engine(settings.resolved_keystore_url)
     try:
         KeyStore(ks_engine).create_tables()
@@ -76,9 +74,7 @@ def migrate(settings: Settings) -> None:
         ks_engine.dispose()
 
 
-def open_audit_log(settings: Settings, engine: Engine) -> Any:
-    from gateway.audit import AuditLog, load_signer
-
+def open_audit_log(settings: Settings, engine: Engine) -> AuditLog:
     signer = load_signer(audit_key_path(settings), settings.audit_origin)
     log = AuditLog(
         engine,
@@ -87,30 +83,20 @@ def open_audit_log(settings: Settings, engine: Engine) -> Any:
         checkpoint_every=settings.audit_checkpoint_every,
         checkpoint_interval_ms=settings.audit_checkpoint_interval_ms,
     )
-    log.create_tables()
+    log.create_tables()  # the audit library's own idempotent open: WAL mode and the head row
     return log
 
 
-def open_registry(settings: Settings, engine: Engine, pool: Any) -> Any:
+def open_registry(settings: Settings, engine: Engine, pool: ModelPool) -> Registry:
     """The consent registry: templates in the main database, subject keys in the separate key
     store, wrapped by the KEK file. Face analyzers are attached when a policy activates."""
-    from gateway.policy.schema import ModelSpec
-    from gateway.registry.crypto import FileKek, KeyStore, SubjectCrypto
-    from gateway.registry.service import Registry
-
     keystore_engine = make_engine(settings.resolved_keystore_url)
     crypto = SubjectCrypto(FileKek(kek_path(settings)), KeyStore(keystore_engine))
-    hasher = pool.get("hash", ModelSpec(adapter="pdq"))
-    registry = Registry(engine, crypto, {}, hasher)
-    registry.keystore_engine = keystore_engine  # type: ignore[attr-defined]
-    return registry
+    return Registry(engine, crypto, {}, pool.hasher(ModelSpec(adapter="pdq")))
 
 
-def open_provenance(settings: Settings, engine: Engine, pool: Any = None) -> Any:
-    from gateway.policy.schema import ModelSpec
-    from gateway.releaser import ProvenanceService
-
+def open_provenance(settings: Settings, engine: Engine, pool: ModelPool | None = None) -> ProvenanceService:
     service = ProvenanceService.open(settings, engine, c2pa_dir(settings))
     if pool is not None:
-        service.hasher = pool.get("hash", ModelSpec(adapter="pdq"))
+        service.hasher = pool.hasher(ModelSpec(adapter="pdq"))
     return service

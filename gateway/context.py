@@ -1,26 +1,39 @@
-"""Why: everything a running gateway holds (database, keys, models, policies, registry, audit
-log, provenance) is built here from `Settings` and hung on the app — no module-level singletons,
-so two apps in one process (tests, two replicas) never share state by accident."""
+"""Why: everything a running gateway holds (database, keys, models, policies, registry, audit log,
+provenance, the pipeline, proxy resources, jobs) is built here from `Settings` — the one
+composition root — and hung on the app as a `Gateway` with typed fields only. No module-level
+singletons, so two apps in one process (tests, two replicas) never share state by accident, and
+nothing below this module reaches back up for "the gateway": each part gets the narrow ports it
+needs (`gateway.pipeline.ports.PipelinePorts` for the pipeline)."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from classifiers.registry import ModelRegistry, builtin_registry
 from gateway.apikeys import ApiKeyStore
+from gateway.audit import AuditLog
+from gateway.bootstrap import ensure_initialised, open_audit_log, open_provenance, open_registry
 from gateway.db import make_engine
+from gateway.jobs import JobService, open_jobs
 from gateway.media import MediaLimits
 from gateway.metrics import Metrics
-from gateway.pipeline.check import CheckPipeline
-from gateway.pipeline.consent import ConsentLookup, EmptyConsent
-from gateway.pipeline.runtime import ModelPool
+from gateway.pipeline import EmptyConsent, Pipeline, PipelineConfig, PipelinePorts
+from gateway.pipeline.ports import ConsentLookup
+from gateway.policy.errors import PolicyError
 from gateway.policy.manager import ActivePolicy, PolicyManager
+from gateway.policy.runtime import ModelPool
+from gateway.provenance.service import ProvenanceService
+from gateway.registry.service import Registry
+from gateway.registry.switch import face_model_ready
 from gateway.settings import Settings
+from gateway.upstream.state import ProxyState, open_proxy_state
+
+__all__ = ["Gateway", "build_gateway", "utc_now"]
 
 log = logging.getLogger("consentgate")
 
@@ -38,35 +51,56 @@ class Gateway:
     models: ModelRegistry
     pool: ModelPool
     policies: PolicyManager
-    pipeline: CheckPipeline
-    audit: Any
+    audit: AuditLog
+    registry: Registry | None
     consent: ConsentLookup
+    provenance: ProvenanceService
     limits: MediaLimits
-    registry: Any = None
-    provenance: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    pipeline: Pipeline
+    proxy: ProxyState
+    jobs: JobService
     started: bool = False
 
     def close(self) -> None:
-        self.policies.stop()
-        for closer in self.extras.get("closers", []):
+        closers: list[tuple[str, Callable[[], None]]] = [
+            ("policies", self.policies.stop), ("jobs", self.jobs.stop), ("proxy", self.proxy.close),
+            ("audit", self.audit.close),
+        ]
+        if self.registry is not None:
+            closers.append(("registry", self.registry.close))
+        closers.append(("provenance", self.provenance.close))
+        for name, closer in closers:
             try:
                 closer()
             except Exception:  # noqa: BLE001
-                log.exception("error in a close hook")
-        for obj in (self.audit, self.registry, self.provenance):
-            closer = getattr(obj, "close", None)
-            if closer is not None:
-                try:
-                    closer()
-                except Exception:  # noqa: BLE001
-                    log.exception("error while closing %s", type(obj).__name__)
+                log.exception("error while closing %s", name)
         self.engine.dispose()
 
 
-def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) -> Gateway:
-    from gateway.bootstrap import ensure_initialised, open_audit_log, open_provenance, open_registry
+def _watch_face_models(policies: PolicyManager, registry: Registry) -> None:
+    """Attach each active policy's face models to the registry, and refuse a bundle whose face model
+    lacks templates for enrolled subjects: they would match nobody (fail open). Re-embed first:
+    `consentgate registry reembed --model NAME`."""
 
+    def attach_face_models(active: ActivePolicy) -> None:
+        faces = {active.runtime.face.info.name: active.runtime.face}
+        faces.update({rt.face.info.name: rt.face for rt in active.overlay_runtimes.values()})
+        registry.face_analyzers.update(faces)
+
+    def face_models_ready(active: ActivePolicy) -> None:
+        for rt in [active.runtime, *active.overlay_runtimes.values()]:
+            ok, missing = face_model_ready(registry, rt.face.info.name, rt.face.info.version)
+            if not ok:
+                raise PolicyError([
+                    f"consent.face_model: {missing} enrolled subject(s) have no {rt.face.info.name!r} template "
+                    f"at version {rt.face.info.version}; run `consentgate registry reembed --model "
+                    f"{rt.face.info.name}` before switching"])
+
+    policies.on_activate = attach_face_models
+    policies.validators.append(face_models_ready)
+
+
+def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) -> Gateway:
     ensure_initialised(settings)
     engine = make_engine(settings.resolved_database_url)
     metrics = Metrics()
@@ -87,34 +121,21 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
     audit = open_audit_log(settings, engine)
     registry = open_registry(settings, engine, pool)
     consent: ConsentLookup = registry if registry is not None else EmptyConsent()
-    pipeline = CheckPipeline(consent, metrics, clock=utc_now, model_timeout_s=settings.model_timeout_s)
-    gw = Gateway(
-        settings=settings, engine=engine, apikeys=ApiKeyStore(engine, settings.operator_tenant), metrics=metrics,
-        models=registry_models, pool=pool, policies=policies, pipeline=pipeline, audit=audit, consent=consent,
-        limits=MediaLimits(settings.max_upload_bytes, settings.max_pixels, settings.working_max_side),
-        registry=registry,
+    provenance = open_provenance(settings, engine, pool)
+    limits = MediaLimits(settings.max_upload_bytes, settings.max_pixels, settings.working_max_side)
+    pipeline = Pipeline(
+        PipelinePorts(policies=policies, consent=consent, audit=audit, releaser=provenance, clock=utc_now,
+                      metrics=metrics),
+        PipelineConfig(limits=limits, max_media_parts=settings.max_media_parts,
+                       working_max_side=settings.working_max_side, model_timeout_s=settings.model_timeout_s,
+                       scratch_dir=settings.data_dir / "tmp"),
     )
-    gw.provenance = open_provenance(settings, engine, pool)
     if registry is not None:
-        def attach_face_models(active: ActivePolicy) -> None:
-            faces = {active.runtime.face.info.name: active.runtime.face}
-            faces.update({rt.face.info.name: rt.face for rt in active.overlay_runtimes.values()})
-            registry.face_analyzers.update(faces)
-
-        def face_models_ready(active: ActivePolicy) -> None:
-            """Refuse a bundle whose face model lacks templates for enrolled subjects: they would
-            match nobody (fail open). Re-embed first: `consentgate registry reembed --model NAME`."""
-            from gateway.cli_models import face_model_ready
-            from gateway.policy.loader import PolicyError
-
-            for rt in [active.runtime, *active.overlay_runtimes.values()]:
-                ok, missing = face_model_ready(registry, rt.face.info.name, rt.face.info.version)
-                if not ok:
-                    raise PolicyError([
-                        f"consent.face_model: {missing} enrolled subject(s) have no {rt.face.info.name!r} template "
-                        f"at version {rt.face.info.version}; run `consentgate registry reembed --model "
-                        f"{rt.face.info.name}` before switching"])
-
-        policies.on_activate = attach_face_models
-        policies.validators.append(face_models_ready)
-    return gw
+        _watch_face_models(policies, registry)
+    return Gateway(
+        settings=settings, engine=engine, apikeys=ApiKeyStore(engine, settings.operator_tenant), metrics=metrics,
+        models=registry_models, pool=pool, policies=policies, audit=audit, registry=registry, consent=consent,
+        provenance=provenance, limits=limits, pipeline=pipeline,
+        proxy=open_proxy_state(settings, engine, metrics.registry),
+        jobs=open_jobs(settings, engine, pipeline.video, audit),
+    )

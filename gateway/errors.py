@@ -1,5 +1,7 @@
 """Why: one exception tree that maps to the JSON error shape and status codes of the API, so a
-failure anywhere becomes a clear 4xx/503 instead of a 500.
+failure anywhere becomes a clear 4xx/503 instead of a 500. The status is data on the class; the
+app turns these (and the other packages' errors, through `gateway.api.errors`) into responses in
+one place.
 
     GatewayError (500 internal)
     ├── BadInput (400 bad_input)
@@ -19,17 +21,22 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["BadInput", "Conflict", "Forbidden", "GatewayError", "Invalid", "NotFound", "NotReady",
+           "RateLimited", "TooLarge", "Unauthorized", "UnsupportedMedia", "UpstreamError"]
+
 
 class GatewayError(Exception):
     status = 500
     code = "internal"
 
-    def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None):
+    def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
         self.details = details or {}
+        self.headers = headers  # extra response headers (e.g. Retry-After)
 
     def body(self) -> dict[str, Any]:
         err: dict[str, Any] = {"code": self.code, "message": self.message}

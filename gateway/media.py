@@ -98,8 +98,7 @@ def decode_image(data: bytes, limits: MediaLimits, *, index: int = 0) -> Decoded
             if getattr(image, "n_frames", 1) > 1:
                 raise UnsupportedMedia(f"{where} is animated; animated images are not accepted here")
             image.load()
-            image = ImageOps.exif_transpose(image) or image
-            rgb_image = _to_rgb(image)
+            rgb_image = _to_rgb(ImageOps.exif_transpose(image) or image)
     except (TooLarge, UnsupportedMedia, BadInput):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Why: the README's second command. Installs everything (scripts/install.sh), then runs the
-# static checks, the policy test cases and the whole test suite on SQLite, then the
-# database-facing tests (marked `db`) again on PostgreSQL when one answers on 127.0.0.1:5432.
+# static checks (ruff; mypy, strict on decision, audit, pipeline, policy and registry; the layer
+# contracts of lint-imports and the no-cycle check of docs/architecture.md), the policy test cases
+# and the whole test suite on SQLite, then the database-facing tests (marked `db`) again on
+# PostgreSQL when one answers on 127.0.0.1:5432.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 PY=.venv/bin/python
 echo "== ruff"; .venv/bin/ruff check gateway classifiers tests bench examples
-echo "== mypy (strict on gateway/decision and gateway/audit)"; .venv/bin/mypy gateway/decision gateway/audit
+echo "== mypy (gateway; strict on decision, audit, pipeline, policy, registry)"; .venv/bin/mypy gateway
+echo "== lint-imports (layers and independence contracts, pyproject.toml)"; .venv/bin/lint-imports --no-cache
+echo "== import cycles (none allowed)"; $PY -m tests.architecture.graph
 echo "== policy validate + test"
 .venv/bin/consentgate policy validate policies
 .venv/bin/consentgate policy test policies

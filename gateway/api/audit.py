@@ -10,12 +10,15 @@ from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
 from gateway.api.deps import Auditor, GatewayDep
+from gateway.apikeys import Principal
+from gateway.audit.reader import AuditEntry, AuditQuery
+from gateway.context import Gateway
 from gateway.errors import BadInput, NotFound
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 
-def _entry_json(entry: Any) -> dict[str, Any]:
+def _entry_json(entry: AuditEntry) -> dict[str, Any]:
     record = dict(entry.record)
     checkpoint = entry.checkpoint
     record["audit"] = {
@@ -29,7 +32,7 @@ def _entry_json(entry: Any) -> dict[str, Any]:
     return out
 
 
-def _scope(gw: Any, principal: Any) -> str | None:
+def _scope(gw: Gateway, principal: Principal) -> str | None:
     return None if principal.is_operator(gw.settings.operator_tenant) else principal.tenant
 
 
@@ -52,10 +55,10 @@ async def entries(
         if tenant is not None and tenant != scope:
             return {"entries": [], "next_cursor": None}
         tenant = scope
+    query = AuditQuery(since=since, until=until, tenant=tenant, decision=decision, subject=subject, use=use,
+                       kind=kind, cursor=cursor, limit=limit)
     try:
-        page, next_cursor = await run_in_threadpool(
-            gw.audit.query, since=since, until=until, tenant=tenant, decision=decision, subject=subject, use=use,
-            kind=kind, cursor=cursor, limit=limit)
+        page, next_cursor = await run_in_threadpool(lambda: gw.audit.query(**query.as_kwargs()))
     except ValueError as exc:
         raise BadInput(f"bad filter: {exc}") from None
     return {"entries": [_entry_json(e) for e in page], "next_cursor": next_cursor}
@@ -90,7 +93,7 @@ async def inclusion(
         proof = await run_in_threadpool(gw.audit.inclusion_proof, index, tree_size)
     except (LookupError, ValueError) as exc:
         raise BadInput(str(exc)) from None
-    return proof.as_dict()  # type: ignore[no-any-return]
+    return proof.as_dict()
 
 
 @router.get("/proofs/consistency")
@@ -102,4 +105,4 @@ async def consistency(
         proof = await run_in_threadpool(gw.audit.consistency_proof, first, second)
     except (LookupError, ValueError) as exc:
         raise BadInput(str(exc)) from None
-    return proof.as_dict()  # type: ignore[no-any-return]
+    return proof.as_dict()

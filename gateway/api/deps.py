@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from gateway.apikeys import Principal, require_role
 from gateway.context import Gateway
 from gateway.errors import NotReady, Unauthorized
+from gateway.upstream.state import rate_limited
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -50,11 +51,9 @@ Generator = Annotated[Principal, Depends(role("generator"))]
 async def limited_generator(gw: GatewayDep, principal: Generator) -> Principal:
     """A generator key within its request rate (per key; shared across replicas through Redis
     when configured). Over the rate: 429 with Retry-After."""
-    from gateway.upstream.state import attach_proxy, rate_limited
-
     settings = gw.settings
     if settings.rate_limit_per_s > 0:
-        verdict = await attach_proxy(gw).limiter.hit(
+        verdict = await gw.proxy.limiter.hit(
             f"api:{principal.key_id}", settings.rate_limit_per_s, settings.rate_limit_burst)
         if not verdict.allowed:
             raise rate_limited(

@@ -35,9 +35,7 @@ def readyz(request: Request) -> JSONResponse:
     body["last_error"] = status["last_error"]
     body["models"] = gw.pool.loaded()
     try:
-        from gateway.upstream.state import attach_proxy
-
-        routes = attach_proxy(gw).routes.status()
+        routes = gw.proxy.routes.status()
         body["routes"] = {"routes": routes["routes"], "last_error": routes["last_error"]}
     except Exception as exc:  # noqa: BLE001 - routes are optional; report, never fail readiness
         body["routes"] = {"last_error": f"{type(exc).__name__}: {exc}"}

@@ -27,11 +27,10 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.api.denials import denial_response
 from gateway.api.deps import GatewayDep, Generator
+from gateway.api.forms import parse_request_part
 from gateway.errors import Conflict, NotFound, TooLarge, UnsupportedMedia
-from gateway.jobs import jobs_of, start_jobs, stop_jobs
 from gateway.jobs.webhook import check_webhook_url
 from gateway.pipeline.record import caller_view
-from gateway.pipeline.service import DecisionService, parse_request_part
 from gateway.pipeline.video import probe
 from gateway.video.intake import sniff_video
 
@@ -44,7 +43,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         while True:  # `serve` builds the gateway in the background: wait for it
             gw = getattr(app.state, "gateway", None)
             if gw is not None and gw.started:
-                await asyncio.to_thread(start_jobs, gw)
+                await asyncio.to_thread(gw.jobs.start)
                 return
             if getattr(app.state, "start_error", None):
                 return
@@ -59,7 +58,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             await task
         gw = getattr(app.state, "gateway", None)
         if gw is not None:
-            await asyncio.to_thread(stop_jobs, gw)
+            await asyncio.to_thread(gw.jobs.stop)
 
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], lifespan=_lifespan)
@@ -90,11 +89,11 @@ async def submit(
     media: Annotated[list[UploadFile], File(description="exactly one video (MP4, MOV or WebM)")],
 ) -> JSONResponse:
     body = parse_request_part(request, default_stage="output")
-    service = jobs_of(gw)
+    service = gw.jobs
     check_webhook_url(body.webhook_url, service.config.webhook_hosts)
     if len(media) != 1:
         raise UnsupportedMedia(f"a job takes exactly one `media` part (got {len(media)})")
-    runtime, _ = DecisionService(gw).runtime_for(principal.tenant)
+    runtime, _ = gw.pipeline.runtime_for(principal.tenant)
     settings = runtime.policy.video
     incoming = gw.settings.data_dir / "jobs" / "incoming"
     incoming.mkdir(parents=True, exist_ok=True)
@@ -123,7 +122,7 @@ def _head(path: Path) -> bytes:
 
 @router.get("/{job_id}")
 async def status(job_id: str, gw: GatewayDep, principal: Generator) -> dict[str, Any]:
-    service = jobs_of(gw)
+    service = gw.jobs
     job = await run_in_threadpool(service.get_for, principal, job_id)
     return service.view(job, principal)
 
@@ -134,7 +133,7 @@ async def status(job_id: str, gw: GatewayDep, principal: Generator) -> dict[str,
     403: {"description": "policy_denied or review_required, with the decision record"},
     409: {"description": "the job is not done (queued, running or failed)"}})
 async def result(job_id: str, gw: GatewayDep, principal: Generator) -> Response:
-    service = jobs_of(gw)
+    service = gw.jobs
     job = await run_in_threadpool(service.get_for, principal, job_id)
     if job.state == "failed":
         raise Conflict(f"job {job_id} failed: {job.error_message}", code="job_failed",

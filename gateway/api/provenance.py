@@ -10,10 +10,10 @@ from fastapi import APIRouter, File, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from gateway.api.deps import AnyKey, GatewayDep
-from gateway.api.uploads import read_capped
+from gateway.api.forms import read_capped
 from gateway.errors import UnsupportedMedia
 from gateway.media import IMAGE_TYPES, decode_image, sniff
-from gateway.provenance_verify import verify_file
+from gateway.provenance.verify import verify_file
 
 router = APIRouter(prefix="/v1/provenance", tags=["provenance"])
 
@@ -29,4 +29,7 @@ async def verify(
     if mime is None:
         raise UnsupportedMedia("not a recognised image or video")
     image = await run_in_threadpool(decode_image, data, gw.limits) if mime in IMAGE_TYPES else None
-    return await run_in_threadpool(verify_file, gw, principal, data, mime, image)
+    return await run_in_threadpool(
+        verify_file, gw.provenance, gw.audit, gw.registry, gw.pipeline.clock,
+        operator_tenant=gw.settings.operator_tenant, principal=principal, data=data, mime=mime,
+        rgb=image.rgb if image is not None else None)

@@ -2,8 +2,8 @@
 decision id in the answer); `/v1/images/generations` and `/v1/images/edits` speak the OpenAI
 images API, so an existing client only changes its base URL (the route is the `model` field),
 and denials come back as OpenAI-style error objects carrying the decision id. `/v1/blobs/{id}`
-serves `url` answers; `/v1/routes` lists the routes. The flow is gateway.upstream.proxy; the
-request shapes and OpenAI errors are gateway.upstream.surface."""
+serves `url` answers; `/v1/routes` lists the routes. The flow is gateway.pipeline.proxy; the
+request shapes and OpenAI errors are gateway.api.surface."""
 
 from __future__ import annotations
 
@@ -18,13 +18,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from gateway.api.denials import denial_response
 from gateway.api.deps import GatewayDep, Generator, get_gateway, get_principal
-from gateway.apikeys import Principal, require_role
-from gateway.context import Gateway
-from gateway.errors import BadInput, GatewayError, Invalid, NotFound, TooLarge, Unauthorized, UnsupportedMedia
-from gateway.pipeline.record import caller_view
-from gateway.upstream.proxy import ProxyDenied, ProxyOutcome, ProxyRequest, ProxyService, Released
-from gateway.upstream.state import attach_proxy
-from gateway.upstream.surface import (
+from gateway.api.surface import (
     OpenAIStyleError,
     extras,
     loads,
@@ -33,6 +27,11 @@ from gateway.upstream.surface import (
     parse_generate,
     parse_openai,
 )
+from gateway.apikeys import Principal, require_role
+from gateway.context import Gateway
+from gateway.errors import BadInput, GatewayError, Invalid, NotFound, TooLarge, Unauthorized, UnsupportedMedia
+from gateway.pipeline.proxy import ProxyDenied, ProxyOutcome, ProxyRequest, ProxyService, Released
+from gateway.pipeline.record import caller_view
 
 router = APIRouter(prefix="/v1", tags=["proxy"])
 
@@ -73,7 +72,7 @@ async def _mask(form: FormData, limit: int) -> bytes | None:
 
 
 def _store(gw: Gateway, request: Request, released: Released, tenant: str) -> dict[str, Any]:
-    state = attach_proxy(gw)
+    state = gw.proxy
     blob = state.blobs.put(released.data, mime=released.mime, tenant=tenant, ttl_s=state.blob_ttl_s)
     state.maybe_purge()
     base = gw.settings.extra.get("public_url") or str(request.base_url)
@@ -116,7 +115,7 @@ def _withheld(outcome: ProxyOutcome) -> list[dict[str, Any]]:
 @router.get("/routes")
 async def list_routes(gw: GatewayDep, principal: Generator) -> dict[str, Any]:
     """The routes of `policies/routes.yaml` (upstream URLs and reload errors: operator keys only)."""
-    state = attach_proxy(gw)
+    state = gw.proxy
     table = state.routes.current()
     operator = principal.is_operator(gw.settings.operator_tenant)
     routes = []
@@ -197,7 +196,7 @@ async def generate(route: str, request: Request, gw: GatewayDep, principal: Gene
     req, fmt = await _native_request(request, gw, route)
     operator = principal.is_operator(gw.settings.operator_tenant)
     try:
-        outcome = await ProxyService(gw).run(principal, req)
+        outcome = await ProxyService(gw.pipeline, gw.proxy).run(principal, req)
     except ProxyDenied as denied:
         response = denial_response(caller_view(denied.record, tenant=principal.tenant, is_operator=operator))
         response.headers["X-Request-Id"] = denied.request_id
@@ -237,7 +236,7 @@ async def _openai_answer(
     gw: Gateway, principal: Principal, request: Request, req: ProxyRequest, fmt: str
 ) -> Response:
     try:
-        outcome = await ProxyService(gw).run(principal, req)
+        outcome = await ProxyService(gw.pipeline, gw.proxy).run(principal, req)
         items = await _items(gw, request, outcome, principal.tenant, fmt)
     except ProxyDenied as denied:
         record = denied.record
@@ -335,7 +334,7 @@ async def get_blob(
 ) -> Response:
     """A released image kept for a limited time: with a valid signed link (`expires` + `sig`, as
     returned in `url`) no key is needed; otherwise the key must belong to the tenant that made it."""
-    state = attach_proxy(gw)
+    state = gw.proxy
     tenant: str | None = None  # None: any tenant may read (signed link, or an operator key)
     if sig is not None or expires is not None:
         if not state.signer.valid(blob_id, expires, sig):

@@ -1,7 +1,7 @@
 """Why: registrars manage the consent registry over HTTP — subjects, enrolment, grants, hash lists,
 erasure — with the same service the CLI and the pipeline use. Handlers are thin: decode, call the
-`Registry`, map its errors to the API's error shape (422 for a refused enrolment, 404, 503 when the
-registry is down). Templates, images and ciphertexts never appear in a response.
+`Registry`; its errors become statuses in one place (gateway.api.errors: 422 for a refused enrolment,
+404, 503 when the registry is down). Templates, images and ciphertexts never appear in a response.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ from starlette.concurrency import run_in_threadpool
 
 from classifiers.base import ModelError
 from gateway.api.deps import GatewayDep, Registrar
-from gateway.api.uploads import read_capped
-from gateway.errors import BadInput, GatewayError, Invalid, NotFound, NotReady
+from gateway.api.forms import read_capped
+from gateway.context import Gateway
+from gateway.errors import BadInput, Invalid, NotReady
 from gateway.media import decode_image
 from gateway.registry import errors as reg_errors
 from gateway.registry.models import EnrolmentResult, GrantPublic, HashAddResult, SubjectPublic
+from gateway.registry.service import Registry
 
 router = APIRouter(tags=["registry"])
 T = TypeVar("T")
@@ -48,32 +50,20 @@ class HashesCreate(BaseModel):
     hashes: list[str] = Field(min_length=1, max_length=MAX_HASHES)
 
 
-def _mapped(exc: Exception) -> GatewayError:
-    if isinstance(exc, reg_errors.EnrolmentError):
-        details: dict[str, Any] = {"reason": exc.code}
-        if exc.image_index is not None:
-            details["media_index"] = exc.image_index
-        return Invalid(str(exc), details=details)
-    if isinstance(exc, reg_errors.InvalidRequest):
-        return Invalid(str(exc))
-    if isinstance(exc, reg_errors.NotFound):
-        return NotFound(str(exc))
-    if isinstance(exc, reg_errors.RegistryUnavailable | reg_errors.UnknownFaceModel | ModelError):
-        return NotReady(str(exc), code="registry_unavailable")
-    return GatewayError("consent registry error")
-
-
 async def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a registry call off the event loop. A face model that fails during enrolment is the
+    registry being unavailable; the app maps registry errors to statuses (gateway.api.errors)."""
+
     def run() -> T:
         try:
             return fn(*args, **kwargs)
-        except (reg_errors.RegistryError, ModelError) as exc:
-            raise _mapped(exc) from exc
+        except ModelError as exc:
+            raise reg_errors.RegistryUnavailable(str(exc)) from exc
 
     return await run_in_threadpool(run)
 
 
-def _registry(gw: Any) -> Any:
+def _registry(gw: Gateway) -> Registry:
     if gw.registry is None:
         raise NotReady("no consent registry is configured", code="registry_unavailable")
     return gw.registry

@@ -11,12 +11,9 @@ from fastapi.responses import Response
 
 from gateway.api.denials import denial_response
 from gateway.api.deps import GatewayDep, LimitedGenerator
-from gateway.api.uploads import read_parts
+from gateway.api.forms import parse_request_part, read_parts
 from gateway.errors import Invalid
 from gateway.pipeline.record import caller_view
-from gateway.pipeline.release import release
-from gateway.pipeline.service import DecisionService, parse_request_part
-from gateway.pipeline.video import is_video, run_upload
 
 router = APIRouter(prefix="/v1", tags=["release"])
 
@@ -35,18 +32,13 @@ async def release_endpoint(
     if len(media) != 1:
         raise Invalid(f"/v1/release takes exactly one `media` part (got {len(media)})")
     parts = await read_parts(media, gw.settings.max_upload_bytes)
-    if is_video(parts[0]):  # small videos are released here (as MP4); larger ones: /v1/jobs
-        appended, video = await run_upload(gw, principal, body, parts[0], "release")
-        files = [(video, "video/mp4")] if video is not None else []
-    else:
-        outcome = await release(DecisionService(gw), principal, body, parts)
-        appended, files = outcome.record, outcome.files
-    record = caller_view(appended, tenant=principal.tenant,
+    released = await gw.pipeline.release(principal, body, parts)
+    record = caller_view(released.record.to_dict(), tenant=principal.tenant,
                          is_operator=principal.is_operator(gw.settings.operator_tenant))
-    if record["decision"] != "allow" or not files:
+    if record["decision"] != "allow" or not released.files:
         return denial_response(record)
-    data, mime = files[0]
-    return Response(data, media_type=mime, headers={
+    file = released.files[0]
+    return Response(file.data, media_type=file.mime, headers={
         "X-Decision-Id": record["decision_id"], "X-Decision": record["decision"],
         "X-Audit-Index": str(record["audit"]["index"]),
     })

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,29 @@ from .notes import Checkpoint
 from .schema import AuditTables, node_id
 
 MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """One filtered, paged read of the log: entries matching every given filter, in log order
+    (newest first with `descending`), `limit` at a time. `since` is inclusive and `until` exclusive
+    (on `created_at`); `cursor` is the one the previous page returned; `tenant` restricts the read
+    to one tenant. `LogReader.query(q)`; `AuditLog.query(**q.as_kwargs())`."""
+
+    since: datetime | str | None = None
+    until: datetime | str | None = None
+    tenant: str | None = None
+    decision: str | None = None
+    subject: str | None = None
+    use: str | None = None
+    kind: str | None = None
+    decision_id: str | None = None
+    cursor: str | None = None
+    limit: int = 100
+    descending: bool = False
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -219,26 +242,13 @@ class LogReader:
                 proof = self.inclusion_proof(index, checkpoint.tree_size, conn).hashes
             return AuditEntry(index, bytes(row[1]), json.loads(row[2]), checkpoint, proof)
 
-    def query(
-        self,
-        *,
-        since: datetime | str | None = None,
-        until: datetime | str | None = None,
-        tenant: str | None = None,
-        decision: str | None = None,
-        subject: str | None = None,
-        use: str | None = None,
-        kind: str | None = None,
-        decision_id: str | None = None,
-        cursor: str | None = None,
-        limit: int = 100,
-        descending: bool = False,
-    ) -> tuple[list[AuditEntry], str | None]:
-        """Entries matching every given filter, in log order, `limit` at a time.
-
-        `since` is inclusive and `until` exclusive (on `created_at`); pass the returned cursor to
-        get the next page (None when there is none). `tenant` restricts the query to one tenant.
-        """
+    def query(self, q: AuditQuery | None = None, /, **filters: Any) -> tuple[list[AuditEntry], str | None]:
+        """The page of entries `q` (or an `AuditQuery` of the keyword filters) selects, and the
+        cursor of the next page (None when there is none)."""
+        q = q if q is not None else AuditQuery(**filters)
+        since, until, tenant, decision, subject = q.since, q.until, q.tenant, q.decision, q.subject
+        use, kind, decision_id, cursor = q.use, q.kind, q.decision_id, q.cursor
+        limit, descending = q.limit, q.descending
         e, s, lk = self.t.entries, self.t.subjects, self.t.lookup
         limit = max(1, min(int(limit), MAX_LIMIT))
         conds: list[Any] = []

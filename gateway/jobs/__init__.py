@@ -3,6 +3,6 @@ worker pool per replica, with state in the shared database and files in a job st
 replica can run or serve any job. See `service` (the entry points), `store` (the table and its
 state machine), `runner` (workers, leases, recovery), `storage` (files), `webhook`."""
 
-from gateway.jobs.service import JobService, jobs_of, resume_interrupted_jobs, start_jobs, stop_jobs
+from gateway.jobs.service import JobService, open_jobs
 
-__all__ = ["JobService", "jobs_of", "resume_interrupted_jobs", "start_jobs", "stop_jobs"]
+__all__ = ["JobService", "open_jobs"]

@@ -33,13 +33,17 @@ from typing import Any, Literal
 import httpx
 
 from gateway.apikeys import Principal
+from gateway.audit import AuditLog
+from gateway.audit.reader import AuditQuery
 from gateway.errors import GatewayError
 from gateway.jobs.storage import JobFiles
 from gateway.jobs.store import Job, JobStore
 from gateway.jobs.webhook import send_webhook
-from gateway.pipeline.service import CheckRequestBody
-from gateway.pipeline.video import VideoHooks, VideoPipeline, VideoRun
-from gateway.video.engine import PassCancelled
+from gateway.pipeline.record import DecisionRecord
+from gateway.pipeline.request import CheckRequest
+from gateway.pipeline.video import VideoFlow, VideoHooks, VideoRun
+from gateway.settings import Settings
+from gateway.video.errors import PassCancelled, VideoError
 
 __all__ = ["JobConfig", "JobRunner", "input_key", "result_key"]
 
@@ -70,7 +74,7 @@ class JobConfig:
     storage: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Any) -> JobConfig:
+    def from_settings(cls, settings: Settings) -> JobConfig:
         extra = settings.extra
         hosts = tuple(h.strip() for h in extra.get("jobs_webhook_hosts", "").split(",") if h.strip())
         return cls(
@@ -95,10 +99,16 @@ class _Handle:
 
 @dataclass
 class JobRunner:
-    gw: Any
+    """The workers and the keeper of one replica. `videos` is the pipeline's video path; `audit`
+    is read to recover a job whose decision may already be recorded; `work_root` holds the
+    per-job scratch folders."""
+
+    videos: VideoFlow
+    audit: AuditLog
     store: JobStore
     files: JobFiles
     config: JobConfig
+    work_root: Path
     webhook_transport: httpx.BaseTransport | None = None
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")
 
@@ -134,6 +144,11 @@ class JobRunner:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def restarted(self) -> JobRunner:
+        """A fresh runner on the same parts (a stopped runner never starts again)."""
+        return JobRunner(self.videos, self.audit, self.store, self.files, self.config, self.work_root,
+                         self.webhook_transport)
 
     @property
     def running(self) -> list[str]:
@@ -191,7 +206,7 @@ class JobRunner:
         handle = _Handle(job.id)
         with self._lock:
             self._running[job.id] = handle
-        work = self.gw.settings.data_dir / "jobs" / "work" / job.id
+        work = self.work_root / job.id
         try:
             if job.planned_decision_id and self._recover(job):
                 return
@@ -203,7 +218,7 @@ class JobRunner:
             else:
                 self.store.requeue(job.id, self.owner, "requeued: the gateway stopped while it ran",
                                    refund_attempt=True)
-        except GatewayError as exc:
+        except (GatewayError, VideoError) as exc:
             self._fail(job, exc.code, exc.message)
         except Exception as exc:  # noqa: BLE001 - a job must end in a state, never hang
             log.exception("job %s failed", job.id)
@@ -218,17 +233,17 @@ class JobRunner:
         if src is None:
             self._fail(job, "input_missing", "the uploaded video is no longer stored; resubmit it")
             return
-        body = CheckRequestBody.model_validate_json(job.request)
+        body = CheckRequest.model_validate_json(job.request)
         action: Literal["check", "release"] = "release" if job.action == "release" else "check"
         run = VideoRun(Principal(job.key_id, job.tenant, job.role), body, action, src, work,
                        decision_id=secrets.token_hex(16), request_id=body.request_id or job.id)
         stored: dict[str, str | None] = {"key": None}
 
-        def before_append(record: dict[str, Any], output: Path | None) -> None:
+        def before_append(record: DecisionRecord, output: Path | None) -> None:
             if output is not None:
                 self.files.put_file(result_key(job.id), output)
                 stored["key"] = result_key(job.id)
-            if handle.lost or not self.store.plan_decision(job.id, self.owner, record["decision_id"],
+            if handle.lost or not self.store.plan_decision(job.id, self.owner, record.decision_id,
                                                            stored["key"]):
                 handle.lost = True
                 raise PassCancelled("the lease was lost before the decision was recorded")
@@ -236,8 +251,8 @@ class JobRunner:
         hooks = VideoHooks(progress=lambda stage, fraction: self._progress(handle, stage, fraction),
                            should_stop=lambda: self._stop.is_set() or handle.lost,
                            before_append=before_append)
-        outcome = asyncio.run(VideoPipeline(self.gw).run(run, hooks))
-        if not self.store.finish(job.id, self.owner, record=outcome.record, result_key=stored["key"]):
+        outcome = asyncio.run(self.videos.run(run, hooks))
+        if not self.store.finish(job.id, self.owner, record=outcome.record.to_dict(), result_key=stored["key"]):
             log.warning("job %s: decided, but the lease was lost before it was marked done", job.id)
             return
         self._after(job.id)
@@ -253,7 +268,7 @@ class JobRunner:
     def _recover(self, job: Job) -> bool:
         """The job was interrupted after noting its decision id: finish it from the audit log
         if the decision was recorded (True); otherwise it is decided again (False)."""
-        found = find_decision(self.gw, job.tenant, job.planned_decision_id or "")
+        found = find_decision(self.audit, job.tenant, job.planned_decision_id or "")
         if found is None:
             if job.result_key:
                 self.files.delete(job.result_key)
@@ -286,10 +301,10 @@ class JobRunner:
             self.store.set_webhook_status(job.id, status)
 
 
-def find_decision(gw: Any, tenant: str, decision_id: str) -> dict[str, Any] | None:
+def find_decision(audit: AuditLog, tenant: str, decision_id: str) -> dict[str, Any] | None:
     """The recorded decision `decision_id` of `tenant` from the audit log (its record with the
     `audit` field filled in), or None if it was never appended."""
-    entries, _ = gw.audit.query(tenant=tenant, decision_id=decision_id, limit=1)
+    entries, _ = audit.query(**AuditQuery(tenant=tenant, decision_id=decision_id, limit=1).as_kwargs())
     if not entries:
         return None
     entry = entries[0]

@@ -1,10 +1,10 @@
 """Why: the HTTP router, the startup hook and the tests need one object per gateway that owns
-the job table, the job files and the worker pool. It hangs on `gw.extras["jobs"]` (never a
-module global), is created on first use, and knows the rules the API promises: a job is
-visible only to the tenant that made it; its decision is shown in that caller's view.
+the job table, the job files and the worker pool. The composition root builds it (`open_jobs`)
+and hangs it on `Gateway.jobs` (never a module global); it knows the rules the API promises: a
+job is visible only to the tenant that made it; its decision is shown in that caller's view.
 
-`start_jobs(gw)` (called at startup by the jobs router's lifespan) hands interrupted jobs back
-to the queue or fails them with a reason (`resume_interrupted_jobs`) and starts the workers.
+`JobService.start()` (called at startup by the jobs router's lifespan) hands interrupted jobs back
+to the queue or fails them with a reason (`resume_interrupted`) and starts the workers.
 """
 
 from __future__ import annotations
@@ -16,17 +16,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import Engine
+
 from gateway.apikeys import Principal
+from gateway.audit import AuditLog
 from gateway.errors import NotFound
 from gateway.jobs.runner import JobConfig, JobRunner, input_key
 from gateway.jobs.storage import JobFiles, open_job_files
 from gateway.jobs.store import Job, JobStore
 from gateway.pipeline.record import caller_view
-from gateway.pipeline.service import CheckRequestBody
+from gateway.pipeline.request import CheckRequest
+from gateway.pipeline.video import VideoFlow
+from gateway.settings import Settings
 
-__all__ = ["JobService", "jobs_of", "resume_interrupted_jobs", "start_jobs", "stop_jobs"]
-
-KEY = "jobs"
+__all__ = ["JobService", "open_jobs"]
 
 
 def _iso(ts: float | None) -> str | None:
@@ -37,13 +40,13 @@ def _iso(ts: float | None) -> str | None:
 
 @dataclass
 class JobService:
-    gw: Any
     store: JobStore
     files: JobFiles
     runner: JobRunner
     config: JobConfig
+    operator_tenant: str
 
-    def submit(self, principal: Principal, body: CheckRequestBody, upload: Path, media_type: str) -> Job:
+    def submit(self, principal: Principal, body: CheckRequest, upload: Path, media_type: str) -> Job:
         """Store the (already probed) upload and queue the job."""
         job_id = secrets.token_hex(16)
         size = self.files.put_file(input_key(job_id), upload)
@@ -69,7 +72,7 @@ class JobService:
         return job
 
     def view(self, job: Job, principal: Principal) -> dict[str, Any]:
-        is_operator = principal.is_operator(self.gw.settings.operator_tenant)
+        is_operator = principal.is_operator(self.operator_tenant)
         record = job.decision_record()
         decision = caller_view(record, tenant=principal.tenant, is_operator=is_operator) if record else None
         error = {"code": job.error_code, "message": job.error_message} if job.state == "failed" else None
@@ -89,43 +92,29 @@ class JobService:
         return out
 
 
-def jobs_of(gw: Any) -> JobService:
-    """Create (once) and return the job service of `gw`."""
-    existing = gw.extras.get(KEY)
-    if existing is not None:
-        return existing  # type: ignore[no-any-return]
-    config = JobConfig.from_settings(gw.settings)
-    store = JobStore(gw.engine, clock=_now)
-    store.create_tables()
-    files = open_job_files(config.storage, data_dir=gw.settings.data_dir, engine=gw.engine,
-                           database_url=gw.settings.resolved_database_url)
-    service = JobService(gw, store, files, JobRunner(gw, store, files, config), config)
-    winner: JobService = gw.extras.setdefault(KEY, service)  # atomic: one service per gateway
-    if winner is service:
-        gw.extras.setdefault("closers", []).append(service.runner.stop)
-    return winner
+    def resume_interrupted(self) -> list[tuple[str, str]]:
+        """Jobs left `running` by a gateway that stopped (their lease ran out): back to the queue, or
+        failed with a reason after `max_attempts` interruptions. Jobs whose lease is still live may
+        belong to another replica and are left alone; the keeper sweeps them once it runs out.
+        Returns (job id, new state) per job moved."""
+        return self.store.sweep(self.config.max_attempts)
+
+    def start(self) -> None:
+        self.resume_interrupted()
+        self.runner.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.runner.stop(timeout)
 
 
-def resume_interrupted_jobs(gw: Any) -> list[tuple[str, str]]:
-    """Jobs left `running` by a gateway that stopped (their lease ran out): back to the queue, or
-    failed with a reason after `max_attempts` interruptions. Jobs whose lease is still live may
-    belong to another replica and are left alone; the keeper sweeps them once it runs out.
-    Returns (job id, new state) per job moved."""
-    service = jobs_of(gw)
-    return service.store.sweep(service.config.max_attempts)
-
-
-def start_jobs(gw: Any) -> JobService:
-    service = jobs_of(gw)
-    resume_interrupted_jobs(gw)
-    service.runner.start()
-    return service
-
-
-def stop_jobs(gw: Any, timeout: float = 30.0) -> None:
-    service = gw.extras.get(KEY)
-    if service is not None:
-        service.runner.stop(timeout)
+def open_jobs(settings: Settings, engine: Engine, videos: VideoFlow, audit: AuditLog) -> JobService:
+    """The job service of one gateway (workers not started: `start()`)."""
+    config = JobConfig.from_settings(settings)
+    store = JobStore(engine, clock=_now)
+    files = open_job_files(config.storage, data_dir=settings.data_dir, engine=engine,
+                           database_url=settings.resolved_database_url)
+    runner = JobRunner(videos, audit, store, files, config, settings.data_dir / "jobs" / "work")
+    return JobService(store, files, runner, config, settings.operator_tenant)
 
 
 def _now() -> float:

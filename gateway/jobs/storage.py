@@ -18,7 +18,6 @@ import os
 import re
 import secrets
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -105,34 +104,25 @@ class DirJobFiles:
         self._path(key).unlink(missing_ok=True)
 
 
+def job_files_table(metadata: sa.MetaData, name: str = "job_file_chunks") -> sa.Table:
+    return sa.Table(
+        name, metadata,
+        sa.Column("key", sa.String(48), primary_key=True),
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("data", sa.LargeBinary, nullable=False),
+    )
+
+
 class DbJobFiles:
-    """Chunks of 1 MiB in `job_file_chunks` (key, seq, data) of the shared database. The table
-    lives on its own MetaData and is created on first use (Alembic may adopt it)."""
+    """Chunks of 1 MiB in `job_file_chunks` (key, seq, data) of the shared database (the table is
+    created by the Alembic migrations)."""
 
     def __init__(self, engine: Engine, *, table_name: str = "job_file_chunks") -> None:
         self.engine = engine
         self.metadata = sa.MetaData()
-        self.table = sa.Table(
-            table_name, self.metadata,
-            sa.Column("key", sa.String(48), primary_key=True),
-            sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
-            sa.Column("data", sa.LargeBinary, nullable=False),
-        )
-        self._ready = False
-        self._lock = threading.Lock()
-
-    def _ensure(self) -> None:
-        if not self._ready:
-            with self._lock:
-                if not self._ready:
-                    try:
-                        self.metadata.create_all(self.engine, checkfirst=True)
-                    except sa.exc.DBAPIError:  # a replica created it at the same time
-                        self.metadata.create_all(self.engine, checkfirst=True)
-                    self._ready = True
+        self.table = job_files_table(self.metadata, table_name)
 
     def put_file(self, key: str, path: Path) -> int:
-        self._ensure()
         t = self.table
         total = 0
         with self.engine.begin() as conn, open(path, "rb") as src:
@@ -150,7 +140,6 @@ class DbJobFiles:
             return conn.execute(sa.select(t.c.seq).where(t.c.key == key).limit(1)).first() is not None
 
     def stream(self, key: str) -> Iterator[bytes] | None:
-        self._ensure()
         if not self._has(_checked(key)):
             return None
         t = self.table
@@ -180,7 +169,6 @@ class DbJobFiles:
         return dst
 
     def size(self, key: str) -> int | None:
-        self._ensure()
         t = self.table
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(sa.func.count(), sa.func.sum(sa.func.length(t.c.data)))
@@ -190,7 +178,6 @@ class DbJobFiles:
         return int(row[1] or 0)
 
     def delete(self, key: str) -> None:
-        self._ensure()
         with self.engine.begin() as conn:
             conn.execute(self.table.delete().where(self.table.c.key == _checked(key)))
 

@@ -12,13 +12,12 @@ replica that dies stops renewing, and `sweep` hands the job back to the queue (o
 reason once it was interrupted `max_attempts` times). A worker that finds its lease gone stops.
 Times are seconds since the epoch (floats), compared in SQL.
 
-The table lives on its own MetaData and is created on first use (Alembic may adopt it).
+The table is created by the Alembic migrations (gateway/migrations, 0003), like every other table.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -112,28 +111,14 @@ class JobStore:
         self.clock = clock
         self.metadata = sa.MetaData()
         self.table = jobs_table(self.metadata)
-        self._ready = False
-        self._lock = threading.Lock()
-
-    def create_tables(self) -> None:
-        with self._lock:
-            if self._ready:
-                return
-            try:
-                self.metadata.create_all(self.engine, checkfirst=True)
-            except sa.exc.DBAPIError:  # another replica created it between check and create
-                self.metadata.create_all(self.engine, checkfirst=True)
-            self._ready = True
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job | None:
-        self.create_tables()
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(self.table).where(self.table.c.id == job_id)).first()
         return Job(**row._mapping) if row is not None else None
 
     def in_state(self, state: str, limit: int = 100) -> list[Job]:
-        self.create_tables()
         t = self.table
         with self.engine.connect() as conn:
             query = sa.select(t).where(t.c.state == state).order_by(t.c.created_at).limit(limit)
@@ -142,7 +127,6 @@ class JobStore:
 
     # -- transitions -------------------------------------------------------------------------
     def insert(self, **values: Any) -> Job:
-        self.create_tables()
         now = self.clock()
         values = {"state": "queued", "stage": "queued", "progress": 0.0, "attempts": 0, "created_at": now,
                   "updated_at": now, **values}
@@ -153,7 +137,6 @@ class JobStore:
         return job
 
     def _swap(self, where: list[Any], **values: Any) -> bool:
-        self.create_tables()
         values.setdefault("updated_at", self.clock())
         with self.engine.begin() as conn:
             result = conn.execute(self.table.update().where(*where).values(**values))
@@ -165,7 +148,6 @@ class JobStore:
 
     def claim(self, owner: str, lease_s: float) -> Job | None:
         """Take the oldest queued job (compare-and-swap; another replica may win the race)."""
-        self.create_tables()
         t = self.table
         for _ in range(5):
             with self.engine.connect() as conn:
@@ -231,7 +213,6 @@ class JobStore:
     def sweep(self, max_attempts: int) -> list[tuple[str, str]]:
         """Jobs whose lease ran out (their worker died): back to the queue, or failed with a
         reason after `max_attempts` claims. Returns (job id, new state) for each one moved."""
-        self.create_tables()
         t = self.table
         now = self.clock()
         with self.engine.connect() as conn:
@@ -259,7 +240,6 @@ class JobStore:
 
     def expired(self, limit: int = 100) -> list[Job]:
         """Finished jobs past `expires_at` (their files and rows can go)."""
-        self.create_tables()
         t = self.table
         with self.engine.connect() as conn:
             finished = t.c.state.in_(("done", "failed"))
@@ -268,6 +248,5 @@ class JobStore:
         return [Job(**r._mapping) for r in rows]
 
     def delete(self, job_id: str) -> None:
-        self.create_tables()
         with self.engine.begin() as conn:
             conn.execute(self.table.delete().where(self.table.c.id == job_id))

@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import context
 from sqlmodel import SQLModel
 
-from gateway.bootstrap import _import_models
+import gateway.apikeys  # noqa: F401 - SQLModel tables register themselves on import
+import gateway.provenance.models  # noqa: F401
+import gateway.registry.models  # noqa: F401
+from gateway.audit import audit_metadata
+from gateway.blobs import blob_metadata
 from gateway.db import make_engine
-
-_import_models()
-from gateway.audit import audit_metadata  # noqa: E402
-from gateway.blobs import blob_metadata  # noqa: E402
+from gateway.jobs.storage import job_files_table
+from gateway.jobs.store import jobs_table
 
 
-def _jobs_metadata() -> list[object]:
-    import sqlalchemy as sa
-
-    from gateway.jobs.storage import DbJobFiles
-    from gateway.jobs.store import jobs_table
-
+def _jobs_metadata() -> sa.MetaData:
     jobs = sa.MetaData()
     jobs_table(jobs)
-    return [jobs, DbJobFiles(None).metadata]  # type: ignore[arg-type]
+    job_files_table(jobs)
+    return jobs
 
 
 config = context.config
-target_metadata = [SQLModel.metadata, audit_metadata(), blob_metadata()[0], *_jobs_metadata()]
+target_metadata = [SQLModel.metadata, audit_metadata(), blob_metadata()[0], _jobs_metadata()]
 
 
 def run_migrations_offline() -> None:

@@ -6,29 +6,33 @@ registry about faces, names and hashes, reads grants at decision time, freezes a
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
+from classifiers.base import DetectedFace
 from gateway.decision import (
     FaceFact,
     FaceMatch,
     Facts,
+    GrantFact,
     HashHit,
     ModelFailure,
     NameFact,
     NsfwFact,
+    SubjectFact,
     Verdict,
     decide,
 )
 from gateway.media import DecodedImage
 from gateway.metrics import Metrics
-from gateway.pipeline.consent import ConsentLookup
-from gateway.pipeline.runtime import PolicyRuntime
+from gateway.pipeline.errors import ModelCallFailed
+from gateway.pipeline.ports import Clock, ConsentLookup
+from gateway.policy.runtime import PolicyRuntime
 
 T = TypeVar("T")
 
@@ -51,19 +55,17 @@ class CheckResult:
     embeddings: list[np.ndarray] = field(default_factory=list)
 
 
-class _Failed(Exception):
-    def __init__(self, failure: ModelFailure):
-        super().__init__(failure.message)
-        self.failure = failure
+class CheckStage:
+    """Runs the policy's models over decoded images, asks the consent registry, reads grants, and
+    decides. Every model or registry call runs off the event loop under a timeout; a failure is a
+    `ModelFailure` fact (fail closed), never an exception out of `run`."""
 
-
-class CheckPipeline:
     def __init__(
         self,
         consent: ConsentLookup,
         metrics: Metrics,
         *,
-        clock: Callable[[], datetime],
+        clock: Clock,
         model_timeout_s: float = 10.0,
     ):
         self.consent = consent
@@ -80,10 +82,10 @@ class CheckPipeline:
             result = await asyncio.wait_for(asyncio.to_thread(fn), timeout=limit)
         except TimeoutError:
             self.metrics.model_failures.labels(model).inc()
-            raise _Failed(ModelFailure(check, model, f"timed out after {limit:g}s")) from None
+            raise ModelCallFailed(ModelFailure(check, model, f"timed out after {limit:g}s")) from None
         except Exception as exc:  # noqa: BLE001 - every model error fails closed
             self.metrics.model_failures.labels(model).inc()
-            raise _Failed(ModelFailure(check, model, f"{type(exc).__name__}: {exc}")) from None
+            raise ModelCallFailed(ModelFailure(check, model, f"{type(exc).__name__}: {exc}")) from None
         finally:
             self.metrics.model_seconds.labels(model).observe(time.perf_counter() - start)
         return result
@@ -99,7 +101,7 @@ class CheckPipeline:
         async def guarded(coro: Awaitable[T]) -> T | None:
             try:
                 return await coro
-            except _Failed as failed:
+            except ModelCallFailed as failed:
                 failures.append(failed.failure)
                 return None
 
@@ -108,27 +110,26 @@ class CheckPipeline:
             wanted = [c.model for c in stage_rules.nsfw] + [m.model for e in stage_rules.ensembles for m in e.members]
             nsfw_aliases = list(dict.fromkeys(wanted))
         nsfw_tasks = [
-            guarded(self._call(f"nsfw.{alias}", alias, lambda m=rt.nsfw[alias]: m.classify(working),
+            guarded(self._call(f"nsfw.{alias}", alias, functools.partial(rt.nsfw[alias].classify, working),
                                rt.timeouts.get(alias)))
             for alias in nsfw_aliases
         ]
-        face_task = guarded(self._call("faces", rt.face.info.name,
-                                       lambda: [rt.face.analyze(w) for w in working])) if working else None
-        hash_task = guarded(self._call("hash_list", rt.hasher.info.name,
-                                       lambda: [rt.hasher.hashes(w) for w in working])) if working else None
-        prompt_task = guarded(self._prompt_facts(rt, req.prompt)) if req.prompt and (
-            stage_rules is None or stage_rules.prompt) else None
+
+        def analyze() -> list[list[DetectedFace]]:
+            return [rt.face.analyze(w) for w in working]
+
+        def hashes() -> list[list[str]]:
+            return [rt.hasher.hashes(w) for w in working]
+
+        face_task = guarded(self._call("faces", rt.face.info.name, analyze)) if working else _none()
+        hash_task = guarded(self._call("hash_list", rt.hasher.info.name, hashes)) if working else _none()
+        prompt_task = guarded(self.prompt_facts(rt, req.prompt)) if req.prompt and (
+            stage_rules is None or stage_rules.prompt) else _none()
 
         t0 = time.perf_counter()
-        results = await asyncio.gather(
-            *nsfw_tasks,
-            face_task if face_task is not None else _none(),
-            hash_task if hash_task is not None else _none(),
-            prompt_task if prompt_task is not None else _none(),
-        )
+        nsfw_results, faces_raw, hashes_raw, prompt_facts = await asyncio.gather(
+            asyncio.gather(*nsfw_tasks), face_task, hash_task, prompt_task)
         self.metrics.stage_seconds.labels("models").observe(time.perf_counter() - t0)
-        nsfw_results = results[: len(nsfw_aliases)]
-        faces_raw, hashes_raw, prompt_facts = results[len(nsfw_aliases):]
 
         nsfw_facts: list[NsfwFact] = []
         for alias, scores_list in zip(nsfw_aliases, nsfw_results, strict=True):
@@ -146,11 +147,14 @@ class CheckPipeline:
             hash_hits = await guarded(self._hash_hits(rt, hashes_raw)) or ()
         names, concepts = prompt_facts if prompt_facts is not None else ((), {})
         subject_ids = sorted({m.subject_id for f in face_facts for m in f.matches} | {n.subject_id for n in names})
-        grants: dict[str, Any] = {}
-        subjects: dict[str, Any] = {}
+        grants: dict[str, tuple[GrantFact, ...]] = {}
+        subjects: dict[str, SubjectFact] = {}
+
+        def read_consent() -> tuple[dict[str, tuple[GrantFact, ...]], dict[str, SubjectFact]]:
+            return self.consent.grants_for(subject_ids), self.consent.subject_facts(subject_ids)
+
         if subject_ids:
-            got = await guarded(self._call("consent", "registry", lambda: (
-                self.consent.grants_for(subject_ids), self.consent.subject_facts(subject_ids))))
+            got = await guarded(self._call("consent", "registry", read_consent))
             if got is not None:
                 grants, subjects = got
         self.metrics.stage_seconds.labels("consent").observe(time.perf_counter() - t1)
@@ -167,11 +171,11 @@ class CheckPipeline:
         return CheckResult(facts, verdict, elapsed, embeddings)
 
     async def _match_faces(
-        self, rt: PolicyRuntime, req: CheckInput, faces_raw: list[Any] | None
+        self, rt: PolicyRuntime, req: CheckInput, faces_raw: list[list[DetectedFace]] | None
     ) -> tuple[tuple[FaceFact, ...], list[np.ndarray]]:
         if not faces_raw:
             return (), []
-        located: list[tuple[int, Any, float]] = []
+        located: list[tuple[int, DetectedFace, float]] = []
         for media_index, (faces, img) in enumerate(zip(faces_raw, req.images, strict=True)):
             for face in faces:
                 located.append((media_index, face, img.scale))
@@ -179,7 +183,7 @@ class CheckPipeline:
             return (), []
         embeddings = [f.embedding for _, f, _ in located if f.embedding is not None]
         if len(embeddings) != len(located):
-            raise _Failed(ModelFailure("faces", rt.face.info.name, "the face analyzer returned no embedding"))
+            raise ModelCallFailed(ModelFailure("faces", rt.face.info.name, "the face analyzer returned no embedding"))
         matrix = np.stack(embeddings).astype(np.float32)
         threshold = rt.policy.consent.match_threshold
         matches = await self._call("consent", "registry",
@@ -196,11 +200,11 @@ class CheckPipeline:
         hits: list[HashHit] = []
         for media_index, hashes in enumerate(hashes_raw):
             found = await self._call("hash_list", "registry",
-                                     lambda h=hashes: self.consent.hash_hits(h, max_distance))
+                                     functools.partial(self.consent.hash_hits, hashes, max_distance))
             hits.extend(HashHit(media_index, subject_id, distance) for subject_id, distance in found)
         return tuple(hits)
 
-    async def _prompt_facts(
+    async def prompt_facts(
         self, rt: PolicyRuntime, prompt: str | None
     ) -> tuple[tuple[NameFact, ...], dict[str, float]]:
         if not prompt:

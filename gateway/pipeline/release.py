@@ -1,66 +1,60 @@
 """Why: release is check + obligations + provenance + record, in a fixed order: output check →
-blur → watermark → C2PA sign → audit entry (with output and manifest digests) → answer. Any
-failure after an allow turns the decision into a deny that is still recorded, and nothing leaves."""
+blur → watermark → C2PA sign → audit entry (with output and manifest digests) → answer. Any failure
+after an allow turns the decision into a deny that is still recorded, and nothing leaves. The
+failing stage is known by the error's type (`WatermarkError` / `SigningError`), never its text."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-
-from gateway.apikeys import Principal
 from gateway.decision import Reason
-from gateway.pipeline.service import CheckRequestBody, Decision, DecisionService
+from gateway.media import DecodedImage
+from gateway.pipeline.errors import release_stage
+from gateway.pipeline.ports import Releaser
+from gateway.pipeline.record import DecisionRecord, OutputRef
+from gateway.pipeline.threads import in_thread
+from gateway.provenance.errors import ProvenanceError
+
+__all__ = ["ReleasedFile", "release_images", "stage_failed"]
 
 
-@dataclass
-class ReleaseOutcome:
-    record: dict[str, Any]
-    files: list[tuple[bytes, str]]
+@dataclass(frozen=True)
+class ReleasedFile:
+    data: bytes
+    mime: str
 
 
-def _fail(decision: Decision, stage: str, exc: Exception) -> None:
-    record = decision.record
-    record["decision"] = "deny"
-    record["obligations"] = []
-    record["outputs"] = []
-    record["reasons"].append(
-        Reason(f"release.{stage}.failed", "deny", f"{stage} failed ({type(exc).__name__}: {exc}); nothing released")
-        .as_dict()
-    )
+def stage_failed(stage: str, exc: BaseException) -> Reason:
+    """The deny reason a failed release stage adds to the record."""
+    return Reason(f"release.{stage}.failed", "deny",
+                  f"{stage} failed ({type(exc).__name__}: {exc}); nothing released")
 
 
-async def release(
-    service: DecisionService,
-    principal: Principal,
-    body: CheckRequestBody,
-    parts: list[bytes],
+async def release_images(
+    releaser: Releaser,
+    record: DecisionRecord,
+    obligations: dict[str, Any],
+    images: list[DecodedImage],
     *,
-    request_id: str | None = None,
     software_agent: dict[str, Any] | None = None,
-) -> ReleaseOutcome:
-    images = await service.decode(parts)
-    body = body.model_copy(update={"stage": "output"})
-    decision = await service.decide(principal, body, images, request_id=request_id)
-    files: list[tuple[bytes, str]] = []
-    if decision.record["decision"] == "allow":
-        provenance = service.gw.provenance
-        obligations = decision.result.verdict.obligations
-        try:
-            for index, image in enumerate(images):
-                released = await run_in_threadpool(
-                    provenance.release_image, image.rgb, image.mime, media_index=index,
-                    decision_id=decision.record["decision_id"], policy_digest=decision.record["policy"]["digest"],
-                    grant_ids=decision.record["grant_ids"], obligations=obligations, software_agent=software_agent,
-                )
-                decision.record["outputs"].append(released.output)
-                files.append((released.data, released.mime))
-        except Exception as exc:  # noqa: BLE001 - any provenance failure withholds the render
-            stage = "sign" if "sign" in str(exc).lower() or "c2pa" in str(exc).lower() else "watermark"
-            _fail(decision, stage, exc)
-            files = []
-    if software_agent:
-        decision.record["software_agent"] = software_agent
-    record = await service.append(decision.record)
-    return ReleaseOutcome(record, files if record["decision"] == "allow" else [])
+) -> list[ReleasedFile]:
+    """Carry out an allowed decision's obligations on every image and note the outputs in the
+    record. On a stage failure the record becomes a deny naming the stage; nothing is returned."""
+    if not record.allowed:
+        return []
+    files: list[ReleasedFile] = []
+    try:
+        for index, image in enumerate(images):
+            released = await in_thread(
+                releaser.release_image, image.rgb, image.mime, media_index=index,
+                decision_id=record.decision_id, policy_digest=record.policy.digest,
+                grant_ids=list(record.grant_ids), obligations=obligations, software_agent=software_agent,
+            )
+            record.outputs.append(OutputRef(released.media_index, released.sha256, released.mime,
+                                            released.manifest_digest, released.watermark_id))
+            files.append(ReleasedFile(released.data, released.mime))
+    except ProvenanceError as exc:
+        record.deny(stage_failed(release_stage(exc), exc))
+        return []
+    return files

@@ -1,126 +1,127 @@
-"""Why: check, release, generate and jobs all make decisions the same way — decode safely, run
-the pipeline under the tenant's policy, build the record, append it to the audit log *before*
-anything is answered or released. This service is that shared path."""
+"""Why: check, release, generate and jobs all make decisions the same way — decode safely, run the
+policy's checks, decide, carry out the obligations (redact, mark, sign), append the record to the
+audit log *before* anything is answered or released. `Pipeline` is the one place that orders that,
+for images and videos alike; the HTTP routers only parse, call it and map the answer, the proxy
+(`gateway.pipeline.proxy`) wraps it around an upstream call, the job runner drives its video path.
+
+    decode ─► check (models, registry) ─► decide ─► [release: redact → mark → sign] ─► append ─► answer
+
+Its inputs are ports (`gateway.pipeline.ports.PipelinePorts`), built by `gateway.context`.
+"""
 
 from __future__ import annotations
 
-import json
-import secrets
-import time
 from dataclasses import dataclass
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.concurrency import run_in_threadpool
+from typing import Any
 
 from gateway.apikeys import Principal
-from gateway.context import Gateway
-from gateway.errors import BadInput, Invalid, NotReady, TooLarge
-from gateway.media import DecodedImage, decode_image
-from gateway.pipeline.check import CheckInput, CheckResult
-from gateway.pipeline.record import build_record
-from gateway.pipeline.runtime import PolicyRuntime
+from gateway.errors import Invalid
+from gateway.media import DecodedImage
+from gateway.pipeline.check import CheckInput, CheckResult, CheckStage
+from gateway.pipeline.ports import Clock, PipelineConfig, PipelinePorts
+from gateway.pipeline.record import DecisionRecord, MediaRef, build_record
+from gateway.pipeline.release import ReleasedFile, release_images
+from gateway.pipeline.request import CheckRequest
+from gateway.pipeline.steps import append, decode_images, new_id, runtime_for
+from gateway.pipeline.video import VideoFlow, is_video
+from gateway.policy.runtime import PolicyRuntime
 
-
-class CheckRequestBody(BaseModel):
-    """The `request` part of /v1/check, /v1/release and /v1/jobs."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    stage: Literal["input", "output"] = "input"
-    use: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    prompt: str | None = Field(default=None, max_length=20_000)
-    end_user: str | None = Field(default=None, max_length=256)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    request_id: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
-    action: Literal["release", "check"] = "release"
-    webhook_url: str | None = Field(default=None, max_length=2000)
-
-
-def parse_request_part(raw: str | bytes | None, *, default_stage: str | None = None) -> CheckRequestBody:
-    if raw is None or raw == "" or raw == b"":
-        raise Invalid("the multipart part `request` (JSON) is required")
-    if isinstance(raw, bytes):
-        if len(raw) > 64_000:
-            raise TooLarge("the `request` part is larger than 64 kB")
-        raw = raw.decode("utf-8", errors="replace")
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError, ValueError) as exc:  # also too deep / too-long integers
-        raise BadInput(f"the `request` part is not valid JSON: {str(exc)[:200]}") from None
-    if not isinstance(data, dict):
-        raise Invalid("the `request` part must be a JSON object")
-    if default_stage is not None:
-        data.setdefault("stage", default_stage)
-    try:
-        return CheckRequestBody.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise Invalid(f"invalid `request`: {problems}") from None
+__all__ = ["Decision", "Pipeline", "Release"]
 
 
 @dataclass
 class Decision:
-    record: dict[str, Any]
+    """A decision made and not yet appended (the proxy appends its input decision itself)."""
+
+    record: DecisionRecord
     result: CheckResult
     runtime: PolicyRuntime
     images: list[DecodedImage]
 
 
-class DecisionService:
-    def __init__(self, gw: Gateway):
-        self.gw = gw
+@dataclass
+class Release:
+    """An appended release decision and the files that may leave (none unless it allows)."""
+
+    record: DecisionRecord
+    files: list[ReleasedFile]
+
+
+class Pipeline:
+    def __init__(self, ports: PipelinePorts, config: PipelineConfig) -> None:
+        self.ports = ports
+        self.config = config
+        self.checker = CheckStage(ports.consent, ports.metrics, clock=ports.clock,
+                                  model_timeout_s=config.model_timeout_s)
+        self.video = VideoFlow(ports, config, self.checker)
+
+    # Tests and replays swap the clock and the model timeout on a live pipeline.
+    @property
+    def clock(self) -> Clock:
+        return self.checker.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self.checker.clock = clock
+
+    @property
+    def model_timeout_s(self) -> float:
+        return self.checker.model_timeout_s
+
+    @model_timeout_s.setter
+    def model_timeout_s(self, seconds: float) -> None:
+        self.checker.model_timeout_s = seconds
+
+    # -- the steps ---------------------------------------------------------------------------
+    def runtime_for(self, tenant: str) -> tuple[PolicyRuntime, str]:
+        return runtime_for(self.ports.policies, tenant)
 
     async def decode(self, parts: list[bytes]) -> list[DecodedImage]:
-        if len(parts) > self.gw.settings.max_media_parts:
-            raise TooLarge(f"{len(parts)} media parts; the limit is {self.gw.settings.max_media_parts}")
-        limits = self.gw.limits
-        return [await run_in_threadpool(decode_image, data, limits, index=i) for i, data in enumerate(parts)]
+        return await decode_images(parts, self.config)
 
-    def runtime_for(self, tenant: str) -> tuple[PolicyRuntime, str]:
-        active = self.gw.policies.active
-        if active is None:
-            raise NotReady("no policy is loaded")
-        return active.for_tenant(tenant), active.bundle.digest
-
-    async def decide(
-        self,
-        principal: Principal,
-        body: CheckRequestBody,
-        images: list[DecodedImage],
-        *,
-        request_id: str | None = None,
-    ) -> Decision:
+    async def decide(self, principal: Principal, request: CheckRequest, images: list[DecodedImage], *,
+                     request_id: str | None = None) -> Decision:
         runtime, digest = self.runtime_for(principal.tenant)
-        result = await self.gw.pipeline.run(
+        result = await self.checker.run(
             runtime,
-            CheckInput(body.stage, body.use, principal.tenant, body.end_user, body.prompt, images),
+            CheckInput(request.stage, request.use, principal.tenant, request.end_user, request.prompt, images),
         )
         record = build_record(
-            decision_id=secrets.token_hex(16),
-            request_id=request_id or body.request_id or secrets.token_hex(16),
-            facts=result.facts,
-            verdict=result.verdict,
-            policy=runtime.policy,
-            policy_digest=digest,
-            media=[img.describe() for img in images],
+            decision_id=new_id(), request_id=request_id or request.request_id or new_id(), facts=result.facts,
+            verdict=result.verdict, policy=runtime.policy, policy_digest=digest,
+            media=[MediaRef(img.sha256, img.mime, img.width, img.height) for img in images],
         )
-        self.gw.metrics.decisions.labels(body.stage, body.use, result.verdict.decision).inc()
+        self.ports.metrics.decisions.labels(request.stage, request.use, result.verdict.decision).inc()
         return Decision(record, result, runtime, images)
 
-    async def append(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Append the record to the audit log; nothing may be answered if this fails (503)."""
-        start = time.perf_counter()
-        try:
-            appended = await run_in_threadpool(self.gw.audit.append, record)
-        except Exception as exc:  # noqa: BLE001 - the log is down: refuse, fail closed
-            raise NotReady(f"the audit log could not record the decision ({type(exc).__name__}); "
-                           "nothing was released") from None
-        finally:
-            self.gw.metrics.stage_seconds.labels("audit").observe(time.perf_counter() - start)
-        record["audit"] = {
-            "index": appended.index,
-            "leaf_hash": appended.leaf_hash,
-            "checkpoint": appended.checkpoint,
-        }
-        return record
+    async def append(self, record: DecisionRecord) -> DecisionRecord:
+        return await append(self.ports, record)
+
+    # -- the entry points --------------------------------------------------------------------
+    async def check(self, principal: Principal, request: CheckRequest, parts: list[bytes]) -> DecisionRecord:
+        """Decide on images (or one small video) and record it; nothing is marked or released."""
+        if any(is_video(part) for part in parts):  # small videos are checked here; larger ones: jobs
+            if len(parts) != 1:
+                raise Invalid(f"a video is checked on its own: send exactly one `media` part (got {len(parts)})")
+            record, _ = await self.video.run_upload(principal, request, parts[0], "check")
+            return record
+        decision = await self.decide(principal, request, await self.decode(parts))
+        return await self.append(decision.record)
+
+    async def release(self, principal: Principal, request: CheckRequest, parts: list[bytes], *,
+                      request_id: str | None = None, software_agent: dict[str, Any] | None = None,
+                      allow_video: bool = True) -> Release:
+        """The output check of a render, then on allow its obligations, then the record: the files
+        come back only when the appended record allows."""
+        if allow_video and len(parts) == 1 and is_video(parts[0]):  # small videos: as MP4; larger: jobs
+            record, video = await self.video.run_upload(principal, request, parts[0], "release")
+            return Release(record, [ReleasedFile(video, "video/mp4")] if video is not None else [])
+        images = await self.decode(parts)
+        output: CheckRequest = request.model_copy(update={"stage": "output"})
+        decision = await self.decide(principal, output, images, request_id=request_id)
+        files = await release_images(self.ports.releaser, decision.record, decision.result.verdict.obligations,
+                                     images, software_agent=software_agent)
+        if software_agent:
+            decision.record.software_agent = dict(software_agent)
+        record = await self.append(decision.record)
+        return Release(record, files if record.allowed else [])

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.pipeline.runtime import ModelPool, PolicyRuntime
 from gateway.policy.loader import PolicyBundle, PolicyError, bundle_digest, load_bundle
+from gateway.policy.runtime import ModelPool, PolicyRuntime
 
 log = logging.getLogger("consentgate.policy")
 

@@ -13,7 +13,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gateway.policy.errors import PolicyError
+from gateway.policy.parse import check_models, read_yaml, snapshot, validation_errors
 from gateway.policy.schema import Policy
+from gateway.policy.tighten import loosenings
 
 
 def deep_merge(base: Any, over: Any) -> Any:
@@ -29,9 +32,6 @@ def load_overlays(
     directory: Path, base: Policy, is_registered: Callable[[str, str], bool] | None,
     files: dict[str, bytes] | None = None,
 ) -> dict[str, Policy]:
-    from gateway.policy.loader import PolicyError, check_models, read_yaml, snapshot, validation_errors
-    from gateway.policy.tighten import loosenings
-
     files = files if files is not None else snapshot(directory)
     overlay_files = sorted(rel for rel in files if rel.startswith("tenants/") and rel.count("/") == 1)
     if not overlay_files:

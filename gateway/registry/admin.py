@@ -1,6 +1,6 @@
 """Why: the registry's write operations, kept apart from the decision-time lookups in `service`.
 
-Each function takes the `Registry` (engine, crypto, analyzers, settings) and runs one transaction; the
+Each function takes the registry's `RegistryCore` (engine, crypto, analyzers, settings) and runs one transaction; the
 service wraps them with the fault hook and database-error mapping. Nothing personal leaves here in clear:
 names and templates are sealed before they are written, and the erasure receipt carries counts only.
 """
@@ -12,11 +12,12 @@ import secrets
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from sqlmodel import Session, col, delete, func, select
 
+from gateway.registry.core import PROFILE, RegistryCore
 from gateway.registry.enrolment import check_image, decode_png, embeddings_for, encode_png, single_face
 from gateway.registry.errors import (
     EnrolmentError,
@@ -39,12 +40,8 @@ from gateway.registry.models import (
     RegistryTemplateRemoval,
     SubjectPublic,
 )
-from gateway.registry.store import bump, rfc3339, template_purpose, to_utc, utcnow
+from gateway.registry.store import bump, grant_fact, rfc3339, template_purpose, to_utc, utcnow
 
-if TYPE_CHECKING:
-    from gateway.registry.service import Registry
-
-PROFILE = "profile"
 IMAGE = "enrolment_image"
 MAX_TEXT = 200
 
@@ -67,7 +64,7 @@ def _subject(s: Session, subject_id: str) -> RegistrySubject:
 
 # ---- subjects ----
 def create_subject(
-    reg: Registry,
+    reg: RegistryCore,
     display_name: str,
     aliases: Sequence[str],
     protected: bool,
@@ -104,7 +101,7 @@ def create_subject(
     )
 
 
-def _public(reg: Registry, s: Session, rows: Sequence[RegistrySubject]) -> list[SubjectPublic]:
+def _public(reg: RegistryCore, s: Session, rows: Sequence[RegistrySubject]) -> list[SubjectPublic]:
     ids = [r.id for r in rows]
     tmpl: dict[str, Counter[str]] = {i: Counter() for i in ids}
     for sid, model, n in s.exec(
@@ -122,7 +119,7 @@ def _public(reg: Registry, s: Session, rows: Sequence[RegistrySubject]) -> list[
     )
     out = []
     for r in rows:
-        p = reg._profile(r)
+        p = reg.profile(r)
         out.append(
             SubjectPublic(
                 id=r.id,
@@ -139,7 +136,7 @@ def _public(reg: Registry, s: Session, rows: Sequence[RegistrySubject]) -> list[
     return out
 
 
-def list_subjects(reg: Registry, offset: int, limit: int) -> list[SubjectPublic]:
+def list_subjects(reg: RegistryCore, offset: int, limit: int) -> list[SubjectPublic]:
     with Session(reg.engine) as s:
         rows = s.exec(
             select(RegistrySubject)
@@ -150,14 +147,14 @@ def list_subjects(reg: Registry, offset: int, limit: int) -> list[SubjectPublic]
         return _public(reg, s, rows)
 
 
-def get_subject(reg: Registry, subject_id: str) -> SubjectPublic:
+def get_subject(reg: RegistryCore, subject_id: str) -> SubjectPublic:
     with Session(reg.engine) as s:
         return _public(reg, s, [_subject(s, subject_id)])[0]
 
 
 # ---- enrolment ----
 def enroll(
-    reg: Registry, subject_id: str, images: Sequence[np.ndarray], notice_version: str, enrolled_by: str
+    reg: RegistryCore, subject_id: str, images: Sequence[np.ndarray], notice_version: str, enrolled_by: str
 ) -> EnrolmentResult:
     notice = _text(notice_version, "notice_version")
     if not 1 <= len(images) <= reg.max_images:
@@ -213,7 +210,7 @@ def enroll(
 
 
 def _templates(
-    reg: Registry, subject_id: str, enrolment_id: str, model: str, embs: list[np.ndarray], now: datetime
+    reg: RegistryCore, subject_id: str, enrolment_id: str, model: str, embs: list[np.ndarray], now: datetime
 ) -> list[RegistryFaceTemplate]:
     analyzer = reg.face_analyzers[model]
     version = analyzer.info.version
@@ -237,8 +234,8 @@ def _tombstone(s: Session, rows: Sequence[tuple[int | None, str]]) -> int:
     return len(rows)
 
 
-def reembed(reg: Registry, model_name: str) -> dict[str, Any]:
-    analyzer = reg._analyzer(model_name)
+def reembed(reg: RegistryCore, model_name: str) -> dict[str, Any]:
+    analyzer = reg.analyzer(model_name)
     counts = {"subjects": 0, "templates": 0, "skipped_images": 0, "removed": 0}
     with Session(reg.engine) as s:
         subject_ids = list(s.exec(select(RegistryEnrolmentImage.subject_id).distinct()).all())
@@ -289,15 +286,16 @@ def reembed(reg: Registry, model_name: str) -> dict[str, Any]:
 
 # ---- grants ----
 def _grant_public(g: RegistryGrant) -> GrantPublic:
+    fact = grant_fact(g)
     return GrantPublic(
-        id=g.id,
-        subject_id=g.subject_id,
-        grantee_tenant=g.grantee_tenant,
-        grantee_end_user=g.grantee_end_user,
-        uses=list(g.uses),
-        valid_from=to_utc(g.valid_from),
-        expires_at=to_utc(g.expires_at) if g.expires_at else None,
-        revoked_at=to_utc(g.revoked_at) if g.revoked_at else None,
+        id=fact.id,
+        subject_id=fact.subject_id,
+        grantee_tenant=fact.grantee_tenant,
+        grantee_end_user=fact.grantee_end_user,
+        uses=list(fact.uses),
+        valid_from=fact.valid_from,
+        expires_at=fact.expires_at,
+        revoked_at=fact.revoked_at,
         revoked_by=g.revoked_by,
         created_by=g.created_by,
         created_at=to_utc(g.created_at),
@@ -305,7 +303,7 @@ def _grant_public(g: RegistryGrant) -> GrantPublic:
 
 
 def grant(
-    reg: Registry,
+    reg: RegistryCore,
     subject_id: str,
     grantee_tenant: str,
     grantee_end_user: str | None,
@@ -343,7 +341,7 @@ def grant(
         return _grant_public(row)
 
 
-def revoke(reg: Registry, grant_id: str, by: str) -> GrantPublic:
+def revoke(reg: RegistryCore, grant_id: str, by: str) -> GrantPublic:
     with Session(reg.engine) as s:
         row = s.get(RegistryGrant, grant_id)
         if row is None:
@@ -357,7 +355,7 @@ def revoke(reg: Registry, grant_id: str, by: str) -> GrantPublic:
         return _grant_public(row)
 
 
-def list_grants(reg: Registry, subject_id: str) -> list[GrantPublic]:
+def list_grants(reg: RegistryCore, subject_id: str) -> list[GrantPublic]:
     with Session(reg.engine) as s:
         _subject(s, subject_id)
         rows = s.exec(
@@ -370,7 +368,7 @@ def list_grants(reg: Registry, subject_id: str) -> list[GrantPublic]:
 
 # ---- hash lists ----
 def add_hashes(
-    reg: Registry, subject_id: str, hex_list: Sequence[str], images: Sequence[np.ndarray], created_by: str
+    reg: RegistryCore, subject_id: str, hex_list: Sequence[str], images: Sequence[np.ndarray], created_by: str
 ) -> HashAddResult:
     entries = [(normalise_pdq_hex(h), "hex") for h in hex_list]
     if images:
@@ -399,7 +397,7 @@ def add_hashes(
 
 
 # ---- erasure ----
-def erase(reg: Registry, subject_id: str, by: str) -> dict[str, Any]:
+def erase(reg: RegistryCore, subject_id: str, by: str) -> dict[str, Any]:
     with Session(reg.engine) as s:
         _subject(s, subject_id)
     # shred first: from here on every sealed row of this subject (and every backup of it) is noise

@@ -8,6 +8,7 @@ RegistryError
 ├── InvalidRequest           bad input (→ 422)
 │   └── EnrolmentError       `code`: image_count | no_face | multiple_faces | low_quality | no_embedding
 ├── UnknownFaceModel
+├── FaceModelNotReady        a face-model switch left enrolled subjects without templates
 └── CryptoError
     ├── SubjectKeyNotFound   the subject's key is gone (erased) or never existed
     ├── SubjectKeyExists
@@ -15,6 +16,9 @@ RegistryError
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 
 class RegistryError(Exception):
@@ -58,6 +62,18 @@ class UnknownFaceModel(RegistryError):
     def __init__(self, name: str) -> None:
         super().__init__(f"face model {name!r} is not registered with the consent registry")
         self.name = name
+
+
+class FaceModelNotReady(RegistryError):
+    """Re-embedding for a face-model switch left `missing` enrolled subjects without a template."""
+
+    def __init__(self, model: str, missing: int, report: Mapping[str, Any]) -> None:
+        self.model, self.missing, self.report = model, missing, dict(report)
+        super().__init__(
+            f"face model {model!r}: {missing} enrolled subject(s) have no template for it after re-embedding "
+            f"({report.get('skipped_images', 0)} enrolment image(s) failed its quality gate); "
+            "re-enrol or erase them before switching"
+        )
 
 
 class CryptoError(RegistryError):

@@ -10,7 +10,6 @@ subject table, so a revocation or an erasure holds on the very next request on e
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 import time
@@ -25,9 +24,10 @@ from sqlmodel import Session, col, func, select
 
 from classifiers.base import FaceAnalyzer, PerceptualHasher
 from gateway.registry import admin
+from gateway.registry.core import RegistryCore
 from gateway.registry.crypto import SubjectCrypto
 from gateway.registry.enrolment import QualityGate
-from gateway.registry.errors import RegistryUnavailable, UnknownFaceModel
+from gateway.registry.errors import RegistryUnavailable
 from gateway.registry.facts import FaceMatch, GrantFact, SubjectFact
 from gateway.registry.hashes import HashIndex
 from gateway.registry.index import FaceIndex
@@ -43,12 +43,11 @@ from gateway.registry.models import (
 from gateway.registry.names import NameIndex
 from gateway.registry.store import (
     DbTemplateSource,
+    grant_fact,
+    grant_state,
     read_counters,
-    to_utc,
     unavailable_on_db_error,
 )
-
-PROFILE = "profile"
 
 
 @dataclass
@@ -58,7 +57,7 @@ class RegistryFaults:
     unavailable: bool = False
 
 
-class Registry:
+class Registry(RegistryCore):
     def __init__(
         self,
         engine: Engine,
@@ -73,15 +72,11 @@ class Registry:
         poll_interval_s: float = 1.0,
         max_images: int = 10,
     ) -> None:
-        self.engine = engine
-        self.crypto = crypto
-        self.face_analyzers = dict(face_analyzers)
-        self.hasher = hasher
-        self.keep_enrolment_images = keep_enrolment_images
-        self.gate = QualityGate(min_face_px=min_face_px, min_det_score=min_det_score)
+        super().__init__(engine, crypto, face_analyzers, hasher, keep_enrolment_images=keep_enrolment_images,
+                         gate=QualityGate(min_face_px=min_face_px, min_det_score=min_det_score),
+                         max_images=max_images)
         self.hnsw_min_size = hnsw_min_size
         self.poll_interval_s = poll_interval_s
-        self.max_images = max_images
         self.faults = RegistryFaults()
         self._lock = threading.Lock()
         self._counters: dict[str, int] = {}
@@ -106,16 +101,6 @@ class Registry:
                 self._counters = read_counters(self.engine)
                 self._polled_at = now
             return self._counters[name]
-
-    def _analyzer(self, model_name: str) -> FaceAnalyzer:
-        try:
-            return self.face_analyzers[model_name]
-        except KeyError:
-            raise UnknownFaceModel(model_name) from None
-
-    def _profile(self, row: RegistrySubject) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.crypto.decrypt(row.id, row.profile_ct, PROFILE))
-        return data
 
     def _live(self, subject_ids: set[str]) -> set[str]:
         if not subject_ids:
@@ -217,7 +202,7 @@ class Registry:
 
     # ---- decision-time lookups ----
     def _face_index(self, model_name: str) -> FaceIndex:
-        analyzer = self._analyzer(model_name)
+        analyzer = self.analyzer(model_name)
         with self._lock:
             index = self._indexes.get(model_name)
             if index is not None and getattr(index.source, "model_version", None) != analyzer.info.version:
@@ -269,7 +254,7 @@ class Registry:
         with Session(self.engine) as s:
             for row in s.exec(select(RegistrySubject)).all():
                 try:
-                    profile = self._profile(row)
+                    profile = self.profile(row)
                 except Exception:  # noqa: S112 - key gone mid-erasure: the subject is going away
                     continue
                 entries += [(row.id, n) for n in [profile["display_name"], *profile.get("aliases", [])]]
@@ -318,19 +303,17 @@ class Registry:
             ).all()
         out: dict[str, list[GrantFact]] = {}
         for g in rows:
-            out.setdefault(g.subject_id, []).append(
-                GrantFact(
-                    id=g.id,
-                    subject_id=g.subject_id,
-                    grantee_tenant=g.grantee_tenant,
-                    grantee_end_user=g.grantee_end_user,
-                    uses=tuple(g.uses),
-                    valid_from=to_utc(g.valid_from),
-                    expires_at=to_utc(g.expires_at) if g.expires_at else None,
-                    revoked_at=to_utc(g.revoked_at) if g.revoked_at else None,
-                )
-            )
+            out.setdefault(g.subject_id, []).append(grant_fact(g))
         return {k: tuple(v) for k, v in out.items()}
+
+    def grant_states(self, grant_ids: Sequence[str], now: datetime) -> list[tuple[str, str]]:
+        """(grant id, erased | revoked | expired | granted) for each id, read now (provenance reports)."""
+        if not grant_ids:
+            return []
+        with unavailable_on_db_error("read grants"), Session(self.engine) as s:
+            rows = {r.id: grant_fact(r) for r in s.exec(
+                select(RegistryGrant).where(col(RegistryGrant.id).in_(list(grant_ids))))}
+        return [(gid, grant_state(rows.get(gid), now)) for gid in grant_ids]
 
     def subject_facts(self, subject_ids: Sequence[str]) -> dict[str, SubjectFact]:
         """{id: SubjectFact(id, protected)} for the subjects that exist now."""

@@ -1,5 +1,6 @@
 """Why: the small database mechanics the registry service and every replica's index share — table
-creation, change counters, UTC timestamps, and the decrypting template source the face index reads.
+creation, change counters, UTC timestamps, the one mapping of a grant row to the `GrantFact` the
+decision reads, and the decrypting template source the face index reads.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
+from gateway.decision.facts import GrantFact
 from gateway.registry.crypto import SubjectCrypto
 from gateway.registry.errors import CryptoError, RegistryUnavailable, SubjectKeyNotFound
 from gateway.registry.index import TemplateBatch
 from gateway.registry.models import (
     REGISTRY_TABLES,
     RegistryFaceTemplate,
+    RegistryGrant,
     RegistryState,
     RegistryTemplateRemoval,
 )
@@ -57,6 +60,31 @@ def to_utc(value: datetime) -> datetime:
 
 def rfc3339(value: datetime) -> str:
     return to_utc(value).isoformat().replace("+00:00", "Z")
+
+
+def grant_fact(g: RegistryGrant) -> GrantFact:
+    """A grant row as the decision reads it (times as aware UTC). The one place the row is mapped."""
+    return GrantFact(
+        id=g.id,
+        subject_id=g.subject_id,
+        grantee_tenant=g.grantee_tenant,
+        grantee_end_user=g.grantee_end_user,
+        uses=tuple(g.uses),
+        valid_from=to_utc(g.valid_from),
+        expires_at=to_utc(g.expires_at) if g.expires_at else None,
+        revoked_at=to_utc(g.revoked_at) if g.revoked_at else None,
+    )
+
+
+def grant_state(fact: GrantFact | None, now: datetime) -> str:
+    """What a grant is now, for a provenance report: erased (no row), revoked, expired or granted."""
+    if fact is None:
+        return "erased"
+    if fact.revoked_at is not None:
+        return "revoked"
+    if fact.expires_at is not None and fact.expires_at <= now:
+        return "expired"
+    return "granted"
 
 
 def template_purpose(model: str, model_version: str) -> str:

@@ -1,7 +1,7 @@
 """Why: proxy mode keeps per-gateway state — the routes manager, the blob store, the rate
-limiter, per-route concurrency slots and one pooled HTTP client for the upstreams. It lives in
-`gw.extras["proxy"]` (never a module global), is created on first use or by `attach_proxy(gw)`
-at startup, and registers a closer in `gw.extras["closers"]`."""
+limiter, per-route concurrency slots and one pooled HTTP client for the upstreams. The composition
+root builds one `ProxyState` per gateway (`open_proxy_state`; never a module global), hangs it on
+`Gateway.proxy` and closes it with the gateway."""
 
 from __future__ import annotations
 
@@ -12,24 +12,25 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
-from prometheus_client import Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from sqlalchemy.engine import Engine
 
 from gateway.blobs import BlobStore, DbBlobStore, DirBlobStore, UrlSigner
-from gateway.context import Gateway
 from gateway.errors import RateLimited
 from gateway.ratelimit import RateLimiter, make_rate_limiter
+from gateway.settings import Settings
 from gateway.upstream.manager import RouteManager
 from gateway.upstream.routes import Route
 
+__all__ = ["ProxyMetrics", "ProxyState", "RouteSlots", "open_proxy_state", "rate_limited"]
+
 log = logging.getLogger("consentgate.proxy")
-KEY = "proxy"
 
 
 class ProxyMetrics:
-    def __init__(self, registry: Any):
+    def __init__(self, registry: CollectorRegistry):
         self.upstream = Counter(
             "consentgate_upstream_requests_total",
             "Upstream calls by route and outcome",
@@ -52,9 +53,7 @@ class ProxyMetrics:
 
 
 def rate_limited(message: str, code: str, retry_after: str) -> RateLimited:
-    exc = RateLimited(message, code=code)
-    exc.headers = {"Retry-After": retry_after}  # type: ignore[attr-defined]
-    return exc
+    return RateLimited(message, code=code, headers={"Retry-After": retry_after})
 
 
 class RouteSlots:
@@ -168,35 +167,28 @@ class ProxyState:
             log.warning("proxy clients did not close cleanly", exc_info=True)
 
 
-def _blob_store(gw: Gateway) -> BlobStore:
-    kind = gw.settings.extra.get("blob_store") or (
-        "dir" if gw.settings.resolved_database_url.startswith("sqlite") else "db"
+def _blob_store(settings: Settings, engine: Engine) -> BlobStore:
+    kind = settings.extra.get("blob_store") or (
+        "dir" if settings.resolved_database_url.startswith("sqlite") else "db"
     )
     if kind == "db":
-        return DbBlobStore(gw.engine)
+        return DbBlobStore(engine)
     if kind == "dir":
-        return DirBlobStore(gw.settings.data_dir / "blobs")
+        return DirBlobStore(settings.data_dir / "blobs")
     raise ValueError(f"unknown blob_store {kind!r} (dir or db)")
 
 
-def attach_proxy(gw: Gateway, *, transport: httpx.AsyncBaseTransport | None = None) -> ProxyState:
-    """Create (once) and return the proxy state of `gw`; safe to call at startup or per request."""
-    existing = gw.extras.get(KEY)
-    if existing is not None:
-        return existing  # type: ignore[no-any-return]
-    settings = gw.settings
+def open_proxy_state(settings: Settings, engine: Engine, registry: CollectorRegistry, *,
+                     transport: httpx.AsyncBaseTransport | None = None) -> ProxyState:
+    """The proxy resources of one gateway (routes file, blob store, URL signer, rate limiter)."""
     routes_file = Path(settings.extra.get("routes_file") or settings.policies_dir / "routes.yaml")
-    state = ProxyState(
+    return ProxyState(
         routes=RouteManager(routes_file, interval_s=settings.policy_reload_interval_s),
-        blobs=_blob_store(gw),
+        blobs=_blob_store(settings, engine),
         signer=UrlSigner.from_file(settings.keys_dir / "blob_url.key"),
         limiter=make_rate_limiter(settings.redis_url),
-        metrics=ProxyMetrics(gw.metrics.registry),
+        metrics=ProxyMetrics(registry),
         blob_ttl_s=float(settings.extra.get("blob_ttl_s", 3600)),
         max_response_bytes=settings.max_upload_bytes * 4,
         transport=transport,
     )
-    winner: ProxyState = gw.extras.setdefault(KEY, state)  # dict.setdefault is atomic: one state wins
-    if winner is state:
-        gw.extras.setdefault("closers", []).append(state.close)
-    return winner

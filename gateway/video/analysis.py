@@ -167,9 +167,9 @@ class FaceTracker:
         taken: set[int] = set()
         for face, look in zip(found, looks, strict=True):
             best, best_iou = None, TRACK_IOU
-            for i, track in enumerate(previous):
-                iou = _iou(face.bbox, track.bbox)
-                if i not in taken and iou >= best_iou and float(look @ track.look) >= TRACK_LOOK:
+            for i, candidate in enumerate(previous):
+                iou = _iou(face.bbox, candidate.bbox)
+                if i not in taken and iou >= best_iou and float(look @ candidate.look) >= TRACK_LOOK:
                     best, best_iou = i, iou
             fresh = best is None or previous[best].embedding is None or (
                 self.sample_no - previous[best].embedded_at >= REEMBED_EVERY)

@@ -31,6 +31,7 @@ from typing import cast
 
 import av
 
+from gateway.video.errors import PassCancelled
 from gateway.video.intake import decode_errors, open_video
 from gateway.video.sampling import (
     DEFAULT_SCENE_CUT_THRESHOLD,
@@ -42,11 +43,7 @@ from gateway.video.sampling import (
 from gateway.video.transcode import MarkedOutput, OutputInfo
 from gateway.video.watermark import VideoWatermarker
 
-__all__ = ["MarkSpec", "PassCancelled", "PassResult", "SamplerSpec", "run_pass"]
-
-
-class PassCancelled(Exception):
-    """`should_stop()` asked the pass to stop (e.g. the gateway is shutting down)."""
+__all__ = ["MarkSpec", "PassCancelled", "PassResult", "SamplerSpec", "mark_and_encode", "run_pass"]
 
 
 @dataclass(frozen=True)
@@ -300,3 +297,21 @@ def _loop(inp: av.container.InputContainer, vin: av.VideoStream, ain: av.AudioSt
     if frames == 0:
         raise ValueError("the video holds no frames")
     return frames, sampled, last_t
+
+
+def mark_and_encode(src_path: str | os.PathLike[str], dst_path: str | os.PathLike[str], wm_id: int, *,
+                    crf: int = 23, preset: str = "veryfast", progress: Callable[[float], None] | None = None,
+                    watermarker: VideoWatermarker | None = None, threads: int = 0) -> OutputInfo:
+    """Decode `src_path`, mark every frame with `wm_id`, write H.264 MP4 to `dst_path`.
+
+    Raises VideoError (400) when the input does not decode; any other failure (the watermark,
+    the encoder, the disk) propagates so the caller withholds the render (fail closed).
+    `threads=0` lets FFmpeg pick decoder and encoder threads.
+    """
+    wm = watermarker or VideoWatermarker(wm_id)
+    if wm.wm_id != wm_id:
+        raise ValueError("the watermarker was built for another wm_id")
+    result = run_pass(src_path, mark=MarkSpec(dst_path, wm, crf=crf, preset=preset, threads=threads),
+                      progress=progress)
+    assert result.output is not None  # nothing asked to stop marking
+    return result.output

@@ -19,6 +19,8 @@ from typing import Literal
 
 import av
 
+from gateway.video.errors import VideoError
+
 __all__ = [
     "ACCEPTED_CODECS",
     "VideoError",
@@ -50,19 +52,6 @@ _NOT_VIDEO_BRANDS = frozenset({  # still images and audio-only in ISO-BMFF
     b"M4A ", b"M4B ", b"M4P ", b"crx ", b"jp2 ", b"jpm ", b"jpx ",
 })
 _QT_FIRST_ATOMS = frozenset({b"moov", b"wide", b"pnot", b"mdat"})
-
-
-class VideoError(Exception):
-    """A video we refuse. `status` is the HTTP status the API answers with; `code` is stable."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"VideoError({self.status}, {self.code!r}, {self.message!r})"
 
 
 @dataclass(frozen=True)

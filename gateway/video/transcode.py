@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
@@ -24,7 +23,7 @@ import av
 from gateway.video.intake import decode_errors
 from gateway.video.watermark import VideoWatermarker
 
-__all__ = ["COPY_AUDIO_CODECS", "MarkedOutput", "OutputInfo", "mark_and_encode"]
+__all__ = ["COPY_AUDIO_CODECS", "MarkedOutput", "OutputInfo"]
 
 COPY_AUDIO_CODECS = frozenset({"aac", "mp3"})
 AudioMode = Literal["copied", "aac"]
@@ -163,23 +162,3 @@ class MarkedOutput:
             self._open = False
         with contextlib.suppress(OSError):
             os.unlink(self.path)
-
-
-def mark_and_encode(src_path: str | os.PathLike[str], dst_path: str | os.PathLike[str], wm_id: int, *,
-                    crf: int = 23, preset: str = "veryfast", progress: Callable[[float], None] | None = None,
-                    watermarker: VideoWatermarker | None = None, threads: int = 0) -> OutputInfo:
-    """Decode `src_path`, mark every frame with `wm_id`, write H.264 MP4 to `dst_path`.
-
-    Raises VideoError (400) when the input does not decode; any other failure (the watermark,
-    the encoder, the disk) propagates so the caller withholds the render (fail closed).
-    `threads=0` lets FFmpeg pick decoder and encoder threads.
-    """
-    from gateway.video.engine import MarkSpec, run_pass  # the engine builds on this module
-
-    wm = watermarker or VideoWatermarker(wm_id)
-    if wm.wm_id != wm_id:
-        raise ValueError("the watermarker was built for another wm_id")
-    result = run_pass(src_path, mark=MarkSpec(dst_path, wm, crf=crf, preset=preset, threads=threads),
-                      progress=progress)
-    assert result.output is not None  # nothing asked to stop marking
-    return result.output

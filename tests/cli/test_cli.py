@@ -12,8 +12,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from gateway.cli import app
-from gateway.cli_more import register
+from gateway.cli import app, register
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()

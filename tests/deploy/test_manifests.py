@@ -310,8 +310,8 @@ def test_make_secrets_output_validates_and_installs_into_a_working_data_dir(tmp_
     assert installed.returncode == 0, installed.stderr
 
     from gateway.bootstrap import c2pa_dir, ensure_initialised, kek_path
+    from gateway.provenance.service import ProvenanceService
     from gateway.registry.crypto import FileKek
-    from gateway.releaser import ProvenanceService
     from gateway.settings import Settings
 
     settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",

@@ -267,7 +267,7 @@ def test_multipart_abuse_is_a_4xx(served: Served, case: str, expected: set[int])
     assert resp.json()["error"]["code"]
 
 
-REQUEST_JSON = "gateway/pipeline/service.py: parse_request_part catches only json.JSONDecodeError"
+REQUEST_JSON = "gateway/api/forms.py: parse_request_part catches only json.JSONDecodeError"
 
 
 @pytest.mark.timeout(60)

@@ -15,7 +15,7 @@ import typer
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from gateway.cli_client import register
+from gateway.cli.client import register
 from gateway.provenance import read_manifest
 from gateway.video.intake import probe_video
 from tests.api.conftest import Keys, png

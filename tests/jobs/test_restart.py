@@ -16,7 +16,6 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.jobs import jobs_of
 from tests.api.conftest import Keys, auth, verify_log
 from tests.jobs.conftest import submit, video_settings, wait_done
 
@@ -26,7 +25,7 @@ def _gw(tc: TestClient) -> Any:
 
 
 def _set(tc: TestClient, job_id: str, **values: Any) -> None:
-    store = jobs_of(_gw(tc)).store
+    store = _gw(tc).jobs.store
     with store.engine.begin() as conn:
         conn.execute(store.table.update().where(store.table.c.id == job_id).values(**values))
 
@@ -41,7 +40,7 @@ def test_jobs_survive_a_restart(tmp_path: Path, clips: dict[str, Path]) -> None:
     with TestClient(create_app(settings)) as first:
         key = Keys(first).generator
         recorded = wait_done(first, key, submit(first, key, clips["clean"], action="check"))
-        jobs_of(_gw(first)).runner.stop()  # from here on nothing runs: the gateway "stops"
+        _gw(first).jobs.runner.stop()  # from here on nothing runs: the gateway "stops"
         queued = submit(first, key, clips["clean"])
         crashed = submit(first, key, clips["unsafe"], action="check")
         hopeless = submit(first, key, clips["clean"], action="check")
@@ -73,7 +72,7 @@ def test_jobs_survive_a_restart(tmp_path: Path, clips: dict[str, Path]) -> None:
         assert again["state"] == "done" and again["decision_id"] == recorded["decision_id"]
         assert again["decision"]["audit"]["index"] == recorded["decision"]["audit"]["index"]
         assert _decisions(second, recorded["decision_id"]) == 1  # not decided twice
-        files = jobs_of(_gw(second)).files
+        files = _gw(second).jobs.files
         assert files.size(f"{queued}.in") is None  # inputs go once a job is finished
         verify_log(second)
     shutil.rmtree(tmp_path, ignore_errors=True)
@@ -89,14 +88,14 @@ def test_shutdown_hands_a_running_job_back(tmp_path: Path, clips: dict[str, Path
         try:
             job_id = submit(client, key, clips["clean"], action="check")
             deadline = time.monotonic() + 60
-            while jobs_of(gw).store.get(job_id).state != "running":  # type: ignore[union-attr]
+            while gw.jobs.store.get(job_id).state != "running":  # type: ignore[union-attr]
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
-            jobs_of(gw).runner.stop(timeout=20)
+            gw.jobs.runner.stop(timeout=20)
         finally:
             gate.set()
             faults.sleep_s = 0.0
-        job = jobs_of(gw).store.get(job_id)
+        job = gw.jobs.store.get(job_id)
         assert job is not None and job.state == "queued" and job.attempts == 0, job
         assert "stopped" in job.stage
         assert _decisions(client, job.decision_id or "-") == 0
@@ -108,8 +107,10 @@ def test_shutdown_hands_a_running_job_back(tmp_path: Path, clips: dict[str, Path
 def test_lease_is_a_compare_and_swap(tmp_path: Path) -> None:
     from gateway.db import make_engine
     from gateway.jobs.store import JobStore
+    from gateway.migrations import upgrade_head
 
     now = [1000.0]
+    upgrade_head(f"sqlite:///{tmp_path / 'jobs.db'}")  # tables come from the migrations only
     store = JobStore(make_engine(f"sqlite:///{tmp_path / 'jobs.db'}"), clock=lambda: now[0])
     store.insert(id="a" * 32, tenant="t", key_id="k", role="generator", action="check", request="{}",
                  expires_at=now[0] + 60)
@@ -144,6 +145,6 @@ def test_two_replicas_never_run_the_same_job(tmp_path: Path, clips: dict[str, Pa
         assert all(j["state"] == "done" and j["attempts"] == 1 for j in finished)
         for job in finished:
             assert _decisions(first, job["decision_id"]) == 1
-        owners = {jobs_of(_gw(tc)).runner.owner for tc in (first, second)}
+        owners = {_gw(tc).jobs.runner.owner for tc in (first, second)}
         assert len(owners) == 2
         verify_log(first)

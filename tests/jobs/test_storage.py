@@ -11,6 +11,7 @@ from gateway.db import make_engine
 from gateway.errors import Invalid
 from gateway.jobs.storage import CHUNK, DbJobFiles, DirJobFiles, JobFiles
 from gateway.jobs.webhook import check_webhook_url
+from gateway.migrations import upgrade_head
 
 KEY = "0123456789abcdef0123456789abcdef.mp4"
 
@@ -19,7 +20,9 @@ KEY = "0123456789abcdef0123456789abcdef.mp4"
 def files(request: pytest.FixtureRequest, tmp_path: Path) -> JobFiles:
     if request.param == "dir":
         return DirJobFiles(tmp_path / "files")
-    return DbJobFiles(make_engine(f"sqlite:///{tmp_path / 'files.db'}"))
+    url = f"sqlite:///{tmp_path / 'files.db'}"
+    upgrade_head(url)  # tables come from the migrations only
+    return DbJobFiles(make_engine(url))
 
 
 def test_round_trip_in_chunks(files: JobFiles, tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ import httpx
 import numpy as np
 from fastapi.testclient import TestClient
 
-from gateway.jobs import jobs_of
 from gateway.provenance import lookup_watermark, read_manifest
 from gateway.video.intake import probe_video
 from gateway.video.watermark import detect_in_file
@@ -114,7 +113,7 @@ def test_check_job_answers_the_decision(client: TestClient, keys: Keys, clips: d
     job_id = submit(client, keys.generator, clips["unsafe"], action="check", prompt="a cup of coffee, a cat")
     status = wait_done(client, keys.generator, job_id)
     decision = status["decision"]
-    stored = jobs_of(_gw(client)).store.get(job_id)
+    stored = _gw(client).jobs.store.get(job_id)
     assert stored is not None and "prompt" not in json.loads(stored.request)  # no prompt kept once done
     assert decision["decision"] == "deny"
     ranges = decision["video"][0]["nsfw"]["fake"]["unsafe"]["ranges"]
@@ -138,7 +137,7 @@ def test_jobs_are_visible_only_to_their_tenant(client: TestClient, keys: Keys,
 
 
 def test_result_is_409_until_done(client: TestClient, keys: Keys, clips: dict[str, Path]) -> None:
-    service = jobs_of(_gw(client))
+    service = _gw(client).jobs
     service.runner.stop()  # nothing runs the job: it stays queued
     try:
         job_id = submit(client, keys.generator, clips["clean"])
@@ -153,10 +152,8 @@ def test_result_is_409_until_done(client: TestClient, keys: Keys, clips: dict[st
 
 
 def _restart_runner(tc: TestClient) -> None:
-    from gateway.jobs.runner import JobRunner
-
-    service = jobs_of(_gw(tc))
-    service.runner = JobRunner(service.gw, service.store, service.files, service.config)
+    service = _gw(tc).jobs
+    service.runner = service.runner.restarted()
     service.runner.start()
 
 
@@ -167,7 +164,7 @@ def test_webhook_is_called_once_done(client: TestClient, keys: Keys, clips: dict
         calls.append({"url": str(request.url), **json.loads(request.content)})
         return httpx.Response(204)
 
-    service = jobs_of(_gw(client))
+    service = _gw(client).jobs
     service.runner.webhook_transport = httpx.MockTransport(hook)
     try:
         job_id = submit(client, keys.generator, clips["unsafe"], action="check",
@@ -184,7 +181,7 @@ def test_unreachable_webhook_is_not_fatal(client: TestClient, keys: Keys, clips:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    service = jobs_of(_gw(client))
+    service = _gw(client).jobs
     service.runner.webhook_transport = httpx.MockTransport(refuse)
     try:
         job_id = submit(client, keys.generator, clips["clean"], action="check", webhook_url="http://127.0.0.1:9/hook")

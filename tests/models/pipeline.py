@@ -40,9 +40,10 @@ def run_check(policy: Any, images: list[np.ndarray], registry: Any = None) -> An
     from classifiers.registry import builtin_registry
     from gateway.media import MediaLimits, decode_image
     from gateway.metrics import Metrics
-    from gateway.pipeline.check import CheckInput, CheckPipeline
-    from gateway.pipeline.consent import EmptyConsent
-    from gateway.pipeline.runtime import ModelPool
+    from gateway.pipeline.check import CheckInput
+    from gateway.pipeline.check import CheckStage as CheckPipeline
+    from gateway.pipeline.ports import EmptyConsent
+    from gateway.policy.runtime import ModelPool
 
     pool = ModelPool(registry or builtin_registry(), threads=2)
     runtime = pool.build(policy)

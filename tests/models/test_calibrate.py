@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from classifiers import draw_fake_face
 from classifiers import evaluation as ev
-from gateway.cli_models import models_app
+from gateway.cli.models import models_app
 from tests.models.pipeline import policy_with, run_check
 
 runner = CliRunner()

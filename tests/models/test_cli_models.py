@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from classifiers import draw_fake_face
-from gateway.cli_models import models_app
+from gateway.cli.models import models_app
 
 runner = CliRunner()
 
@@ -31,9 +31,10 @@ def test_face_ready_on_a_local_registry(tmp_path: Path, monkeypatch: pytest.Monk
     from classifiers import builtin_registry
     from classifiers.fake import FakeFaceAnalyzer
     from gateway.bootstrap import open_registry
-    from gateway.cli import load_settings, run_init
+    from gateway.cli.common import load_settings
+    from gateway.cli.server import run_init
     from gateway.db import make_engine
-    from gateway.pipeline.runtime import ModelPool
+    from gateway.policy.runtime import ModelPool
 
     data = tmp_path / "data"
     monkeypatch.delenv("CONSENTGATE_DATABASE_URL", raising=False)

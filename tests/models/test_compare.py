@@ -16,7 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from classifiers import evaluation as ev
-from gateway.cli_models import models_app
+from gateway.cli.models import models_app
 from tests.models.conftest import needs_transformers
 
 runner = CliRunner()
@@ -175,8 +175,9 @@ def test_fake_vs_tiny_vit_text_report(tmp_path: Path) -> None:
 def test_since_reads_shadow_findings_from_the_audit_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gateway.cli import load_settings, run_init
-    from gateway.cli_audit import open_local_log
+    from gateway.cli.audit import open_local_log
+    from gateway.cli.common import load_settings
+    from gateway.cli.server import run_init
 
     data = tmp_path / "data"
     monkeypatch.setenv("CONSENTGATE_DATA_DIR", str(data))

@@ -17,10 +17,10 @@ import pytest
 import sqlalchemy as sa
 
 from classifiers import builtin_registry
-from gateway.cli_models import FaceModelNotReady, face_model_ready, switch_face_model
 from gateway.registry.crypto import FileKek, KeyStore, SubjectCrypto
 from gateway.registry.service import Registry
 from gateway.registry.store import create_tables
+from gateway.registry.switch import FaceModelNotReady, face_model_ready, switch_face_model
 from tests.models.conftest import needs_insightface
 
 pytestmark = needs_insightface

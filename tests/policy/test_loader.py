@@ -10,9 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from classifiers.registry import builtin_registry
-from gateway.cli import app
-from gateway.cli_more import register
-from gateway.cli_policy import shadow_summary
+from gateway.cli import app, register
+from gateway.cli.policy import shadow_summary
 from gateway.policy.loader import PolicyError, bundle_digest, load_bundle
 from gateway.policy.schema import export_json_schema
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from classifiers.base import ModelInfo
 from classifiers.registry import ModelRegistry
-from gateway.pipeline.runtime import ModelPool
+from gateway.policy.runtime import ModelPool
 from gateway.policy.schema import ModelSpec
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from examples.upstream import ServerThread, UpstreamState, create_upstream_app, free_port
 from gateway.app import create_app
-from tests.api.conftest import make_settings
+from tests.support.gateway import make_settings, verify_audit
 
 
 def routes_yaml(upstream_url: str, *, per_key: str = "{rate_per_s: 1000, burst: 1000}") -> str:
@@ -125,11 +125,8 @@ def proxy_env(
         )
         yield ProxyEnv(server.url, app, state, upstream_url, keys, routes_path)
         # the closer the gateway runs at shutdown closes the pooled upstream client on its loop
-        from gateway.upstream import attach_proxy
-
-        for closer in gw.extras.get("closers", []):
-            closer()
-        assert attach_proxy(gw)._http is None
+        gw.proxy.close()
+        assert gw.proxy._http is None
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -138,12 +135,7 @@ def env(proxy_env: ProxyEnv) -> Iterator[ProxyEnv]:
     proxy_env.upstream.reset()
     yield proxy_env
     proxy_env.upstream.reset()
-    from gateway.audit import verify_database
-
-    gw = proxy_env.gw
-    gw.audit.publish_checkpoint()
-    report = verify_database(gw.engine, gw.audit.signer)
-    assert report.ok, report.message
+    verify_audit(proxy_env.gw)
 
 
 @pytest.fixture(scope="session")

@@ -32,8 +32,12 @@ def _url(tmp_path: Path) -> str:
 
         url = database_url(tmp_path)
         assert url is not None
-        return url
-    return f"sqlite:///{tmp_path / 'blobs.db'}"
+    else:
+        url = f"sqlite:///{tmp_path / 'blobs.db'}"
+    from gateway.migrations import upgrade_head
+
+    upgrade_head(url)  # tables come from the migrations only
+    return url
 
 
 def _engine(tmp_path: Path) -> sa.engine.Engine:

@@ -16,7 +16,6 @@ import pytest
 
 from gateway.provenance import read_manifest
 from gateway.ratelimit import RedisRateLimiter
-from gateway.upstream import attach_proxy
 from tests.api.conftest import png
 from tests.proxy.conftest import ProxyEnv, routes_yaml
 
@@ -171,7 +170,7 @@ def _limited(env: ProxyEnv) -> None:
 
 @pytest.fixture
 def strict_limits(env: ProxyEnv) -> Any:
-    state = attach_proxy(env.gw)
+    state = env.gw.proxy
     env.routes_path.write_text(routes_yaml(env.upstream_url, per_key="{rate_per_s: 0.001, burst: 1}"))
     assert state.routes.reload()
     yield state
@@ -233,7 +232,7 @@ def test_routes_listing_hides_upstream_urls_from_tenants(env: ProxyEnv) -> None:
 
 
 def test_bad_routes_file_is_refused_and_last_good_keeps_serving(env: ProxyEnv) -> None:
-    state = attach_proxy(env.gw)
+    state = env.gw.proxy
     good = env.routes_path.read_text()
     env.routes_path.write_text(good.replace("kind: automatic1111", "kind: automatic9999"))
     try:
@@ -258,7 +257,7 @@ def test_blob_url_access_rules(env: ProxyEnv) -> None:
     from gateway.blobs import DbBlobStore, DirBlobStore
 
     sqlite = env.gw.settings.resolved_database_url.startswith("sqlite")
-    assert isinstance(attach_proxy(env.gw).blobs, DirBlobStore if sqlite else DbBlobStore)
+    assert isinstance(env.gw.proxy.blobs, DirBlobStore if sqlite else DbBlobStore)
     resp = env.post("/v1/generate/demo", json={"prompt": "a red kite", "response_format": "url"})
     assert resp.status_code == 200, resp.text
     image = resp.json()["images"][0]

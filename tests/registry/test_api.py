@@ -66,8 +66,8 @@ def face_png(*identities: int) -> bytes:
 def api(
     make_registry: Any, main_engine: Engine
 ) -> Iterator[tuple[TestClient, dict[str, dict[str, str]], Any]]:
+    from gateway.api.errors import install_error_handlers as _install_error_handlers
     from gateway.api.registry import router
-    from gateway.app import _install_error_handlers
 
     SQLModel.metadata.create_all(main_engine, tables=[ApiKeyRow.__table__])  # type: ignore[attr-defined]
     keys = ApiKeyStore(main_engine, "operator")

@@ -8,9 +8,9 @@ import av
 import numpy as np
 import pytest
 
+from gateway.video.engine import mark_and_encode
 from gateway.video.intake import VideoError, probe_video
 from gateway.video.testing import make_test_video
-from gateway.video.transcode import mark_and_encode
 from gateway.video.watermark import VideoWatermarker
 
 WM_ID = 987_654_321

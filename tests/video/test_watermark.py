@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import skimage.data
 
+from gateway.video.engine import mark_and_encode
 from gateway.video.sampling import sample_frames
 from gateway.video.testing import load_source, make_test_video
-from gateway.video.transcode import mark_and_encode
 from gateway.video.watermark import VideoWatermarker
 
 WM_ID = 0x5A5A_1234_77

@@ -1,45 +1,58 @@
 """Why: an approved render leaves the gateway only marked and signed, traceable to the decision
-that let it out. This is the edge that carries out a verdict's obligations on an image — blur,
-watermark (id reserved in the database first), re-encode in the client's format, C2PA-sign —
-and the reverse path, verify: C2PA state, the watermark payload (also on stripped or re-encoded
-copies) and the decision it leads to."""
+that let it out. `ProvenanceService` is the edge that carries out a verdict's obligations — on an
+image: blur, watermark (id reserved in the database first), re-encode in the client's format,
+C2PA-sign; on a video (whose frames `gateway.video` marks during its pass): reserve the id, sign
+the MP4, record the id — and the reverse path, `inspect`: C2PA state, the watermark payload (also
+on stripped or re-encoded copies) and the decision it leads to. It implements the pipeline's
+`Releaser` port; every failure is a `WatermarkError` or `SigningError` (gateway.provenance.errors),
+so the caller knows which stage failed without reading the message."""
 
 from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
+from classifiers.base import PerceptualHasher
 from gateway.media import encode_image
-from gateway.provenance import (
-    C2paSigner,
-    ReleaseClaim,
-    SoftwareAgent,
-    blur_regions,
+from gateway.provenance.blur import blur_regions
+from gateway.provenance.c2pa_sign import C2paSigner, ReleaseClaim, SignedMedia, SoftwareAgent, read_manifest
+from gateway.provenance.errors import ProvenanceError, SigningError, WatermarkError
+from gateway.provenance.keys import PkiPaths, init_dev_pki
+from gateway.provenance.models import (
+    WatermarkRecord,
     lookup_watermark,
-    make_watermarker,
-    read_manifest,
+    pdq_distance,
     record_watermark,
     reserve_watermark_id,
 )
-from gateway.provenance.keys import PkiPaths, init_dev_pki
+from gateway.provenance.watermark import Watermarker, make_watermarker
+from gateway.settings import Settings
+
+__all__ = ["ProvenanceFaults", "ProvenanceService", "ReleasedImage"]
 
 PDQ_SAME_IMAGE = 60  # bits: at most this far from the hash recorded at release is the same render
 
 DEFAULT_STRENGTH = {"dwtDctSvd": 36.0, "dwtDct": 36.0, "rivaGan": 1.0}
 
 
-@dataclass
+@dataclass(frozen=True)
 class ReleasedImage:
+    """A marked, signed image ready to leave, and what the record says about it."""
+
     data: bytes
     mime: str
-    output: dict[str, Any]
+    media_index: int
+    sha256: str
+    manifest_digest: str | None = None
+    watermark_id: str | None = None  # "method:id"
 
 
 @dataclass
@@ -56,20 +69,20 @@ class ProvenanceService:
     signer: C2paSigner
     trust_anchors_pem: bytes
     pki: PkiPaths
-    hasher: Any = None
+    hasher: PerceptualHasher | None = None
     faults: ProvenanceFaults = field(default_factory=ProvenanceFaults)
-    _watermarkers: dict[tuple[str, float], Any] = field(default_factory=dict)
+    _watermarkers: dict[tuple[str, float], Watermarker] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def open(cls, settings: Any, engine: Engine, c2pa_dir: Path) -> ProvenanceService:
+    def open(cls, settings: Settings, engine: Engine, c2pa_dir: Path) -> ProvenanceService:
         pki = init_dev_pki(c2pa_dir)
         chain = Path(settings.extra.get("c2pa_cert_chain", pki.signing_cert_chain))
         key = Path(settings.extra.get("c2pa_key", pki.signing_key))
         anchors = Path(settings.extra.get("c2pa_trust_anchors", pki.root_cert)).read_bytes()
         return cls(engine, C2paSigner.from_files(chain, key), anchors, pki)
 
-    def watermarker(self, method: str, strength: float = 1.0) -> Any:
+    def watermarker(self, method: str, strength: float = 1.0) -> Watermarker:
         key = (method, float(strength))
         with self._lock:
             if key not in self._watermarkers:
@@ -92,47 +105,98 @@ class ProvenanceService:
         obligations: dict[str, Any],
         software_agent: dict[str, Any] | None = None,
     ) -> ReleasedImage:
-        """Blur → watermark → encode → sign. Raises on any failure (the caller denies)."""
-        pixels = rgb
-        blur = [b["bbox"] for b in obligations.get("blur", []) if b.get("media_index") == media_index]
-        if blur:
-            pixels = blur_regions(pixels, blur)
+        """Blur → watermark → encode → sign → record the watermark id. Raises WatermarkError (blur,
+        mark, encode, id bookkeeping) or SigningError; the caller then denies and releases nothing."""
         wm = obligations.get("watermark")
-        wm_id = None
-        method = None
-        if wm is not None:
-            if self.faults.watermark_fails:
-                raise RuntimeError("watermark failed (fault injected)")
-            method = wm["method"]
-            with Session(self.engine) as session:
-                wm_id = reserve_watermark_id(session, method=method, decision_id=decision_id).wm_id
-            pixels = self.watermarker(method, wm.get("strength", 1.0)).embed(pixels, wm_id)
-        data = encode_image(np.ascontiguousarray(pixels, dtype=np.uint8), mime)
+        wm_id: int | None = None
+        method: str | None = None
+        try:
+            pixels = rgb
+            blur = [b["bbox"] for b in obligations.get("blur", []) if b.get("media_index") == media_index]
+            if blur:
+                pixels = blur_regions(pixels, blur)
+            if wm is not None:
+                if self.faults.watermark_fails:
+                    raise WatermarkError("watermark failed (fault injected)")
+                method = str(wm["method"])
+                with Session(self.engine) as session:
+                    wm_id = reserve_watermark_id(session, method=method, decision_id=decision_id).wm_id
+                pixels = self.watermarker(method, wm.get("strength", 1.0)).embed(pixels, wm_id)
+            data = encode_image(np.ascontiguousarray(pixels, dtype=np.uint8), mime)
+        except ProvenanceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure here is the watermark stage's
+            raise WatermarkError(f"{type(exc).__name__}: {exc}") from exc
         manifest_digest = None
         if obligations.get("sign"):
-            if self.faults.sign_fails:
-                raise RuntimeError("C2PA signing failed (fault injected)")
             agent = None
             if software_agent:
                 agent = SoftwareAgent(str(software_agent.get("name")), software_agent.get("version"))
-            signed = self.signer.sign(data, mime, ReleaseClaim(
+            signed = self.sign(data, mime, ReleaseClaim(
                 decision_id=decision_id, policy_digest=policy_digest, grant_ids=tuple(grant_ids),
                 watermark_id=wm_id, watermark_method=method, software_agent=agent,
                 title=f"consentgate release {decision_id}",
             ))
             data, manifest_digest = signed.data, signed.manifest_digest
         if wm_id is not None and method is not None:
-            image_pdq = self.hasher.hashes(pixels)[0] if self.hasher is not None else None
+            try:
+                image_pdq = self.hasher.hashes(pixels)[0] if self.hasher is not None else None
+                with Session(self.engine) as session:
+                    record_watermark(session, method=method, wm_id=wm_id, decision_id=decision_id,
+                                     manifest_digest=manifest_digest, image_pdq=image_pdq)
+            except Exception as exc:  # noqa: BLE001 - an unrecorded id cannot lead back: withhold
+                raise WatermarkError(f"{type(exc).__name__}: {exc}") from exc
+        return ReleasedImage(data, mime, media_index, hashlib.sha256(data).hexdigest(), manifest_digest,
+                             f"{method}:{wm_id}" if wm_id is not None else None)
+
+    def sign(self, data: bytes, mime: str, claim: ReleaseClaim) -> SignedMedia:
+        """C2PA-sign `data`; SigningError on any failure (fault hook included)."""
+        if self.faults.sign_fails:
+            raise SigningError("C2PA signing failed (fault injected)")
+        try:
+            return self.signer.sign(data, mime, claim)
+        except SigningError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise SigningError(f"{type(exc).__name__}: {exc}") from exc
+
+    # -- the video side: gateway.video marks the frames; ids and signatures are kept here ---------
+    def reserve_watermark_id(self, method: str, decision_id: str, draw: Callable[[str], int] | None = None) -> int:
+        """Reserve a fresh id of `method` for `decision_id` (before the frames are marked)."""
+        try:
             with Session(self.engine) as session:
-                record_watermark(session, method=method, wm_id=wm_id, decision_id=decision_id,
-                                 manifest_digest=manifest_digest, image_pdq=image_pdq)
-        output: dict[str, Any] = {"media_index": media_index, "sha256": hashlib.sha256(data).hexdigest(),
-                                  "type": mime}
-        if manifest_digest:
-            output["manifest_digest"] = manifest_digest
-        if wm_id is not None:
-            output["watermark_id"] = f"{method}:{wm_id}"
-        return ReleasedImage(data, mime, output)
+                if draw is None:
+                    row = reserve_watermark_id(session, method=method, decision_id=decision_id)
+                else:
+                    row = reserve_watermark_id(session, method=method, decision_id=decision_id, draw=draw)
+                return int(row.wm_id)
+        except Exception as exc:  # noqa: BLE001
+            raise WatermarkError(f"{type(exc).__name__}: {exc}") from exc
+
+    def finish_video(self, data: bytes, mime: str, *, claim: ReleaseClaim, sign: bool,
+                     watermark: tuple[str, int] | None) -> SignedMedia:
+        """After the marking pass: sign the file (when the verdict says so) and record the mark's
+        id with the manifest digest. WatermarkError / SigningError on failure."""
+        if watermark is not None and self.faults.watermark_fails:
+            raise WatermarkError("watermark failed (fault injected)")
+        signed = self.sign(data, mime, claim) if sign else SignedMedia(data, "")
+        if watermark is not None:
+            method, wm_id = watermark
+            try:
+                with Session(self.engine) as session:
+                    record_watermark(session, method=method, wm_id=wm_id, decision_id=claim.decision_id,
+                                     manifest_digest=signed.manifest_digest or None)
+            except Exception as exc:  # noqa: BLE001
+                raise WatermarkError(f"{type(exc).__name__}: {exc}") from exc
+        return signed
+
+    def discard_watermarks(self, method: str, decision_id: str) -> None:
+        """Drop the ids reserved for a decision that released nothing."""
+        with Session(self.engine) as session:
+            for row in session.exec(select(WatermarkRecord).where(
+                    col(WatermarkRecord.method) == method, col(WatermarkRecord.decision_id) == decision_id)):
+                session.delete(row)
+            session.commit()
 
     def inspect(self, data: bytes, mime: str, rgb: np.ndarray | None) -> dict[str, Any]:
         """C2PA report + watermark detection + the decision ids they point to."""
@@ -215,10 +279,6 @@ class ProvenanceService:
 
     def _methods_in_use(self) -> list[str]:
         """dwtDctSvd always (cheap); rivaGan (about 1 s) only if this deployment ever released with it."""
-        from sqlmodel import select
-
-        from gateway.provenance.models import WatermarkRecord
-
         methods = ["dwtDctSvd"]
         with Session(self.engine) as session:
             for other in ("rivaGan", "dwtDct"):
@@ -237,8 +297,6 @@ class ProvenanceService:
     def _pdq_distances(self, rows: list[Any], rgb: np.ndarray) -> list[int | None]:
         """Per row, the smallest PDQ distance between this image and the hash recorded at release
         (None where none was recorded, or everywhere when no hasher is loaded)."""
-        from gateway.provenance import pdq_distance
-
         if self.hasher is None:
             return [None] * len(rows)
         hashes = self.hasher.hashes(rgb)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli import DataDir, load_settings
+from gateway.cli.common import DataDir, load_settings
 
 keys_app = typer.Typer(help="Key material.", no_args_is_help=True)
 

@@ -144,7 +144,7 @@ class OpenAIStyleError(GatewayError):
     def __init__(self, exc: GatewayError):
         super().__init__(exc.message, code=exc.code, details=exc.details)
         self.status = exc.status
-        self.headers = getattr(exc, "headers", None)
+        self.headers = exc.headers
 
     def body(self) -> dict[str, Any]:
         kind = OPENAI_TYPES.get(self.status, "server_error")

@@ -5,9 +5,9 @@ images, printed as a policy snippet), `models compare` (a baseline and a candida
 images, or the candidate's shadow findings from the audit log) and `models face-ready` (whether
 every enrolled subject has templates for a face model, re-embedding first on request).
 
-`face_model_ready` and `switch_face_model` are the library side of a face-model switch; policy
-activation calls `face_model_ready` so a policy naming a face model whose templates are missing
-is refused instead of silently matching nobody.
+The library side of a face-model switch (`face_model_ready`, `switch_face_model`) lives in
+`gateway.registry.switch`; policy activation calls `face_model_ready` so a policy naming a face
+model whose templates are missing is refused instead of silently matching nobody.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli import DataDir, fail, load_settings
+from gateway.cli.common import DataDir, fail, load_settings
 
 models_app = typer.Typer(
     help="List, calibrate and compare model adapters; check a face-model switch.", no_args_is_help=True
@@ -39,51 +39,6 @@ PolicyOpt = Annotated[
 OptionsOpt = Annotated[
     str | None, typer.Option("--options", help="Adapter options as JSON (when not from --policy).")
 ]
-
-
-# ---------------------------------------------------------------- face-model switch (library)
-class FaceModelNotReady(RuntimeError):
-    def __init__(self, model: str, missing: int, report: Mapping[str, Any]) -> None:
-        self.model, self.missing, self.report = model, missing, dict(report)
-        super().__init__(
-            f"face model {model!r}: {missing} enrolled subject(s) have no template for it after re-embedding "
-            f"({report.get('skipped_images', 0)} enrolment image(s) failed its quality gate); "
-            "re-enrol or erase them before switching"
-        )
-
-
-def face_model_ready(registry: Any, model_name: str, model_version: str | None = None) -> tuple[bool, int]:
-    """(ok, missing): every subject with an enrolment holds at least one template of `model_name` at
-    the model's current version (`model_version`, else the attached analyzer's, else any version)."""
-    from sqlmodel import Session, select
-
-    from gateway.registry.models import RegistryEnrolment, RegistryFaceTemplate
-
-    if model_version is None:
-        analyzer = getattr(registry, "face_analyzers", {}).get(model_name)
-        model_version = analyzer.info.version if analyzer is not None else None
-    t = RegistryFaceTemplate
-    with Session(registry.engine) as s:
-        enrolled = set(s.exec(select(RegistryEnrolment.subject_id).distinct()).all())
-        query = select(t.subject_id).where(t.model == model_name)
-        if model_version is not None:
-            query = query.where(t.model_version == model_version)
-        ready = set(s.exec(query.distinct()).all())
-    missing = len(enrolled - ready)
-    return missing == 0, missing
-
-
-def switch_face_model(registry: Any, model_name: str, analyzer: Any) -> dict[str, Any]:
-    """Attach `analyzer` under `model_name`, re-embed every subject from the kept (encrypted)
-    enrolment images, and raise FaceModelNotReady if any enrolled subject is left without a
-    template. The old model's templates are kept, so switching back needs no re-enrolment."""
-    registry.face_analyzers[model_name] = analyzer
-    report = dict(registry.reembed(model_name))
-    ok, missing = face_model_ready(registry, model_name, analyzer.info.version)
-    report.update(ready=ok, missing=missing)
-    if not ok:
-        raise FaceModelNotReady(model_name, missing, report)
-    return report
 
 
 # ---------------------------------------------------------------- model resolution
@@ -534,8 +489,8 @@ def compare(
         base_scores, cand_scores = scores[baseline], scores[candidate]
         base_labels, cand_labels = set(models[baseline].labels), set(models[candidate].labels)
     else:
-        from gateway.cli_audit import open_local_log
-        from gateway.cli_policy import parse_since
+        from gateway.cli.audit import open_local_log
+        from gateway.cli.policy import parse_since
 
         start_at = parse_since(since or "")
         log = open_local_log(load_settings(data_dir))
@@ -544,7 +499,7 @@ def compare(
         try:
             while True:
                 page, cursor = log.query(since=start_at, kind="decision", cursor=cursor, limit=1000)
-                records += [e.record if hasattr(e, "record") else e for e in page]
+                records += [e.record for e in page]
                 if not cursor:
                     break
         finally:
@@ -655,7 +610,8 @@ def face_ready(
     --reembed, compute them from the kept enrolment images first. Exit 1 naming how many are missing."""
     from gateway.bootstrap import kek_path, open_registry
     from gateway.db import make_engine
-    from gateway.pipeline.runtime import ModelPool
+    from gateway.policy.runtime import ModelPool
+    from gateway.registry.switch import FaceModelNotReady, face_model_ready, switch_face_model
 
     settings = load_settings(data_dir)
     if not kek_path(settings).exists():

@@ -200,7 +200,7 @@ def register(app: typer.Typer, client_factory: ClientFactory = default_client) -
         typer.echo(json.dumps(answer, indent=2))
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m gateway.cli_client` for a quick try
+if __name__ == "__main__":  # pragma: no cover - `python -m gateway.cli.client` for a quick try
     cli = typer.Typer(no_args_is_help=True)
     register(cli)
     sys.exit(cli())

@@ -12,14 +12,18 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli import DataDir, fail, load_settings
+from classifiers.registry import ModelRegistry
+from gateway.cli.common import DataDir, fail, load_settings
+from gateway.policy.runtime import ModelPool
+from gateway.registry.service import Registry
+from gateway.settings import Settings
 
 policy_app = typer.Typer(help="Validate, test, explain and sign policy bundles.", no_args_is_help=True)
 DirArg = Annotated[Path | None, typer.Argument(help="Policy directory (default: CONSENTGATE_POLICIES or ./policies)")]
 NameOpt = Annotated[str, typer.Option("--name", help="Policy file name inside the directory.")]
 
 
-def _registry() -> Any:
+def _registry() -> ModelRegistry:
     from classifiers.registry import builtin_registry
 
     return builtin_registry()
@@ -37,7 +41,8 @@ def validate(directory: DirArg = None, name: NameOpt = "default") -> None:
         for err in exc.errors:
             typer.secho(err, fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
-    from gateway.upstream.routes import RoutesError, load_routes
+    from gateway.upstream.errors import RoutesError
+    from gateway.upstream.routes import load_routes
 
     try:
         routes = load_routes(d / "routes.yaml")
@@ -94,14 +99,13 @@ def explain(
 ) -> None:
     """Run the check locally with the real models and print which rules fired and the numbers."""
     from classifiers.registry import builtin_registry
+    from gateway.api.forms import parse_request_part
     from gateway.context import utc_now
     from gateway.media import MediaLimits, decode_image
     from gateway.metrics import Metrics
-    from gateway.pipeline.check import CheckInput, CheckPipeline
-    from gateway.pipeline.consent import EmptyConsent
-    from gateway.pipeline.runtime import ModelPool
-    from gateway.pipeline.service import parse_request_part
-    from gateway.policy.loader import PolicyError
+    from gateway.pipeline.check import CheckInput, CheckStage
+    from gateway.pipeline.ports import EmptyConsent
+    from gateway.policy.errors import PolicyError
     from gateway.policy.manager import PolicyManager
 
     settings = load_settings(data_dir, directory)
@@ -115,8 +119,8 @@ def explain(
     limits = MediaLimits(settings.max_upload_bytes, settings.max_pixels, settings.working_max_side)
     images = [decode_image(p.read_bytes(), limits, index=i) for i, p in enumerate(media or [])]
     consent = _local_consent(settings, pool)
-    pipeline = CheckPipeline(consent or EmptyConsent(), Metrics(), clock=utc_now,
-                             model_timeout_s=settings.model_timeout_s)
+    pipeline = CheckStage(consent or EmptyConsent(), Metrics(), clock=utc_now,
+                          model_timeout_s=settings.model_timeout_s)
     runtime = active.for_tenant(tenant)
     result = asyncio.run(pipeline.run(runtime, CheckInput(body.stage, body.use, tenant, body.end_user,
                                                           body.prompt, images)))
@@ -135,14 +139,14 @@ def explain(
         typer.echo(f"  shadow: {json.dumps(item)}")
 
 
-def _local_consent(settings: Any, pool: Any) -> Any:
+def _local_consent(settings: Settings, pool: ModelPool) -> Registry | None:
     """The local registry when this data dir has one, so explain sees enrolled subjects."""
-    if not (settings.data_dir / "keys" / "kek.key").exists():
-        return None
     from gateway.bootstrap import kek_path, open_registry
     from gateway.db import make_engine
 
-    return open_registry(settings, make_engine(settings.resolved_database_url), pool) if kek_path(settings) else None
+    if not kek_path(settings).exists():
+        return None
+    return open_registry(settings, make_engine(settings.resolved_database_url), pool)
 
 
 @policy_app.command("keygen")
@@ -221,7 +225,7 @@ def shadow_report(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Summarise, from the audit log, how often shadow rules and models disagreed with the live verdict."""
-    from gateway.cli_audit import open_local_log
+    from gateway.cli.audit import open_local_log
 
     start = parse_since(since)
     log = open_local_log(load_settings(data_dir))
@@ -229,7 +233,7 @@ def shadow_report(
     cursor = None
     while True:
         page, cursor = log.query(since=start, kind="decision", cursor=cursor, limit=1000)
-        records += [e.record if hasattr(e, "record") else e for e in page]
+        records += [e.record for e in page]
         if not cursor:
             break
     summary = shadow_summary(records)

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli import DataDir, fail, load_settings
+from gateway.cli.common import DataDir, fail, load_settings
 
 registry_app = typer.Typer(help="Manage the consent registry (subjects, faces, grants).", no_args_is_help=True)
 subject_app = typer.Typer(help="Subjects: add, list, show, erase.", no_args_is_help=True)
@@ -30,8 +30,8 @@ def local_registry(data_dir: Path | None, *, with_models: bool = True) -> Iterat
     from classifiers.registry import builtin_registry
     from gateway.bootstrap import ensure_initialised, open_registry
     from gateway.db import make_engine
-    from gateway.pipeline.runtime import ModelPool
     from gateway.policy.loader import PolicyError, load_bundle
+    from gateway.policy.runtime import ModelPool
 
     settings = load_settings(data_dir)
     ensure_initialised(settings)
@@ -45,7 +45,7 @@ def local_registry(data_dir: Path | None, *, with_models: bool = True) -> Iterat
             raise fail("cannot load the policy to find the face model:\n" + "\n".join(exc.errors)) from None
         specs = [bundle.policy.consent.face_model] + [p.consent.face_model for p in bundle.overlays.values()]
         for spec in specs:
-            face = pool.get("face", spec)
+            face = pool.face(spec)
             registry.face_analyzers[face.info.name] = face
     try:
         yield registry, settings, engine

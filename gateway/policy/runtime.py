@@ -1,6 +1,9 @@
 """Why: a policy names models; the runtime turns those names into loaded adapters once (models
 load at startup, not per request) and shares them across policy reloads, so a reload that keeps
-the same models costs nothing and one that names a new model loads it before going live."""
+the same models costs nothing and one that names a new model loads it before going live.
+
+It sits in the policy layer, under the pipeline: validating a bundle (`PolicyManager`) loads its
+models, and the pipeline only reads the `PolicyRuntime` of the active bundle."""
 
 from __future__ import annotations
 
@@ -13,8 +16,10 @@ import numpy as np
 
 from classifiers.base import FaceAnalyzer, NsfwClassifier, PerceptualHasher, TextEmbedder
 from classifiers.registry import ModelRegistry
-from gateway.policy.loader import PolicyError
+from gateway.policy.errors import PolicyError
 from gateway.policy.schema import ModelSpec, Policy
+
+__all__ = ["ModelPool", "PolicyRuntime"]
 
 
 @dataclass
@@ -40,6 +45,7 @@ class ModelPool:
         self._lock = threading.Lock()
 
     def get(self, family: str, spec: ModelSpec) -> Any:
+        """The adapter of `family` the spec names (created once per adapter and options)."""
         options = dict(spec.options)
         if "threads" not in options and self.registry.describe(family, spec.adapter).takes_threads:
             options["threads"] = self.threads  # the deployment's model_threads, unless the policy sets it
@@ -48,6 +54,23 @@ class ModelPool:
             if key not in self._cache:
                 self._cache[key] = self.registry.create(family, spec.adapter, options)
             return self._cache[key]
+
+    # Typed per family (the registry checked each adapter against its family's Protocol).
+    def nsfw(self, spec: ModelSpec) -> NsfwClassifier:
+        adapter: NsfwClassifier = self.get("nsfw", spec)
+        return adapter
+
+    def face(self, spec: ModelSpec) -> FaceAnalyzer:
+        adapter: FaceAnalyzer = self.get("face", spec)
+        return adapter
+
+    def hasher(self, spec: ModelSpec) -> PerceptualHasher:
+        adapter: PerceptualHasher = self.get("hash", spec)
+        return adapter
+
+    def text(self, spec: ModelSpec) -> TextEmbedder:
+        adapter: TextEmbedder = self.get("text", spec)
+        return adapter
 
     def loaded(self) -> list[dict[str, str]]:
         with self._lock:
@@ -61,7 +84,7 @@ class ModelPool:
         nsfw: dict[str, NsfwClassifier] = {}
         for alias, spec in policy.models.items():
             try:
-                nsfw[alias] = self.get("nsfw", spec)
+                nsfw[alias] = self.nsfw(spec)
             except Exception as exc:  # noqa: BLE001 - any load failure refuses the policy
                 errors.append(f"{source}: models.{alias}: cannot load adapter {spec.adapter!r}: {exc}")
         for use, up in policy.uses.items():
@@ -79,24 +102,26 @@ class ModelPool:
                             f"{source}: uses.{use}.{stage_name}.nsfw.{check.model}: labels {unknown} are not "
                             f"produced by adapter {model.info.name!r} (its labels: {', '.join(model.labels)})"
                         )
-        face = hasher = text = None
+        face: FaceAnalyzer | None = None
+        hasher: PerceptualHasher | None = None
+        text: TextEmbedder | None = None
         try:
-            face = self.get("face", policy.consent.face_model)
+            face = self.face(policy.consent.face_model)
         except Exception as exc:  # noqa: BLE001
             errors.append(f"{source}: consent.face_model: cannot load: {exc}")
         try:
-            hasher = self.get("hash", policy.hash_list.model)
+            hasher = self.hasher(policy.hash_list.model)
         except Exception as exc:  # noqa: BLE001
             errors.append(f"{source}: hash_list.model: cannot load: {exc}")
         concept_vectors: dict[str, np.ndarray] = {}
         if policy.prompt.text_model is not None:
             try:
-                text = self.get("text", policy.prompt.text_model)
+                text = self.text(policy.prompt.text_model)
                 for concept in policy.prompt.concepts:
                     concept_vectors[concept.id] = np.asarray(text.embed(concept.examples), dtype=np.float32)
             except Exception as exc:  # noqa: BLE001
                 errors.append(f"{source}: prompt.text_model: cannot load: {exc}")
-        if errors:
+        if errors or face is None or hasher is None:
             raise PolicyError(errors)
         timeouts = {alias: spec.timeout_s for alias, spec in policy.models.items()}
-        return PolicyRuntime(policy, nsfw, face, hasher, text, concept_vectors, timeouts)  # type: ignore[arg-type]
+        return PolicyRuntime(policy, nsfw, face, hasher, text, concept_vectors, timeouts)

@@ -1,0 +1,78 @@
+"""Why: `consentgate init` and `consentgate serve` must leave a gateway someone can call on a fresh
+machine: `init` creates the data dir, keys and database (idempotently) and, on the first run, a
+one-time admin key and a demo generator key; `serve` runs `init` and then the HTTP app."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from gateway.cli.common import DataDir, PoliciesDir, load_settings, write_secret_file
+from gateway.settings import Settings
+
+__all__ = ["init", "run_init", "serve"]
+
+
+def run_init(settings: Settings, *, quiet: bool = False) -> dict[str, object]:
+    from gateway.apikeys import ApiKeyStore
+    from gateway.bootstrap import ensure_initialised
+    from gateway.db import make_engine
+
+    created: dict[str, object] = dict(ensure_initialised(settings))
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        store = ApiKeyStore(engine, settings.operator_tenant)
+        first_keys = settings.data_dir / "first-run-keys.txt"
+        if not store.list() and not first_keys.exists():
+            _, admin_key = store.create(settings.operator_tenant, "admin", "first-run admin")
+            _, demo_key = store.create("demo", "generator", "first-run demo generator")
+            write_secret_file(first_keys, f"admin {admin_key}\ngenerator {demo_key}\n")
+            created["first_run_keys"] = str(first_keys)
+            if not quiet:
+                typer.echo("First run: one-time keys (also written, 0600, to " f"{first_keys}):", err=True)
+                typer.echo(f"  admin key (tenant {settings.operator_tenant}): {admin_key}", err=True)
+                typer.echo(f"  generator key (tenant demo):     {demo_key}", err=True)
+    finally:
+        engine.dispose()
+    return created
+
+
+def init(data_dir: DataDir = None, policies: PoliciesDir = None) -> None:
+    """Create the data dir, database, key-encryption key, audit signing key and a development
+    C2PA PKI. Idempotent: existing keys and data are never overwritten."""
+    settings = load_settings(data_dir, policies)
+    created = run_init(settings)
+    typer.echo(json.dumps({"data_dir": str(settings.data_dir), "created": created}, indent=2))
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8080,
+    data_dir: DataDir = None,
+    policies: PoliciesDir = None,
+    workers: Annotated[int, typer.Option(help="Uvicorn worker processes.")] = 1,
+) -> None:
+    """Run the gateway (runs `init` first when needed)."""
+    import uvicorn
+
+    from gateway.app import create_app
+
+    settings = load_settings(data_dir, policies)
+    run_init(settings)
+    application = create_app(settings, background_start=True)
+    _install_sighup(application)
+    uvicorn.run(application, host=host, port=port, workers=workers if workers == 1 else 1, log_level="info")
+
+
+def _install_sighup(application: object) -> None:
+    import signal
+
+    def handler(_signum: int, _frame: object) -> None:
+        gw = getattr(getattr(application, "state", None), "gateway", None)
+        if gw is not None:
+            gw.policies.reload()
+
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, handler)
