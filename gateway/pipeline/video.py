@@ -52,6 +52,8 @@ from gateway.policy.schema import VideoSettings
 from gateway.provenance.c2pa_sign import ReleaseClaim
 from gateway.provenance.errors import ProvenanceError
 from gateway.provenance.payload import DWT_PAYLOAD
+from gateway.requestlog import note_decision
+from gateway.requestlog import stage as timed
 from gateway.video.analysis import FrameAnalyzer, VideoFacts
 from gateway.video.engine import MarkSpec, PassCancelled, PassResult, SamplerSpec, run_pass
 from gateway.video.errors import VideoError
@@ -167,13 +169,17 @@ class VideoFlow:
         output = run.work_dir / f"{run.decision_id}.mp4"
         try:
             speculative = self._mark_spec(vs, output, wm_id, info) if overlap else None
-            passed, vf, acc = await self._analyse(rt, run, stage, info, prompt, failures, hooks,
-                                                  mark=speculative, weight=0.9 if releasing else 0.97)
+            with timed(self.ports.metrics.stage_seconds, "video_analysis"):
+                passed, vf, acc = await self._analyse(rt, run, stage, info, prompt, failures, hooks,
+                                                      mark=speculative, weight=0.9 if releasing else 0.97)
             hooks.progress("decide", 0.9 if releasing else 0.97)
             facts = await asyncio.to_thread(self._facts, rt, run, stage, vf, acc, prompt, failures)
             verdict = decide(rt.policy, facts)
             record = video_record(decision_id=run.decision_id, request_id=run.request_id, rt=rt, digest=digest,
                                   facts=facts, verdict=verdict, vf=vf, info=info, sha256=sha256)
+            note_decision(decision_id=run.decision_id, tenant=run.principal.tenant, verdict=verdict.decision,
+                          use=run.request.use, stage=stage,
+                          prompt=run.request.prompt if rt.policy.logging.prompt_text else None)
             done: Path | None = None
             if releasing and record.allowed:
                 done = await self._release(run, rt, record, verdict, output, wm_id, passed, hooks, info)
@@ -235,9 +241,10 @@ class VideoFlow:
                 if watermarking and wm_id is None:
                     wm_id = await asyncio.to_thread(self._reserve, run.decision_id)
                 mark = self._mark_spec(vs, output, wm_id if watermarking else None, info)
-                out_info = (await asyncio.to_thread(
-                    run_pass, run.src, mark=mark, should_stop=hooks.should_stop,
-                    progress=lambda f: hooks.progress("mark", 0.45 + 0.45 * f))).output
+                with timed(self.ports.metrics.stage_seconds, "video_encode"):  # decode, mark, encode
+                    out_info = (await asyncio.to_thread(
+                        run_pass, run.src, mark=mark, should_stop=hooks.should_stop,
+                        progress=lambda f: hooks.progress("mark", 0.45 + 0.45 * f))).output
             assert out_info is not None
             stage = "sign"
             hooks.progress("sign", 0.92)
@@ -249,8 +256,9 @@ class VideoFlow:
                 watermark_method=WATERMARK_METHOD if watermarking else None,
                 title=f"consentgate release {run.decision_id}")
             sign = bool(verdict.obligations.get("sign"))
-            signed = await asyncio.to_thread(self.ports.releaser.finish_video, data, MP4, claim=claim, sign=sign,
-                                             watermark=mark_id)
+            with timed(self.ports.metrics.stage_seconds, "sign"):
+                signed = await asyncio.to_thread(self.ports.releaser.finish_video, data, MP4, claim=claim,
+                                                 sign=sign, watermark=mark_id)
             if sign:
                 data = signed.data
                 await asyncio.to_thread(output.write_bytes, data)
