@@ -5,6 +5,7 @@ with every process it spawned (`LocalCluster.stop`)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,3 +56,86 @@ def models(serve_client: Any) -> ModelCache:
     from classifiers.rayserve import SERVABLE, remote_registry
 
     return ModelCache(remote_registry(builtin_registry(), serve_client, SERVABLE))
+
+
+class Forwarder:
+    """A TCP relay on 127.0.0.1 in front of the Serve proxy: `cut()` drops every connection and
+    refuses new ones (the cluster unreachable, as a network partition or a dead head looks to a
+    gateway), `restore()` listens again on the same port."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self._socket_mod = socket
+        self._lock = threading.Lock()
+        self._conns: list[Any] = []
+        self._listener: Any = None
+        self.port = 0
+        self.restore()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def restore(self) -> None:
+        import threading
+
+        socket = self._socket_mod
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: Any) -> None:
+        import threading
+
+        socket = self._socket_mod
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: Any, dst: Any) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def cut(self) -> None:
+        socket = self._socket_mod
+        with contextlib.suppress(OSError):  # wakes the thread blocked in accept(); close alone would not
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.cut()
