@@ -252,6 +252,37 @@ class RemoteHasher(_Remote):
         return [str(h) for h in meta[0]]
 
 
+class RemoteVoice(_Remote):
+    """Speech spans and speaker embeddings of a clip (family "voice"); one clip per call."""
+
+    family = "voice"
+
+    def __init__(self, client: ServeClient, row: Mapping[str, Any], chunk: int) -> None:
+        super().__init__(client, row, chunk)
+        self.embedding_dim = int(row["embedding_dim"])
+        self.sample_rate = int(row["sample_rate"])
+        self.min_span_s = float(row["min_span_s"])
+
+    def speech(self, samples: np.ndarray) -> list[tuple[float, float]]:
+        meta, _ = self._call("speech", {}, [_pcm(samples)])
+        return [(float(a), float(b)) for a, b in meta[0]]
+
+    def embed(self, samples: np.ndarray, spans: Sequence[tuple[float, float]]) -> np.ndarray:
+        if not spans:
+            return np.zeros((0, self.embedding_dim), dtype=np.float32)
+        _, arrays = self._call("embed", {"spans": [[float(a), float(b)] for a, b in spans]}, [_pcm(samples)])
+        if len(arrays) != 1 or arrays[0].shape != (len(spans), self.embedding_dim):
+            raise RemoteModelError(f"voice model {self._model!r}: malformed answer")
+        return arrays[0].astype(np.float32, copy=False)
+
+
+def _pcm(samples: np.ndarray) -> np.ndarray:
+    arr = np.asarray(samples)
+    if arr.ndim != 1 or arr.dtype.kind != "f":
+        raise ModelError(f"expected 1-D float PCM samples, got {arr.dtype} {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
 # -- the registry the gateway's model pool uses with the ray backend -------------------------------
 
 
@@ -277,6 +308,8 @@ def remote_adapter(client: ServeClient, family: str, name: str, options: Mapping
         return RemoteText(client, row, chunk)
     if family == "hash":
         return RemoteHasher(client, row, chunk)
+    if family == "voice":
+        return RemoteVoice(client, row, chunk)
     raise RemoteModelError(f"family {family!r} has no remote adapter")
 
 

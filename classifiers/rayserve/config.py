@@ -27,10 +27,10 @@ from typing import Any
 import yaml
 
 from classifiers.base import ModelError
-from classifiers.registry import ModelRegistry
+from classifiers.registry import FAMILIES, ModelRegistry
 
 # Families a worker can serve (the ones with a remote adapter in classifiers.rayserve.client).
-SERVABLE = ("nsfw", "face", "text", "hash")
+SERVABLE = ("nsfw", "face", "text", "hash", "voice")
 IMPORT_PATH = "classifiers.rayserve.worker:build"
 # Adapter options that tune how a model runs, not what it answers: they may differ between the
 # policy and the deployment without changing a finding.
@@ -131,6 +131,8 @@ def parse_family(family: str, raw: Mapping[str, Any], registry: ModelRegistry) -
     unknown = sorted(set(raw) - _FAMILY_KEYS)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(_FAMILY_KEYS)}")
+    if family not in FAMILIES:
+        raise ConfigError(f"{where}: this install has no {family!r} model family")
     models_raw = raw.get("models")
     if not isinstance(models_raw, list) or not models_raw:
         raise ConfigError(f"{where}.models must be a non-empty list of {{adapter, options}}")

@@ -35,7 +35,8 @@ from classifiers.base import DetectedFace, ModelError, TwoStageFaceAnalyzer
 from classifiers.rayserve.wire import CONTENT_TYPE, decode, encode, faces_from_wire, faces_to_wire
 from classifiers.registry import builtin_registry
 
-OPS = {"nsfw": ("classify",), "face": ("analyze", "detect", "embed"), "text": ("embed",), "hash": ("hashes",)}
+OPS = {"nsfw": ("classify",), "face": ("analyze", "detect", "embed"), "text": ("embed",), "hash": ("hashes",),
+       "voice": ("speech", "embed")}
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Item:
     op: str
     payload: Any
     faces: tuple[DetectedFace, ...] = ()
+    spans: tuple[tuple[float, float], ...] = ()
 
 
 class FamilyModels:
@@ -71,7 +73,7 @@ class FamilyModels:
         for name, model in self.adapters.items():
             row: dict[str, Any] = {"name": model.info.name, "version": model.info.version,
                                    "options": self.declared[name]}
-            for attr in ("labels", "embedding_dim", "dim", "bits"):
+            for attr in ("labels", "embedding_dim", "dim", "bits", "sample_rate", "min_span_s"):
                 if hasattr(model, attr):
                     value = getattr(model, attr)
                     row[attr] = list(value) if isinstance(value, tuple) else value
@@ -113,6 +115,11 @@ class FamilyModels:
             return lambda items: [adapter.detect(it.payload) for it in items]
         if op == "embed" and self.family == "face":
             return lambda items: [adapter.embed(it.payload, list(it.faces)) for it in items]
+        if op == "speech":
+            return lambda items: [[(float(a), float(b)) for a, b in adapter.speech(it.payload)] for it in items]
+        if op == "embed" and self.family == "voice":
+            return lambda items: [np.asarray(adapter.embed(it.payload, list(it.spans)), dtype=np.float32)
+                                  for it in items]
         if op == "embed":
             return lambda items: list(np.asarray(adapter.embed([it.payload for it in items]), dtype=np.float32))
         if op == "hashes":
@@ -177,6 +184,9 @@ class FamilyWorker:
     def _items(self, model: str, op: str, meta: dict[str, Any], arrays: list[np.ndarray]) -> list[Item]:
         if op == "embed" and self.models.family == "text":
             return [Item(model, op, str(t)) for t in meta["texts"]]
+        if op == "embed" and self.models.family == "voice":
+            spans = tuple((float(a), float(b)) for a, b in meta["spans"])
+            return [Item(model, op, arrays[0], spans=spans)]
         if op == "embed":
             (faces,) = faces_from_wire([meta["faces"]], arrays[1:])
             return [Item(model, op, arrays[0], tuple(faces))]
@@ -186,6 +196,10 @@ class FamilyWorker:
         if op in ("analyze", "detect", "embed") and self.models.family == "face":
             dim = int(getattr(self.models.adapters[model], "embedding_dim", 0))
             return faces_to_wire(results, dim)
+        if op == "speech":
+            return results, []
+        if op == "embed" and self.models.family == "voice":
+            return None, [results[0]]
         if op == "embed":
             dim = int(self.models.adapters[model].dim)
             return None, [np.stack(results).astype(np.float32) if results else np.zeros((0, dim), np.float32)]
