@@ -289,18 +289,7 @@ def run_mode(
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENTGATE_")}
     env["ORT_DISABLE_TELEMETRY"] = "1"
     env["CONSENTGATE_MODEL_THREADS"] = str(args.model_threads)
-    cluster = None
-    if backend == "ray":
-        from classifiers.rayserve.cluster import LocalCluster
-
-        cluster = LocalCluster(num_cpus=args.ray_cpus)
-        started = time.monotonic()
-        cluster.start()
-        cluster.deploy(args.ray_workers)
-        print(f"[ray] local cluster ({args.ray_cpus} CPUs) + workers of {args.ray_workers.name}: "
-              f"{time.monotonic() - started:.1f} s", file=sys.stderr)
-        env["CONSENTGATE_MODEL_BACKEND"] = "ray"
-        env["CONSENTGATE_RAY_ADDRESS"] = cluster.serve_url
+    cluster: Any = None
     db_name = None
     if mode == "pg":
         db_name, url = create_database(args.pg_url)
@@ -308,6 +297,17 @@ def run_mode(
     count = 2 if mode == "pg" else 1
     replicas: list[Replica] = []
     try:
+        if backend == "ray":  # inside the try: the cluster goes away whatever happens
+            from classifiers.rayserve.cluster import LocalCluster
+
+            cluster = LocalCluster(num_cpus=args.ray_cpus)
+            started = time.monotonic()
+            cluster.start()
+            cluster.deploy(args.ray_workers)
+            print(f"[ray] local cluster ({args.ray_cpus} CPUs) + workers of {args.ray_workers.name}: "
+                  f"{time.monotonic() - started:.1f} s", file=sys.stderr)
+            env["CONSENTGATE_MODEL_BACKEND"] = "ray"
+            env["CONSENTGATE_RAY_ADDRESS"] = cluster.serve_url
         subprocess.run(  # noqa: S603 - our own CLI
             [*cli(), "init", "--data-dir", str(data), "--policies", str(args.policies)],
             env=env,

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import yaml
@@ -35,7 +36,20 @@ def serve_config(cfg: WorkersConfig, *, host: str = "0.0.0.0", port: int = 8000)
     }
 
 
-def deploy(cfg: WorkersConfig, address: str, host: str, port: int) -> None:
+def minimum_resources(cfg: WorkersConfig) -> dict[str, float]:
+    """CPUs, GPUs and memory (bytes) the workers need at their minimum replica counts."""
+    need = {"CPU": 0.0, "GPU": 0.0, "memory": 0.0}
+    for fam in cfg.families.values():
+        count = fam.replicas if fam.autoscaling is None else max(
+            int(fam.autoscaling.get("min_replicas", 1)), int(fam.autoscaling.get("initial_replicas", 0)), 1)
+        need["CPU"] += fam.num_cpus * count
+        need["GPU"] += fam.num_gpus * count
+        need["memory"] += (fam.memory_mb or 0) * 1024 * 1024 * count
+    return need
+
+
+def deploy(cfg: WorkersConfig, address: str, host: str, port: int, *, timeout_s: float = 600.0,
+           strict: bool = False) -> None:
     if address.startswith("127.0.0.1") or address.startswith("localhost"):
         for key, value in LOOPBACK_ENV.items():  # before Ray is imported: it reads them at import
             os.environ.setdefault(key, value)
@@ -46,12 +60,36 @@ def deploy(cfg: WorkersConfig, address: str, host: str, port: int) -> None:
     from classifiers.rayserve.worker import build
 
     ray.init(address=address, namespace="consentgate", log_to_driver=False)
+    have = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    short = {k: (v, have.get(k, 0.0)) for k, v in minimum_resources(cfg).items() if v > have.get(k, 0.0) + 1e-9}
+    if short:
+        lines = ", ".join(f"{k} {need:g} > {got:g}" for k, (need, got) in short.items())
+        message = f"the workers' minimum replicas need more than the cluster has ({lines})"
+        if strict:
+            ray.shutdown()
+            raise SystemExit(message + "; shrink the workers file or give the cluster more")
+        print(f"warning: {message}; replicas wait until an autoscaler adds nodes", file=sys.stderr)
     serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
     targets = [RunTarget(build(app["args"]), name=app["name"], route_prefix=app["route_prefix"])
                for app in cfg.applications()]
-    serve.run_many(targets)
-    status = serve.status()
-    print(json.dumps({name: str(app.status) for name, app in status.applications.items()}))
+    serve.run_many(targets, wait_for_applications_running=False)
+    wanted = {app["name"] for app in cfg.applications()}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        apps = {n: a for n, a in serve.status().applications.items() if n in wanted}
+        states = {n: str(getattr(a.status, "value", a.status)) for n, a in apps.items()}
+        if len(states) == len(wanted) and all(s == "RUNNING" for s in states.values()):
+            break
+        failed = {n: a for n, a in apps.items() if states[n] in ("DEPLOY_FAILED", "UNHEALTHY")}
+        if failed or time.monotonic() > deadline:
+            detail = {n: {"status": states[n], "message": a.message,
+                          "deployments": {d: f"{v.status}: {v.message}" for d, v in a.deployments.items()}}
+                      for n, a in apps.items()}
+            ray.shutdown()
+            raise SystemExit(f"the workers did not come up ({'failed' if failed else 'timed out'}): "
+                             f"{json.dumps(detail, indent=2, default=str)}")
+        time.sleep(0.5)
+    print(json.dumps(states))
     ray.shutdown()
 
 
@@ -64,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     dep.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     dep.add_argument("--http-host", default="127.0.0.1")
     dep.add_argument("--http-port", type=int, default=8000)
+    dep.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for every family to run")
+    dep.add_argument("--strict-resources", action="store_true",
+                     help="refuse to deploy when the cluster cannot hold the minimum replicas (no autoscaler)")
     cfg = sub.add_parser("serve-config", help="print the Serve config (RayService serveConfigV2) as YAML")
     cfg.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     loc = sub.add_parser("local", help="start a local cluster on 127.0.0.1, deploy, wait for Ctrl-C")
@@ -76,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(yaml.safe_dump(serve_config(workers), sort_keys=False))
         return 0
     if args.command == "deploy":
-        deploy(workers, args.address, args.http_host, args.http_port)
+        deploy(workers, args.address, args.http_host, args.http_port, timeout_s=args.timeout,
+               strict=args.strict_resources)
         return 0
     from classifiers.rayserve.cluster import LocalCluster
 

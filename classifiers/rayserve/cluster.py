@@ -133,6 +133,21 @@ class LocalCluster:
     def _remember(self) -> None:
         if self._proc is not None:
             self._pids.update(descendants(self._proc.pid))
+        self._pids.update(self._of_this_cluster())
+
+    def _of_this_cluster(self) -> list[int]:
+        """Processes whose command line names this cluster's temp dir (unique to it): also finds a
+        worker the raylet spawned an instant before it died, which init then adopted."""
+        marker = str(self.temp_dir).encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                try:
+                    if marker in (entry / "cmdline").read_bytes():
+                        found.append(int(entry.name))
+                except OSError:
+                    continue
+        return found
 
     def deploy(self, config: Path | Mapping[str, Any], timeout_s: float = 600.0) -> None:
         """Deploy the model workers described by a workers file (or its parsed mapping)."""
@@ -142,7 +157,8 @@ class LocalCluster:
         else:
             path = Path(config)
         argv = [sys.executable, "-m", "classifiers.rayserve", "deploy", "--address", self.address,
-                "--config", str(path), "--http-port", str(self.serve_port)]
+                "--config", str(path), "--http-port", str(self.serve_port), "--strict-resources",
+                "--timeout", str(max(30.0, timeout_s - 30.0))]
         done = subprocess.run(argv, env=self.env(), capture_output=True, text=True,  # noqa: S603
                               timeout=timeout_s, check=False)
         self._remember()
@@ -166,18 +182,22 @@ class LocalCluster:
         """Stop the head and every process it started; idempotent."""
         if self._proc is None:
             return
-        self._remember()
-        victims = [self._proc.pid, *sorted(self._pids)]
-        for pid in victims:  # all at once: a draining head would wait 30 s for its workers
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and any(_alive(p) for p in victims):
-            time.sleep(0.1)
-        for pid in victims:
-            if _alive(pid):
+        for _round in range(3):  # again for anything spawned while the first round went down
+            self._remember()
+            victims = [p for p in [self._proc.pid, *sorted(self._pids)] if _alive(p)]
+            if not victims:
+                break
+            for pid in victims:  # all at once: a draining head would wait 30 s for its workers
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline and any(_alive(p) for p in victims):
+                time.sleep(0.1)
+            for pid in victims:
+                if _alive(pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            time.sleep(0.3)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._proc.wait(timeout=10)
         self._proc = None
