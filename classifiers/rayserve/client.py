@@ -131,6 +131,10 @@ class ServeClient:
         self._observe(family, op, start, "failed")
         raise RemoteModelError(f"{family} model {model!r} on Ray Serve at {self.url} failed after one retry: {last}")
 
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(*args)` on the client's fan-out threads (a Future)."""
+        return self._fanout.submit(fn, *args)
+
     def map_chunks(
         self, fn: Callable[[Sequence[Any]], list[Any]], items: Sequence[Any], chunk: int
     ) -> list[Any]:
@@ -160,6 +164,7 @@ def _detail(resp: httpx.Response) -> str:
 
 class _Remote:
     family = ""
+    remote = True  # its calls may run concurrently: they spread over the deployment's replicas
 
     def __init__(self, client: ServeClient, row: Mapping[str, Any], chunk: int) -> None:
         self._client = client
@@ -207,6 +212,52 @@ class RemoteFace(_Remote):
         return faces
 
 
+    def prefetching(self) -> PrefetchingFace:
+        """A view of this analyzer for one video pass (see `PrefetchingFace`)."""
+        return PrefetchingFace(self, self._client)
+
+
+class PrefetchingFace:
+    """For a video pass: `prime(frames)` sends a batch of sampled frames' face calls at once (they
+    spread over the face replicas and meet in their @serve.batch queues), and the pass's own calls,
+    made one frame at a time and in order (tracking needs the order), find their answers ready.
+    A frame that was not primed is sent when asked for."""
+
+    def __init__(self, inner: RemoteFace, client: ServeClient) -> None:
+        self.inner = inner
+        self.info = inner.info
+        self.embedding_dim = inner.embedding_dim
+        self._client = client
+        self._op = "detect" if isinstance(inner, RemoteTwoStageFace) else "analyze"
+        self._pending: list[tuple[np.ndarray, Any]] = []
+
+    def prime(self, images: Sequence[np.ndarray]) -> None:
+        fn = getattr(self.inner, self._op)
+        self._pending = [(img, self._client.submit(fn, img)) for img in images]
+
+    def _take(self, op: str, image: np.ndarray) -> list[DetectedFace]:
+        if op == self._op:
+            for i, (img, future) in enumerate(self._pending):
+                if img is image:
+                    del self._pending[i]
+                    result: list[DetectedFace] = future.result()
+                    return result
+        out: list[DetectedFace] = getattr(self.inner, op)(image)
+        return out
+
+    def analyze(self, image: np.ndarray) -> list[DetectedFace]:
+        return self._take("analyze", image)
+
+
+class PrefetchingTwoStageFace(PrefetchingFace):
+    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+        return self._take("detect", image)
+
+    def embed(self, image: np.ndarray, faces: Sequence[DetectedFace]) -> list[DetectedFace]:
+        assert isinstance(self.inner, RemoteTwoStageFace)
+        return self.inner.embed(image, faces)
+
+
 class RemoteTwoStageFace(RemoteFace):
     """A remote face analyzer whose deployment says its adapter detects and embeds apart."""
 
@@ -218,6 +269,9 @@ class RemoteTwoStageFace(RemoteFace):
             return []
         (listed,), arrays = faces_to_wire([faces], self.embedding_dim)
         return self._faces("embed", {"faces": listed}, [check_rgb(image), *arrays])
+
+    def prefetching(self) -> PrefetchingFace:
+        return PrefetchingTwoStageFace(self, self._client)
 
 
 class RemoteText(_Remote):

@@ -23,11 +23,12 @@ import asyncio
 import hashlib
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from classifiers.rayserve.client import RemoteFace
 from gateway.apikeys import Principal
 from gateway.decision import Facts, ModelFailure, Verdict, decide
 from gateway.errors import GatewayError, TooLarge
@@ -58,6 +59,7 @@ from gateway.video.analysis import FrameAnalyzer, VideoFacts
 from gateway.video.engine import MarkSpec, PassCancelled, PassResult, SamplerSpec, run_pass
 from gateway.video.errors import VideoError
 from gateway.video.intake import VideoInfo, VideoLimits, probe_video
+from gateway.video.sampling import SampledFrame
 from gateway.video.watermark import VideoWatermarker, refresh_for, strength_for
 
 __all__ = ["WATERMARK_METHOD", "VideoFlow", "VideoHooks", "VideoOutcome", "VideoRun", "is_video",
@@ -211,9 +213,18 @@ class VideoFlow:
                 if interim.decision == "deny":
                     stop_marking.set()  # deny is final: stop spending the encoder on it
 
-        analyzer = FrameAnalyzer(wanted_models(rt, run.request.use, stage), rt.face, hasher=rt.hasher,
+        # With the ray backend, a batch's face calls go out together and spread over the face
+        # replicas (the NSFW models already get whole batches); tracking still sees frames in order.
+        prefetch = rt.face.prefetching() if isinstance(rt.face, RemoteFace) else None
+        analyzer = FrameAnalyzer(wanted_models(rt, run.request.use, stage), prefetch or rt.face, hasher=rt.hasher,
                                  fps=vs.sample_fps, source_width=info.width, after_batch=after_batch)
-        spec = SamplerSpec(on_batch=analyzer, fps=vs.sample_fps, scene_cut_threshold=vs.scene_cut_threshold,
+
+        def on_batch(batch: Sequence[SampledFrame]) -> None:
+            if prefetch is not None and analyzer.face_analyzer is not None:
+                prefetch.prime([s.rgb for s in batch])
+            analyzer(batch)
+
+        spec = SamplerSpec(on_batch=on_batch, fps=vs.sample_fps, scene_cut_threshold=vs.scene_cut_threshold,
                            max_side=self.config.working_max_side, eager=mark is not None)
         label = "analyse+mark" if mark is not None else "analyse"
         passed = await asyncio.to_thread(

@@ -173,3 +173,57 @@ def test_killed_replica_during_api_load_fails_closed_and_loses_nothing(
     deadline = time.monotonic() + 120
     while len(ray_cluster.replica_pids("face")) < 2 and time.monotonic() < deadline:
         time.sleep(0.5)
+
+
+VIDEO_POLICY = """
+name: rayvideo
+models:
+  opennsfw: {adapter: opennsfw}
+consent:
+  face_model: {adapter: dlib}
+  match_threshold: 0.93
+uses:
+  txt2video:
+    input: {}
+    output:
+      nsfw:
+        - model: opennsfw
+          labels: {nsfw: {deny: 0.8, review: 0.5}}
+      faces: {unmatched: allow, without_consent: deny}
+"""
+
+
+def test_video_frames_fan_out_to_the_workers_with_the_in_process_findings(
+    tmp_path: Path, relay: Forwarder, serve_client: Any
+) -> None:
+    from gateway.video.testing import make_test_video
+
+    clip = make_test_video(tmp_path / "clip.mp4", [("astronaut", 0.0, 3.0, "pan"), ("coffee", 3.0, 4.0, None)],
+                           fps=10, size=(320, 240), audio_tone_hz=None).read_bytes()
+    request = {"stage": "output", "use": "txt2video"}
+    records = {}
+    face_calls = 0.0
+    for backend in ("inprocess", "ray"):
+        extra: dict[str, Any] = {"model_backend": "ray", "ray_address": relay.url} if backend == "ray" else {}
+        settings = make_settings(tmp_path / backend, VIDEO_POLICY, model_timeout_s=60.0, **extra)
+        with TestClient(create_app(settings)) as tc:
+            keys = Keys(tc)
+            resp = check(tc, keys.generator, request, clip)
+            assert resp.status_code == 200, resp.text
+            records[backend] = resp.json()
+            if backend == "ray":
+                import re
+
+                text = tc.get("/metrics").text
+                pattern = (r'consentgate_ray_round_trip_seconds_count\{family="face",op="(?:detect|analyze)",'
+                           r'outcome="ok"\} (\S+)')
+                face_calls = sum(float(v) for v in re.findall(pattern, text))
+            verify_log(tc)
+    local, remote = records["inprocess"], records["ray"]
+    assert remote["decision"] == local["decision"] == "allow"
+    faces = [(f.get("frame"), f["bbox"]) for f in local["findings"]["faces"]]
+    assert faces and faces == [(f.get("frame"), f["bbox"]) for f in remote["findings"]["faces"]]
+    nsfw = [(f["media_index"], round(f["scores"]["nsfw"], 4)) for f in local["findings"]["nsfw"]]
+    assert nsfw == [(f["media_index"], round(f["scores"]["nsfw"], 4)) for f in remote["findings"]["nsfw"]]
+    frames = {f.get("frame") for f in local["findings"]["faces"]}
+    assert face_calls >= len(frames)  # every sampled frame's face call went to the face deployment
