@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from classifiers import ModelError, builtin_registry, draw_fake_face
+from classifiers import ModelError, builtin_registry
 from classifiers.rayserve import RemoteModelError, ServeClient, remote_registry
 
 pytestmark = pytest.mark.ray
@@ -93,11 +93,11 @@ def test_killed_replica_is_retried_on_another_or_fails_closed(
     outcomes: list[str] = []
     client = ServeClient(ray_cluster.serve_url, timeout_s=60,
                          observer=lambda fam, op, s, outcome: outcomes.append(outcome))
-    face = remote_registry(builtin_registry(), client, ["face"]).face("fake")
-    image = astronaut.copy()
-    draw_fake_face(image, identity=9, x=100, y=100, size=64)
+    # dlib on a real face: each call keeps a replica busy long enough that the kill finds calls in flight
+    face = remote_registry(builtin_registry(), client, ["face"]).face("dlib")
+    image = astronaut
     expected = [f.bbox for f in face.analyze(image)]
-    assert expected == [(100, 100, 164, 164)]
+    assert len(expected) == 1
     pids = ray_cluster.replica_pids("face")
     assert len(pids) == 2
     stop = threading.Event()
@@ -124,7 +124,7 @@ def test_killed_replica_is_retried_on_another_or_fails_closed(
     assert len(answers) > len(failures)
     assert all(a == expected for a in answers if not isinstance(a, Exception)), "a wrong answer got through"
     for exc in failures:  # fail closed, saying where
-        assert isinstance(exc, RemoteModelError) and "face model 'fake'" in str(exc)
+        assert isinstance(exc, RemoteModelError) and "face model 'dlib'" in str(exc)
     assert "retried" in outcomes, "the killed replica's in-flight calls were not retried"
     # Serve replaces the replica; later tests find two again.
     deadline = time.monotonic() + 120
