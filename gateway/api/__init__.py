@@ -1,21 +1,22 @@
-"""Thin HTTP routers; the work happens in the pipeline and the subsystems."""
+"""The HTTP layer: thin routers (parse, call the pipeline or a part, map the answer), one module per
+route group, registered explicitly here in the order the OpenAPI document lists them.
+
+    deps.py       auth and role dependencies (`GatewayDep`, `Generator`, `Admin`, ...)
+    forms.py      the multipart `request` + `media` shape, capped reads
+    errors.py     every package's errors → status and JSON body (the one mapping)
+    denials.py    the 403 shape of a deny or review
+    surface.py    the proxy surfaces' request shapes and OpenAI-style errors
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from gateway.api import apikeys, audit, check, health, jobs, policy, provenance, proxy, registry, release
+
+__all__ = ["routers"]
+
 
 def routers() -> list[APIRouter]:
-    from gateway.api import apikeys, check, health
-
-    found = [health.router, check.router, apikeys.router]
-    from gateway.api import audit, policy, provenance, registry, release
-
-    found += [release.router, provenance.router, registry.router, audit.router, policy.router]
-    from gateway.api import proxy
-
-    found.append(proxy.router)
-    from gateway.api import jobs
-
-    found.append(jobs.router)
-    return found
+    return [health.router, check.router, apikeys.router, release.router, provenance.router, registry.router,
+            audit.router, policy.router, proxy.router, jobs.router]

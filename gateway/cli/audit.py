@@ -9,13 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
+from gateway.audit import AuditLog
 from gateway.cli.common import DataDir, fail, load_settings
 from gateway.settings import Settings
 
 audit_app = typer.Typer(help="Export and verify the signed audit log.", no_args_is_help=True)
 
 
-def open_local_log(settings: Settings) -> Any:
+def open_local_log(settings: Settings) -> AuditLog:
     """The data dir's audit log (for CLI reports); the caller should `close()` it."""
     from gateway.bootstrap import audit_key_path, open_audit_log
     from gateway.db import make_engine

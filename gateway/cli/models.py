@@ -499,7 +499,7 @@ def compare(
         try:
             while True:
                 page, cursor = log.query(since=start_at, kind="decision", cursor=cursor, limit=1000)
-                records += [e.record if hasattr(e, "record") else e for e in page]
+                records += [e.record for e in page]
                 if not cursor:
                     break
         finally:

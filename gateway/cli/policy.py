@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from classifiers.registry import ModelRegistry
 from gateway.cli.common import DataDir, fail, load_settings
 from gateway.policy.runtime import ModelPool
 from gateway.registry.service import Registry
@@ -22,7 +23,7 @@ DirArg = Annotated[Path | None, typer.Argument(help="Policy directory (default: 
 NameOpt = Annotated[str, typer.Option("--name", help="Policy file name inside the directory.")]
 
 
-def _registry() -> Any:
+def _registry() -> ModelRegistry:
     from classifiers.registry import builtin_registry
 
     return builtin_registry()
@@ -40,7 +41,8 @@ def validate(directory: DirArg = None, name: NameOpt = "default") -> None:
         for err in exc.errors:
             typer.secho(err, fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
-    from gateway.upstream.routes import RoutesError, load_routes
+    from gateway.upstream.errors import RoutesError
+    from gateway.upstream.routes import load_routes
 
     try:
         routes = load_routes(d / "routes.yaml")
@@ -231,7 +233,7 @@ def shadow_report(
     cursor = None
     while True:
         page, cursor = log.query(since=start, kind="decision", cursor=cursor, limit=1000)
-        records += [e.record if hasattr(e, "record") else e for e in page]
+        records += [e.record for e in page]
         if not cursor:
             break
     summary = shadow_summary(records)

@@ -27,7 +27,8 @@ from gateway.pipeline.record import DecisionRecord, Findings, rfc3339
 from gateway.pipeline.request import CheckRequest
 from gateway.pipeline.service import Pipeline
 from gateway.pipeline.steps import new_id
-from gateway.upstream.clients import UpstreamCall, UpstreamFailure, call_upstream
+from gateway.upstream.clients import UpstreamCall, call_upstream
+from gateway.upstream.errors import UpstreamFailure
 from gateway.upstream.routes import Route
 from gateway.upstream.state import ProxyState
 

@@ -18,20 +18,11 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from gateway.media import sniff
+from gateway.upstream.errors import TemplateError, UpstreamFailure
 from gateway.upstream.routes import Route
-from gateway.upstream.template import TemplateError, extract, render
+from gateway.upstream.template import extract, render
 
 RETRY_STATUS = frozenset({502, 503, 504})
-
-
-class UpstreamFailure(Exception):
-    """The upstream gave no usable images. `reason` is connect | timeout | status | bad_response."""
-
-    def __init__(self, message: str, *, reason: str, status: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.reason = reason
-        self.status = status
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gateway.policy.errors import PolicyError
 from gateway.policy.parse import read_yaml, validation_errors
+from gateway.upstream.errors import RoutesError
 
 ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 USE_PATTERN = r"^[A-Za-z0-9_.-]+$"
 Kind = Literal["openai-images", "http-json", "automatic1111"]
-
-
-class RoutesError(PolicyError):
-    """A routes file that cannot go live; `errors` are `file:line: field.path: message` strings."""
 
 
 class Strict(BaseModel):

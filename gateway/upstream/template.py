@@ -8,12 +8,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.upstream.errors import TemplateError
+
 _WHOLE = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _ANY = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class TemplateError(ValueError):
-    pass
 
 
 def render(template: Any, values: Mapping[str, Any]) -> Any:

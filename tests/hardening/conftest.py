@@ -1,6 +1,6 @@
 """Fixtures for the hardening tests: a real gateway (`create_app(settings)` with the real models and the
 `fake` adapter) served by uvicorn on a free loopback port, small limits (2 MB per part, 4 Mpixel) so
-that "over the limit" is cheap to send, keys for every role, a guard that refuses any network
+that "over the limit" is cheap to send, keys for every role (tests/support/gateway.py), a guard that refuses any network
 connection that is not to the loopback interface, and a sampler of this process's peak RSS."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 
 from examples.upstream import ServerThread
 from gateway.app import create_app
-from tests.api.conftest import make_settings
+from tests.support.gateway import Keys, auth, make_settings, verify_audit
 
 PART_LIMIT = 2_000_000
 MAX_PIXELS = 4_000_000
@@ -61,39 +61,8 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
 
 
-@dataclass
-class RoleKeys:
-    generator: str
-    other_generator: str
-    admin: str
-    registrar: str
-    auditor: str
-    tenant_auditor: str
-
-    @classmethod
-    def create(cls, gw: Any) -> RoleKeys:
-        made = {
-            "generator": ("acme", "generator"),
-            "other_generator": ("globex", "generator"),
-            "admin": ("operator", "admin"),
-            "registrar": ("operator", "registrar"),
-            "auditor": ("operator", "auditor"),
-            "tenant_auditor": ("acme", "auditor"),
-        }
-        return cls(**{field: gw.apikeys.create(tenant, role)[1] for field, (tenant, role) in made.items()})
-
-    def by_role(self) -> dict[str, str]:
-        return {
-            "generator": self.generator,
-            "admin": self.admin,
-            "registrar": self.registrar,
-            "auditor": self.auditor,
-            "tenant_auditor": self.tenant_auditor,
-        }
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
+RoleKeys = Keys  # a key per role (tests/support/gateway.py)
+bearer = auth
 
 
 @dataclass
@@ -130,14 +99,6 @@ def serve_gateway(tmp: Path, policy_text: str | None = None, **overrides: Any) -
     app = create_app(settings)
     server = ServerThread(app).start()
     return server, app
-
-
-def verify_audit(gw: Any) -> None:
-    from gateway.audit import verify_database
-
-    gw.audit.publish_checkpoint()
-    report = verify_database(gw.engine, gw.audit.signer)
-    assert report.ok, report.message
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ short generated clips, and helpers to submit jobs and wait for them."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +13,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.video.testing import make_test_video
-from tests.api.conftest import Keys, auth, make_settings, verify_log
+from tests.support.gateway import Keys, app_client, auth, make_settings
+from tests.support.gateway import verify_audit as verify_log
 
 VIDEO_POLICY = """
 name: video-test
@@ -85,9 +84,8 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def video_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Keys]]:
     tmp = tmp_path_factory.mktemp("vgw")
-    with TestClient(create_app(video_settings(tmp))) as client:
-        yield client, Keys(client)
-    shutil.rmtree(tmp, ignore_errors=True)
+    with app_client(video_settings(tmp), tmp) as made:
+        yield made
 
 
 @pytest.fixture

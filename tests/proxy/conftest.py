@@ -16,7 +16,7 @@ import pytest
 
 from examples.upstream import ServerThread, UpstreamState, create_upstream_app, free_port
 from gateway.app import create_app
-from tests.api.conftest import make_settings
+from tests.support.gateway import make_settings, verify_audit
 
 
 def routes_yaml(upstream_url: str, *, per_key: str = "{rate_per_s: 1000, burst: 1000}") -> str:
@@ -135,12 +135,7 @@ def env(proxy_env: ProxyEnv) -> Iterator[ProxyEnv]:
     proxy_env.upstream.reset()
     yield proxy_env
     proxy_env.upstream.reset()
-    from gateway.audit import verify_database
-
-    gw = proxy_env.gw
-    gw.audit.publish_checkpoint()
-    report = verify_database(gw.engine, gw.audit.signer)
-    assert report.ok, report.message
+    verify_audit(proxy_env.gw)
 
 
 @pytest.fixture(scope="session")
