@@ -126,6 +126,9 @@ def observe(histogram: Histogram, name: str, seconds: float) -> None:
 
 
 def emit(trace: RequestTrace, status: int, error: str | None = None) -> None:
+    # A library's logging.config call with disable_existing_loggers (import-linter's, alembic's
+    # fileConfig) would silence the request lines for good; they are the operators' record.
+    LOGGER.disabled = False
     LOGGER.info("%s", json.dumps(trace.line(status, error), separators=(",", ":"), sort_keys=False))
 
 
