@@ -219,8 +219,12 @@ def _install_metrics(app: FastAPI) -> None:
         if gw is not None:
             gw.metrics.requests.labels(path, request.method, str(response.status_code)).inc()
             gw.metrics.request_seconds.labels(path).observe(time.perf_counter() - start)
+        given = response.headers.get("x-request-id")
+        if given:  # the proxy's own request id (it links the input and output decisions) wins
+            trace.request_id = given
+        else:
+            response.headers["x-request-id"] = trace.request_id
         if request.url.path.startswith("/v1/"):
             trace.route = path
             emit(trace, response.status_code)
-        response.headers["x-request-id"] = trace.request_id
         return response
