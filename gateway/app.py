@@ -20,6 +20,7 @@ from classifiers.registry import ModelRegistry
 from gateway.api import routers
 from gateway.api.errors import install_error_handlers
 from gateway.context import Gateway, build_gateway
+from gateway.requestlog import RequestTrace, begin, emit, end
 from gateway.settings import Settings
 
 log = logging.getLogger("consentgate")
@@ -187,15 +188,43 @@ def create_app(
     return app
 
 
+def _request_id(request: Request) -> str:
+    """The caller's X-Request-Id when it is a plain token (kept for correlation), else a new one."""
+    given = request.headers.get("x-request-id", "")
+    if 0 < len(given) <= 64 and given.replace("-", "").replace("_", "").isalnum():
+        return given
+    import secrets
+
+    return secrets.token_hex(16)
+
+
 def _install_metrics(app: FastAPI) -> None:
     @app.middleware("http")
     async def count(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
         start = time.perf_counter()
-        response = await call_next(request)
+        # One structured line per API request (gateway.requestlog): ids, tenant, verdict, stage times.
+        trace = RequestTrace(_request_id(request), request.url.path, request.method)
+        token = begin(trace)
+        try:
+            response = await call_next(request)
+        except Exception as exc:
+            if request.url.path.startswith("/v1/"):
+                emit(trace, 500, type(exc).__name__)
+            raise
+        finally:
+            end(token)
         gw = getattr(request.app.state, "gateway", None)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
         if gw is not None:
-            route = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
             gw.metrics.requests.labels(path, request.method, str(response.status_code)).inc()
             gw.metrics.request_seconds.labels(path).observe(time.perf_counter() - start)
+        given = response.headers.get("x-request-id")
+        if given:  # the proxy's own request id (it links the input and output decisions) wins
+            trace.request_id = given
+        else:
+            response.headers["x-request-id"] = trace.request_id
+        if request.url.path.startswith("/v1/"):
+            trace.route = path
+            emit(trace, response.status_code)
         return response

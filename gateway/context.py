@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
 
+from classifiers.rayserve import ServeClient, remote_registry
 from classifiers.registry import ModelRegistry, builtin_registry
 from gateway.apikeys import ApiKeyStore
 from gateway.audit import AuditLog
@@ -59,6 +60,8 @@ class Gateway:
     pipeline: Pipeline
     proxy: ProxyState
     jobs: JobService
+    # The ray model backend's client (None in-process): /readyz asks it whether the workers answer.
+    serve_client: ServeClient | None = None
     started: bool = False
 
     def close(self) -> None:
@@ -69,6 +72,8 @@ class Gateway:
         if self.registry is not None:
             closers.append(("registry", self.registry.close))
         closers.append(("provenance", self.provenance.close))
+        if self.serve_client is not None:
+            closers.append(("model workers client", self.serve_client.close))
         for name, closer in closers:
             try:
                 closer()
@@ -100,11 +105,24 @@ def _watch_face_models(policies: PolicyManager, registry: Registry) -> None:
     policies.validators.append(face_models_ready)
 
 
+def model_backend(settings: Settings, metrics: Metrics,
+                  models: ModelRegistry | None = None) -> tuple[ModelRegistry, ServeClient | None]:
+    """The registry the model pool builds adapters from: in-process (`models`, or every built-in
+    adapter), or with `model_backend=ray` the same names whose families in `ray_families` send
+    their work to the Ray Serve deployments at `ray_address` (docs/deploy.md)."""
+    base = models or builtin_registry()
+    if settings.model_backend != "ray" or settings.ray_address is None:
+        return base, None
+    client = ServeClient(settings.ray_address, timeout_s=settings.model_timeout_s,
+                         observer=metrics.observe_ray_call)
+    return remote_registry(base, client, settings.ray_families), client
+
+
 def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) -> Gateway:
     ensure_initialised(settings)
     engine = make_engine(settings.resolved_database_url)
     metrics = Metrics()
-    registry_models = models or builtin_registry()
+    registry_models, serve_client = model_backend(settings, metrics, models)
     pool = ModelPool(registry_models, threads=settings.model_threads)
     signature_check = None
     if settings.policy_trust_key is not None:
@@ -138,4 +156,5 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
         provenance=provenance, limits=limits, pipeline=pipeline,
         proxy=open_proxy_state(settings, engine, metrics.registry),
         jobs=open_jobs(settings, engine, pipeline.video, audit),
+        serve_client=serve_client,
     )

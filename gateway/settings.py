@@ -40,7 +40,22 @@ class Settings:
     rate_limit_per_s: float = 50.0
     rate_limit_burst: int = 100
     cors_origins: tuple[str, ...] = ()
+    # Where the models run: "inprocess" (every gateway process loads them; the default) or "ray"
+    # (the families in `ray_families` are called on Ray Serve at `ray_address`, the Serve proxy's
+    # http(s) URL; docs/deploy.md "Model workers on Ray Serve").
+    model_backend: str = "inprocess"
+    ray_address: str | None = None
+    ray_families: tuple[str, ...] = ("nsfw", "face", "text")
+    log_format: str = "text"  # "json": one JSON object per log line (gateway.requestlog)
     extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.model_backend not in ("inprocess", "ray"):
+            raise ValueError(f"CONSENTGATE_MODEL_BACKEND must be inprocess or ray, not {self.model_backend!r}")
+        if self.model_backend == "ray" and not self.ray_address:
+            raise ValueError("CONSENTGATE_MODEL_BACKEND=ray needs CONSENTGATE_RAY_ADDRESS (the Ray Serve URL)")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"CONSENTGATE_LOG_FORMAT must be text or json, not {self.log_format!r}")
 
     @property
     def resolved_database_url(self) -> str:
@@ -96,5 +111,10 @@ class Settings:
             rate_limit_burst=_env_int("CONSENTGATE_RATE_LIMIT_BURST", 100),
             cors_origins=tuple(o.strip() for o in cors.split(",") if o.strip()),
             audit_origin=env.get("CONSENTGATE_AUDIT_ORIGIN", "consentgate.local/audit"),
+            model_backend=env.get("CONSENTGATE_MODEL_BACKEND", "inprocess") or "inprocess",
+            ray_address=env.get("CONSENTGATE_RAY_ADDRESS") or None,
+            ray_families=tuple(f.strip() for f in env.get("CONSENTGATE_RAY_FAMILIES", "nsfw,face,text").split(",")
+                               if f.strip()),
+            log_format=env.get("CONSENTGATE_LOG_FORMAT", "text") or "text",
             extra=extra,
         )

@@ -40,6 +40,11 @@ def readyz(request: Request) -> JSONResponse:
     except Exception as exc:  # noqa: BLE001 - routes are optional; report, never fail readiness
         body["routes"] = {"last_error": f"{type(exc).__name__}: {exc}"}
     ready = body["database"] == "ok" and gw.policies.active is not None
+    if gw.serve_client is not None:  # the ray model backend: the workers must answer too
+        problems = gw.serve_client.problems(gw.settings.ray_families)
+        body["model_backend"] = {"backend": "ray", "address": gw.serve_client.url,
+                                 "families": list(gw.settings.ray_families), "problems": problems}
+        ready = ready and not problems
     body["ready"] = ready
     gw.metrics.ready.set(1 if ready else 0)
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -61,9 +61,51 @@ def serve(
 
     settings = load_settings(data_dir, policies)
     run_init(settings)
+    log_config = _logging(settings)
+    if workers > 1:
+        # Each worker process builds its own app (its own models, or its own client of the model
+        # workers with CONSENTGATE_MODEL_BACKEND=ray) from the environment, which carries the
+        # options given here; replicas of one data dir share the audit log as separate replicas do.
+        import os
+
+        os.environ["CONSENTGATE_DATA_DIR"] = str(settings.data_dir)
+        os.environ["CONSENTGATE_POLICIES"] = str(settings.policies_dir)
+        uvicorn.run("gateway.cli.server:app_factory", factory=True, host=host, port=port, workers=workers,
+                    log_level="info", log_config=log_config)
+        return
     application = create_app(settings, background_start=True)
     _install_sighup(application)
-    uvicorn.run(application, host=host, port=port, workers=workers if workers == 1 else 1, log_level="info")
+    uvicorn.run(application, host=host, port=port, log_level="info", log_config=log_config)
+
+
+def app_factory() -> object:
+    """The app of one `serve --workers N` worker process (uvicorn's factory hook)."""
+    from gateway.app import create_app
+
+    application = create_app(Settings.from_env(), background_start=True)
+    _install_sighup(application)
+    return application
+
+
+def _logging(settings: Settings) -> dict[str, object] | None:
+    """CONSENTGATE_LOG_FORMAT=json: every log line (the gateway's, uvicorn's and the per-request
+    lines of gateway.requestlog) is one JSON object on stderr; uvicorn's access log is left out
+    (the request lines say more). Text: uvicorn's defaults, plus the request lines."""
+    import uvicorn.config
+
+    if settings.log_format != "json":
+        config = dict(uvicorn.config.LOGGING_CONFIG)
+        config["loggers"] = {**config["loggers"],
+                             "consentgate.requests": {"handlers": ["default"], "level": "INFO", "propagate": False}}
+        return config
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "gateway.requestlog.JsonFormatter"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "root": {"handlers": ["stderr"], "level": "INFO"},
+        "loggers": {"uvicorn.access": {"level": "WARNING"}},
+    }
 
 
 def _install_sighup(application: object) -> None:

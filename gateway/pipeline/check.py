@@ -33,6 +33,7 @@ from gateway.metrics import Metrics
 from gateway.pipeline.errors import ModelCallFailed
 from gateway.pipeline.ports import Clock, ConsentLookup
 from gateway.policy.runtime import PolicyRuntime
+from gateway.requestlog import observe
 
 T = TypeVar("T")
 
@@ -129,7 +130,7 @@ class CheckStage:
         t0 = time.perf_counter()
         nsfw_results, faces_raw, hashes_raw, prompt_facts = await asyncio.gather(
             asyncio.gather(*nsfw_tasks), face_task, hash_task, prompt_task)
-        self.metrics.stage_seconds.labels("models").observe(time.perf_counter() - t0)
+        observe(self.metrics.stage_seconds, "models", time.perf_counter() - t0)
 
         nsfw_facts: list[NsfwFact] = []
         for alias, scores_list in zip(nsfw_aliases, nsfw_results, strict=True):
@@ -157,7 +158,7 @@ class CheckStage:
             got = await guarded(self._call("consent", "registry", read_consent))
             if got is not None:
                 grants, subjects = got
-        self.metrics.stage_seconds.labels("consent").observe(time.perf_counter() - t1)
+        observe(self.metrics.stage_seconds, "consent", time.perf_counter() - t1)
 
         facts = Facts(
             stage=req.stage, use=req.use, tenant=req.tenant, end_user=req.end_user, now=self.clock(),
@@ -167,7 +168,7 @@ class CheckStage:
         )
         verdict = decide(policy, facts)
         elapsed = time.perf_counter() - start
-        self.metrics.stage_seconds.labels("check").observe(elapsed)
+        observe(self.metrics.stage_seconds, "check", elapsed)
         return CheckResult(facts, verdict, elapsed, embeddings)
 
     async def _match_faces(

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import Histogram
+
 from gateway.decision import Reason
 from gateway.media import DecodedImage
 from gateway.pipeline.errors import release_stage
@@ -15,6 +17,7 @@ from gateway.pipeline.ports import Releaser
 from gateway.pipeline.record import DecisionRecord, OutputRef
 from gateway.pipeline.threads import in_thread
 from gateway.provenance.errors import ProvenanceError
+from gateway.requestlog import observe
 
 __all__ = ["ReleasedFile", "release_images", "stage_failed"]
 
@@ -38,6 +41,7 @@ async def release_images(
     images: list[DecodedImage],
     *,
     software_agent: dict[str, Any] | None = None,
+    stage_seconds: Histogram | None = None,
 ) -> list[ReleasedFile]:
     """Carry out an allowed decision's obligations on every image and note the outputs in the
     record. On a stage failure the record becomes a deny naming the stage; nothing is returned."""
@@ -51,6 +55,9 @@ async def release_images(
                 decision_id=record.decision_id, policy_digest=record.policy.digest,
                 grant_ids=list(record.grant_ids), obligations=obligations, software_agent=software_agent,
             )
+            if stage_seconds is not None:  # redact, watermark, encode, sign: timed by the releaser
+                for name, seconds in released.timings.items():
+                    observe(stage_seconds, name, seconds)
             record.outputs.append(OutputRef(released.media_index, released.sha256, released.mime,
                                             released.manifest_digest, released.watermark_id))
             files.append(ReleasedFile(released.data, released.mime))

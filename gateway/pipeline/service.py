@@ -25,6 +25,7 @@ from gateway.pipeline.request import CheckRequest
 from gateway.pipeline.steps import append, decode_images, new_id, runtime_for
 from gateway.pipeline.video import VideoFlow, is_video
 from gateway.policy.runtime import PolicyRuntime
+from gateway.requestlog import note_decision, stage
 
 __all__ = ["Decision", "Pipeline", "Release"]
 
@@ -77,7 +78,8 @@ class Pipeline:
         return runtime_for(self.ports.policies, tenant)
 
     async def decode(self, parts: list[bytes]) -> list[DecodedImage]:
-        return await decode_images(parts, self.config)
+        with stage(self.ports.metrics.stage_seconds, "decode"):
+            return await decode_images(parts, self.config)
 
     async def decide(self, principal: Principal, request: CheckRequest, images: list[DecodedImage], *,
                      request_id: str | None = None) -> Decision:
@@ -92,6 +94,9 @@ class Pipeline:
             media=[MediaRef(img.sha256, img.mime, img.width, img.height) for img in images],
         )
         self.ports.metrics.decisions.labels(request.stage, request.use, result.verdict.decision).inc()
+        note_decision(decision_id=record.decision_id, tenant=principal.tenant, verdict=result.verdict.decision,
+                      use=request.use, stage=request.stage,
+                      prompt=request.prompt if runtime.policy.logging.prompt_text else None)
         return Decision(record, result, runtime, images)
 
     async def append(self, record: DecisionRecord) -> DecisionRecord:
@@ -120,7 +125,8 @@ class Pipeline:
         output: CheckRequest = request.model_copy(update={"stage": "output"})
         decision = await self.decide(principal, output, images, request_id=request_id)
         files = await release_images(self.ports.releaser, decision.record, decision.result.verdict.obligations,
-                                     images, software_agent=software_agent)
+                                     images, software_agent=software_agent,
+                                     stage_seconds=self.ports.metrics.stage_seconds)
         if software_agent:
             decision.record.software_agent = dict(software_agent)
         record = await self.append(decision.record)

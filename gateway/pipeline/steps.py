@@ -15,6 +15,7 @@ from gateway.pipeline.ports import PipelineConfig, PipelinePorts, PolicySource
 from gateway.pipeline.record import AuditRef, DecisionRecord
 from gateway.pipeline.threads import in_thread
 from gateway.policy.runtime import PolicyRuntime
+from gateway.requestlog import observe
 
 __all__ = ["append", "decode_images", "new_id", "runtime_for"]
 
@@ -49,6 +50,6 @@ async def append(ports: PipelinePorts, record: DecisionRecord) -> DecisionRecord
         raise AuditUnavailable(f"the audit log could not record the decision ({type(exc).__name__}); "
                                "nothing was released") from None
     finally:
-        ports.metrics.stage_seconds.labels("audit").observe(time.perf_counter() - start)
+        observe(ports.metrics.stage_seconds, "audit", time.perf_counter() - start)
     record.audit = AuditRef(appended.index, appended.leaf_hash, appended.checkpoint)
     return record

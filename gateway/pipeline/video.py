@@ -23,11 +23,12 @@ import asyncio
 import hashlib
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from classifiers.rayserve.client import RemoteFace
 from gateway.apikeys import Principal
 from gateway.decision import Facts, ModelFailure, Verdict, decide
 from gateway.errors import GatewayError, TooLarge
@@ -52,10 +53,13 @@ from gateway.policy.schema import VideoSettings
 from gateway.provenance.c2pa_sign import ReleaseClaim
 from gateway.provenance.errors import ProvenanceError
 from gateway.provenance.payload import DWT_PAYLOAD
+from gateway.requestlog import note_decision
+from gateway.requestlog import stage as timed
 from gateway.video.analysis import FrameAnalyzer, VideoFacts
 from gateway.video.engine import MarkSpec, PassCancelled, PassResult, SamplerSpec, run_pass
 from gateway.video.errors import VideoError
 from gateway.video.intake import VideoInfo, VideoLimits, probe_video
+from gateway.video.sampling import SampledFrame
 from gateway.video.watermark import VideoWatermarker, refresh_for, strength_for
 
 __all__ = ["WATERMARK_METHOD", "VideoFlow", "VideoHooks", "VideoOutcome", "VideoRun", "is_video",
@@ -167,13 +171,17 @@ class VideoFlow:
         output = run.work_dir / f"{run.decision_id}.mp4"
         try:
             speculative = self._mark_spec(vs, output, wm_id, info) if overlap else None
-            passed, vf, acc = await self._analyse(rt, run, stage, info, prompt, failures, hooks,
-                                                  mark=speculative, weight=0.9 if releasing else 0.97)
+            with timed(self.ports.metrics.stage_seconds, "video_analysis"):
+                passed, vf, acc = await self._analyse(rt, run, stage, info, prompt, failures, hooks,
+                                                      mark=speculative, weight=0.9 if releasing else 0.97)
             hooks.progress("decide", 0.9 if releasing else 0.97)
             facts = await asyncio.to_thread(self._facts, rt, run, stage, vf, acc, prompt, failures)
             verdict = decide(rt.policy, facts)
             record = video_record(decision_id=run.decision_id, request_id=run.request_id, rt=rt, digest=digest,
                                   facts=facts, verdict=verdict, vf=vf, info=info, sha256=sha256)
+            note_decision(decision_id=run.decision_id, tenant=run.principal.tenant, verdict=verdict.decision,
+                          use=run.request.use, stage=stage,
+                          prompt=run.request.prompt if rt.policy.logging.prompt_text else None)
             done: Path | None = None
             if releasing and record.allowed:
                 done = await self._release(run, rt, record, verdict, output, wm_id, passed, hooks, info)
@@ -205,9 +213,18 @@ class VideoFlow:
                 if interim.decision == "deny":
                     stop_marking.set()  # deny is final: stop spending the encoder on it
 
-        analyzer = FrameAnalyzer(wanted_models(rt, run.request.use, stage), rt.face, hasher=rt.hasher,
+        # With the ray backend, a batch's face calls go out together and spread over the face
+        # replicas (the NSFW models already get whole batches); tracking still sees frames in order.
+        prefetch = rt.face.prefetching() if isinstance(rt.face, RemoteFace) else None
+        analyzer = FrameAnalyzer(wanted_models(rt, run.request.use, stage), prefetch or rt.face, hasher=rt.hasher,
                                  fps=vs.sample_fps, source_width=info.width, after_batch=after_batch)
-        spec = SamplerSpec(on_batch=analyzer, fps=vs.sample_fps, scene_cut_threshold=vs.scene_cut_threshold,
+
+        def on_batch(batch: Sequence[SampledFrame]) -> None:
+            if prefetch is not None and analyzer.face_analyzer is not None:
+                prefetch.prime([s.rgb for s in batch])
+            analyzer(batch)
+
+        spec = SamplerSpec(on_batch=on_batch, fps=vs.sample_fps, scene_cut_threshold=vs.scene_cut_threshold,
                            max_side=self.config.working_max_side, eager=mark is not None)
         label = "analyse+mark" if mark is not None else "analyse"
         passed = await asyncio.to_thread(
@@ -235,9 +252,10 @@ class VideoFlow:
                 if watermarking and wm_id is None:
                     wm_id = await asyncio.to_thread(self._reserve, run.decision_id)
                 mark = self._mark_spec(vs, output, wm_id if watermarking else None, info)
-                out_info = (await asyncio.to_thread(
-                    run_pass, run.src, mark=mark, should_stop=hooks.should_stop,
-                    progress=lambda f: hooks.progress("mark", 0.45 + 0.45 * f))).output
+                with timed(self.ports.metrics.stage_seconds, "video_encode"):  # decode, mark, encode
+                    out_info = (await asyncio.to_thread(
+                        run_pass, run.src, mark=mark, should_stop=hooks.should_stop,
+                        progress=lambda f: hooks.progress("mark", 0.45 + 0.45 * f))).output
             assert out_info is not None
             stage = "sign"
             hooks.progress("sign", 0.92)
@@ -249,8 +267,9 @@ class VideoFlow:
                 watermark_method=WATERMARK_METHOD if watermarking else None,
                 title=f"consentgate release {run.decision_id}")
             sign = bool(verdict.obligations.get("sign"))
-            signed = await asyncio.to_thread(self.ports.releaser.finish_video, data, MP4, claim=claim, sign=sign,
-                                             watermark=mark_id)
+            with timed(self.ports.metrics.stage_seconds, "sign"):
+                signed = await asyncio.to_thread(self.ports.releaser.finish_video, data, MP4, claim=claim,
+                                                 sign=sign, watermark=mark_id)
             if sign:
                 data = signed.data
                 await asyncio.to_thread(output.write_bytes, data)

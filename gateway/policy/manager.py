@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,6 +58,8 @@ class PolicyManager:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._seen_digest: str | None = None
+        self.retry_interval_s = 5.0
+        self._next_retry = 0.0
 
     def build(self) -> ActivePolicy:
         bundle = load_bundle(self.directory, policy_name=self.policy_name, is_registered=self.pool.registry.has)
@@ -111,7 +114,12 @@ class PolicyManager:
             digest = bundle_digest(self.directory)
         except OSError:
             return
-        if digest != self._seen_digest:
+        # Nothing active yet (e.g. the model workers were unreachable at start): try again now and
+        # then, so the gateway becomes ready by itself once they answer.
+        retry = self.active is None and time.monotonic() >= self._next_retry
+        if digest != self._seen_digest or retry:
+            if retry:
+                self._next_retry = time.monotonic() + self.retry_interval_s
             self.reload()
 
     def start_watching(self, interval_s: float) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,7 @@ class ReleasedImage:
     sha256: str
     manifest_digest: str | None = None
     watermark_id: str | None = None  # "method:id"
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage: redact, watermark, encode, sign
 
 
 @dataclass
@@ -110,11 +112,14 @@ class ProvenanceService:
         wm = obligations.get("watermark")
         wm_id: int | None = None
         method: str | None = None
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
         try:
             pixels = rgb
             blur = [b["bbox"] for b in obligations.get("blur", []) if b.get("media_index") == media_index]
             if blur:
                 pixels = blur_regions(pixels, blur)
+                timings["redact"], clock = time.perf_counter() - clock, time.perf_counter()
             if wm is not None:
                 if self.faults.watermark_fails:
                     raise WatermarkError("watermark failed (fault injected)")
@@ -122,7 +127,9 @@ class ProvenanceService:
                 with Session(self.engine) as session:
                     wm_id = reserve_watermark_id(session, method=method, decision_id=decision_id).wm_id
                 pixels = self.watermarker(method, wm.get("strength", 1.0)).embed(pixels, wm_id)
+                timings["watermark"], clock = time.perf_counter() - clock, time.perf_counter()
             data = encode_image(np.ascontiguousarray(pixels, dtype=np.uint8), mime)
+            timings["encode"], clock = time.perf_counter() - clock, time.perf_counter()
         except ProvenanceError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure here is the watermark stage's
@@ -138,6 +145,7 @@ class ProvenanceService:
                 title=f"consentgate release {decision_id}",
             ))
             data, manifest_digest = signed.data, signed.manifest_digest
+            timings["sign"] = time.perf_counter() - clock
         if wm_id is not None and method is not None:
             try:
                 image_pdq = self.hasher.hashes(pixels)[0] if self.hasher is not None else None
@@ -147,7 +155,7 @@ class ProvenanceService:
             except Exception as exc:  # noqa: BLE001 - an unrecorded id cannot lead back: withhold
                 raise WatermarkError(f"{type(exc).__name__}: {exc}") from exc
         return ReleasedImage(data, mime, media_index, hashlib.sha256(data).hexdigest(), manifest_digest,
-                             f"{method}:{wm_id}" if wm_id is not None else None)
+                             f"{method}:{wm_id}" if wm_id is not None else None, timings)
 
     def sign(self, data: bytes, mime: str, claim: ReleaseClaim) -> SignedMedia:
         """C2PA-sign `data`; SigningError on any failure (fault hook included)."""
