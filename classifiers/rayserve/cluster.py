@@ -165,6 +165,20 @@ class LocalCluster:
         if done.returncode != 0:
             raise ModelError(f"deploy failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the cluster's live processes (benchmarks add it to their own)."""
+        self._remember()
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in self._pids:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+        return total / ticks
+
     def replica_pids(self, family: str) -> list[int]:
         """PIDs of the family's live Serve replicas (their process title names the deployment)."""
         self._remember()
