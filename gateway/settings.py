@@ -54,6 +54,9 @@ class Settings:
             raise ValueError(f"CONSENTGATE_MODEL_BACKEND must be inprocess or ray, not {self.model_backend!r}")
         if self.model_backend == "ray" and not self.ray_address:
             raise ValueError("CONSENTGATE_MODEL_BACKEND=ray needs CONSENTGATE_RAY_ADDRESS (the Ray Serve URL)")
+        if self.ray_address and not self.ray_address.startswith(("http://", "https://")):
+            raise ValueError(f"CONSENTGATE_RAY_ADDRESS must be the Ray Serve proxy's http(s) URL, "
+                             f"not {self.ray_address!r}")
         if self.log_format not in ("text", "json"):
             raise ValueError(f"CONSENTGATE_LOG_FORMAT must be text or json, not {self.log_format!r}")
 

@@ -20,7 +20,10 @@ PoliciesDir = Annotated[Path | None, typer.Option("--policies", help="Policy dir
 
 
 def load_settings(data_dir: Path | None = None, policies: Path | None = None) -> Settings:
-    return Settings.from_env().with_overrides(data_dir=data_dir, policies_dir=policies)
+    try:
+        return Settings.from_env().with_overrides(data_dir=data_dir, policies_dir=policies)
+    except ValueError as exc:  # an invalid CONSENTGATE_* value: say which, no traceback
+        raise fail(str(exc)) from None
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -88,3 +88,13 @@ def test_serve_runs_n_worker_processes_that_share_one_audit_log(tmp_path: Path) 
     verify = subprocess.run([*cli, "audit", "verify", "--data-dir", str(data)], env=env,  # noqa: S603
                             capture_output=True, text=True, timeout=300, check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_a_bad_model_backend_setting_is_a_clear_cli_error(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENTGATE_")}
+    cli = [sys.executable, "-c", "from gateway.cli import main; main()"]
+    for extra, needle in (({"CONSENTGATE_MODEL_BACKEND": "gpu"}, "must be inprocess or ray"),
+                          ({"CONSENTGATE_MODEL_BACKEND": "ray"}, "needs CONSENTGATE_RAY_ADDRESS")):
+        done = subprocess.run([*cli, "init", "--data-dir", str(tmp_path / "d")], env={**env, **extra},  # noqa: S603
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 1 and needle in done.stderr and "Traceback" not in done.stderr
