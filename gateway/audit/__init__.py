@@ -15,9 +15,11 @@ from .notes import (
     VerifierKey,
     generate_signing_key,
     load_signer,
+    checkpoint_note_from,
     parse_checkpoint,
     verifier_key,
 )
+from .receipts import CheckedReceipt, check_checkpoint, check_consistency, check_receipt
 from .reader import AuditEntry, ConsistencyProof, Head, InclusionProof
 from .schema import audit_metadata, audit_tables
 from .verify import VerifyReport, verify_database, verify_export
@@ -33,6 +35,7 @@ __all__ = [
     "AuditLog",
     "AuditNotFound",
     "CanonicalizationError",
+    "CheckedReceipt",
     "Checkpoint",
     "CheckpointSigner",
     "Columns",
@@ -48,6 +51,10 @@ __all__ = [
     "audit_metadata",
     "audit_tables",
     "canonical_json",
+    "check_checkpoint",
+    "check_consistency",
+    "check_receipt",
+    "checkpoint_note_from",
     "export_log",
     "generate_signing_key",
     "leaf_hash",
