@@ -13,14 +13,14 @@ from .notes import (
     CheckpointSigner,
     PublicKeyLike,
     VerifierKey,
+    checkpoint_note_from,
     generate_signing_key,
     load_signer,
-    checkpoint_note_from,
     parse_checkpoint,
     verifier_key,
 )
-from .receipts import CheckedReceipt, check_checkpoint, check_consistency, check_receipt
 from .reader import AuditEntry, ConsistencyProof, Head, InclusionProof
+from .receipts import CheckedReceipt, check_checkpoint, check_consistency, check_receipt
 from .schema import audit_metadata, audit_tables
 from .verify import VerifyReport, verify_database, verify_export
 
