@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from gateway.audit import AuditLog
-from gateway.cli.common import DataDir, fail, load_settings
+from gateway.cli.common import DataDir, fail, load_settings, require_data_dir
 from gateway.settings import Settings
 
 audit_app = typer.Typer(help="Export and verify the signed audit log.", no_args_is_help=True)
@@ -18,11 +18,10 @@ audit_app = typer.Typer(help="Export and verify the signed audit log.", no_args_
 
 def open_local_log(settings: Settings) -> AuditLog:
     """The data dir's audit log (for CLI reports); the caller should `close()` it."""
-    from gateway.bootstrap import audit_key_path, open_audit_log
+    from gateway.bootstrap import open_audit_log
     from gateway.db import make_engine
 
-    if not audit_key_path(settings).exists():
-        raise fail(f"{settings.data_dir}: no audit signing key; run `consentgate init` first")
+    require_data_dir(settings)
     return open_audit_log(settings, make_engine(settings.resolved_database_url))
 
 
@@ -46,14 +45,16 @@ def export(
 def verify(
     data_dir: DataDir = None,
     export_dir: Annotated[Path | None, typer.Option("--export", help="An export directory to verify.")] = None,
-    key: Annotated[Path | None, typer.Option("--key", help="The public key you trust (vkey or PEM file).")] = None,
+    key: Annotated[str | None, typer.Option(
+        "--key", help="The public key you trust: a vkey string, or a file (vkey, PEM, raw 32 bytes).")] = None,
     checkpoint: Annotated[list[Path] | None, typer.Option(
         "--checkpoint", help="A signed checkpoint you saved earlier (note text or its JSON); the log must "
         "extend it (consistency proof). Repeatable.")] = None,
 ) -> None:
     """Recompute the tree, check every checkpoint signature and their consistency, check the query
     columns against the records; exit 1 naming why on failure — the first bad index, no signed
-    checkpoint covering the whole log, or a saved checkpoint the log does not extend."""
+    checkpoint covering the whole log, or a saved checkpoint the log does not extend — and 2 when
+    the key given with --key cannot be read (nothing was verified)."""
     from gateway.audit import checkpoint_note_from, load_signer, verify_database, verify_export
     from gateway.audit.errors import ProofError
 
@@ -64,21 +65,26 @@ def verify(
         except (OSError, UnicodeDecodeError, ProofError) as exc:
             raise fail(f"{path}: cannot read the saved checkpoint: {exc}") from None
     if export_dir is not None:
-        report = (verify_export(export_dir, key, saved=saved) if key is not None
-                  else verify_export(export_dir, saved=saved))
         if key is None:
+            report = verify_export(export_dir, saved=saved)
             typer.secho("note: no --key given; the export's own key was used (self-consistency only)",
                         fg=typer.colors.YELLOW, err=True)
+        else:
+            report = verify_export(export_dir, trusted_key(key, _export_origin(export_dir)), saved=saved)
     else:
-        settings = load_settings(data_dir)
         from gateway.bootstrap import audit_key_path
         from gateway.db import make_engine
 
-        trusted: Any = key
-        if trusted is None:
-            if not audit_key_path(settings).exists():
-                raise fail("no --key and no local signing key; pass --key")
+        settings = load_settings(data_dir)
+        trusted: Any
+        if key is None:
+            require_data_dir(settings)
             trusted = load_signer(audit_key_path(settings), settings.audit_origin)
+        else:
+            trusted = trusted_key(key, settings.audit_origin)
+            if not settings.database_url and not (settings.data_dir / "consentgate.db").is_file():
+                raise fail(f"no data dir at {settings.data_dir} — nothing to verify "
+                           "(pass --data-dir, CONSENTGATE_DATABASE_URL, or --export)")
         engine = make_engine(settings.resolved_database_url)
         try:
             report = verify_database(engine, trusted, saved=saved)
@@ -91,11 +97,46 @@ def verify(
     typer.secho(f"ok: {report.entries} entries, {report.checkpoints} checkpoints verified", fg=typer.colors.GREEN)
 
 
+def _export_origin(export_dir: Path) -> str | None:
+    try:
+        origin = json.loads((export_dir / "manifest.json").read_text()).get("origin")
+    except (OSError, ValueError, AttributeError):
+        return None  # verify_export reports the unreadable export itself
+    return origin if isinstance(origin, str) else None
+
+
+def trusted_key(value: str, origin: str | None) -> Any:
+    """--key as given: a file when one exists at that path (vkey, PEM or raw bytes), else a vkey (or
+    hex/base64 key) string. Exit 2 saying which of the two could not be read, so a bad key is never
+    reported as a bad log or export."""
+    from gateway.audit import AuditError, verifier_key
+
+    path = Path(value)
+    try:
+        is_file = len(value) < 4096 and path.is_file()
+    except OSError:
+        is_file = False
+    if is_file:
+        try:
+            return verifier_key(path.read_bytes(), origin)
+        except OSError as exc:
+            raise fail(f"--key: cannot read the key file {path}: {exc.strerror or exc}", code=2) from None
+        except (AuditError, ValueError) as exc:
+            raise fail(f"--key: the file {path} holds no public key we can read: {exc}", code=2) from None
+    try:
+        return verifier_key(value, origin)
+    except (AuditError, ValueError) as exc:
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise fail(f"--key: {shown!r} is neither a file nor a key string we can read "
+                   f"(a vkey <name>+<hash>+<base64>): {exc}", code=2) from None
+
+
 prove_app = typer.Typer(help="Check a signed checkpoint, an inclusion proof (receipt) or a consistency proof "
                         "offline, with only the log's public key.", no_args_is_help=True)
 audit_app.add_typer(prove_app, name="prove")
 
-KeyOption = Annotated[Path, typer.Option("--key", help="The log's public key you trust (vkey or PEM file).")]
+KeyOption = Annotated[str, typer.Option(
+    "--key", help="The log's public key you trust: a vkey string, or a file (vkey, PEM, raw 32 bytes).")]
 OriginOption = Annotated[str | None, typer.Option("--origin", help="The log origin to expect (also the key "
                                                   "name when the key file is a bare key).")]
 
@@ -138,8 +179,10 @@ def prove_checkpoint(
         if not isinstance(data, dict):
             raise fail(f"{file}: a checkpoint JSON is an object with `note`")
 
+    trusted = trusted_key(key, origin)
+
     def run() -> dict[str, Any]:
-        cp = check_checkpoint(data, key, origin=origin)
+        cp = check_checkpoint(data, trusted, origin=origin)
         return {"origin": cp.origin, "tree_size": cp.tree_size, "root_hash": cp.root_hash.hex()}
 
     _proved("checkpoint", run)
@@ -162,7 +205,8 @@ def prove_inclusion(
     rec = _json_file(record) if record is not None else None
     if rec is not None and not isinstance(rec, dict):
         raise fail(f"{record}: a record is a JSON object")
-    _proved("inclusion", lambda: check_receipt(data, key, origin=origin, record=rec).as_dict())
+    trusted = trusted_key(key, origin)
+    _proved("inclusion", lambda: check_receipt(data, trusted, origin=origin, record=rec).as_dict())
 
 
 @prove_app.command("consistency")
@@ -189,9 +233,10 @@ def prove_consistency(
             raise fail(f"{path}: {exc}") from None
 
     first_cp, second_cp = note(first), note(second)
+    trusted = trusted_key(key, origin)
 
     def run() -> dict[str, Any]:
-        a, b = check_consistency(data, key, origin=origin, first_checkpoint=first_cp, second_checkpoint=second_cp)
+        a, b = check_consistency(data, trusted, origin=origin, first_checkpoint=first_cp, second_checkpoint=second_cp)
         return {"first": a, "second": b, "signed": first_cp is not None or second_cp is not None}
 
     _proved("consistency", run)
