@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gateway.audit import MemoryTree
+from gateway.audit import CheckpointSigner, MemoryTree
 from gateway.cli import app, register
 from gateway.cli.audit import open_local_log
 from gateway.cli.common import load_settings
@@ -99,7 +99,8 @@ def test_prove_commands_check_with_only_the_public_key(env: Path, tmp_path: Path
     assert code == 1 and out["ok"] is False
     code, out = prove("consistency", str(files["proof"]), "--second", str(files["first"]))
     assert code == 1 and out["ok"] is False
-    other = tmp_path / "other.vkey"
-    other.write_text(vkey.read_text().replace(vkey.read_text().strip()[-8:], "AAAAAAA="))
-    result = runner.invoke(app, ["audit", "prove", "checkpoint", str(files["first"]), "--key", str(other)])
-    assert result.exit_code == 1
+    other = CheckpointSigner.generate(vkey.read_text().split("+")[0]).vkey  # the same name, another key
+    result = runner.invoke(app, ["audit", "prove", "checkpoint", str(files["first"]), "--key", other])
+    assert result.exit_code == 1 and "no signature by key" in result.output
+    unreadable = runner.invoke(app, ["audit", "prove", "checkpoint", str(files["first"]), "--key", "nonsense"])
+    assert unreadable.exit_code == 2  # a bad key is not reported as a bad proof
