@@ -167,7 +167,7 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
                       metrics=metrics),
         PipelineConfig(limits=limits, max_media_parts=settings.max_media_parts,
                        working_max_side=settings.working_max_side, model_timeout_s=settings.model_timeout_s,
-                       scratch_dir=settings.data_dir / "tmp"),
+                       check_deadline_s=settings.check_deadline_s, scratch_dir=settings.data_dir / "tmp"),
     )
     return Gateway(
         settings=settings, engine=engine, apikeys=ApiKeyStore(engine, settings.operator_tenant), metrics=metrics,
