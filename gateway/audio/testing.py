@@ -5,7 +5,6 @@ the same FFmpeg (PyAV) the gateway decodes with."""
 from __future__ import annotations
 
 import io
-
 from typing import cast
 
 import av
