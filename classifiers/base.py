@@ -27,12 +27,15 @@ class ModelInfo:
 class DetectedFace:
     """One face: bbox in pixels of the image given (x0, y0, x1, y1), detector score in [0, 1]
     (or the detector's own scale, documented per adapter), landmarks [(x, y), ...] and an
-    L2-normalised float32 embedding (None when the analyzer only detects)."""
+    L2-normalised float32 embedding (None when the analyzer only detects, or cannot embed this
+    face). `unidentified` says why a face the analyzer saw cannot be identified with confidence
+    (e.g. "profile", "no landmarks"); the gateway never treats such a face as "nobody enrolled"."""
 
     bbox: tuple[int, int, int, int]
     det_score: float
     landmarks: tuple[tuple[float, float], ...] = ()
     embedding: np.ndarray | None = field(default=None, compare=False)
+    unidentified: str | None = None
 
 
 @runtime_checkable

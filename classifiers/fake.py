@@ -13,7 +13,8 @@ Drawing a person for the fake face analyzer::
 
 `identity` is 0..255 (the colour is `fake_face_colour(identity)` = (0, identity, 255)); the same
 identity always embeds to the same unit vector (`fake_face_embedding`), different identities to
-nearly orthogonal ones (|cosine| <= 0.36 over all pairs). A face is a solid square at least `MIN_FACE_SIDE`
+nearly orthogonal ones (|cosine| <= 0.36 over all pairs), except `UNIDENTIFIABLE` (255): found,
+never embedded (a face seen but not identifiable). A face is a solid square at least `MIN_FACE_SIDE`
 pixels wide; other shapes of that colour are ignored. Save such images losslessly (PNG): JPEG
 changes the exact colour.
 """
@@ -34,6 +35,7 @@ from classifiers.base import DetectedFace, ModelError, ModelInfo
 FAKE_VERSION = "fake-1"
 FAKE_FACE_DIM = 128
 MIN_FACE_SIDE = 8
+UNIDENTIFIABLE = 255  # this identity is found but never embedded: the `unidentified` path
 
 
 @dataclass
@@ -138,6 +140,8 @@ class FakeFaceAnalyzer:
 
 
 def _fake_face(identity: int, x0: int, y0: int, x1: int, y1: int) -> DetectedFace:
+    if identity == UNIDENTIFIABLE:
+        return DetectedFace(bbox=(x0, y0, x1, y1), det_score=0.9, unidentified="fake: a face seen but not embeddable")
     w, h = x1 - x0, y1 - y0
     landmarks = (
         (x0 + 0.3 * w, y0 + 0.35 * h),

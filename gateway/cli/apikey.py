@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from gateway.apikeys import ApiKeyStore
-from gateway.cli.common import DataDir, fail, load_settings
+from gateway.cli.common import DataDir, fail, load_settings, require_data_dir
 from gateway.errors import GatewayError
 from gateway.settings import Settings
 
@@ -18,10 +18,9 @@ apikey_app = typer.Typer(help="Manage API keys (stored hashed; a key is shown on
 
 
 def _store(settings: Settings) -> ApiKeyStore:
-    from gateway.bootstrap import ensure_initialised
     from gateway.db import make_engine
 
-    ensure_initialised(settings)
+    require_data_dir(settings)  # never create a data dir (and new keys) to list nothing
     return ApiKeyStore(make_engine(settings.resolved_database_url), settings.operator_tenant)
 
 

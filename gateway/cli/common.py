@@ -1,6 +1,12 @@
 """Why: every command group takes the same `--data-dir` / `--policies` options, reads settings the
 same way and reports a failure the same way (red `error: ...` on stderr, exit 1). Defined once here
-so that the group modules import this, never each other's root."""
+so that the group modules import this, never each other's root.
+
+State is never created implicitly (Sunlight's rule): only `consentgate init` (and `serve`, which
+says so) creates a data dir. Every other command that reads or writes one goes through
+`require_data_dir`, which exits 1 with "no data dir at PATH — run `consentgate init`" when the
+directory is missing or holds no keys — instead of silently creating a new KEK, audit key and
+database and then reporting "nothing here"."""
 
 from __future__ import annotations
 
@@ -13,7 +19,8 @@ import typer
 
 from gateway.settings import Settings
 
-__all__ = ["DataDir", "PoliciesDir", "fail", "load_settings", "write_secret_file"]
+__all__ = ["DataDir", "PoliciesDir", "data_dir_missing", "fail", "load_settings", "require_data_dir",
+           "write_secret_file"]
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (env CONSENTGATE_DATA_DIR).")]
 PoliciesDir = Annotated[Path | None, typer.Option("--policies", help="Policy directory (env CONSENTGATE_POLICIES).")]
@@ -24,6 +31,28 @@ def load_settings(data_dir: Path | None = None, policies: Path | None = None) ->
         return Settings.from_env().with_overrides(data_dir=data_dir, policies_dir=policies)
     except ValueError as exc:  # an invalid CONSENTGATE_* value: say which, no traceback
         raise fail(str(exc)) from None
+
+
+# What `consentgate init` leaves in every data dir (gateway.bootstrap writes them; the names are
+# repeated here so that commands which need no model do not import the bootstrap's dependencies).
+_INIT_MARKERS = ("keys/kek.key", "keys/audit_ed25519.key")
+
+
+def data_dir_missing(settings: Settings) -> bool:
+    """True when SETTINGS' data dir is absent, or empty of what `init` creates (its keys, and the
+    SQLite database unless CONSENTGATE_DATABASE_URL names another one)."""
+    d = settings.data_dir
+    if not d.is_dir() or not all((d / marker).is_file() for marker in _INIT_MARKERS):
+        return True
+    return not settings.database_url and not (d / "consentgate.db").is_file()
+
+
+def require_data_dir(settings: Settings) -> Settings:
+    """SETTINGS unchanged when its data dir was initialised; else exit 1 and create nothing."""
+    if data_dir_missing(settings):
+        raise fail(f"no data dir at {settings.data_dir} — run `consentgate init` "
+                   f"(or pass --data-dir / set CONSENTGATE_DATA_DIR)")
+    return settings
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli.common import DataDir, fail, load_settings
+from gateway.cli.common import DataDir, fail, load_settings, require_data_dir
 
 models_app = typer.Typer(
     help="List, calibrate and compare model adapters; check a face-model switch.", no_args_is_help=True
@@ -608,14 +608,12 @@ def face_ready(
 ) -> None:
     """Exit 0 when every enrolled subject has templates for MODEL (at its current weights); with
     --reembed, compute them from the kept enrolment images first. Exit 1 naming how many are missing."""
-    from gateway.bootstrap import kek_path, open_registry
+    from gateway.bootstrap import open_registry
     from gateway.db import make_engine
     from gateway.policy.runtime import ModelPool
     from gateway.registry.switch import FaceModelNotReady, face_model_ready, switch_face_model
 
-    settings = load_settings(data_dir)
-    if not kek_path(settings).exists():
-        raise fail(f"{settings.data_dir}: no consent registry here; run `consentgate init` first")
+    settings = require_data_dir(load_settings(data_dir))
     pol = _policy(policy)
     _, adapter, opts = _resolve(model, "face", pol, options)
     analyzer = _build("face", adapter, opts)

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli.common import DataDir, fail, load_settings
+from gateway.cli.common import DataDir, fail, load_settings, require_data_dir
 
 registry_app = typer.Typer(help="Manage the consent registry (subjects, faces, grants).", no_args_is_help=True)
 subject_app = typer.Typer(help="Subjects: add, list, show, erase.", no_args_is_help=True)
@@ -28,13 +28,12 @@ ACTOR = "cli"
 def local_registry(data_dir: Path | None, *, with_models: bool = True) -> Iterator[Any]:
     """The data dir's registry, with the face model(s) of the active policy attached."""
     from classifiers.registry import builtin_registry
-    from gateway.bootstrap import ensure_initialised, open_registry
+    from gateway.bootstrap import open_registry
     from gateway.db import make_engine
     from gateway.policy.loader import PolicyError, load_bundle
     from gateway.policy.runtime import ModelPool
 
-    settings = load_settings(data_dir)
-    ensure_initialised(settings)
+    settings = require_data_dir(load_settings(data_dir))
     engine = make_engine(settings.resolved_database_url)
     pool = ModelPool(builtin_registry())
     registry = open_registry(settings, engine, pool)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import DataDir, PoliciesDir, load_settings, write_secret_file
+from gateway.cli.common import DataDir, PoliciesDir, data_dir_missing, load_settings, write_secret_file
 from gateway.settings import Settings
 
 __all__ = ["init", "run_init", "serve"]
@@ -60,6 +60,9 @@ def serve(
     from gateway.app import create_app
 
     settings = load_settings(data_dir, policies)
+    if data_dir_missing(settings):  # serve initialises, like `init`, and says so (never silently)
+        typer.echo(f"serve: no data dir at {settings.data_dir}; creating one as `consentgate init` does",
+                   err=True)
     run_init(settings)
     log_config = _logging(settings)
     if workers > 1:

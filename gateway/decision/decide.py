@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway.decision.facts import FaceFact, Facts, GrantFact, NsfwFact
 from gateway.decision.verdict import FaceConsent, Reason, Verdict, strictest
-from gateway.policy.schema import LabelThreshold, Policy, StageRules
+from gateway.policy.schema import ConsentSettings, LabelThreshold, Policy, StageRules
 
 _STATE_RANK = {"granted": 1, "no_grant": 2, "expired": 3, "revoked": 4, "protected": 5}
 
@@ -37,7 +37,8 @@ def decide(policy: Policy, facts: Facts) -> Verdict:
     _failures(facts, stage, prefix, reasons)
     _nsfw(facts, stage, prefix, reasons, shadow)
     _ensembles(facts, stage, prefix, reasons, shadow)
-    face_consent, blur, face_grants = _faces(facts, stage, use_policy.allow_redact, prefix, reasons)
+    face_consent, blur, face_grants = _faces(facts, stage, use_policy.allow_redact, prefix, reasons, policy.consent)
+    _required_faces(facts, stage, face_consent, prefix, reasons)
     name_consent, name_grants = _names(facts, stage, prefix, reasons)
     if stage.prompt:
         _prompt(policy, facts, reasons, shadow)
@@ -203,12 +204,24 @@ def _strictest_consent(subject_ids: list[str], facts: Facts) -> FaceConsent:
 
 
 def _faces(
-    facts: Facts, stage: StageRules, allow_redact: bool, prefix: str, reasons: list[Reason]
+    facts: Facts, stage: StageRules, allow_redact: bool, prefix: str, reasons: list[Reason],
+    consent_settings: ConsentSettings,
 ) -> tuple[list[FaceConsent], list[dict[str, Any]], list[str]]:
     consents: list[FaceConsent] = []
     blur: list[dict[str, Any]] = []
     grants: list[str] = []
+    unidentified_outcome = stage.faces.unidentified or consent_settings.unidentified
+    min_px = stage.faces.min_face_px or consent_settings.min_face_px
     for i, face in enumerate(facts.faces):
+        if not face.matches and face.unidentified is not None:
+            consents.append(FaceConsent("unidentified"))
+            if unidentified_outcome != "allow" and face.size_px >= min_px:
+                reasons.append(
+                    Reason(f"{prefix}.faces.unidentified", unidentified_outcome,
+                           f"face {i} in media {face.media_index}{_face_time(face)} ({face.size_px} px) is seen "
+                           f"but cannot be identified: {face.unidentified}; consent cannot be shown")
+                )
+            continue
         if not face.matches:
             consents.append(FaceConsent("no_match"))
             if stage.faces.unmatched != "allow":
@@ -232,6 +245,34 @@ def _faces(
         if outcome == "redact":
             blur.append({"media_index": face.media_index, "bbox": list(face.bbox)})
     return consents, blur, grants
+
+
+def required_faces(stage: StageRules, use: str, stage_name: str) -> int:
+    """How many identifiable faces each media part must carry: the policy's `require_faces`, else 1
+    for face_swap inputs (the reference must show whose face is used) and 0 otherwise."""
+    if stage.faces.require_faces is not None:
+        return stage.faces.require_faces
+    return 1 if (use == "face_swap" and stage_name == "input") else 0
+
+
+def _required_faces(
+    facts: Facts, stage: StageRules, consents: list[FaceConsent], prefix: str, reasons: list[Reason]
+) -> None:
+    need = required_faces(stage, facts.use, facts.stage)
+    if need <= 0 or facts.media_count <= 0:
+        return
+    counts = dict.fromkeys(range(facts.media_count), 0)
+    for face, consent in zip(facts.faces, consents, strict=True):
+        if consent.state != "unidentified" and face.media_index in counts:
+            counts[face.media_index] += 1
+    for media_index, count in counts.items():
+        if count < need:
+            seen = sum(1 for f in facts.faces if f.media_index == media_index)
+            reasons.append(
+                Reason(f"{prefix}.faces.required", "deny",
+                       f"media {media_index} carries {count} identifiable face(s) ({seen} seen); "
+                       f"use {facts.use!r} needs at least {need} at stage {facts.stage!r}")
+            )
 
 
 def _face_time(face: FaceFact) -> str:

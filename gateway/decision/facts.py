@@ -36,12 +36,22 @@ class FaceMatch:
 
 @dataclass(frozen=True)
 class FaceFact:
+    """A face seen in media `media_index` (bbox in full-resolution pixels). `unidentified` says why
+    the face could not be identified (no embedding, too small or turned to match with confidence);
+    None when its embedding was matched with confidence (then no matches means nobody enrolled)."""
+
     media_index: int
     bbox: tuple[int, int, int, int]
     det_score: float
     matches: tuple[FaceMatch, ...] = ()
     frame: int | None = None
     t: float | None = None
+    unidentified: str | None = None
+
+    @property
+    def size_px(self) -> int:
+        """The shorter side of the box: what decides whether a face is big enough to recognise."""
+        return max(0, min(self.bbox[2] - self.bbox[0], self.bbox[3] - self.bbox[1]))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ class Reason:
 
 @dataclass(frozen=True)
 class FaceConsent:
-    """Consent state of one face: granted | no_grant | revoked | expired | protected | no_match."""
+    """Consent state of one face: granted | no_grant | revoked | expired | protected | no_match |
+    unidentified (seen, but not identifiable: see `FaceFact.unidentified`)."""
 
     state: str
     grant_id: str | None = None

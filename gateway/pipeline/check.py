@@ -9,7 +9,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import numpy as np
@@ -183,17 +183,29 @@ class CheckStage:
         if not located:
             return (), []
         embeddings = [f.embedding for _, f, _ in located if f.embedding is not None]
-        if len(embeddings) != len(located):
-            raise ModelCallFailed(ModelFailure("faces", rt.face.info.name, "the face analyzer returned no embedding"))
-        matrix = np.stack(embeddings).astype(np.float32)
-        threshold = rt.policy.consent.match_threshold
-        matches = await self._call("consent", "registry",
-                                   lambda: self.consent.match_faces(rt.face.info.name, matrix, threshold))
+        matches: list[list[FaceMatch]] = []
+        if embeddings:
+            matrix = np.stack(embeddings).astype(np.float32)
+            threshold = rt.policy.consent.match_threshold
+            found = await self._call("consent", "registry",
+                                     lambda: self.consent.match_faces(rt.face.info.name, matrix, threshold))
+            matches = [[FaceMatch(m.subject_id, float(m.similarity)) for m in hits] for hits in found]
+        matched = iter(matches)
+        identify_min = rt.policy.consent.identify_min_px
         facts = []
-        for (media_index, face, scale), face_matches in zip(located, matches, strict=True):
-            bbox = tuple(int(round(v * scale)) for v in face.bbox)
-            facts.append(FaceFact(media_index, bbox, float(face.det_score),  # type: ignore[arg-type]
-                                  tuple(FaceMatch(m.subject_id, float(m.similarity)) for m in face_matches)))
+        for media_index, face, scale in located:
+            bbox: tuple[int, int, int, int] = tuple(int(round(v * scale)) for v in face.bbox)  # type: ignore[assignment]
+            if face.embedding is None:
+                why = face.unidentified or "the face analyzer could not embed it"
+                facts.append(FaceFact(media_index, bbox, float(face.det_score), (), unidentified=why))
+                continue
+            fact = FaceFact(media_index, bbox, float(face.det_score), tuple(next(matched)))
+            if not fact.matches and fact.size_px < identify_min:
+                fact = replace(fact, unidentified=f"{fact.size_px} px is below the {identify_min} px needed to "
+                               "tell it is nobody enrolled")
+            elif not fact.matches and face.unidentified:
+                fact = replace(fact, unidentified=face.unidentified)
+            facts.append(fact)
         return tuple(facts), embeddings
 
     async def _hash_hits(self, rt: PolicyRuntime, hashes_raw: list[list[str]]) -> tuple[HashHit, ...]:

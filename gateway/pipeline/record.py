@@ -112,6 +112,8 @@ class FaceFinding:
     consent: ConsentState
     t: float | None = None
     frame: int | None = None
+    unidentified: str | None = None  # why the face could not be identified; the key is absent when None
+    size_px: int | None = None  # the box's shorter side; recorded with `unidentified`
 
     def to_dict(self) -> JsonObject:
         out: JsonObject = {
@@ -120,6 +122,8 @@ class FaceFinding:
         }
         if self.t is not None:
             out["t"], out["frame"] = self.t, self.frame
+        if self.unidentified is not None:
+            out["unidentified"] = {"why": self.unidentified, "size_px": self.size_px}
         return out
 
 
@@ -412,6 +416,8 @@ def build_record(
             media_index=face.media_index, bbox=list(face.bbox), det_score=round(face.det_score, 4),
             matches=[MatchFinding(m.subject_id, round(m.similarity, 4)) for m in face.matches],
             consent=_consent(consent), t=face.t, frame=face.frame if face.t is not None else None,
+            unidentified=face.unidentified if consent.state == "unidentified" else None,
+            size_px=face.size_px if consent.state == "unidentified" else None,
         )
         for face, consent in zip(facts.faces, verdict.face_consent, strict=False)
     ]

@@ -63,8 +63,9 @@ def facts_from_yaml(data: dict[str, Any]) -> Facts:
         for n in data.get("nsfw", [])
     )
     faces = tuple(
-        FaceFact(int(f.get("media_index", 0)), tuple(f.get("bbox", (0, 0, 10, 10))), float(f.get("det_score", 0.99)),
-                 tuple(FaceMatch(m["subject"], float(m.get("similarity", 0.95))) for m in f.get("matches", [])))
+        FaceFact(int(f.get("media_index", 0)), tuple(f.get("bbox", (0, 0, 100, 100))), float(f.get("det_score", 0.99)),
+                 tuple(FaceMatch(m["subject"], float(m.get("similarity", 0.95))) for m in f.get("matches", [])),
+                 unidentified=f.get("unidentified"))
         for f in data.get("faces", [])
     )
     subjects = {sid: SubjectFact(sid, bool((s or {}).get("protected", False)))

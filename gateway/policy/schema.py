@@ -69,12 +69,25 @@ class Ensemble(Strict):
 
 
 class FaceRules(Strict):
-    """Consent handling for faces. Face and consent checks cannot be switched off for media."""
+    """Consent handling for faces. Face and consent checks cannot be switched off for media.
+
+    `unidentified` / `min_face_px` override the policy-wide `consent.unidentified` /
+    `consent.min_face_px` for this use and stage (None = inherit). `require_faces`: each media part
+    must carry at least this many identifiable faces (None = 1 for `face_swap` inputs, else 0)."""
 
     unmatched: Outcome = Field(default="allow", description="Faces that match no enrolled subject.")
     without_consent: ConsentOutcome = Field(
         default="deny", description="Matched subjects without a valid grant (protected subjects always deny)."
     )
+    unidentified: Outcome | None = Field(
+        default=None, description="Faces seen but not identifiable (no embedding, too small to match, "
+        "profile); None = `consent.unidentified`.")
+    min_face_px: int | None = Field(
+        default=None, ge=1, le=100_000, description="Unidentified faces shorter than this (px, full "
+        "resolution) are below a recognisable likeness and not ruled on; None = `consent.min_face_px`.")
+    require_faces: int | None = Field(
+        default=None, ge=0, le=100, description="Identifiable faces each media part must carry; "
+        "None = 1 for face_swap inputs, 0 otherwise.")
 
 
 class StageRules(Strict):
@@ -130,6 +143,15 @@ class PromptRules(Strict):
 class ConsentSettings(Strict):
     face_model: ModelSpec = Field(default_factory=lambda: ModelSpec(adapter="dlib"))
     match_threshold: float = Field(default=0.93, ge=-1, le=1, description="Cosine similarity to match.")
+    unidentified: Outcome = Field(
+        default="review", description="A face that is seen but cannot be identified (no embedding, too "
+        "small or turned to match with confidence): deny, review or allow. The shipped default never allows.")
+    min_face_px: int = Field(
+        default=40, ge=1, le=100_000, description="Unidentified faces shorter than this many pixels (at full "
+        "resolution) are not ruled on (recorded only); identified matches always are.")
+    identify_min_px: int = Field(
+        default=40, ge=1, le=100_000, description="An unmatched face shorter than this is `unidentified`, "
+        "not `no_match`: its embedding is not reliable enough to say it is nobody enrolled.")
     fail_open: Literal[False] = Field(default=False, description="Consent checks always fail closed.")
 
 

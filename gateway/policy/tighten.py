@@ -55,6 +55,22 @@ def _stage(path: str, base: StageRules, cand: StageRules, out: list[tuple[str, s
         out.append((f"{path}.prompt", "prompt rules switched off"))
 
 
+def _faces_looser(path: str, base: Policy, cand: Policy, b: StageRules, c: StageRules,
+                  stage_name: str, use: str, out: list[tuple[str, str]]) -> None:
+    """The unidentified-face and required-face rules, each resolved against its policy-wide default."""
+    bu = b.faces.unidentified or base.consent.unidentified
+    cu = c.faces.unidentified or cand.consent.unidentified
+    if _OUTCOME[cu] < _OUTCOME[bu]:
+        out.append((f"{path}.faces.unidentified", f"{bu} → {cu}"))
+    if (c.faces.min_face_px or cand.consent.min_face_px) > (b.faces.min_face_px or base.consent.min_face_px):
+        out.append((f"{path}.faces.min_face_px", "fewer unidentified faces ruled on"))
+    default_need = 1 if (use == "face_swap" and stage_name == "input") else 0
+    need_b = b.faces.require_faces if b.faces.require_faces is not None else default_need
+    need_c = c.faces.require_faces if c.faces.require_faces is not None else default_need
+    if need_c < need_b:
+        out.append((f"{path}.faces.require_faces", f"{need_b} → {need_c}"))
+
+
 def loosenings(base: Policy, cand: Policy) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for use in cand.uses:
@@ -72,6 +88,7 @@ def loosenings(base: Policy, cand: Policy) -> list[tuple[str, str]]:
                 out.append((f"uses.{use}.{stage_name}", "stage added"))
             elif b is not None and c is not None:
                 _stage(f"uses.{use}.{stage_name}", b, c, out)
+                _faces_looser(f"uses.{use}.{stage_name}", base, cand, b, c, stage_name, use, out)
     for alias, spec in base.models.items():
         if alias in cand.models and cand.models[alias] != spec:
             out.append((f"models.{alias}", "model changed"))
@@ -79,6 +96,8 @@ def loosenings(base: Policy, cand: Policy) -> list[tuple[str, str]]:
         out.append(("consent.face_model", "face model changed"))
     if cand.consent.match_threshold > base.consent.match_threshold:
         out.append(("consent.match_threshold", "match threshold raised (fewer matches)"))
+    if cand.consent.identify_min_px < base.consent.identify_min_px:
+        out.append(("consent.identify_min_px", "smaller unmatched faces count as nobody enrolled"))
     if cand.hash_list.max_distance < base.hash_list.max_distance:
         out.append(("hash_list.max_distance", "hash distance lowered (fewer hits)"))
     if cand.hash_list.model != base.hash_list.model:

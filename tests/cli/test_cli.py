@@ -48,6 +48,7 @@ def test_init_is_idempotent_and_keys_are_private(env: Path) -> None:
 
 
 def test_apikey_create_prints_only_the_key(env: Path) -> None:
+    run("init")
     out = run("apikey", "create", "--tenant", "acme", "--role", "generator").strip()
     assert out.startswith("cg_") and "\n" not in out
     listed = run("apikey", "list")
@@ -60,6 +61,7 @@ def test_apikey_create_prints_only_the_key(env: Path) -> None:
 
 
 def test_registry_commands_and_erasure_receipt(env: Path, tmp_path: Path, astronaut: np.ndarray) -> None:
+    run("init")
     image = tmp_path / "a.png"
     Image.fromarray(astronaut).save(image)
     subject = json.loads(run("registry", "subject", "add", "Eileen Collins", "--alias", "Commander Collins"))
@@ -80,6 +82,7 @@ def test_registry_commands_and_erasure_receipt(env: Path, tmp_path: Path, astron
 
 
 def test_enrol_rejects_image_without_face(env: Path, tmp_path: Path, coffee: np.ndarray) -> None:
+    run("init")
     image = tmp_path / "c.png"
     Image.fromarray(coffee).save(image)
     sid = json.loads(run("registry", "subject", "add", "Nobody"))["id"]
@@ -104,3 +107,57 @@ def test_audit_export_and_offline_verify(env: Path, tmp_path: Path) -> None:
     entries.write_text("\n".join(lines) + "\n")
     bad = runner.invoke(app, ["audit", "verify", "--export", str(out), "--key", str(vkey)])
     assert bad.exit_code == 1 and "0" in bad.output
+
+
+# Sunlight's rule: no command but `init` (and `serve`, which says so) creates state. Each of these,
+# pointed at a missing data dir, exits non-zero naming it and leaves the directory uncreated.
+NO_STATE_COMMANDS = [
+    ["apikey", "list"],
+    ["apikey", "create", "--tenant", "acme", "--role", "generator"],
+    ["apikey", "revoke", "abc"],
+    ["registry", "subject", "list"],
+    ["registry", "subject", "add", "Someone"],
+    ["registry", "grant", "s1", "--tenant", "acme", "--use", "txt2img"],
+    ["registry", "revoke", "g1"],
+    ["audit", "export", "--out", "OUT"],
+    ["audit", "verify"],
+    ["policy", "shadow-report"],
+    ["models", "face-ready", "--model", "dlib"],
+]
+
+
+@pytest.mark.parametrize("command", NO_STATE_COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_commands_never_create_a_data_dir(env: Path, tmp_path: Path, command: list[str]) -> None:
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in command]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert f"no data dir at {env}" in result.output and "consentgate init" in result.output
+    assert not env.exists()
+
+
+def test_an_empty_data_dir_is_not_a_data_dir(env: Path) -> None:
+    env.mkdir()
+    result = runner.invoke(app, ["apikey", "list"])
+    assert result.exit_code == 1 and f"no data dir at {env}" in result.output
+    assert list(env.iterdir()) == []
+
+
+def test_audit_verify_key_string_or_file_and_says_which_is_unreadable(env: Path, tmp_path: Path) -> None:
+    run("init")
+    sid = json.loads(run("registry", "subject", "add", "Temp"))["id"]
+    run("registry", "subject", "erase", sid, "--yes")
+    out = tmp_path / "export"
+    run("audit", "export", "--out", str(out))
+    vkey = json.loads(run("keys", "init"))["audit_verifier_key"]
+    as_string = runner.invoke(app, ["audit", "verify", "--export", str(out), "--key", vkey])
+    assert as_string.exit_code == 0, as_string.output
+    on_db = runner.invoke(app, ["audit", "verify", "--key", vkey])
+    assert on_db.exit_code == 0, on_db.output
+    garbage = runner.invoke(app, ["audit", "verify", "--export", str(out), "--key", "not-a-key"])
+    assert garbage.exit_code == 2
+    assert "--key: 'not-a-key' is neither a file nor a key string" in garbage.output
+    assert "export" not in garbage.output  # the export is not blamed for a bad key
+    bad_file = tmp_path / "k.txt"
+    bad_file.write_text("hello\n")
+    from_file = runner.invoke(app, ["audit", "verify", "--export", str(out), "--key", str(bad_file)])
+    assert from_file.exit_code == 2 and f"--key: the file {bad_file} holds no public key" in from_file.output

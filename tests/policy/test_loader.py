@@ -119,6 +119,10 @@ def test_overlay_may_not_loosen_unless_base_allows(tmp_path: Path) -> None:
     "logging: {prompt_text: true}\n",
     "uses: {voice_clone: {input: {}}}\n",
     "uses: {txt2img: {output: {nsfw: [{model: fake, labels: {unsafe: {deny: 0.8, review: 0.5}}, shadow: true}]}}}\n",
+    "consent: {unidentified: allow}\n",
+    "consent: {min_face_px: 200}\n",
+    "consent: {identify_min_px: 8}\n",
+    "uses: {txt2img: {output: {faces: {unidentified: allow}}}}\n",
 ])
 def test_each_kind_of_loosening_is_refused(tmp_path: Path, overlay: str) -> None:
     write(tmp_path, BASE)
