@@ -132,6 +132,9 @@ class PipelineConfig:
     working_max_side: int = 1024
     model_timeout_s: float = 10.0
     scratch_dir: Path = Path("./data/tmp")
+    # Fixes every video's sampling seed (hex): only to replay a recorded decision or in tests;
+    # None (the default) draws a fresh, unpredictable seed per video.
+    video_sampling_seed: str | None = None
 
 
 class EmptyConsent:

@@ -225,7 +225,7 @@ class VideoFlow:
         # replicas (the NSFW models already get whole batches); tracking still sees frames in order.
         prefetch = rt.face.prefetching() if isinstance(rt.face, RemoteFace) else None
         fps = sampling_fps(vs, stage)
-        seed = new_seed()  # a grid the uploader cannot predict; recorded so the run can be replayed
+        seed = self.config.video_sampling_seed or new_seed()  # a grid the uploader cannot predict; recorded
         analyzer = FrameAnalyzer(wanted_models(rt, run.request.use, stage), prefetch or rt.face, hasher=rt.hasher,
                                  fps=fps, source_width=info.width, after_batch=after_batch)
         analyzer.facts.seed, analyzer.facts.phase = seed, phase_from_seed(seed, 1.0 / fps)

@@ -123,6 +123,8 @@ def phase_from_seed(seed: str | None, interval: float) -> float:
     """The regular grid's offset in [0, interval) seconds for a recorded seed (None: 0)."""
     if not seed:
         return 0.0
+    if len(seed) > 16 or any(c not in "0123456789abcdefABCDEF" for c in seed):
+        raise ValueError(f"a sampling seed is up to 16 hex digits, not {seed!r}")
     fraction = ((int(seed, 16) % (1 << 64)) >> 11) / float(1 << 53)  # 53 bits: exact in a float, < 1
     return min(fraction * interval, math.nextafter(interval, 0.0))
 

@@ -194,7 +194,7 @@ def make_frames_video(path: str | os.PathLike[str], frame_at: Callable[[int], np
         raise ValueError("width and height must be even")
     out_path = Path(path)
     with av.open(str(out_path), "w", format="mp4") as out:
-        vs = cast(av.VideoStream, out.add_stream("libx264", rate=fps))
+        vs = out.add_stream("libx264", rate=fps)
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
         vs.options = {"crf": str(crf), "preset": "ultrafast"}
         for i in range(n_frames):

@@ -57,6 +57,8 @@ def test_phase_is_derived_from_the_recorded_seed() -> None:
     assert phase_from_seed("0" * 16, 0.5) == 0.0
     assert phase_from_seed("8" + "0" * 15, 0.5) == pytest.approx(0.25)
     assert 0.0 <= phase_from_seed("f" * 16, 0.5) < 0.5
+    with pytest.raises(ValueError, match="hex"):
+        phase_from_seed("not hex", 0.5)  # a bad fixed seed (settings extra) stops startup, not each video
 
 
 def _assert_denied_in(decision: dict[str, Any], allowed_t: list[tuple[float, float]]) -> list[list[float]]:
