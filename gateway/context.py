@@ -94,13 +94,18 @@ def _watch_face_models(policies: PolicyManager, registry: Registry) -> None:
         registry.face_analyzers.update(faces)
 
     def face_models_ready(active: ActivePolicy) -> None:
-        for rt in [active.runtime, *active.overlay_runtimes.values()]:
+        errors: list[str] = []
+        runtimes = [(None, active.runtime), *active.overlay_runtimes.items()]
+        for tenant, rt in runtimes:
             ok, missing = face_model_ready(registry, rt.face.info.name, rt.face.info.version)
-            if not ok:
-                raise PolicyError([
-                    f"consent.face_model: {missing} enrolled subject(s) have no {rt.face.info.name!r} template "
-                    f"at version {rt.face.info.version}; run `consentgate registry reembed --model "
-                    f"{rt.face.info.name}` before switching"])
+            where = active.bundle.locator(tenant)(("consent", "face_model"))
+            message = (f"{where}: consent.face_model: {missing} enrolled subject(s) have no {rt.face.info.name!r} "
+                       f"template at version {rt.face.info.version}; run `consentgate registry reembed --model "
+                       f"{rt.face.info.name}` before switching")
+            if not ok and message not in errors:
+                errors.append(message)
+        if errors:
+            raise PolicyError(errors)
 
     policies.on_activate = attach_face_models
     policies.validators.append(face_models_ready)

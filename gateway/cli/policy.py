@@ -36,7 +36,7 @@ def validate(directory: DirArg = None, name: NameOpt = "default") -> None:
 
     d = directory or load_settings().policies_dir
     try:
-        bundle = load_bundle(d, policy_name=name, is_registered=_registry().has)
+        bundle = load_bundle(d, policy_name=name, is_registered=_registry())
     except PolicyError as exc:
         for err in exc.errors:
             typer.secho(err, fg=typer.colors.RED, err=True)
@@ -69,7 +69,7 @@ def test(directory: DirArg = None) -> None:
         if policy_file.name == "routes.yaml":
             continue
         try:
-            bundle = load_bundle(d, policy_name=policy_file.stem, is_registered=_registry().has)
+            bundle = load_bundle(d, policy_name=policy_file.stem, is_registered=_registry())
         except PolicyError as exc:
             for err in exc.errors:
                 typer.secho(err, fg=typer.colors.RED, err=True)

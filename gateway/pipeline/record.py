@@ -199,7 +199,8 @@ class OutputRef:
     sha256: str
     type: str
     manifest_digest: str | None = None
-    watermark_id: str | None = None
+    watermark_id: str | None = None  # "method:id"
+    watermark_version: str | None = None  # the mark's version (gateway.provenance.marks)
 
     def to_dict(self) -> JsonObject:
         out: JsonObject = {"media_index": self.media_index, "sha256": self.sha256, "type": self.type}
@@ -207,6 +208,8 @@ class OutputRef:
             out["manifest_digest"] = self.manifest_digest
         if self.watermark_id is not None:
             out["watermark_id"] = self.watermark_id
+        if self.watermark_version is not None:
+            out["watermark_version"] = self.watermark_version
         return out
 
 

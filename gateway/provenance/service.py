@@ -27,6 +27,7 @@ from gateway.provenance.blur import blur_regions
 from gateway.provenance.c2pa_sign import C2paSigner, ReleaseClaim, SignedMedia, SoftwareAgent, read_manifest
 from gateway.provenance.errors import ProvenanceError, SigningError, WatermarkError
 from gateway.provenance.keys import PkiPaths, init_dev_pki
+from gateway.provenance.marks import make_watermarker
 from gateway.provenance.models import (
     WatermarkRecord,
     lookup_watermark,
@@ -34,7 +35,7 @@ from gateway.provenance.models import (
     record_watermark,
     reserve_watermark_id,
 )
-from gateway.provenance.watermark import Watermarker, make_watermarker
+from gateway.provenance.wmbase import Watermarker
 from gateway.settings import Settings
 
 __all__ = ["ProvenanceFaults", "ProvenanceService", "ReleasedImage"]
@@ -55,6 +56,7 @@ class ReleasedImage:
     manifest_digest: str | None = None
     watermark_id: str | None = None  # "method:id"
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage: redact, watermark, encode, sign
+    watermark_version: str | None = None  # the mark's version, recorded beside "method:id"
 
 
 @dataclass
@@ -112,6 +114,7 @@ class ProvenanceService:
         wm = obligations.get("watermark")
         wm_id: int | None = None
         method: str | None = None
+        version = "1"
         timings: dict[str, float] = {}
         clock = time.perf_counter()
         try:
@@ -126,7 +129,9 @@ class ProvenanceService:
                 method = str(wm["method"])
                 with Session(self.engine) as session:
                     wm_id = reserve_watermark_id(session, method=method, decision_id=decision_id).wm_id
-                pixels = self.watermarker(method, wm.get("strength", 1.0)).embed(pixels, wm_id)
+                marker = self.watermarker(method, wm.get("strength", 1.0))
+                version = marker.version
+                pixels = marker.embed(pixels, wm_id)
                 timings["watermark"], clock = time.perf_counter() - clock, time.perf_counter()
             data = encode_image(np.ascontiguousarray(pixels, dtype=np.uint8), mime)
             timings["encode"], clock = time.perf_counter() - clock, time.perf_counter()
@@ -141,7 +146,8 @@ class ProvenanceService:
                 agent = SoftwareAgent(str(software_agent.get("name")), software_agent.get("version"))
             signed = self.sign(data, mime, ReleaseClaim(
                 decision_id=decision_id, policy_digest=policy_digest, grant_ids=tuple(grant_ids),
-                watermark_id=wm_id, watermark_method=method, software_agent=agent,
+                watermark_id=wm_id, watermark_method=method, watermark_version=version,
+                software_agent=agent,
                 title=f"consentgate release {decision_id}",
             ))
             data, manifest_digest = signed.data, signed.manifest_digest
@@ -155,7 +161,8 @@ class ProvenanceService:
             except Exception as exc:  # noqa: BLE001 - an unrecorded id cannot lead back: withhold
                 raise WatermarkError(f"{type(exc).__name__}: {exc}") from exc
         return ReleasedImage(data, mime, media_index, hashlib.sha256(data).hexdigest(), manifest_digest,
-                             f"{method}:{wm_id}" if wm_id is not None else None, timings)
+                             f"{method}:{wm_id}" if wm_id is not None else None, timings,
+                             version if wm_id is not None else None)
 
     def sign(self, data: bytes, mime: str, claim: ReleaseClaim) -> SignedMedia:
         """C2PA-sign `data`; SigningError on any failure (fault hook included)."""

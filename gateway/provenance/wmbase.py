@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gateway.provenance.errors import WatermarkError
-from gateway.provenance.payload import DecodedPayload
+from gateway.provenance.payload import DecodedPayload, PayloadCodec
 
 __all__ = [
     "DETECT_BUDGET", "DETECT_MIN_AREA", "MIN_AREA", "MIN_SIDE", "WatermarkDetection", "WatermarkFaults",
@@ -52,7 +52,16 @@ class WatermarkDetection:
 
 @runtime_checkable
 class Watermarker(Protocol):
+    """One image mark (the ``watermark`` family; registered in ``gateway.provenance.marks``).
+
+    ``method`` and ``version`` are recorded with every release; ``codec`` says how an id becomes
+    the embedded bits. ``embed`` returns a marked copy (raises ``WatermarkError`` on images it
+    cannot mark); ``detect`` never raises on an unmarked image, it reports ``wm_id=None``.
+    """
+
     method: str
+    version: str
+    codec: PayloadCodec
     faults: WatermarkFaults
 
     def embed(self, rgb: NDArray[np.uint8], wm_id: int) -> NDArray[np.uint8]: ...
