@@ -184,7 +184,7 @@ class VideoFlow:
                                                       mark=speculative, weight=0.9 if releasing else 0.97)
             hooks.progress("decide", 0.9 if releasing else 0.97)
             facts = await asyncio.to_thread(self._facts, rt, run, stage, vf, acc, prompt, failures)
-            verdict = decide(rt.policy, facts)
+            verdict = await asyncio.to_thread(decide, rt.policy, facts)  # prompt rules: off the event loop
             record = video_record(decision_id=run.decision_id, request_id=run.request_id, rt=rt, digest=digest,
                                   facts=facts, verdict=verdict, vf=vf, info=info, sha256=sha256)
             note_decision(decision_id=run.decision_id, tenant=run.principal.tenant, verdict=verdict.decision,

@@ -113,13 +113,30 @@ class TermRule(Strict):
     @field_validator("regexes")
     @classmethod
     def _compiles(cls, values: list[str]) -> list[str]:
+        # Prompt rules run on RE2 (linear time in the prompt's length, whatever the pattern): a
+        # pattern that only a backtracking engine can run (back-references, look-around) is refused
+        # here, at load, rather than left to stall a replica on a long prompt (issue #15.1).
         import re
 
+        import re2
+
+        options = re2.Options()
+        options.log_errors = False
         for pattern in values:
+            if len(pattern) > 2000:
+                raise ValueError(f"regex {pattern[:80]!r}... is refused: a rule regex is at most 2,000 characters")
             try:
-                re.compile(pattern)
+                re.compile(pattern)  # the syntax every tool (policy explain, editors) reads too
             except (re.error, RecursionError, OverflowError) as exc:
                 raise ValueError(f"regex {pattern[:80]!r} does not compile: {str(exc)[:200]}") from None
+            try:
+                re2.compile(pattern, options)
+            except (re2.error, RecursionError, OverflowError, TypeError, ValueError) as exc:
+                why = exc.args[0] if exc.args else exc
+                why = why.decode("utf-8", "replace") if isinstance(why, bytes) else str(why)
+                raise ValueError(
+                    f"regex {pattern[:80]!r} is refused: prompt rules run on RE2 (linear time), which cannot "
+                    f"run it ({why[:200]}); back-references and look-around are not supported") from None
         return values
 
 
