@@ -24,7 +24,7 @@ async def refuse_unread_parts(http: Request, reads: tuple[str, ...] = READ_PARTS
     """400 `unknown_part` naming every multipart part this endpoint does not read: media sent under
     another name would otherwise be ignored and the check would decide without it."""
     form = await http.form()  # already parsed for the route's parameters: Starlette caches it
-    unknown = sorted({name for name in form.keys() if name not in reads})
+    unknown = sorted({name for name in form if name not in reads})
     if unknown:
         names = ", ".join(repr(n) for n in unknown[:10])
         raise BadInput(f"unknown multipart part(s) {names}: this endpoint reads only "

@@ -68,4 +68,5 @@ def test_rate_limit_per_key_with_retry_after(client: TestClient, keys: Keys) -> 
         object.__setattr__(gw, "settings", old)
     assert codes[:2] == [200, 200] and 429 in codes
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
-    assert check(client, keys.generator, {"stage": "input", "use": "txt2img"}).status_code == 200  # other keys unaffected
+    # other keys unaffected
+    assert check(client, keys.generator, {"stage": "input", "use": "txt2img"}).status_code == 200

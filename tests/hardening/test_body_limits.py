@@ -186,7 +186,8 @@ def test_enormous_media_part_is_refused_without_buffering_it(served: Served) -> 
         base, _ = tracemalloc.get_traced_memory()
         with PeakRss() as rss:
             resp = raw_post(
-                served, "/v1/check", headers, multipart_stream('{"stage": "input", "use": "img2img"}', 1 << 30), chunked=True
+                served, "/v1/check", headers, multipart_stream('{"stage": "input", "use": "img2img"}', 1 << 30),
+                chunked=True
             )
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -262,7 +263,8 @@ def test_multipart_abuse_is_a_4xx(served: Served, case: str, expected: set[int])
     elif case == "request part with unknown keys":
         resp = _check(served, {"request": json.dumps({"stage": "input", "use": "img2img", "admin": True})})
     else:
-        resp = _check(served, files=[("request", (None, b'{"stage": "input", "use": "img2\xff\xfeimg"}', "text/plain"))])
+        raw = b'{"stage": "input", "use": "img2\xff\xfeimg"}'
+        resp = _check(served, files=[("request", (None, raw, "text/plain"))])
     assert resp.status_code in expected, (case, resp.status_code, resp.text[:300])
     assert resp.json()["error"]["code"]
 
