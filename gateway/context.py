@@ -33,6 +33,7 @@ from gateway.registry.service import Registry
 from gateway.registry.switch import face_model_ready
 from gateway.settings import Settings
 from gateway.upstream.state import ProxyState, open_proxy_state
+from gateway.video.sampling import phase_from_seed
 
 __all__ = ["Gateway", "build_gateway", "policy_manager", "utc_now"]
 
@@ -152,6 +153,15 @@ def model_backend(settings: Settings, metrics: Metrics,
     return remote_registry(base, client, settings.ray_families), client
 
 
+def _sampling_seed(settings: Settings) -> str | None:
+    """`extra["video_sampling_seed"]`: a fixed video sampling seed (replays, tests); checked here
+    so a bad one stops startup instead of failing every video."""
+    seed = settings.extra.get("video_sampling_seed") or None
+    if seed is not None:
+        phase_from_seed(seed, 1.0)
+    return seed
+
+
 def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) -> Gateway:
     ensure_initialised(settings)
     engine = make_engine(settings.resolved_database_url)
@@ -170,7 +180,8 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
                       metrics=metrics),
         PipelineConfig(limits=limits, max_media_parts=settings.max_media_parts,
                        working_max_side=settings.working_max_side, model_timeout_s=settings.model_timeout_s,
-                       check_deadline_s=settings.check_deadline_s, scratch_dir=settings.data_dir / "tmp"),
+                       check_deadline_s=settings.check_deadline_s, scratch_dir=settings.data_dir / "tmp",
+                       video_sampling_seed=_sampling_seed(settings)),
     )
     return Gateway(
         settings=settings, engine=engine, apikeys=ApiKeyStore(engine, settings.operator_tenant), metrics=metrics,

@@ -205,6 +205,11 @@ class VideoSettings(Strict):
                               "(plus the first frame of every scene).")
     scene_cut_threshold: float = Field(default=0.3, gt=0, le=1,
                                        description="Cut score that starts a new scene.")
+    change_threshold: float = Field(default=0.15, gt=0, le=1, description="Colour change against the last "
+                                    "analysed frame that forces analysis of a frame between the regular samples "
+                                    "(docs/video.md).")
+    release_min_sample_fps: float = Field(default=2.0, gt=0, le=30, description="The release path samples at "
+                                          "least this often, whatever `sample_fps` says.")
     crf: int = Field(default=23, ge=0, le=51,
                      description="libx264 quality of the released MP4 (lower is better).")
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
