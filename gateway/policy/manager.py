@@ -62,14 +62,27 @@ class PolicyManager:
         self._next_retry = 0.0
 
     def build(self) -> ActivePolicy:
-        bundle = load_bundle(self.directory, policy_name=self.policy_name, is_registered=self.pool.registry.has)
+        bundle = load_bundle(self.directory, policy_name=self.policy_name, is_registered=self.pool.registry)
         if self.signature_check is not None:
             self.signature_check(self.directory, bundle.digest)
-        runtime = self.pool.build(bundle.policy, source=f"{self.directory}/{self.policy_name}.yaml")
-        overlays = {
-            tenant: self.pool.build(policy, source=f"{self.directory}/tenants/{tenant}.yaml")
-            for tenant, policy in bundle.overlays.items()
-        }
+        # Load the base's and every overlay's models, collecting every problem before refusing: an
+        # overlay inherits the base's values, so a mistake of the base is reported once, at its line.
+        errors: list[str] = []
+        runtime: PolicyRuntime | None = None
+        try:
+            runtime = self.pool.build(bundle.policy, source=f"{self.directory}/{self.policy_name}.yaml",
+                                      locate=bundle.locator(None))
+        except PolicyError as exc:
+            errors.extend(exc.errors)
+        overlays: dict[str, PolicyRuntime] = {}
+        for tenant, policy in bundle.overlays.items():
+            try:
+                overlays[tenant] = self.pool.build(policy, source=f"{self.directory}/tenants/{tenant}.yaml",
+                                                   locate=bundle.locator(tenant))
+            except PolicyError as exc:
+                errors.extend(e for e in exc.errors if e not in errors)
+        if errors or runtime is None:
+            raise PolicyError(errors)
         active = ActivePolicy(bundle, runtime, overlays)
         for validate in self.validators:
             validate(active)  # raises PolicyError to refuse the bundle
