@@ -18,8 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from classifiers.registry import ModelRegistry
 from gateway.api import routers
-from gateway.console import router as console_router
 from gateway.api.errors import install_error_handlers
+from gateway.console import router as console_router
 from gateway.context import Gateway, build_gateway
 from gateway.requestlog import RequestTrace, begin, emit, end
 from gateway.settings import Settings

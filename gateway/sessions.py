@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -133,18 +133,17 @@ class SessionStore:
     def delete(self, token: str) -> bool:
         result = self._run(lambda conn: conn.execute(
             sessions_table.delete().where(sessions_table.c.token_sha256 == _hash(token))))
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(result.rowcount)
 
     def purge(self, *, now: datetime | None = None) -> int:
         """Delete sessions past their absolute expiry (idle ones go when next presented)."""
         cutoff = now or datetime.now(UTC)
         result = self._run(lambda conn: conn.execute(
             sessions_table.delete().where(sessions_table.c.expires_at <= cutoff)))
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return int(result.rowcount or 0)
 
-    def _session(self, row: dict[str, object]) -> ConsoleSession:
-        created, expires = _aware(row["created_at"]), _aware(row["expires_at"])  # type: ignore[arg-type]
-        last = _aware(row["last_seen_at"])  # type: ignore[arg-type]
+    def _session(self, row: Mapping[str, Any]) -> ConsoleSession:
+        created, expires, last = _aware(row["created_at"]), _aware(row["expires_at"]), _aware(row["last_seen_at"])
         return ConsoleSession(str(row["key_id"]), str(row["tenant"]), str(row["role"]),
                               None if row["subject_id"] is None else str(row["subject_id"]), str(row["csrf"]),
                               created, expires, last + self.idle)
