@@ -1,7 +1,7 @@
 """voice enrolment (issue #18): registry_voice_enrolments, registry_voice_templates, registry_voice_clips
 
-Revision ID: 0004_voice
-Revises: 0003
+Revision ID: 0005_voice
+Revises: 0004
 Create Date: 2026-12-07 07:30:00
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = '0004_voice'
-down_revision = '0003'
+revision = '0005_voice'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
