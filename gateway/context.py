@@ -142,7 +142,7 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
         on_result=lambda result: metrics.policy_reloads.labels(result).inc(),
     )
     audit = open_audit_log(settings, engine)
-    registry = open_registry(settings, engine, pool)
+    registry = open_registry(settings, engine, pool, ledger=audit)
     consent: ConsentLookup = registry if registry is not None else EmptyConsent()
     provenance = open_provenance(settings, engine, pool)
     limits = MediaLimits(settings.max_upload_bytes, settings.max_pixels, settings.working_max_side)

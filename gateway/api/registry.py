@@ -7,7 +7,6 @@ erasure — with the same service the CLI and the pipeline use. Handlers are thi
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -89,20 +88,9 @@ async def get_subject(subject_id: str, gw: GatewayDep, _: Registrar) -> SubjectP
 
 @router.delete("/v1/subjects/{subject_id}")
 async def erase_subject(subject_id: str, gw: GatewayDep, who: Registrar) -> dict[str, Any]:
-    """Erase (crypto-shred) the subject; the erasure receipt is appended to the audit log."""
-    receipt = await _call(_registry(gw).erase, subject_id, who.key_id)
-    receipt = {"receipt_id": secrets.token_hex(16), "tenant": who.tenant, **receipt}
-    try:
-        appended = await run_in_threadpool(gw.audit.append, receipt)
-    except Exception as exc:
-        raise NotReady(
-            "the subject was erased but its receipt could not be appended to the audit log; "
-            "the receipt is in this response — keep it",
-            code="audit_append_failed",
-            details={"receipt": receipt},
-        ) from exc
-    index = getattr(appended, "index", None)
-    return {**receipt, "audit": {"index": index}}
+    """Erase (crypto-shred) the subject; the erasure receipt is appended to the audit log in the
+    deletion's transaction (503 `registry_unavailable` and nothing deleted when it cannot be)."""
+    return await _call(_registry(gw).erase, subject_id, who.key_id)
 
 
 @router.post("/v1/subjects/{subject_id}/faces", status_code=201)

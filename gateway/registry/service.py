@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from classifiers.base import FaceAnalyzer, PerceptualHasher
@@ -191,9 +192,19 @@ class Registry(RegistryCore):
         self._changed()
         return out
 
+    # ---- the consent ledger ----
+    def snapshot_ledger(self) -> int:
+        """The one-time `snapshot` entries of a registry that predates the ledger (see admin.snapshot)."""
+        with unavailable_on_db_error("ledger snapshot"):
+            try:
+                return admin.snapshot(self)
+            except IntegrityError:  # another replica wrote the snapshot first
+                return 0
+
     # ---- erasure ----
     def erase(self, subject_id: str, by: str) -> dict[str, Any]:
-        """Crypto-shred the subject's key, delete its rows; return the erasure receipt for the audit log."""
+        """Crypto-shred the subject's key, delete its rows, and append the erasure receipt to the
+        ledger in the same transaction; returns the receipt with its audit index."""
         self._guard()
         with unavailable_on_db_error("erase"):
             out = admin.erase(self, subject_id, by)
