@@ -34,6 +34,7 @@ class Settings:
     working_max_side: int = 1024
     model_threads: int = 2
     model_timeout_s: float = 10.0
+    check_deadline_s: float = 30.0  # one check, all models and decide() together; over it: deny
     policy_reload_interval_s: float = 1.0
     policy_trust_key: Path | None = None
     redis_url: str | None = None
@@ -106,6 +107,7 @@ class Settings:
             max_pixels=_env_int("CONSENTGATE_MAX_PIXELS", 40_000_000),
             model_threads=_env_int("CONSENTGATE_MODEL_THREADS", min(2, os.cpu_count() or 1)),
             model_timeout_s=_env_float("CONSENTGATE_MODEL_TIMEOUT_S", 10.0),
+            check_deadline_s=_env_float("CONSENTGATE_CHECK_DEADLINE_S", 30.0),
             audit_checkpoint_every=_env_int("CONSENTGATE_AUDIT_CHECKPOINT_EVERY", 256),
             audit_checkpoint_interval_ms=_env_int("CONSENTGATE_AUDIT_CHECKPOINT_MS", 1000),
             policy_trust_key=Path(trust) if trust else None,

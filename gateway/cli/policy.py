@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,14 +15,14 @@ from typing import Annotated, Any
 import typer
 
 from classifiers.registry import ModelRegistry
-from gateway.cli.common import DataDir, fail, load_settings
+from gateway.cli.common import DataDir, fail, load_settings, require_data_dir
 from gateway.policy.runtime import ModelPool
 from gateway.registry.service import Registry
 from gateway.settings import Settings
 
 policy_app = typer.Typer(help="Validate, test, explain and sign policy bundles.", no_args_is_help=True)
 DirArg = Annotated[Path | None, typer.Argument(help="Policy directory (default: CONSENTGATE_POLICIES or ./policies)")]
-NameOpt = Annotated[str, typer.Option("--name", help="Policy file name inside the directory.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (for scripts).")]
 
 
 def _registry() -> ModelRegistry:
@@ -30,28 +32,94 @@ def _registry() -> ModelRegistry:
 
 
 @policy_app.command("validate")
-def validate(directory: DirArg = None, name: NameOpt = "default") -> None:
-    """Exit 0 when the bundle is valid; else print each error (file:line: field.path: message), exit 1."""
-    from gateway.policy.loader import PolicyError, load_bundle
-
-    d = directory or load_settings().policies_dir
-    try:
-        bundle = load_bundle(d, policy_name=name, is_registered=_registry())
-    except PolicyError as exc:
-        for err in exc.errors:
-            typer.secho(err, fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
-    from gateway.upstream.errors import RoutesError
+def validate(
+    directory: DirArg = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Validate only this policy file (default: every policy file of DIR).")] = None,
+    trust_key: Annotated[Path | None, typer.Option(
+        "--trust-key", help="Require a valid bundle.sig (env CONSENTGATE_POLICY_TRUST_KEY).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Also check face-model readiness against this data dir's registry (read-only).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run exactly the checks the gateway runs before a bundle goes live (schema, adapters and their
+    options, the labels each model produces, every policy file and tenant overlay, routes.yaml, the
+    signature when a trust key is given, and with --data-dir face-model readiness). Exit 0 when the
+    gateway would load it; else print each error (FILE:LINE: field.path: message) and exit 1."""
+    from gateway.context import policy_manager
+    from gateway.policy.errors import PolicyError
     from gateway.upstream.routes import load_routes
 
+    settings = load_settings(None, directory)
+    if trust_key is not None:
+        settings = settings.with_overrides(policy_trust_key=trust_key)
+    d = settings.policies_dir
+    names = [name] if name else policy_names(d)
+    errors: list[str] = []
+    checked: list[dict[str, Any]] = []
+    with _runtime_parts(settings, data_dir) as (pool, registry):
+        if not names:
+            errors.append(f"{d}: no policy file (*.yaml other than routes.yaml)")
+        for policy_name in names:
+            manager = policy_manager(settings, pool, registry=registry, policy_name=policy_name)
+            try:
+                active = manager.build()
+            except PolicyError as exc:
+                errors.extend(e for e in exc.errors if e not in errors)
+                continue
+            checked.append({"file": f"{policy_name}.yaml", "policy": active.bundle.policy.name,
+                            "digest": active.bundle.digest, "tenant_overlays": sorted(active.bundle.overlays)})
+    routes = 0
     try:
-        routes = load_routes(d / "routes.yaml")
-    except RoutesError as exc:
-        typer.secho(str(exc), fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
-    typer.echo(f"ok: policy {bundle.policy.name!r}, {len(bundle.files)} files, {len(routes.routes)} routes, "
-               f"digest {bundle.digest}"
-               + (f", tenant overlays: {', '.join(sorted(bundle.overlays))}" if bundle.overlays else ""))
+        routes = len(load_routes(d / "routes.yaml").routes)  # what the gateway's RouteManager loads
+    except PolicyError as exc:
+        errors.extend(exc.errors)
+    checks = {"signature": settings.policy_trust_key is not None, "face_model_readiness": data_dir is not None}
+    if as_json:
+        typer.echo(json.dumps({"ok": not errors, "policies": checked, "routes": routes, "checked": checks,
+                               "errors": errors}, indent=2))
+    else:
+        for err in errors:
+            typer.secho(err, fg=typer.colors.RED, err=True)
+        for item in checked:
+            overlays = ", ".join(item["tenant_overlays"])
+            typer.echo(f"ok: policy {item['policy']!r} ({item['file']}), digest {item['digest']}"
+                       + (f", tenant overlays: {overlays}" if overlays else ""))
+        if not errors:
+            skipped = [what for what, done in (("signature (no trust key)", checks["signature"]),
+                                               ("face-model readiness (no --data-dir)",
+                                                checks["face_model_readiness"])) if not done]
+            typer.echo(f"ok: {len(checked)} policy file(s), {routes} route(s)"
+                       + (f"; not checked: {', '.join(skipped)}" if skipped else ""))
+    if errors:
+        raise typer.Exit(1)
+
+
+def policy_names(directory: Path) -> list[str]:
+    """The policy files of a bundle directory: its top-level YAML files but routes.yaml."""
+    return sorted(p.stem for p in directory.glob("*.yaml") if p.name != "routes.yaml") if directory.is_dir() else []
+
+
+@contextmanager
+def _runtime_parts(settings: Settings, data_dir: Path | None) -> Iterator[tuple[ModelPool, Registry | None]]:
+    """The model pool the gateway builds, and with DATA_DIR its consent registry (read-only use)."""
+    from classifiers.registry import builtin_registry
+
+    pool = ModelPool(builtin_registry(), threads=settings.model_threads)
+    if data_dir is None:
+        yield pool, None
+        return
+    from gateway.bootstrap import open_registry
+    from gateway.db import make_engine
+
+    local = require_data_dir(settings.with_overrides(data_dir=data_dir))
+    engine = make_engine(local.resolved_database_url)
+    registry = open_registry(local, engine, pool)
+    try:
+        yield pool, registry
+    finally:
+        registry.close()
+        engine.dispose()
 
 
 @policy_app.command("test")
