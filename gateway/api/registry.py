@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from classifiers.base import ModelError
 from gateway.api.deps import GatewayDep, Registrar
 from gateway.api.forms import read_capped
+from gateway.api.uses import uses_page
 from gateway.context import Gateway
 from gateway.errors import BadInput, Invalid, NotReady
 from gateway.media import decode_image
@@ -142,8 +143,31 @@ async def list_grants(subject_id: str, gw: GatewayDep, _: Registrar) -> dict[str
 
 
 @router.delete("/v1/grants/{grant_id}")
-async def revoke_grant(grant_id: str, gw: GatewayDep, who: Registrar) -> GrantPublic:
-    return await _call(_registry(gw).revoke, grant_id, who.key_id)
+async def revoke_grant(grant_id: str, gw: GatewayDep, who: Registrar) -> dict[str, Any]:
+    """Revoke the grant (idempotent) and answer with it and what was made under it: the first page
+    of its uses with receipts (`uses`, `uses_next_cursor` → `GET /v1/grants/{id}/uses?cursor=`)."""
+    grant = await _call(_registry(gw).revoke, grant_id, who.key_id)
+    page = await run_in_threadpool(lambda: uses_page(gw.audit, subject_id=grant.subject_id, grant_id=grant.id,
+                                                     limit=100, with_record=True))
+    return {**grant.model_dump(mode="json"), "uses": page["uses"], "uses_next_cursor": page["next_cursor"]}
+
+
+@router.get("/v1/grants/{grant_id}/uses")
+async def grant_uses(
+    grant_id: str,
+    gw: GatewayDep,
+    _: Registrar,
+    cursor: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    """Every decision made under this grant, oldest first, each with its outputs (sha256, watermark
+    id, manifest digest) and its receipt (audit index, inclusion proof, signed checkpoint)."""
+    grant = await _call(_registry(gw).get_grant, grant_id)
+    try:
+        return await run_in_threadpool(lambda: uses_page(gw.audit, subject_id=grant.subject_id, grant_id=grant.id,
+                                                         cursor=cursor, limit=limit, with_record=True))
+    except ValueError as exc:
+        raise BadInput(str(exc)) from exc
 
 
 @router.post(
@@ -194,11 +218,11 @@ async def subject_uses(
     cursor: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
-    """Every audit-log entry (decisions, receipts) that involved this subject."""
+    """Every decision that involved this subject, oldest first, paged, each with its outputs and its
+    receipt (the same items as `GET /v1/grants/{id}/uses`). The subject's consent history (ledger
+    entries) is at `GET /v1/audit/entries?subject=`."""
     try:
-        entries, next_cursor = await run_in_threadpool(
-            gw.audit.query, subject=subject_id, cursor=cursor, limit=limit
-        )
+        return await run_in_threadpool(lambda: uses_page(gw.audit, subject_id=subject_id, cursor=cursor,
+                                                         limit=limit, with_record=True))
     except ValueError as exc:
         raise BadInput(str(exc)) from exc
-    return {"subject_id": subject_id, "entries": [e.as_dict() for e in entries], "next_cursor": next_cursor}

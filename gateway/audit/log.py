@@ -521,6 +521,10 @@ class AuditLog:
     def consistency_proof(self, first: int, second: int) -> ConsistencyProof:
         return self.reader.consistency_proof(first, second)
 
+    def receipts(self, indexes: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Receipts of the covered entries among `indexes`; see `LogReader.receipts`."""
+        return self.reader.receipts(indexes)
+
     def receipt(self, index: int, *, tenant: str | None = None) -> dict[str, Any]:
         """Entry `index`'s receipt against the latest checkpoint; see `LogReader.receipt`."""
         return self.reader.receipt(index, tenant=tenant)

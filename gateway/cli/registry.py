@@ -156,6 +156,34 @@ def revoke(grant_id: str, data_dir: DataDir = None) -> None:
         _echo(registry.revoke(grant_id, ACTOR))
 
 
+@registry_app.command("uses")
+def uses(
+    grant_id: Annotated[str | None, typer.Option("--grant", help="Decisions made under this grant.")] = None,
+    subject_id: Annotated[str | None, typer.Option("--subject", help="Decisions that involved this subject.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="The next_cursor of the previous page.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """What was made under a grant (or involved a subject): each decision with its outputs (sha256,
+    watermark id, manifest digest) and its receipt (audit index, inclusion proof, signed checkpoint),
+    as GET /v1/grants/{id}/uses answers."""
+    from gateway.api.uses import uses_page
+    from gateway.bootstrap import open_audit_log
+
+    if (grant_id is None) == (subject_id is None):
+        raise fail("give exactly one of --grant ID or --subject ID")
+    with local_registry(data_dir, with_models=False) as (registry, settings, engine), _errors():
+        sid = subject_id if grant_id is None else registry.get_grant(grant_id).subject_id
+        log = open_audit_log(settings, engine)
+        try:
+            page = uses_page(log, subject_id=sid, grant_id=grant_id, cursor=cursor, limit=limit, with_record=True)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        finally:
+            log.close()
+        _echo(page)
+
+
 @registry_app.command("reembed")
 def reembed(
     model: Annotated[str, typer.Option("--model", help="Face model adapter name (e.g. dlib).")],

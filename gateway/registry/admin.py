@@ -393,6 +393,14 @@ def revoke(reg: RegistryCore, grant_id: str, by: str) -> GrantPublic:
         return _grant_public(row)
 
 
+def get_grant(reg: RegistryCore, grant_id: str) -> GrantPublic:
+    with Session(reg.engine) as s:
+        row = s.get(RegistryGrant, grant_id)
+        if row is None:
+            raise GrantNotFound(grant_id)
+        return _grant_public(row)
+
+
 def list_grants(reg: RegistryCore, subject_id: str) -> list[GrantPublic]:
     with Session(reg.engine) as s:
         _subject(s, subject_id)

@@ -172,6 +172,11 @@ class Registry(RegistryCore):
         with unavailable_on_db_error("revoke"):
             return admin.revoke(self, grant_id, by)
 
+    def get_grant(self, grant_id: str) -> GrantPublic:
+        self._guard()
+        with unavailable_on_db_error("get grant"):
+            return admin.get_grant(self, grant_id)
+
     def list_grants(self, subject_id: str) -> list[GrantPublic]:
         self._guard()
         with unavailable_on_db_error("list grants"):

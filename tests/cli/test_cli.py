@@ -70,6 +70,10 @@ def test_registry_commands_and_erasure_receipt(env: Path, tmp_path: Path, astron
     assert enrolled["templates"] == {"dlib": 1}
     grant = json.loads(run("registry", "grant", sid, "--tenant", "acme", "--use", "txt2img"))
     assert json.loads(run("registry", "subject", "show", sid))["grants"][0]["id"] == grant["id"]
+    assert json.loads(run("registry", "uses", "--grant", grant["id"])) == {
+        "subject_id": sid, "grant_id": grant["id"], "uses": [], "next_cursor": None}  # nothing made yet
+    missing_grant = runner.invoke(app, ["registry", "uses", "--grant", "0" * 32])
+    assert missing_grant.exit_code == 1 and "error" in missing_grant.output
     assert json.loads(run("registry", "revoke", grant["id"]))["revoked_at"]
     assert sid in run("registry", "subject", "list")
     receipt = json.loads(run("registry", "subject", "erase", sid, "--yes"))

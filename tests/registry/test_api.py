@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -121,7 +120,8 @@ def test_registry_lifecycle_over_http(api: Any) -> None:
     assert receipt["tenant"] == "operator" and receipt["counts"]["subject_keys"] == 1
     assert "Zo" not in json.dumps(receipt)
     uses = client.get(f"/v1/subjects/{sid}/uses", headers=h["registrar"]).json()
-    ledger = [e["record"] for e in uses["entries"]]
+    assert uses["uses"] == [] and uses["next_cursor"] is None  # no decision involved them
+    ledger = [e.record for e in gw.audit.query(subject=sid)[0]]
     assert [r["kind"] for r in ledger] == ["subject", "enrolment", "grant", "revocation", "hash", "erasure"]
     assert "Zo" not in json.dumps(ledger)  # names never reach the log
     assert ledger[1]["notice_version"] == "n-1" and ledger[1]["image_count"] == 1 and ledger[1]["modality"] == "face"
