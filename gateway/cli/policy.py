@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -160,61 +160,111 @@ def test(directory: DirArg = None) -> None:
 @policy_app.command("explain")
 def explain(
     request: Annotated[Path, typer.Option("--request", help="REQUEST.json: {stage, use, prompt?, end_user?}")],
-    media: Annotated[list[Path] | None, typer.Option("--media", help="Media files (repeatable).")] = None,
+    media: Annotated[list[Path] | None, typer.Option("--media", help="Image files (repeatable).")] = None,
     directory: Annotated[Path | None, typer.Option("--policies")] = None,
-    tenant: Annotated[str, typer.Option(help="Tenant whose policy (overlay) applies.")] = "explain",
-    data_dir: DataDir = None,
+    tenant: Annotated[str, typer.Option(help="The calling tenant: its overlay and its grants apply.")] = "explain",
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Match faces, names and hashes against this data dir's registry (read-only).")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Run the check locally with the real models and print which rules fired and the numbers."""
-    from classifiers.registry import builtin_registry
+    """Decide locally exactly as the gateway's /v1/check does — the same policy activation, models,
+    consent registry (with --data-dir, read-only) and decision — and print every rule that fired
+    with the facts and scores behind it. Nothing is recorded. Exit 0 allow, 1 deny or review,
+    2 bad input or a bundle the gateway would refuse."""
     from gateway.api.forms import parse_request_part
-    from gateway.context import utc_now
-    from gateway.media import MediaLimits, decode_image
-    from gateway.metrics import Metrics
-    from gateway.pipeline.check import CheckInput, CheckStage
-    from gateway.pipeline.ports import EmptyConsent
-    from gateway.policy.errors import PolicyError
-    from gateway.policy.manager import PolicyManager
+    from gateway.errors import GatewayError
 
-    settings = load_settings(data_dir, directory)
-    body = parse_request_part(request.read_bytes())
-    pool = ModelPool(builtin_registry(), threads=settings.model_threads)
-    manager = PolicyManager(settings.policies_dir, pool)
+    settings = load_settings(None, directory)
     try:
-        active = manager.build()
+        body = parse_request_part(request.read_bytes())
+        parts = [p.read_bytes() for p in media or []]
+    except OSError as exc:
+        raise fail(f"cannot read {exc.filename}: {exc.strerror}", code=2) from None
+    except GatewayError as exc:
+        raise fail(f"{request}: {exc.message}", code=2) from None
+    from gateway.pipeline.video import is_video
+
+    if any(is_video(part) for part in parts):
+        raise fail("explain takes images; check videos with `consentgate check FILE` against a gateway", code=2)
+    with _runtime_parts(settings, data_dir) as (pool, registry):
+        try:
+            record = asyncio.run(_decide(settings, pool, registry, tenant, body, parts))
+        except GatewayError as exc:
+            raise fail(exc.message, code=2) from None
+    if as_json:
+        typer.echo(json.dumps(record, indent=2))
+    else:
+        _print_explanation(record, registry is not None)
+    if record["decision"] != "allow":
+        raise typer.Exit(1)
+
+
+class _NeverRecords:
+    """Explain's audit sink and releaser: it decides, it never appends or releases."""
+
+    def _refuse(self, *_args: Any, **_kwargs: Any) -> NoReturn:
+        raise RuntimeError("policy explain never appends to the audit log or releases media")
+
+    append = release_image = reserve_watermark_id = finish_video = discard_watermarks = _refuse
+
+
+async def _decide(settings: Settings, pool: ModelPool, registry: Registry | None, tenant: str,
+                  body: Any, parts: list[bytes]) -> dict[str, Any]:
+    """The gateway's own decision path (`Pipeline.decode` + `Pipeline.decide`, which /v1/check runs
+    before it appends), on a bundle activated by the gateway's own `policy_manager`."""
+    from gateway.apikeys import Principal
+    from gateway.context import policy_manager, utc_now
+    from gateway.media import MediaLimits
+    from gateway.metrics import Metrics
+    from gateway.pipeline import EmptyConsent, Pipeline, PipelineConfig, PipelinePorts
+    from gateway.policy.errors import PolicyError
+
+    manager = policy_manager(settings, pool, registry=registry)
+    if not manager.reload():  # validate, then activate: attaches the face models to the registry
+        raise fail("the gateway would refuse this bundle:\n" + (manager.last_error or ""), code=2)
+    never = _NeverRecords()
+    pipeline = Pipeline(
+        PipelinePorts(policies=manager, consent=registry if registry is not None else EmptyConsent(),
+                      audit=never, releaser=never, clock=utc_now, metrics=Metrics()),
+        PipelineConfig(limits=MediaLimits(settings.max_upload_bytes, settings.max_pixels, settings.working_max_side),
+                       max_media_parts=settings.max_media_parts, working_max_side=settings.working_max_side,
+                       model_timeout_s=settings.model_timeout_s, scratch_dir=settings.data_dir / "tmp"),
+    )
+    try:
+        decision = await pipeline.decide(Principal("explain", tenant, "generator"), body, await pipeline.decode(parts))
     except PolicyError as exc:
-        raise fail("\n".join(exc.errors)) from None
-    limits = MediaLimits(settings.max_upload_bytes, settings.max_pixels, settings.working_max_side)
-    images = [decode_image(p.read_bytes(), limits, index=i) for i, p in enumerate(media or [])]
-    consent = _local_consent(settings, pool)
-    pipeline = CheckStage(consent or EmptyConsent(), Metrics(), clock=utc_now,
-                          model_timeout_s=settings.model_timeout_s)
-    runtime = active.for_tenant(tenant)
-    result = asyncio.run(pipeline.run(runtime, CheckInput(body.stage, body.use, tenant, body.end_user,
-                                                          body.prompt, images)))
-    typer.echo(f"policy {runtime.policy.name} ({active.bundle.digest[:16]}…), use {body.use}, stage {body.stage}")
-    typer.echo(f"decision: {result.verdict.decision}")
-    for reason in result.verdict.reasons:
-        typer.echo(f"  [{reason.outcome}] {reason.rule}: {reason.detail}")
-    for fact in result.facts.nsfw:
-        top = sorted(fact.scores.items(), key=lambda kv: -kv[1])[:5]
-        typer.echo(f"  scores media {fact.media_index} {fact.model} ({fact.model_version}): "
+        raise fail("\n".join(exc.errors), code=2) from None
+    record: dict[str, Any] = decision.record.to_dict(with_audit=False)
+    return record
+
+
+def _print_explanation(record: dict[str, Any], with_registry: bool) -> None:
+    policy = record.get("policy", {})
+    typer.echo(f"policy {policy.get('name')} ({str(policy.get('digest', ''))[:16]}…), tenant {record.get('tenant')}, "
+               f"use {record.get('use')}, stage {record.get('stage')}")
+    if not with_registry:
+        typer.echo("registry: none (no --data-dir): faces, names and hashes match nobody")
+    typer.echo(f"decision: {record['decision']}")
+    typer.echo("rules that fired:" if record.get("reasons") else "rules that fired: none")
+    for reason in record.get("reasons", []):
+        typer.echo(f"  [{reason.get('outcome')}] {reason.get('rule')}: {reason.get('detail')}")
+    findings = record.get("findings", {})
+    for fact in findings.get("nsfw", []):
+        top = sorted(fact.get("scores", {}).items(), key=lambda kv: -kv[1])[:5]
+        typer.echo(f"  scores media {fact.get('media_index')} {fact.get('model')} ({fact.get('model_version')}): "
                    + ", ".join(f"{k}={v:.3f}" for k, v in top))
-    for i, face in enumerate(result.facts.faces):
-        typer.echo(f"  face {i}: media {face.media_index} bbox {face.bbox} det {face.det_score:.2f} "
-                   f"matches {[(m.subject_id, round(m.similarity, 3)) for m in face.matches]}")
-    for item in result.verdict.shadow:
-        typer.echo(f"  shadow: {json.dumps(item)}")
-
-
-def _local_consent(settings: Settings, pool: ModelPool) -> Registry | None:
-    """The local registry when this data dir has one, so explain sees enrolled subjects."""
-    from gateway.bootstrap import kek_path, open_registry
-    from gateway.db import make_engine
-
-    if not kek_path(settings).exists():
-        return None
-    return open_registry(settings, make_engine(settings.resolved_database_url), pool)
+    for i, face in enumerate(findings.get("faces", [])):
+        matches = ", ".join(f"{m.get('subject_id')} similarity {m.get('similarity', 0):.3f}"
+                            for m in face.get("matches", [])) or "nobody"
+        consent = face.get("consent", {})
+        typer.echo(f"  face {i}: media {face.get('media_index')} bbox {face.get('bbox')} "
+                   f"det {face.get('det_score', 0):.2f}; matches {matches}; consent {consent.get('state')}"
+                   + (f" (grant {consent['grant_id']})" if consent.get("grant_id") else ""))
+    for key in ("prompt", "hashes", "voices", "failures"):
+        for item in findings.get(key, []):
+            typer.echo(f"  {key}: {json.dumps(item, sort_keys=True)}")
+    for item in findings.get("shadow", []):
+        typer.echo(f"  shadow: {json.dumps(item, sort_keys=True)}")
 
 
 @policy_app.command("keygen")
