@@ -10,17 +10,12 @@ subject's own token and `consentgate registry uses --grant`. Shape: docs/api.md 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any
 
+from gateway.audit import AuditLog
 from gateway.audit.reader import AuditEntry
 
 MAX_SCAN_PAGES = 50  # a grant's uses are filtered from its subject's decisions: bound one request's work
-
-
-class UsesLog(Protocol):
-    def query(self, **filters: Any) -> tuple[list[AuditEntry], str | None]: ...
-
-    def receipts(self, indexes: list[int]) -> dict[int, dict[str, Any]]: ...
 
 
 def _values(node: Any, key: str) -> Iterator[str]:
@@ -69,7 +64,7 @@ def use_item(entry: AuditEntry, receipt: Mapping[str, Any] | None, *, with_recor
     return item
 
 
-def uses_page(log: UsesLog, *, subject_id: str, grant_id: str | None = None, cursor: str | None = None,
+def uses_page(log: AuditLog, *, subject_id: str, grant_id: str | None = None, cursor: str | None = None,
               limit: int = 100, with_record: bool = False) -> dict[str, Any]:
     """A page of the subject's decisions (only those made under `grant_id` when given), oldest first,
     with receipts. `next_cursor` resumes after the last entry this page looked at."""

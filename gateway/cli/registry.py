@@ -173,7 +173,7 @@ def uses(
     if (grant_id is None) == (subject_id is None):
         raise fail("give exactly one of --grant ID or --subject ID")
     with local_registry(data_dir, with_models=False) as (registry, settings, engine), _errors():
-        sid = subject_id if grant_id is None else registry.get_grant(grant_id).subject_id
+        sid = registry.get_grant(grant_id).subject_id if grant_id is not None else str(subject_id)
         log = open_audit_log(settings, engine)
         try:
             page = uses_page(log, subject_id=sid, grant_id=grant_id, cursor=cursor, limit=limit, with_record=True)

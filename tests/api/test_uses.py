@@ -19,7 +19,8 @@ from tests.api.conftest import Keys, auth, check, jpeg, png
 @pytest.fixture(scope="module")
 def granted(gateway_client: tuple[TestClient, Keys], astronaut: np.ndarray) -> dict[str, Any]:
     client, keys = gateway_client
-    sid = client.post("/v1/subjects", headers=auth(keys.registrar), json={"display_name": "Eileen Collins"}).json()["id"]
+    sid = client.post("/v1/subjects", headers=auth(keys.registrar),
+                      json={"display_name": "Eileen Collins"}).json()["id"]
     r = client.post(f"/v1/subjects/{sid}/faces", headers=auth(keys.registrar), data={"notice_version": "n-1"},
                     files=[("media", ("a.png", png(astronaut), "image/png"))])
     assert r.status_code == 201, r.text
