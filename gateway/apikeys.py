@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -68,7 +69,7 @@ class ApiKeyInfo:
     uses: list[str] | None = None
 
 
-def _uses(uses: list[str] | tuple[str, ...] | None) -> str | None:
+def _uses(uses: Sequence[str] | None) -> str | None:
     """Validated, de-duplicated uses as stored (comma-separated); None keeps every use."""
     if uses is None:
         return None
@@ -102,7 +103,7 @@ class ApiKeyStore:
         self.operator_tenant = operator_tenant
 
     def create(self, tenant: str, role: str, name: str = "",
-               uses: list[str] | tuple[str, ...] | None = None) -> tuple[ApiKeyInfo, str]:
+               uses: Sequence[str] | None = None) -> tuple[ApiKeyInfo, str]:
         if role not in ROLES:
             raise Invalid(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
         if not tenant or len(tenant) > 128 or not all(c.isalnum() or c in "-_." for c in tenant):
@@ -142,7 +143,7 @@ class ApiKeyStore:
                 session.refresh(row)
             return _info(row)
 
-    def restrict(self, key_id: str, uses: list[str] | tuple[str, ...] | None) -> ApiKeyInfo:
+    def restrict(self, key_id: str, uses: Sequence[str] | None) -> ApiKeyInfo:
         """Set the uses a key may request (None: every use again). Applies at the key's next request."""
         stored = _uses(uses)
         if "\0" in key_id:

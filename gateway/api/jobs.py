@@ -26,9 +26,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from gateway.api.denials import denial_response
-from gateway.apikeys import require_use
 from gateway.api.deps import GatewayDep, Generator
 from gateway.api.forms import parse_request_part, refuse_unread_parts, require_media
+from gateway.apikeys import require_use
 from gateway.errors import Conflict, NotFound, TooLarge, UnsupportedMedia
 from gateway.jobs.webhook import check_webhook_url
 from gateway.pipeline.record import caller_view
