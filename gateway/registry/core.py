@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from classifiers.base import FaceAnalyzer, PerceptualHasher
+from classifiers.base import FaceAnalyzer, PerceptualHasher, VoiceEmbedder
 from gateway.registry.crypto import SubjectCrypto
 from gateway.registry.enrolment import QualityGate
 from gateway.registry.errors import UnknownFaceModel
@@ -45,6 +45,7 @@ class RegistryCore:
         self.keep_enrolment_images = keep_enrolment_images
         self.gate = gate or QualityGate()
         self.max_images = max_images
+<<<<<<< HEAD
         self.ledger: Ledger | None = None  # the consent ledger (attach_ledger); None: no entries
         self.ledger_tenant = "operator"
 
@@ -53,6 +54,10 @@ class RegistryCore:
         (the operator tenant, whose keys alone may change the registry)."""
         self.ledger = ledger
         self.ledger_tenant = tenant
+=======
+        # voice model name -> embedder (attached when a policy naming it activates; issue #18)
+        self.voice_embedders: dict[str, VoiceEmbedder] = {}
+>>>>>>> main
 
     def analyzer(self, model_name: str) -> FaceAnalyzer:
         try:
