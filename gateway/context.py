@@ -33,8 +33,9 @@ from gateway.registry.service import Registry
 from gateway.registry.switch import face_model_ready
 from gateway.settings import Settings
 from gateway.upstream.state import ProxyState, open_proxy_state
+from gateway.video.sampling import phase_from_seed
 
-__all__ = ["Gateway", "build_gateway", "utc_now"]
+__all__ = ["Gateway", "build_gateway", "policy_manager", "utc_now"]
 
 log = logging.getLogger("consentgate")
 
@@ -93,16 +94,47 @@ def _watch_face_models(policies: PolicyManager, registry: Registry) -> None:
         registry.face_analyzers.update(faces)
 
     def face_models_ready(active: ActivePolicy) -> None:
-        for rt in [active.runtime, *active.overlay_runtimes.values()]:
+        errors: list[str] = []
+        runtimes = [(None, active.runtime), *active.overlay_runtimes.items()]
+        for tenant, rt in runtimes:
             ok, missing = face_model_ready(registry, rt.face.info.name, rt.face.info.version)
-            if not ok:
-                raise PolicyError([
-                    f"consent.face_model: {missing} enrolled subject(s) have no {rt.face.info.name!r} template "
-                    f"at version {rt.face.info.version}; run `consentgate registry reembed --model "
-                    f"{rt.face.info.name}` before switching"])
+            where = active.bundle.locator(tenant)(("consent", "face_model"))
+            message = (f"{where}: consent.face_model: {missing} enrolled subject(s) have no {rt.face.info.name!r} "
+                       f"template at version {rt.face.info.version}; run `consentgate registry reembed --model "
+                       f"{rt.face.info.name}` before switching")
+            if not ok and message not in errors:
+                errors.append(message)
+        if errors:
+            raise PolicyError(errors)
 
     policies.on_activate = attach_face_models
     policies.validators.append(face_models_ready)
+
+
+def policy_manager(
+    settings: Settings, pool: ModelPool, *, registry: Registry | None = None, policy_name: str | None = None,
+    on_result: Callable[[str], None] | None = None,
+) -> PolicyManager:
+    """The one place that says what activating a bundle checks: load + schema + registered adapters
+    (every overlay too), the signature when a trust key is set, loading every model and the labels
+    it produces, and — given the registry — face-model readiness. The gateway activates with it;
+    `consentgate policy validate` and `policy explain` build theirs here too, so a bundle that
+    validates is a bundle the gateway loads (OPA's one compiler for `opa check` and the server)."""
+    signature_check = None
+    if settings.policy_trust_key is not None:
+        from gateway.policy.signing import verifier
+
+        signature_check = verifier(settings.policy_trust_key)
+    policies = PolicyManager(
+        settings.policies_dir,
+        pool,
+        policy_name=policy_name or settings.extra.get("policy_name", "default"),
+        signature_check=signature_check,
+        on_result=on_result,
+    )
+    if registry is not None:
+        _watch_face_models(policies, registry)
+    return policies
 
 
 def model_backend(settings: Settings, metrics: Metrics,
@@ -118,26 +150,25 @@ def model_backend(settings: Settings, metrics: Metrics,
     return remote_registry(base, client, settings.ray_families), client
 
 
+def _sampling_seed(settings: Settings) -> str | None:
+    """`extra["video_sampling_seed"]`: a fixed video sampling seed (replays, tests); checked here
+    so a bad one stops startup instead of failing every video."""
+    seed = settings.extra.get("video_sampling_seed") or None
+    if seed is not None:
+        phase_from_seed(seed, 1.0)
+    return seed
+
+
 def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) -> Gateway:
     ensure_initialised(settings)
     engine = make_engine(settings.resolved_database_url)
     metrics = Metrics()
     registry_models, serve_client = model_backend(settings, metrics, models)
     pool = ModelPool(registry_models, threads=settings.model_threads)
-    signature_check = None
-    if settings.policy_trust_key is not None:
-        from gateway.policy.signing import verifier
-
-        signature_check = verifier(settings.policy_trust_key)
-    policies = PolicyManager(
-        settings.policies_dir,
-        pool,
-        policy_name=settings.extra.get("policy_name", "default"),
-        signature_check=signature_check,
-        on_result=lambda result: metrics.policy_reloads.labels(result).inc(),
-    )
     audit = open_audit_log(settings, engine)
     registry = open_registry(settings, engine, pool)
+    policies = policy_manager(settings, pool, registry=registry,
+                              on_result=lambda result: metrics.policy_reloads.labels(result).inc())
     consent: ConsentLookup = registry if registry is not None else EmptyConsent()
     provenance = open_provenance(settings, engine, pool)
     limits = MediaLimits(settings.max_upload_bytes, settings.max_pixels, settings.working_max_side)
@@ -146,10 +177,9 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
                       metrics=metrics),
         PipelineConfig(limits=limits, max_media_parts=settings.max_media_parts,
                        working_max_side=settings.working_max_side, model_timeout_s=settings.model_timeout_s,
-                       scratch_dir=settings.data_dir / "tmp"),
+                       check_deadline_s=settings.check_deadline_s, scratch_dir=settings.data_dir / "tmp",
+                       video_sampling_seed=_sampling_seed(settings)),
     )
-    if registry is not None:
-        _watch_face_models(policies, registry)
     return Gateway(
         settings=settings, engine=engine, apikeys=ApiKeyStore(engine, settings.operator_tenant), metrics=metrics,
         models=registry_models, pool=pool, policies=policies, audit=audit, registry=registry, consent=consent,

@@ -25,6 +25,9 @@ class Settings:
     database_url: str | None = None
     keystore_url: str | None = None
     operator_tenant: str = "operator"
+    # Web console sessions (gateway/sessions.py): idle and absolute expiry, in seconds.
+    console_session_idle_s: float = 1800.0
+    console_session_max_s: float = 43200.0
     audit_origin: str = "consentgate.local/audit"
     audit_checkpoint_every: int = 256
     audit_checkpoint_interval_ms: int = 1000
@@ -34,6 +37,7 @@ class Settings:
     working_max_side: int = 1024
     model_threads: int = 2
     model_timeout_s: float = 10.0
+    check_deadline_s: float = 30.0  # one check, all models and decide() together; over it: deny
     policy_reload_interval_s: float = 1.0
     policy_trust_key: Path | None = None
     redis_url: str | None = None
@@ -102,10 +106,13 @@ class Settings:
             database_url=env.get("CONSENTGATE_DATABASE_URL") or None,
             keystore_url=env.get("CONSENTGATE_KEYSTORE_URL") or None,
             operator_tenant=env.get("CONSENTGATE_OPERATOR_TENANT", "operator"),
+            console_session_idle_s=_env_float("CONSENTGATE_CONSOLE_IDLE_S", 1800.0),
+            console_session_max_s=_env_float("CONSENTGATE_CONSOLE_MAX_S", 43200.0),
             max_upload_bytes=_env_int("CONSENTGATE_MAX_UPLOAD_BYTES", 50 * 1024 * 1024),
             max_pixels=_env_int("CONSENTGATE_MAX_PIXELS", 40_000_000),
             model_threads=_env_int("CONSENTGATE_MODEL_THREADS", min(2, os.cpu_count() or 1)),
             model_timeout_s=_env_float("CONSENTGATE_MODEL_TIMEOUT_S", 10.0),
+            check_deadline_s=_env_float("CONSENTGATE_CHECK_DEADLINE_S", 30.0),
             audit_checkpoint_every=_env_int("CONSENTGATE_AUDIT_CHECKPOINT_EVERY", 256),
             audit_checkpoint_interval_ms=_env_int("CONSENTGATE_AUDIT_CHECKPOINT_MS", 1000),
             policy_trust_key=Path(trust) if trust else None,

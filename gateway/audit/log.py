@@ -481,3 +481,7 @@ class AuditLog:
 
     def consistency_proof(self, first: int, second: int) -> ConsistencyProof:
         return self.reader.consistency_proof(first, second)
+
+    def receipt(self, index: int, *, tenant: str | None = None) -> dict[str, Any]:
+        """Entry `index`'s receipt against the latest checkpoint; see `LogReader.receipt`."""
+        return self.reader.receipt(index, tenant=tenant)

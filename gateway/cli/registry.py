@@ -39,7 +39,7 @@ def local_registry(data_dir: Path | None, *, with_models: bool = True) -> Iterat
     registry = open_registry(settings, engine, pool)
     if with_models:
         try:
-            bundle = load_bundle(settings.policies_dir, is_registered=pool.registry.has)
+            bundle = load_bundle(settings.policies_dir, is_registered=pool.registry)
         except PolicyError as exc:
             raise fail("cannot load the policy to find the face model:\n" + "\n".join(exc.errors)) from None
         specs = [bundle.policy.consent.face_model] + [p.consent.face_model for p in bundle.overlays.values()]

@@ -215,12 +215,21 @@ class OutputRef:
 
 @dataclass
 class VideoSampling:
+    """How the frames the models saw were picked: `fps` on a grid offset by `phase_s` (derived
+    from `seed`, drawn per job, so a replay samples the same frames), plus `scene_cuts` frames
+    that start a scene and `changes` frames that moved `change_threshold` from the last analysed one."""
+
     fps: float
     frames: int
     scene_cuts: int
+    changes: int = 0
+    seed: str | None = None
+    phase_s: float = 0.0
+    change_threshold: float | None = None
 
     def to_dict(self) -> JsonObject:
-        return {"fps": self.fps, "frames": self.frames, "scene_cuts": self.scene_cuts}
+        return {"fps": self.fps, "frames": self.frames, "scene_cuts": self.scene_cuts, "changes": self.changes,
+                "seed": self.seed, "phase_s": self.phase_s, "change_threshold": self.change_threshold}
 
 
 @dataclass

@@ -53,7 +53,8 @@ class Pipeline:
         self.ports = ports
         self.config = config
         self.checker = CheckStage(ports.consent, ports.metrics, clock=ports.clock,
-                                  model_timeout_s=config.model_timeout_s)
+                                  model_timeout_s=config.model_timeout_s,
+                                  check_deadline_s=config.check_deadline_s)
         self.video = VideoFlow(ports, config, self.checker)
 
     # Tests and replays swap the clock and the model timeout on a live pipeline.
