@@ -169,7 +169,7 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
     registry_models, serve_client = model_backend(settings, metrics, models)
     pool = ModelPool(registry_models, threads=settings.model_threads)
     audit = open_audit_log(settings, engine)
-    registry = open_registry(settings, engine, pool)
+    registry = open_registry(settings, engine, pool, ledger=audit)
     policies = policy_manager(settings, pool, registry=registry,
                               on_result=lambda result: metrics.policy_reloads.labels(result).inc())
     consent: ConsentLookup = registry if registry is not None else EmptyConsent()

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from classifiers.base import FaceAnalyzer, PerceptualHasher
@@ -197,6 +198,11 @@ class Registry(RegistryCore):
         with unavailable_on_db_error("revoke"):
             return admin.revoke(self, grant_id, by)
 
+    def get_grant(self, grant_id: str) -> GrantPublic:
+        self._guard()
+        with unavailable_on_db_error("get grant"):
+            return admin.get_grant(self, grant_id)
+
     def list_grants(self, subject_id: str) -> list[GrantPublic]:
         self._guard()
         with unavailable_on_db_error("list grants"):
@@ -217,9 +223,19 @@ class Registry(RegistryCore):
         self._changed()
         return out
 
+    # ---- the consent ledger ----
+    def snapshot_ledger(self) -> int:
+        """The one-time `snapshot` entries of a registry that predates the ledger (see admin.snapshot)."""
+        with unavailable_on_db_error("ledger snapshot"):
+            try:
+                return admin.snapshot(self)
+            except IntegrityError:  # another replica wrote the snapshot first
+                return 0
+
     # ---- erasure ----
     def erase(self, subject_id: str, by: str) -> dict[str, Any]:
-        """Crypto-shred the subject's key, delete its rows; return the erasure receipt for the audit log."""
+        """Crypto-shred the subject's key, delete its rows, and append the erasure receipt to the
+        ledger in the same transaction; returns the receipt with its audit index."""
         self._guard()
         with unavailable_on_db_error("erase"):
             out = admin.erase(self, subject_id, by)
