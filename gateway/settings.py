@@ -25,6 +25,8 @@ class Settings:
     database_url: str | None = None
     keystore_url: str | None = None
     operator_tenant: str = "operator"
+    # Tenants declared before their keys exist (CONSENTGATE_TENANTS, comma-separated): grants may name them.
+    tenants: tuple[str, ...] = ()
     audit_origin: str = "consentgate.local/audit"
     audit_checkpoint_every: int = 256
     audit_checkpoint_interval_ms: int = 1000
@@ -103,6 +105,7 @@ class Settings:
             database_url=env.get("CONSENTGATE_DATABASE_URL") or None,
             keystore_url=env.get("CONSENTGATE_KEYSTORE_URL") or None,
             operator_tenant=env.get("CONSENTGATE_OPERATOR_TENANT", "operator"),
+            tenants=tuple(t.strip() for t in env.get("CONSENTGATE_TENANTS", "").split(",") if t.strip()),
             max_upload_bytes=_env_int("CONSENTGATE_MAX_UPLOAD_BYTES", 50 * 1024 * 1024),
             max_pixels=_env_int("CONSENTGATE_MAX_PIXELS", 40_000_000),
             model_threads=_env_int("CONSENTGATE_MODEL_THREADS", min(2, os.cpu_count() or 1)),
