@@ -27,6 +27,9 @@ class Settings:
     operator_tenant: str = "operator"
     # Tenants declared before their keys exist (CONSENTGATE_TENANTS, comma-separated): grants may name them.
     tenants: tuple[str, ...] = ()
+    # Web console sessions (gateway/sessions.py): idle and absolute expiry, in seconds.
+    console_session_idle_s: float = 1800.0
+    console_session_max_s: float = 43200.0
     audit_origin: str = "consentgate.local/audit"
     audit_checkpoint_every: int = 256
     audit_checkpoint_interval_ms: int = 1000
@@ -106,6 +109,8 @@ class Settings:
             keystore_url=env.get("CONSENTGATE_KEYSTORE_URL") or None,
             operator_tenant=env.get("CONSENTGATE_OPERATOR_TENANT", "operator"),
             tenants=tuple(t.strip() for t in env.get("CONSENTGATE_TENANTS", "").split(",") if t.strip()),
+            console_session_idle_s=_env_float("CONSENTGATE_CONSOLE_IDLE_S", 1800.0),
+            console_session_max_s=_env_float("CONSENTGATE_CONSOLE_MAX_S", 43200.0),
             max_upload_bytes=_env_int("CONSENTGATE_MAX_UPLOAD_BYTES", 50 * 1024 * 1024),
             max_pixels=_env_int("CONSENTGATE_MAX_PIXELS", 40_000_000),
             model_threads=_env_int("CONSENTGATE_MODEL_THREADS", min(2, os.cpu_count() or 1)),
