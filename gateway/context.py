@@ -94,6 +94,9 @@ def _watch_face_models(policies: PolicyManager, registry: Registry) -> None:
         faces = {active.runtime.face.info.name: active.runtime.face}
         faces.update({rt.face.info.name: rt.face for rt in active.overlay_runtimes.values()})
         registry.face_analyzers.update(faces)
+        voices = {rt.voice.info.name: rt.voice for rt in [active.runtime, *active.overlay_runtimes.values()]
+                  if rt.voice is not None}
+        registry.voice_embedders.update(voices)  # voices are likenesses too (issue #18)
 
     def face_models_ready(active: ActivePolicy) -> None:
         errors: list[str] = []
@@ -187,7 +190,7 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
     registry_models, serve_client = model_backend(settings, metrics, models)
     pool = ModelPool(registry_models, threads=settings.model_threads)
     audit = open_audit_log(settings, engine)
-    registry = open_registry(settings, engine, pool)
+    registry = open_registry(settings, engine, pool, ledger=audit)
     policies = policy_manager(settings, pool, registry=registry,
                               on_result=lambda result: metrics.policy_reloads.labels(result).inc())
     registry.grant_guard = grant_guard(settings, engine, lambda: bundle_uses(policies.active))
