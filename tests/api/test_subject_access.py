@@ -52,7 +52,8 @@ def test_a_token_sees_its_subject_only(client: TestClient, keys: Keys, people: d
     gw.audit.publish_checkpoint()
 
     assert client.get(f"/v1/subjects/{a['id']}", headers=mine).json()["display_name"] == "Eileen Collins"
-    assert [g["id"] for g in client.get(f"/v1/subjects/{a['id']}/grants", headers=mine).json()["grants"]] == [a["grant"]]
+    grants = client.get(f"/v1/subjects/{a['id']}/grants", headers=mine).json()["grants"]
+    assert [g["id"] for g in grants] == [a["grant"]]
     uses = client.get(f"/v1/subjects/{a['id']}/uses", headers=mine).json()["uses"]
     ids = [u["decision_id"] for u in uses]
     assert seen["decision_id"] in ids and other["decision_id"] not in ids and nobody["decision_id"] not in ids
