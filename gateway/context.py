@@ -92,6 +92,9 @@ def _watch_face_models(policies: PolicyManager, registry: Registry) -> None:
         faces = {active.runtime.face.info.name: active.runtime.face}
         faces.update({rt.face.info.name: rt.face for rt in active.overlay_runtimes.values()})
         registry.face_analyzers.update(faces)
+        voices = {rt.voice.info.name: rt.voice for rt in [active.runtime, *active.overlay_runtimes.values()]
+                  if rt.voice is not None}
+        registry.voice_embedders.update(voices)  # voices are likenesses too (issue #18)
 
     def face_models_ready(active: ActivePolicy) -> None:
         errors: list[str] = []

@@ -19,11 +19,18 @@ from starlette.concurrency import run_in_threadpool
 from classifiers.base import ModelError
 from gateway.api.deps import GatewayDep, Registrar
 from gateway.api.forms import read_capped
+from gateway.audio.intake import AudioLimits, decode_audio
 from gateway.context import Gateway
 from gateway.errors import BadInput, Invalid, NotReady
 from gateway.media import decode_image
 from gateway.registry import errors as reg_errors
-from gateway.registry.models import EnrolmentResult, GrantPublic, HashAddResult, SubjectPublic
+from gateway.registry.models import (
+    EnrolmentResult,
+    GrantPublic,
+    HashAddResult,
+    SubjectPublic,
+    VoiceEnrolmentResult,
+)
 from gateway.registry.service import Registry
 
 router = APIRouter(tags=["registry"])
@@ -132,6 +139,37 @@ async def enroll(
         data = await read_capped(part, gw.limits.max_bytes, i)
         images.append((await run_in_threadpool(decode_image, data, gw.limits, index=i)).working)
     return await _call(_registry(gw).enroll, subject_id, images, notice, who.key_id)
+
+
+@router.post("/v1/subjects/{subject_id}/voices", status_code=201)
+async def enroll_voice(
+    subject_id: str,
+    gw: GatewayDep,
+    who: Registrar,
+    media: list[UploadFile] = File(..., description="1 to 10 audio clips (WAV, FLAC, MP3, Ogg, M4A), each with at "
+                                   "least 3 s of one person's speech"),
+    notice_version: str | None = Form(None, description="version of the notice/consent text accepted"),
+    request: str | None = Form(None, description='alternatively JSON: {"notice_version": "..."}'),
+) -> VoiceEnrolmentResult:
+    """Enrol the subject's voice (issue #18). 422 with `reason` no_speech | too_little_speech |
+    multiple_speakers | clip_count when the clips cannot show one person's voice."""
+    notice = notice_version
+    if notice is None and request:
+        try:
+            notice = json.loads(request).get("notice_version")
+        except (ValueError, AttributeError) as exc:
+            raise BadInput("part `request` must be a JSON object") from exc
+    if not notice:
+        raise Invalid("notice_version is required: the version of the notice the person accepted")
+    if not 1 <= len(media) <= MAX_ENROL_IMAGES:
+        raise Invalid(f"voice enrolment takes 1 to {MAX_ENROL_IMAGES} clips, got {len(media)}",
+                      details={"reason": "clip_count"})
+    limits = AudioLimits(max_bytes=gw.limits.max_bytes)
+    clips = []
+    for i, part in enumerate(media):
+        data = await read_capped(part, gw.limits.max_bytes, i)
+        clips.append((await run_in_threadpool(decode_audio, data, limits, index=i)).samples)
+    return await _call(_registry(gw).enroll_voice, subject_id, clips, notice, who.key_id)
 
 
 @router.post("/v1/subjects/{subject_id}/grants", status_code=201)

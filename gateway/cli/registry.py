@@ -165,13 +165,22 @@ def revoke(grant_id: str, data_dir: DataDir = None) -> None:
 
 @registry_app.command("reembed")
 def reembed(
-    model: Annotated[str, typer.Option("--model", help="Face model adapter name (e.g. dlib).")],
+    model: Annotated[str, typer.Option("--model", help="Model adapter name (e.g. dlib, resemblyzer).")],
+    kind: Annotated[str, typer.Option("--kind", help="face (default) or voice templates.")] = "face",
     data_dir: DataDir = None,
 ) -> None:
-    """Recompute MODEL templates from the encrypted enrolment images (after a face model change)."""
+    """Recompute MODEL templates from the encrypted enrolment images (after a face model change), or
+    with --kind voice from the encrypted enrolment speech (after a voice model change)."""
     from classifiers.registry import builtin_registry
 
+    if kind not in ("face", "voice"):
+        raise fail(f"--kind must be face or voice, not {kind!r}")
     with local_registry(data_dir) as (registry, _, _), _errors():
+        if kind == "voice":
+            if model not in registry.voice_embedders:
+                registry.voice_embedders[model] = builtin_registry().voice(model, {})
+            _echo(registry.reembed_voices(model))
+            return
         if model not in registry.face_analyzers:
             registry.face_analyzers[model] = builtin_registry().create("face", model, {})
         _echo(registry.reembed(model))

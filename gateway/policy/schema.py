@@ -170,6 +170,12 @@ class ConsentSettings(Strict):
         default=40, ge=1, le=100_000, description="An unmatched face shorter than this is `unidentified`, "
         "not `no_match`: its embedding is not reliable enough to say it is nobody enrolled.")
     fail_open: Literal[False] = Field(default=False, description="Consent checks always fail closed.")
+    voice_model: ModelSpec | None = Field(
+        default_factory=lambda: ModelSpec(adapter="resemblyzer"),
+        description="Speaker embedder for voice consent (issue #18); null: this policy takes no audio.")
+    voice_match_threshold: float = Field(
+        default=0.80, ge=-1, le=1, description="Cosine similarity at which a voice matches an enrolled voice "
+        "(resemblyzer on held-out real speech: same speaker >= ~0.80, different <= ~0.74).")
 
 
 class HashListSettings(Strict):

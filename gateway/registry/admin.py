@@ -38,9 +38,11 @@ from gateway.registry.models import (
     RegistryHash,
     RegistrySubject,
     RegistryTemplateRemoval,
+    RegistryVoiceTemplate,
     SubjectPublic,
 )
 from gateway.registry.store import bump, grant_fact, rfc3339, template_purpose, to_utc, utcnow
+from gateway.registry.voices import erase_voice_rows
 
 IMAGE = "enrolment_image"
 MAX_TEXT = 200
@@ -117,6 +119,13 @@ def _public(reg: RegistryCore, s: Session, rows: Sequence[RegistrySubject]) -> l
             .group_by(col(RegistryHash.subject_id))
         ).all()
     )
+    voice: dict[str, Counter[str]] = {i: Counter() for i in ids}
+    for sid, model, n in s.exec(
+        select(RegistryVoiceTemplate.subject_id, RegistryVoiceTemplate.model, func.count())
+        .where(col(RegistryVoiceTemplate.subject_id).in_(ids))
+        .group_by(col(RegistryVoiceTemplate.subject_id), col(RegistryVoiceTemplate.model))
+    ).all():
+        voice[sid][model] = int(n)
     out = []
     for r in rows:
         p = reg.profile(r)
@@ -131,6 +140,8 @@ def _public(reg: RegistryCore, s: Session, rows: Sequence[RegistrySubject]) -> l
                 face_models=sorted(tmpl[r.id]),
                 template_count=sum(tmpl[r.id].values()),
                 hash_count=int(hashes.get(r.id, 0)),
+                voice_models=sorted(voice[r.id]),
+                voice_template_count=sum(voice[r.id].values()),
             )
         )
     return out
@@ -411,6 +422,7 @@ def erase(reg: RegistryCore, subject_id: str, by: str) -> dict[str, Any]:
             )
         ).all()
         _tombstone(s, templates)
+        counts.update(erase_voice_rows(s, subject_id))  # voices are likenesses too (issue #18)
         for label, table in (
             ("face_templates", RegistryFaceTemplate),
             ("enrolment_images", RegistryEnrolmentImage),

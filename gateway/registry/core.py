@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from classifiers.base import FaceAnalyzer, PerceptualHasher
+from classifiers.base import FaceAnalyzer, PerceptualHasher, VoiceEmbedder
 from gateway.registry.crypto import SubjectCrypto
 from gateway.registry.enrolment import QualityGate
 from gateway.registry.errors import UnknownFaceModel
@@ -44,6 +44,8 @@ class RegistryCore:
         self.keep_enrolment_images = keep_enrolment_images
         self.gate = gate or QualityGate()
         self.max_images = max_images
+        # voice model name -> embedder (attached when a policy naming it activates; issue #18)
+        self.voice_embedders: dict[str, VoiceEmbedder] = {}
 
     def analyzer(self, model_name: str) -> FaceAnalyzer:
         try:

@@ -122,6 +122,47 @@ class RegistryTemplateRemoval(SQLModel, table=True):
     model: str = Field(index=True, max_length=100)
 
 
+class RegistryVoiceEnrolment(SQLModel, table=True):
+    """One voice enrolment (issue #18): who enrolled the subject's voice, when, under which notice."""
+
+    __tablename__ = "registry_voice_enrolments"
+
+    id: str = Field(primary_key=True, max_length=64)
+    subject_id: str = Field(foreign_key="registry_subjects.id", index=True, max_length=64)
+    notice_version: str = Field(max_length=200)
+    enrolled_by: str = Field(max_length=200)
+    clip_count: int
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class RegistryVoiceTemplate(SQLModel, table=True):
+    """A voice template (one per enrolment clip and voice model), sealed like face templates."""
+
+    __tablename__ = "registry_voice_templates"
+    __table_args__ = {"sqlite_autoincrement": True}  # seqs are never reused: replicas track them
+
+    seq: int | None = Field(default=None, primary_key=True)
+    subject_id: str = Field(foreign_key="registry_subjects.id", index=True, max_length=64)
+    enrolment_id: str = Field(foreign_key="registry_voice_enrolments.id", max_length=64)
+    model: str = Field(index=True, max_length=100)
+    model_version: str = Field(max_length=100)
+    dim: int
+    embedding_ct: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class RegistryVoiceClip(SQLModel, table=True):
+    """Enrolment speech kept (sealed; 16 kHz mono 16-bit PCM inside) so voice templates can be recomputed."""
+
+    __tablename__ = "registry_voice_clips"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject_id: str = Field(foreign_key="registry_subjects.id", index=True, max_length=64)
+    enrolment_id: str = Field(foreign_key="registry_voice_enrolments.id", max_length=64)
+    clip_ct: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    created_at: datetime = Field(sa_column=_ts())
+
+
 REGISTRY_TABLES = (
     RegistrySubject.__table__,  # type: ignore[attr-defined]
     RegistryEnrolment.__table__,  # type: ignore[attr-defined]
@@ -131,6 +172,9 @@ REGISTRY_TABLES = (
     RegistryHash.__table__,  # type: ignore[attr-defined]
     RegistryState.__table__,  # type: ignore[attr-defined]
     RegistryTemplateRemoval.__table__,  # type: ignore[attr-defined]
+    RegistryVoiceEnrolment.__table__,  # type: ignore[attr-defined]
+    RegistryVoiceTemplate.__table__,  # type: ignore[attr-defined]
+    RegistryVoiceClip.__table__,  # type: ignore[attr-defined]
 )
 
 
@@ -147,6 +191,8 @@ class SubjectPublic(BaseModel):
     face_models: list[str] = []
     template_count: int = 0
     hash_count: int = 0
+    voice_models: list[str] = []
+    voice_template_count: int = 0
 
 
 class GrantPublic(BaseModel):
@@ -177,3 +223,14 @@ class HashAddResult(BaseModel):
     subject_id: str
     added: int
     hashes: list[str]
+
+
+class VoiceEnrolmentResult(BaseModel):
+    enrolment_id: str
+    subject_id: str
+    notice_version: str
+    clips: int
+    speech_seconds: list[float]  # per clip, as the voice activity detector heard it
+    templates: dict[str, int]  # voice model -> templates stored
+    clips_kept: bool
+    created_at: datetime
