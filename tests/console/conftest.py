@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from examples.upstream import ServerThread
 from gateway.app import create_app
@@ -41,11 +42,25 @@ def chromium_path() -> str:
     return str(path)
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any], chromium_path: str) -> dict[str, Any]:
-    """pytest-playwright's launch arguments, pointed at the system chromium (no sandbox as root)."""
-    return {**browser_type_launch_args, "executable_path": chromium_path,
-            "args": ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]}
+@pytest.fixture(scope="module")
+def chromium(chromium_path: str) -> Iterator[Browser]:
+    """Playwright's sync API on the system chromium, started and stopped per module: its event loop
+    must not outlive the browser tests (pytest-playwright's session-wide loop made every later
+    `asyncio.run()` in the same pytest process fail with "cannot be called from a running event loop")."""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path,
+                                     args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium: Browser) -> Iterator[Page]:
+    """A fresh browser context (no cookies, no storage) and page per test."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    yield context.new_page()
+    context.close()
 
 
 @pytest.fixture(scope="session")

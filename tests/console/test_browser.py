@@ -127,9 +127,9 @@ def test_verify_in_the_browser(watched: tuple[Page, list[str]], console: Console
     assert errors == []
 
 
-def test_accessibility_of_every_page(browser: Browser, console: Console, axe_source: str) -> None:
+def test_accessibility_of_every_page(chromium: Browser, console: Console, axe_source: str) -> None:
     """axe-core on each page (a context that lets the test inject axe despite the CSP)."""
-    context = browser.new_context(bypass_csp=True)
+    context = chromium.new_context(bypass_csp=True)
     page = context.new_page()
     index = console.allowed["audit"]["index"]
 
