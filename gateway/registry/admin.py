@@ -27,6 +27,7 @@ from gateway.registry.errors import (
     SubjectNotFound,
 )
 from gateway.registry.hashes import normalise_pdq_hex
+from gateway.registry.ledger import append_entry, digest_of, ledger_record
 from gateway.registry.models import (
     EnrolmentResult,
     GrantPublic,
@@ -36,6 +37,7 @@ from gateway.registry.models import (
     RegistryFaceTemplate,
     RegistryGrant,
     RegistryHash,
+    RegistryLedgerState,
     RegistrySubject,
     RegistryTemplateRemoval,
     RegistryVoiceTemplate,
@@ -55,6 +57,12 @@ def _text(value: str, what: str) -> str:
     if len(v) > MAX_TEXT:
         raise InvalidRequest(f"{what} is longer than {MAX_TEXT} characters")
     return v
+
+
+def _entry(reg: RegistryCore, s: Session, kind: str, subject_id: str, actor: str, **fields: Any) -> int | None:
+    """Append the ledger entry of this change inside session `s`'s transaction (before its commit)."""
+    indexes = append_entry(reg.ledger, s, [ledger_record(kind, subject_id, actor, reg.ledger_tenant, **fields)])
+    return indexes[0] if indexes else None
 
 
 def _subject(s: Session, subject_id: str) -> RegistrySubject:
@@ -89,6 +97,9 @@ def create_subject(
         with Session(reg.engine) as s:
             bump(s, "names")
             s.add(row)
+            s.flush()
+            _entry(reg, s, "subject", subject_id, created_by, event="created", protected=bool(protected),
+                   aliases=len(alias_list))
             s.commit()
     except BaseException:
         reg.crypto.shred(subject_id)  # no orphan key for a subject that was never written
@@ -208,6 +219,11 @@ def enroll(
             )
             for ct in sealed_images
         )
+        s.flush()
+        _entry(reg, s, "enrolment", subject_id, enrolled_by, enrolment_id=enrolment_id, modality="face",
+               image_count=len(imgs), notice_version=notice, images_kept=bool(sealed_images),
+               templates={n: len(e) for n, e in per_model.items()},
+               models={n: reg.face_analyzers[n].info.version for n in per_model})
         s.commit()
     return EnrolmentResult(
         enrolment_id=enrolment_id,
@@ -289,6 +305,10 @@ def reembed(reg: RegistryCore, model_name: str) -> dict[str, Any]:
                 )
             )
             s.add_all(fresh)
+            s.flush()
+            _entry(reg, s, "enrolment", subject_id, "reembed", event="reembedded", modality="face",
+                   model=model_name, model_version=analyzer.info.version, templates=len(fresh),
+                   removed=len(old))
             s.commit()
         counts["subjects"] += 1
         counts["templates"] += len(fresh)
@@ -347,9 +367,24 @@ def grant(
     with Session(reg.engine) as s:
         _subject(s, subject_id)
         s.add(row)
+        s.flush()
+        _entry(reg, s, "grant", subject_id, created_by, grant=_grant_fields(row))
         s.commit()
         s.refresh(row)
         return _grant_public(row)
+
+
+def _grant_fields(g: RegistryGrant) -> dict[str, Any]:
+    """A grant as the ledger records it (the grantee end user as the registrar gave it; SPEC.md §9)."""
+    fact = grant_fact(g)
+    return {
+        "grant_id": fact.id,
+        "grantee_tenant": fact.grantee_tenant,
+        "grantee_end_user": fact.grantee_end_user,
+        "uses": list(fact.uses),
+        "valid_from": rfc3339(fact.valid_from),
+        "expires_at": rfc3339(fact.expires_at) if fact.expires_at else None,
+    }
 
 
 def revoke(reg: RegistryCore, grant_id: str, by: str) -> GrantPublic:
@@ -361,8 +396,19 @@ def revoke(reg: RegistryCore, grant_id: str, by: str) -> GrantPublic:
             row.revoked_at = utcnow()
             row.revoked_by = by
             s.add(row)
+            s.flush()
+            _entry(reg, s, "revocation", row.subject_id, by, grant_id=row.id,
+                   revoked_at=rfc3339(to_utc(row.revoked_at)))
             s.commit()
             s.refresh(row)
+        return _grant_public(row)
+
+
+def get_grant(reg: RegistryCore, grant_id: str) -> GrantPublic:
+    with Session(reg.engine) as s:
+        row = s.get(RegistryGrant, grant_id)
+        if row is None:
+            raise GrantNotFound(grant_id)
         return _grant_public(row)
 
 
@@ -403,6 +449,10 @@ def add_hashes(
             )
             for h in new
         )
+        s.flush()
+        if new:
+            _entry(reg, s, "hash", subject_id, created_by, added=len(new), list_digest=digest_of(new),
+                   sources=sorted({source[h] for h in new}))
         s.commit()
     return HashAddResult(subject_id=subject_id, added=len(new), hashes=[h for h, _ in entries])
 
@@ -434,12 +484,52 @@ def erase(reg: RegistryCore, subject_id: str, by: str) -> dict[str, Any]:
             column = getattr(table, "id" if table is RegistrySubject else "subject_id")
             result = s.exec(delete(table).where(col(column) == subject_id))
             counts[label] = int(result.rowcount)
+        counts["subject_keys"] = int(key_destroyed)
+        receipt = ledger_record("erasure", subject_id, by, reg.ledger_tenant, receipt_id=secrets.token_hex(16),
+                                counts=counts)
+        # In the same transaction as the deletion: no erasure without its receipt. The key is
+        # already shredded (privacy first); if this append fails the rows stay, unreadable, and
+        # erasing again completes the deletion with its receipt.
+        indexes = append_entry(reg.ledger, s, [receipt])
         s.commit()
-    counts["subject_keys"] = int(key_destroyed)
-    return {
-        "kind": "erasure",
-        "subjects": [subject_id],
-        "created_at": rfc3339(utcnow()),
-        "actor": by,
-        "counts": counts,
-    }
+    return {**receipt, "audit": {"index": indexes[0] if indexes else None}}
+
+
+# ---- the ledger's starting point ----
+def snapshot(reg: RegistryCore) -> int:
+    """Once per database: append a `snapshot` entry per subject (with its enrolments and hash count)
+    and per grant that exist before the consent ledger does, and mark it done in the same
+    transaction. Returns how many entries were appended (0 when already done or no ledger)."""
+    if reg.ledger is None:
+        return 0
+    # Idempotent; created here too so a database migrated before this table existed gets it.
+    RegistryLedgerState.metadata.create_all(reg.engine, tables=[RegistryLedgerState.__table__])  # type: ignore[attr-defined]
+    with Session(reg.engine) as s:
+        if s.get(RegistryLedgerState, 1) is not None:
+            return 0
+    with Session(reg.engine) as s:
+        bump(s, "names")  # the state row lock: replicas starting together take turns
+        if s.get(RegistryLedgerState, 1) is not None:
+            return 0
+        tenant, records = reg.ledger_tenant, []
+        enrolments: dict[str, list[dict[str, Any]]] = {}
+        for e in s.exec(select(RegistryEnrolment).order_by(col(RegistryEnrolment.created_at))).all():
+            enrolments.setdefault(e.subject_id, []).append(
+                {"enrolment_id": e.id, "modality": "face", "notice_version": e.notice_version,
+                 "image_count": e.image_count, "enrolled_at": rfc3339(to_utc(e.created_at))})
+        hash_counts = dict(s.exec(select(RegistryHash.subject_id, func.count())
+                                  .group_by(col(RegistryHash.subject_id))).all())
+        for subj in s.exec(select(RegistrySubject).order_by(col(RegistrySubject.created_at))).all():
+            records.append(ledger_record("snapshot", subj.id, "migration", tenant, object="subject",
+                                         protected=subj.protected, registered_at=rfc3339(to_utc(subj.created_at)),
+                                         enrolments=enrolments.get(subj.id, []),
+                                         hashes=int(hash_counts.get(subj.id, 0))))
+        for g in s.exec(select(RegistryGrant).order_by(col(RegistryGrant.created_at))).all():
+            revoked = rfc3339(to_utc(g.revoked_at)) if g.revoked_at else None
+            records.append(ledger_record("snapshot", g.subject_id, "migration", tenant, object="grant",
+                                         grant=_grant_fields(g), revoked_at=revoked,
+                                         granted_at=rfc3339(to_utc(g.created_at))))
+        append_entry(reg.ledger, s, records)
+        s.add(RegistryLedgerState(id=1, snapshot_at=utcnow(), snapshot_entries=len(records)))
+        s.commit()
+    return len(records)

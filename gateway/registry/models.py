@@ -111,6 +111,17 @@ class RegistryState(SQLModel, table=True):
     hashes: int = Field(default=0)
 
 
+class RegistryLedgerState(SQLModel, table=True):
+    """One row (id=1) once the consent ledger holds the registry's history: written with the one-time
+    `snapshot` entries of a registry that predates the ledger (or at once on an empty one)."""
+
+    __tablename__ = "registry_ledger_state"
+
+    id: int = Field(default=1, primary_key=True)
+    snapshot_at: datetime
+    snapshot_entries: int = Field(default=0)
+
+
 class RegistryTemplateRemoval(SQLModel, table=True):
     """Tombstones of removed templates, so replicas drop them from their in-memory index incrementally."""
 
@@ -172,6 +183,7 @@ REGISTRY_TABLES = (
     RegistryHash.__table__,  # type: ignore[attr-defined]
     RegistryState.__table__,  # type: ignore[attr-defined]
     RegistryTemplateRemoval.__table__,  # type: ignore[attr-defined]
+    RegistryLedgerState.__table__,  # type: ignore[attr-defined]
     RegistryVoiceEnrolment.__table__,  # type: ignore[attr-defined]
     RegistryVoiceTemplate.__table__,  # type: ignore[attr-defined]
     RegistryVoiceClip.__table__,  # type: ignore[attr-defined]

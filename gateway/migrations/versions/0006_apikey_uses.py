@@ -1,7 +1,7 @@
 """apikeys.uses: the uses a key may request (comma-separated; NULL = every use, as before) — issue #15.2
 
 Revision ID: 0005e15
-Revises: 0004
+Revises: 0005_voice
 Create Date: 2026-12-07 07:40:00
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0005e15'
-down_revision = '0004'
+down_revision = '0005_voice'
 branch_labels = None
 depends_on = None
 
