@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.api.denials import denial_response
 from gateway.api.deps import GatewayDep, Generator
 from gateway.api.forms import parse_request_part, refuse_unread_parts, require_media
+from gateway.apikeys import require_use
 from gateway.errors import Conflict, NotFound, TooLarge, UnsupportedMedia
 from gateway.jobs.webhook import check_webhook_url
 from gateway.pipeline.record import caller_view
@@ -91,6 +92,7 @@ async def submit(
 ) -> JSONResponse:
     await refuse_unread_parts(http)
     body = parse_request_part(request, default_stage="output")
+    require_use(principal, body.use)
     media = media or []
     require_media("output", len(media))
     service = gw.jobs

@@ -41,6 +41,30 @@ def export(
     typer.echo(json.dumps(summary.as_dict() if hasattr(summary, "as_dict") else summary.__dict__, default=str))
 
 
+@audit_app.command("entries")
+def entries(
+    kind: Annotated[str | None, typer.Option("--kind", help="decision, subject, enrolment, grant, revocation, "
+                                             "expiry, hash, erasure, retention, snapshot")] = None,
+    subject: Annotated[str | None, typer.Option("--subject", help="Entries that involve this subject id.")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="RFC 3339 time.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="RFC 3339 time.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="The next_cursor of the previous page.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """List entries of the local log (JSON: {entries, next_cursor}), filtered like GET /v1/audit/entries."""
+    log = open_local_log(load_settings(data_dir))
+    try:
+        page, next_cursor = log.query(kind=kind, subject=subject, tenant=tenant, since=since, until=until,
+                                      limit=limit, cursor=cursor)
+    except ValueError as exc:
+        raise fail(f"bad filter: {exc}") from None
+    finally:
+        log.close()
+    typer.echo(json.dumps({"entries": [e.as_dict() for e in page], "next_cursor": next_cursor}, indent=2))
+
+
 @audit_app.command("verify")
 def verify(
     data_dir: DataDir = None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.apikeys import Principal
+from gateway.apikeys import Principal, require_use
 from gateway.audio.intake import DecodedAudio
 from gateway.errors import Invalid, UnsupportedMedia
 from gateway.media import DecodedImage
@@ -86,6 +86,7 @@ class Pipeline:
 
     async def decide(self, principal: Principal, request: CheckRequest, images: list[DecodedImage], *,
                      request_id: str | None = None, audio: list[DecodedAudio] | None = None) -> Decision:
+        require_use(principal, request.use)  # the key's uses bind the use (403 use_not_allowed)
         runtime, digest = self.runtime_for(principal.tenant)
         audio = audio or []
         tracks = [Track(i, a.samples) for i, a in enumerate(audio)]
@@ -112,6 +113,7 @@ class Pipeline:
     # -- the entry points --------------------------------------------------------------------
     async def check(self, principal: Principal, request: CheckRequest, parts: list[bytes]) -> DecisionRecord:
         """Decide on images (or one small video) and record it; nothing is marked or released."""
+        require_use(principal, request.use)
         if any(is_video(part) for part in parts):  # small videos are checked here; larger ones: jobs
             if len(parts) != 1:
                 raise Invalid(f"a video is checked on its own: send exactly one `media` part (got {len(parts)})")
@@ -130,6 +132,7 @@ class Pipeline:
                       allow_video: bool = True) -> Release:
         """The output check of a render, then on allow its obligations, then the record: the files
         come back only when the appended record allows."""
+        require_use(principal, request.use)
         if allow_video and len(parts) == 1 and is_video(parts[0]):  # small videos: as MP4; larger: jobs
             record, video = await self.video.run_upload(principal, request, parts[0], "release")
             return Release(record, [ReleasedFile(video, "video/mp4")] if video is not None else [])

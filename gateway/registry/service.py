@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from classifiers.base import FaceAnalyzer, PerceptualHasher
@@ -29,6 +30,7 @@ from gateway.registry.crypto import SubjectCrypto
 from gateway.registry.enrolment import QualityGate
 from gateway.registry.errors import RegistryUnavailable
 from gateway.registry.facts import FaceMatch, GrantFact, SubjectFact
+from gateway.registry.grant_guard import GrantGuard
 from gateway.registry.hashes import HashIndex
 from gateway.registry.index import FaceIndex
 from gateway.registry.models import (
@@ -60,6 +62,9 @@ class RegistryFaults:
 
 
 class Registry(RegistryCore):
+    # Set by the composition root (and the CLI): refuses grants for unknown uses and tenants.
+    grant_guard: GrantGuard | None = None
+
     def __init__(
         self,
         engine: Engine,
@@ -185,8 +190,12 @@ class Registry(RegistryCore):
         expires_at: datetime | None = None,
         valid_from: datetime | None = None,
         created_by: str = "",
+        *,
+        allow_new_tenant: bool = False,
     ) -> GrantPublic:
         self._guard()
+        if self.grant_guard is not None:  # unknown uses and tenants admit nobody: refuse them (#22.4)
+            self.grant_guard.check(grantee_tenant, uses, allow_new_tenant=allow_new_tenant)
         with unavailable_on_db_error("grant"):
             return admin.grant(
                 self, subject_id, grantee_tenant, grantee_end_user, uses, expires_at, valid_from, created_by
@@ -196,6 +205,11 @@ class Registry(RegistryCore):
         self._guard()
         with unavailable_on_db_error("revoke"):
             return admin.revoke(self, grant_id, by)
+
+    def get_grant(self, grant_id: str) -> GrantPublic:
+        self._guard()
+        with unavailable_on_db_error("get grant"):
+            return admin.get_grant(self, grant_id)
 
     def list_grants(self, subject_id: str) -> list[GrantPublic]:
         self._guard()
@@ -217,9 +231,46 @@ class Registry(RegistryCore):
         self._changed()
         return out
 
+    # ---- the subject's own access ----
+    def issue_access_token(self, subject_id: str, expires_in_s: int, by: str) -> dict[str, Any]:
+        self._guard()
+        with unavailable_on_db_error("issue access token"):
+            return admin.issue_access_token(self, subject_id, expires_in_s, by)
+
+    def authenticate_access_token(self, token: str) -> tuple[str, str]:
+        """(subject id, token id); raises AccessDenied."""
+        self._guard()
+        with unavailable_on_db_error("check access token"):
+            return admin.authenticate_access_token(self, token)
+
+    def request_erasure(self, subject_id: str, token_id: str) -> dict[str, Any]:
+        self._guard()
+        with unavailable_on_db_error("request erasure"):
+            return admin.request_erasure(self, subject_id, token_id)
+
+    def erasure_requests(self) -> list[dict[str, Any]]:
+        self._guard()
+        with unavailable_on_db_error("list erasure requests"):
+            return admin.erasure_requests(self)
+
+    def export_subject(self, subject_id: str) -> dict[str, Any]:
+        self._guard()
+        with unavailable_on_db_error("export subject"):
+            return admin.export_subject(self, subject_id)
+
+    # ---- the consent ledger ----
+    def snapshot_ledger(self) -> int:
+        """The one-time `snapshot` entries of a registry that predates the ledger (see admin.snapshot)."""
+        with unavailable_on_db_error("ledger snapshot"):
+            try:
+                return admin.snapshot(self)
+            except IntegrityError:  # another replica wrote the snapshot first
+                return 0
+
     # ---- erasure ----
     def erase(self, subject_id: str, by: str) -> dict[str, Any]:
-        """Crypto-shred the subject's key, delete its rows; return the erasure receipt for the audit log."""
+        """Crypto-shred the subject's key, delete its rows, and append the erasure receipt to the
+        ledger in the same transaction; returns the receipt with its audit index."""
         self._guard()
         with unavailable_on_db_error("erase"):
             out = admin.erase(self, subject_id, by)
