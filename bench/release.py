@@ -29,13 +29,8 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from gateway.provenance import _dwtdctsvd
-from gateway.provenance.watermark import (
-    DwtDctSvdWatermarker,
-    RivaGanWatermarker,
-    Watermarker,
-    make_watermarker,
-    new_watermark_id,
-)
+from gateway.provenance.marks import make_watermarker, new_watermark_id
+from gateway.provenance.watermark import DwtDctSvdWatermarker, RivaGanWatermarker, Watermarker
 
 Image8 = NDArray[np.uint8]
 

@@ -13,11 +13,20 @@ from classifiers.base import (
     ModelInfo,
     NsfwClassifier,
     PerceptualHasher,
+    SpeechSegment,
     TextClassifier,
     TextEmbedder,
     TwoStageFaceAnalyzer,
+    VoiceEmbedder,
 )
-from classifiers.fake import FaultHook, draw_fake_face, fake_face_colour, fake_face_embedding
+from classifiers.fake import (
+    FaultHook,
+    draw_fake_face,
+    fake_face_colour,
+    fake_face_embedding,
+    fake_voice_embedding,
+    fake_voice_samples,
+)
 from classifiers.registry import FAMILIES, Factory, ModelRegistry, UnknownModelError, builtin_registry
 
 __all__ = [
@@ -34,10 +43,14 @@ __all__ = [
     "PerceptualHasher",
     "TextClassifier",
     "TextEmbedder",
+    "SpeechSegment",
     "TwoStageFaceAnalyzer",
     "UnknownModelError",
+    "VoiceEmbedder",
     "builtin_registry",
     "draw_fake_face",
     "fake_face_colour",
     "fake_face_embedding",
+    "fake_voice_embedding",
+    "fake_voice_samples",
 ]

@@ -1,5 +1,7 @@
 """Why: one small Protocol per swappable model family, so a better model is a policy edit.
 
+Voice adapters take mono float32 samples at their `sample_rate` (see `VoiceEmbedder`).
+
 Every adapter reports `info` (registered name + a digest of its weights) so each finding can be
 replayed and explained. Images are RGB uint8 numpy arrays (H, W, 3), already decoded, oriented
 and resized once by `gateway.media` to the working size; adapters resize further to their own
@@ -118,6 +120,42 @@ class PerceptualHasher(Protocol):
     bits: int
 
     def hashes(self, image: np.ndarray) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class SpeechSegment:
+    """A stretch of voice activity, in seconds from the start of the samples given."""
+
+    start: float
+    end: float
+
+
+@runtime_checkable
+class VoiceEmbedder(Protocol):
+    """Speaker embeddings for voice consent (family "voice").
+
+    Audio is mono float32 in [-1, 1] at `sample_rate` Hz (the gateway's audio intake decodes and
+    resamples once). `speech` finds voice activity; `partials` embeds fixed windows of
+    `partial_s` seconds every `step_s` seconds over the samples given (the caller cuts speech
+    out first); `embed` gives one utterance embedding per clip (the L2-normalised mean of its
+    partials). Every row is L2-normalised float32 of width `dim`; same speaker -> high cosine."""
+
+    info: ModelInfo
+    dim: int
+    sample_rate: int
+    partial_s: float
+    step_s: float
+
+    def speech(self, samples: np.ndarray) -> list[SpeechSegment]: ...
+
+    def partials(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(starts in seconds, shape (n,); embeddings, shape (n, dim)). A clip shorter than one
+        window is zero-padded to one window; empty samples give n = 0."""
+        ...
+
+    def embed(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """Shape (len(clips), dim); a clip with no samples is a ModelError."""
+        ...
 
 
 class ModelError(RuntimeError):

@@ -26,6 +26,7 @@ from classifiers.base import (
     PerceptualHasher,
     TextClassifier,
     TextEmbedder,
+    VoiceEmbedder,
 )
 
 Factory = Callable[[Mapping[str, Any]], Any]
@@ -38,6 +39,7 @@ FAMILIES: dict[str, type] = {
     "textcls": TextClassifier,
     "image": ImageEmbedder,
     "hash": PerceptualHasher,
+    "voice": VoiceEmbedder,
 }
 
 
@@ -154,6 +156,10 @@ class ModelRegistry:
         result: ImageEmbedder = self.create("image", name, options)
         return result
 
+    def voice(self, name: str, options: Mapping[str, Any] | None = None) -> VoiceEmbedder:
+        result: VoiceEmbedder = self.create("voice", name, options)
+        return result
+
 
 def _nudenet(options: Mapping[str, Any]) -> Any:
     from classifiers.nsfw_nudenet import NudeNetClassifier
@@ -233,6 +239,18 @@ def _mtcnn_dlib(options: Mapping[str, Any]) -> Any:
     return MtcnnDlibAnalyzer(options)
 
 
+def _resemblyzer(options: Mapping[str, Any]) -> Any:
+    from classifiers.voice_resemblyzer import ResemblyzerVoiceEmbedder
+
+    return ResemblyzerVoiceEmbedder(options)
+
+
+def _fake_voice(options: Mapping[str, Any]) -> Any:
+    from classifiers.fake import FakeVoiceEmbedder
+
+    return FakeVoiceEmbedder(options)
+
+
 def _fake_nsfw(options: Mapping[str, Any]) -> Any:
     from classifiers.fake import FakeNsfwClassifier
 
@@ -254,6 +272,7 @@ def builtin_registry(*, include_fakes: bool = True) -> ModelRegistry:
     registry.register("face", "dlib", _dlib)
     registry.register("hash", "pdq", _pdq)
     registry.register("text", "minilm", _minilm)
+    registry.register("voice", "resemblyzer", _resemblyzer)
     # Optional backends: weights from a local directory (option `model_dir`), or libraries that
     # the default install leaves out (see docs/models.md and scripts/install_extras.sh).
     registry.register("nsfw", "openclip", _openclip_nsfw, weights="local", extra="extras")
@@ -268,4 +287,5 @@ def builtin_registry(*, include_fakes: bool = True) -> ModelRegistry:
     if include_fakes:
         registry.register("nsfw", "fake", _fake_nsfw)
         registry.register("face", "fake", _fake_face)
+        registry.register("voice", "fake", _fake_voice)
     return registry

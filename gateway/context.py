@@ -8,7 +8,7 @@ needs (`gateway.pipeline.ports.PipelinePorts` for the pipeline)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,15 +26,18 @@ from gateway.metrics import Metrics
 from gateway.pipeline import EmptyConsent, Pipeline, PipelineConfig, PipelinePorts
 from gateway.pipeline.ports import ConsentLookup
 from gateway.policy.errors import PolicyError
+from gateway.policy.loader import PolicyBundle
 from gateway.policy.manager import ActivePolicy, PolicyManager
 from gateway.policy.runtime import ModelPool
 from gateway.provenance.service import ProvenanceService
+from gateway.registry.grant_guard import GrantGuard
 from gateway.registry.service import Registry
 from gateway.registry.switch import face_model_ready
 from gateway.settings import Settings
 from gateway.upstream.state import ProxyState, open_proxy_state
+from gateway.video.sampling import phase_from_seed
 
-__all__ = ["Gateway", "build_gateway", "utc_now"]
+__all__ = ["Gateway", "build_gateway", "bundle_uses", "grant_guard", "policy_manager", "utc_now"]
 
 log = logging.getLogger("consentgate")
 
@@ -91,18 +94,71 @@ def _watch_face_models(policies: PolicyManager, registry: Registry) -> None:
         faces = {active.runtime.face.info.name: active.runtime.face}
         faces.update({rt.face.info.name: rt.face for rt in active.overlay_runtimes.values()})
         registry.face_analyzers.update(faces)
+        voices = {rt.voice.info.name: rt.voice for rt in [active.runtime, *active.overlay_runtimes.values()]
+                  if rt.voice is not None}
+        registry.voice_embedders.update(voices)  # voices are likenesses too (issue #18)
 
     def face_models_ready(active: ActivePolicy) -> None:
-        for rt in [active.runtime, *active.overlay_runtimes.values()]:
+        errors: list[str] = []
+        runtimes = [(None, active.runtime), *active.overlay_runtimes.items()]
+        for tenant, rt in runtimes:
             ok, missing = face_model_ready(registry, rt.face.info.name, rt.face.info.version)
-            if not ok:
-                raise PolicyError([
-                    f"consent.face_model: {missing} enrolled subject(s) have no {rt.face.info.name!r} template "
-                    f"at version {rt.face.info.version}; run `consentgate registry reembed --model "
-                    f"{rt.face.info.name}` before switching"])
+            where = active.bundle.locator(tenant)(("consent", "face_model"))
+            message = (f"{where}: consent.face_model: {missing} enrolled subject(s) have no {rt.face.info.name!r} "
+                       f"template at version {rt.face.info.version}; run `consentgate registry reembed --model "
+                       f"{rt.face.info.name}` before switching")
+            if not ok and message not in errors:
+                errors.append(message)
+        if errors:
+            raise PolicyError(errors)
 
     policies.on_activate = attach_face_models
     policies.validators.append(face_models_ready)
+
+
+def policy_manager(
+    settings: Settings, pool: ModelPool, *, registry: Registry | None = None, policy_name: str | None = None,
+    on_result: Callable[[str], None] | None = None,
+) -> PolicyManager:
+    """The one place that says what activating a bundle checks: load + schema + registered adapters
+    (every overlay too), the signature when a trust key is set, loading every model and the labels
+    it produces, and — given the registry — face-model readiness. The gateway activates with it;
+    `consentgate policy validate` and `policy explain` build theirs here too, so a bundle that
+    validates is a bundle the gateway loads (OPA's one compiler for `opa check` and the server)."""
+    signature_check = None
+    if settings.policy_trust_key is not None:
+        from gateway.policy.signing import verifier
+
+        signature_check = verifier(settings.policy_trust_key)
+    policies = PolicyManager(
+        settings.policies_dir,
+        pool,
+        policy_name=policy_name or settings.extra.get("policy_name", "default"),
+        signature_check=signature_check,
+        on_result=on_result,
+    )
+    if registry is not None:
+        _watch_face_models(policies, registry)
+    return policies
+
+
+def bundle_uses(active: ActivePolicy | PolicyBundle | None) -> set[str] | None:
+    """The uses a bundle defines (its base policy and every tenant overlay); None without one."""
+    if active is None:
+        return None
+    bundle = active.bundle if isinstance(active, ActivePolicy) else active
+    return {use for policy in (bundle.policy, *bundle.overlays.values()) for use in policy.uses}
+
+
+def grant_guard(settings: Settings, engine: Engine, uses: Callable[[], Collection[str] | None]) -> GrantGuard:
+    """What a grant may name (gateway.registry.grant_guard): USES, and the tenants that hold an API
+    key (revoked ones too: the tenant still exists), are declared in settings, or operate the gateway."""
+    keys = ApiKeyStore(engine, settings.operator_tenant)
+
+    def tenants() -> set[str]:
+        return {k.tenant for k in keys.list()} | {settings.operator_tenant, *settings.tenants}
+
+    return GrantGuard(uses, tenants)
 
 
 def model_backend(settings: Settings, metrics: Metrics,
@@ -118,26 +174,26 @@ def model_backend(settings: Settings, metrics: Metrics,
     return remote_registry(base, client, settings.ray_families), client
 
 
+def _sampling_seed(settings: Settings) -> str | None:
+    """`extra["video_sampling_seed"]`: a fixed video sampling seed (replays, tests); checked here
+    so a bad one stops startup instead of failing every video."""
+    seed = settings.extra.get("video_sampling_seed") or None
+    if seed is not None:
+        phase_from_seed(seed, 1.0)
+    return seed
+
+
 def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) -> Gateway:
     ensure_initialised(settings)
     engine = make_engine(settings.resolved_database_url)
     metrics = Metrics()
     registry_models, serve_client = model_backend(settings, metrics, models)
     pool = ModelPool(registry_models, threads=settings.model_threads)
-    signature_check = None
-    if settings.policy_trust_key is not None:
-        from gateway.policy.signing import verifier
-
-        signature_check = verifier(settings.policy_trust_key)
-    policies = PolicyManager(
-        settings.policies_dir,
-        pool,
-        policy_name=settings.extra.get("policy_name", "default"),
-        signature_check=signature_check,
-        on_result=lambda result: metrics.policy_reloads.labels(result).inc(),
-    )
     audit = open_audit_log(settings, engine)
-    registry = open_registry(settings, engine, pool)
+    registry = open_registry(settings, engine, pool, ledger=audit)
+    policies = policy_manager(settings, pool, registry=registry,
+                              on_result=lambda result: metrics.policy_reloads.labels(result).inc())
+    registry.grant_guard = grant_guard(settings, engine, lambda: bundle_uses(policies.active))
     consent: ConsentLookup = registry if registry is not None else EmptyConsent()
     provenance = open_provenance(settings, engine, pool)
     limits = MediaLimits(settings.max_upload_bytes, settings.max_pixels, settings.working_max_side)
@@ -146,10 +202,9 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
                       metrics=metrics),
         PipelineConfig(limits=limits, max_media_parts=settings.max_media_parts,
                        working_max_side=settings.working_max_side, model_timeout_s=settings.model_timeout_s,
-                       scratch_dir=settings.data_dir / "tmp"),
+                       check_deadline_s=settings.check_deadline_s, scratch_dir=settings.data_dir / "tmp",
+                       video_sampling_seed=_sampling_seed(settings)),
     )
-    if registry is not None:
-        _watch_face_models(policies, registry)
     return Gateway(
         settings=settings, engine=engine, apikeys=ApiKeyStore(engine, settings.operator_tenant), metrics=metrics,
         models=registry_models, pool=pool, policies=policies, audit=audit, registry=registry, consent=consent,

@@ -25,6 +25,11 @@ class Settings:
     database_url: str | None = None
     keystore_url: str | None = None
     operator_tenant: str = "operator"
+    # Tenants declared before their keys exist (CONSENTGATE_TENANTS, comma-separated): grants may name them.
+    tenants: tuple[str, ...] = ()
+    # Web console sessions (gateway/sessions.py): idle and absolute expiry, in seconds.
+    console_session_idle_s: float = 1800.0
+    console_session_max_s: float = 43200.0
     audit_origin: str = "consentgate.local/audit"
     audit_checkpoint_every: int = 256
     audit_checkpoint_interval_ms: int = 1000
@@ -34,6 +39,7 @@ class Settings:
     working_max_side: int = 1024
     model_threads: int = 2
     model_timeout_s: float = 10.0
+    check_deadline_s: float = 30.0  # one check, all models and decide() together; over it: deny
     policy_reload_interval_s: float = 1.0
     policy_trust_key: Path | None = None
     redis_url: str | None = None
@@ -93,6 +99,8 @@ class Settings:
                 ("c2pa_trust_anchors", "CONSENTGATE_C2PA_TRUST_ANCHORS"),
                 ("public_url", "CONSENTGATE_PUBLIC_URL"),
                 ("blob_store", "CONSENTGATE_BLOB_STORE"),
+                ("subject_erasure", "CONSENTGATE_SUBJECT_ERASURE"),  # immediate | queued (default)
+                ("audit_publish", "CONSENTGATE_AUDIT_PUBLISH"),  # a directory or an http(s) URL
             )
             if env.get(var)
         }
@@ -102,10 +110,14 @@ class Settings:
             database_url=env.get("CONSENTGATE_DATABASE_URL") or None,
             keystore_url=env.get("CONSENTGATE_KEYSTORE_URL") or None,
             operator_tenant=env.get("CONSENTGATE_OPERATOR_TENANT", "operator"),
+            tenants=tuple(t.strip() for t in env.get("CONSENTGATE_TENANTS", "").split(",") if t.strip()),
+            console_session_idle_s=_env_float("CONSENTGATE_CONSOLE_IDLE_S", 1800.0),
+            console_session_max_s=_env_float("CONSENTGATE_CONSOLE_MAX_S", 43200.0),
             max_upload_bytes=_env_int("CONSENTGATE_MAX_UPLOAD_BYTES", 50 * 1024 * 1024),
             max_pixels=_env_int("CONSENTGATE_MAX_PIXELS", 4096 * 4096),
             model_threads=_env_int("CONSENTGATE_MODEL_THREADS", min(2, os.cpu_count() or 1)),
             model_timeout_s=_env_float("CONSENTGATE_MODEL_TIMEOUT_S", 10.0),
+            check_deadline_s=_env_float("CONSENTGATE_CHECK_DEADLINE_S", 30.0),
             audit_checkpoint_every=_env_int("CONSENTGATE_AUDIT_CHECKPOINT_EVERY", 256),
             audit_checkpoint_interval_ms=_env_int("CONSENTGATE_AUDIT_CHECKPOINT_MS", 1000),
             policy_trust_key=Path(trust) if trust else None,

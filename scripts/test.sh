@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 PY=.venv/bin/python
-echo "== ruff"; .venv/bin/ruff check gateway classifiers tests bench examples
-echo "== mypy (gateway; strict on decision, audit, pipeline, policy, registry)"; .venv/bin/mypy gateway
+echo "== ruff"; .venv/bin/ruff check gateway classifiers consentgate_client tests bench examples
+echo "== mypy (gateway; strict on decision, audit, pipeline, policy, registry)"; .venv/bin/mypy gateway consentgate_client
 echo "== lint-imports (layers and independence contracts, pyproject.toml)"; .venv/bin/lint-imports --no-cache
 echo "== import cycles (none allowed)"; $PY -m tests.architecture.graph
 echo "== policy validate + test"

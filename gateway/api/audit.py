@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from starlette.concurrency import run_in_threadpool
 
-from gateway.api.deps import Auditor, GatewayDep
+from gateway.api.deps import Auditor, GatewayDep, role
 from gateway.apikeys import Principal
+from gateway.audit.errors import ProofError
 from gateway.audit.reader import AuditEntry, AuditQuery
 from gateway.context import Gateway
-from gateway.errors import BadInput, NotFound
+from gateway.errors import BadInput, Conflict, NotFound
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -74,6 +75,33 @@ async def entry(index: Annotated[int, Path(ge=0, lt=2**63)], gw: GatewayDep, pri
     if scope is not None and found.record.get("tenant") != scope:
         raise NotFound(f"no audit entry {index}")
     return _entry_json(found)
+
+
+ReceiptReader = Annotated[Principal, Depends(role("generator", "auditor"))]
+
+
+@router.get("/receipts/{decision_id}")
+async def receipt(
+    decision_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")],
+    gw: GatewayDep, principal: ReceiptReader,
+) -> dict[str, Any]:
+    """The receipt of a decision of the caller's own tenant (any tenant for operator keys): leaf
+    hash, index, inclusion proof and the signed checkpoint it leads to — checkable offline with
+    the log's public key (`consentgate audit prove inclusion`). 409 `checkpoint_pending` (with
+    Retry-After) until a checkpoint covers the entry; 404 for another tenant's decision."""
+    scope = _scope(gw, principal)
+
+    def find() -> dict[str, Any]:
+        found, _ = gw.audit.query(decision_id=decision_id, tenant=scope, kind="decision", limit=1)
+        if not found:
+            raise NotFound(f"no decision {decision_id}")
+        return gw.audit.receipt(found[0].index)
+
+    try:
+        out = await run_in_threadpool(find)
+    except ProofError as exc:
+        raise Conflict(str(exc), code="checkpoint_pending", headers={"Retry-After": "1"}) from None
+    return {"decision_id": decision_id, **out}
 
 
 @router.get("/checkpoint")

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from gateway.apikeys import Principal, require_role
 from gateway.context import Gateway
 from gateway.errors import NotReady, Unauthorized
+from gateway.sessions import session_token, store_for
 from gateway.upstream.state import rate_limited
 
 
@@ -24,8 +25,20 @@ def get_gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def get_principal(request: Request, gw: GatewayDep) -> Principal:
     header = request.headers.get("authorization", "")
+    token = None if header else session_token(request.cookies)
+    if token is not None:
+        # The web console: a session cookie stands for the key it was exchanged for (gateway/sessions.py);
+        # anything but a read must echo the session's CSRF token.
+        session = store_for(gw.engine, gw.settings).resolve(token)
+        if request.method not in SAFE_METHODS:
+            session.check_csrf(request.headers.get("x-csrf-token"))
+        request.state.principal = session.principal
+        return session.principal
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")

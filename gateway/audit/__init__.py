@@ -13,12 +13,14 @@ from .notes import (
     CheckpointSigner,
     PublicKeyLike,
     VerifierKey,
+    checkpoint_note_from,
     generate_signing_key,
     load_signer,
     parse_checkpoint,
     verifier_key,
 )
 from .reader import AuditEntry, ConsistencyProof, Head, InclusionProof
+from .receipts import CheckedReceipt, check_checkpoint, check_consistency, check_receipt
 from .schema import audit_metadata, audit_tables
 from .verify import VerifyReport, verify_database, verify_export
 
@@ -33,6 +35,7 @@ __all__ = [
     "AuditLog",
     "AuditNotFound",
     "CanonicalizationError",
+    "CheckedReceipt",
     "Checkpoint",
     "CheckpointSigner",
     "Columns",
@@ -48,6 +51,10 @@ __all__ = [
     "audit_metadata",
     "audit_tables",
     "canonical_json",
+    "check_checkpoint",
+    "check_consistency",
+    "check_receipt",
+    "checkpoint_note_from",
     "export_log",
     "generate_signing_key",
     "leaf_hash",

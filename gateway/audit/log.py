@@ -346,36 +346,76 @@ class AuditLog:
             raise AuditAppendError("stored tree does not match the head root: the log is damaged")
         return frontier
 
+    def _write(self, conn: Connection, items: Sequence[Prepared], *, sign: bool) -> tuple[int, Frontier,
+                                                                                          Checkpoint | None]:
+        """Sequence `items` after the head inside the caller's transaction on `conn`: take the log
+        lock, insert entries, subjects and completed nodes, update the head (signing a checkpoint
+        when `sign` and the mark is crossed). Returns (first index, new frontier, checkpoint)."""
+        head = self._lock_head(conn)
+        frontier = self._load_frontier(conn, head).copy()
+        entries: list[tuple[Any, ...]] = []
+        subjects: list[tuple[int, str]] = []
+        nodes: list[tuple[int, bytes]] = []
+        for item in items:
+            idx = frontier.size
+            c = item.columns
+            entries.append((idx, item.leaf_hash, item.data.decode("utf-8"), c.kind, c.tenant,
+                            c.use, c.decision, c.time_us, c.decision_id))
+            subjects.extend((idx, s) for s in c.subjects)
+            nodes.extend((node_id(lvl, i), h) for lvl, i, h in frontier.push(item.leaf_hash))
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cur.executemany(self._sql["entry"], entries)
+        if subjects:
+            cur.executemany(self._sql["subject"], subjects)
+        if nodes:
+            cur.executemany(self._sql["node"], nodes)
+        root = frontier.root()
+        checkpoint = None
+        cp_size = head.checkpoint_size
+        if sign and frontier.size - max(cp_size, 0) >= self.checkpoint_every:
+            checkpoint = self._sign(conn, frontier.size, root)
+            cp_size = frontier.size
+        cur.execute(self._sql["head"], (frontier.size, root, cp_size))
+        cur.close()
+        return head.tree_size, frontier, checkpoint
+
+    def append_in(self, conn: Connection, records: Sequence[Mapping[str, Any]]) -> list[AppendResult]:
+        """Append records inside the caller's open transaction on `conn` (a connection of this log's
+        database), so they commit — or roll back — together with the caller's own writes: the
+        consent ledger appends each registry mutation this way, and a failed append undoes the
+        mutation. Durable only once the caller commits. The log lock is held from here until that
+        commit; no checkpoint is signed here (the timer or the next batch covers the entries).
+        Raises AuditAppendError; the caller must then roll back."""
+        try:
+            items = [prepare(r) for r in records]
+        except CanonicalizationError as exc:
+            raise AuditAppendError(f"record rejected: {exc}") from exc
+        if self.faults.take("fail_appends"):
+            raise AuditAppendError("injected append failure")
+        if not items:
+            return []
+        if self._closed:
+            raise AuditAppendError("audit log is closed")
+        if self._timer is None and self._indexer is None:
+            self.start()
+        # Not under self._write_lock: the caller may already hold the database lock (SQLite's
+        # write lock, a registry row lock), and a group-commit leader holding _write_lock while
+        # it waits for that lock would deadlock. The database lock alone sequences; the cached
+        # frontier is only read (it is replaced, never changed in place, and checked against the
+        # head's size and root) and is not updated here, since the caller may still roll back.
+        try:
+            first, _frontier, _ = self._write(conn, items, sign=False)
+        except AuditAppendError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the caller must see one error type and roll back
+            raise AuditAppendError(f"append failed: {exc}") from exc
+        return [AppendResult(first + i, item.leaf_hash.hex(), None) for i, item in enumerate(items)]
+
     def _commit(self, batch: list[_Pending]) -> None:
         try:
             with self._write_lock, self.engine.begin() as conn:
-                head = self._lock_head(conn)
-                frontier = self._load_frontier(conn, head).copy()
-                entries: list[tuple[Any, ...]] = []
-                subjects: list[tuple[int, str]] = []
-                nodes: list[tuple[int, bytes]] = []
-                for pending in batch:
-                    for item in pending.items:
-                        idx = frontier.size
-                        c = item.columns
-                        entries.append((idx, item.leaf_hash, item.data.decode("utf-8"), c.kind, c.tenant,
-                                        c.use, c.decision, c.time_us, c.decision_id))
-                        subjects.extend((idx, s) for s in c.subjects)
-                        nodes.extend((node_id(lvl, i), h) for lvl, i, h in frontier.push(item.leaf_hash))
-                cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                cur.executemany(self._sql["entry"], entries)
-                if subjects:
-                    cur.executemany(self._sql["subject"], subjects)
-                if nodes:
-                    cur.executemany(self._sql["node"], nodes)
-                root = frontier.root()
-                checkpoint = None
-                cp_size = head.checkpoint_size
-                if frontier.size - max(cp_size, 0) >= self.checkpoint_every:
-                    checkpoint = self._sign(conn, frontier.size, root)
-                    cp_size = frontier.size
-                cur.execute(self._sql["head"], (frontier.size, root, cp_size))
-                cur.close()
+                first, frontier, checkpoint = self._write(
+                    conn, [item for pending in batch for item in pending.items], sign=True)
                 if self.faults.take("fail_commits"):
                     raise RuntimeError("injected commit failure")
         except Exception as exc:  # noqa: BLE001 - every failure must reach the waiting callers
@@ -389,7 +429,6 @@ class AuditLog:
             return
         self._frontier = frontier
         cp_dict = None if checkpoint is None else checkpoint.as_dict()
-        first = head.tree_size
         for pending in batch:
             for item in pending.items:
                 pending.results.append(AppendResult(first, item.leaf_hash.hex(), cp_dict))
@@ -481,3 +520,11 @@ class AuditLog:
 
     def consistency_proof(self, first: int, second: int) -> ConsistencyProof:
         return self.reader.consistency_proof(first, second)
+
+    def receipts(self, indexes: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Receipts of the covered entries among `indexes`; see `LogReader.receipts`."""
+        return self.reader.receipts(indexes)
+
+    def receipt(self, index: int, *, tenant: str | None = None) -> dict[str, Any]:
+        """Entry `index`'s receipt against the latest checkpoint; see `LogReader.receipt`."""
+        return self.reader.receipt(index, tenant=tenant)

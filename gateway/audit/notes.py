@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import os
 import re
 from collections.abc import Callable
@@ -270,3 +271,22 @@ def _from_pem(pem: bytes, name: str | None) -> VerifierKey:
     if not isinstance(loaded, Ed25519PublicKey):
         raise AuditConfigError("PEM key is not Ed25519")
     return verifier_key(loaded, name)
+
+
+def checkpoint_note_from(text: str) -> str:
+    """The signed note in a saved checkpoint: the note text itself, or JSON carrying it as `note`
+    (the shape of `GET /v1/audit/checkpoint`) or as `checkpoint.note` (a receipt). Not verified
+    here: pass the result to `parse_checkpoint`. Raises ProofError when no note is found."""
+    stripped = text.lstrip()
+    if not stripped.startswith("{"):
+        return text
+    try:
+        data = json.loads(stripped)
+    except ValueError as exc:
+        raise ProofError(f"checkpoint file is not JSON nor a signed note: {exc}") from exc
+    if isinstance(data, dict) and isinstance(data.get("checkpoint"), dict):
+        data = data["checkpoint"]
+    note = data.get("note") if isinstance(data, dict) else None
+    if not isinstance(note, str):
+        raise ProofError("checkpoint JSON carries no `note` string")
+    return note

@@ -225,6 +225,44 @@ class LogReader:
         second_root = hashes[1] if second else EMPTY_ROOT
         return ConsistencyProof(first, second, first_root, second_root, hashes[2:])
 
+    def receipt(self, index: int, *, tenant: str | None = None) -> dict[str, Any]:
+        """The receipt of entry `index` against the latest checkpoint (see receipts.py):
+        `{index, leaf_hash, inclusion_proof, checkpoint}`. Raises AuditNotFound for no such entry
+        (or one of another tenant, when `tenant` is given) and ProofError while no checkpoint
+        covers it yet."""
+        e = self.t.entries
+        with self.engine.connect() as conn:
+            row = conn.execute(select(e.c.leaf_hash, e.c.tenant).where(e.c.idx == index)).first()
+            if row is None or (tenant is not None and row[1] != tenant):
+                raise AuditNotFound(f"no audit entry {index}")
+            checkpoint = self.latest_checkpoint(conn)
+            if checkpoint is None or checkpoint.tree_size <= index:
+                raise ProofError(f"no signed checkpoint covers entry {index} yet (one is pending)")
+            proof = self.inclusion_proof(index, checkpoint.tree_size, conn)
+        return {"index": index, "leaf_hash": bytes(row[0]).hex(), "inclusion_proof": proof.as_dict(),
+                "checkpoint": checkpoint.as_dict()}
+
+    def receipts(self, indexes: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Receipts (as `receipt`) of the given entries that the latest checkpoint covers, all
+        against that one checkpoint, read on one connection; uncovered or unknown indexes are left
+        out."""
+        wanted = sorted(set(indexes))
+        out: dict[int, dict[str, Any]] = {}
+        if not wanted:
+            return out
+        with self.engine.connect() as conn:
+            checkpoint = self.latest_checkpoint(conn)
+            if checkpoint is None:
+                return out
+            size = checkpoint.tree_size
+            for index in wanted:
+                if index >= size:
+                    break
+                proof = self.inclusion_proof(index, size, conn)
+                out[index] = {"index": index, "leaf_hash": proof.leaf_hash.hex(), "inclusion_proof": proof.as_dict(),
+                              "checkpoint": checkpoint.as_dict()}
+        return out
+
     # -- entries -------------------------------------------------------------------------------
     def entry(self, index: int, *, tenant: str | None = None, with_proof: bool = True) -> AuditEntry:
         e = self.t.entries

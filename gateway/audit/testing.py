@@ -15,10 +15,13 @@ def assert_log_consistent(
     public_key: PublicKeyLike | None = None,
     *,
     table_prefix: str = "audit_",
+    require_covered: bool = False,
 ) -> VerifyReport:
     """Fail the test (AssertionError with the verifier's message) unless the log verifies.
 
-    With an AuditLog the key defaults to its signer's and the prefix to its tables'.
+    With an AuditLog the key defaults to its signer's and the prefix to its tables'. Mid-test the
+    newest entries may still wait for a checkpoint, so by default they are tolerated
+    (`require_covered=True` makes it as strict as `consentgate audit verify`).
     """
     if isinstance(log_or_engine, AuditLog):
         engine, prefix = log_or_engine.engine, log_or_engine.tables.prefix
@@ -27,6 +30,7 @@ def assert_log_consistent(
         if public_key is None:
             raise TypeError("assert_log_consistent(engine, ...) needs the public key")
         engine, prefix, key = log_or_engine, table_prefix, public_key
-    report = verify_database(engine, key, table_prefix=prefix, check_canonical=True)
+    report = verify_database(engine, key, table_prefix=prefix, check_canonical=True,
+                             require_covered=require_covered)
     assert report.ok, f"audit log does not verify: {report.message}"
     return report

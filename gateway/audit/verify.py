@@ -45,6 +45,7 @@ class VerifyReport:
     message: str
     bad_indexes: list[int] = field(default_factory=list)
     uncovered: int = 0
+    saved_checked: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +56,7 @@ class VerifyReport:
             "message": self.message,
             "bad_indexes": self.bad_indexes,
             "uncovered": self.uncovered,
+            "saved_checked": self.saved_checked,
         }
 
 
@@ -181,8 +183,37 @@ class _Checker:
             if level < len(levels) and index < len(levels[level]) and levels[level][index] != stored:
                 self.node_mismatches.append((level, index))
 
-    def finish(self, checkpoints: Iterable[StoredCheckpoint], head: tuple[int, bytes] | None = None
-               ) -> VerifyReport:
+    def check_saved(self, saved: Iterable[str]) -> int:
+        """Check that the log extends each checkpoint an auditor saved earlier (signed notes): a
+        valid signature by the trusted key, the log's origin, and a consistency proof from its size
+        to the log rebuilt here. A saved checkpoint the log no longer extends means the log was
+        rewritten or forked after it was seen."""
+        tree, n, count = self.tree(), self.tree().size, 0
+        for note in saved:
+            count += 1
+            try:
+                parsed = parse_checkpoint(note, self.key)
+            except ProofError as exc:
+                self.general.append(f"saved checkpoint: {exc}")
+                continue
+            label = f"saved checkpoint {parsed.tree_size}"
+            if self.origin is not None and parsed.origin != self.origin:
+                self.general.append(f"{label} is for origin {parsed.origin!r}, not {self.origin!r}")
+            elif parsed.tree_size > n:
+                self.general.append(f"{label} covers more entries than the log holds ({n}): "
+                                    "the log was truncated or forked after it was seen")
+            else:
+                try:
+                    proof = tree.consistency_proof(parsed.tree_size, n)
+                    verify_consistency(parsed.tree_size, n, parsed.root_hash, tree.root(), proof)
+                except ProofError:
+                    self.general.append(f"{label}: the log is not an extension of it (consistency proof "
+                                        "fails): entries it covered were rewritten, or the log forked")
+        return count
+
+    def finish(self, checkpoints: Iterable[StoredCheckpoint], head: tuple[int, bytes] | None = None, *,
+               require_covered: bool = True, saved: Iterable[str] = ()) -> VerifyReport:
+        saved_checked = self.check_saved(saved)
         tree = self.tree()
         n = tree.size
         if head is not None and not self.stopped:
@@ -222,6 +253,13 @@ class _Checker:
             except ProofError as exc:
                 self.general.append(f"checkpoints {last_size} -> {parsed.tree_size}: {exc}")
             last_size, last_root = parsed.tree_size, parsed.root_hash
+        if require_covered and n > last_size:
+            # Without a signature over the whole log, nothing stops whoever holds the database from
+            # deleting checkpoint rows and rewriting entries, nodes and head consistently.
+            self.general.append(
+                f"no signed checkpoint covers the whole log: {n - last_size} of {n} entries after the last "
+                f"valid checkpoint (size {last_size}) are vouched for by no signature"
+                + ("" if count else " (the log has no checkpoint at all)"))
         bad = sorted(self.problems)
         if bad:
             first = bad[0]
@@ -244,6 +282,7 @@ class _Checker:
             message=message,
             bad_indexes=bad[:MAX_REPORTED],
             uncovered=n - last_size,
+            saved_checked=saved_checked,
         )
 
 
@@ -286,12 +325,15 @@ def _export_entries(path: Path, checker: _Checker) -> Iterator[StoredEntry]:
 
 
 def verify_export(export_dir: str | Path, public_key: PublicKeyLike | None = None, *,
-                  check_canonical: bool = False, workers: int | None = 1) -> VerifyReport:
+                  check_canonical: bool = False, workers: int | None = 1, require_covered: bool = True,
+                  saved: Iterable[str] = ()) -> VerifyReport:
     """Verify an export directory written by `export_log`.
 
     Without `public_key` the export's own `verifier.vkey` is used, which only shows the export is
     self-consistent; pass the key you trust to show it is the log that key signed.
     `workers=None` uses several processes for large exports (see `verify_database`).
+    `require_covered` (default) fails unless a valid checkpoint covers every entry; `saved` are
+    signed checkpoint notes kept from earlier, each of which the log must extend.
     """
     root = Path(export_dir)
     try:
@@ -318,7 +360,7 @@ def verify_export(export_dir: str | Path, public_key: PublicKeyLike | None = Non
                 )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         checker.general.append(f"checkpoints.jsonl is unreadable: {exc}")
-    report = checker.finish(checkpoints)
+    report = checker.finish(checkpoints, require_covered=require_covered, saved=saved)
     if public_key is None:
         report.message += " (key taken from the export itself)"
     return report
@@ -389,8 +431,10 @@ def _lookup_problems(engine: Engine, t: AuditTables, size: int) -> list[tuple[in
 
 
 def verify_database(engine: Engine, public_key: PublicKeyLike, *, table_prefix: str = "audit_",
-                    check_canonical: bool = False, workers: int | None = 1) -> VerifyReport:
+                    check_canonical: bool = False, workers: int | None = 1, require_covered: bool = True,
+                    saved: Iterable[str] = ()) -> VerifyReport:
     """Verify the log stored in `engine` (entries up to the head read at the start).
+    `require_covered` and `saved` as in `verify_export`.
 
     `workers=None` spreads the per-entry checks over processes for large logs (spawned: the
     calling program's main module must be import-safe, as console scripts are).
@@ -475,4 +519,4 @@ def verify_database(engine: Engine, public_key: PublicKeyLike, *, table_prefix: 
                 .where(t.checkpoints.c.tree_size <= size)
             )
         ]
-    return checker.finish(checkpoints, head=(size, head_root))
+    return checker.finish(checkpoints, head=(size, head_root), require_covered=require_covered, saved=saved)

@@ -29,14 +29,35 @@ def apikey_create(
     tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")],
     role: Annotated[str, typer.Option(help="generator | registrar | auditor | admin")],
     name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+    uses: Annotated[str | None, typer.Option(
+        help="Comma-separated uses the key may request (e.g. txt2img,img2img); another use is 403 "
+             "use_not_allowed. Left out: every use.")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create a key and print it alone on stdout (it is shown only once)."""
     try:
-        _, key = _store(load_settings(data_dir)).create(tenant, role, name)
+        _, key = _store(load_settings(data_dir)).create(tenant, role, name, _split_uses(uses))
     except GatewayError as exc:
         raise fail(exc.message) from None
     typer.echo(key)
+
+
+def _split_uses(uses: str | None) -> list[str] | None:
+    return None if uses is None else [u.strip() for u in uses.split(",")]
+
+
+@apikey_app.command("restrict")
+def apikey_restrict(
+    key_id: str,
+    uses: Annotated[str, typer.Option(help="Comma-separated uses the key may request; `all` lifts the limit.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Bind an existing key to the uses it may request (keys made without --uses may request every use)."""
+    try:
+        info = _store(load_settings(data_dir)).restrict(key_id, None if uses.strip() == "all" else _split_uses(uses))
+    except GatewayError as exc:
+        raise fail(exc.message) from None
+    typer.echo(f"{info.id}\tuses: {','.join(info.uses) if info.uses is not None else 'all'}")
 
 
 @apikey_app.command("list")
@@ -44,7 +65,8 @@ def apikey_list(data_dir: DataDir = None, tenant: Annotated[str | None, typer.Op
     """List keys (ids, tenants, roles; never the secrets)."""
     for k in _store(load_settings(data_dir)).list(tenant):
         state = f"revoked {k.revoked_at}" if k.revoked_at else "active"
-        typer.echo(f"{k.id}\t{k.tenant}\t{k.role}\t{k.created_at}\t{state}\t{k.name}")
+        uses = ",".join(k.uses) if k.uses is not None else "all"
+        typer.echo(f"{k.id}\t{k.tenant}\t{k.role}\t{k.created_at}\t{state}\tuses:{uses}\t{k.name}")
 
 
 @apikey_app.command("revoke")

@@ -41,25 +41,60 @@ def export(
     typer.echo(json.dumps(summary.as_dict() if hasattr(summary, "as_dict") else summary.__dict__, default=str))
 
 
+@audit_app.command("entries")
+def entries(
+    kind: Annotated[str | None, typer.Option("--kind", help="decision, subject, enrolment, grant, revocation, "
+                                             "expiry, hash, erasure, retention, snapshot")] = None,
+    subject: Annotated[str | None, typer.Option("--subject", help="Entries that involve this subject id.")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="RFC 3339 time.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="RFC 3339 time.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="The next_cursor of the previous page.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """List entries of the local log (JSON: {entries, next_cursor}), filtered like GET /v1/audit/entries."""
+    log = open_local_log(load_settings(data_dir))
+    try:
+        page, next_cursor = log.query(kind=kind, subject=subject, tenant=tenant, since=since, until=until,
+                                      limit=limit, cursor=cursor)
+    except ValueError as exc:
+        raise fail(f"bad filter: {exc}") from None
+    finally:
+        log.close()
+    typer.echo(json.dumps({"entries": [e.as_dict() for e in page], "next_cursor": next_cursor}, indent=2))
+
+
 @audit_app.command("verify")
 def verify(
     data_dir: DataDir = None,
     export_dir: Annotated[Path | None, typer.Option("--export", help="An export directory to verify.")] = None,
     key: Annotated[str | None, typer.Option(
         "--key", help="The public key you trust: a vkey string, or a file (vkey, PEM, raw 32 bytes).")] = None,
+    checkpoint: Annotated[list[Path] | None, typer.Option(
+        "--checkpoint", help="A signed checkpoint you saved earlier (note text or its JSON); the log must "
+        "extend it (consistency proof). Repeatable.")] = None,
 ) -> None:
     """Recompute the tree, check every checkpoint signature and their consistency, check the query
-    columns against the records; exit 1 naming the first bad index on failure, 2 when the key given
-    with --key cannot be read (nothing was verified)."""
-    from gateway.audit import load_signer, verify_database, verify_export
+    columns against the records; exit 1 naming why on failure — the first bad index, no signed
+    checkpoint covering the whole log, or a saved checkpoint the log does not extend — and 2 when
+    the key given with --key cannot be read (nothing was verified)."""
+    from gateway.audit import checkpoint_note_from, load_signer, verify_database, verify_export
+    from gateway.audit.errors import ProofError
 
+    saved: list[str] = []
+    for path in checkpoint or []:
+        try:
+            saved.append(checkpoint_note_from(path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, ProofError) as exc:
+            raise fail(f"{path}: cannot read the saved checkpoint: {exc}") from None
     if export_dir is not None:
         if key is None:
-            report = verify_export(export_dir)
+            report = verify_export(export_dir, saved=saved)
             typer.secho("note: no --key given; the export's own key was used (self-consistency only)",
                         fg=typer.colors.YELLOW, err=True)
         else:
-            report = verify_export(export_dir, trusted_key(key, _export_origin(export_dir)))
+            report = verify_export(export_dir, trusted_key(key, _export_origin(export_dir)), saved=saved)
     else:
         from gateway.bootstrap import audit_key_path
         from gateway.db import make_engine
@@ -76,7 +111,7 @@ def verify(
                            "(pass --data-dir, CONSENTGATE_DATABASE_URL, or --export)")
         engine = make_engine(settings.resolved_database_url)
         try:
-            report = verify_database(engine, trusted)
+            report = verify_database(engine, trusted, saved=saved)
         finally:
             engine.dispose()
     typer.echo(json.dumps(report.as_dict(), indent=2))
@@ -118,3 +153,114 @@ def trusted_key(value: str, origin: str | None) -> Any:
         shown = value if len(value) <= 80 else value[:77] + "..."
         raise fail(f"--key: {shown!r} is neither a file nor a key string we can read "
                    f"(a vkey <name>+<hash>+<base64>): {exc}", code=2) from None
+
+
+prove_app = typer.Typer(help="Check a signed checkpoint, an inclusion proof (receipt) or a consistency proof "
+                        "offline, with only the log's public key.", no_args_is_help=True)
+audit_app.add_typer(prove_app, name="prove")
+
+KeyOption = Annotated[str, typer.Option(
+    "--key", help="The log's public key you trust: a vkey string, or a file (vkey, PEM, raw 32 bytes).")]
+OriginOption = Annotated[str | None, typer.Option("--origin", help="The log origin to expect (also the key "
+                                                  "name when the key file is a bare key).")]
+
+
+def _json_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise fail(f"{path}: not a readable JSON file: {exc}") from None
+
+
+def _proved(what: str, run: Any) -> None:
+    from gateway.audit.errors import AuditError
+
+    try:
+        result = run()
+    except AuditError as exc:  # ProofError and AuditConfigError (a bad key)
+        typer.echo(json.dumps({"ok": False, "error": str(exc)}))
+        typer.secho(f"FAILED: {what}: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps({"ok": True, **result}))
+
+
+@prove_app.command("checkpoint")
+def prove_checkpoint(
+    file: Annotated[Path, typer.Argument(help="A signed checkpoint: note text, or JSON with `note`.")],
+    key: KeyOption, origin: OriginOption = None,
+) -> None:
+    """Check a checkpoint's signature; print its origin, size and root."""
+    from gateway.audit import check_checkpoint
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"{file}: {exc}") from None
+    data: Any = text
+    if text.lstrip().startswith("{"):
+        data = _json_file(file)
+        data = data.get("checkpoint", data) if isinstance(data, dict) else data
+        if not isinstance(data, dict):
+            raise fail(f"{file}: a checkpoint JSON is an object with `note`")
+
+    trusted = trusted_key(key, origin)
+
+    def run() -> dict[str, Any]:
+        cp = check_checkpoint(data, trusted, origin=origin)
+        return {"origin": cp.origin, "tree_size": cp.tree_size, "root_hash": cp.root_hash.hex()}
+
+    _proved("checkpoint", run)
+
+
+@prove_app.command("inclusion")
+def prove_inclusion(
+    file: Annotated[Path, typer.Argument(help="A receipt (GET /v1/audit/receipts/{id}) or a `/uses` item.")],
+    key: KeyOption, origin: OriginOption = None,
+    record: Annotated[Path | None, typer.Option("--record", help="The record (JSON) the leaf must be.")] = None,
+) -> None:
+    """Check a receipt: the checkpoint's signature and the inclusion proof up to its root."""
+    from gateway.audit import check_receipt
+
+    data = _json_file(file)
+    if isinstance(data, dict) and isinstance(data.get("receipt"), dict):
+        data = data["receipt"]
+    if not isinstance(data, dict):
+        raise fail(f"{file}: a receipt is a JSON object")
+    rec = _json_file(record) if record is not None else None
+    if rec is not None and not isinstance(rec, dict):
+        raise fail(f"{record}: a record is a JSON object")
+    trusted = trusted_key(key, origin)
+    _proved("inclusion", lambda: check_receipt(data, trusted, origin=origin, record=rec).as_dict())
+
+
+@prove_app.command("consistency")
+def prove_consistency(
+    file: Annotated[Path, typer.Argument(help="A consistency proof (GET /v1/audit/proofs/consistency).")],
+    key: KeyOption, origin: OriginOption = None,
+    first: Annotated[Path | None, typer.Option("--first", help="The signed checkpoint of the first size.")] = None,
+    second: Annotated[Path | None, typer.Option("--second", help="The signed checkpoint of the second size.")] = None,
+) -> None:
+    """Check that the tree of the proof's second size extends the first; with --first/--second,
+    that those signed checkpoints are the proof's two trees."""
+    from gateway.audit import check_consistency
+
+    data = _json_file(file)
+    if not isinstance(data, dict):
+        raise fail(f"{file}: a consistency proof is a JSON object")
+
+    def note(path: Path | None) -> str | None:
+        if path is None:
+            return None
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise fail(f"{path}: {exc}") from None
+
+    first_cp, second_cp = note(first), note(second)
+    trusted = trusted_key(key, origin)
+
+    def run() -> dict[str, Any]:
+        a, b = check_consistency(data, trusted, origin=origin, first_checkpoint=first_cp, second_checkpoint=second_cp)
+        return {"first": a, "second": b, "signed": first_cp is not None or second_cp is not None}
+
+    _proved("consistency", run)

@@ -14,6 +14,7 @@ import unicodedata
 from typing import Any
 
 from gateway.decision.facts import FaceFact, Facts, GrantFact, NsfwFact
+from gateway.decision.patterns import rule_regex
 from gateway.decision.verdict import FaceConsent, Reason, Verdict, strictest
 from gateway.policy.schema import ConsentSettings, LabelThreshold, Policy, StageRules
 
@@ -309,6 +310,8 @@ def _names(facts: Facts, stage: StageRules, prefix: str, reasons: list[Reason]) 
 
 def normalise_text(text: str) -> str:
     """Lower-case and strip accents so 'Zoë' and 'ZOE' compare equal."""
+    if text.isascii():  # the common case, and a long prompt's: nothing to decompose (#15.1)
+        return text.casefold()
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
 
@@ -325,7 +328,7 @@ def _prompt(policy: Policy, facts: Facts, reasons: list[Reason], shadow: list[di
                 break
         if hit is None:
             for pattern in rule.regexes:
-                if re.search(pattern, text, flags=re.IGNORECASE):
+                if rule_regex(pattern).search(text):
                     hit = f"regex {pattern!r}"
                     break
         if hit is None:

@@ -25,6 +25,7 @@ from gateway.decision import (
     ModelFailure,
     NameFact,
     NsfwFact,
+    Reason,
     SubjectFact,
     Verdict,
     decide,
@@ -33,6 +34,7 @@ from gateway.media import DecodedImage
 from gateway.metrics import Metrics
 from gateway.pipeline.errors import ModelCallFailed
 from gateway.pipeline.ports import Clock, ConsentLookup
+from gateway.pipeline.threads import in_thread
 from gateway.policy.runtime import PolicyRuntime
 from gateway.requestlog import observe
 
@@ -69,11 +71,13 @@ class CheckStage:
         *,
         clock: Clock,
         model_timeout_s: float = 10.0,
+        check_deadline_s: float = 30.0,
     ):
         self.consent = consent
         self.metrics = metrics
         self.clock = clock
         self.model_timeout_s = model_timeout_s
+        self.check_deadline_s = check_deadline_s
 
     async def _call(
         self, check: str, model: str, fn: Callable[[], T], timeout: float | None = None
@@ -93,7 +97,23 @@ class CheckStage:
         return result
 
     async def run(self, rt: PolicyRuntime, req: CheckInput) -> CheckResult:
+        """The check under its deadline (`check_deadline_s`, over every model, registry call and
+        `decide()` together): over it, the verdict is deny with reason `<use>.<stage>.check.deadline`,
+        like a model timeout — a slow check never holds a request (or the event loop) open."""
         start = time.perf_counter()
+        try:
+            return await asyncio.wait_for(self._run(rt, req, start), timeout=self.check_deadline_s)
+        except TimeoutError:
+            self.metrics.model_failures.labels("check").inc()
+            detail = f"the check took longer than its deadline of {self.check_deadline_s:g}s"
+            facts = Facts(stage=req.stage, use=req.use, tenant=req.tenant, end_user=req.end_user, now=self.clock(),
+                          media_count=len(req.images), prompt=req.prompt,
+                          failures=(ModelFailure("check", "deadline", detail),))
+            verdict = Verdict(decision="deny", obligations={},
+                              reasons=(Reason(f"{req.use}.{req.stage}.check.deadline", "deny", detail),))
+            return CheckResult(facts, verdict, time.perf_counter() - start)
+
+    async def _run(self, rt: PolicyRuntime, req: CheckInput, start: float) -> CheckResult:
         policy = rt.policy
         failures: list[ModelFailure] = []
         up = policy.uses.get(req.use)
@@ -188,7 +208,7 @@ class CheckStage:
             names=tuple(names), concepts=dict(concepts), hash_hits=hash_hits, subjects=subjects, grants=grants,
             failures=tuple(failures),
         )
-        verdict = decide(policy, facts)
+        verdict = await in_thread(decide, policy, facts)  # prompt regexes run here: never on the event loop
         elapsed = time.perf_counter() - start
         observe(self.metrics.stage_seconds, "check", elapsed)
         return CheckResult(facts, verdict, elapsed, embeddings)

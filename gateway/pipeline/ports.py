@@ -131,7 +131,11 @@ class PipelineConfig:
     max_media_parts: int = 16
     working_max_side: int = 1024
     model_timeout_s: float = 10.0
+    check_deadline_s: float = 30.0
     scratch_dir: Path = Path("./data/tmp")
+    # Fixes every video's sampling seed (hex): only to replay a recorded decision or in tests;
+    # None (the default) draws a fresh, unpredictable seed per video.
+    video_sampling_seed: str | None = None
 
 
 class EmptyConsent:

@@ -199,7 +199,8 @@ class OutputRef:
     sha256: str
     type: str
     manifest_digest: str | None = None
-    watermark_id: str | None = None
+    watermark_id: str | None = None  # "method:id"
+    watermark_version: str | None = None  # the mark's version (gateway.provenance.marks)
 
     def to_dict(self) -> JsonObject:
         out: JsonObject = {"media_index": self.media_index, "sha256": self.sha256, "type": self.type}
@@ -207,17 +208,28 @@ class OutputRef:
             out["manifest_digest"] = self.manifest_digest
         if self.watermark_id is not None:
             out["watermark_id"] = self.watermark_id
+        if self.watermark_version is not None:
+            out["watermark_version"] = self.watermark_version
         return out
 
 
 @dataclass
 class VideoSampling:
+    """How the frames the models saw were picked: `fps` on a grid offset by `phase_s` (derived
+    from `seed`, drawn per job, so a replay samples the same frames), plus `scene_cuts` frames
+    that start a scene and `changes` frames that moved `change_threshold` from the last analysed one."""
+
     fps: float
     frames: int
     scene_cuts: int
+    changes: int = 0
+    seed: str | None = None
+    phase_s: float = 0.0
+    change_threshold: float | None = None
 
     def to_dict(self) -> JsonObject:
-        return {"fps": self.fps, "frames": self.frames, "scene_cuts": self.scene_cuts}
+        return {"fps": self.fps, "frames": self.frames, "scene_cuts": self.scene_cuts, "changes": self.changes,
+                "seed": self.seed, "phase_s": self.phase_s, "change_threshold": self.change_threshold}
 
 
 @dataclass

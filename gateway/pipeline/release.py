@@ -59,7 +59,8 @@ async def release_images(
                 for name, seconds in released.timings.items():
                     observe(stage_seconds, name, seconds)
             record.outputs.append(OutputRef(released.media_index, released.sha256, released.mime,
-                                            released.manifest_digest, released.watermark_id))
+                                            released.manifest_digest, released.watermark_id,
+                                            released.watermark_version))
             files.append(ReleasedFile(released.data, released.mime))
     except ProvenanceError as exc:
         record.deny(stage_failed(release_stage(exc), exc))

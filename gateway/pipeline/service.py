@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.apikeys import Principal
+from gateway.apikeys import Principal, require_use
 from gateway.errors import Invalid
 from gateway.media import DecodedImage
 from gateway.pipeline.check import CheckInput, CheckResult, CheckStage
@@ -53,7 +53,8 @@ class Pipeline:
         self.ports = ports
         self.config = config
         self.checker = CheckStage(ports.consent, ports.metrics, clock=ports.clock,
-                                  model_timeout_s=config.model_timeout_s)
+                                  model_timeout_s=config.model_timeout_s,
+                                  check_deadline_s=config.check_deadline_s)
         self.video = VideoFlow(ports, config, self.checker)
 
     # Tests and replays swap the clock and the model timeout on a live pipeline.
@@ -83,6 +84,7 @@ class Pipeline:
 
     async def decide(self, principal: Principal, request: CheckRequest, images: list[DecodedImage], *,
                      request_id: str | None = None) -> Decision:
+        require_use(principal, request.use)  # the key's uses bind the use (403 use_not_allowed)
         runtime, digest = self.runtime_for(principal.tenant)
         result = await self.checker.run(
             runtime,
@@ -105,6 +107,7 @@ class Pipeline:
     # -- the entry points --------------------------------------------------------------------
     async def check(self, principal: Principal, request: CheckRequest, parts: list[bytes]) -> DecisionRecord:
         """Decide on images (or one small video) and record it; nothing is marked or released."""
+        require_use(principal, request.use)
         if any(is_video(part) for part in parts):  # small videos are checked here; larger ones: jobs
             if len(parts) != 1:
                 raise Invalid(f"a video is checked on its own: send exactly one `media` part (got {len(parts)})")
@@ -118,6 +121,7 @@ class Pipeline:
                       allow_video: bool = True) -> Release:
         """The output check of a render, then on allow its obligations, then the record: the files
         come back only when the appended record allows."""
+        require_use(principal, request.use)
         if allow_video and len(parts) == 1 and is_video(parts[0]):  # small videos: as MP4; larger: jobs
             record, video = await self.video.run_upload(principal, request, parts[0], "release")
             return Release(record, [ReleasedFile(video, "video/mp4")] if video is not None else [])

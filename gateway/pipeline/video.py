@@ -59,14 +59,22 @@ from gateway.video.analysis import FrameAnalyzer, VideoFacts
 from gateway.video.engine import MarkSpec, PassCancelled, PassResult, SamplerSpec, run_pass
 from gateway.video.errors import VideoError
 from gateway.video.intake import VideoInfo, VideoLimits, probe_video
-from gateway.video.sampling import SampledFrame
+from gateway.video.sampling import SampledFrame, new_seed, phase_from_seed
 from gateway.video.watermark import VideoWatermarker, refresh_for, strength_for
 
 __all__ = ["WATERMARK_METHOD", "VideoFlow", "VideoHooks", "VideoOutcome", "VideoRun", "is_video",
-           "limits_of", "probe"]
+           "limits_of", "probe", "sampling_fps"]
 
 WATERMARK_METHOD = "video-luma"
 MP4 = "video/mp4"
+
+
+def sampling_fps(settings: VideoSettings, stage: str) -> float:
+    """The rate the models see frames at: the policy's `sample_fps`, but on the output stage
+    (every release) never below `release_min_sample_fps`."""
+    if stage == "output":
+        return max(settings.sample_fps, settings.release_min_sample_fps)
+    return settings.sample_fps
 
 
 def limits_of(settings: VideoSettings) -> VideoLimits:
@@ -176,7 +184,7 @@ class VideoFlow:
                                                       mark=speculative, weight=0.9 if releasing else 0.97)
             hooks.progress("decide", 0.9 if releasing else 0.97)
             facts = await asyncio.to_thread(self._facts, rt, run, stage, vf, acc, prompt, failures)
-            verdict = decide(rt.policy, facts)
+            verdict = await asyncio.to_thread(decide, rt.policy, facts)  # prompt rules: off the event loop
             record = video_record(decision_id=run.decision_id, request_id=run.request_id, rt=rt, digest=digest,
                                   facts=facts, verdict=verdict, vf=vf, info=info, sha256=sha256)
             note_decision(decision_id=run.decision_id, tenant=run.principal.tenant, verdict=verdict.decision,
@@ -216,16 +224,21 @@ class VideoFlow:
         # With the ray backend, a batch's face calls go out together and spread over the face
         # replicas (the NSFW models already get whole batches); tracking still sees frames in order.
         prefetch = rt.face.prefetching() if isinstance(rt.face, RemoteFace) else None
+        fps = sampling_fps(vs, stage)
+        seed = self.config.video_sampling_seed or new_seed()  # a grid the uploader cannot predict; recorded
         analyzer = FrameAnalyzer(wanted_models(rt, run.request.use, stage), prefetch or rt.face, hasher=rt.hasher,
-                                 fps=vs.sample_fps, source_width=info.width, after_batch=after_batch)
+                                 fps=fps, source_width=info.width, after_batch=after_batch)
+        analyzer.facts.seed, analyzer.facts.phase = seed, phase_from_seed(seed, 1.0 / fps)
+        analyzer.facts.change_threshold = vs.change_threshold
 
         def on_batch(batch: Sequence[SampledFrame]) -> None:
             if prefetch is not None and analyzer.face_analyzer is not None:
                 prefetch.prime([s.rgb for s in batch])
             analyzer(batch)
 
-        spec = SamplerSpec(on_batch=on_batch, fps=vs.sample_fps, scene_cut_threshold=vs.scene_cut_threshold,
-                           max_side=self.config.working_max_side, eager=mark is not None)
+        spec = SamplerSpec(on_batch=on_batch, fps=fps, scene_cut_threshold=vs.scene_cut_threshold,
+                           max_side=self.config.working_max_side, eager=mark is not None,
+                           phase=analyzer.facts.phase, change_threshold=vs.change_threshold)
         label = "analyse+mark" if mark is not None else "analyse"
         passed = await asyncio.to_thread(
             run_pass, run.src, sampler=spec, mark=mark, should_stop=hooks.should_stop,

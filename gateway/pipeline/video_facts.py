@@ -168,8 +168,10 @@ def video_record(*, decision_id: str, request_id: str, rt: PolicyRuntime, digest
         video=[VideoSummary(
             media_index=0, fps=round(info.fps, 6), frame_count=info.frame_count,
             duration_s=round(info.duration_s, 6), video_codec=info.video_codec, audio_codec=info.audio_codec,
-            sampling=VideoSampling(rt.policy.video.sample_fps, len(vf.frames),
-                                   sum(1 for f in vf.frames if f.is_scene_cut)),
+            sampling=VideoSampling(round(1.0 / vf.frame_interval, 6), len(vf.frames),
+                                   sum(1 for f in vf.frames if f.is_scene_cut),
+                                   changes=sum(1 for f in vf.frames if f.reason == "change"), seed=vf.seed,
+                                   phase_s=round(vf.phase, 6), change_threshold=vf.change_threshold),
             nsfw=summary, faces=face_ranges(facts, verdict, vf),
         )],
     )

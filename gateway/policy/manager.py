@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gateway.policy.loader import PolicyBundle, PolicyError, bundle_digest, load_bundle
 from gateway.policy.runtime import ModelPool, PolicyRuntime
+from gateway.policy.tighten import loosenings
 
 log = logging.getLogger("consentgate.policy")
 
@@ -62,18 +63,57 @@ class PolicyManager:
         self._next_retry = 0.0
 
     def build(self) -> ActivePolicy:
-        bundle = load_bundle(self.directory, policy_name=self.policy_name, is_registered=self.pool.registry.has)
+        bundle = load_bundle(self.directory, policy_name=self.policy_name, is_registered=self.pool.registry)
         if self.signature_check is not None:
             self.signature_check(self.directory, bundle.digest)
-        runtime = self.pool.build(bundle.policy, source=f"{self.directory}/{self.policy_name}.yaml")
-        overlays = {
-            tenant: self.pool.build(policy, source=f"{self.directory}/tenants/{tenant}.yaml")
-            for tenant, policy in bundle.overlays.items()
-        }
+        # Load the base's and every overlay's models, collecting every problem before refusing: an
+        # overlay inherits the base's values, so a mistake of the base is reported once, at its line.
+        errors: list[str] = []
+        runtime: PolicyRuntime | None = None
+        try:
+            runtime = self.pool.build(bundle.policy, source=f"{self.directory}/{self.policy_name}.yaml",
+                                      locate=bundle.locator(None))
+        except PolicyError as exc:
+            errors.extend(exc.errors)
+        overlays: dict[str, PolicyRuntime] = {}
+        for tenant, policy in bundle.overlays.items():
+            try:
+                overlays[tenant] = self.pool.build(policy, source=f"{self.directory}/tenants/{tenant}.yaml",
+                                                   locate=bundle.locator(tenant))
+            except PolicyError as exc:
+                errors.extend(e for e in exc.errors if e not in errors)
+        if errors or runtime is None:
+            raise PolicyError(errors)
         active = ActivePolicy(bundle, runtime, overlays)
+        self._check_removed_overlays(bundle)
         for validate in self.validators:
             validate(active)  # raises PolicyError to refuse the bundle
         return active
+
+    def _check_removed_overlays(self, bundle: PolicyBundle) -> None:
+        """A tenant whose overlay disappeared (file deleted, or `applies_to` no longer names this
+        policy) falls back to the base: a loosening like any other, refused unless every setting it
+        loosens is listed under the base's `tenant_may_loosen.settings` (issue #15.10). Allowed
+        removals are logged loudly. The comparison is with the active bundle: across a restart only
+        a signed bundle (`CONSENTGATE_POLICY_TRUST_KEY`) shows that a file went missing."""
+        previous = self.active
+        if previous is None:
+            return
+        allowed = set(bundle.policy.tenant_may_loosen.settings)
+        errors: list[str] = []
+        for tenant in sorted(set(previous.bundle.overlays) - set(bundle.overlays)):
+            loosened = [(s, why) for s, why in loosenings(previous.bundle.overlays[tenant], bundle.policy)
+                        if not any(s == a or s.startswith(a + ".") for a in allowed)]
+            where = f"{self.directory}/tenants/{tenant}.yaml"
+            if loosened:
+                what = "; ".join(f"{s} ({why})" for s, why in loosened[:10])
+                errors.append(f"{where}:?: tenant {tenant!r}: removing its overlay would loosen its policy: {what}; "
+                              "restore the file, or list those settings under tenant_may_loosen.settings in the base")
+            else:
+                log.warning("POLICY OVERLAY REMOVED: tenant %r now gets the base policy %r (%s is gone)",
+                            tenant, bundle.policy.name, where)
+        if errors:
+            raise PolicyError(errors)
 
     def reload(self) -> bool:
         """Validate and activate the bundle on disk; False (and last good kept) when refused."""

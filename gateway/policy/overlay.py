@@ -7,14 +7,13 @@ loosening not listed in the base's `tenant_may_loosen.settings` is refused."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from gateway.policy.errors import PolicyError
-from gateway.policy.parse import check_models, read_yaml, snapshot, validation_errors
+from gateway.policy.parse import ModelCheck, ModelNames, check_models, locate, read_yaml, snapshot, validation_errors
 from gateway.policy.schema import Policy
 from gateway.policy.tighten import loosenings
 
@@ -29,7 +28,7 @@ def deep_merge(base: Any, over: Any) -> Any:
 
 
 def load_overlays(
-    directory: Path, base: Policy, is_registered: Callable[[str, str], bool] | None,
+    directory: Path, base: Policy, is_registered: ModelCheck | ModelNames | None,
     files: dict[str, bytes] | None = None,
 ) -> dict[str, Policy]:
     files = files if files is not None else snapshot(directory)
@@ -51,7 +50,8 @@ def load_overlays(
         applies_to = data.pop("applies_to", None)
         if applies_to is not None:
             if not isinstance(applies_to, list) or not all(isinstance(x, str) for x in applies_to):
-                errors.append(f"{path}: applies_to: must be a list of base policy names")
+                where = locate(node, ["applies_to"])[0] or "?"
+                errors.append(f"{path}:{where}: applies_to: must be a list of base policy names")
                 continue
             if base.name not in applies_to:
                 continue  # written for another base policy of the directory; this tenant gets the base
@@ -65,12 +65,13 @@ def load_overlays(
             errors.extend(validation_errors(path, node, exc))
             continue
         if is_registered is not None:
-            errors.extend(check_models(policy, path, is_registered))
+            errors.extend(check_models(policy, path, is_registered, node, only_local=True))
         allowed = set(base.tenant_may_loosen.settings)
         for setting, why in loosenings(base, policy):
             if not any(setting == a or setting.startswith(a + ".") for a in allowed):
+                line, _ = locate(node, setting.split("."))
                 errors.append(
-                    f"{path}: {setting}: an overlay may only tighten the base policy ({why}); "
+                    f"{path}:{line or '?'}: {setting}: an overlay may only tighten the base policy ({why}); "
                     f"list {setting!r} under tenant_may_loosen.settings in the base to allow it"
                 )
         overlays[tenant] = policy

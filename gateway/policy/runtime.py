@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from classifiers.base import FaceAnalyzer, NsfwClassifier, PerceptualHasher, TextEmbedder
+from classifiers.base import FaceAnalyzer, NsfwClassifier, PerceptualHasher, TextEmbedder, VoiceEmbedder
 from classifiers.registry import ModelRegistry
 from gateway.policy.errors import PolicyError
+from gateway.policy.parse import dotted, report
 from gateway.policy.schema import ModelSpec, Policy
 
 __all__ = ["ModelPool", "PolicyRuntime"]
@@ -33,6 +35,7 @@ class PolicyRuntime:
     text: TextEmbedder | None
     concept_vectors: dict[str, np.ndarray] = field(default_factory=dict)
     timeouts: dict[str, float | None] = field(default_factory=dict)
+    voice: VoiceEmbedder | None = None  # consent.voice_model (None: the policy takes no audio)
 
 
 class ModelPool:
@@ -72,47 +75,64 @@ class ModelPool:
         adapter: TextEmbedder = self.get("text", spec)
         return adapter
 
+    def voice(self, spec: ModelSpec) -> VoiceEmbedder:
+        adapter: VoiceEmbedder = self.get("voice", spec)
+        return adapter
+
     def loaded(self) -> list[dict[str, str]]:
         with self._lock:
             return [
                 {"name": m.info.name, "version": m.info.version} for m in self._cache.values()
             ]
 
-    def build(self, policy: Policy, source: str = "policy") -> PolicyRuntime:
-        """Load every model the policy needs and check that each label it thresholds exists."""
-        errors: list[str] = []
+    def build(self, policy: Policy, source: str = "policy",
+              locate: Callable[[tuple[str | int, ...]], str] | None = None) -> PolicyRuntime:
+        """Load every model the policy needs and check that each label it thresholds exists.
+        Errors read `FILE:LINE: field.path: message` when `locate` maps a field path to the
+        FILE:LINE of its value (`PolicyBundle.locator`), else `SOURCE: field.path: message`;
+        one mistake reached through several paths (a YAML anchor) is reported once."""
+        where = locate or (lambda _loc: source)
+        issues: list[tuple[str, str, str]] = []
+
+        def issue(loc: tuple[str | int, ...], message: str) -> None:
+            issues.append((where(loc), dotted(loc), message))
+
         nsfw: dict[str, NsfwClassifier] = {}
         for alias, spec in policy.models.items():
             try:
                 nsfw[alias] = self.nsfw(spec)
             except Exception as exc:  # noqa: BLE001 - any load failure refuses the policy
-                errors.append(f"{source}: models.{alias}: cannot load adapter {spec.adapter!r}: {exc}")
+                issue(("models", alias, "adapter"), f"cannot load adapter {spec.adapter!r}: {exc}")
         for use, up in policy.uses.items():
             for stage_name in ("input", "output"):
                 stage = getattr(up, stage_name)
                 if stage is None:
                     continue
-                for check in stage.nsfw:
+                for index, check in enumerate(stage.nsfw):
                     model = nsfw.get(check.model)
                     if model is None:
                         continue
-                    unknown = sorted(set(check.labels) - set(model.labels))
-                    if unknown:
-                        errors.append(
-                            f"{source}: uses.{use}.{stage_name}.nsfw.{check.model}: labels {unknown} are not "
-                            f"produced by adapter {model.info.name!r} (its labels: {', '.join(model.labels)})"
-                        )
+                    for label in sorted(set(check.labels) - set(model.labels)):
+                        issue(("uses", use, stage_name, "nsfw", index, "labels", label),
+                              f"label {label!r} is not produced by adapter {model.info.name!r} "
+                              f"(its labels: {', '.join(model.labels)})")
         face: FaceAnalyzer | None = None
         hasher: PerceptualHasher | None = None
         text: TextEmbedder | None = None
         try:
             face = self.face(policy.consent.face_model)
         except Exception as exc:  # noqa: BLE001
-            errors.append(f"{source}: consent.face_model: cannot load: {exc}")
+            issue(("consent", "face_model"), f"cannot load: {exc}")
         try:
             hasher = self.hasher(policy.hash_list.model)
         except Exception as exc:  # noqa: BLE001
-            errors.append(f"{source}: hash_list.model: cannot load: {exc}")
+            issue(("hash_list", "model"), f"cannot load: {exc}")
+        voice: VoiceEmbedder | None = None
+        if policy.consent.voice_model is not None:
+            try:
+                voice = self.voice(policy.consent.voice_model)
+            except Exception as exc:  # noqa: BLE001
+                issue(("consent", "voice_model"), f"cannot load: {exc}")
         concept_vectors: dict[str, np.ndarray] = {}
         if policy.prompt.text_model is not None:
             try:
@@ -120,8 +140,8 @@ class ModelPool:
                 for concept in policy.prompt.concepts:
                     concept_vectors[concept.id] = np.asarray(text.embed(concept.examples), dtype=np.float32)
             except Exception as exc:  # noqa: BLE001
-                errors.append(f"{source}: prompt.text_model: cannot load: {exc}")
-        if errors or face is None or hasher is None:
-            raise PolicyError(errors)
+                issue(("prompt", "text_model"), f"cannot load: {exc}")
+        if issues or face is None or hasher is None:
+            raise PolicyError(report(issues))
         timeouts = {alias: spec.timeout_s for alias, spec in policy.models.items()}
-        return PolicyRuntime(policy, nsfw, face, hasher, text, concept_vectors, timeouts)
+        return PolicyRuntime(policy, nsfw, face, hasher, text, concept_vectors, timeouts, voice)

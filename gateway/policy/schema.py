@@ -113,13 +113,30 @@ class TermRule(Strict):
     @field_validator("regexes")
     @classmethod
     def _compiles(cls, values: list[str]) -> list[str]:
+        # Prompt rules run on RE2 (linear time in the prompt's length, whatever the pattern): a
+        # pattern that only a backtracking engine can run (back-references, look-around) is refused
+        # here, at load, rather than left to stall a replica on a long prompt (issue #15.1).
         import re
 
+        import re2
+
+        options = re2.Options()
+        options.log_errors = False
         for pattern in values:
+            if len(pattern) > 2000:
+                raise ValueError(f"regex {pattern[:80]!r}... is refused: a rule regex is at most 2,000 characters")
             try:
-                re.compile(pattern)
+                re.compile(pattern)  # the syntax every tool (policy explain, editors) reads too
             except (re.error, RecursionError, OverflowError) as exc:
                 raise ValueError(f"regex {pattern[:80]!r} does not compile: {str(exc)[:200]}") from None
+            try:
+                re2.compile(pattern, options)
+            except (re2.error, RecursionError, OverflowError, TypeError, ValueError) as exc:
+                why = exc.args[0] if exc.args else exc
+                why = why.decode("utf-8", "replace") if isinstance(why, bytes) else str(why)
+                raise ValueError(
+                    f"regex {pattern[:80]!r} is refused: prompt rules run on RE2 (linear time), which cannot "
+                    f"run it ({why[:200]}); back-references and look-around are not supported") from None
         return values
 
 
@@ -153,6 +170,12 @@ class ConsentSettings(Strict):
         default=40, ge=1, le=100_000, description="An unmatched face shorter than this is `unidentified`, "
         "not `no_match`: its embedding is not reliable enough to say it is nobody enrolled.")
     fail_open: Literal[False] = Field(default=False, description="Consent checks always fail closed.")
+    voice_model: ModelSpec | None = Field(
+        default_factory=lambda: ModelSpec(adapter="resemblyzer"),
+        description="Speaker embedder for voice consent (issue #18); null: this policy takes no audio.")
+    voice_match_threshold: float = Field(
+        default=0.80, ge=-1, le=1, description="Cosine similarity at which a voice matches an enrolled voice "
+        "(resemblyzer on held-out real speech: same speaker >= ~0.80, different <= ~0.74).")
 
 
 class HashListSettings(Strict):
@@ -161,7 +184,9 @@ class HashListSettings(Strict):
 
 
 class WatermarkSpec(Strict):
-    method: Literal["dwtDctSvd", "dwtDct", "rivaGan"] = "dwtDctSvd"
+    method: Literal["tileSync", "dwtDctSvd", "dwtDct", "rivaGan"] = Field(
+        default="tileSync", description="Image mark (gateway.provenance.marks); tileSync survives re-encodes, "
+        "resizes, crops and small rotations (docs/api.md)")
     strength: float = Field(default=1.0, gt=0, le=10)
 
 
@@ -182,6 +207,11 @@ class VideoSettings(Strict):
                               "(plus the first frame of every scene).")
     scene_cut_threshold: float = Field(default=0.3, gt=0, le=1,
                                        description="Cut score that starts a new scene.")
+    change_threshold: float = Field(default=0.15, gt=0, le=1, description="Colour change against the last "
+                                    "analysed frame that forces analysis of a frame between the regular samples "
+                                    "(docs/video.md).")
+    release_min_sample_fps: float = Field(default=2.0, gt=0, le=30, description="The release path samples at "
+                                          "least this often, whatever `sample_fps` says.")
     crf: int = Field(default=23, ge=0, le=51,
                      description="libx264 quality of the released MP4 (lower is better).")
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",

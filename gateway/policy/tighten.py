@@ -135,6 +135,10 @@ def loosenings(base: Policy, cand: Policy) -> list[tuple[str, str]]:
         out.append(("video.sample_fps", "fewer frames checked"))
     if cv.scene_cut_threshold > bv.scene_cut_threshold:
         out.append(("video.scene_cut_threshold", "fewer scene cuts sampled"))
+    if cv.change_threshold > bv.change_threshold:
+        out.append(("video.change_threshold", "fewer changed frames sampled"))
+    if cv.release_min_sample_fps < bv.release_min_sample_fps:
+        out.append(("video.release_min_sample_fps", "fewer frames checked on release"))
     if cv.watermark_strength < bv.watermark_strength:
         out.append(("video.watermark_strength", "weaker video watermark"))
     for limit in ("max_bytes", "max_seconds", "max_width", "max_height", "max_frames", "sync_max_bytes",

@@ -17,6 +17,14 @@ from gateway.provenance.c2pa_sign import (
 )
 from gateway.provenance.errors import PkiError, ProvenanceError, SigningError, WatermarkError
 from gateway.provenance.keys import PkiPaths, init_dev_pki
+from gateway.provenance.marks import (
+    MarkRegistry,
+    MarkSpec,
+    UnknownMarkError,
+    builtin_marks,
+    make_watermarker,
+    new_watermark_id,
+)
 from gateway.provenance.models import (
     WatermarkRecord,
     lookup_watermark,
@@ -31,12 +39,11 @@ from gateway.provenance.watermark import (
     WatermarkDetection,
     Watermarker,
     WatermarkFaults,
-    make_watermarker,
-    new_watermark_id,
 )
 
 __all__ = [
-    "DWT_PAYLOAD", "RIVAGAN_PAYLOAD", "C2paReport", "C2paSigner", "DwtDctSvdWatermarker", "PayloadCodec",
+    "DWT_PAYLOAD", "RIVAGAN_PAYLOAD", "C2paReport", "C2paSigner", "DwtDctSvdWatermarker", "MarkRegistry",
+    "MarkSpec", "PayloadCodec", "UnknownMarkError", "builtin_marks",
     "PkiError", "PkiPaths", "ProvenanceError", "ReleaseClaim", "RivaGanWatermarker", "SignedMedia",
     "SignerFaults", "SigningError", "SoftwareAgent", "WatermarkDetection", "WatermarkError",
     "WatermarkFaults", "WatermarkRecord", "Watermarker", "blur_regions", "init_dev_pki", "lookup_watermark",

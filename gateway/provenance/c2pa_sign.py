@@ -5,9 +5,9 @@ half that survives metadata stripping). A release carries one manifest with:
 
 - ``c2pa.actions`` (stored as ``c2pa.actions.v2``): one ``c2pa.created`` action, digitalSourceType
   ``trainedAlgorithmicMedia``, ``softwareAgent`` = the upstream model (name, version) when known;
-- ``c2pa.soft-binding``: the watermark (``alg`` = ``org.consentgate.watermark.<method>.v1``, one block
+- ``c2pa.soft-binding``: the watermark (``alg`` = ``org.consentgate.watermark.<method>.v<version>``, one block
   whose ``value`` is the base64 of the watermark id, big-endian, as few bytes as the id space needs);
-- ``org.consentgate.decision``: decision id, policy digest, grant ids, watermark id and method.
+- ``org.consentgate.decision``: decision id, policy digest, grant ids, watermark id, method and version.
 
 The audit index is *not* in the manifest: the audit entry is appended after signing and records
 ``manifest_digest`` instead. ``manifest_digest`` is the lowercase hex SHA-256 of the JUMBF
@@ -63,6 +63,7 @@ class ReleaseClaim:
     grant_ids: tuple[str, ...] = ()
     watermark_id: int | None = None
     watermark_method: str | None = None
+    watermark_version: str = "1"
     software_agent: SoftwareAgent | None = None
     title: str | None = None
 
@@ -105,6 +106,8 @@ def build_manifest(claim: ReleaseClaim) -> dict[str, Any]:
         "watermark_id": claim.watermark_id,
         "watermark_method": claim.watermark_method,
     }
+    if claim.watermark_method:
+        decision["watermark_version"] = claim.watermark_version
     assertions: list[dict[str, Any]] = [
         {"label": "c2pa.actions", "data": {"actions": [action]}},
         {"label": DECISION_LABEL, "data": decision},
@@ -112,7 +115,7 @@ def build_manifest(claim: ReleaseClaim) -> dict[str, Any]:
     if claim.watermark_id is not None and claim.watermark_method:
         value = base64.b64encode(_watermark_bytes(claim.watermark_id)).decode()
         assertions.insert(1, {"label": SOFT_BINDING_LABEL, "data": {
-            "alg": f"org.consentgate.watermark.{claim.watermark_method}.v1",
+            "alg": f"org.consentgate.watermark.{claim.watermark_method}.v{claim.watermark_version}",
             "blocks": [{"scope": {}, "value": value}],
         }})
     return {

@@ -16,7 +16,7 @@ from sqlalchemy import BigInteger, Column, UniqueConstraint
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 
-from gateway.provenance.watermark import new_watermark_id
+from gateway.provenance.marks import new_watermark_id
 
 __all__ = ["WatermarkRecord", "lookup_watermark", "pdq_distance", "record_watermark", "reserve_watermark_id"]
 

@@ -53,6 +53,7 @@ def rivagan_model_dir() -> Path:
 
 class RivaGanWatermarker:
     method = "rivaGan"
+    version = "1"
 
     def __init__(self, *, work_side: int | None = 512, threads: int | None = None, max_candidates: int = 1,
                  model_dir: Path | None = None, codec: PayloadCodec = RIVAGAN_PAYLOAD) -> None:

@@ -27,6 +27,7 @@ from gateway.provenance.blur import blur_regions
 from gateway.provenance.c2pa_sign import C2paSigner, ReleaseClaim, SignedMedia, SoftwareAgent, read_manifest
 from gateway.provenance.errors import ProvenanceError, SigningError, WatermarkError
 from gateway.provenance.keys import PkiPaths, init_dev_pki
+from gateway.provenance.marks import make_watermarker
 from gateway.provenance.models import (
     WatermarkRecord,
     lookup_watermark,
@@ -34,14 +35,14 @@ from gateway.provenance.models import (
     record_watermark,
     reserve_watermark_id,
 )
-from gateway.provenance.watermark import Watermarker, make_watermarker
+from gateway.provenance.wmbase import Watermarker
 from gateway.settings import Settings
 
 __all__ = ["ProvenanceFaults", "ProvenanceService", "ReleasedImage"]
 
 PDQ_SAME_IMAGE = 60  # bits: at most this far from the hash recorded at release is the same render
 
-DEFAULT_STRENGTH = {"dwtDctSvd": 36.0, "dwtDct": 36.0, "rivaGan": 1.0}
+DEFAULT_STRENGTH = {"tileSync": 1.0, "dwtDctSvd": 36.0, "dwtDct": 36.0, "rivaGan": 1.0}
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class ReleasedImage:
     manifest_digest: str | None = None
     watermark_id: str | None = None  # "method:id"
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage: redact, watermark, encode, sign
+    watermark_version: str | None = None  # the mark's version, recorded beside "method:id"
 
 
 @dataclass
@@ -112,6 +114,7 @@ class ProvenanceService:
         wm = obligations.get("watermark")
         wm_id: int | None = None
         method: str | None = None
+        version = "1"
         timings: dict[str, float] = {}
         clock = time.perf_counter()
         try:
@@ -126,7 +129,9 @@ class ProvenanceService:
                 method = str(wm["method"])
                 with Session(self.engine) as session:
                     wm_id = reserve_watermark_id(session, method=method, decision_id=decision_id).wm_id
-                pixels = self.watermarker(method, wm.get("strength", 1.0)).embed(pixels, wm_id)
+                marker = self.watermarker(method, wm.get("strength", 1.0))
+                version = marker.version
+                pixels = marker.embed(pixels, wm_id)
                 timings["watermark"], clock = time.perf_counter() - clock, time.perf_counter()
             data = encode_image(np.ascontiguousarray(pixels, dtype=np.uint8), mime)
             timings["encode"], clock = time.perf_counter() - clock, time.perf_counter()
@@ -141,7 +146,8 @@ class ProvenanceService:
                 agent = SoftwareAgent(str(software_agent.get("name")), software_agent.get("version"))
             signed = self.sign(data, mime, ReleaseClaim(
                 decision_id=decision_id, policy_digest=policy_digest, grant_ids=tuple(grant_ids),
-                watermark_id=wm_id, watermark_method=method, software_agent=agent,
+                watermark_id=wm_id, watermark_method=method, watermark_version=version,
+                software_agent=agent,
                 title=f"consentgate release {decision_id}",
             ))
             data, manifest_digest = signed.data, signed.manifest_digest
@@ -155,7 +161,8 @@ class ProvenanceService:
             except Exception as exc:  # noqa: BLE001 - an unrecorded id cannot lead back: withhold
                 raise WatermarkError(f"{type(exc).__name__}: {exc}") from exc
         return ReleasedImage(data, mime, media_index, hashlib.sha256(data).hexdigest(), manifest_digest,
-                             f"{method}:{wm_id}" if wm_id is not None else None, timings)
+                             f"{method}:{wm_id}" if wm_id is not None else None, timings,
+                             version if wm_id is not None else None)
 
     def sign(self, data: bytes, mime: str, claim: ReleaseClaim) -> SignedMedia:
         """C2PA-sign `data`; SigningError on any failure (fault hook included)."""
@@ -225,14 +232,19 @@ class ProvenanceService:
         if report.decision and report.state in ("Trusted", "Valid"):
             decision_ids.append(str(report.decision.get("decision_id")))
         if rgb is not None:
+            tried: list[str] = []
             for method in self._methods_in_use():
+                tried.append(method)
                 try:
                     detection = self.watermarker(method).detect(rgb)
                 except Exception as exc:  # noqa: BLE001 - a detection error is a finding, not a crash
-                    out["watermark"] = {"method": method, "error": str(exc)}
+                    out["watermark"] = {"method": method, "found": False, "error": str(exc), "methods": list(tried)}
                     continue
                 if detection.wm_id is None:
-                    out["watermark"] = {"method": method, "found": False}
+                    if out["watermark"] is None or "error" not in out["watermark"]:
+                        out["watermark"] = {"method": tried[0], "found": False, "methods": list(tried)}
+                    else:
+                        out["watermark"]["methods"] = list(tried)
                     continue
                 with Session(self.engine) as session:
                     rows = lookup_watermark(session, method, detection.wm_id)
@@ -244,8 +256,12 @@ class ProvenanceService:
                 matches, distance = self._image_match(rows, rgb)
                 out["watermark"] = {
                     "method": method, "found": True, "wm_id": detection.wm_id,
+                    "version": self.watermarker(method).version,
                     "bit_accuracy_estimate": detection.bit_accuracy_estimate,
-                    "false_accept_bound": getattr(detection, "false_accept_bound", None),
+                    "confidence": detection.confidence,
+                    "false_accept_bound": detection.false_accept_bound,
+                    # the geometry undone before decoding: the copy's scale and rotation
+                    "geometry": {"scale": round(detection.scale, 4), "rotation_deg": round(detection.rotation_deg, 2)},
                     "decision_ids": [r.decision_id for r in rows],
                     # A mark proves which decision released *a* render with this id; whether this
                     # image is that render (and not other content the mark was copied onto) is
@@ -286,8 +302,9 @@ class ProvenanceService:
                 "confidence": detection.confidence, "decision_ids": [r.decision_id for r in rows]}
 
     def _methods_in_use(self) -> list[str]:
-        """dwtDctSvd always (cheap); rivaGan (about 1 s) only if this deployment ever released with it."""
-        methods = ["dwtDctSvd"]
+        """tileSync and dwtDctSvd always (cheap); rivaGan (about 1 s) only if this deployment ever
+        released with it."""
+        methods = ["tileSync", "dwtDctSvd"]
         with Session(self.engine) as session:
             for other in ("rivaGan", "dwtDct"):
                 if session.exec(select(WatermarkRecord.id).where(WatermarkRecord.method == other).limit(1)).first():

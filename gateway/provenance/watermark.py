@@ -2,7 +2,8 @@
 
 Why: C2PA metadata is stripped by most re-uploads; the watermark survives in the pixels, and
 its payload (an id kept in ``provenance_watermarks``) still leads to the decision. Every
-method implements the small ``Watermarker`` Protocol so policies pick one by name.
+method implements the small ``Watermarker`` Protocol and is registered by name in
+``gateway.provenance.marks`` (the ``watermark`` family), so policies pick one by name.
 
 - ``dwtDctSvd`` (default): invisible-watermark's DWT-DCT-SVD scheme (vectorised, see
   ``_dwtdctsvd``), 72-bit payload = 40-bit id + 32-bit check, soft-decision correction, and a
@@ -19,15 +20,13 @@ Images are RGB ``uint8`` arrays (H, W, 3). Images below a method's minimum size 
 
 from __future__ import annotations
 
-from typing import Any
-
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from gateway.provenance import _dwtdctsvd
 from gateway.provenance.errors import WatermarkError
-from gateway.provenance.payload import DWT_PAYLOAD, RIVAGAN_PAYLOAD, PayloadCodec
+from gateway.provenance.payload import DWT_PAYLOAD, PayloadCodec
 from gateway.provenance.rivagan import RivaGanWatermarker
 from gateway.provenance.wmbase import (
     DETECT_BUDGET,
@@ -40,10 +39,8 @@ from gateway.provenance.wmbase import (
     check_image,
 )
 
-__all__ = [
-    "METHODS", "DwtDctSvdWatermarker", "RivaGanWatermarker", "WatermarkDetection", "WatermarkFaults",
-    "Watermarker", "codec_for", "make_watermarker", "new_watermark_id",
-]
+__all__ = ["DwtDctSvdWatermarker", "RivaGanWatermarker", "WatermarkDetection", "WatermarkFaults", "Watermarker"]
+
 
 class DwtDctSvdWatermarker:
     """DWT-DCT-SVD watermark with a 72-bit error-detecting payload.
@@ -56,6 +53,7 @@ class DwtDctSvdWatermarker:
     """
 
     method = "dwtDctSvd"
+    version = "1"
 
     def __init__(self, strength: float = 36.0, *, detect_strengths: tuple[float, ...] | None = None,
                  detect_scales: tuple[float, ...] = (1.0, 2.0), codec: PayloadCodec = DWT_PAYLOAD) -> None:
@@ -101,29 +99,3 @@ def _rescale(rgb: NDArray[np.uint8], scale: float) -> NDArray[np.uint8]:
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     out = np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_CUBIC), dtype=np.uint8)
     return out
-
-
-METHODS = ("dwtDctSvd", "rivaGan")
-
-
-def codec_for(method: str) -> PayloadCodec:
-    if method == "dwtDctSvd":
-        return DWT_PAYLOAD
-    if method == "rivaGan":
-        return RIVAGAN_PAYLOAD
-    raise ValueError(f"unknown watermark method {method!r}; known: {', '.join(METHODS)}")
-
-
-def new_watermark_id(method: str) -> int:
-    """A fresh random id in ``method``'s id space (40 bits for dwtDctSvd, 24 for rivaGan)."""
-    return codec_for(method).new_id()
-
-
-def make_watermarker(method: str, **options: Any) -> Watermarker:
-    """Build the watermarker a policy names, e.g. ``make_watermarker("dwtDctSvd", strength=36)``."""
-    if method == "dwtDctSvd":
-        return DwtDctSvdWatermarker(**options)
-    if method == "rivaGan":
-        return RivaGanWatermarker(**options)
-    raise ValueError(f"unknown watermark method {method!r}; known: {', '.join(METHODS)}")
-

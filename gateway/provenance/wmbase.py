@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gateway.provenance.errors import WatermarkError
-from gateway.provenance.payload import DecodedPayload
+from gateway.provenance.payload import DecodedPayload, PayloadCodec
 
 __all__ = [
     "DETECT_BUDGET", "DETECT_MIN_AREA", "MIN_AREA", "MIN_SIDE", "WatermarkDetection", "WatermarkFaults",
@@ -48,11 +48,23 @@ class WatermarkDetection:
     needs_confirmation: bool = False  # True when the bound is too weak to name a decision alone
     scale: float = 1.0  # the rescaling under which the payload was read
     corrected_bits: int = 0
+    rotation_deg: float = 0.0  # the rotation undone before decoding (geometry-searching marks)
+    confidence: float | None = None  # 1 - false_accept_bound when an id was found
+    sync_z: float | None = None  # sync correlation peak in standard deviations (unmarked: ~3.5-5)
 
 
 @runtime_checkable
 class Watermarker(Protocol):
+    """One image mark (the ``watermark`` family; registered in ``gateway.provenance.marks``).
+
+    ``method`` and ``version`` are recorded with every release; ``codec`` says how an id becomes
+    the embedded bits. ``embed`` returns a marked copy (raises ``WatermarkError`` on images it
+    cannot mark); ``detect`` never raises on an unmarked image, it reports ``wm_id=None``.
+    """
+
     method: str
+    version: str
+    codec: PayloadCodec
     faults: WatermarkFaults
 
     def embed(self, rgb: NDArray[np.uint8], wm_id: int) -> NDArray[np.uint8]: ...

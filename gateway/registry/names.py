@@ -35,6 +35,8 @@ _EXTRA = str.maketrans(
 
 def fold(text: str) -> str:
     """Case- and accent-insensitive form of `text`."""
+    if text.isascii():  # nothing to decompose or map: the fast path for long prompts
+        return text.casefold()
     decomposed = unicodedata.normalize("NFKD", text.translate(_EXTRA))
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return stripped.casefold()

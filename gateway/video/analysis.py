@@ -24,7 +24,14 @@ from classifiers.base import (
 )
 from gateway.video.engine import SamplerSpec, run_pass
 from gateway.video.intake import open_video
-from gateway.video.sampling import DEFAULT_SCENE_CUT_THRESHOLD, LabelSummary, SampledFrame, summarise
+from gateway.video.sampling import (
+    DEFAULT_CHANGE_THRESHOLD,
+    DEFAULT_SCENE_CUT_THRESHOLD,
+    LabelSummary,
+    SampledFrame,
+    SampleReason,
+    summarise,
+)
 
 __all__ = ["AnalysisFailure", "FrameAnalyzer", "FrameRef", "VideoFace", "VideoFacts", "analyze_video"]
 
@@ -34,6 +41,7 @@ class FrameRef:
     index: int
     t: float
     is_scene_cut: bool
+    reason: SampleReason = "grid"
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,9 @@ class VideoFacts:
 
     frames: list[FrameRef]
     frame_interval: float
+    seed: str | None = None  # the sampling seed (`sampling.phase_from_seed`), kept for the record
+    phase: float = 0.0
+    change_threshold: float | None = None
     nsfw: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     faces: list[VideoFace] = field(default_factory=list)
     hashes: list[list[str]] = field(default_factory=list)
@@ -245,7 +256,9 @@ class FrameAnalyzer:
             try:
                 for sample in batch:
                     scale = sample.rgb.shape[1] / self.source_width if self.source_width else 1.0
-                    faces = (self.tracker.faces(sample.rgb, sample.is_scene_cut) if self.tracker is not None
+                    # a frame picked for a change since the last analysed one starts afresh, as a cut
+                    fresh = sample.is_scene_cut or sample.reason == "change"
+                    faces = (self.tracker.faces(sample.rgb, fresh) if self.tracker is not None
                              else self.face_analyzer.analyze(sample.rgb))
                     for face in faces:
                         facts.faces.append(VideoFace(sample.index, sample.t, _rescale(face, scale)))
@@ -259,7 +272,7 @@ class FrameAnalyzer:
             except Exception as exc:  # noqa: BLE001
                 self._failed("hash_list", self.hasher.info.name, exc)
                 self.hasher = None
-        facts.frames.extend(FrameRef(s.index, s.t, s.is_scene_cut) for s in batch)
+        facts.frames.extend(FrameRef(s.index, s.t, s.is_scene_cut, s.reason) for s in batch)
         if self.after_batch is not None:
             self.after_batch(facts, first)
 
@@ -268,7 +281,8 @@ def analyze_video(path: str | os.PathLike[str], *, nsfw_models: Sequence[NsfwCla
                   face_analyzer: FaceAnalyzer | None, fps: float = 2.0,
                   progress: Callable[[float], None] | None = None, batch_size: int = 16,
                   max_side: int = 1024, scene_cut_threshold: float = DEFAULT_SCENE_CUT_THRESHOLD,
-                  source_width: int | None = None) -> VideoFacts:
+                  source_width: int | None = None, phase: float = 0.0,
+                  change_threshold: float | None = DEFAULT_CHANGE_THRESHOLD) -> VideoFacts:
     """Sample `path` and run the models. Model errors (ModelError) propagate: the caller fails
     closed. Decoding errors raise VideoError (400). Face boxes are mapped back to the original
     frame size (`source_width`, read from the file when not given)."""
@@ -281,7 +295,7 @@ def analyze_video(path: str | os.PathLike[str], *, nsfw_models: Sequence[NsfwCla
     models = {m.info.name: m for m in nsfw_models}
     analyzer = FrameAnalyzer(models, face_analyzer, fps=fps, source_width=width, strict=True)
     spec = SamplerSpec(on_batch=analyzer, fps=fps, scene_cut_threshold=scene_cut_threshold, max_side=max_side,
-                       batch_size=batch_size)
+                       batch_size=batch_size, phase=phase, change_threshold=change_threshold)
     run_pass(path, sampler=spec, progress=progress)
     return analyzer.facts
 

@@ -3,7 +3,8 @@ to mark and encode — and ran the models and the encoder one after the other. T
 decodes once and hands each frame to the consumers a caller asks for:
 
 * a **sampler** (`SamplerSpec`): the frames the models should see (`sampling.Sampler`: a rate
-  plus the first frame of every scene), delivered in batches to a callback on a **separate
+  on a per-job random phase, the first frame of every scene, and frames that changed since the
+  last analysed one), delivered in batches to a callback on a **separate
   thread**, so the models (ONNX Runtime, dlib) run while FFmpeg decodes and x264 encodes;
 * a **marker** (`MarkSpec`): every frame watermarked and encoded to H.264 MP4, audio copied or
   re-encoded (`transcode.MarkedOutput`).
@@ -34,6 +35,7 @@ import av
 from gateway.video.errors import PassCancelled
 from gateway.video.intake import decode_errors, open_video
 from gateway.video.sampling import (
+    DEFAULT_CHANGE_THRESHOLD,
     DEFAULT_SCENE_CUT_THRESHOLD,
     SampledFrame,
     Sampler,
@@ -59,6 +61,8 @@ class SamplerSpec:
     on_batch: Callable[[Sequence[SampledFrame]], None]
     fps: float = 2.0
     scene_cut_threshold: float = DEFAULT_SCENE_CUT_THRESHOLD
+    phase: float = 0.0  # seconds: the regular grid's offset (`sampling.phase_from_seed`)
+    change_threshold: float | None = DEFAULT_CHANGE_THRESHOLD  # None: no change detector
     max_side: int = 1024
     batch_size: int = 16
     eager: bool = False
@@ -225,7 +229,8 @@ def run_pass(src_path: str | os.PathLike[str], *, sampler: SamplerSpec | None = 
         picker = None
         if sampler is not None:
             size = target_size(width, height, sampler.max_side)
-            picker = Sampler(sampler.fps, size, sampler.scene_cut_threshold)
+            picker = Sampler(sampler.fps, size, sampler.scene_cut_threshold, phase=sampler.phase,
+                             change_threshold=sampler.change_threshold)
         worker = _BatchWorker(sampler, should_stop) if sampler is not None else None
         output: MarkedOutput | None = None
         try:

@@ -4,6 +4,9 @@ media files. This module renders them from the benign images that ship inside pa
 
 Sources: "astronaut" and "grace_hopper" (real faces), "coffee" and "chelsea" (no faces),
 "black", "gray" and "red" (flat frames; the `fake` NSFW adapter scores red as unsafe).
+`make_frames_video` takes any frame function; `crossfade_between_samples` and
+`flash_between_samples` are the clips that hide a face between the regular samples (tests of
+the sampler's random phase and change detector).
 Motion: None (static), "pan" (a window at 80 % scale sliding left to right), "zoom" (1.0 → 0.6
 around the point of interest: the face, if any), "pan_zoom" (zoom plus a small pan around the
 point of interest). Portraits keep their face in view in every motion.
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, cast
@@ -24,7 +27,8 @@ import numpy as np
 if TYPE_CHECKING:
     import av
 
-__all__ = ["Segment", "load_source", "make_test_video", "render_frame"]
+__all__ = ["Segment", "crossfade_between_samples", "flash_between_samples", "load_source", "make_frames_video",
+           "make_test_video", "render_frame"]
 
 Segment = tuple[str, float, float, str | None]  # (source, t0, t1, motion)
 Container = Literal["mp4", "mov", "webm"]
@@ -177,3 +181,69 @@ def _write_tone(out: av.container.OutputContainer, stream: av.AudioStream, hz: f
             out.mux(packet)
     for packet in stream.encode(None):
         out.mux(packet)
+
+
+def make_frames_video(path: str | os.PathLike[str], frame_at: Callable[[int], np.ndarray], n_frames: int, *,
+                      fps: int = 30, crf: int = 18) -> Path:
+    """An H.264 MP4 (no audio) of `n_frames` frames, frame i being `frame_at(i)` (RGB uint8, even size)."""
+    import av
+
+    first = frame_at(0)
+    h, w = first.shape[:2]
+    if w % 2 or h % 2:
+        raise ValueError("width and height must be even")
+    out_path = Path(path)
+    with av.open(str(out_path), "w", format="mp4") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.options = {"crf": str(crf), "preset": "ultrafast"}
+        for i in range(n_frames):
+            frame = av.VideoFrame.from_ndarray(first if i == 0 else frame_at(i), format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            for packet in vs.encode(frame):
+                out.mux(packet)
+        for packet in vs.encode(None):
+            out.mux(packet)
+    return out_path
+
+
+def _still(name: str, size: tuple[int, int]) -> np.ndarray:
+    return render_frame(load_source(name), size, None, 0.0, _POI.get(name, (0.5, 0.5)))
+
+
+def crossfade_between_samples(path: str | os.PathLike[str], *, seconds: float = 6.0, fps: int = 30,
+                              grid_fps: float = 2.0, fade_frames: int = 5, face: str = "astronaut",
+                              cover: str = "coffee", size: tuple[int, int] = (320, 240)) -> Path:
+    """`cover` exactly on every point of a `grid_fps` grid of phase 0 (frames 0, 15, 30, … at
+    30 fps and 2 fps), and `face` cross-faded in and out between them: `fade_frames` frames of
+    fade in, full `face` in between, `fade_frames` frames of fade out ending on `cover` one
+    frame before the next grid point. A sampler on that grid without a change detector sees
+    only `cover`."""
+    period = round(fps / grid_fps)
+    if period < 2 * fade_frames + 2:
+        raise ValueError("the grid period is too short for two fades")
+    a, b = _still(cover, size).astype(np.float32), _still(face, size).astype(np.float32)
+
+    def alpha(k: int) -> float:
+        if k == 0:
+            return 0.0
+        if k <= fade_frames:
+            return k / fade_frames
+        fade_out_from = period - 1 - fade_frames  # alpha 1 here, 0 at period - 1
+        return 1.0 if k < fade_out_from else (period - 1 - k) / fade_frames
+
+    def frame_at(i: int) -> np.ndarray:
+        x = alpha(i % period)
+        return np.clip(np.rint(a * (1.0 - x) + b * x), 0, 255).astype(np.uint8)
+
+    return make_frames_video(path, frame_at, int(round(seconds * fps)), fps=fps)
+
+
+def flash_between_samples(path: str | os.PathLike[str], frames: Sequence[int], *, seconds: float = 3.0,
+                          fps: int = 30, face: str = "astronaut", cover: str = "coffee",
+                          size: tuple[int, int] = (320, 240)) -> Path:
+    """`cover` throughout, except `face` on the given frame indices (hard cuts in and out)."""
+    a, b = _still(cover, size), _still(face, size)
+    shown = set(frames)
+    return make_frames_video(path, lambda i: b if i in shown else a, int(round(seconds * fps)), fps=fps)

@@ -23,9 +23,12 @@ from classifiers import (
     NsfwClassifier,
     PerceptualHasher,
     TextEmbedder,
+    VoiceEmbedder,
     builtin_registry,
     draw_fake_face,
+    fake_voice_samples,
 )
+from tests.support.speech import SENTENCES, speech
 
 _REGISTRY = builtin_registry()
 _EXTRA_MODULES = {
@@ -196,3 +199,83 @@ class TestHashContract:
         model = models.get("hash", name)
         assert model.hashes(astronaut) == model.hashes(astronaut.copy())
         assert model.hashes(astronaut)[0] != model.hashes(coffee)[0]
+
+
+def _voice_clips() -> list[np.ndarray]:
+    """Speech (espeak-ng) that the real encoders hear, a fake "voice" (a tone) that the fake
+    hears, one shorter than a window, and 1.5 s of speech between two seconds of silence."""
+    silence = np.zeros(32_000, dtype=np.float32)
+    return [speech(SENTENCES[0]), fake_voice_samples(9, 4.0), fake_voice_samples(3, 0.5),
+            np.concatenate([silence, speech(SENTENCES[1])[:24_000], silence])]
+
+
+@pytest.mark.parametrize("name", _contract_names("voice"))
+class TestVoiceContract:
+    def test_rows_normalised_float32(self, models: ModelCache, name: str) -> None:
+        model = models.get("voice", name)
+        assert isinstance(model, VoiceEmbedder)
+        assert model.info.name == name and model.info.version
+        assert model.sample_rate == 16_000 and 0 < model.step_s <= model.partial_s
+        clips = _voice_clips()
+        out = model.embed(clips)
+        assert out.dtype == np.float32 and out.shape == (len(clips), model.dim)
+        assert np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+        assert model.embed([]).shape == (0, model.dim)
+
+    def test_partials_cover_the_clip(self, models: ModelCache, name: str) -> None:
+        model = models.get("voice", name)
+        clip = _voice_clips()[0]
+        starts, rows = model.partials(clip)
+        duration = len(clip) / model.sample_rate
+        assert rows.dtype == np.float32 and rows.shape == (len(starts), model.dim) and len(starts) >= 3
+        assert starts[0] == 0.0 and np.all(np.diff(starts) > 0)
+        assert starts[-1] + model.partial_s >= duration - model.step_s
+        assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
+        short_starts, short_rows = model.partials(_voice_clips()[2])
+        assert list(short_starts) == [0.0] and short_rows.shape == (1, model.dim)
+        empty_starts, empty_rows = model.partials(np.zeros(0, dtype=np.float32))
+        assert len(empty_starts) == 0 and empty_rows.shape == (0, model.dim)
+
+    def test_speech_is_found_where_it_is(self, models: ModelCache, name: str) -> None:
+        model = models.get("voice", name)
+        assert model.speech(np.zeros(48_000, dtype=np.float32)) == []
+        for clip in _voice_clips()[:2]:  # the real encoders hear speech, the fake hears a tone: one of each
+            segments = model.speech(clip)
+            duration = len(clip) / model.sample_rate
+            assert all(0 <= s.start < s.end <= duration + 1e-6 for s in segments)
+            assert all(a.end <= b.start for a, b in zip(segments, segments[1:], strict=False))
+        padded = _voice_clips()[3]
+        found = model.speech(padded)
+        if found:  # a model hears speech there, and only around the middle 1.5 s
+            assert found[0].start >= 1.5 and found[-1].end <= 4.0
+
+    def test_deterministic_and_batch_equals_single(self, models: ModelCache, name: str) -> None:
+        model = models.get("voice", name)
+        clips = _voice_clips()
+        batched = model.embed(clips)
+        assert np.array_equal(model.embed(clips), batched)
+        for i, clip in enumerate(clips):
+            assert np.allclose(model.embed([clip])[0], batched[i], atol=1e-5)
+
+    def test_refuses_wrong_samples(self, models: ModelCache, name: str) -> None:
+        from classifiers import ModelError
+
+        model = models.get("voice", name)
+        for bad in (np.zeros((2, 16_000), dtype=np.float32), np.zeros(16_000, dtype=np.int16),
+                    np.full(16_000, np.nan, dtype=np.float32)):
+            with pytest.raises(ModelError):
+                model.embed([bad])
+        with pytest.raises(ModelError):
+            model.embed([np.zeros(0, dtype=np.float32)])
+
+    def test_concurrent_calls_agree(self, models: ModelCache, name: str) -> None:
+        model = models.get("voice", name)
+        clip = _voice_clips()[0]
+        expected = model.embed([clip])
+        results: list[np.ndarray] = []
+        threads = [threading.Thread(target=lambda: results.append(model.embed([clip]))) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(results) == 3 and all(np.allclose(r, expected, atol=1e-5) for r in results)

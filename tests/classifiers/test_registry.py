@@ -33,6 +33,7 @@ def test_builtin_names_per_family() -> None:
     assert registry.names("textcls") == ("hf-text",)
     assert registry.names("image") == ("openclip",)
     assert registry.names("hash") == ("pdq",)
+    assert registry.names("voice") == ("fake", "resemblyzer")
     assert registry.has("nsfw", "nudenet") and not registry.has("face", "nudenet")
 
 
@@ -90,10 +91,10 @@ def test_unknown_name_lists_the_registered_names() -> None:
 
 def test_unknown_family() -> None:
     registry = builtin_registry()
-    with pytest.raises(UnknownModelError, match="voice"):
-        registry.create("voice", "resemblyzer")
+    with pytest.raises(UnknownModelError, match="gesture"):
+        registry.create("gesture", "openpose")
     with pytest.raises(ValueError, match="families"):
-        registry.register("voice", "resemblyzer", FakeNsfwClassifier)
+        registry.register("gesture", "openpose", FakeNsfwClassifier)
 
 
 def test_duplicate_registration_refused() -> None:
@@ -163,11 +164,15 @@ def test_public_surface_is_pinned() -> None:
             "PerceptualHasher",
             "TextClassifier",
             "TextEmbedder",
+            "SpeechSegment",
             "TwoStageFaceAnalyzer",
             "UnknownModelError",
+            "VoiceEmbedder",
             "builtin_registry",
             "draw_fake_face",
             "fake_face_colour",
+            "fake_voice_embedding",
+            "fake_voice_samples",
             "fake_face_embedding",
         ]
     )

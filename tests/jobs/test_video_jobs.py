@@ -119,7 +119,7 @@ def test_check_job_answers_the_decision(client: TestClient, keys: Keys, clips: d
     ranges = decision["video"][0]["nsfw"]["fake"]["unsafe"]["ranges"]
     assert ranges == [[1.0, 2.0]] and decision["video"][0]["nsfw"]["fake"]["unsafe"]["max_t"] == 1.0
     flagged = [f["t"] for f in decision["findings"]["nsfw"] if "unsafe" in f["labels"]]
-    assert len(flagged) == 2 and all(1.0 <= t < 2.0 for t in flagged)
+    assert 2 <= len(flagged) <= 3 and all(1.0 <= t < 2.0 for t in flagged)  # the cut + 1-2 grid points (random phase)
     assert decision["outputs"] == [] and decision["obligations"] == []
     result = client.get(status["result_url"], headers=auth(keys.generator))
     assert result.status_code == 200 and result.json()["decision_id"] == decision["decision_id"]

@@ -51,7 +51,7 @@ def test_sign_and_read_back_trusted(fmt: str, mime: str, astronaut: np.ndarray, 
     assert report.software_agent == {"name": "demo-upstream", "version": "1.2"}
     assert report.decision == {"decision_id": CLAIM.decision_id, "policy_digest": CLAIM.policy_digest,
                                "grant_ids": ["g-1", "g-2"], "watermark_id": CLAIM.watermark_id,
-                               "watermark_method": "dwtDctSvd"}
+                               "watermark_method": "dwtDctSvd", "watermark_version": "1"}
     assert report.soft_binding is not None
     assert report.soft_binding["alg"] == "org.consentgate.watermark.dwtDctSvd.v1"
     value = base64.b64decode(report.soft_binding["blocks"][0]["value"])

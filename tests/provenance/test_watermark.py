@@ -13,6 +13,7 @@ import skimage.data
 from gateway.provenance import (
     DwtDctSvdWatermarker,
     RivaGanWatermarker,
+    UnknownMarkError,
     WatermarkError,
     make_watermarker,
     new_watermark_id,
@@ -134,7 +135,7 @@ def test_fault_hook_fails_once(astronaut: np.ndarray) -> None:
 def test_factory_and_ids() -> None:
     assert isinstance(make_watermarker("dwtDctSvd", strength=40), DwtDctSvdWatermarker)
     assert isinstance(make_watermarker("rivaGan"), RivaGanWatermarker)
-    with pytest.raises(ValueError, match="unknown watermark method"):
+    with pytest.raises(UnknownMarkError, match="unknown watermark method 'lsb'; registered methods: "):
         make_watermarker("lsb")
     ids = {new_watermark_id("dwtDctSvd") for _ in range(100)}
     assert len(ids) == 100 and max(ids) < 1 << 40

@@ -10,7 +10,13 @@ import httpx
 import numpy as np
 import pytest
 
-from gateway.client import AsyncConsentgateClient, ConsentgateClient, ConsentgateError, PolicyDenied
+from gateway.client import (
+    AsyncConsentgateClient,
+    ConsentgateClient,
+    ConsentgateError,
+    PolicyDenied,
+    ProvenanceReport,
+)
 from tests.api.conftest import jpeg, png, solid
 from tests.proxy.conftest import ProxyEnv
 
@@ -18,8 +24,8 @@ from tests.proxy.conftest import ProxyEnv
 def test_sync_client_four_verbs(env: ProxyEnv, coffee: np.ndarray) -> None:
     with ConsentgateClient(env.url, env.keys.acme) as cg:
         record = cg.check([png(coffee)], use="img2img", prompt="a cup")
-        assert record["decision"] == "allow" and record["stage"] == "input" and len(record["media"]) == 1
-        assert cg.check(use="txt2img", prompt="nudify it")["decision"] == "deny"
+        assert record.verdict == "allow" and record.stage == "input" and len(record.raw["media"]) == 1
+        assert cg.check(use="txt2img", prompt="nudify it").verdict == "deny"
 
         released = cg.release(jpeg(coffee), use="txt2img")
         assert released.mime == "image/jpeg" and released.decision == "allow"
@@ -38,18 +44,18 @@ def test_sync_client_verify(env: ProxyEnv) -> None:
         image = cg.generate("demo", "a windmill").images[0]
         assert image.data is not None
         verified = cg.verify(image.data)
-    assert verified["c2pa"]["state"] == "Trusted"
-    assert [d["decision_id"] for d in verified["decisions"]] == [image.decision_id]
+    assert verified.c2pa["state"] == "Trusted"
+    assert [d.decision_id for d in verified.decisions] == [image.decision_id]
 
 
 def test_async_client_verify(env: ProxyEnv) -> None:
-    async def go() -> dict:  # type: ignore[type-arg]
+    async def go() -> ProvenanceReport:
         async with AsyncConsentgateClient(env.url, env.keys.acme) as cg:
             image = (await cg.generate("demo", "a windmill")).images[0]
             assert image.data is not None
             return await cg.verify(image.data)
 
-    assert asyncio.run(go())["c2pa"]["state"] == "Trusted"
+    assert asyncio.run(go()).c2pa["state"] == "Trusted"
 
 
 def test_sync_client_edit_and_url(env: ProxyEnv, coffee: np.ndarray) -> None:
@@ -85,7 +91,7 @@ def test_async_client(env: ProxyEnv, coffee: np.ndarray) -> None:
             record, out = await asyncio.gather(
                 cg.check([png(coffee)], use="txt2img", stage="output"), cg.generate("generic", "a small boat")
             )
-            assert record["stage"] == "output" and record["decision"] == "allow"
+            assert record.stage == "output" and record.verdict == "allow"
             assert out.images[0].data is not None
             released = await cg.release(png(coffee), use="txt2img")
             assert released.decision == "allow"

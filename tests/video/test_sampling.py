@@ -21,8 +21,11 @@ def test_samples_at_rate_plus_scene_cuts(mp4_video: Path) -> None:
 
 
 def test_extra_sample_between_regular_ones_on_a_cut(mp4_video: Path) -> None:
-    samples = list(sample_frames(mp4_video, fps=0.4))  # regular samples at 0 and 2.5 s only
+    samples = list(sample_frames(mp4_video, fps=0.4, change_threshold=None))  # regular samples at 0 and 2.5 s
     assert [(s.index, s.is_scene_cut) for s in samples] == [(0, False), (30, True), (38, False), (45, True)]
+    # the change detector adds a frame of the fast 1 s zoom on Grace Hopper (3-4 s) the grid left out
+    changed = [(s.index, s.reason) for s in sample_frames(mp4_video, fps=0.4) if s.reason == "change"]
+    assert changed and all(45 < i < 60 for i, _ in changed)
 
 
 def test_no_cuts_in_pans(tmp_path: Path) -> None:

@@ -1,0 +1,202 @@
+"""Why: every audio upload is untrusted bytes handed to FFmpeg. Intake decides, before any
+model runs, whether we accept it: the container sniffed from the bytes (never the file name or
+the client's content type), the codec, and hard limits on bytes, duration, channels and sample
+rate, read from the headers *before* decoding and enforced again while decoding (headers lie).
+Refusals are the gateway's typed errors: 415 unsupported (`unsupported_audio`), 413 too large
+(`audio_too_large`, also for absurd container tables that make FFmpeg run out of memory), 400
+corrupt (`corrupt_audio`), 400 empty (`empty_media`). Never a 500, never a hang.
+
+Accepted: WAV (PCM), FLAC, MP3, Ogg (Opus, Vorbis, FLAC), M4A (AAC, ALAC). The soundtrack of a
+video goes through the same decoder and limits (`decode_soundtrack`). Output: mono float32 at
+16 kHz (`VOICE_RATE`, what the voice family hears): resampled by FFmpeg, channels averaged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import av
+import numpy as np
+
+from gateway.errors import BadInput, TooLarge, UnsupportedMedia
+
+__all__ = [
+    "AUDIO_TYPES",
+    "VOICE_RATE",
+    "AudioLimits",
+    "AudioMime",
+    "DecodedAudio",
+    "decode_audio",
+    "decode_soundtrack",
+    "sniff_audio",
+]
+
+AudioMime = Literal["audio/wav", "audio/flac", "audio/mpeg", "audio/ogg", "audio/mp4"]
+AUDIO_TYPES: tuple[AudioMime, ...] = ("audio/wav", "audio/flac", "audio/mpeg", "audio/ogg", "audio/mp4")
+VOICE_RATE = 16_000
+
+_DEMUXER: dict[str, str] = {"audio/wav": "wav", "audio/flac": "flac", "audio/mpeg": "mp3", "audio/ogg": "ogg",
+                            "audio/mp4": "mov"}
+ACCEPTED_CODECS: dict[str, frozenset[str]] = {
+    "audio/wav": frozenset({"pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_f64le", "pcm_u8",
+                            "pcm_alaw", "pcm_mulaw"}),
+    "audio/flac": frozenset({"flac"}),
+    "audio/mpeg": frozenset({"mp3", "mp3float"}),
+    "audio/ogg": frozenset({"opus", "vorbis", "flac"}),
+    "audio/mp4": frozenset({"aac", "alac"}),
+}
+_M4A_BRANDS = frozenset({b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B "})
+
+
+@dataclass(frozen=True)
+class AudioLimits:
+    """Hard limits, checked on the headers before decoding and on the decoded samples."""
+
+    max_bytes: int = 100 * 1024 * 1024
+    max_seconds: float = 600.0
+    max_channels: int = 8
+    max_sample_rate: int = 192_000
+    min_sample_rate: int = 8_000
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """Audio ready for the voice models: `samples` is mono float32 at 16 kHz."""
+
+    sha256: str
+    mime: str
+    codec: str
+    sample_rate: int
+    channels: int
+    duration_s: float
+    samples: np.ndarray
+
+    def describe(self) -> dict[str, object]:
+        return {"sha256": self.sha256, "type": self.mime, "duration": round(self.duration_s, 3),
+                "sample_rate": self.sample_rate, "channels": self.channels}
+
+
+def sniff_audio(data: bytes) -> AudioMime | None:
+    """The audio container the bytes really are (the first 64 bytes are plenty), or None."""
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        return "audio/wav"
+    if data[:4] == b"fLaC":
+        return "audio/flac"
+    if data[:4] == b"OggS":
+        return "audio/ogg"
+    if len(data) >= 12 and data[4:8] == b"ftyp":
+        size = int.from_bytes(data[:4], "big")
+        brands = {data[8:12]} | {data[i:i + 4] for i in range(16, min(size, len(data)) - 3, 4)}
+        return "audio/mp4" if data[8:12] in _M4A_BRANDS or (brands & _M4A_BRANDS) else None
+    if data[:3] == b"ID3":
+        return "audio/mpeg"
+    if len(data) >= 2 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0 and (data[1] & 0x06) == 0x02:
+        return "audio/mpeg"  # an MPEG audio frame header, Layer III
+    return None
+
+
+@contextmanager
+def _decode_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (BadInput, TooLarge, UnsupportedMedia):
+        raise
+    except MemoryError as exc:
+        raise TooLarge(f"the {what} declares tables too large to decode", code="audio_too_large") from exc
+    except Exception as exc:  # malformed input must never surface as another exception
+        reason = getattr(exc, "strerror", None) or type(exc).__name__  # no server paths in messages
+        raise BadInput(f"could not decode the {what}: {reason}", code="corrupt_audio") from exc
+
+
+def decode_audio(data: bytes, limits: AudioLimits | None = None, *, index: int = 0) -> DecodedAudio:
+    """Decode one uploaded audio file or raise a 4xx error that says what is wrong with it."""
+    limits = limits or AudioLimits()
+    where = f"media part {index}"
+    if len(data) == 0:
+        raise BadInput(f"{where} is empty (0 bytes)", code="empty_media")
+    if len(data) > limits.max_bytes:
+        raise TooLarge(f"{where} is {len(data)} bytes; the limit is {limits.max_bytes}", code="audio_too_large")
+    mime = sniff_audio(data[:64])
+    if mime is None:
+        raise UnsupportedMedia(f"{where} is not a WAV, FLAC, MP3, Ogg or M4A audio file",
+                               code="unsupported_audio")
+    with _decode_errors(f"audio in {where}"):
+        container = av.open(io.BytesIO(data), "r", format=_DEMUXER[mime], metadata_errors="ignore")
+    with container:
+        codec, rate, channels, samples = _decode(container, mime, limits, f"audio in {where}")
+    return DecodedAudio(hashlib.sha256(data).hexdigest(), mime, codec, rate, channels,
+                        len(samples) / VOICE_RATE, samples)
+
+
+def decode_soundtrack(path: str | os.PathLike[str], limits: AudioLimits | None = None) -> DecodedAudio | None:
+    """The first audio track of a video file (already accepted by video intake) through the same
+    checks and decoder; None when the video has no audio track."""
+    limits = limits or AudioLimits()
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    with _decode_errors("soundtrack"):
+        container = av.open(os.fspath(path), "r", metadata_errors="ignore")
+    with container:
+        if not container.streams.audio:
+            return None
+        codec, rate, channels, samples = _decode(container, None, limits, "soundtrack")
+    return DecodedAudio(h.hexdigest(), "soundtrack", codec, rate, channels, len(samples) / VOICE_RATE, samples)
+
+
+def _decode(container: Any, mime: str | None, limits: AudioLimits, what: str) -> tuple[str, int, int, np.ndarray]:
+    with _decode_errors(what):
+        if not container.streams.audio:
+            raise BadInput(f"the {what} holds no audio stream", code="corrupt_audio")
+        stream = container.streams.audio[0]
+        ctx = stream.codec_context
+        codec = ctx.codec.name
+        rate, channels = int(ctx.sample_rate or 0), int(ctx.channels or 0)
+    if mime is not None and codec not in ACCEPTED_CODECS[mime]:
+        raise UnsupportedMedia(f"the {what} uses codec {codec!r}, not one taken in {mime}", code="unsupported_audio")
+    if not limits.min_sample_rate <= rate <= limits.max_sample_rate:
+        raise UnsupportedMedia(
+            f"the {what} has sample rate {rate} Hz; accepted {limits.min_sample_rate}..{limits.max_sample_rate}",
+            code="unsupported_audio")
+    if not 1 <= channels <= limits.max_channels:
+        raise TooLarge(f"the {what} has {channels} channels; the limit is {limits.max_channels}",
+                       code="audio_too_large")
+    declared = _declared_seconds(container, stream)
+    if declared is not None and declared > limits.max_seconds:
+        raise TooLarge(f"the {what} lasts {declared:.1f} s; the limit is {limits.max_seconds:g} s",
+                       code="audio_too_large")
+    max_samples = int(limits.max_seconds * VOICE_RATE) + VOICE_RATE // 4  # slack for resampler rounding
+    chunks: list[np.ndarray] = []
+    total = 0
+    with _decode_errors(what):
+        resampler = av.AudioResampler(format="fltp", rate=VOICE_RATE)  # keeps the channels; averaged below
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                chunk = out.to_ndarray().mean(axis=0)
+                chunks.append(chunk)
+                total += len(chunk)
+            if total > max_samples:
+                raise TooLarge(f"the {what} lasts longer than {limits.max_seconds:g} s", code="audio_too_large")
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray().mean(axis=0))
+    samples = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    if len(samples) == 0:
+        raise BadInput(f"the {what} holds no decodable samples", code="corrupt_audio")
+    if not np.isfinite(samples).all():
+        raise BadInput(f"the {what} decodes to non-finite samples", code="corrupt_audio")
+    return codec, rate, channels, np.clip(samples, -1.0, 1.0)
+
+
+def _declared_seconds(container: Any, stream: Any) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return float(container.duration) / 1_000_000
+    return None
