@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import io
 import random
 import statistics
@@ -130,11 +131,11 @@ def main() -> None:
         new = time_check(new_pipe, data, args.n)
         if side == 1024:
             base_1024 = old
-        det_full = time_call(lambda: full.detect(image), args.n)
-        det_single = time_call(lambda: single.detect(image), args.n)
         working = np.asarray(Image.fromarray(image).resize((1024, 1024)))
-        nn = time_call(lambda: nudenet.classify([working]), args.n)
-        on = time_call(lambda: opennsfw.classify([working]), args.n)
+        det_full = time_call(functools.partial(full.detect, image), args.n)
+        det_single = time_call(functools.partial(single.detect, image), args.n)
+        nn = time_call(functools.partial(nudenet.classify, [working]), args.n)
+        on = time_call(functools.partial(opennsfw.classify, [working]), args.n)
         line = (f"{side}²: check today (single-scale) {old * 1000:7.0f} ms | check full coverage {new * 1000:7.0f} ms"
                 f" | ratio {new / old:4.2f}×")
         if base_1024:
@@ -166,7 +167,8 @@ def main() -> None:
         f, s = counts["full"], counts["single"]
         sizes = " ".join(f"{px}:{h}/{t}" for px, (h, t) in sorted(by_size.items()))
         print(f"{side}²: full coverage {f[0]}/{f[1]} = {100 * f[0] / max(f[1], 1):5.1f}% | today's single-scale "
-              f"{s[0]}/{s[1]} = {100 * s[0] / max(s[1], 1):5.1f}% | boxes on no pasted face: {stray} | per size {sizes}")
+              f"{s[0]}/{s[1]} = {100 * s[0] / max(s[1], 1):5.1f}% | boxes on no pasted face: {stray} | "
+              f"per size {sizes}")
     print("goal: >= 99% of pasted faces >= 40 px found")
 
 
