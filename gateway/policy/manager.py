@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +26,9 @@ class ActivePolicy:
     bundle: PolicyBundle
     runtime: PolicyRuntime
     overlay_runtimes: dict[str, PolicyRuntime]
+    # What other parts build from the same bundle bytes (e.g. "routes": the route table), so they
+    # go live in the same swap as the policies: one reference, never one without the other.
+    attachments: dict[str, object] = field(default_factory=dict)
 
     def for_tenant(self, tenant: str) -> PolicyRuntime:
         return self.overlay_runtimes.get(tenant, self.runtime)
@@ -52,6 +55,8 @@ class PolicyManager:
         self.on_result = on_result
         self.on_activate = on_activate
         self.validators: list[Callable[[ActivePolicy], None]] = []
+        # name → build(active) from the bundle's bytes; raises PolicyError to refuse the bundle.
+        self.attachers: dict[str, Callable[[ActivePolicy], object]] = {}
         self.active: ActivePolicy | None = None
         self.last_error: str | None = None
         self.last_error_at: datetime | None = None
@@ -86,6 +91,8 @@ class PolicyManager:
             raise PolicyError(errors)
         active = ActivePolicy(bundle, runtime, overlays)
         self._check_removed_overlays(bundle)
+        for name, attach in self.attachers.items():
+            active.attachments[name] = attach(active)  # raises PolicyError to refuse the bundle
         for validate in self.validators:
             validate(active)  # raises PolicyError to refuse the bundle
         return active
