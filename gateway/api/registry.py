@@ -18,11 +18,8 @@ from starlette.concurrency import run_in_threadpool
 from classifiers.base import ModelError
 from gateway.api.deps import GatewayDep, Registrar
 from gateway.api.forms import read_capped
-<<<<<<< HEAD
 from gateway.api.uses import uses_page
-=======
 from gateway.audio.intake import AudioLimits, decode_audio
->>>>>>> main
 from gateway.context import Gateway
 from gateway.errors import BadInput, Invalid, NotReady
 from gateway.media import decode_image

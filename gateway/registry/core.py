@@ -45,7 +45,6 @@ class RegistryCore:
         self.keep_enrolment_images = keep_enrolment_images
         self.gate = gate or QualityGate()
         self.max_images = max_images
-<<<<<<< HEAD
         self.ledger: Ledger | None = None  # the consent ledger (attach_ledger); None: no entries
         self.ledger_tenant = "operator"
 
@@ -54,10 +53,8 @@ class RegistryCore:
         (the operator tenant, whose keys alone may change the registry)."""
         self.ledger = ledger
         self.ledger_tenant = tenant
-=======
         # voice model name -> embedder (attached when a policy naming it activates; issue #18)
         self.voice_embedders: dict[str, VoiceEmbedder] = {}
->>>>>>> main
 
     def analyzer(self, model_name: str) -> FaceAnalyzer:
         try:

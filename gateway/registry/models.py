@@ -183,13 +183,10 @@ REGISTRY_TABLES = (
     RegistryHash.__table__,  # type: ignore[attr-defined]
     RegistryState.__table__,  # type: ignore[attr-defined]
     RegistryTemplateRemoval.__table__,  # type: ignore[attr-defined]
-<<<<<<< HEAD
     RegistryLedgerState.__table__,  # type: ignore[attr-defined]
-=======
     RegistryVoiceEnrolment.__table__,  # type: ignore[attr-defined]
     RegistryVoiceTemplate.__table__,  # type: ignore[attr-defined]
     RegistryVoiceClip.__table__,  # type: ignore[attr-defined]
->>>>>>> main
 )
 
 
