@@ -185,7 +185,7 @@ def bundle_routes(settings: Settings, policies: PolicyManager, routes: RouteMana
         found = active.attachments.get("routes") if active is not None else None
         return found if isinstance(found, RouteTable) else None
 
-    routes.bind(table, lambda: policies.last_error)
+    routes.bind(table, lambda: policies.last_error, policies.reload)
 
 
 def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) -> Gateway:

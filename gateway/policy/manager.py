@@ -6,6 +6,7 @@ SIGHUP."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -126,8 +127,7 @@ class PolicyManager:
         """Validate and activate the bundle on disk; False (and last good kept) when refused."""
         with self._lock:
             try:
-                digest = bundle_digest(self.directory) if self.directory.is_dir() else None
-                self._seen_digest = digest
+                self._seen_digest = self._fingerprint() if self.directory.is_dir() else None
                 active = self.build()
             except PolicyError as exc:
                 self.last_error = str(exc)
@@ -156,10 +156,19 @@ class PolicyManager:
                 self.on_result("ok")
             return True
 
+    def _fingerprint(self) -> str:
+        """The bundle digest plus the signature file's bytes: signing a refused bundle (the digest
+        unchanged, only `bundle.sig` new) must trigger a reload too."""
+        try:
+            sig = (self.directory / "bundle.sig").read_bytes()
+        except OSError:
+            sig = b""
+        return f"{bundle_digest(self.directory)}:{hashlib.sha256(sig).hexdigest()}"
+
     def poll_once(self) -> None:
         try:
-            digest = bundle_digest(self.directory)
-        except OSError:
+            digest = self._fingerprint()
+        except (OSError, PolicyError):
             return
         # Nothing active yet (e.g. the model workers were unreachable at start): try again now and
         # then, so the gateway becomes ready by itself once they answer.

@@ -39,12 +39,15 @@ class RouteManager:
         self._lock = threading.Lock()
         self._bound: Callable[[], RouteTable | None] | None = None
         self._bound_error: Callable[[], str | None] | None = None
+        self._bound_reload: Callable[[], bool] | None = None
         self.reload()
 
-    def bind(self, table: Callable[[], RouteTable | None], last_error: Callable[[], str | None]) -> None:
+    def bind(self, table: Callable[[], RouteTable | None], last_error: Callable[[], str | None],
+             reload: Callable[[], bool] | None = None) -> None:
         """Serve the table the policy bundle activated (`table()`; None: no bundle yet → no routes)
-        instead of reading the file: routes then go live only with a verified bundle."""
-        self._bound, self._bound_error = table, last_error
+        instead of reading the file: routes then go live only with a verified bundle. `reload()`
+        then reloads the whole bundle (`reload`, the policy manager's)."""
+        self._bound, self._bound_error, self._bound_reload = table, last_error, reload
         self.active = RouteTable(RoutesFile(), None, str(self.path))
         self.last_error = None
 
@@ -56,8 +59,8 @@ class RouteManager:
 
     def reload(self) -> bool:
         """Validate and activate the file on disk; False (last good kept) when refused."""
-        if self._bound is not None:
-            return True  # the policy manager reloads the bundle, routes included
+        if self._bound is not None:  # the routes are part of the policy bundle: reload that
+            return self._bound_reload() if self._bound_reload is not None else True
         with self._lock:
             self._checked_at = self.clock()
             self._seen = file_digest(self.path)
