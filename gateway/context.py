@@ -8,7 +8,7 @@ needs (`gateway.pipeline.ports.PipelinePorts` for the pipeline)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,9 +26,11 @@ from gateway.metrics import Metrics
 from gateway.pipeline import EmptyConsent, Pipeline, PipelineConfig, PipelinePorts
 from gateway.pipeline.ports import ConsentLookup
 from gateway.policy.errors import PolicyError
+from gateway.policy.loader import PolicyBundle
 from gateway.policy.manager import ActivePolicy, PolicyManager
 from gateway.policy.runtime import ModelPool
 from gateway.provenance.service import ProvenanceService
+from gateway.registry.grant_guard import GrantGuard
 from gateway.registry.service import Registry
 from gateway.registry.switch import face_model_ready
 from gateway.settings import Settings
@@ -37,7 +39,7 @@ from gateway.upstream.routes import RouteTable, load_routes
 from gateway.upstream.state import ProxyState, open_proxy_state
 from gateway.video.sampling import phase_from_seed
 
-__all__ = ["Gateway", "build_gateway", "policy_manager", "utc_now"]
+__all__ = ["Gateway", "build_gateway", "bundle_uses", "grant_guard", "policy_manager", "utc_now"]
 
 log = logging.getLogger("consentgate")
 
@@ -142,6 +144,25 @@ def policy_manager(
     return policies
 
 
+def bundle_uses(active: ActivePolicy | PolicyBundle | None) -> set[str] | None:
+    """The uses a bundle defines (its base policy and every tenant overlay); None without one."""
+    if active is None:
+        return None
+    bundle = active.bundle if isinstance(active, ActivePolicy) else active
+    return {use for policy in (bundle.policy, *bundle.overlays.values()) for use in policy.uses}
+
+
+def grant_guard(settings: Settings, engine: Engine, uses: Callable[[], Collection[str] | None]) -> GrantGuard:
+    """What a grant may name (gateway.registry.grant_guard): USES, and the tenants that hold an API
+    key (revoked ones too: the tenant still exists), are declared in settings, or operate the gateway."""
+    keys = ApiKeyStore(engine, settings.operator_tenant)
+
+    def tenants() -> set[str]:
+        return {k.tenant for k in keys.list()} | {settings.operator_tenant, *settings.tenants}
+
+    return GrantGuard(uses, tenants)
+
+
 def model_backend(settings: Settings, metrics: Metrics,
                   models: ModelRegistry | None = None) -> tuple[ModelRegistry, ServeClient | None]:
     """The registry the model pool builds adapters from: in-process (`models`, or every built-in
@@ -198,6 +219,7 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
     registry = open_registry(settings, engine, pool, ledger=audit)
     policies = policy_manager(settings, pool, registry=registry,
                               on_result=lambda result: metrics.policy_reloads.labels(result).inc())
+    registry.grant_guard = grant_guard(settings, engine, lambda: bundle_uses(policies.active))
     consent: ConsentLookup = registry if registry is not None else EmptyConsent()
     provenance = open_provenance(settings, engine, pool)
     limits = MediaLimits(settings.max_upload_bytes, settings.max_pixels, settings.working_max_side)

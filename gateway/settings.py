@@ -25,6 +25,8 @@ class Settings:
     database_url: str | None = None
     keystore_url: str | None = None
     operator_tenant: str = "operator"
+    # Tenants declared before their keys exist (CONSENTGATE_TENANTS, comma-separated): grants may name them.
+    tenants: tuple[str, ...] = ()
     # Web console sessions (gateway/sessions.py): idle and absolute expiry, in seconds.
     console_session_idle_s: float = 1800.0
     console_session_max_s: float = 43200.0
@@ -106,6 +108,7 @@ class Settings:
             database_url=env.get("CONSENTGATE_DATABASE_URL") or None,
             keystore_url=env.get("CONSENTGATE_KEYSTORE_URL") or None,
             operator_tenant=env.get("CONSENTGATE_OPERATOR_TENANT", "operator"),
+            tenants=tuple(t.strip() for t in env.get("CONSENTGATE_TENANTS", "").split(",") if t.strip()),
             console_session_idle_s=_env_float("CONSENTGATE_CONSOLE_IDLE_S", 1800.0),
             console_session_max_s=_env_float("CONSENTGATE_CONSOLE_MAX_S", 43200.0),
             max_upload_bytes=_env_int("CONSENTGATE_MAX_UPLOAD_BYTES", 50 * 1024 * 1024),

@@ -51,6 +51,9 @@ class GrantCreate(BaseModel):
     uses: list[str] = Field(min_length=1, max_length=50)
     expires_at: datetime | None = None
     valid_from: datetime | None = None
+    allow_new_tenant: bool = Field(default=False, description=(
+        "Record consent for a grantee tenant that has no API keys and is not declared yet "
+        "(otherwise such a grant is refused: it would admit nobody)."))
 
 
 class HashesCreate(BaseModel):
@@ -172,6 +175,7 @@ async def create_grant(subject_id: str, body: GrantCreate, gw: GatewayDep, who: 
         body.expires_at,
         body.valid_from,
         who.key_id,
+        allow_new_tenant=body.allow_new_tenant,
     )
 
 

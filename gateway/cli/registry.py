@@ -141,12 +141,24 @@ def grant(
     use: Annotated[list[str], typer.Option("--use", help="An allowed use (repeatable).")],
     end_user: Annotated[str | None, typer.Option("--end-user")] = None,
     expires_at: Annotated[str | None, typer.Option("--expires-at", help="RFC 3339 time.")] = None,
+    allow_new_tenant: Annotated[bool, typer.Option(
+        "--allow-new-tenant", help="The tenant has no keys yet and is not declared; record the grant anyway.")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Grant a tenant (optionally one end user) consent for some uses, until an expiry."""
+    """Grant a tenant (optionally one end user) consent for some uses, until an expiry. Uses must be
+    the policy's; the tenant must hold keys or be declared (CONSENTGATE_TENANTS) unless --allow-new-tenant."""
+    from gateway.context import bundle_uses, grant_guard
+    from gateway.policy.loader import PolicyError, load_bundle
+
     expiry = datetime.fromisoformat(expires_at.replace("Z", "+00:00")) if expires_at else None
-    with local_registry(data_dir, with_models=False) as (registry, _, _), _errors():
-        _echo(registry.grant(subject_id, tenant, end_user, use, expiry, None, ACTOR))
+    with local_registry(data_dir, with_models=False) as (registry, settings, engine), _errors():
+        try:
+            bundle = load_bundle(settings.policies_dir, policy_name=settings.extra.get("policy_name", "default"))
+        except PolicyError as exc:
+            raise fail("cannot load the policy to check the grant's uses:\n" + "\n".join(exc.errors)) from None
+        registry.grant_guard = grant_guard(settings, engine, lambda: bundle_uses(bundle))
+        _echo(registry.grant(subject_id, tenant, end_user, use, expiry, None, ACTOR,
+                             allow_new_tenant=allow_new_tenant))
 
 
 @registry_app.command("revoke")

@@ -30,6 +30,7 @@ from gateway.registry.crypto import SubjectCrypto
 from gateway.registry.enrolment import QualityGate
 from gateway.registry.errors import RegistryUnavailable
 from gateway.registry.facts import FaceMatch, GrantFact, SubjectFact
+from gateway.registry.grant_guard import GrantGuard
 from gateway.registry.hashes import HashIndex
 from gateway.registry.index import FaceIndex
 from gateway.registry.models import (
@@ -61,6 +62,9 @@ class RegistryFaults:
 
 
 class Registry(RegistryCore):
+    # Set by the composition root (and the CLI): refuses grants for unknown uses and tenants.
+    grant_guard: GrantGuard | None = None
+
     def __init__(
         self,
         engine: Engine,
@@ -186,8 +190,12 @@ class Registry(RegistryCore):
         expires_at: datetime | None = None,
         valid_from: datetime | None = None,
         created_by: str = "",
+        *,
+        allow_new_tenant: bool = False,
     ) -> GrantPublic:
         self._guard()
+        if self.grant_guard is not None:  # unknown uses and tenants admit nobody: refuse them (#22.4)
+            self.grant_guard.check(grantee_tenant, uses, allow_new_tenant=allow_new_tenant)
         with unavailable_on_db_error("grant"):
             return admin.grant(
                 self, subject_id, grantee_tenant, grantee_end_user, uses, expires_at, valid_from, created_by

@@ -68,7 +68,7 @@ def test_registry_commands_and_erasure_receipt(env: Path, tmp_path: Path, astron
     sid = subject["id"]
     enrolled = json.loads(run("registry", "enroll", sid, str(image), "--notice-version", "v1"))
     assert enrolled["templates"] == {"dlib": 1}
-    grant = json.loads(run("registry", "grant", sid, "--tenant", "acme", "--use", "txt2img"))
+    grant = json.loads(run("registry", "grant", sid, "--tenant", "demo", "--use", "txt2img"))
     assert json.loads(run("registry", "subject", "show", sid))["grants"][0]["id"] == grant["id"]
     assert json.loads(run("registry", "uses", "--grant", grant["id"])) == {
         "subject_id": sid, "grant_id": grant["id"], "uses": [], "next_cursor": None}  # nothing made yet
