@@ -5,7 +5,9 @@ relative, so it works behind the same reverse proxy (and path prefix) as the API
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -154,6 +156,31 @@ async def sign_out(request: Request) -> Response:
     for name, secure in ((COOKIE_SECURE, True), (COOKIE_PLAIN, False)):
         response.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="strict")
     return response
+
+
+NOTICE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def _notices(directory: Path) -> list[dict[str, str]]:
+    out = []
+    for path in sorted(directory.glob("*.md")) if directory.is_dir() else []:
+        if not NOTICE_VERSION.match(path.stem):
+            continue
+        raw = path.read_bytes()
+        first, _, rest = raw.decode("utf-8", errors="replace").partition("\n")
+        out.append({"version": path.stem, "title": first.lstrip("# ").strip() or path.stem, "text": rest.strip(),
+                    "sha256": hashlib.sha256(raw).hexdigest()})
+    return out
+
+
+@router.get("/console/notices")
+async def notices(request: Request) -> Response:
+    """The notices a person is shown before their face or voice is enrolled (`policies/notices/<version>.md`,
+    first line the title); the enrolment records the version they accepted. Public: anyone may read
+    what they would be agreeing to."""
+    gw = _gateway(request)
+    found = await run_in_threadpool(_notices, gw.settings.policies_dir / "notices")
+    return _secure(JSONResponse({"notices": found}))
 
 
 @router.get("/console/vkey")
