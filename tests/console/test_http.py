@@ -6,9 +6,9 @@ sign-in refuses other sites, forms and generator keys; logout ends the session."
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from collections.abc import Iterator
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
