@@ -54,7 +54,8 @@ class TileSyncWatermarker:
 
     ``psnr_db`` is the target quality of the marked image (the mark's amplitude follows from it,
     shaped by a perceptual mask); ``strength`` multiplies the amplitude (policies' ``strength``;
-    1.0 = ``psnr_db``). ``max_lattices`` geometry candidates are tried by their sync strength and
+    1.0 = ``psnr_db``). ``max_lattices`` geometry candidates (up to 4x more on copies under 0.25 MP,
+    which are cheap to fold) are ranked by their sync strength and
     at most ``max_decodes`` of them decoded (the false-accept budget).
     """
 
@@ -100,12 +101,17 @@ class TileSyncWatermarker:
         aligned, sync_z = ts.align(ts.fold(residual, lattice), self._layout)
         return Reading(lattice, sync_z, ts.chip_scores(aligned, self._layout))
 
+    def _lattices(self, residual: NDArray[np.float32]) -> list[ts.Lattice]:
+        """Geometry candidates; small copies (cheap to fold, noisy autocorrelation) get more."""
+        extra = int(np.clip(2.5e5 / residual.size, 1, 4))
+        return ts.find_lattices(residual, n=self.max_lattices * extra, peaks=24 * extra)
+
     def readings(self, rgb: NDArray[np.uint8]) -> list[Reading]:
         """Every geometry hypothesis (the unchanged geometry first, then the lattices found in
         the copy, by sync strength); the bench reads raw bit accuracy from these."""
         residual = self.residual(rgb)
         first = self.read(residual, ts.IDENTITY)
-        others = [self.read(residual, lat) for lat in ts.find_lattices(residual, n=self.max_lattices)]
+        others = [self.read(residual, lat) for lat in self._lattices(residual)]
         others.sort(key=lambda reading: -reading.sync_z)
         return [first, *others]
 
@@ -124,7 +130,7 @@ class TileSyncWatermarker:
         wm_id = self._decode(reading)
         decodes += 1
         if wm_id is None:
-            lattices = ts.find_lattices(residual, n=self.max_lattices)
+            lattices = self._lattices(residual)
             candidates = sorted((self.read(residual, lat) for lat in lattices), key=lambda r: -r.sync_z)
             for reading in candidates[: self.max_decodes - 1]:
                 wm_id = self._decode(reading)
