@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 def main() -> None:
     sys.path.insert(0, str(REPO / "bench"))
     from voice import SENTENCES  # bench/voice.py
+
     from gateway.audio.encode import encode_audio
     from gateway.audio.intake import decode_audio
     from gateway.audio.watermark import detect, mark_samples, soft_bits
