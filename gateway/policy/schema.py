@@ -184,7 +184,9 @@ class HashListSettings(Strict):
 
 
 class WatermarkSpec(Strict):
-    method: Literal["dwtDctSvd", "dwtDct", "rivaGan"] = "dwtDctSvd"
+    method: Literal["tileSync", "dwtDctSvd", "dwtDct", "rivaGan"] = Field(
+        default="tileSync", description="Image mark (gateway.provenance.marks); tileSync survives re-encodes, "
+        "resizes, crops and small rotations (docs/api.md)")
     strength: float = Field(default=1.0, gt=0, le=10)
 
 

@@ -42,7 +42,7 @@ __all__ = ["ProvenanceFaults", "ProvenanceService", "ReleasedImage"]
 
 PDQ_SAME_IMAGE = 60  # bits: at most this far from the hash recorded at release is the same render
 
-DEFAULT_STRENGTH = {"dwtDctSvd": 36.0, "dwtDct": 36.0, "rivaGan": 1.0}
+DEFAULT_STRENGTH = {"tileSync": 1.0, "dwtDctSvd": 36.0, "dwtDct": 36.0, "rivaGan": 1.0}
 
 
 @dataclass(frozen=True)
@@ -232,14 +232,19 @@ class ProvenanceService:
         if report.decision and report.state in ("Trusted", "Valid"):
             decision_ids.append(str(report.decision.get("decision_id")))
         if rgb is not None:
+            tried: list[str] = []
             for method in self._methods_in_use():
+                tried.append(method)
                 try:
                     detection = self.watermarker(method).detect(rgb)
                 except Exception as exc:  # noqa: BLE001 - a detection error is a finding, not a crash
-                    out["watermark"] = {"method": method, "error": str(exc)}
+                    out["watermark"] = {"method": method, "found": False, "error": str(exc), "methods": list(tried)}
                     continue
                 if detection.wm_id is None:
-                    out["watermark"] = {"method": method, "found": False}
+                    if out["watermark"] is None or "error" not in out["watermark"]:
+                        out["watermark"] = {"method": tried[0], "found": False, "methods": list(tried)}
+                    else:
+                        out["watermark"]["methods"] = list(tried)
                     continue
                 with Session(self.engine) as session:
                     rows = lookup_watermark(session, method, detection.wm_id)
@@ -251,8 +256,12 @@ class ProvenanceService:
                 matches, distance = self._image_match(rows, rgb)
                 out["watermark"] = {
                     "method": method, "found": True, "wm_id": detection.wm_id,
+                    "version": self.watermarker(method).version,
                     "bit_accuracy_estimate": detection.bit_accuracy_estimate,
-                    "false_accept_bound": getattr(detection, "false_accept_bound", None),
+                    "confidence": detection.confidence,
+                    "false_accept_bound": detection.false_accept_bound,
+                    # the geometry undone before decoding: the copy's scale and rotation
+                    "geometry": {"scale": round(detection.scale, 4), "rotation_deg": round(detection.rotation_deg, 2)},
                     "decision_ids": [r.decision_id for r in rows],
                     # A mark proves which decision released *a* render with this id; whether this
                     # image is that render (and not other content the mark was copied onto) is
@@ -293,8 +302,9 @@ class ProvenanceService:
                 "confidence": detection.confidence, "decision_ids": [r.decision_id for r in rows]}
 
     def _methods_in_use(self) -> list[str]:
-        """dwtDctSvd always (cheap); rivaGan (about 1 s) only if this deployment ever released with it."""
-        methods = ["dwtDctSvd"]
+        """tileSync and dwtDctSvd always (cheap); rivaGan (about 1 s) only if this deployment ever
+        released with it."""
+        methods = ["tileSync", "dwtDctSvd"]
         with Session(self.engine) as session:
             for other in ("rivaGan", "dwtDct"):
                 if session.exec(select(WatermarkRecord.id).where(WatermarkRecord.method == other).limit(1)).first():

@@ -48,6 +48,9 @@ class WatermarkDetection:
     needs_confirmation: bool = False  # True when the bound is too weak to name a decision alone
     scale: float = 1.0  # the rescaling under which the payload was read
     corrected_bits: int = 0
+    rotation_deg: float = 0.0  # the rotation undone before decoding (geometry-searching marks)
+    confidence: float | None = None  # 1 - false_accept_bound when an id was found
+    sync_z: float | None = None  # sync correlation peak in standard deviations (unmarked: ~3.5-5)
 
 
 @runtime_checkable

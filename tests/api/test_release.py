@@ -40,7 +40,7 @@ def test_release_returns_signed_marked_file(client: TestClient, keys: Keys, coff
         out = stored["outputs"][0]
         assert len(out["manifest_digest"]) == 64 and out["manifest_digest"] not in digests  # one manifest each
         digests.add(out["manifest_digest"])
-        assert out["watermark_id"].startswith("dwtDctSvd:")
+        assert out["watermark_id"].startswith("tileSync:") and out["watermark_version"] == "1"
         assert report.decision["watermark_id"] == int(out["watermark_id"].split(":")[1])
         import hashlib
         assert out["sha256"] == hashlib.sha256(resp.content).hexdigest()

@@ -86,7 +86,12 @@ class TestRivaGan(MarkContract):
     method = "rivaGan"
 
 
-CONTRACT_CLASSES = [TestDwtDctSvd, TestRivaGan]
+class TestTileSync(MarkContract):
+    method = "tileSync"
+    min_psnr = 40.0
+
+
+CONTRACT_CLASSES = [TestDwtDctSvd, TestRivaGan, TestTileSync]
 
 
 def test_every_builtin_mark_has_a_contract_class() -> None:
