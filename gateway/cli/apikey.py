@@ -20,10 +20,10 @@ apikey_app = typer.Typer(help="Manage API keys (stored hashed; a key is shown on
 
 
 def _store(settings: Settings) -> ApiKeyStore:
+    require_data_dir(settings)  # never create a data dir (and new keys) to list nothing
     from gateway.apikeys import ApiKeyStore
     from gateway.db import make_engine
 
-    require_data_dir(settings)  # never create a data dir (and new keys) to list nothing
     return ApiKeyStore(make_engine(settings.resolved_database_url), settings.operator_tenant)
 
 
