@@ -99,6 +99,8 @@ class Settings:
                 ("c2pa_trust_anchors", "CONSENTGATE_C2PA_TRUST_ANCHORS"),
                 ("public_url", "CONSENTGATE_PUBLIC_URL"),
                 ("blob_store", "CONSENTGATE_BLOB_STORE"),
+                ("subject_erasure", "CONSENTGATE_SUBJECT_ERASURE"),  # immediate | queued (default)
+                ("audit_publish", "CONSENTGATE_AUDIT_PUBLISH"),  # a directory or an http(s) URL
             )
             if env.get(var)
         }

@@ -28,3 +28,5 @@ $PIP install -q --no-deps "resemblyzer==0.1.4"
 $PIP install -q -e ".[dev,ray]" "torch==2.13.0"
 # Fail early if a model package combination is broken (e.g. two OpenCV builds in one cv2/).
 .venv/bin/python scripts/check_imports.py
+# The console's browser tests: Debian chromium (apt, as root) and axe-core (npm).
+bash scripts/install_browser.sh

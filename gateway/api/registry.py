@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from classifiers.base import ModelError
 from gateway.api.deps import GatewayDep, Registrar
 from gateway.api.forms import read_capped
+from gateway.api.registry_subject import RegistrarOrSubject
 from gateway.api.uses import uses_page
 from gateway.audio.intake import AudioLimits, decode_audio
 from gateway.context import Gateway
@@ -79,6 +80,14 @@ def _registry(gw: Gateway) -> Registry:
     return gw.registry
 
 
+async def _own_grant(gw: Gateway, caller: RegistrarOrSubject, grant_id: str) -> GrantPublic:
+    """The grant, if the caller may act on it (a subject token: only its own subject's grants; else 404)."""
+    grant = await _call(_registry(gw).get_grant, grant_id)
+    if caller.is_subject and grant.subject_id != caller.subject_id:
+        raise reg_errors.GrantNotFound(grant_id)
+    return grant
+
+
 @router.post("/v1/subjects", status_code=201)
 async def create_subject(body: SubjectCreate, gw: GatewayDep, who: Registrar) -> SubjectPublic:
     reg = _registry(gw)
@@ -93,7 +102,8 @@ async def list_subjects(
 
 
 @router.get("/v1/subjects/{subject_id}")
-async def get_subject(subject_id: str, gw: GatewayDep, _: Registrar) -> SubjectPublic:
+async def get_subject(subject_id: str, gw: GatewayDep, caller: RegistrarOrSubject) -> SubjectPublic:
+    caller.require(subject_id)
     return await _call(_registry(gw).get_subject, subject_id)
 
 
@@ -180,17 +190,20 @@ async def create_grant(subject_id: str, body: GrantCreate, gw: GatewayDep, who: 
 
 
 @router.get("/v1/subjects/{subject_id}/grants")
-async def list_grants(subject_id: str, gw: GatewayDep, _: Registrar) -> dict[str, list[GrantPublic]]:
+async def list_grants(subject_id: str, gw: GatewayDep, caller: RegistrarOrSubject) -> dict[str, list[GrantPublic]]:
+    caller.require(subject_id)
     return {"grants": await _call(_registry(gw).list_grants, subject_id)}
 
 
 @router.delete("/v1/grants/{grant_id}")
-async def revoke_grant(grant_id: str, gw: GatewayDep, who: Registrar) -> dict[str, Any]:
-    """Revoke the grant (idempotent) and answer with it and what was made under it: the first page
-    of its uses with receipts (`uses`, `uses_next_cursor` → `GET /v1/grants/{id}/uses?cursor=`)."""
-    grant = await _call(_registry(gw).revoke, grant_id, who.key_id)
+async def revoke_grant(grant_id: str, gw: GatewayDep, caller: RegistrarOrSubject) -> dict[str, Any]:
+    """Revoke the grant (idempotent; the subject may revoke their own) and answer with it and what was
+    made under it: the first page of its uses with receipts (`uses`, `uses_next_cursor` →
+    `GET /v1/grants/{id}/uses?cursor=`)."""
+    await _own_grant(gw, caller, grant_id)
+    grant = await _call(_registry(gw).revoke, grant_id, caller.actor)
     page = await run_in_threadpool(lambda: uses_page(gw.audit, subject_id=grant.subject_id, grant_id=grant.id,
-                                                     limit=100, with_record=True))
+                                                     limit=100, with_record=not caller.is_subject))
     return {**grant.model_dump(mode="json"), "uses": page["uses"], "uses_next_cursor": page["next_cursor"]}
 
 
@@ -198,16 +211,17 @@ async def revoke_grant(grant_id: str, gw: GatewayDep, who: Registrar) -> dict[st
 async def grant_uses(
     grant_id: str,
     gw: GatewayDep,
-    _: Registrar,
+    caller: RegistrarOrSubject,
     cursor: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Every decision made under this grant, oldest first, each with its outputs (sha256, watermark
     id, manifest digest) and its receipt (audit index, inclusion proof, signed checkpoint)."""
-    grant = await _call(_registry(gw).get_grant, grant_id)
+    grant = await _own_grant(gw, caller, grant_id)
     try:
         return await run_in_threadpool(lambda: uses_page(gw.audit, subject_id=grant.subject_id, grant_id=grant.id,
-                                                         cursor=cursor, limit=limit, with_record=True))
+                                                         cursor=cursor, limit=limit,
+                                                         with_record=not caller.is_subject))
     except ValueError as exc:
         raise BadInput(str(exc)) from exc
 
@@ -256,15 +270,17 @@ async def add_hashes(subject_id: str, request: Request, gw: GatewayDep, who: Reg
 async def subject_uses(
     subject_id: str,
     gw: GatewayDep,
-    _: Registrar,
+    caller: RegistrarOrSubject,
     cursor: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Every decision that involved this subject, oldest first, paged, each with its outputs and its
     receipt (the same items as `GET /v1/grants/{id}/uses`). The subject's consent history (ledger
-    entries) is at `GET /v1/audit/entries?subject=`."""
+    entries) is at `GET /v1/audit/entries?subject=` (and in `GET /v1/subjects/{id}/export`). A subject
+    token sees the items without the full decision record, which may name other people."""
+    caller.require(subject_id)
     try:
         return await run_in_threadpool(lambda: uses_page(gw.audit, subject_id=subject_id, cursor=cursor,
-                                                         limit=limit, with_record=True))
+                                                         limit=limit, with_record=not caller.is_subject))
     except ValueError as exc:
         raise BadInput(str(exc)) from exc

@@ -7,19 +7,22 @@ names and templates are sealed before they are written, and the erasure receipt 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import secrets
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlmodel import Session, col, delete, func, select
+from sqlmodel import Session, SQLModel, col, delete, func, select
 
 from gateway.registry.core import PROFILE, RegistryCore
 from gateway.registry.enrolment import check_image, decode_png, embeddings_for, encode_png, single_face
 from gateway.registry.errors import (
+    AccessDenied,
     EnrolmentError,
     GrantNotFound,
     InvalidRequest,
@@ -32,8 +35,10 @@ from gateway.registry.models import (
     EnrolmentResult,
     GrantPublic,
     HashAddResult,
+    RegistryAccessToken,
     RegistryEnrolment,
     RegistryEnrolmentImage,
+    RegistryErasureRequest,
     RegistryFaceTemplate,
     RegistryGrant,
     RegistryHash,
@@ -479,6 +484,8 @@ def erase(reg: RegistryCore, subject_id: str, by: str) -> dict[str, Any]:
             ("enrolments", RegistryEnrolment),
             ("grants", RegistryGrant),
             ("hashes", RegistryHash),
+            ("access_tokens", RegistryAccessToken),
+            ("erasure_requests", RegistryErasureRequest),
             ("subjects", RegistrySubject),
         ):
             column = getattr(table, "id" if table is RegistrySubject else "subject_id")
@@ -502,8 +509,7 @@ def snapshot(reg: RegistryCore) -> int:
     transaction. Returns how many entries were appended (0 when already done or no ledger)."""
     if reg.ledger is None:
         return 0
-    # Idempotent; created here too so a database migrated before this table existed gets it.
-    RegistryLedgerState.metadata.create_all(reg.engine, tables=[RegistryLedgerState.__table__])  # type: ignore[attr-defined]
+    ensure_ledger_tables(reg)
     with Session(reg.engine) as s:
         if s.get(RegistryLedgerState, 1) is not None:
             return 0
@@ -533,3 +539,107 @@ def snapshot(reg: RegistryCore) -> int:
         s.add(RegistryLedgerState(id=1, snapshot_at=utcnow(), snapshot_entries=len(records)))
         s.commit()
     return len(records)
+
+
+# ---- the subject's own access ----
+TOKEN_PREFIX = "cgs"  # noqa: S105 - a prefix, not a secret
+MAX_TOKEN_S = 366 * 86400
+
+
+def _token_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def ensure_ledger_tables(reg: RegistryCore) -> None:
+    """Idempotent: the ledger's and the subject's own tables (migration 0007 makes them; this covers a
+    database created by `create_tables` or migrated before them)."""
+    SQLModel.metadata.create_all(reg.engine, tables=[
+        RegistryLedgerState.__table__, RegistryAccessToken.__table__,  # type: ignore[attr-defined]
+        RegistryErasureRequest.__table__])  # type: ignore[attr-defined]
+
+
+def issue_access_token(reg: RegistryCore, subject_id: str, expires_in_s: int, by: str) -> dict[str, Any]:
+    """A bearer token `cgs_<id>_<secret>` bound to `subject_id`, valid `expires_in_s` seconds; the
+    secret is shown once (stored as SHA-256). A ledger entry (kind `subject`, event
+    `access_token_issued`) records who gave the person access and until when."""
+    if not 60 <= int(expires_in_s) <= MAX_TOKEN_S:
+        raise InvalidRequest(f"expires_in must be between 60 and {MAX_TOKEN_S} seconds")
+    token_id, secret = secrets.token_hex(6), secrets.token_urlsafe(24)
+    now = utcnow()
+    expires = now + timedelta(seconds=int(expires_in_s))
+    with Session(reg.engine) as s:
+        _subject(s, subject_id)
+        s.add(RegistryAccessToken(id=token_id, subject_id=subject_id, secret_sha256=_token_hash(secret),
+                                  created_by=by, created_at=now, expires_at=expires))
+        s.flush()
+        _entry(reg, s, "subject", subject_id, by, event="access_token_issued", token_id=token_id,
+               expires_at=rfc3339(expires))
+        s.commit()
+    return {"token": f"{TOKEN_PREFIX}_{token_id}_{secret}", "token_id": token_id, "subject_id": subject_id,
+            "expires_at": rfc3339(expires)}
+
+
+def authenticate_access_token(reg: RegistryCore, presented: str) -> tuple[str, str]:
+    """(subject id, token id) of a valid, unexpired token; raises AccessDenied otherwise. Compared in
+    constant time; an erased subject's tokens are gone with it."""
+    parts = presented.split("_", 2)
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or len(parts[1]) != 12:
+        raise AccessDenied("malformed subject access token")
+    with Session(reg.engine) as s:
+        row = s.get(RegistryAccessToken, parts[1])
+    expected = row.secret_sha256 if row is not None else _token_hash("\0")
+    if not hmac.compare_digest(expected, _token_hash(parts[2])) or row is None:
+        raise AccessDenied("unknown subject access token")
+    if to_utc(row.expires_at) <= utcnow():
+        raise AccessDenied("this subject access token has expired")
+    return row.subject_id, row.id
+
+
+def request_erasure(reg: RegistryCore, subject_id: str, token_id: str) -> dict[str, Any]:
+    """Queue the subject's own erasure request for a registrar (idempotent per subject)."""
+    with Session(reg.engine) as s:
+        _subject(s, subject_id)
+        existing = s.exec(select(RegistryErasureRequest).where(RegistryErasureRequest.subject_id == subject_id)
+                          ).first()
+        if existing is None:
+            existing = RegistryErasureRequest(id=secrets.token_hex(16), subject_id=subject_id, token_id=token_id,
+                                              requested_at=utcnow())
+            s.add(existing)
+            s.flush()
+            _entry(reg, s, "subject", subject_id, f"subject-token:{token_id}", event="erasure_requested",
+                   request_id=existing.id)
+            s.commit()
+            s.refresh(existing)
+        return {"request_id": existing.id, "subject_id": subject_id, "state": "queued",
+                "requested_at": rfc3339(to_utc(existing.requested_at))}
+
+
+def erasure_requests(reg: RegistryCore) -> list[dict[str, Any]]:
+    with Session(reg.engine) as s:
+        rows = s.exec(select(RegistryErasureRequest).order_by(col(RegistryErasureRequest.requested_at))).all()
+        return [{"request_id": r.id, "subject_id": r.subject_id, "requested_at": rfc3339(to_utc(r.requested_at))}
+                for r in rows]
+
+
+def export_subject(reg: RegistryCore, subject_id: str) -> dict[str, Any]:
+    """Everything the registry holds about the subject, as they may take it away (GDPR Art. 15/20):
+    profile, enrolment metadata, grants, hash count, access tokens issued — never templates, images
+    or hashes themselves."""
+    with Session(reg.engine) as s:
+        subject = _public(reg, s, [_subject(s, subject_id)])[0]
+        enrolments = s.exec(select(RegistryEnrolment).where(RegistryEnrolment.subject_id == subject_id)
+                            .order_by(col(RegistryEnrolment.created_at))).all()
+        grants = s.exec(select(RegistryGrant).where(RegistryGrant.subject_id == subject_id)
+                        .order_by(col(RegistryGrant.created_at))).all()
+        tokens = s.exec(select(RegistryAccessToken).where(RegistryAccessToken.subject_id == subject_id)
+                        .order_by(col(RegistryAccessToken.created_at))).all()
+        return {
+            "subject": subject.model_dump(mode="json"),
+            "enrolments": [{"enrolment_id": e.id, "modality": "face", "notice_version": e.notice_version,
+                            "image_count": e.image_count, "enrolled_by": e.enrolled_by,
+                            "enrolled_at": rfc3339(to_utc(e.created_at))} for e in enrolments],
+            "grants": [_grant_public(g).model_dump(mode="json") for g in grants],
+            "access_tokens": [{"token_id": t.id, "created_by": t.created_by,
+                               "created_at": rfc3339(to_utc(t.created_at)),
+                               "expires_at": rfc3339(to_utc(t.expires_at))} for t in tokens],
+        }

@@ -111,6 +111,32 @@ class RegistryState(SQLModel, table=True):
     hashes: int = Field(default=0)
 
 
+class RegistryAccessToken(SQLModel, table=True):
+    """A subject access token: a bearer secret bound to one subject (the person's own access to their
+    grants, uses and data). Stored as SHA-256 of the secret; shown once when issued."""
+
+    __tablename__ = "registry_access_tokens"
+
+    id: str = Field(primary_key=True, max_length=32)
+    subject_id: str = Field(foreign_key="registry_subjects.id", index=True, max_length=64)
+    secret_sha256: str = Field(max_length=64)
+    created_by: str = Field(max_length=200)
+    created_at: datetime = Field(sa_column=_ts())
+    expires_at: datetime = Field(sa_column=_ts())
+
+
+class RegistryErasureRequest(SQLModel, table=True):
+    """An erasure the subject asked for with their token, queued for a registrar (when the deployment
+    does not erase at once)."""
+
+    __tablename__ = "registry_erasure_requests"
+
+    id: str = Field(primary_key=True, max_length=32)
+    subject_id: str = Field(foreign_key="registry_subjects.id", index=True, max_length=64)
+    token_id: str = Field(max_length=32)
+    requested_at: datetime = Field(sa_column=_ts())
+
+
 class RegistryLedgerState(SQLModel, table=True):
     """One row (id=1) once the consent ledger holds the registry's history: written with the one-time
     `snapshot` entries of a registry that predates the ledger (or at once on an empty one)."""
@@ -184,6 +210,8 @@ REGISTRY_TABLES = (
     RegistryState.__table__,  # type: ignore[attr-defined]
     RegistryTemplateRemoval.__table__,  # type: ignore[attr-defined]
     RegistryLedgerState.__table__,  # type: ignore[attr-defined]
+    RegistryAccessToken.__table__,  # type: ignore[attr-defined]
+    RegistryErasureRequest.__table__,  # type: ignore[attr-defined]
     RegistryVoiceEnrolment.__table__,  # type: ignore[attr-defined]
     RegistryVoiceTemplate.__table__,  # type: ignore[attr-defined]
     RegistryVoiceClip.__table__,  # type: ignore[attr-defined]

@@ -231,6 +231,33 @@ class Registry(RegistryCore):
         self._changed()
         return out
 
+    # ---- the subject's own access ----
+    def issue_access_token(self, subject_id: str, expires_in_s: int, by: str) -> dict[str, Any]:
+        self._guard()
+        with unavailable_on_db_error("issue access token"):
+            return admin.issue_access_token(self, subject_id, expires_in_s, by)
+
+    def authenticate_access_token(self, token: str) -> tuple[str, str]:
+        """(subject id, token id); raises AccessDenied."""
+        self._guard()
+        with unavailable_on_db_error("check access token"):
+            return admin.authenticate_access_token(self, token)
+
+    def request_erasure(self, subject_id: str, token_id: str) -> dict[str, Any]:
+        self._guard()
+        with unavailable_on_db_error("request erasure"):
+            return admin.request_erasure(self, subject_id, token_id)
+
+    def erasure_requests(self) -> list[dict[str, Any]]:
+        self._guard()
+        with unavailable_on_db_error("list erasure requests"):
+            return admin.erasure_requests(self)
+
+    def export_subject(self, subject_id: str) -> dict[str, Any]:
+        self._guard()
+        with unavailable_on_db_error("export subject"):
+            return admin.export_subject(self, subject_id)
+
     # ---- the consent ledger ----
     def snapshot_ledger(self) -> int:
         """The one-time `snapshot` entries of a registry that predates the ledger (see admin.snapshot)."""

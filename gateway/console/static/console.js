@@ -230,7 +230,7 @@ async function decisionsView(params) {
 function entriesTable(entries) {
   if (!entries.length) return el('p', {}, 'No entries match these filters.');
   return el('table', {}, el('caption', {}, 'Log entries'),
-    el('thead', {}, el('tr', {}, ...['#', 'Time (UTC)', 'Kind', 'Tenant', 'Use', 'Verdict', ''].map(
+    el('thead', {}, el('tr', {}, ...['#', 'Time (UTC)', 'Kind', 'Tenant', 'Use', 'Verdict', 'Details'].map(
       (h) => el('th', { scope: 'col' }, h)))),
     el('tbody', {}, ...entries.map((e) => {
       const r = e.record;
