@@ -34,6 +34,8 @@ from gateway.registry.grant_guard import GrantGuard
 from gateway.registry.service import Registry
 from gateway.registry.switch import face_model_ready
 from gateway.settings import Settings
+from gateway.upstream.manager import RouteManager
+from gateway.upstream.routes import RouteTable, load_routes
 from gateway.upstream.state import ProxyState, open_proxy_state
 from gateway.video.sampling import phase_from_seed
 
@@ -183,6 +185,30 @@ def _sampling_seed(settings: Settings) -> str | None:
     return seed
 
 
+def bundle_routes(settings: Settings, policies: PolicyManager, routes: RouteManager) -> None:
+    """Make the routes file part of the policy bundle (issue #15.4): parsed from the bytes of the
+    bundle being activated (so the digest and the signature cover it), refusing the whole bundle
+    when it is invalid, and live in the same swap as the policies. A routes file outside the policy
+    directory has no signature over it: under a trust key it is refused."""
+    try:
+        rel = routes.path.resolve().relative_to(settings.policies_dir.resolve()).as_posix()
+    except ValueError:
+        if settings.policy_trust_key is not None:
+            routes.refuse(f"{routes.path}: the routes file is outside the policy directory, so the bundle "
+                          f"signature does not cover it; with a trust key it is refused (move it into "
+                          f"{settings.policies_dir})")
+        return
+    path = routes.path
+    policies.attachers["routes"] = lambda active: load_routes(path, active.bundle.sources.get(rel), from_bundle=True)
+
+    def table() -> RouteTable | None:
+        active = policies.active
+        found = active.attachments.get("routes") if active is not None else None
+        return found if isinstance(found, RouteTable) else None
+
+    routes.bind(table, lambda: policies.last_error, policies.reload)
+
+
 def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) -> Gateway:
     ensure_initialised(settings)
     engine = make_engine(settings.resolved_database_url)
@@ -205,11 +231,13 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
                        check_deadline_s=settings.check_deadline_s, scratch_dir=settings.data_dir / "tmp",
                        video_sampling_seed=_sampling_seed(settings)),
     )
+    proxy = open_proxy_state(settings, engine, metrics.registry)
+    bundle_routes(settings, policies, proxy.routes)
     return Gateway(
         settings=settings, engine=engine, apikeys=ApiKeyStore(engine, settings.operator_tenant), metrics=metrics,
         models=registry_models, pool=pool, policies=policies, audit=audit, registry=registry, consent=consent,
         provenance=provenance, limits=limits, pipeline=pipeline,
-        proxy=open_proxy_state(settings, engine, metrics.registry),
+        proxy=proxy,
         jobs=open_jobs(settings, engine, pipeline.video, audit),
         serve_client=serve_client,
     )

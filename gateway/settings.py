@@ -34,7 +34,7 @@ class Settings:
     audit_checkpoint_every: int = 256
     audit_checkpoint_interval_ms: int = 1000
     max_upload_bytes: int = 50 * 1024 * 1024
-    max_pixels: int = 40_000_000
+    max_pixels: int = 4096 * 4096  # the largest image analysed at full resolution in the time budget
     max_media_parts: int = 16
     working_max_side: int = 1024
     model_threads: int = 2
@@ -114,7 +114,7 @@ class Settings:
             console_session_idle_s=_env_float("CONSENTGATE_CONSOLE_IDLE_S", 1800.0),
             console_session_max_s=_env_float("CONSENTGATE_CONSOLE_MAX_S", 43200.0),
             max_upload_bytes=_env_int("CONSENTGATE_MAX_UPLOAD_BYTES", 50 * 1024 * 1024),
-            max_pixels=_env_int("CONSENTGATE_MAX_PIXELS", 40_000_000),
+            max_pixels=_env_int("CONSENTGATE_MAX_PIXELS", 4096 * 4096),
             model_threads=_env_int("CONSENTGATE_MODEL_THREADS", min(2, os.cpu_count() or 1)),
             model_timeout_s=_env_float("CONSENTGATE_MODEL_TIMEOUT_S", 10.0),
             check_deadline_s=_env_float("CONSENTGATE_CHECK_DEADLINE_S", 30.0),

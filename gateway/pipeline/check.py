@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ from gateway.decision import (
     Reason,
     SubjectFact,
     Verdict,
+    VoiceFact,
     decide,
 )
 from gateway.media import DecodedImage
@@ -34,6 +36,7 @@ from gateway.metrics import Metrics
 from gateway.pipeline.errors import ModelCallFailed
 from gateway.pipeline.ports import Clock, ConsentLookup
 from gateway.pipeline.threads import in_thread
+from gateway.pipeline.voice import Track, voice_facts
 from gateway.policy.runtime import PolicyRuntime
 from gateway.requestlog import observe
 
@@ -48,6 +51,7 @@ class CheckInput:
     end_user: str | None
     prompt: str | None
     images: list[DecodedImage] = field(default_factory=list)
+    tracks: list[Track] = field(default_factory=list)  # audio (issue #18): checked for voices
 
 
 @dataclass
@@ -130,26 +134,49 @@ class CheckStage:
         if stage_rules is not None and working:
             wanted = [c.model for c in stage_rules.nsfw] + [m.model for e in stage_rules.ensembles for m in e.members]
             nsfw_aliases = list(dict.fromkeys(wanted))
+        # NSFW at resolution: each image is judged whole (its working copy) and, when large, tile by
+        # tile at full resolution, so an image made of small tiles is judged like each tile.
+        views: list[np.ndarray] = []
+        owners: list[int] = []
+        for media_index, img in enumerate(req.images):
+            for view in [img.working, *nsfw_tiles(img.rgb)]:
+                views.append(view)
+                owners.append(media_index)
+
+        def classify(alias: str) -> list[dict[str, float]]:
+            scored = rt.nsfw[alias].classify(views)
+            if len(scored) != len(views):
+                raise ValueError(f"{len(scored)} results for {len(views)} images")
+            return max_per_image(scored, owners, len(req.images))
+
         nsfw_tasks = [
-            guarded(self._call(f"nsfw.{alias}", alias, functools.partial(rt.nsfw[alias].classify, working),
-                               rt.timeouts.get(alias)))
+            guarded(self._call(f"nsfw.{alias}", alias, functools.partial(classify, alias), rt.timeouts.get(alias)))
             for alias in nsfw_aliases
         ]
 
         def analyze() -> list[list[DetectedFace]]:
-            return [rt.face.analyze(w) for w in working]
+            # Faces are looked for at full resolution: a 40 px face of a 4096² render is 10 px in the
+            # 1024 px working copy. The analyzer chooses its own detection scale (classifiers/face_dlib.py).
+            return [rt.face.analyze(img.rgb) for img in req.images]
 
         def hashes() -> list[list[str]]:
             return [rt.hasher.hashes(w) for w in working]
 
-        face_task = guarded(self._call("faces", rt.face.info.name, analyze)) if working else _none()
+        # Full-coverage face detection costs in proportion to the pixels: the budget grows with them
+        # (the per-model timeout per 1024² of image, at least once; the intake pixel limit caps it).
+        pixels = sum(img.width * img.height for img in req.images)
+        base = rt.policy.consent.face_model.timeout_s or self.model_timeout_s
+        face_timeout = base * max(1.0, pixels / FACE_BUDGET_PIXELS)
+        face_task = guarded(self._call("faces", rt.face.info.name, analyze, face_timeout)) if working else _none()
         hash_task = guarded(self._call("hash_list", rt.hasher.info.name, hashes)) if working else _none()
         prompt_task = guarded(self.prompt_facts(rt, req.prompt)) if req.prompt and (
             stage_rules is None or stage_rules.prompt) else _none()
+        voice_task = voice_facts(self._call, self.consent, rt, req.tracks) if req.tracks else _no_voices()
 
         t0 = time.perf_counter()
-        nsfw_results, faces_raw, hashes_raw, prompt_facts = await asyncio.gather(
-            asyncio.gather(*nsfw_tasks), face_task, hash_task, prompt_task)
+        nsfw_results, faces_raw, hashes_raw, prompt_facts, (voices, voice_failures) = await asyncio.gather(
+            asyncio.gather(*nsfw_tasks), face_task, hash_task, prompt_task, voice_task)
+        failures.extend(voice_failures)
         observe(self.metrics.stage_seconds, "models", time.perf_counter() - t0)
 
         nsfw_facts: list[NsfwFact] = []
@@ -167,7 +194,8 @@ class CheckStage:
         if hashes_raw is not None:
             hash_hits = await guarded(self._hash_hits(rt, hashes_raw)) or ()
         names, concepts = prompt_facts if prompt_facts is not None else ((), {})
-        subject_ids = sorted({m.subject_id for f in face_facts for m in f.matches} | {n.subject_id for n in names})
+        subject_ids = sorted({m.subject_id for f in face_facts for m in f.matches} | {n.subject_id for n in names}
+                             | {m.subject_id for v in voices for m in v.matches})
         grants: dict[str, tuple[GrantFact, ...]] = {}
         subjects: dict[str, SubjectFact] = {}
 
@@ -182,9 +210,10 @@ class CheckStage:
 
         facts = Facts(
             stage=req.stage, use=req.use, tenant=req.tenant, end_user=req.end_user, now=self.clock(),
-            media_count=len(req.images), prompt=req.prompt, nsfw=tuple(nsfw_facts), faces=tuple(face_facts),
-            names=tuple(names), concepts=dict(concepts), hash_hits=hash_hits, subjects=subjects, grants=grants,
-            failures=tuple(failures),
+            media_count=len(req.images) + len(req.tracks), prompt=req.prompt, nsfw=tuple(nsfw_facts),
+            faces=tuple(face_facts), names=tuple(names), concepts=dict(concepts), hash_hits=hash_hits,
+            subjects=subjects, grants=grants, failures=tuple(failures), voices=voices,
+            media_kind="audio" if req.tracks and not req.images else "image",
         )
         verdict = await in_thread(decide, policy, facts)  # prompt regexes run here: never on the event loop
         elapsed = time.perf_counter() - start
@@ -196,13 +225,11 @@ class CheckStage:
     ) -> tuple[tuple[FaceFact, ...], list[np.ndarray]]:
         if not faces_raw:
             return (), []
-        located: list[tuple[int, DetectedFace, float]] = []
-        for media_index, (faces, img) in enumerate(zip(faces_raw, req.images, strict=True)):
-            for face in faces:
-                located.append((media_index, face, img.scale))
+        # boxes are in full-resolution pixels (the analyzer saw `DecodedImage.rgb`)
+        located = [(media_index, face) for media_index, faces in enumerate(faces_raw) for face in faces]
         if not located:
             return (), []
-        embeddings = [f.embedding for _, f, _ in located if f.embedding is not None]
+        embeddings = [f.embedding for _, f in located if f.embedding is not None]
         matches: list[list[FaceMatch]] = []
         if embeddings:
             matrix = np.stack(embeddings).astype(np.float32)
@@ -213,8 +240,8 @@ class CheckStage:
         matched = iter(matches)
         identify_min = rt.policy.consent.identify_min_px
         facts = []
-        for media_index, face, scale in located:
-            bbox: tuple[int, int, int, int] = tuple(int(round(v * scale)) for v in face.bbox)  # type: ignore[assignment]
+        for media_index, face in located:
+            bbox = face.bbox
             if face.embedding is None:
                 why = face.unidentified or "the face analyzer could not embed it"
                 facts.append(FaceFact(media_index, bbox, float(face.det_score), (), unidentified=why))
@@ -255,5 +282,36 @@ class CheckStage:
         return names, concepts
 
 
+FACE_BUDGET_PIXELS = 1024 * 1024  # faces get the per-model timeout per this many pixels (at least once)
+NSFW_TILE_PX = 1024  # images longer than 1.5× this are also judged in tiles of about this size
+
+
+def nsfw_tiles(rgb: np.ndarray) -> list[np.ndarray]:
+    """Full-resolution tiles (a grid of about NSFW_TILE_PX squares, no gaps) of an image longer than
+    1.5 × NSFW_TILE_PX; none for smaller images, which the working copy already shows at about that
+    size. The models resize each tile to their own input (NudeNet 320, open_nsfw 224)."""
+    h, w = rgb.shape[:2]
+    if max(h, w) <= NSFW_TILE_PX * 1.5:
+        return []
+    nx, ny = math.ceil(w / NSFW_TILE_PX), math.ceil(h / NSFW_TILE_PX)
+    xs = [round(i * w / nx) for i in range(nx + 1)]
+    ys = [round(j * h / ny) for j in range(ny + 1)]
+    return [rgb[ys[j]:ys[j + 1], xs[i]:xs[i + 1]] for j in range(ny) for i in range(nx)]
+
+
+def max_per_image(scored: list[dict[str, float]], owners: list[int], count: int) -> list[dict[str, float]]:
+    """Per image, per label: the highest score over its views (whole image and tiles)."""
+    out: list[dict[str, float]] = [{} for _ in range(count)]
+    for scores, owner in zip(scored, owners, strict=True):
+        merged = out[owner]
+        for label, value in scores.items():
+            merged[label] = max(merged.get(label, 0.0), float(value))
+    return out
+
+
 async def _none() -> None:
     return None
+
+
+async def _no_voices() -> tuple[tuple[VoiceFact, ...], list[ModelFailure]]:
+    return (), []

@@ -6,11 +6,12 @@ SIGHUP."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +27,9 @@ class ActivePolicy:
     bundle: PolicyBundle
     runtime: PolicyRuntime
     overlay_runtimes: dict[str, PolicyRuntime]
+    # What other parts build from the same bundle bytes (e.g. "routes": the route table), so they
+    # go live in the same swap as the policies: one reference, never one without the other.
+    attachments: dict[str, object] = field(default_factory=dict)
 
     def for_tenant(self, tenant: str) -> PolicyRuntime:
         return self.overlay_runtimes.get(tenant, self.runtime)
@@ -52,6 +56,8 @@ class PolicyManager:
         self.on_result = on_result
         self.on_activate = on_activate
         self.validators: list[Callable[[ActivePolicy], None]] = []
+        # name → build(active) from the bundle's bytes; raises PolicyError to refuse the bundle.
+        self.attachers: dict[str, Callable[[ActivePolicy], object]] = {}
         self.active: ActivePolicy | None = None
         self.last_error: str | None = None
         self.last_error_at: datetime | None = None
@@ -86,6 +92,8 @@ class PolicyManager:
             raise PolicyError(errors)
         active = ActivePolicy(bundle, runtime, overlays)
         self._check_removed_overlays(bundle)
+        for name, attach in self.attachers.items():
+            active.attachments[name] = attach(active)  # raises PolicyError to refuse the bundle
         for validate in self.validators:
             validate(active)  # raises PolicyError to refuse the bundle
         return active
@@ -119,8 +127,7 @@ class PolicyManager:
         """Validate and activate the bundle on disk; False (and last good kept) when refused."""
         with self._lock:
             try:
-                digest = bundle_digest(self.directory) if self.directory.is_dir() else None
-                self._seen_digest = digest
+                self._seen_digest = self._fingerprint() if self.directory.is_dir() else None
                 active = self.build()
             except PolicyError as exc:
                 self.last_error = str(exc)
@@ -149,10 +156,19 @@ class PolicyManager:
                 self.on_result("ok")
             return True
 
+    def _fingerprint(self) -> str:
+        """The bundle digest plus the signature file's bytes: signing a refused bundle (the digest
+        unchanged, only `bundle.sig` new) must trigger a reload too."""
+        try:
+            sig = (self.directory / "bundle.sig").read_bytes()
+        except OSError:
+            sig = b""
+        return f"{bundle_digest(self.directory)}:{hashlib.sha256(sig).hexdigest()}"
+
     def poll_once(self) -> None:
         try:
-            digest = bundle_digest(self.directory)
-        except OSError:
+            digest = self._fingerprint()
+        except (OSError, PolicyError):
             return
         # Nothing active yet (e.g. the model workers were unreachable at start): try again now and
         # then, so the gateway becomes ready by itself once they answer.

@@ -115,8 +115,9 @@ def embed(rgb: NDArray[np.uint8], bits: NDArray[np.uint8], psnr_db: float) -> ND
 
 def residual(y: F32) -> F32:
     """High-pass residual, normalised by its local energy (host image out, mark in)."""
-    r = y - cv2.GaussianBlur(y, (0, 0), 1.5)
-    energy = np.sqrt(np.maximum(cv2.blur(r * r, (31, 31)), 0)) + np.float32(0.5)
+    # sigma 1.0 / window 11 measured best over JPEG q50, WebP q60 and 0.5x copies (bench/release.py)
+    r = y - cv2.GaussianBlur(y, (0, 0), 1.0)
+    energy = np.sqrt(np.maximum(cv2.blur(r * r, (11, 11)), 0)) + np.float32(0.5)
     out: F32 = np.clip(r / energy, -3.0, 3.0).astype(np.float32)
     return out
 
@@ -156,7 +157,7 @@ def _refine(acf: F32, y: int, x: int) -> tuple[float, float]:
 
 
 def find_lattices(r: F32, min_period: float = 0.3 * TILE, max_period: float = 2.2 * TILE,
-                  n: int = 2) -> list[Lattice]:
+                  n: int = 2, peaks: int = 24) -> list[Lattice]:
     """Up to ``n`` candidate lattices from the autocorrelation of the residual ``r``."""
     h0, w0 = r.shape
     # zero-pad so that lags up to max_period do not wrap around (linear, not circular, ACF)
@@ -184,7 +185,7 @@ def find_lattices(r: F32, min_period: float = 0.3 * TILE, max_period: float = 2.
     candidates = np.flatnonzero((ring & local_max).ravel())
     if candidates.size == 0:
         return []
-    top = candidates[np.argsort(shifted.ravel()[candidates])[::-1][:24]]
+    top = candidates[np.argsort(shifted.ravel()[candidates])[::-1][:peaks]]
     out: list[Lattice] = []
     for flat in top:
         py, px = divmod(int(flat), w)
@@ -278,13 +279,35 @@ def _pad_to(shape: tuple[int, ...], period: int) -> tuple[tuple[int, int], tuple
     return (0, -shape[0] % period), (0, -shape[1] % period)
 
 
-def align(folded: F32, lay: Layout) -> tuple[F32, float]:
-    """Undo the shift of a folded tile against the sync part; (aligned tile, sync peak z-score)."""
+def align(folded: F32, lay: Layout) -> tuple[F32, float, tuple[int, int]]:
+    """Undo the shift of a folded tile against the sync part: (aligned tile, sync peak z-score,
+    the copy's origin in the marked image's tile grid, (x, y) modulo ``TILE``)."""
     corr = scipy.fft.irfft2(scipy.fft.rfft2(folded) * np.conj(scipy.fft.rfft2(lay.sync)), s=folded.shape)
     peak = int(np.argmax(corr))
     dy, dx = divmod(peak, TILE)
     z = float((corr.ravel()[peak] - corr.mean()) / (corr.std() + 1e-12))
-    return np.roll(folded, (-dy, -dx), axis=(0, 1)), z
+    return np.roll(folded, (-dy, -dx), axis=(0, 1)), z, ((-dx) % TILE, (-dy) % TILE)
+
+
+def placements(copy_shape: tuple[int, int], lat: Lattice, origin: tuple[int, int],
+               original_shape: tuple[int, int], slack: float = 0.03) -> list[NDArray[np.float64]]:
+    """Where a copy can sit in the marked image (both at working resolution): 2x3 affine maps
+    copy pixel -> marked-image pixel, one per origin ``origin + TILE * (i, j)`` that keeps the
+    copy's footprint inside the marked image (within ``slack`` of its size)."""
+    h, w = copy_shape
+    oh, ow = original_shape
+    basis = np.array([[lat.b1[0], lat.b2[0]], [lat.b1[1], lat.b2[1]]], dtype=np.float64) / TILE
+    inv = np.linalg.inv(basis)
+    corners = inv @ np.array([[0, w, 0, w], [0, 0, h, h]], dtype=np.float64)
+    lo, hi = corners.min(axis=1), corners.max(axis=1)
+    out = []
+    for j in range(-1, oh // TILE + 2):
+        for i in range(-1, ow // TILE + 2):
+            ox, oy = origin[0] + TILE * i, origin[1] + TILE * j
+            if (ox + lo[0] >= -slack * ow and ox + hi[0] <= ow * (1 + slack)
+                    and oy + lo[1] >= -slack * oh and oy + hi[1] <= oh * (1 + slack)):
+                out.append(np.hstack([inv, [[ox], [oy]]]))
+    return out
 
 
 def chip_scores(aligned: F32, lay: Layout) -> NDArray[np.float64]:
