@@ -65,7 +65,7 @@ def test_loopback_is_refused_by_default_and_delivered_when_listed(server: int) -
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.5", "192.168.1.1", "169.254.169.254", "::1",
-                                     "fd00:ec2::254", "100.64.0.1", "0.0.0.0", "::ffff:127.0.0.1"])
+                                     "fd00:ec2::254", "100.64.0.1", "0.0.0.0", "::ffff:127.0.0.1"])  # noqa: S104
 def test_a_listed_suffix_resolving_to_a_non_public_address_is_refused(server: int, address: str) -> None:
     """DNS rebinding: the allowlisted name answers with an internal address at delivery time."""
     resolved: list[str] = []
