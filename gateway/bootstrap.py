@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from gateway.audit import AuditLog, generate_signing_key, load_signer
+from gateway.audit.publish import BackgroundPublisher, publisher_for
 from gateway.db import make_engine
 from gateway.policy.runtime import ModelPool
 from gateway.policy.schema import ModelSpec
@@ -85,6 +86,9 @@ def open_audit_log(settings: Settings, engine: Engine) -> AuditLog:
         checkpoint_interval_ms=settings.audit_checkpoint_interval_ms,
     )
     log.create_tables()  # the audit library's own idempotent open: WAL mode and the head row
+    target = settings.extra.get("audit_publish")
+    if target:  # CONSENTGATE_AUDIT_PUBLISH: every signed checkpoint to a directory or a URL (witnesses)
+        log.set_publisher(BackgroundPublisher(publisher_for(target)))
     return log
 
 

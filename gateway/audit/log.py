@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -124,6 +124,20 @@ class AuditLog:
         self.index_interval_ms = index_interval_ms
         self._sql = self._statements()
         self._lookups = LookupIndexer(engine, self.tables, self._write_lock)
+        self.publisher: Callable[[Checkpoint], None] | None = None  # set_publisher
+
+    def set_publisher(self, publish: Callable[[Checkpoint], None] | None) -> None:
+        """Hand every checkpoint this process signs, once committed, to `publish` (see publish.py;
+        wrap a slow one in `BackgroundPublisher`). Its failures are logged, never raised."""
+        self.publisher = publish
+
+    def _published(self, checkpoint: Checkpoint | None) -> None:
+        if checkpoint is None or self.publisher is None:
+            return
+        try:
+            self.publisher(checkpoint)
+        except Exception:  # noqa: BLE001 - publication is apart from durability
+            _log.warning("could not hand checkpoint %d to the publisher", checkpoint.tree_size, exc_info=True)
 
     # -- setup ---------------------------------------------------------------------------------
     def _statements(self) -> dict[str, str]:
@@ -235,6 +249,9 @@ class AuditLog:
                     self.publish_checkpoint()
             except Exception:  # noqa: BLE001 - best effort: the next writer's timer covers them
                 _log.warning("could not publish a final checkpoint on close", exc_info=True)
+        closer = getattr(self.publisher, "close", None)
+        if callable(closer):
+            closer()  # a BackgroundPublisher: publish what is queued
 
     def __enter__(self) -> AuditLog:
         return self
@@ -428,6 +445,7 @@ class AuditLog:
                 pending.done = True
             return
         self._frontier = frontier
+        self._published(checkpoint)
         cp_dict = None if checkpoint is None else checkpoint.as_dict()
         for pending in batch:
             for item in pending.items:
@@ -453,7 +471,8 @@ class AuditLog:
                     return latest
             checkpoint = self._sign(conn, head.tree_size, head.root_hash)
             conn.exec_driver_sql(self._sql["head"], (head.tree_size, head.root_hash, head.tree_size))
-            return checkpoint
+        self._published(checkpoint)
+        return checkpoint
 
     def _tick(self) -> None:
         while not self._stop.wait(self.checkpoint_interval_ms / 1000):

@@ -28,6 +28,7 @@ from gateway.decision import (
     Reason,
     SubjectFact,
     Verdict,
+    VoiceFact,
     decide,
 )
 from gateway.media import DecodedImage
@@ -35,6 +36,7 @@ from gateway.metrics import Metrics
 from gateway.pipeline.errors import ModelCallFailed
 from gateway.pipeline.ports import Clock, ConsentLookup
 from gateway.pipeline.threads import in_thread
+from gateway.pipeline.voice import Track, voice_facts
 from gateway.policy.runtime import PolicyRuntime
 from gateway.requestlog import observe
 
@@ -49,6 +51,7 @@ class CheckInput:
     end_user: str | None
     prompt: str | None
     images: list[DecodedImage] = field(default_factory=list)
+    tracks: list[Track] = field(default_factory=list)  # audio (issue #18): checked for voices
 
 
 @dataclass
@@ -185,10 +188,12 @@ class CheckStage:
         hash_task = guarded(self._call("hash_list", rt.hasher.info.name, hashes)) if working else _none()
         prompt_task = guarded(self.prompt_facts(rt, req.prompt)) if req.prompt and (
             stage_rules is None or stage_rules.prompt) else _none()
+        voice_task = voice_facts(self._call, self.consent, rt, req.tracks) if req.tracks else _no_voices()
 
         t0 = time.perf_counter()
-        nsfw_results, faces_raw, hashes_raw, prompt_facts = await asyncio.gather(
-            asyncio.gather(*nsfw_tasks), face_task, hash_task, prompt_task)
+        nsfw_results, faces_raw, hashes_raw, prompt_facts, (voices, voice_failures) = await asyncio.gather(
+            asyncio.gather(*nsfw_tasks), face_task, hash_task, prompt_task, voice_task)
+        failures.extend(voice_failures)
         observe(self.metrics.stage_seconds, "models", time.perf_counter() - t0)
 
         nsfw_facts: list[NsfwFact] = []
@@ -209,7 +214,8 @@ class CheckStage:
         if hashes_raw is not None:
             hash_hits = await guarded(self._hash_hits(rt, hashes_raw)) or ()
         names, concepts = prompt_facts if prompt_facts is not None else ((), {})
-        subject_ids = sorted({m.subject_id for f in face_facts for m in f.matches} | {n.subject_id for n in names})
+        subject_ids = sorted({m.subject_id for f in face_facts for m in f.matches} | {n.subject_id for n in names}
+                             | {m.subject_id for v in voices for m in v.matches})
         grants: dict[str, tuple[GrantFact, ...]] = {}
         subjects: dict[str, SubjectFact] = {}
 
@@ -224,9 +230,10 @@ class CheckStage:
 
         facts = Facts(
             stage=req.stage, use=req.use, tenant=req.tenant, end_user=req.end_user, now=self.clock(),
-            media_count=len(req.images), prompt=req.prompt, nsfw=tuple(nsfw_facts), faces=tuple(face_facts),
-            names=tuple(names), concepts=dict(concepts), hash_hits=hash_hits, subjects=subjects, grants=grants,
-            failures=tuple(failures),
+            media_count=len(req.images) + len(req.tracks), prompt=req.prompt, nsfw=tuple(nsfw_facts),
+            faces=tuple(face_facts), names=tuple(names), concepts=dict(concepts), hash_hits=hash_hits,
+            subjects=subjects, grants=grants, failures=tuple(failures), voices=voices,
+            media_kind="audio" if req.tracks and not req.images else "image",
         )
         verdict = await in_thread(decide, policy, facts)  # prompt regexes run here: never on the event loop
         elapsed = time.perf_counter() - start
@@ -372,3 +379,7 @@ def max_per_image(scored: list[dict[str, float]], owners: list[int], count: int)
 
 async def _none() -> None:
     return None
+
+
+async def _no_voices() -> tuple[tuple[VoiceFact, ...], list[ModelFailure]]:
+    return (), []

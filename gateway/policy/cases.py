@@ -36,6 +36,7 @@ from gateway.decision import (
     NameFact,
     NsfwFact,
     SubjectFact,
+    VoiceFact,
     decide,
 )
 from gateway.policy.loader import PolicyBundle
@@ -91,6 +92,12 @@ def facts_from_yaml(data: dict[str, Any]) -> Facts:
         failures=tuple(ModelFailure(f["check"], f.get("model", "?"), f.get("message", "failed"))
                        for f in data.get("failures", [])),
         media_kind=data.get("media_kind", "image"),
+        voices=tuple(
+            VoiceFact(int(v.get("media_index", 0)), float(v.get("start", 0.0)), float(v.get("end", 3.0)),
+                      tuple(FaceMatch(m["subject"], float(m.get("similarity", 0.9))) for m in v.get("matches", [])),
+                      unidentified=v.get("unidentified"))
+            for v in data.get("voices", [])
+        ),
     )
 
 
