@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -173,3 +174,15 @@ def test_vkey_is_served_for_in_browser_verification(tc: TestClient, gateway: tup
     gw = gateway[0].app.state.gateway  # type: ignore[attr-defined]
     doc = tc.get("/console/vkey").json()
     assert doc["vkey"] == gw.audit.signer.vkey and doc["vkey"].startswith(doc["origin"] + "+")
+
+
+def test_notices_come_from_the_policy_directory(tc: TestClient, tmp_path: Path) -> None:
+    from gateway.console.router import _notices
+
+    assert tc.get("/console/notices").json() == {"notices": []}  # none configured: enrolment cannot name one
+    shipped = _notices(Path(__file__).resolve().parents[2] / "policies" / "notices")
+    assert [n["version"] for n in shipped] == ["likeness-2026-1"]
+    assert shipped[0]["title"] == "Your likeness and this gateway" and "erase" in shipped[0]["text"]
+    (tmp_path / "bad name!.md").write_text("# x\ny")
+    (tmp_path / "v2.md").write_text("# Title\n\nBody")
+    assert [(n["version"], n["title"], n["text"]) for n in _notices(tmp_path)] == [("v2", "Title", "Body")]
