@@ -24,10 +24,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.apikeys import ApiKeyRow, Principal
 from gateway.errors import Forbidden, NotReady, Unauthorized
+from gateway.registry.models import RegistryAccessToken
 from gateway.settings import Settings
 
 __all__ = ["COOKIE_PLAIN", "COOKIE_SECURE", "SESSION_ROLES", "ConsoleSession", "SessionStore", "session_token",
-           "sessions_table", "store_for"]
+           "sessions_table", "store_for", "subject_principal"]
 
 # Who may sign in to the console with an API key: generator keys belong in services, not browsers.
 SESSION_ROLES = ("auditor", "registrar", "admin")
@@ -66,6 +67,11 @@ class ConsoleSession:
     def principal(self) -> Principal:
         return Principal(self.key_id, self.tenant, self.role)
 
+    @property
+    def is_subject(self) -> bool:
+        """Signed in with a subject access token: it opens only that person's own pages."""
+        return self.subject_id is not None
+
     def check_csrf(self, presented: str | None) -> None:
         if not presented or not hmac.compare_digest(presented.encode(), self.csrf.encode()):
             raise Forbidden("missing or wrong X-CSRF-Token: reload the console and try again", code="csrf_failed")
@@ -93,7 +99,7 @@ class SessionStore:
     def create(self, principal: Principal, *, subject_id: str | None = None,
                now: datetime | None = None) -> tuple[str, ConsoleSession]:
         """A new session for `principal`; returns the token (for the cookie, shown nowhere else)."""
-        if principal.role not in SESSION_ROLES and subject_id is None:
+        if subject_id is None and principal.role not in SESSION_ROLES:
             raise Forbidden(f"{principal.role} keys cannot sign in to the console; use an auditor, registrar "
                             "or admin key", code="role_not_allowed")
         now = now or datetime.now(UTC)
@@ -117,7 +123,13 @@ class SessionStore:
             if row is None:
                 return "not signed in (or the session ended): sign in again"
             session = self._session(dict(row))
-            if row["revoked_at"] is not None or now >= session.expires_at or now >= session.idle_expires_at:
+            revoked = row["revoked_at"] is not None
+            if session.subject_id is not None:  # a subject access token's session: the token must still be valid
+                tokens = RegistryAccessToken.__table__  # type: ignore[attr-defined]
+                expires = conn.execute(sa.select(tokens.c.expires_at).where(
+                    tokens.c.id == session.key_id, tokens.c.subject_id == session.subject_id)).scalar()
+                revoked = expires is None or _aware(expires) <= now
+            if revoked or now >= session.expires_at or now >= session.idle_expires_at:
                 conn.execute(t.delete().where(t.c.token_sha256 == digest))
                 return "your session ended: sign in again"
             if now - _aware(row["last_seen_at"]) >= self.touch_every:
@@ -163,6 +175,11 @@ COOKIE_PLAIN = "cg_session"
 
 def session_token(cookies: dict[str, str]) -> str | None:
     return cookies.get(COOKIE_SECURE) or cookies.get(COOKIE_PLAIN) or None
+
+
+def subject_principal(token_id: str) -> Principal:
+    """The principal a subject-token session is recorded under (role `subject`, no tenant)."""
+    return Principal(token_id, "", "subject")
 
 
 def store_for(engine: Engine, settings: Settings) -> SessionStore:

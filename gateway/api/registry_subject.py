@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from gateway.api.deps import GatewayDep, Registrar
+from gateway.api.deps import GatewayDep, Registrar, console_session
 from gateway.api.uses import uses_page
 from gateway.apikeys import require_role
 from gateway.context import Gateway
@@ -55,6 +55,13 @@ def _registry(gw: Gateway) -> Registry:
 
 
 async def registrar_or_subject(request: Request, gw: GatewayDep) -> Caller:
+    session = await run_in_threadpool(console_session, request, gw)  # the web console (gateway/sessions.py)
+    if session is not None:
+        if session.is_subject:
+            return Caller(f"subject-token:{session.key_id}", session.subject_id, session.key_id)
+        require_role(session.principal, "registrar")
+        request.state.principal = session.principal
+        return Caller(session.key_id)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()

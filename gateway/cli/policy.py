@@ -10,15 +10,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from classifiers.registry import ModelRegistry
 from gateway.cli.common import DataDir, fail, load_settings, require_data_dir
-from gateway.policy.runtime import ModelPool
-from gateway.registry.service import Registry
-from gateway.settings import Settings
+
+if TYPE_CHECKING:  # the models and the registry load inside the commands that need them
+    from classifiers.registry import ModelRegistry
+    from gateway.policy.runtime import ModelPool
+    from gateway.registry.service import Registry
+    from gateway.settings import Settings
 
 policy_app = typer.Typer(help="Validate, test, explain and sign policy bundles.", no_args_is_help=True)
 DirArg = Annotated[Path | None, typer.Argument(help="Policy directory (default: CONSENTGATE_POLICIES or ./policies)")]
@@ -104,6 +106,7 @@ def policy_names(directory: Path) -> list[str]:
 def _runtime_parts(settings: Settings, data_dir: Path | None) -> Iterator[tuple[ModelPool, Registry | None]]:
     """The model pool the gateway builds, and with DATA_DIR its consent registry (read-only use)."""
     from classifiers.registry import builtin_registry
+    from gateway.policy.runtime import ModelPool
 
     pool = ModelPool(builtin_registry(), threads=settings.model_threads)
     if data_dir is None:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from gateway.cli.common import DataDir, PoliciesDir, data_dir_missing, load_settings, write_secret_file
-from gateway.settings import Settings
+from gateway.settings import Settings  # light: dataclasses and os only
 
 __all__ = ["init", "run_init", "serve"]
 

@@ -5,7 +5,9 @@ relative, so it works behind the same reverse proxy (and path prefix) as the API
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,7 +18,14 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.context import Gateway
 from gateway.errors import BadInput, Forbidden, NotFound, NotReady, Unauthorized, UnsupportedMedia
-from gateway.sessions import COOKIE_PLAIN, COOKIE_SECURE, ConsoleSession, session_token, store_for
+from gateway.sessions import (
+    COOKIE_PLAIN,
+    COOKIE_SECURE,
+    ConsoleSession,
+    session_token,
+    store_for,
+    subject_principal,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -103,8 +112,8 @@ async def static(name: str) -> Response:
 
 @router.post("/console/session")
 async def sign_in(request: Request) -> Response:
-    """Exchange an API key (auditor, registrar, admin) for a session cookie. JSON only: a form on
-    another site cannot send it."""
+    """Exchange an API key (auditor, registrar, admin) or a subject access token for a session cookie.
+    JSON only: a form on another site cannot send it."""
     _same_origin(request)
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         raise UnsupportedMedia("sign in with a JSON body: {\"api_key\": \"...\"}")
@@ -112,13 +121,24 @@ async def sign_in(request: Request) -> Response:
         body = await request.json()
     except ValueError:
         raise BadInput("the body is not JSON") from None
-    key = body.get("api_key") if isinstance(body, dict) else None
-    if not isinstance(key, str) or not key.strip() or len(key) > 512:
-        raise BadInput("give your API key as {\"api_key\": \"...\"}")
+    body = body if isinstance(body, dict) else {}
+    key, subject_token = body.get("api_key"), body.get("subject_token")
+    given = key if key is not None else subject_token
+    if not isinstance(given, str) or not given.strip() or len(given) > 512 or (key is not None
+                                                                                and subject_token is not None):
+        raise BadInput("give your API key as {\"api_key\": \"...\"} or your access token as "
+                       "{\"subject_token\": \"cgs_...\"}")
     gw = _gateway(request)
-    principal = await run_in_threadpool(gw.apikeys.authenticate, key.strip())
     store = store_for(gw.engine, gw.settings)
-    token, session = await run_in_threadpool(store.create, principal)
+    if subject_token is not None:
+        if gw.registry is None:
+            raise NotReady("no consent registry is configured", code="registry_unavailable")
+        subject_id, token_id = await run_in_threadpool(gw.registry.authenticate_access_token, given.strip())
+        token, session = await run_in_threadpool(
+            lambda: store.create(subject_principal(token_id), subject_id=subject_id))
+    else:
+        principal = await run_in_threadpool(gw.apikeys.authenticate, given.strip())
+        token, session = await run_in_threadpool(store.create, principal)
     response = _secure(JSONResponse(_session_json(session, gw)))
     secure = _behind_tls(request)
     response.set_cookie(COOKIE_SECURE if secure else COOKIE_PLAIN, token, httponly=True, samesite="strict",
@@ -154,6 +174,31 @@ async def sign_out(request: Request) -> Response:
     for name, secure in ((COOKIE_SECURE, True), (COOKIE_PLAIN, False)):
         response.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="strict")
     return response
+
+
+NOTICE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def _notices(directory: Path) -> list[dict[str, str]]:
+    out = []
+    for path in sorted(directory.glob("*.md")) if directory.is_dir() else []:
+        if not NOTICE_VERSION.match(path.stem):
+            continue
+        raw = path.read_bytes()
+        first, _, rest = raw.decode("utf-8", errors="replace").partition("\n")
+        out.append({"version": path.stem, "title": first.lstrip("# ").strip() or path.stem, "text": rest.strip(),
+                    "sha256": hashlib.sha256(raw).hexdigest()})
+    return out
+
+
+@router.get("/console/notices")
+async def notices(request: Request) -> Response:
+    """The notices a person is shown before their face or voice is enrolled (`policies/notices/<version>.md`,
+    first line the title); the enrolment records the version they accepted. Public: anyone may read
+    what they would be agreeing to."""
+    gw = _gateway(request)
+    found = await run_in_threadpool(_notices, gw.settings.policies_dir / "notices")
+    return _secure(JSONResponse({"notices": found}))
 
 
 @router.get("/console/vkey")

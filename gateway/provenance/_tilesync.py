@@ -279,13 +279,35 @@ def _pad_to(shape: tuple[int, ...], period: int) -> tuple[tuple[int, int], tuple
     return (0, -shape[0] % period), (0, -shape[1] % period)
 
 
-def align(folded: F32, lay: Layout) -> tuple[F32, float]:
-    """Undo the shift of a folded tile against the sync part; (aligned tile, sync peak z-score)."""
+def align(folded: F32, lay: Layout) -> tuple[F32, float, tuple[int, int]]:
+    """Undo the shift of a folded tile against the sync part: (aligned tile, sync peak z-score,
+    the copy's origin in the marked image's tile grid, (x, y) modulo ``TILE``)."""
     corr = scipy.fft.irfft2(scipy.fft.rfft2(folded) * np.conj(scipy.fft.rfft2(lay.sync)), s=folded.shape)
     peak = int(np.argmax(corr))
     dy, dx = divmod(peak, TILE)
     z = float((corr.ravel()[peak] - corr.mean()) / (corr.std() + 1e-12))
-    return np.roll(folded, (-dy, -dx), axis=(0, 1)), z
+    return np.roll(folded, (-dy, -dx), axis=(0, 1)), z, ((-dx) % TILE, (-dy) % TILE)
+
+
+def placements(copy_shape: tuple[int, int], lat: Lattice, origin: tuple[int, int],
+               original_shape: tuple[int, int], slack: float = 0.03) -> list[NDArray[np.float64]]:
+    """Where a copy can sit in the marked image (both at working resolution): 2x3 affine maps
+    copy pixel -> marked-image pixel, one per origin ``origin + TILE * (i, j)`` that keeps the
+    copy's footprint inside the marked image (within ``slack`` of its size)."""
+    h, w = copy_shape
+    oh, ow = original_shape
+    basis = np.array([[lat.b1[0], lat.b2[0]], [lat.b1[1], lat.b2[1]]], dtype=np.float64) / TILE
+    inv = np.linalg.inv(basis)
+    corners = inv @ np.array([[0, w, 0, w], [0, 0, h, h]], dtype=np.float64)
+    lo, hi = corners.min(axis=1), corners.max(axis=1)
+    out = []
+    for j in range(-1, oh // TILE + 2):
+        for i in range(-1, ow // TILE + 2):
+            ox, oy = origin[0] + TILE * i, origin[1] + TILE * j
+            if (ox + lo[0] >= -slack * ow and ox + hi[0] <= ow * (1 + slack)
+                    and oy + lo[1] >= -slack * oh and oy + hi[1] <= oh * (1 + slack)):
+                out.append(np.hstack([inv, [[ox], [oy]]]))
+    return out
 
 
 def chip_scores(aligned: F32, lay: Layout) -> NDArray[np.float64]:

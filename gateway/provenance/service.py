@@ -213,8 +213,12 @@ class ProvenanceService:
                 session.delete(row)
             session.commit()
 
-    def inspect(self, data: bytes, mime: str, rgb: np.ndarray | None) -> dict[str, Any]:
-        """C2PA report + watermark detection + the decision ids they point to."""
+    def inspect(self, data: bytes, mime: str, rgb: np.ndarray | None,
+                release_size: Callable[[str], tuple[int, int] | None] | None = None) -> dict[str, Any]:
+        """C2PA report + watermark detection + the decision ids they point to. ``release_size``
+        gives (width, height) of a decision's released image (from its audit record), so a
+        cropped, resized or rotated copy can be put back in place before its perceptual hash is
+        compared with the one recorded at release."""
         report = read_manifest(data, mime, self.trust_anchors_pem)
         out: dict[str, Any] = {
             "c2pa": {
@@ -254,6 +258,8 @@ class ProvenanceService:
                     out["watermark"] = {"method": method, "found": False, "unconfirmed_id": detection.wm_id}
                     continue
                 matches, distance = self._image_match(rows, rgb)
+                if not matches and rows and release_size is not None:
+                    matches, distance = self._placed_match(rows, rgb, method, detection, release_size, distance)
                 out["watermark"] = {
                     "method": method, "found": True, "wm_id": detection.wm_id,
                     "version": self.watermarker(method).version,
@@ -318,6 +324,25 @@ class ProvenanceService:
         if not distances:
             return None, None
         return min(distances) <= PDQ_SAME_IMAGE, min(distances)
+
+    def _placed_match(self, rows: list[Any], rgb: np.ndarray, method: str, detection: Any,
+                      release_size: Callable[[str], tuple[int, int] | None],
+                      plain: int | None) -> tuple[bool | None, int | None]:
+        """The copy put back where the mark says it sat in the release (scale, rotation, crop
+        undone; marks that can localise a copy only), then PDQ against the recorded hash."""
+        marker = self.watermarker(method)
+        place = getattr(marker, "placements", None)
+        if self.hasher is None or place is None or getattr(detection, "placement", None) is None:
+            return (None if plain is None else plain <= PDQ_SAME_IMAGE), plain
+        best = plain
+        for row in rows:
+            size = release_size(row.decision_id) if row.image_pdq else None
+            if size is None:
+                continue
+            for placed in place(rgb, detection, size):
+                distance = pdq_distance(self.hasher.hashes(placed)[0], row.image_pdq)
+                best = distance if best is None else min(best, distance)
+        return (None if best is None else best <= PDQ_SAME_IMAGE), best
 
     def _pdq_distances(self, rows: list[Any], rgb: np.ndarray) -> list[int | None]:
         """Per row, the smallest PDQ distance between this image and the hash recorded at release

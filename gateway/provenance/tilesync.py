@@ -47,6 +47,7 @@ class Reading:
     lattice: ts.Lattice
     sync_z: float
     scores: NDArray[np.float64]
+    origin: tuple[int, int] = (0, 0)  # the copy's origin in the tile grid, modulo TILE
 
 
 class TileSyncWatermarker:
@@ -98,8 +99,8 @@ class TileSyncWatermarker:
         return ts.residual(y)
 
     def read(self, residual: NDArray[np.float32], lattice: ts.Lattice) -> Reading:
-        aligned, sync_z = ts.align(ts.fold(residual, lattice), self._layout)
-        return Reading(lattice, sync_z, ts.chip_scores(aligned, self._layout))
+        aligned, sync_z, origin = ts.align(ts.fold(residual, lattice), self._layout)
+        return Reading(lattice, sync_z, ts.chip_scores(aligned, self._layout), origin)
 
     def _lattices(self, residual: NDArray[np.float32]) -> list[ts.Lattice]:
         """Geometry candidates; small copies (cheap to fold, noisy autocorrelation) get more."""
@@ -145,7 +146,29 @@ class TileSyncWatermarker:
         accuracy = float(((reading.scores > 0).astype(np.uint8) == sent).mean())
         lat = reading.lattice
         return WatermarkDetection(wm_id, accuracy, self.method, bound, scale=lat.scale,
-                                  rotation_deg=lat.rotation_deg, confidence=1.0 - bound, sync_z=reading.sync_z)
+                                  rotation_deg=lat.rotation_deg, confidence=1.0 - bound, sync_z=reading.sync_z,
+                                  placement=(lat.b1, lat.b2, reading.origin))
+
+    def placements(self, copy: NDArray[np.uint8], detection: WatermarkDetection,
+                   original_size: tuple[int, int]) -> list[NDArray[np.uint8]]:
+        """The copy put back where it can sit in the marked image (``original_size`` = (width,
+        height) of the release): undoes scale, rotation and crop, replicating edges into what the
+        crop removed. Used to compare the copy with the perceptual hash recorded at release."""
+        if detection.placement is None:
+            return []
+        b1, b2, origin = detection.placement
+        ow, oh = original_size
+        wh, ww = ts.work_shape(oh, ow)  # canonical units: the marked image at working resolution
+        h, w = copy.shape[:2]
+        ch, cw = ts.work_shape(h, w)  # the lattice was measured on the copy at its working resolution
+        small = copy if (ch, cw) == (h, w) else np.asarray(
+            cv2.resize(copy, (cw, ch), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+        out = []
+        for affine in ts.placements((ch, cw), ts.Lattice(b1, b2, 0.0), origin, (wh, ww))[:9]:
+            placed = cv2.warpAffine(small, affine.astype(np.float32), (ww, wh), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REPLICATE)
+            out.append(np.asarray(placed, dtype=np.uint8))
+        return out
 
     def raw_bit_accuracy(self, rgb: NDArray[np.uint8], wm_id: int) -> float:
         """Best fraction of carried (coded) bits read correctly over the geometry hypotheses."""

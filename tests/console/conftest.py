@@ -95,7 +95,10 @@ class Console:
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory, coffee: np.ndarray) -> Iterator[Console]:
     tmp = tmp_path_factory.mktemp("console")
-    app = create_app(make_settings(tmp))
+    settings = make_settings(tmp)
+    (settings.policies_dir / "notices").mkdir()
+    shutil.copy(ROOT / "policies" / "notices" / "likeness-2026-1.md", settings.policies_dir / "notices")
+    app = create_app(settings)
     with ServerThread(app) as server:
         keys = Keys(app.state.gateway)
         probe = Console(server.url, keys, app, {}, {})

@@ -141,3 +141,24 @@ def test_convolutional_code_corrects_scattered_errors() -> None:
     flipped[rng.choice(234, 20, replace=False)] *= -1  # ~8.5% of the coded bits wrong
     assert np.array_equal(viterbi_decode(flipped, 72), bits)
     assert not np.array_equal(viterbi_decode(-llr, 72), bits)
+
+
+def test_a_copy_is_put_back_where_it_sat(mark: TileSyncWatermarker, coffee: Image8, chelsea: Image8) -> None:
+    """Crop, resize and rotation undone from the mark alone: the placed copy's PDQ is near the
+    release's, the copy's own PDQ is not; another picture carrying the same mark stays far."""
+    from classifiers.hash_pdq import PdqHasher, hamming
+
+    hasher = PdqHasher()
+    marked = mark.embed(np.ascontiguousarray(coffee), 42)
+    released = hasher.hashes(marked)[0]
+    h, w = marked.shape[:2]
+    copy = _encode(_resize(np.ascontiguousarray(marked[50:50 + int(h * 0.87), 12:12 + int(w * 0.87)]), 0.75),
+                   "JPEG", 75)
+    found = mark.detect(copy)
+    assert found.wm_id == 42 and found.placement is not None
+    assert hamming(hasher.hashes(copy)[0], released) > 60
+    placed = mark.placements(copy, found, (w, h))
+    assert 1 <= len(placed) <= 9 and min(hamming(hasher.hashes(p)[0], released) for p in placed) <= 60
+    other = mark.embed(np.ascontiguousarray(chelsea), 42)
+    found_other = mark.detect(other)
+    assert all(hamming(hasher.hashes(p)[0], released) > 90 for p in mark.placements(other, found_other, (w, h)))

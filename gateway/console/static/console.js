@@ -1,72 +1,13 @@
 // Why: the console's shell — sign-in, navigation by role, and the views. Everything the server sends
 // is put on the page as text (never as HTML), every URL is relative (works behind a path prefix), and
 // the API key is sent once to /console/session and then forgotten: a session cookie carries on.
-import { canonical, hex, openCheckpoint, parseVkey, unhex, verifyConsistency, verifyEntry } from './verify.js';
 import { views as registryViews } from './registry.js';
+import { views as subjectViews } from './subject.js';
+import { api, el, fail, field, setPage, state, table, toast, verdict } from './ui.js';
+import { hex, openCheckpoint, parseVkey, unhex, verifyConsistency, verifyEntry } from './verify.js';
 
-const state = { session: null, vkey: null };
 const main = document.getElementById('main');
-
-export class ApiError extends Error {
-  constructor(status, code, message) { super(message); this.status = status; this.code = code; }
-}
-
-/** Build an element: attributes, then children (strings become text nodes, never HTML). */
-export function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
-    else if (k === 'text') node.textContent = v;
-    else node.setAttribute(k, v === true ? '' : String(v));
-  }
-  for (const c of children.flat()) {
-    if (c === undefined || c === null || c === false) continue;
-    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return node;
-}
-
-export function toast(message) {
-  const t = document.getElementById('toast');
-  t.textContent = message;
-  t.classList.add('show');
-  setTimeout(() => t.classList.remove('show'), 3500);
-}
-
-export async function api(path, { method = 'GET', json, form, raw = false } = {}) {
-  const headers = {};
-  let body;
-  if (method !== 'GET') headers['X-CSRF-Token'] = state.session ? state.session.csrf_token : '';
-  if (json !== undefined) { headers['Content-Type'] = 'application/json'; body = JSON.stringify(json); }
-  if (form !== undefined) body = form;
-  const r = await fetch(path, { method, headers, body, credentials: 'same-origin' });
-  const type = r.headers.get('content-type') || '';
-  const data = type.includes('application/json') ? await r.json() : (raw ? await r.blob() : await r.text());
-  if (!r.ok) {
-    const err = (data && data.error) || {};
-    if (r.status === 401 && state.session) { state.session = null; showSignIn(err.message || 'Please sign in again.'); }
-    throw new ApiError(r.status, err.code || 'http_error', err.message || `${r.status} ${r.statusText}`);
-  }
-  return data;
-}
-
-export function setPage(title, ...content) {
-  main.replaceChildren(el('h1', {}, title), ...content);
-  document.title = `${title} — consentgate console`;
-  main.focus();
-}
-
-export function fail(where, err) {
-  where.replaceChildren(el('p', { class: 'error', role: 'alert' }, err.message || String(err)));
-}
-
-export function verdict(v) {
-  return el('span', { class: `verdict-${v}` }, v || '—');
-}
-
-export const role = () => (state.session ? state.session.role : null);
-export const isOperator = () => state.session && state.session.operator;
+state.onSignedOut = (message) => showSignIn(message);
 
 // ---- sign in / out ----
 
@@ -81,17 +22,19 @@ function showSignIn(message) {
     const value = key.value;
     key.value = '';
     try {
-      state.session = await api('console/session', { method: 'POST', json: { api_key: value } });
+      const body = value.trim().startsWith('cgs_') ? { subject_token: value.trim() } : { api_key: value };
+      state.session = await api('console/session', { method: 'POST', json: body });
       start();
     } catch (err) {
       error.textContent = err.message;
       key.focus();
     }
   } },
-  el('label', { for: 'api-key' }, 'API key'), key,
-  el('p', { id: 'key-help' }, 'Auditor, registrar and admin keys work here. Your key is exchanged for a session on ',
-    'this gateway and is not kept in the browser. The session ends when you sign out, after 30 minutes without ',
-    'use, or after 12 hours.'),
+  el('label', { for: 'api-key' }, 'API key or personal access token'), key,
+  el('p', { id: 'key-help' }, 'Auditors, registrars and admins: your API key. The people in the registry: the ',
+    'personal access token (cgs_…) your registrar gave you. It is exchanged for a session on this gateway and ',
+    'is not kept in the browser. The session ends when you sign out, after 30 minutes without use, or after ',
+    '12 hours.'),
   el('button', { type: 'submit' }, 'Sign in'), error);
   setPage('Sign in', form);
   key.focus();
@@ -111,11 +54,13 @@ const SECTIONS = [
   { hash: '#/checkpoints', label: 'Checkpoints', roles: ['auditor', 'admin'] },
   { hash: '#/subjects', label: 'People', roles: ['registrar', 'admin'] },
   { hash: '#/admin', label: 'Keys & policy', roles: ['admin'] },
+  { hash: '#/me', label: 'Your consent', roles: ['subject'] },
 ];
 
 function start() {
   const s = state.session;
-  document.getElementById('who-text').textContent = `Signed in: ${s.role} of ${s.tenant}`;
+  document.getElementById('who-text').textContent = s.subject_id ? 'Signed in: your personal page'
+    : `Signed in: ${s.role} of ${s.tenant}`;
   document.getElementById('who').hidden = false;
   const nav = document.getElementById('nav');
   nav.replaceChildren(...SECTIONS.filter((x) => x.roles.includes(s.role))
@@ -129,6 +74,7 @@ const ROUTES = [
   [/^#\/entry\/(\d+)$/, (m) => entryView(Number(m[1]))],
   [/^#\/checkpoints$/, () => checkpointsView()],
   ...registryViews,
+  ...subjectViews,
 ];
 
 function route() {
@@ -152,10 +98,6 @@ function route() {
 const VERDICTS = ['', 'allow', 'deny', 'review'];
 const KINDS = ['', 'decision', 'subject', 'enrolment', 'grant', 'revocation', 'expiry', 'hash', 'erasure',
   'retention'];
-
-function field(id, label, input, help) {
-  return el('div', {}, el('label', { for: id }, label), input, help ? el('span', { class: 'hint' }, help) : null);
-}
 
 function select(id, options, value) {
   return el('select', { id, name: id }, ...options.map((o) => el('option', { value: o, selected: o === value }, o || 'any')));
@@ -262,12 +204,6 @@ async function download(query) {
 }
 
 // ---- one entry ----
-
-function table(caption, headers, rows) {
-  return el('table', {}, el('caption', {}, caption),
-    el('thead', {}, el('tr', {}, ...headers.map((h) => el('th', { scope: 'col' }, h)))),
-    el('tbody', {}, ...rows.map((r) => el('tr', {}, ...r.map((c) => el('td', {}, c))))));
-}
 
 const STATES = {
   granted: 'granted — a valid grant covers this use', no_grant: 'no grant — enrolled, but no consent for this use',
@@ -396,4 +332,3 @@ window.addEventListener('hashchange', route);
   }
 })();
 
-export { canonical };
