@@ -166,6 +166,10 @@ class ConsentSettings(Strict):
     min_face_px: int = Field(
         default=40, ge=1, le=100_000, description="Unidentified faces shorter than this many pixels (at full "
         "resolution) are not ruled on (recorded only); identified matches always are.")
+    face_proposals: list[str] = Field(
+        default_factory=list, description="Aliases of `models` that also locate faces (NudeNet's FACE_* "
+        "boxes): a second face detector. A face only they see is embedded when possible and is "
+        "`unidentified` unless it matches. They run on every check with media.")
     identify_min_px: int = Field(
         default=40, ge=1, le=100_000, description="An unmatched face shorter than this is `unidentified`, "
         "not `no_match`: its embedding is not reliable enough to say it is nobody enrolled.")
@@ -278,6 +282,9 @@ class Policy(Strict):
 
     @model_validator(mode="after")
     def _references(self) -> Policy:
+        for alias in self.consent.face_proposals:
+            if alias not in self.models:
+                raise ValueError(f"consent.face_proposals: model {alias!r} is not defined under `models`")
         for use, up in self.uses.items():
             for stage_name in ("input", "output"):
                 stage: StageRules | None = getattr(up, stage_name)
