@@ -3,14 +3,16 @@ printed alone on stdout (shown once, stored hashed)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gateway.apikeys import ApiKeyStore
-from gateway.cli.common import DataDir, fail, load_settings, require_data_dir
+from gateway.cli.common import DataDir, JsonOpt, echo_table, fail, load_settings, require_data_dir
 from gateway.errors import GatewayError
-from gateway.settings import Settings
+
+if TYPE_CHECKING:  # imported in the commands: `apikey list` must start fast (no models, no numpy)
+    from gateway.apikeys import ApiKeyStore
+    from gateway.settings import Settings
 
 __all__ = ["apikey_app"]
 
@@ -18,9 +20,10 @@ apikey_app = typer.Typer(help="Manage API keys (stored hashed; a key is shown on
 
 
 def _store(settings: Settings) -> ApiKeyStore:
+    require_data_dir(settings)  # never create a data dir (and new keys) to list nothing
+    from gateway.apikeys import ApiKeyStore
     from gateway.db import make_engine
 
-    require_data_dir(settings)  # never create a data dir (and new keys) to list nothing
     return ApiKeyStore(make_engine(settings.resolved_database_url), settings.operator_tenant)
 
 
@@ -61,12 +64,15 @@ def apikey_restrict(
 
 
 @apikey_app.command("list")
-def apikey_list(data_dir: DataDir = None, tenant: Annotated[str | None, typer.Option()] = None) -> None:
-    """List keys (ids, tenants, roles; never the secrets)."""
+def apikey_list(data_dir: DataDir = None, tenant: Annotated[str | None, typer.Option()] = None,
+                as_json: JsonOpt = False) -> None:
+    """List keys (ids, tenants, roles; never the secrets): a table with a header, or --json."""
+    rows = []
     for k in _store(load_settings(data_dir)).list(tenant):
-        state = f"revoked {k.revoked_at}" if k.revoked_at else "active"
-        uses = ",".join(k.uses) if k.uses is not None else "all"
-        typer.echo(f"{k.id}\t{k.tenant}\t{k.role}\t{k.created_at}\t{state}\tuses:{uses}\t{k.name}")
+        rows.append({"id": k.id, "tenant": k.tenant, "role": k.role, "created_at": str(k.created_at),
+                     "state": f"revoked {k.revoked_at}" if k.revoked_at else "active",
+                     "uses": ",".join(k.uses) if k.uses is not None else "all", "name": k.name})
+    echo_table(rows, ["id", "tenant", "role", "created_at", "state", "uses", "name"], as_json)
 
 
 @apikey_app.command("revoke")

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gateway.audit import AuditLog
 from gateway.cli.common import DataDir, fail, load_settings, require_data_dir
-from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.audit import AuditLog
+    from gateway.settings import Settings
 
 audit_app = typer.Typer(help="Export and verify the signed audit log.", no_args_is_help=True)
 UrlOption = Annotated[str | None, typer.Option("--url", envvar="CONSENTGATE_URL",

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli.common import DataDir, fail, load_settings, require_data_dir
+from gateway.cli.common import DataDir, JsonOpt, echo_table, fail, load_settings, require_data_dir
 
 registry_app = typer.Typer(help="Manage the consent registry (subjects, faces, grants).", no_args_is_help=True)
 subject_app = typer.Typer(help="Subjects: add, list, show, erase.", no_args_is_help=True)
@@ -83,13 +83,16 @@ def subject_add(
 
 
 @subject_app.command("list")
-def subject_list(data_dir: DataDir = None, limit: int = 100, offset: int = 0) -> None:
-    """List subjects (never templates)."""
+def subject_list(data_dir: DataDir = None, limit: int = 100, offset: int = 0, as_json: JsonOpt = False) -> None:
+    """List subjects (never templates): a table with a header, or --json."""
     with local_registry(data_dir, with_models=False) as (registry, _, _), _errors():
-        for subject in registry.list_subjects(offset, limit):
-            d = subject.model_dump(mode="json")
-            typer.echo(f"{d['id']}\t{d['display_name']}\t{'protected' if d.get('protected') else ''}"
-                       f"\ttemplates={d.get('template_count', '?')}")
+        rows = [subject.model_dump(mode="json") for subject in registry.list_subjects(offset, limit)]
+    if as_json:
+        echo_table(rows, [], True)
+        return
+    echo_table([{**d, "protected": "protected" if d.get("protected") else "",
+                 "templates": d.get("template_count", "?")} for d in rows],
+               ["id", "display_name", "protected", "templates"], False)
 
 
 @subject_app.command("show")
@@ -170,6 +173,7 @@ def revoke(grant_id: str, data_dir: DataDir = None) -> None:
 
 @registry_app.command("uses")
 def uses(
+    subject: Annotated[str | None, typer.Argument(help="SUBJECT: its uses (same as --subject).")] = None,
     grant_id: Annotated[str | None, typer.Option("--grant", help="Decisions made under this grant.")] = None,
     subject_id: Annotated[str | None, typer.Option("--subject", help="Decisions that involved this subject.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
@@ -182,8 +186,11 @@ def uses(
     from gateway.api.uses import uses_page
     from gateway.bootstrap import open_audit_log
 
+    if subject is not None and subject_id is not None and subject != subject_id:
+        raise fail("give the subject once: `registry uses SUBJECT` or `--subject SUBJECT`", code=2)
+    subject_id = subject_id or subject
     if (grant_id is None) == (subject_id is None):
-        raise fail("give exactly one of --grant ID or --subject ID")
+        raise fail("give exactly one of SUBJECT (or --subject ID) or --grant ID", code=2)
     with local_registry(data_dir, with_models=False) as (registry, settings, engine), _errors():
         sid = registry.get_grant(grant_id).subject_id if grant_id is not None else str(subject_id)
         log = open_audit_log(settings, engine)
@@ -194,6 +201,49 @@ def uses(
         finally:
             log.close()
         _echo(page)
+
+
+retention_app = typer.Typer(help="Retention: forget enrolments whose purpose or time is up (BIPA, GDPR).",
+                            no_args_is_help=True)
+registry_app.add_typer(retention_app, name="retention")
+
+
+@retention_app.command("run")
+def retention_run(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would be deleted; change nothing.")] = False,
+    now: Annotated[str | None, typer.Option("--now", help="Evaluate at this RFC 3339 time (default: now).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Apply the active policy's `retention:` rules once: every enrolled subject's verdict (kept and
+    why, or expired and why); expired ones are crypto-shredded (or lose the expired modality), each
+    with a `retention` receipt in the audit log; grants past their end get an `expiry` entry."""
+    from datetime import UTC
+
+    from gateway.bootstrap import AuditActivity, open_audit_log
+    from gateway.policy.loader import PolicyError, load_bundle
+    from gateway.policy.runtime import ModelPool
+
+    try:
+        when = datetime.fromisoformat(now.replace("Z", "+00:00")) if now else datetime.now(UTC)
+    except ValueError:
+        raise fail(f"--now {now!r} is not an RFC 3339 time") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    with local_registry(data_dir, with_models=False) as (registry, settings, engine), _errors():
+        from classifiers.registry import builtin_registry
+
+        try:
+            bundle = load_bundle(settings.policies_dir, is_registered=ModelPool(builtin_registry()).registry)
+        except PolicyError as exc:
+            raise fail("cannot load the policy for its retention rules:\n" + "\n".join(exc.errors)) from None
+        config = bundle.policy.retention
+        log = open_audit_log(settings, engine)
+        try:
+            report = registry.retention_run({"face": config.face, "voice": config.voice}, when,
+                                            AuditActivity(log), dry_run=dry_run, actor=ACTOR)
+        finally:
+            log.close()
+        _echo(report)
 
 
 @registry_app.command("reembed")

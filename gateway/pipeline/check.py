@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from classifiers.base import DetectedFace
+from classifiers.base import DetectedFace, FaceAnalyzer, NsfwWithFaces, TwoStageFaceAnalyzer
 from gateway.decision import (
     FaceFact,
     FaceMatch,
@@ -133,18 +133,35 @@ class CheckStage:
         nsfw_aliases: list[str] = []
         if stage_rules is not None and working:
             wanted = [c.model for c in stage_rules.nsfw] + [m.model for e in stage_rules.ensembles for m in e.members]
-            nsfw_aliases = list(dict.fromkeys(wanted))
+            nsfw_aliases = list(dict.fromkeys(wanted + list(policy.consent.face_proposals)))
         # NSFW at resolution: each image is judged whole (its working copy) and, when large, tile by
         # tile at full resolution, so an image made of small tiles is judged like each tile.
+        # A model that also locates faces (NudeNet) and is named in `consent.face_proposals` is a second
+        # face detector: its boxes, mapped to full-resolution pixels, are merged with the analyzer's.
         views: list[np.ndarray] = []
         owners: list[int] = []
+        places: list[tuple[float, int, int]] = []  # view pixel → full pixel: (scale, dx, dy)
         for media_index, img in enumerate(req.images):
-            for view in [img.working, *nsfw_tiles(img.rgb)]:
-                views.append(view)
+            views.append(img.working)
+            owners.append(media_index)
+            places.append((img.scale, 0, 0))
+            for tile, dx, dy in nsfw_tiles(img.rgb):
+                views.append(tile)
                 owners.append(media_index)
+                places.append((1.0, dx, dy))
+        proposers = set(policy.consent.face_proposals)
+        proposals: list[list[tuple[tuple[int, int, int, int], float]]] = [[] for _ in req.images]
 
         def classify(alias: str) -> list[dict[str, float]]:
-            scored = rt.nsfw[alias].classify(views)
+            model = rt.nsfw[alias]
+            if alias in proposers and isinstance(model, NsfwWithFaces):
+                scored, boxes = model.classify_with_faces(views)
+                for (scale, dx, dy), owner, found in zip(places, owners, boxes, strict=True):
+                    proposals[owner].extend(((round(b[0] * scale) + dx, round(b[1] * scale) + dy,
+                                              round(b[2] * scale) + dx, round(b[3] * scale) + dy), sc)
+                                            for b, sc in found if sc >= FACE_PROPOSAL_SCORE)
+            else:
+                scored = model.classify(views)
             if len(scored) != len(views):
                 raise ValueError(f"{len(scored)} results for {len(views)} images")
             return max_per_image(scored, owners, len(req.images))
@@ -189,6 +206,9 @@ class CheckStage:
                                            {k: float(v) for k, v in scores.items()}))
 
         t1 = time.perf_counter()
+        if faces_raw is not None and any(proposals):
+            faces_raw = await guarded(self._call("faces", rt.face.info.name, functools.partial(
+                merge_proposals, rt.face, req.images, faces_raw, proposals), face_timeout))
         face_facts, embeddings = await guarded(self._match_faces(rt, req, faces_raw)) or ((), [])
         hash_hits: tuple[HashHit, ...] = ()
         if hashes_raw is not None:
@@ -283,20 +303,68 @@ class CheckStage:
 
 
 FACE_BUDGET_PIXELS = 1024 * 1024  # faces get the per-model timeout per this many pixels (at least once)
+FACE_PROPOSAL_SCORE = 0.5  # NudeNet FACE_* boxes this confident count as faces (benign pictures: none >= 0.2)
 NSFW_TILE_PX = 1024  # images longer than 1.5× this are also judged in tiles of about this size
 
 
-def nsfw_tiles(rgb: np.ndarray) -> list[np.ndarray]:
+def nsfw_tiles(rgb: np.ndarray) -> list[tuple[np.ndarray, int, int]]:
     """Full-resolution tiles (a grid of about NSFW_TILE_PX squares, no gaps) of an image longer than
-    1.5 × NSFW_TILE_PX; none for smaller images, which the working copy already shows at about that
-    size. The models resize each tile to their own input (NudeNet 320, open_nsfw 224)."""
+    1.5 × NSFW_TILE_PX, each with its top-left (x, y); none for smaller images, which the working copy
+    already shows at about that size. The models resize each tile to their own input (NudeNet 320,
+    open_nsfw 224)."""
     h, w = rgb.shape[:2]
     if max(h, w) <= NSFW_TILE_PX * 1.5:
         return []
     nx, ny = math.ceil(w / NSFW_TILE_PX), math.ceil(h / NSFW_TILE_PX)
     xs = [round(i * w / nx) for i in range(nx + 1)]
     ys = [round(j * h / ny) for j in range(ny + 1)]
-    return [rgb[ys[j]:ys[j + 1], xs[i]:xs[i + 1]] for j in range(ny) for i in range(nx)]
+    return [(rgb[ys[j]:ys[j + 1], xs[i]:xs[i + 1]], xs[i], ys[j]) for j in range(ny) for i in range(nx)]
+
+
+def _same_face(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Two boxes of one face from different detectors (their box conventions differ: NudeNet's takes in
+    hair and chin): they overlap by IoU >= 0.3, or one's centre lies inside the other."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    if union > 0 and inter / union >= 0.3:
+        return True
+    for p, q in ((a, b), (b, a)):
+        cx, cy = (p[0] + p[2]) / 2, (p[1] + p[3]) / 2
+        if q[0] <= cx <= q[2] and q[1] <= cy <= q[3]:
+            return True
+    return False
+
+
+def merge_proposals(
+    analyzer: FaceAnalyzer, images: list[DecodedImage], found: list[list[DetectedFace]],
+    proposals: list[list[tuple[tuple[int, int, int, int], float]]],
+) -> list[list[DetectedFace]]:
+    """The analyzer's faces plus each proposed box (another model's face, full-resolution pixels) that
+    none of them covers — merged across views (a face seen whole and in a tile is one face). Those extra
+    faces are turned, in profile or occluded (the analyzer did not find them): they are embedded when the
+    analyzer can (a match is still a match) and carry `unidentified` either way, so an unmatched one is
+    never "nobody enrolled"."""
+    out: list[list[DetectedFace]] = []
+    for img, faces, boxes in zip(images, found, proposals, strict=True):
+        extra: list[DetectedFace] = []
+        for box, score in sorted(boxes, key=lambda item: -item[1]):
+            x0, y0 = max(0, box[0]), max(0, box[1])
+            x1, y1 = min(img.width, box[2]), min(img.height, box[3])
+            if x1 - x0 < 2 or y1 - y0 < 2:
+                continue
+            clipped = (x0, y0, x1, y1)
+            if any(_same_face(clipped, f.bbox) for f in [*faces, *extra]):
+                continue
+            extra.append(DetectedFace(bbox=clipped, det_score=float(score), unidentified=(
+                "seen by the NSFW model's face detector only (turned, in profile or occluded): the face "
+                "analyzer cannot identify it with confidence")))
+        if extra and isinstance(analyzer, TwoStageFaceAnalyzer):
+            extra = [replace(e, embedding=done.embedding) for e, done in
+                     zip(extra, analyzer.embed(img.rgb, extra), strict=True)]
+        out.append([*faces, *extra])
+    return out
 
 
 def max_per_image(scored: list[dict[str, float]], owners: list[int], count: int) -> list[dict[str, float]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from classifiers.base import FaceAnalyzer, NsfwClassifier, PerceptualHasher, TextEmbedder, VoiceEmbedder
+from classifiers.base import FaceAnalyzer, NsfwClassifier, NsfwWithFaces, PerceptualHasher, TextEmbedder, VoiceEmbedder
 from classifiers.registry import ModelRegistry
 from gateway.policy.errors import PolicyError
 from gateway.policy.parse import dotted, report
@@ -116,6 +116,11 @@ class ModelPool:
                         issue(("uses", use, stage_name, "nsfw", index, "labels", label),
                               f"label {label!r} is not produced by adapter {model.info.name!r} "
                               f"(its labels: {', '.join(model.labels)})")
+        for index, alias in enumerate(policy.consent.face_proposals):
+            proposer = nsfw.get(alias)
+            if proposer is not None and not isinstance(proposer, NsfwWithFaces):
+                issue(("consent", "face_proposals", index),
+                      f"model {alias!r} (adapter {proposer.info.name!r}) does not locate faces")
         face: FaceAnalyzer | None = None
         hasher: PerceptualHasher | None = None
         text: TextEmbedder | None = None

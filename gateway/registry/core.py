@@ -47,14 +47,14 @@ class RegistryCore:
         self.max_images = max_images
         self.ledger: Ledger | None = None  # the consent ledger (attach_ledger); None: no entries
         self.ledger_tenant = "operator"
+        # voice model name -> embedder (attached when a policy naming it activates; issue #18)
+        self.voice_embedders: dict[str, VoiceEmbedder] = {}
 
     def attach_ledger(self, ledger: Ledger, tenant: str) -> None:
         """Append every mutation to `ledger` (the audit log) in its own transaction, as `tenant`
         (the operator tenant, whose keys alone may change the registry)."""
         self.ledger = ledger
         self.ledger_tenant = tenant
-        # voice model name -> embedder (attached when a policy naming it activates; issue #18)
-        self.voice_embedders: dict[str, VoiceEmbedder] = {}
 
     def analyzer(self, model_name: str) -> FaceAnalyzer:
         try:

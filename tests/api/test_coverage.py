@@ -87,6 +87,21 @@ def test_people_free_pictures_and_an_unenrolled_face_stay_allowed(
     assert release(client, shipped[1].generator, jpeg(faces.canvas("coffee", 2048))).status_code == 200
 
 
+def test_a_turned_face_the_face_analyzer_misses_is_not_released(
+        client: TestClient, shipped: tuple[TestClient, Keys], enrolled: str) -> None:
+    """Turned 60° in-plane, the astronaut is beyond dlib's HOG; NudeNet's FACE_* box (a second
+    detector, `consent.face_proposals`) still sees her: the face is recorded and not allowed."""
+    render = faces.canvas("coffee", 1024)
+    faces.paste(render, "astronaut", 160, 400, 400, angle=60)
+    record = check(client, shipped[1].generator, {"stage": "output", "use": "txt2img"}, jpeg(render)).json()
+    assert record["decision"] in ("review", "deny"), record["reasons"]
+    (face,) = record["findings"]["faces"]
+    assert face["consent"]["state"] in ("unidentified", "no_grant")
+    if face["consent"]["state"] == "unidentified":
+        assert "NSFW model's face detector" in face["unidentified"]["why"]
+        assert any(r["rule"] == "txt2img.output.faces.unidentified" for r in record["reasons"])
+
+
 def test_a_render_over_the_analysable_limit_is_413(client: TestClient, shipped: tuple[TestClient, Keys]) -> None:
     big = np.zeros((4200, 4200, 3), np.uint8)
     resp = release(client, shipped[1].generator, png(big))

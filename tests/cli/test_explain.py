@@ -26,6 +26,9 @@ register(app)
 def _explain(settings: Settings, request: Path, image: Path, *extra: str) -> tuple[int, str]:
     result = runner.invoke(app, ["policy", "explain", "--request", str(request), "--media", str(image),
                                  "--policies", str(settings.policies_dir), "--tenant", "acme", *extra])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code in (0, 1), result.output  # 2: bad input or a refused bundle
+    assert "--json" not in extra or result.stdout.startswith("{"), (result.stdout, result.stderr)
     return result.exit_code, result.stdout
 
 

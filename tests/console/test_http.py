@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -186,3 +187,37 @@ def test_notices_come_from_the_policy_directory(tc: TestClient, tmp_path: Path) 
     (tmp_path / "bad name!.md").write_text("# x\ny")
     (tmp_path / "v2.md").write_text("# Title\n\nBody")
     assert [(n["version"], n["title"], n["text"]) for n in _notices(tmp_path)] == [("v2", "Title", "Body")]
+
+
+def test_a_subject_token_session_opens_only_that_persons_pages(
+        tc: TestClient, gateway: tuple[TestClient, Keys]) -> None:
+    import sqlalchemy as sa
+
+    from gateway.registry.models import RegistryAccessToken
+
+    keys = gateway[1]
+    reg = {"Authorization": f"Bearer {keys.registrar}"}
+    sid = tc.post("/v1/subjects", json={"display_name": "Grace"}, headers=reg).json()["id"]
+    other = tc.post("/v1/subjects", json={"display_name": "Ada"}, headers=reg).json()["id"]
+    issued = tc.post(f"/v1/subjects/{sid}/access-tokens", json={"expires_in": 600}, headers=reg).json()
+    r = tc.post("/console/session", json={"subject_token": issued["token"]})
+    assert r.status_code == 200 and issued["token"] not in r.text
+    assert (r.json()["role"], r.json()["subject_id"]) == ("subject", sid)
+    assert tc.get(f"/v1/subjects/{sid}/grants").status_code == 200
+    assert tc.get(f"/v1/subjects/{other}/grants").status_code == 404
+    refused = tc.get("/v1/audit/entries")
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "subject_session")
+    assert tc.post(f"/v1/subjects/{sid}/erasure-requests").status_code == 403  # CSRF applies to them too
+    gw = gateway[0].app.state.gateway  # type: ignore[attr-defined]
+    with gw.engine.begin() as conn:  # the token expires: its session ends with it
+        table = RegistryAccessToken.__table__  # type: ignore[attr-defined]
+        conn.execute(sa.update(table).where(table.c.id == issued["token_id"]).values(
+            expires_at=_past()))
+    gone = tc.get(f"/v1/subjects/{sid}/grants")
+    assert (gone.status_code, gone.json()["error"]["code"]) == (401, "session_expired")
+
+
+def _past() -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    return datetime.now(UTC) - timedelta(minutes=1)

@@ -2,6 +2,8 @@
 // is put on the page as text (never as HTML), every URL is relative (works behind a path prefix), and
 // the API key is sent once to /console/session and then forgotten: a session cookie carries on.
 import { views as registryViews } from './registry.js';
+import { views as provenanceViews } from './provenance.js';
+import { views as subjectViews } from './subject.js';
 import { api, el, fail, field, setPage, state, table, toast, verdict } from './ui.js';
 import { hex, openCheckpoint, parseVkey, unhex, verifyConsistency, verifyEntry } from './verify.js';
 
@@ -21,17 +23,19 @@ function showSignIn(message) {
     const value = key.value;
     key.value = '';
     try {
-      state.session = await api('console/session', { method: 'POST', json: { api_key: value } });
+      const body = value.trim().startsWith('cgs_') ? { subject_token: value.trim() } : { api_key: value };
+      state.session = await api('console/session', { method: 'POST', json: body });
       start();
     } catch (err) {
       error.textContent = err.message;
       key.focus();
     }
   } },
-  el('label', { for: 'api-key' }, 'API key'), key,
-  el('p', { id: 'key-help' }, 'Auditor, registrar and admin keys work here. Your key is exchanged for a session on ',
-    'this gateway and is not kept in the browser. The session ends when you sign out, after 30 minutes without ',
-    'use, or after 12 hours.'),
+  el('label', { for: 'api-key' }, 'API key or personal access token'), key,
+  el('p', { id: 'key-help' }, 'Auditors, registrars and admins: your API key. The people in the registry: the ',
+    'personal access token (cgs_…) your registrar gave you. It is exchanged for a session on this gateway and ',
+    'is not kept in the browser. The session ends when you sign out, after 30 minutes without use, or after ',
+    '12 hours.'),
   el('button', { type: 'submit' }, 'Sign in'), error);
   setPage('Sign in', form);
   key.focus();
@@ -51,11 +55,14 @@ const SECTIONS = [
   { hash: '#/checkpoints', label: 'Checkpoints', roles: ['auditor', 'admin'] },
   { hash: '#/subjects', label: 'People', roles: ['registrar', 'admin'] },
   { hash: '#/admin', label: 'Keys & policy', roles: ['admin'] },
+  { hash: '#/me', label: 'Your consent', roles: ['subject'] },
+  { hash: '#/provenance', label: 'Provenance', roles: ['auditor', 'registrar', 'admin'] },
 ];
 
 function start() {
   const s = state.session;
-  document.getElementById('who-text').textContent = `Signed in: ${s.role} of ${s.tenant}`;
+  document.getElementById('who-text').textContent = s.subject_id ? 'Signed in: your personal page'
+    : `Signed in: ${s.role} of ${s.tenant}`;
   document.getElementById('who').hidden = false;
   const nav = document.getElementById('nav');
   nav.replaceChildren(...SECTIONS.filter((x) => x.roles.includes(s.role))
@@ -69,6 +76,8 @@ const ROUTES = [
   [/^#\/entry\/(\d+)$/, (m) => entryView(Number(m[1]))],
   [/^#\/checkpoints$/, () => checkpointsView()],
   ...registryViews,
+  ...subjectViews,
+  ...provenanceViews,
 ];
 
 function route() {

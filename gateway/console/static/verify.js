@@ -189,3 +189,30 @@ export async function verifyEntry(entry, vkeyText, fetchJson) {
   }
   return steps;
 }
+
+/**
+ * Verify a receipt `{index, leaf_hash, inclusion_proof: {tree_size, hashes}, checkpoint: {note}}` (what a
+ * person gets for each use of their likeness): the checkpoint's signature, then the inclusion proof from
+ * the entry's fingerprint to the signed root. The entry itself is not shown to them (it may name other
+ * people), so its fingerprint is taken as given: this proves that fingerprint is in the signed log.
+ */
+export async function verifyReceipt(receipt, vkeyText) {
+  const steps = [];
+  const step = (label, ok, detail) => { steps.push({ label, ok, detail }); return ok; };
+  try {
+    const key = await parseVkey(vkeyText);
+    const head = await openCheckpoint(receipt.checkpoint.note, key);
+    step('Check the signature on the checkpoint', true, `signed tree of ${head.size} entries`);
+    const proof = receipt.inclusion_proof;
+    if (proof.tree_size !== head.size) {
+      step('The proof is for the signed checkpoint', false, `proof for ${proof.tree_size}, checkpoint ${head.size}`);
+      return steps;
+    }
+    const root = await rootFromInclusion(receipt.index, head.size, unhex(receipt.leaf_hash), proof.hashes);
+    step('Follow the inclusion proof to the signed root', same(root, head.root),
+      same(root, head.root) ? `entry ${receipt.index} is in the log` : 'the proof does not lead to the signed root');
+  } catch (err) {
+    step('Verification could not finish', false, String(err && err.message ? err.message : err));
+  }
+  return steps;
+}
