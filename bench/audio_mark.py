@@ -60,18 +60,21 @@ def main() -> None:
             t0 = time.perf_counter()
             marked = mark_samples(x[None, :], rate, mono16, wm_id)[0]
             embed_s.append((time.perf_counter() - t0) / (len(x) / rate))
-            snrs.append(10 * np.log10(np.sum(x.astype(np.float64) ** 2) / np.sum((marked - x).astype(np.float64) ** 2)))
+            noise = np.sum((marked - x).astype(np.float64) ** 2)
+            snrs.append(10 * np.log10(np.sum(x.astype(np.float64) ** 2) / noise))
             bits = DWT_PAYLOAD.encode(wm_id)
             for name, fn in transforms.items():
                 copy = decode_audio(fn(marked, rate)).samples
                 found = detect(copy)
                 soft, _ = soft_bits(copy, found.offset_samples if found else 0)
-                results[name].append((float(np.mean((soft > 0.5) == bits)), found is not None and found.payload.wm_id == wm_id))
+                ok = found is not None and found.payload.wm_id == wm_id
+                results[name].append((float(np.mean((soft > 0.5) == bits)), ok))
             clips += 1
             for fn in (transforms["none (WAV)"], transforms["MP3 128 kbps"]):
                 unmarked_hits += detect(decode_audio(fn(x, rate)).samples) is not None
     seconds = statistics.mean(len(native(t, "en-us+m3")[1]) / 22050 for t in SENTENCES[:2])
-    print(f"{clips} clips of espeak-ng speech (~{seconds:.0f} s each, 22.05 kHz), 72-bit payload (40-bit id + 32-bit check)")
+    print(f"{clips} clips of espeak-ng speech (~{seconds:.0f} s each, 22.05 kHz), "
+          "72-bit payload (40-bit id + 32-bit check)")
     print(f"SNR of the mark: median {statistics.median(snrs):.1f} dB (min {min(snrs):.1f}); "
           f"embedding {statistics.median(embed_s):.3f}x real time")
     print(f"{'transform':20s} {'bit accuracy (mean / min)':28s} ids decoded")
