@@ -80,7 +80,8 @@ def main() -> None:
     print(f"{'transform':20s} {'bit accuracy (mean / min)':28s} ids decoded")
     for name, rows in results.items():
         accs = [a for a, _ in rows]
-        print(f"{name:20s} {statistics.mean(accs):.3f} / {min(accs):.3f}{'':16s} {sum(ok for _, ok in rows)}/{len(rows)}")
+        decoded = sum(ok for _, ok in rows)
+        print(f"{name:20s} {statistics.mean(accs):.3f} / {min(accs):.3f}{'':16s} {decoded}/{len(rows)}")
     print(f"unmarked copies (WAV and MP3) that decoded to an id: {unmarked_hits}/{2 * clips}")
 
 
