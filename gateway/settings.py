@@ -98,6 +98,7 @@ class Settings:
                 ("c2pa_key", "CONSENTGATE_C2PA_KEY"),
                 ("c2pa_trust_anchors", "CONSENTGATE_C2PA_TRUST_ANCHORS"),
                 ("public_url", "CONSENTGATE_PUBLIC_URL"),
+                ("jobs_webhook_hosts", "CONSENTGATE_WEBHOOK_HOSTS"),  # allowlist; unset: no webhooks
                 ("blob_store", "CONSENTGATE_BLOB_STORE"),
                 ("subject_erasure", "CONSENTGATE_SUBJECT_ERASURE"),  # immediate | queued (default)
                 ("audit_publish", "CONSENTGATE_AUDIT_PUBLISH"),  # a directory or an http(s) URL

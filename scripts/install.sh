@@ -15,6 +15,14 @@ if ! command -v espeak-ng >/dev/null; then
     echo "espeak-ng is missing (the voice tests need it): apt-get install espeak-ng" >&2
   fi
 fi
+# curl and jq run the README's and docs/api.md's examples in the doc test (tests/docs).
+if ! command -v curl >/dev/null || ! command -v jq >/dev/null; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl jq >/dev/null
+  else
+    echo "curl or jq is missing (the doc examples test needs them): apt-get install curl jq" >&2
+  fi
+fi
 PIP=".venv/bin/pip"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 $PIP install -q "torch==2.13.0"

@@ -126,36 +126,74 @@ def _runtime_parts(settings: Settings, data_dir: Path | None) -> Iterator[tuple[
 
 
 @policy_app.command("test")
-def test(directory: DirArg = None) -> None:
-    """Run the YAML cases under DIR/tests against every policy file of DIR; exit 1 on any failure."""
-    from gateway.policy.cases import run_cases
+def test(
+    path: Annotated[Path | None, typer.Argument(
+        help="A policy directory (runs DIR/tests/*.yaml), or one case file (runs just that file).")] = None,
+    directory: Annotated[Path | None, typer.Option(
+        "--policies", help="The policy directory a case FILE tests (default: the FILE's ../, "
+                           "else CONSENTGATE_POLICIES or ./policies).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run YAML policy test cases against every policy file of the bundle (no model is loaded: decide()
+    is pure). A failed case prints what decide() did: every rule that fired, with its detail, and the
+    scores it saw. Warns (without failing) about tenant overlays that no case tests. Exit 1 on any
+    failure or a bundle that does not load."""
+    from gateway.policy.cases import case_files, run_cases, tested_tenants
     from gateway.policy.loader import PolicyError, load_bundle
 
-    d = directory or load_settings().policies_dir
-    tests_dir = d / "tests"
-    if not tests_dir.is_dir():
-        raise fail(f"{tests_dir}: no test cases found")
+    settings = load_settings()
+    if path is not None and path.is_file():
+        files = [path]
+        d = directory or (path.parent.parent if path.parent.name == "tests" else settings.policies_dir)
+        tests_dir = path.parent
+    else:
+        d = directory or path or settings.policies_dir
+        tests_dir = d / "tests"
+        if not tests_dir.is_dir():
+            raise fail(f"{tests_dir}: no test cases found")
+        files = case_files(tests_dir)
+    if path is not None and not path.exists():
+        raise fail(f"{path}: no such file or directory")
     failed = total = 0
-    for policy_file in sorted(d.glob("*.yaml")):
-        if policy_file.name == "routes.yaml":
-            continue
+    overlays: set[str] = set()
+    report: list[dict[str, Any]] = []
+    for policy_name in policy_names(d):
         try:
-            bundle = load_bundle(d, policy_name=policy_file.stem, is_registered=_registry())
+            bundle = load_bundle(d, policy_name=policy_name, is_registered=_registry())
         except PolicyError as exc:
             for err in exc.errors:
                 typer.secho(err, fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
-        for result in run_cases(bundle, tests_dir):
+        overlays |= set(bundle.overlays)
+        for result in run_cases(bundle, tests_dir, files):
             total += 1
-            mark = "PASS" if result.ok else "FAIL"
-            if not result.ok:
-                failed += 1
-            typer.secho(f"{mark} {policy_file.stem}: {result.file}: {result.name}"
-                        + ("" if result.ok else f" — {result.message}"),
-                        fg=typer.colors.GREEN if result.ok else typer.colors.RED)
+            where = f"{policy_name}{'+' + result.tenant if result.tenant else ''}: {result.file}: {result.name}"
+            report.append({"policy": policy_name, "tenant": result.tenant, "file": result.file, "case": result.name,
+                           "ok": result.ok, "message": result.message, "fired": result.fired,
+                           "scores": result.scores})
+            if as_json:
+                failed += not result.ok
+                continue
+            if result.ok:
+                typer.secho(f"PASS {where}", fg=typer.colors.GREEN)
+                continue
+            failed += 1
+            typer.secho(f"FAIL {where} — {result.message}", fg=typer.colors.RED)
+            for line in result.fired or ["(no rule fired)"]:
+                typer.echo(f"    fired {line}")
+            for line in result.scores:
+                typer.echo(f"    scores {line}")
+    if path is None or not path.is_file():
+        for tenant in sorted(overlays - tested_tenants(files)):
+            typer.secho(f"warning: tenant overlay tenants/{tenant}.yaml has no test cases "
+                        f"(add a case file with `tenant: {tenant}` under {tests_dir})",
+                        fg=typer.colors.YELLOW, err=True)
     if total == 0:
         raise fail("no policy test cases ran")
-    typer.echo(f"{total - failed} passed, {failed} failed")
+    if as_json:
+        typer.echo(json.dumps({"passed": total - failed, "failed": failed, "cases": report}, indent=2))
+    else:
+        typer.echo(f"{total - failed} passed, {failed} failed")
     if failed:
         raise typer.Exit(1)
 

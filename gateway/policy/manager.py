@@ -144,14 +144,17 @@ class PolicyManager:
                 if self.on_result:
                     self.on_result("refused")
                 return False
-            changed = self.active is None or self.active.bundle.digest != active.bundle.digest
+            previous = self.active.bundle.digest if self.active is not None else None
+            changed = previous != active.bundle.digest
             if self.on_activate is not None:
                 self.on_activate(active)
             self.active = active
             self.last_error = None
             self.last_error_at = None
-            if changed:
-                log.info("policy %s active (digest %s)", active.bundle.policy.name, active.bundle.digest[:12])
+            if changed:  # every successful (re)load is logged with the new digest (and the one it replaced)
+                log.info("policy bundle %s active: digest %s (was %s), %d file(s), tenant overlays: %s",
+                         active.bundle.policy.name, active.bundle.digest, previous or "nothing",
+                         len(active.bundle.files), ", ".join(sorted(active.bundle.overlays)) or "none")
             if self.on_result:
                 self.on_result("ok")
             return True

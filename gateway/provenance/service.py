@@ -42,7 +42,7 @@ __all__ = ["ProvenanceFaults", "ProvenanceService", "ReleasedImage"]
 
 PDQ_SAME_IMAGE = 60  # bits: at most this far from the hash recorded at release is the same render
 
-DEFAULT_STRENGTH = {"tileSync": 1.0, "dwtDctSvd": 36.0, "dwtDct": 36.0, "rivaGan": 1.0}
+DEFAULT_STRENGTH = {"tileSync": 1.0, "dwtDctSvd": 36.0, "dwtDct": 36.0, "rivaGan": 1.0, "trustMark": 1.0}
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ class ProvenanceService:
     pki: PkiPaths
     hasher: PerceptualHasher | None = None
     faults: ProvenanceFaults = field(default_factory=ProvenanceFaults)
+    mark_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method, e.g. trustMark model_dir
     _watermarkers: dict[tuple[str, float], Watermarker] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -84,17 +85,19 @@ class ProvenanceService:
         chain = Path(settings.extra.get("c2pa_cert_chain", pki.signing_cert_chain))
         key = Path(settings.extra.get("c2pa_key", pki.signing_key))
         anchors = Path(settings.extra.get("c2pa_trust_anchors", pki.root_cert)).read_bytes()
-        return cls(engine, C2paSigner.from_files(chain, key), anchors, pki)
+        options: dict[str, dict[str, Any]] = {}
+        if settings.extra.get("trustmark_model_dir"):  # TrustMark's ONNX weights, placed by the operator
+            options["trustMark"] = {"model_dir": str(settings.extra["trustmark_model_dir"])}
+        return cls(engine, C2paSigner.from_files(chain, key), anchors, pki, mark_options=options)
 
     def watermarker(self, method: str, strength: float = 1.0) -> Watermarker:
         key = (method, float(strength))
         with self._lock:
             if key not in self._watermarkers:
-                if method == "rivaGan":
-                    self._watermarkers[key] = make_watermarker(method)
-                else:
-                    base = DEFAULT_STRENGTH.get(method, 36.0)
-                    self._watermarkers[key] = make_watermarker(method, strength=base * strength)
+                options = dict(self.mark_options.get(method, {}))
+                if method != "rivaGan":
+                    options["strength"] = DEFAULT_STRENGTH.get(method, 1.0) * strength
+                self._watermarkers[key] = make_watermarker(method, **options)
             return self._watermarkers[key]
 
     def release_image(
@@ -308,11 +311,11 @@ class ProvenanceService:
                 "confidence": detection.confidence, "decision_ids": [r.decision_id for r in rows]}
 
     def _methods_in_use(self) -> list[str]:
-        """tileSync and dwtDctSvd always (cheap); rivaGan (about 1 s) only if this deployment ever
-        released with it."""
+        """tileSync and dwtDctSvd always (cheap); rivaGan (about 1 s) and trustMark only if this
+        deployment ever released with them."""
         methods = ["tileSync", "dwtDctSvd"]
         with Session(self.engine) as session:
-            for other in ("rivaGan", "dwtDct"):
+            for other in ("rivaGan", "trustMark", "dwtDct"):
                 if session.exec(select(WatermarkRecord.id).where(WatermarkRecord.method == other).limit(1)).first():
                     methods.append(other)
         return methods
