@@ -242,6 +242,28 @@ class Overridable(Strict):
     settings: list[str] = Field(default_factory=list)
 
 
+class RetentionRule(Strict):
+    """How long one modality's enrolment (templates, kept images) may be kept (BIPA §15(a), GDPR
+    Art. 5(1)(e)). A subject with a grant in force is kept; a protected subject (no-go list) is kept
+    while protection is its purpose, unless `max_age_days` says otherwise."""
+
+    max_age_days: int | None = Field(default=None, ge=1, description="Since the latest enrolment.")
+    max_idle_days: int | None = Field(default=None, ge=1, description="Since the last interaction: "
+                                      "enrolment, grant, or a decision that matched them.")
+    purpose_end: bool = Field(default=True, description="Delete once every grant has ended (revoked or "
+                              "expired) and `grace_days` have passed.")
+    grace_days: int = Field(default=30, ge=0)
+    ceiling_days: int = Field(default=1095, ge=1, description="BIPA §15(a): never longer than 3 years after "
+                              "the last interaction.")
+
+
+class RetentionSettings(Strict):
+    enabled: bool = Field(default=True, description="Run the retention sweeper in the serving process.")
+    sweep_interval_s: float = Field(default=3600.0, ge=1)
+    face: RetentionRule = Field(default_factory=RetentionRule)
+    voice: RetentionRule = Field(default_factory=RetentionRule)
+
+
 class Policy(Strict):
     """A complete policy: models, per-use rules, consent, prompt and hash-list rules, obligations."""
 
@@ -254,6 +276,7 @@ class Policy(Strict):
     obligations: Obligations = Field(default_factory=Obligations)
     logging: LogMasking = Field(default_factory=LogMasking)
     video: VideoSettings = Field(default_factory=VideoSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     uses: dict[str, UsePolicy]
     tenant_may_loosen: Overridable = Field(default_factory=Overridable)
 

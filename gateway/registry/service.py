@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from classifiers.base import FaceAnalyzer, PerceptualHasher
-from gateway.registry import admin, voices
+from gateway.registry import admin, retention, voices
 from gateway.registry.core import RegistryCore
 from gateway.registry.crypto import SubjectCrypto
 from gateway.registry.enrolment import QualityGate
@@ -50,6 +50,8 @@ from gateway.registry.store import (
     grant_fact,
     grant_state,
     read_counters,
+    rfc3339,
+    to_utc,
     unavailable_on_db_error,
 )
 
@@ -258,6 +260,50 @@ class Registry(RegistryCore):
         with unavailable_on_db_error("export subject"):
             return admin.export_subject(self, subject_id)
 
+    # ---- retention ----
+    def retention_run(self, rules: Mapping[str, retention.Rule], now: datetime,
+                      activity: retention.Activity | None = None, *, dry_run: bool = False,
+                      actor: str = "retention") -> dict[str, Any]:
+        """Apply the retention rules at `now` (see retention.py): every enrolled subject's verdict,
+        and unless `dry_run` the deletions (each with its `retention` receipt) and `expiry` entries."""
+        self._guard()
+        with unavailable_on_db_error("retention"):
+            plans = retention.plan(self, rules, now, activity)
+            report: dict[str, Any] = {"evaluated_at": rfc3339(to_utc(now)), "dry_run": dry_run,
+                                      "subjects": [p.as_dict() for p in plans], "receipts": [], "expiries": 0}
+            if dry_run:
+                return report
+            report["expiries"] = retention.record_expiries(self, now, activity, actor)
+
+            def erase(p: retention.SubjectPlan) -> dict[str, Any]:
+                return admin.erase(self, p.subject_id, actor, kind="retention",
+                                   extra={"modalities": sorted(p.expire), "reasons": p.expire,
+                                          "evaluated_at": rfc3339(to_utc(now))})
+
+            report["receipts"] = retention.apply(self, plans, now, erase, actor)
+        self._changed()
+        return report
+
+    def start_retention_sweeper(self, rules: Callable[[], retention.RetentionConfig | None],
+                                activity: retention.Activity | None,
+                                clock: Callable[[], datetime]) -> retention.RetentionSweeper:
+        """Run retention on a timer in this process while it holds the `retention` lease; `rules()`
+        reads the active policy's `retention:` section each time (None: sweeping is off)."""
+
+        def run(now: datetime) -> None:
+            config = rules()
+            if config is not None:
+                self.retention_run({"face": config.face, "voice": config.voice}, now, activity)
+
+        def interval() -> float | None:
+            config = rules()
+            return None if config is None or not config.enabled else float(config.sweep_interval_s)
+
+        sweeper = retention.RetentionSweeper(run, self, interval, clock)
+        self._sweeper = sweeper
+        sweeper.start()
+        return sweeper
+
     # ---- the consent ledger ----
     def snapshot_ledger(self) -> int:
         """The one-time `snapshot` entries of a registry that predates the ledger (see admin.snapshot)."""
@@ -442,6 +488,9 @@ class Registry(RegistryCore):
 
     def close(self) -> None:
         """Stop background work and drop the decrypted templates from memory."""
+        sweeper = getattr(self, "_sweeper", None)
+        if sweeper is not None:
+            sweeper.stop()
         with self._lock:
             indexes = list(self._indexes.values()) + list(self._voice_indexes.values())
             self._indexes.clear()
