@@ -25,6 +25,7 @@ FIELD_RULES: dict[str, str] = {
     "Policy.consent": "container",
     "ConsentSettings.face_model": "fixed",
     "ConsentSettings.match_threshold": "order: lower is stricter (more matches)",
+    "ConsentSettings.near_match_margin": "order: a lower match_threshold - margin is stricter (more near matches)",
     "ConsentSettings.unidentified": "order: deny > review > redact > allow",
     "ConsentSettings.min_face_px": "order: lower is stricter (more faces ruled on)",
     "ConsentSettings.face_proposals": "order: a superset is stricter (no detector removed)",
