@@ -110,6 +110,12 @@ def test_sign_in_sets_a_safe_cookie_and_never_returns_the_key(
     assert who["csrf_token"] == body["csrf_token"] and who["role"] == "auditor"
 
 
+def test_sign_in_through_a_proxy_that_drops_the_port(tc: TestClient, gateway: tuple[TestClient, Keys]) -> None:
+    r = tc.post("/console/session", json={"api_key": gateway[1].auditor},
+                headers={"Origin": "https://testserver:8443", "X-Forwarded-Proto": "https"})
+    assert r.status_code == 200 and r.headers["set-cookie"].startswith("__Host-cg_session=")
+
+
 def test_behind_tls_the_cookie_is_secure_and_host_prefixed(
         tc: TestClient, gateway: tuple[TestClient, Keys]) -> None:
     r = tc.post("/console/session", json={"api_key": gateway[1].admin}, headers={"X-Forwarded-Proto": "https"})
@@ -118,7 +124,7 @@ def test_behind_tls_the_cookie_is_secure_and_host_prefixed(
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Domain" not in cookie
 
 
-@pytest.mark.parametrize("case", ["generator", "unknown", "form", "cross_site", "not_json"])
+@pytest.mark.parametrize("case", ["generator", "unknown", "form", "cross_site", "null_origin", "not_json"])
 def test_sign_in_refusals(tc: TestClient, gateway: tuple[TestClient, Keys], case: str) -> None:
     keys = gateway[1]
     if case == "generator":
@@ -133,6 +139,9 @@ def test_sign_in_refusals(tc: TestClient, gateway: tuple[TestClient, Keys], case
     elif case == "cross_site":
         r = tc.post("/console/session", json={"api_key": keys.admin}, headers={"Origin": "https://evil.example"})
         assert (r.status_code, r.json()["error"]["code"]) == (403, "cross_origin")
+    elif case == "null_origin":
+        r = tc.post("/console/session", json={"api_key": keys.admin}, headers={"Origin": "null"})
+        assert r.status_code == 403
     else:
         r = tc.post("/console/session", content=b"{", headers={"Content-Type": "application/json"})
         assert r.status_code == 400
