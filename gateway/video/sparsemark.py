@@ -13,9 +13,10 @@ around what the encoder does instead of against it:
   every 30th 1.08x. Frames between two marks carry a mark that has moved with the content, so
   the detector weighs frames by their own evidence (below) instead of trusting every frame.
 * **Temporally varying.** Successive marked frames use `VARIANTS` different keyed chip sets
-  (variant = marked-frame number mod 4), all carrying the same payload. An average over many
-  frames of a static scene is a mix of the variants: subtracting it leaves most of each frame's
-  own variant in place (`bench/video.py` measures the averaging attack).
+  (variant = marked-frame number mod 4), all carrying the same payload, so an estimate of the
+  grain from one stretch of moving video does not fit the next. Measured limit: on a static
+  scene x264 leaves the switch between variants in its dead zone too, so the first variant
+  stays and averaging frames recovers it (`bench/video.py`, docs/video.md).
 * **The cell grain, payload and gates of "video-luma"** (`VideoWatermarker`, one per variant):
   ~5 px cells on a grid tied to the aspect ratio (so scaling keeps it), informed embedding per
   marked frame, the 72-bit `DWT_PAYLOAD` word (40-bit id + 32-bit check), score gate and CRC.
