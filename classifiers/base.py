@@ -53,6 +53,19 @@ class NsfwClassifier(Protocol):
 
 
 @runtime_checkable
+class NsfwWithFaces(NsfwClassifier, Protocol):
+    """An NSFW model that also locates faces in the same pass (NudeNet's FACE_* boxes): the gateway
+    uses those boxes as a second face detector, so a face the face analyzer misses (turned, profile,
+    occluded) is still seen — as `unidentified` when it cannot be identified."""
+
+    def classify_with_faces(
+        self, images: Sequence[np.ndarray]
+    ) -> tuple[list[dict[str, float]], list[list[tuple[tuple[int, int, int, int], float]]]]:
+        """`classify(images)` and, per image, the face boxes (x0, y0, x1, y1 in its pixels, score)."""
+        ...
+
+
+@runtime_checkable
 class FaceAnalyzer(Protocol):
     """Detects faces and (for analyzers with an embedder) embeds them for matching."""
 

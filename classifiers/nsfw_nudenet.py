@@ -71,6 +71,14 @@ class NudeNetClassifier:
     def classify(self, images: Sequence[np.ndarray]) -> list[dict[str, float]]:
         return [self._scores(dets) for dets in self.detect(images)]
 
+    def classify_with_faces(
+        self, images: Sequence[np.ndarray]
+    ) -> tuple[list[dict[str, float]], list[list[tuple[tuple[int, int, int, int], float]]]]:
+        """Scores and the FACE_FEMALE / FACE_MALE boxes of each image, from one pass."""
+        found = self.detect(images)
+        boxes = [[(d.box, d.score) for d in dets if d.label in ("FACE_FEMALE", "FACE_MALE")] for dets in found]
+        return [self._scores(dets) for dets in found], boxes
+
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
         """The detections of each image, same order (boxes in the input image's pixels)."""
         out: list[list[Detection]] = []

@@ -191,9 +191,31 @@ class ResemblyzerVoiceEmbedder:
         return flags_to_segments(voice_flags(wav, self._vad_mode), VAD_WINDOW / SAMPLE_RATE)
 
     def partials(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        wav = _check_mono(samples)
+        starts, mels = self._partial_mels(_check_mono(samples))
+        if len(starts) == 0:
+            return starts, np.zeros((0, self.dim), dtype=np.float32)
+        return starts, self._forward(mels)
+
+    def embed(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """All clips' partials go through the encoder in one batch: many short clips (the check's
+        speech windows) cost what one long clip does."""
+        per_clip = [self._partial_mels(_check_mono(clip)) for clip in clips]
+        if any(len(starts) == 0 for starts, _ in per_clip):
+            raise ModelError("cannot embed an empty clip")
+        out = np.zeros((len(clips), self.dim), dtype=np.float32)
+        if not per_clip:
+            return out
+        rows = self._forward(np.concatenate([mels for _, mels in per_clip]))
+        at = 0
+        for i, (starts, _) in enumerate(per_clip):
+            out[i] = _unit(rows[at: at + len(starts)].mean(axis=0))
+            at += len(starts)
+        return out
+
+    def _partial_mels(self, wav: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Start times (s) and mel windows (n, 160, 40) of the partials over `wav`."""
         if len(wav) == 0:
-            return np.zeros(0, dtype=np.float64), np.zeros((0, self.dim), dtype=np.float32)
+            return np.zeros(0, dtype=np.float64), np.zeros((0, PARTIAL_FRAMES, N_MELS), dtype=np.float32)
         wav = normalise_volume(wav)
         n_frames = 1 + len(wav) // HOP
         starts = list(range(0, max(1, n_frames - PARTIAL_FRAMES + FRAME_STEP + 1), FRAME_STEP))
@@ -204,17 +226,8 @@ class ResemblyzerVoiceEmbedder:
         if need > len(wav):
             wav = np.pad(wav, (0, need - len(wav)))
         mel = mel_spectrogram(wav)
-        batch = np.stack([mel[s : s + PARTIAL_FRAMES] for s in starts])
-        return np.asarray(starts, dtype=np.float64) * HOP / SAMPLE_RATE, self._forward(batch)
-
-    def embed(self, clips: Sequence[np.ndarray]) -> np.ndarray:
-        out = np.zeros((len(clips), self.dim), dtype=np.float32)
-        for i, clip in enumerate(clips):
-            _starts, parts = self.partials(clip)
-            if len(parts) == 0:
-                raise ModelError("cannot embed an empty clip")
-            out[i] = _unit(parts.mean(axis=0))
-        return out
+        batch = np.stack([mel[s: s + PARTIAL_FRAMES] for s in starts])
+        return np.asarray(starts, dtype=np.float64) * HOP / SAMPLE_RATE, batch
 
     def _forward(self, mels: np.ndarray) -> np.ndarray:
         torch = self._torch

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from classifiers.registry import ModelRegistry
 from gateway.api import routers
 from gateway.api.errors import install_error_handlers
+from gateway.console import router as console_router
 from gateway.context import Gateway, build_gateway
 from gateway.requestlog import RequestTrace, begin, emit, end
 from gateway.settings import Settings
@@ -185,6 +186,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_body=max_body)
     for router in routers():
         app.include_router(router)
+    app.include_router(console_router)  # /console (and / leads there): the web console
     return app
 
 

@@ -207,8 +207,8 @@ class UrlSigner:
         return f"expires={expires}&sig={self.sign(blob.id, expires)}"
 
     def valid(self, blob_id: str, expires: str | None, sig: str | None) -> bool:
-        if not expires or not sig or not expires.isdigit():
-            return False
+        if not expires or not sig or not (expires.isascii() and expires.isdigit()) or not sig.isascii():
+            return False  # Unicode digits or a non-ASCII signature: invalid, never an exception
         if int(expires) <= self.clock():
             return False
         return hmac.compare_digest(self.sign(blob_id, int(expires)), sig)

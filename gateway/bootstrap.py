@@ -13,12 +13,14 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from gateway.audit import AuditLog, generate_signing_key, load_signer
+from gateway.audit.publish import BackgroundPublisher, publisher_for
 from gateway.db import make_engine
 from gateway.policy.runtime import ModelPool
 from gateway.policy.schema import ModelSpec
 from gateway.provenance.keys import init_dev_pki
 from gateway.provenance.service import ProvenanceService
 from gateway.registry.crypto import FileKek, KeyStore, SubjectCrypto
+from gateway.registry.ledger import Ledger
 from gateway.registry.service import Registry
 from gateway.settings import Settings
 
@@ -84,15 +86,24 @@ def open_audit_log(settings: Settings, engine: Engine) -> AuditLog:
         checkpoint_interval_ms=settings.audit_checkpoint_interval_ms,
     )
     log.create_tables()  # the audit library's own idempotent open: WAL mode and the head row
+    target = settings.extra.get("audit_publish")
+    if target:  # CONSENTGATE_AUDIT_PUBLISH: every signed checkpoint to a directory or a URL (witnesses)
+        log.set_publisher(BackgroundPublisher(publisher_for(target)))
     return log
 
 
-def open_registry(settings: Settings, engine: Engine, pool: ModelPool) -> Registry:
+def open_registry(settings: Settings, engine: Engine, pool: ModelPool, *, ledger: Ledger | None = None) -> Registry:
     """The consent registry: templates in the main database, subject keys in the separate key
-    store, wrapped by the KEK file. Face analyzers are attached when a policy activates."""
+    store, wrapped by the KEK file. Face analyzers are attached when a policy activates. With
+    `ledger` (the audit log, on the same database) every mutation is a ledger entry appended in its
+    own transaction, and a registry that predates the ledger gets its one-time snapshot entries."""
     keystore_engine = make_engine(settings.resolved_keystore_url)
     crypto = SubjectCrypto(FileKek(kek_path(settings)), KeyStore(keystore_engine))
-    return Registry(engine, crypto, {}, pool.hasher(ModelSpec(adapter="pdq")))
+    registry = Registry(engine, crypto, {}, pool.hasher(ModelSpec(adapter="pdq")))
+    if ledger is not None:
+        registry.attach_ledger(ledger, settings.operator_tenant)
+        registry.snapshot_ledger()
+    return registry
 
 
 def open_provenance(settings: Settings, engine: Engine, pool: ModelPool | None = None) -> ProvenanceService:

@@ -8,7 +8,7 @@ needs (`gateway.pipeline.ports.PipelinePorts` for the pipeline)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,16 +26,20 @@ from gateway.metrics import Metrics
 from gateway.pipeline import EmptyConsent, Pipeline, PipelineConfig, PipelinePorts
 from gateway.pipeline.ports import ConsentLookup
 from gateway.policy.errors import PolicyError
+from gateway.policy.loader import PolicyBundle
 from gateway.policy.manager import ActivePolicy, PolicyManager
 from gateway.policy.runtime import ModelPool
 from gateway.provenance.service import ProvenanceService
+from gateway.registry.grant_guard import GrantGuard
 from gateway.registry.service import Registry
 from gateway.registry.switch import face_model_ready
 from gateway.settings import Settings
+from gateway.upstream.manager import RouteManager
+from gateway.upstream.routes import RouteTable, load_routes
 from gateway.upstream.state import ProxyState, open_proxy_state
 from gateway.video.sampling import phase_from_seed
 
-__all__ = ["Gateway", "build_gateway", "policy_manager", "utc_now"]
+__all__ = ["Gateway", "build_gateway", "bundle_uses", "grant_guard", "policy_manager", "utc_now"]
 
 log = logging.getLogger("consentgate")
 
@@ -92,6 +96,9 @@ def _watch_face_models(policies: PolicyManager, registry: Registry) -> None:
         faces = {active.runtime.face.info.name: active.runtime.face}
         faces.update({rt.face.info.name: rt.face for rt in active.overlay_runtimes.values()})
         registry.face_analyzers.update(faces)
+        voices = {rt.voice.info.name: rt.voice for rt in [active.runtime, *active.overlay_runtimes.values()]
+                  if rt.voice is not None}
+        registry.voice_embedders.update(voices)  # voices are likenesses too (issue #18)
 
     def face_models_ready(active: ActivePolicy) -> None:
         errors: list[str] = []
@@ -137,6 +144,25 @@ def policy_manager(
     return policies
 
 
+def bundle_uses(active: ActivePolicy | PolicyBundle | None) -> set[str] | None:
+    """The uses a bundle defines (its base policy and every tenant overlay); None without one."""
+    if active is None:
+        return None
+    bundle = active.bundle if isinstance(active, ActivePolicy) else active
+    return {use for policy in (bundle.policy, *bundle.overlays.values()) for use in policy.uses}
+
+
+def grant_guard(settings: Settings, engine: Engine, uses: Callable[[], Collection[str] | None]) -> GrantGuard:
+    """What a grant may name (gateway.registry.grant_guard): USES, and the tenants that hold an API
+    key (revoked ones too: the tenant still exists), are declared in settings, or operate the gateway."""
+    keys = ApiKeyStore(engine, settings.operator_tenant)
+
+    def tenants() -> set[str]:
+        return {k.tenant for k in keys.list()} | {settings.operator_tenant, *settings.tenants}
+
+    return GrantGuard(uses, tenants)
+
+
 def model_backend(settings: Settings, metrics: Metrics,
                   models: ModelRegistry | None = None) -> tuple[ModelRegistry, ServeClient | None]:
     """The registry the model pool builds adapters from: in-process (`models`, or every built-in
@@ -159,6 +185,30 @@ def _sampling_seed(settings: Settings) -> str | None:
     return seed
 
 
+def bundle_routes(settings: Settings, policies: PolicyManager, routes: RouteManager) -> None:
+    """Make the routes file part of the policy bundle (issue #15.4): parsed from the bytes of the
+    bundle being activated (so the digest and the signature cover it), refusing the whole bundle
+    when it is invalid, and live in the same swap as the policies. A routes file outside the policy
+    directory has no signature over it: under a trust key it is refused."""
+    try:
+        rel = routes.path.resolve().relative_to(settings.policies_dir.resolve()).as_posix()
+    except ValueError:
+        if settings.policy_trust_key is not None:
+            routes.refuse(f"{routes.path}: the routes file is outside the policy directory, so the bundle "
+                          f"signature does not cover it; with a trust key it is refused (move it into "
+                          f"{settings.policies_dir})")
+        return
+    path = routes.path
+    policies.attachers["routes"] = lambda active: load_routes(path, active.bundle.sources.get(rel), from_bundle=True)
+
+    def table() -> RouteTable | None:
+        active = policies.active
+        found = active.attachments.get("routes") if active is not None else None
+        return found if isinstance(found, RouteTable) else None
+
+    routes.bind(table, lambda: policies.last_error, policies.reload)
+
+
 def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) -> Gateway:
     ensure_initialised(settings)
     engine = make_engine(settings.resolved_database_url)
@@ -166,9 +216,10 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
     registry_models, serve_client = model_backend(settings, metrics, models)
     pool = ModelPool(registry_models, threads=settings.model_threads)
     audit = open_audit_log(settings, engine)
-    registry = open_registry(settings, engine, pool)
+    registry = open_registry(settings, engine, pool, ledger=audit)
     policies = policy_manager(settings, pool, registry=registry,
                               on_result=lambda result: metrics.policy_reloads.labels(result).inc())
+    registry.grant_guard = grant_guard(settings, engine, lambda: bundle_uses(policies.active))
     consent: ConsentLookup = registry if registry is not None else EmptyConsent()
     provenance = open_provenance(settings, engine, pool)
     limits = MediaLimits(settings.max_upload_bytes, settings.max_pixels, settings.working_max_side)
@@ -180,11 +231,13 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
                        check_deadline_s=settings.check_deadline_s, scratch_dir=settings.data_dir / "tmp",
                        video_sampling_seed=_sampling_seed(settings)),
     )
+    proxy = open_proxy_state(settings, engine, metrics.registry)
+    bundle_routes(settings, policies, proxy.routes)
     return Gateway(
         settings=settings, engine=engine, apikeys=ApiKeyStore(engine, settings.operator_tenant), metrics=metrics,
         models=registry_models, pool=pool, policies=policies, audit=audit, registry=registry, consent=consent,
         provenance=provenance, limits=limits, pipeline=pipeline,
-        proxy=open_proxy_state(settings, engine, metrics.registry),
+        proxy=proxy,
         jobs=open_jobs(settings, engine, pipeline.video, audit),
         serve_client=serve_client,
     )

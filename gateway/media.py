@@ -28,7 +28,7 @@ _PIL_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
 @dataclass(frozen=True)
 class MediaLimits:
     max_bytes: int = 50 * 1024 * 1024
-    max_pixels: int = 40_000_000
+    max_pixels: int = 4096 * 4096
     working_max_side: int = 1024
 
 
@@ -93,7 +93,9 @@ def decode_image(data: bytes, limits: MediaLimits, *, index: int = 0) -> Decoded
             if width * height > limits.max_pixels:
                 raise TooLarge(
                     f"{where} declares {width}x{height} = {width * height} pixels; "
-                    f"the limit is {limits.max_pixels} (decompression bomb guard)"
+                    f"the limit is {limits.max_pixels}: the largest image whose every face is looked for at "
+                    "full resolution within the time budget (also the decompression bomb guard); "
+                    "downscale the render"
                 )
             if getattr(image, "n_frames", 1) > 1:
                 raise UnsupportedMedia(f"{where} is animated; animated images are not accepted here")

@@ -25,11 +25,16 @@ class Settings:
     database_url: str | None = None
     keystore_url: str | None = None
     operator_tenant: str = "operator"
+    # Tenants declared before their keys exist (CONSENTGATE_TENANTS, comma-separated): grants may name them.
+    tenants: tuple[str, ...] = ()
+    # Web console sessions (gateway/sessions.py): idle and absolute expiry, in seconds.
+    console_session_idle_s: float = 1800.0
+    console_session_max_s: float = 43200.0
     audit_origin: str = "consentgate.local/audit"
     audit_checkpoint_every: int = 256
     audit_checkpoint_interval_ms: int = 1000
     max_upload_bytes: int = 50 * 1024 * 1024
-    max_pixels: int = 40_000_000
+    max_pixels: int = 4096 * 4096  # the largest image analysed at full resolution in the time budget
     max_media_parts: int = 16
     working_max_side: int = 1024
     model_threads: int = 2
@@ -93,7 +98,10 @@ class Settings:
                 ("c2pa_key", "CONSENTGATE_C2PA_KEY"),
                 ("c2pa_trust_anchors", "CONSENTGATE_C2PA_TRUST_ANCHORS"),
                 ("public_url", "CONSENTGATE_PUBLIC_URL"),
+                ("jobs_webhook_hosts", "CONSENTGATE_WEBHOOK_HOSTS"),  # allowlist; unset: no webhooks
                 ("blob_store", "CONSENTGATE_BLOB_STORE"),
+                ("subject_erasure", "CONSENTGATE_SUBJECT_ERASURE"),  # immediate | queued (default)
+                ("audit_publish", "CONSENTGATE_AUDIT_PUBLISH"),  # a directory or an http(s) URL
             )
             if env.get(var)
         }
@@ -103,8 +111,11 @@ class Settings:
             database_url=env.get("CONSENTGATE_DATABASE_URL") or None,
             keystore_url=env.get("CONSENTGATE_KEYSTORE_URL") or None,
             operator_tenant=env.get("CONSENTGATE_OPERATOR_TENANT", "operator"),
+            tenants=tuple(t.strip() for t in env.get("CONSENTGATE_TENANTS", "").split(",") if t.strip()),
+            console_session_idle_s=_env_float("CONSENTGATE_CONSOLE_IDLE_S", 1800.0),
+            console_session_max_s=_env_float("CONSENTGATE_CONSOLE_MAX_S", 43200.0),
             max_upload_bytes=_env_int("CONSENTGATE_MAX_UPLOAD_BYTES", 50 * 1024 * 1024),
-            max_pixels=_env_int("CONSENTGATE_MAX_PIXELS", 40_000_000),
+            max_pixels=_env_int("CONSENTGATE_MAX_PIXELS", 4096 * 4096),
             model_threads=_env_int("CONSENTGATE_MODEL_THREADS", min(2, os.cpu_count() or 1)),
             model_timeout_s=_env_float("CONSENTGATE_MODEL_TIMEOUT_S", 10.0),
             check_deadline_s=_env_float("CONSENTGATE_CHECK_DEADLINE_S", 30.0),

@@ -15,6 +15,14 @@ if ! command -v espeak-ng >/dev/null; then
     echo "espeak-ng is missing (the voice tests need it): apt-get install espeak-ng" >&2
   fi
 fi
+# curl and jq run the README's and docs/api.md's examples in the doc test (tests/docs).
+if ! command -v curl >/dev/null || ! command -v jq >/dev/null; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl jq >/dev/null
+  else
+    echo "curl or jq is missing (the doc examples test needs them): apt-get install curl jq" >&2
+  fi
+fi
 PIP=".venv/bin/pip"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 $PIP install -q "torch==2.13.0"
@@ -28,3 +36,5 @@ $PIP install -q --no-deps "resemblyzer==0.1.4"
 $PIP install -q -e ".[dev,ray]" "torch==2.13.0"
 # Fail early if a model package combination is broken (e.g. two OpenCV builds in one cv2/).
 .venv/bin/python scripts/check_imports.py
+# The console's browser tests: Debian chromium (apt, as root) and axe-core (npm).
+bash scripts/install_browser.sh

@@ -12,11 +12,23 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.api import apikeys, audit, check, health, jobs, policy, provenance, proxy, registry, release
+from gateway.api import (
+    apikeys,
+    audit,
+    check,
+    health,
+    jobs,
+    policy,
+    provenance,
+    proxy,
+    registry,
+    registry_subject,
+    release,
+)
 
 __all__ = ["routers"]
 
 
 def routers() -> list[APIRouter]:
     return [health.router, check.router, apikeys.router, release.router, provenance.router, registry.router,
-            audit.router, policy.router, proxy.router, jobs.router]
+            registry_subject.router, audit.router, policy.router, proxy.router, jobs.router]

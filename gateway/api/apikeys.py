@@ -1,4 +1,6 @@
-"""Why: admins manage API keys over HTTP as well as the CLI; a key's secret is shown once."""
+"""Why: admins manage API keys over HTTP as well as the CLI; a key's secret is shown once. A key
+may be bound to the uses it may request (`uses`; left out: every use), set at creation or later
+with `PATCH /v1/apikeys/{id}`."""
 
 from __future__ import annotations
 
@@ -18,12 +20,25 @@ class ApiKeyCreate(BaseModel):
     tenant: str = Field(min_length=1, max_length=128)
     role: str
     name: str = Field(default="", max_length=200)
+    uses: list[str] | None = Field(default=None, max_length=64,
+                                   description="uses the key may request (another use: 403 use_not_allowed); "
+                                               "left out: every use")
+
+
+class ApiKeyUpdate(BaseModel):
+    uses: list[str] | None = Field(max_length=64, description="the uses the key may request; null: every use")
 
 
 @router.post("", status_code=201)
 async def create_key(body: ApiKeyCreate, gw: GatewayDep, _: Admin) -> dict[str, Any]:
-    info, key = await run_in_threadpool(gw.apikeys.create, body.tenant, body.role, body.name)
+    info, key = await run_in_threadpool(gw.apikeys.create, body.tenant, body.role, body.name, body.uses)
     return {**asdict(info), "key": key}
+
+
+@router.patch("/{key_id}")
+async def restrict_key(key_id: str, body: ApiKeyUpdate, gw: GatewayDep, _: Admin) -> dict[str, Any]:
+    info = await run_in_threadpool(gw.apikeys.restrict, key_id, body.uses)
+    return asdict(info)
 
 
 @router.get("")

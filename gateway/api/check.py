@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from gateway.api.deps import GatewayDep, LimitedGenerator
-from gateway.api.forms import parse_request_part, read_parts
+from gateway.api.forms import parse_request_part, read_parts, refuse_unread_parts, require_media
 from gateway.pipeline.record import caller_view
 
 router = APIRouter(prefix="/v1", tags=["check"])
@@ -19,10 +19,14 @@ router = APIRouter(prefix="/v1", tags=["check"])
 async def check(
     gw: GatewayDep,
     principal: LimitedGenerator,
-    request: Annotated[str, Form(description="JSON: {stage, use, prompt?, end_user?, metadata?}")],
-    media: Annotated[list[UploadFile] | None, File(description="images, or one small video")] = None,
+    http: Request,
+    request: Annotated[str, Form(description="JSON: {stage (required), use, prompt?, end_user?, metadata?}")],
+    media: Annotated[list[UploadFile] | None, File(description="images, or one small video; an output check "
+                                                               "needs at least one")] = None,
 ) -> dict[str, Any]:
-    body = parse_request_part(request)
+    await refuse_unread_parts(http)
+    body = parse_request_part(request, require_stage=True)
+    require_media(body.stage, len(media or []))
     parts = await read_parts(media or [], gw.settings.max_upload_bytes)
     record = await gw.pipeline.check(principal, body, parts)
     return caller_view(record.to_dict(), tenant=principal.tenant,

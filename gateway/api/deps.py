@@ -10,7 +10,8 @@ from fastapi import Depends, Request
 
 from gateway.apikeys import Principal, require_role
 from gateway.context import Gateway
-from gateway.errors import NotReady, Unauthorized
+from gateway.errors import Forbidden, NotReady, Unauthorized
+from gateway.sessions import ConsoleSession, session_token, store_for
 from gateway.upstream.state import rate_limited
 
 
@@ -24,7 +25,30 @@ def get_gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def console_session(request: Request, gw: Gateway) -> ConsoleSession | None:
+    """The web console's session when the request carries no Authorization header but a session cookie
+    (gateway/sessions.py); anything but a read must echo the session's CSRF token. A header always wins."""
+    if request.headers.get("authorization"):
+        return None
+    token = session_token(request.cookies)
+    if token is None:
+        return None
+    session = store_for(gw.engine, gw.settings).resolve(token)
+    if request.method not in SAFE_METHODS:
+        session.check_csrf(request.headers.get("x-csrf-token"))
+    return session
+
+
 def get_principal(request: Request, gw: GatewayDep) -> Principal:
+    session = console_session(request, gw)
+    if session is not None:
+        if session.is_subject:
+            raise Forbidden("a subject's session opens only their own pages", code="subject_session")
+        request.state.principal = session.principal
+        return session.principal
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

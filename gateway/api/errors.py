@@ -4,7 +4,7 @@ handler per family (`install_error_handlers`), so a router never translates erro
 failure anywhere is a clear 4xx/5xx JSON body `{"error": {code, message, ...}}`, never a bare 500.
 
     gateway.errors.GatewayError        its own status and code (the API's vocabulary)
-    gateway.registry.errors.*          EnrolmentError/InvalidRequest 422 · NotFound 404 ·
+    gateway.registry.errors.*          EnrolmentError/InvalidRequest 422 · NotFound 404 · AccessDenied 401 ·
                                        RegistryUnavailable/UnknownFaceModel 503 registry_unavailable
     gateway.video.errors.VideoError    its status (413 / 415 / 400) and stable code
     anything else                      500 internal ("nothing was released"), logged
@@ -20,7 +20,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.errors import BadInput, GatewayError, Invalid, NotFound, NotReady, TooLarge, UnsupportedMedia
+from gateway.errors import (
+    BadInput,
+    GatewayError,
+    Invalid,
+    NotFound,
+    NotReady,
+    TooLarge,
+    Unauthorized,
+    UnsupportedMedia,
+)
 from gateway.registry import errors as registry_errors
 from gateway.video.errors import VideoError
 
@@ -43,6 +52,8 @@ def as_gateway_error(exc: Exception) -> GatewayError:
         return Invalid(str(exc), details=details)
     if isinstance(exc, registry_errors.InvalidRequest):
         return Invalid(str(exc))
+    if isinstance(exc, registry_errors.AccessDenied):
+        return Unauthorized(str(exc))
     if isinstance(exc, registry_errors.NotFound):
         return NotFound(str(exc))
     if isinstance(exc, registry_errors.RegistryUnavailable | registry_errors.UnknownFaceModel):

@@ -1,5 +1,9 @@
 """Why: load balancers and orchestrators need liveness, readiness (models loaded, database
-reachable, a policy active — a refused reload stays ready with `last_error`) and metrics."""
+reachable, a policy active — a refused reload stays ready with `last_error`) and metrics.
+
+`/readyz` is unauthenticated (probes carry no key), so without a key it says ready or not and
+nothing else; tenant names, file paths, rule ids, model versions and `last_error` are shown only to
+an `admin` key (issue #15.10)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from gateway.db import ping
+from gateway.errors import GatewayError
 
 router = APIRouter(tags=["health"])
 
@@ -18,13 +23,33 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def _admin(request: Request, gw: Any) -> bool:
+    """Whether the request carries a valid admin key (any problem: no, silently — probes stay simple)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
+    try:
+        return bool(gw.apikeys.authenticate(token.strip()).role == "admin")
+    except GatewayError:
+        return False
+    except Exception:  # noqa: BLE001 - an unreadable key store is "not an admin" here
+        return False
+
+
 @router.get("/readyz")
 def readyz(request: Request) -> JSONResponse:
     gw = getattr(request.app.state, "gateway", None)
-    body: dict[str, Any] = {"ready": False}
     if gw is None or not gw.started:
-        body["reason"] = "starting"
-        return JSONResponse(body, status_code=503)
+        return JSONResponse({"ready": False}, status_code=503)
+    body = _readiness(gw)
+    status = 200 if body["ready"] else 503
+    if not _admin(request, gw):
+        return JSONResponse({"ready": body["ready"]}, status_code=status)
+    return JSONResponse(body, status_code=status)
+
+
+def _readiness(gw: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"ready": False}
     try:
         ping(gw.engine)
         body["database"] = "ok"
@@ -47,7 +72,7 @@ def readyz(request: Request) -> JSONResponse:
         ready = ready and not problems
     body["ready"] = ready
     gw.metrics.ready.set(1 if ready else 0)
-    return JSONResponse(body, status_code=200 if ready else 503)
+    return body
 
 
 @router.get("/metrics", response_class=Response,

@@ -21,13 +21,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, File, Form, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from gateway.api.denials import denial_response
 from gateway.api.deps import GatewayDep, Generator
-from gateway.api.forms import parse_request_part
+from gateway.api.forms import parse_request_part, refuse_unread_parts, require_media
+from gateway.apikeys import require_use
 from gateway.errors import Conflict, NotFound, TooLarge, UnsupportedMedia
 from gateway.jobs.webhook import check_webhook_url
 from gateway.pipeline.record import caller_view
@@ -84,11 +85,16 @@ async def _spool(upload: UploadFile, dst: Path, limit: int) -> int:
 async def submit(
     gw: GatewayDep,
     principal: Generator,
+    http: Request,
     request: Annotated[str, Form(description="JSON: {use, action?: release|check, stage?, prompt?, "
                                              "end_user?, metadata?, webhook_url?}")],
-    media: Annotated[list[UploadFile], File(description="exactly one video (MP4, MOV or WebM)")],
+    media: Annotated[list[UploadFile] | None, File(description="exactly one video (MP4, MOV or WebM)")] = None,
 ) -> JSONResponse:
+    await refuse_unread_parts(http)
     body = parse_request_part(request, default_stage="output")
+    require_use(principal, body.use)
+    media = media or []
+    require_media("output", len(media))
     service = gw.jobs
     check_webhook_url(body.webhook_url, service.config.webhook_hosts)
     if len(media) != 1:

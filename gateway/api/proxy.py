@@ -28,6 +28,7 @@ from gateway.api.surface import (
     parse_openai,
 )
 from gateway.apikeys import Principal, require_role
+from gateway.blobs import BLOB_ID
 from gateway.context import Gateway
 from gateway.errors import BadInput, GatewayError, Invalid, NotFound, TooLarge, Unauthorized, UnsupportedMedia
 from gateway.pipeline.proxy import ProxyDenied, ProxyOutcome, ProxyRequest, ProxyService, Released
@@ -75,7 +76,9 @@ def _store(gw: Gateway, request: Request, released: Released, tenant: str) -> di
     state = gw.proxy
     blob = state.blobs.put(released.data, mime=released.mime, tenant=tenant, ttl_s=state.blob_ttl_s)
     state.maybe_purge()
-    base = gw.settings.extra.get("public_url") or str(request.base_url)
+    # Only the configured public URL, never the request's Host header (a client could make the gateway
+    # hand out links to a host of its choosing); without one the link is relative to the gateway.
+    base = str(gw.settings.extra.get("public_url") or "")
     return {
         "url": f"{base.rstrip('/')}/v1/blobs/{blob.id}?{state.signer.signed_query(blob)}",
         "expires_at": int(blob.expires_at),
@@ -336,6 +339,12 @@ async def get_blob(
     returned in `url`) no key is needed; otherwise the key must belong to the tenant that made it."""
     state = gw.proxy
     tenant: str | None = None  # None: any tenant may read (signed link, or an operator key)
+    if expires is not None and not (expires.isascii() and expires.isdigit()):
+        raise BadInput("`expires` must be a Unix time in ASCII digits", code="bad_link")
+    if sig is not None and not (sig.isascii() and all(c in "0123456789abcdef" for c in sig)):
+        raise BadInput("`sig` must be lower-case hexadecimal", code="bad_link")
+    if not BLOB_ID.fullmatch(blob_id):
+        raise NotFound("no such image, or it has expired")
     if sig is not None or expires is not None:
         if not state.signer.valid(blob_id, expires, sig):
             raise Unauthorized("the link is invalid or has expired")

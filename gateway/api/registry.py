@@ -7,7 +7,6 @@ erasure — with the same service the CLI and the pipeline use. Handlers are thi
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,11 +18,20 @@ from starlette.concurrency import run_in_threadpool
 from classifiers.base import ModelError
 from gateway.api.deps import GatewayDep, Registrar
 from gateway.api.forms import read_capped
+from gateway.api.registry_subject import RegistrarOrSubject
+from gateway.api.uses import uses_page
+from gateway.audio.intake import AudioLimits, decode_audio
 from gateway.context import Gateway
 from gateway.errors import BadInput, Invalid, NotReady
 from gateway.media import decode_image
 from gateway.registry import errors as reg_errors
-from gateway.registry.models import EnrolmentResult, GrantPublic, HashAddResult, SubjectPublic
+from gateway.registry.models import (
+    EnrolmentResult,
+    GrantPublic,
+    HashAddResult,
+    SubjectPublic,
+    VoiceEnrolmentResult,
+)
 from gateway.registry.service import Registry
 
 router = APIRouter(tags=["registry"])
@@ -44,6 +52,9 @@ class GrantCreate(BaseModel):
     uses: list[str] = Field(min_length=1, max_length=50)
     expires_at: datetime | None = None
     valid_from: datetime | None = None
+    allow_new_tenant: bool = Field(default=False, description=(
+        "Record consent for a grantee tenant that has no API keys and is not declared yet "
+        "(otherwise such a grant is refused: it would admit nobody)."))
 
 
 class HashesCreate(BaseModel):
@@ -69,6 +80,14 @@ def _registry(gw: Gateway) -> Registry:
     return gw.registry
 
 
+async def _own_grant(gw: Gateway, caller: RegistrarOrSubject, grant_id: str) -> GrantPublic:
+    """The grant, if the caller may act on it (a subject token: only its own subject's grants; else 404)."""
+    grant = await _call(_registry(gw).get_grant, grant_id)
+    if caller.is_subject and grant.subject_id != caller.subject_id:
+        raise reg_errors.GrantNotFound(grant_id)
+    return grant
+
+
 @router.post("/v1/subjects", status_code=201)
 async def create_subject(body: SubjectCreate, gw: GatewayDep, who: Registrar) -> SubjectPublic:
     reg = _registry(gw)
@@ -83,26 +102,16 @@ async def list_subjects(
 
 
 @router.get("/v1/subjects/{subject_id}")
-async def get_subject(subject_id: str, gw: GatewayDep, _: Registrar) -> SubjectPublic:
+async def get_subject(subject_id: str, gw: GatewayDep, caller: RegistrarOrSubject) -> SubjectPublic:
+    caller.require(subject_id)
     return await _call(_registry(gw).get_subject, subject_id)
 
 
 @router.delete("/v1/subjects/{subject_id}")
 async def erase_subject(subject_id: str, gw: GatewayDep, who: Registrar) -> dict[str, Any]:
-    """Erase (crypto-shred) the subject; the erasure receipt is appended to the audit log."""
-    receipt = await _call(_registry(gw).erase, subject_id, who.key_id)
-    receipt = {"receipt_id": secrets.token_hex(16), "tenant": who.tenant, **receipt}
-    try:
-        appended = await run_in_threadpool(gw.audit.append, receipt)
-    except Exception as exc:
-        raise NotReady(
-            "the subject was erased but its receipt could not be appended to the audit log; "
-            "the receipt is in this response — keep it",
-            code="audit_append_failed",
-            details={"receipt": receipt},
-        ) from exc
-    index = getattr(appended, "index", None)
-    return {**receipt, "audit": {"index": index}}
+    """Erase (crypto-shred) the subject; the erasure receipt is appended to the audit log in the
+    deletion's transaction (503 `registry_unavailable` and nothing deleted when it cannot be)."""
+    return await _call(_registry(gw).erase, subject_id, who.key_id)
 
 
 @router.post("/v1/subjects/{subject_id}/faces", status_code=201)
@@ -134,6 +143,37 @@ async def enroll(
     return await _call(_registry(gw).enroll, subject_id, images, notice, who.key_id)
 
 
+@router.post("/v1/subjects/{subject_id}/voices", status_code=201)
+async def enroll_voice(
+    subject_id: str,
+    gw: GatewayDep,
+    who: Registrar,
+    media: list[UploadFile] = File(..., description="1 to 10 audio clips (WAV, FLAC, MP3, Ogg, M4A), each with at "
+                                   "least 3 s of one person's speech"),
+    notice_version: str | None = Form(None, description="version of the notice/consent text accepted"),
+    request: str | None = Form(None, description='alternatively JSON: {"notice_version": "..."}'),
+) -> VoiceEnrolmentResult:
+    """Enrol the subject's voice (issue #18). 422 with `reason` no_speech | too_little_speech |
+    multiple_speakers | clip_count when the clips cannot show one person's voice."""
+    notice = notice_version
+    if notice is None and request:
+        try:
+            notice = json.loads(request).get("notice_version")
+        except (ValueError, AttributeError) as exc:
+            raise BadInput("part `request` must be a JSON object") from exc
+    if not notice:
+        raise Invalid("notice_version is required: the version of the notice the person accepted")
+    if not 1 <= len(media) <= MAX_ENROL_IMAGES:
+        raise Invalid(f"voice enrolment takes 1 to {MAX_ENROL_IMAGES} clips, got {len(media)}",
+                      details={"reason": "clip_count"})
+    limits = AudioLimits(max_bytes=gw.limits.max_bytes)
+    clips = []
+    for i, part in enumerate(media):
+        data = await read_capped(part, gw.limits.max_bytes, i)
+        clips.append((await run_in_threadpool(decode_audio, data, limits, index=i)).samples)
+    return await _call(_registry(gw).enroll_voice, subject_id, clips, notice, who.key_id)
+
+
 @router.post("/v1/subjects/{subject_id}/grants", status_code=201)
 async def create_grant(subject_id: str, body: GrantCreate, gw: GatewayDep, who: Registrar) -> GrantPublic:
     return await _call(
@@ -145,17 +185,45 @@ async def create_grant(subject_id: str, body: GrantCreate, gw: GatewayDep, who: 
         body.expires_at,
         body.valid_from,
         who.key_id,
+        allow_new_tenant=body.allow_new_tenant,
     )
 
 
 @router.get("/v1/subjects/{subject_id}/grants")
-async def list_grants(subject_id: str, gw: GatewayDep, _: Registrar) -> dict[str, list[GrantPublic]]:
+async def list_grants(subject_id: str, gw: GatewayDep, caller: RegistrarOrSubject) -> dict[str, list[GrantPublic]]:
+    caller.require(subject_id)
     return {"grants": await _call(_registry(gw).list_grants, subject_id)}
 
 
 @router.delete("/v1/grants/{grant_id}")
-async def revoke_grant(grant_id: str, gw: GatewayDep, who: Registrar) -> GrantPublic:
-    return await _call(_registry(gw).revoke, grant_id, who.key_id)
+async def revoke_grant(grant_id: str, gw: GatewayDep, caller: RegistrarOrSubject) -> dict[str, Any]:
+    """Revoke the grant (idempotent; the subject may revoke their own) and answer with it and what was
+    made under it: the first page of its uses with receipts (`uses`, `uses_next_cursor` →
+    `GET /v1/grants/{id}/uses?cursor=`)."""
+    await _own_grant(gw, caller, grant_id)
+    grant = await _call(_registry(gw).revoke, grant_id, caller.actor)
+    page = await run_in_threadpool(lambda: uses_page(gw.audit, subject_id=grant.subject_id, grant_id=grant.id,
+                                                     limit=100, with_record=not caller.is_subject))
+    return {**grant.model_dump(mode="json"), "uses": page["uses"], "uses_next_cursor": page["next_cursor"]}
+
+
+@router.get("/v1/grants/{grant_id}/uses")
+async def grant_uses(
+    grant_id: str,
+    gw: GatewayDep,
+    caller: RegistrarOrSubject,
+    cursor: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    """Every decision made under this grant, oldest first, each with its outputs (sha256, watermark
+    id, manifest digest) and its receipt (audit index, inclusion proof, signed checkpoint)."""
+    grant = await _own_grant(gw, caller, grant_id)
+    try:
+        return await run_in_threadpool(lambda: uses_page(gw.audit, subject_id=grant.subject_id, grant_id=grant.id,
+                                                         cursor=cursor, limit=limit,
+                                                         with_record=not caller.is_subject))
+    except ValueError as exc:
+        raise BadInput(str(exc)) from exc
 
 
 @router.post(
@@ -202,15 +270,17 @@ async def add_hashes(subject_id: str, request: Request, gw: GatewayDep, who: Reg
 async def subject_uses(
     subject_id: str,
     gw: GatewayDep,
-    _: Registrar,
+    caller: RegistrarOrSubject,
     cursor: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
-    """Every audit-log entry (decisions, receipts) that involved this subject."""
+    """Every decision that involved this subject, oldest first, paged, each with its outputs and its
+    receipt (the same items as `GET /v1/grants/{id}/uses`). The subject's consent history (ledger
+    entries) is at `GET /v1/audit/entries?subject=` (and in `GET /v1/subjects/{id}/export`). A subject
+    token sees the items without the full decision record, which may name other people."""
+    caller.require(subject_id)
     try:
-        entries, next_cursor = await run_in_threadpool(
-            gw.audit.query, subject=subject_id, cursor=cursor, limit=limit
-        )
+        return await run_in_threadpool(lambda: uses_page(gw.audit, subject_id=subject_id, cursor=cursor,
+                                                         limit=limit, with_record=not caller.is_subject))
     except ValueError as exc:
         raise BadInput(str(exc)) from exc
-    return {"subject_id": subject_id, "entries": [e.as_dict() for e in entries], "next_cursor": next_cursor}

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from gateway.api.denials import denial_response
 from gateway.api.deps import GatewayDep, LimitedGenerator
-from gateway.api.forms import parse_request_part, read_parts
+from gateway.api.forms import parse_request_part, read_parts, refuse_unread_parts, require_media
 from gateway.errors import Invalid
 from gateway.pipeline.record import caller_view
 
@@ -25,10 +25,15 @@ router = APIRouter(prefix="/v1", tags=["release"])
 async def release_endpoint(
     gw: GatewayDep,
     principal: LimitedGenerator,
+    http: Request,
     request: Annotated[str, Form(description="JSON: {use, prompt?, end_user?, metadata?}")],
-    media: Annotated[list[UploadFile], File(description="exactly one render (an image, or a small video)")],
+    media: Annotated[list[UploadFile] | None, File(description="exactly one render (an image, or a small video)")]
+    = None,
 ) -> Response:
+    await refuse_unread_parts(http)
     body = parse_request_part(request, default_stage="output")
+    media = media or []
+    require_media("output", len(media))
     if len(media) != 1:
         raise Invalid(f"/v1/release takes exactly one `media` part (got {len(media)})")
     parts = await read_parts(media, gw.settings.max_upload_bytes)

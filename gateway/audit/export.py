@@ -12,15 +12,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, select
 
+from .canonical import canonical_json, columns_of
 from .errors import AuditConfigError
 from .log import AuditLog
 from .notes import PublicKeyLike, verifier_key
@@ -113,3 +117,46 @@ def export_log(
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return ExportSummary(out, size, len(checkpoints), root.hex())
+
+
+def export_records(
+    entries: Iterable[tuple[int, str, Mapping[str, Any]]],
+    checkpoint_notes: Sequence[str],
+    public_key: PublicKeyLike,
+    origin: str,
+    out_dir: str | os.PathLike[str],
+) -> ExportSummary:
+    """Write an export (same format as `export_log`) from entries read elsewhere — e.g. over the
+    API: `(index, leaf hash hex, record)` in index order, the record with or without its `audit`
+    field. The record bytes are re-encoded canonically (the log stores them so) and the columns
+    derived from them; the verifier then checks every leaf hash against those bytes, so an API that
+    altered a record is caught. `checkpoint_notes` are signed notes (each verified by the caller's
+    `verify_export`, not here)."""
+    key = verifier_key(public_key, origin)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with (out / "entries.jsonl").open("w", encoding="utf-8") as fh:
+        for index, leaf_hex, record in entries:
+            body = {k: v for k, v in record.items() if k != "audit"}
+            text = canonical_json(body).decode("utf-8")
+            c = columns_of(text, body)
+            meta = {"index": int(index), "leaf_hash": leaf_hex, "columns": {
+                "kind": c.kind, "tenant": c.tenant, "use": c.use, "decision": c.decision,
+                "time_us": c.time_us, "subjects": list(c.subjects), "decision_id": c.decision_id}}
+            fh.write(_dumps(meta)[:-1] + RECORD_MARKER + text + "}\n")
+            count += 1
+    parsed = []
+    with (out / "checkpoints.jsonl").open("w", encoding="utf-8") as fh:
+        for note in checkpoint_notes:
+            lines = note.split("\n")
+            size, root = int(lines[1]), base64.b64decode(lines[2])
+            parsed.append((size, root))
+            fh.write(_dumps({"tree_size": size, "root_hash": root.hex(), "note": note, "published_at": None}) + "\n")
+    (out / "verifier.vkey").write_text(key.vkey + "\n")
+    root_hex = parsed[-1][1].hex() if parsed else ""
+    manifest = {"format": FORMAT, "origin": origin, "entries": count, "checkpoints": len(parsed),
+                "root_hash": root_hex, "vkey": key.vkey,
+                "exported_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return ExportSummary(out, count, len(parsed), root_hex)

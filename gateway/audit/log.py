@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -124,6 +124,20 @@ class AuditLog:
         self.index_interval_ms = index_interval_ms
         self._sql = self._statements()
         self._lookups = LookupIndexer(engine, self.tables, self._write_lock)
+        self.publisher: Callable[[Checkpoint], None] | None = None  # set_publisher
+
+    def set_publisher(self, publish: Callable[[Checkpoint], None] | None) -> None:
+        """Hand every checkpoint this process signs, once committed, to `publish` (see publish.py;
+        wrap a slow one in `BackgroundPublisher`). Its failures are logged, never raised."""
+        self.publisher = publish
+
+    def _published(self, checkpoint: Checkpoint | None) -> None:
+        if checkpoint is None or self.publisher is None:
+            return
+        try:
+            self.publisher(checkpoint)
+        except Exception:  # noqa: BLE001 - publication is apart from durability
+            _log.warning("could not hand checkpoint %d to the publisher", checkpoint.tree_size, exc_info=True)
 
     # -- setup ---------------------------------------------------------------------------------
     def _statements(self) -> dict[str, str]:
@@ -235,6 +249,9 @@ class AuditLog:
                     self.publish_checkpoint()
             except Exception:  # noqa: BLE001 - best effort: the next writer's timer covers them
                 _log.warning("could not publish a final checkpoint on close", exc_info=True)
+        closer = getattr(self.publisher, "close", None)
+        if callable(closer):
+            closer()  # a BackgroundPublisher: publish what is queued
 
     def __enter__(self) -> AuditLog:
         return self
@@ -346,36 +363,76 @@ class AuditLog:
             raise AuditAppendError("stored tree does not match the head root: the log is damaged")
         return frontier
 
+    def _write(self, conn: Connection, items: Sequence[Prepared], *, sign: bool) -> tuple[int, Frontier,
+                                                                                          Checkpoint | None]:
+        """Sequence `items` after the head inside the caller's transaction on `conn`: take the log
+        lock, insert entries, subjects and completed nodes, update the head (signing a checkpoint
+        when `sign` and the mark is crossed). Returns (first index, new frontier, checkpoint)."""
+        head = self._lock_head(conn)
+        frontier = self._load_frontier(conn, head).copy()
+        entries: list[tuple[Any, ...]] = []
+        subjects: list[tuple[int, str]] = []
+        nodes: list[tuple[int, bytes]] = []
+        for item in items:
+            idx = frontier.size
+            c = item.columns
+            entries.append((idx, item.leaf_hash, item.data.decode("utf-8"), c.kind, c.tenant,
+                            c.use, c.decision, c.time_us, c.decision_id))
+            subjects.extend((idx, s) for s in c.subjects)
+            nodes.extend((node_id(lvl, i), h) for lvl, i, h in frontier.push(item.leaf_hash))
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cur.executemany(self._sql["entry"], entries)
+        if subjects:
+            cur.executemany(self._sql["subject"], subjects)
+        if nodes:
+            cur.executemany(self._sql["node"], nodes)
+        root = frontier.root()
+        checkpoint = None
+        cp_size = head.checkpoint_size
+        if sign and frontier.size - max(cp_size, 0) >= self.checkpoint_every:
+            checkpoint = self._sign(conn, frontier.size, root)
+            cp_size = frontier.size
+        cur.execute(self._sql["head"], (frontier.size, root, cp_size))
+        cur.close()
+        return head.tree_size, frontier, checkpoint
+
+    def append_in(self, conn: Connection, records: Sequence[Mapping[str, Any]]) -> list[AppendResult]:
+        """Append records inside the caller's open transaction on `conn` (a connection of this log's
+        database), so they commit — or roll back — together with the caller's own writes: the
+        consent ledger appends each registry mutation this way, and a failed append undoes the
+        mutation. Durable only once the caller commits. The log lock is held from here until that
+        commit; no checkpoint is signed here (the timer or the next batch covers the entries).
+        Raises AuditAppendError; the caller must then roll back."""
+        try:
+            items = [prepare(r) for r in records]
+        except CanonicalizationError as exc:
+            raise AuditAppendError(f"record rejected: {exc}") from exc
+        if self.faults.take("fail_appends"):
+            raise AuditAppendError("injected append failure")
+        if not items:
+            return []
+        if self._closed:
+            raise AuditAppendError("audit log is closed")
+        if self._timer is None and self._indexer is None:
+            self.start()
+        # Not under self._write_lock: the caller may already hold the database lock (SQLite's
+        # write lock, a registry row lock), and a group-commit leader holding _write_lock while
+        # it waits for that lock would deadlock. The database lock alone sequences; the cached
+        # frontier is only read (it is replaced, never changed in place, and checked against the
+        # head's size and root) and is not updated here, since the caller may still roll back.
+        try:
+            first, _frontier, _ = self._write(conn, items, sign=False)
+        except AuditAppendError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the caller must see one error type and roll back
+            raise AuditAppendError(f"append failed: {exc}") from exc
+        return [AppendResult(first + i, item.leaf_hash.hex(), None) for i, item in enumerate(items)]
+
     def _commit(self, batch: list[_Pending]) -> None:
         try:
             with self._write_lock, self.engine.begin() as conn:
-                head = self._lock_head(conn)
-                frontier = self._load_frontier(conn, head).copy()
-                entries: list[tuple[Any, ...]] = []
-                subjects: list[tuple[int, str]] = []
-                nodes: list[tuple[int, bytes]] = []
-                for pending in batch:
-                    for item in pending.items:
-                        idx = frontier.size
-                        c = item.columns
-                        entries.append((idx, item.leaf_hash, item.data.decode("utf-8"), c.kind, c.tenant,
-                                        c.use, c.decision, c.time_us, c.decision_id))
-                        subjects.extend((idx, s) for s in c.subjects)
-                        nodes.extend((node_id(lvl, i), h) for lvl, i, h in frontier.push(item.leaf_hash))
-                cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                cur.executemany(self._sql["entry"], entries)
-                if subjects:
-                    cur.executemany(self._sql["subject"], subjects)
-                if nodes:
-                    cur.executemany(self._sql["node"], nodes)
-                root = frontier.root()
-                checkpoint = None
-                cp_size = head.checkpoint_size
-                if frontier.size - max(cp_size, 0) >= self.checkpoint_every:
-                    checkpoint = self._sign(conn, frontier.size, root)
-                    cp_size = frontier.size
-                cur.execute(self._sql["head"], (frontier.size, root, cp_size))
-                cur.close()
+                first, frontier, checkpoint = self._write(
+                    conn, [item for pending in batch for item in pending.items], sign=True)
                 if self.faults.take("fail_commits"):
                     raise RuntimeError("injected commit failure")
         except Exception as exc:  # noqa: BLE001 - every failure must reach the waiting callers
@@ -388,8 +445,8 @@ class AuditLog:
                 pending.done = True
             return
         self._frontier = frontier
+        self._published(checkpoint)
         cp_dict = None if checkpoint is None else checkpoint.as_dict()
-        first = head.tree_size
         for pending in batch:
             for item in pending.items:
                 pending.results.append(AppendResult(first, item.leaf_hash.hex(), cp_dict))
@@ -414,7 +471,8 @@ class AuditLog:
                     return latest
             checkpoint = self._sign(conn, head.tree_size, head.root_hash)
             conn.exec_driver_sql(self._sql["head"], (head.tree_size, head.root_hash, head.tree_size))
-            return checkpoint
+        self._published(checkpoint)
+        return checkpoint
 
     def _tick(self) -> None:
         while not self._stop.wait(self.checkpoint_interval_ms / 1000):
@@ -481,6 +539,10 @@ class AuditLog:
 
     def consistency_proof(self, first: int, second: int) -> ConsistencyProof:
         return self.reader.consistency_proof(first, second)
+
+    def receipts(self, indexes: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Receipts of the covered entries among `indexes`; see `LogReader.receipts`."""
+        return self.reader.receipts(indexes)
 
     def receipt(self, index: int, *, tenant: str | None = None) -> dict[str, Any]:
         """Entry `index`'s receipt against the latest checkpoint; see `LogReader.receipt`."""

@@ -290,3 +290,11 @@ def checkpoint_note_from(text: str) -> str:
     if not isinstance(note, str):
         raise ProofError("checkpoint JSON carries no `note` string")
     return note
+
+
+def tree_size_of(note: str) -> int:
+    """The tree size line of a checkpoint note, unverified (ordering published files only)."""
+    lines = note.split("\n")
+    if len(lines) < 2 or not lines[1].isdigit():
+        raise ValueError("not a checkpoint note")
+    return int(lines[1])

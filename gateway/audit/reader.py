@@ -242,6 +242,27 @@ class LogReader:
         return {"index": index, "leaf_hash": bytes(row[0]).hex(), "inclusion_proof": proof.as_dict(),
                 "checkpoint": checkpoint.as_dict()}
 
+    def receipts(self, indexes: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Receipts (as `receipt`) of the given entries that the latest checkpoint covers, all
+        against that one checkpoint, read on one connection; uncovered or unknown indexes are left
+        out."""
+        wanted = sorted(set(indexes))
+        out: dict[int, dict[str, Any]] = {}
+        if not wanted:
+            return out
+        with self.engine.connect() as conn:
+            checkpoint = self.latest_checkpoint(conn)
+            if checkpoint is None:
+                return out
+            size = checkpoint.tree_size
+            for index in wanted:
+                if index >= size:
+                    break
+                proof = self.inclusion_proof(index, size, conn)
+                out[index] = {"index": index, "leaf_hash": proof.leaf_hash.hex(), "inclusion_proof": proof.as_dict(),
+                              "checkpoint": checkpoint.as_dict()}
+        return out
+
     # -- entries -------------------------------------------------------------------------------
     def entry(self, index: int, *, tenant: str | None = None, with_proof: bool = True) -> AuditEntry:
         e = self.t.entries

@@ -3,14 +3,16 @@ printed alone on stdout (shown once, stored hashed)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gateway.apikeys import ApiKeyStore
-from gateway.cli.common import DataDir, fail, load_settings, require_data_dir
+from gateway.cli.common import DataDir, JsonOpt, echo_table, fail, load_settings, require_data_dir
 from gateway.errors import GatewayError
-from gateway.settings import Settings
+
+if TYPE_CHECKING:  # imported in the commands: `apikey list` must start fast (no models, no numpy)
+    from gateway.apikeys import ApiKeyStore
+    from gateway.settings import Settings
 
 __all__ = ["apikey_app"]
 
@@ -18,9 +20,10 @@ apikey_app = typer.Typer(help="Manage API keys (stored hashed; a key is shown on
 
 
 def _store(settings: Settings) -> ApiKeyStore:
+    require_data_dir(settings)  # never create a data dir (and new keys) to list nothing
+    from gateway.apikeys import ApiKeyStore
     from gateway.db import make_engine
 
-    require_data_dir(settings)  # never create a data dir (and new keys) to list nothing
     return ApiKeyStore(make_engine(settings.resolved_database_url), settings.operator_tenant)
 
 
@@ -29,22 +32,47 @@ def apikey_create(
     tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")],
     role: Annotated[str, typer.Option(help="generator | registrar | auditor | admin")],
     name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+    uses: Annotated[str | None, typer.Option(
+        help="Comma-separated uses the key may request (e.g. txt2img,img2img); another use is 403 "
+             "use_not_allowed. Left out: every use.")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create a key and print it alone on stdout (it is shown only once)."""
     try:
-        _, key = _store(load_settings(data_dir)).create(tenant, role, name)
+        _, key = _store(load_settings(data_dir)).create(tenant, role, name, _split_uses(uses))
     except GatewayError as exc:
         raise fail(exc.message) from None
     typer.echo(key)
 
 
+def _split_uses(uses: str | None) -> list[str] | None:
+    return None if uses is None else [u.strip() for u in uses.split(",")]
+
+
+@apikey_app.command("restrict")
+def apikey_restrict(
+    key_id: str,
+    uses: Annotated[str, typer.Option(help="Comma-separated uses the key may request; `all` lifts the limit.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Bind an existing key to the uses it may request (keys made without --uses may request every use)."""
+    try:
+        info = _store(load_settings(data_dir)).restrict(key_id, None if uses.strip() == "all" else _split_uses(uses))
+    except GatewayError as exc:
+        raise fail(exc.message) from None
+    typer.echo(f"{info.id}\tuses: {','.join(info.uses) if info.uses is not None else 'all'}")
+
+
 @apikey_app.command("list")
-def apikey_list(data_dir: DataDir = None, tenant: Annotated[str | None, typer.Option()] = None) -> None:
-    """List keys (ids, tenants, roles; never the secrets)."""
+def apikey_list(data_dir: DataDir = None, tenant: Annotated[str | None, typer.Option()] = None,
+                as_json: JsonOpt = False) -> None:
+    """List keys (ids, tenants, roles; never the secrets): a table with a header, or --json."""
+    rows = []
     for k in _store(load_settings(data_dir)).list(tenant):
-        state = f"revoked {k.revoked_at}" if k.revoked_at else "active"
-        typer.echo(f"{k.id}\t{k.tenant}\t{k.role}\t{k.created_at}\t{state}\t{k.name}")
+        rows.append({"id": k.id, "tenant": k.tenant, "role": k.role, "created_at": str(k.created_at),
+                     "state": f"revoked {k.revoked_at}" if k.revoked_at else "active",
+                     "uses": ",".join(k.uses) if k.uses is not None else "all", "name": k.name})
+    echo_table(rows, ["id", "tenant", "role", "created_at", "state", "uses", "name"], as_json)
 
 
 @apikey_app.command("revoke")

@@ -4,16 +4,103 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gateway.audit import AuditLog
 from gateway.cli.common import DataDir, fail, load_settings, require_data_dir
-from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.audit import AuditLog
+    from gateway.settings import Settings
 
 audit_app = typer.Typer(help="Export and verify the signed audit log.", no_args_is_help=True)
+UrlOption = Annotated[str | None, typer.Option("--url", envvar="CONSENTGATE_URL",
+                                               help="A running gateway's base URL: read the log over the API.")]
+ApiKeyOption = Annotated[str | None, typer.Option("--api-key", envvar="CONSENTGATE_API_KEY", show_default=False,
+                                                  help="An auditor key (of the operator tenant for the whole log).")]
+
+KeyOption = Annotated[str, typer.Option(
+    "--key", help="The log's public key you trust: a vkey string, or a file (vkey, PEM, raw 32 bytes).")]
+OriginOption = Annotated[str | None, typer.Option("--origin", help="The log origin to expect (also the key "
+                                                  "name when the key file is a bare key).")]
+
+
+def http_client(url: str) -> Any:
+    """The HTTP client of the --url commands (tests replace it with one bound to an in-process app)."""
+    import httpx
+
+    return httpx.Client(base_url=url.rstrip("/"), timeout=60.0)
+
+
+def _need_api_key(api_key: str | None) -> str:
+    if not api_key:
+        raise fail("--url needs --api-key (or CONSENTGATE_API_KEY): an auditor key")
+    return api_key
+
+
+class ApiSource:
+    """The log as a gateway serves it (`/v1/audit/...`), for export, verify and witness."""
+
+    def __init__(self, url: str, api_key: str) -> None:
+        self.http = http_client(url)
+        self.headers = {"Authorization": f"Bearer {api_key}"}
+
+    def get(self, path: str, **params: Any) -> Any:
+        import httpx
+
+        try:
+            response = self.http.get(path, params=params, headers=self.headers)
+        except httpx.HTTPError as exc:
+            raise fail(f"cannot reach the gateway: {exc}", code=2) from None
+        if response.status_code != 200:
+            try:
+                message = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text[:200]
+            raise fail(f"GET {path}: {response.status_code} {message}", code=2)
+        return response.json()
+
+    def latest_checkpoint(self) -> str:
+        return str(self.get("/v1/audit/checkpoint")["note"])
+
+    def consistency(self, first: int, second: int) -> dict[str, Any]:
+        return dict(self.get("/v1/audit/proofs/consistency", first=first, second=second))
+
+    def entries(self, below: int) -> Iterator[tuple[int, str, dict[str, Any]]]:
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 1000}
+            if cursor is not None:
+                params["cursor"] = cursor
+            page = self.get("/v1/audit/entries", **params)
+            for item in page["entries"]:
+                if item["index"] >= below:
+                    return
+                record = item["record"]
+                yield int(item["index"]), str(record["audit"]["leaf_hash"]), record
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+
+def _export_over_api(url: str, api_key: str, key: str, out: Path) -> Any:
+    from gateway.audit import check_checkpoint
+    from gateway.audit.errors import AuditError
+    from gateway.audit.export import export_records
+
+    source = ApiSource(url, api_key)
+    note = source.latest_checkpoint()
+    trusted = trusted_key(key, note.split("\n", 1)[0])
+    try:
+        cp = check_checkpoint(note, trusted)
+    except AuditError as exc:
+        raise fail(f"the gateway's checkpoint does not verify with --key: {exc}") from None
+    return export_records(source.entries(cp.tree_size), [note], trusted, cp.origin, out)
+
+
 
 
 def open_local_log(settings: Settings) -> AuditLog:
@@ -29,16 +116,51 @@ def open_local_log(settings: Settings) -> AuditLog:
 def export(
     out: Annotated[Path, typer.Option("--out", help="Directory to write (entries.jsonl, checkpoints, key).")],
     data_dir: DataDir = None,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    key: Annotated[str | None, typer.Option(
+        "--key", help="With --url: the log's public key (vkey string or file) to write beside the entries.")] = None,
 ) -> None:
-    """Write every entry (JSONL), every checkpoint and the public key to OUT."""
+    """Write every entry (JSONL), every checkpoint and the public key to OUT — from the data dir, or
+    with --url over the API (an operator auditor key; entries up to the latest signed checkpoint)."""
     from gateway.audit import export_log
 
+    if url is not None:
+        if key is None:
+            raise fail("--url needs --key: the log's public key you trust")
+        summary = _export_over_api(url, _need_api_key(api_key), key, out)
+        typer.echo(json.dumps(summary.as_dict(), default=str))
+        return
     log = open_local_log(load_settings(data_dir))
     try:
         summary = export_log(log, out)
     finally:
         log.close()
     typer.echo(json.dumps(summary.as_dict() if hasattr(summary, "as_dict") else summary.__dict__, default=str))
+
+
+@audit_app.command("entries")
+def entries(
+    kind: Annotated[str | None, typer.Option("--kind", help="decision, subject, enrolment, grant, revocation, "
+                                             "expiry, hash, erasure, retention, snapshot")] = None,
+    subject: Annotated[str | None, typer.Option("--subject", help="Entries that involve this subject id.")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="RFC 3339 time.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="RFC 3339 time.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="The next_cursor of the previous page.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """List entries of the local log (JSON: {entries, next_cursor}), filtered like GET /v1/audit/entries."""
+    log = open_local_log(load_settings(data_dir))
+    try:
+        page, next_cursor = log.query(kind=kind, subject=subject, tenant=tenant, since=since, until=until,
+                                      limit=limit, cursor=cursor)
+    except ValueError as exc:
+        raise fail(f"bad filter: {exc}") from None
+    finally:
+        log.close()
+    typer.echo(json.dumps({"entries": [e.as_dict() for e in page], "next_cursor": next_cursor}, indent=2))
 
 
 @audit_app.command("verify")
@@ -50,6 +172,8 @@ def verify(
     checkpoint: Annotated[list[Path] | None, typer.Option(
         "--checkpoint", help="A signed checkpoint you saved earlier (note text or its JSON); the log must "
         "extend it (consistency proof). Repeatable.")] = None,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """Recompute the tree, check every checkpoint signature and their consistency, check the query
     columns against the records; exit 1 naming why on failure — the first bad index, no signed
@@ -64,7 +188,15 @@ def verify(
             saved.append(checkpoint_note_from(path.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError, ProofError) as exc:
             raise fail(f"{path}: cannot read the saved checkpoint: {exc}") from None
-    if export_dir is not None:
+    if url is not None:  # over the API: export up to the latest checkpoint into a temp dir, verify that
+        import tempfile
+
+        if key is None:
+            raise fail("--url needs --key: the log's public key you trust")
+        with tempfile.TemporaryDirectory(prefix="consentgate-verify-") as tmp:
+            _export_over_api(url, _need_api_key(api_key), key, Path(tmp))
+            report = verify_export(Path(tmp), trusted_key(key, _export_origin(Path(tmp))), saved=saved)
+    elif export_dir is not None:
         if key is None:
             report = verify_export(export_dir, saved=saved)
             typer.secho("note: no --key given; the export's own key was used (self-consistency only)",
@@ -131,15 +263,40 @@ def trusted_key(value: str, origin: str | None) -> Any:
                    f"(a vkey <name>+<hash>+<base64>): {exc}", code=2) from None
 
 
+@audit_app.command("witness")
+def witness_command(
+    source: Annotated[str, typer.Argument(help="A gateway URL (with --api-key) or a data dir to witness.")],
+    state: Annotated[Path, typer.Option("--state", help="The file that keeps the last checkpoint accepted.")],
+    key: Annotated[str, typer.Option("--key", help="The log's public key you trust (vkey string or file).")],
+    api_key: ApiKeyOption = None,
+    origin: OriginOption = None,
+) -> None:
+    """Check the log's latest signed checkpoint extends the last one this witness accepted (a
+    consistency proof between the two signed trees), then remember it. Exit 1 on a fork, a rollback
+    or a bad signature (the state is left as it was); run it on a timer."""
+    from gateway.audit.witness import LogSource, witness
+
+    if source.startswith(("http://", "https://")):
+        src: Any = ApiSource(source, _need_api_key(api_key))
+        result = witness(src, trusted_key(key, origin), state, origin=origin)
+    else:
+        settings = load_settings(Path(source))
+        log = open_local_log(settings)
+        try:
+            result = witness(LogSource(log.reader), trusted_key(key, origin or settings.audit_origin), state,
+                             origin=origin)
+        finally:
+            log._timer = None  # noqa: SLF001 - a witness only reads: no checkpoint of its own on close
+            log.close()
+    typer.echo(json.dumps(result.as_dict()))
+    if not result.ok:
+        typer.secho(f"FAILED: {result.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
 prove_app = typer.Typer(help="Check a signed checkpoint, an inclusion proof (receipt) or a consistency proof "
                         "offline, with only the log's public key.", no_args_is_help=True)
 audit_app.add_typer(prove_app, name="prove")
-
-KeyOption = Annotated[str, typer.Option(
-    "--key", help="The log's public key you trust: a vkey string, or a file (vkey, PEM, raw 32 bytes).")]
-OriginOption = Annotated[str | None, typer.Option("--origin", help="The log origin to expect (also the key "
-                                                  "name when the key file is a bare key).")]
-
 
 def _json_file(path: Path) -> Any:
     try:

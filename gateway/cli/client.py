@@ -8,7 +8,8 @@ talk to a running gateway (`--url`, `--api-key`; env CONSENTGATE_URL, CONSENTGAT
 Images go through /v1/check and /v1/release. Videos (sniffed from the bytes) go through
 /v1/jobs with a progress bar fed by `GET /v1/jobs/{id}`, so any size works. Exit codes: 0 the
 decision allows, 1 it denies or sends to review, 2 the gateway refused the request (bad input,
-auth, limits) or could not be reached.
+auth, limits) or could not be reached. `provenance verify`: 0 found and valid, 1 invalid, 2 nothing
+found, 3 the gateway refused the request or could not be reached (docs/cli.md).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import typer
 
 from gateway.client import ConsentgateError, PolicyDenied, raise_for_answer
 
-__all__ = ["ClientFactory", "register"]
+__all__ = ["ClientFactory", "provenance_outcome", "register"]
 
 ClientFactory = Callable[[str], httpx.Client]
 Url = Annotated[str, typer.Option("--url", envvar="CONSENTGATE_URL", help="The gateway's base URL.")]
@@ -190,14 +191,43 @@ def register(app: typer.Typer, client_factory: ClientFactory = default_client) -
         url: Url = DEFAULT_URL,
         api_key: ApiKey = "",
     ) -> None:
-        """Trace FILE to the decision that released it (C2PA manifest, or the watermark)."""
+        """Trace FILE to the decision that released it (C2PA manifest, or the watermark). Exit 0: found
+        and valid; 1: invalid (a broken manifest, a mark on other content, a decision missing from
+        the log); 2: nothing found; 3: the gateway refused the request or could not be reached."""
         try:
             with client_factory(url) as http:
                 answer = _Session(http, api_key).call("POST", "/v1/provenance/verify", files=[
                     ("media", ("media", file.read_bytes(), "application/octet-stream"))]).json()
         except (ConsentgateError, httpx.HTTPError) as exc:
-            raise _refused(exc) from None
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(3) from None
         typer.echo(json.dumps(answer, indent=2))
+        code, summary = provenance_outcome(answer)
+        typer.secho(summary, err=True, fg=(typer.colors.GREEN, typer.colors.RED, typer.colors.YELLOW)[code])
+        raise typer.Exit(code)
+
+
+def provenance_outcome(answer: dict[str, Any]) -> tuple[int, str]:
+    """(exit code, one line) for a /v1/provenance/verify answer: 1 invalid, 0 found, 2 nothing found."""
+    c2pa = answer.get("c2pa") or {}
+    mark = answer.get("watermark") or {}
+    decisions = [d for d in answer.get("decisions", []) if isinstance(d, dict)]
+    if c2pa.get("state") == "Invalid":
+        errors = "; ".join(str(e) for e in (c2pa.get("validation_errors") or [])[:3])
+        return 1, f"INVALID: the C2PA manifest does not validate ({errors or 'no detail'})"
+    if mark.get("found") and mark.get("image_matches_release") is False:
+        return 1, ("INVALID: the watermark names a released decision, but this image is not that render "
+                   f"(PDQ distance {mark.get('pdq_distance')})")
+    missing = [d["decision_id"] for d in decisions if d.get("audit_index") is None]
+    if missing:
+        return 1, f"INVALID: decision(s) {', '.join(map(str, missing))} are not in the audit log"
+    if decisions:
+        found = ", ".join(f"{d.get('decision_id')} ({d.get('decision')}, audit index {d.get('audit_index')})"
+                          for d in decisions)
+        how = [w for w, ok in (("C2PA " + str(c2pa.get("state")), c2pa.get("state") in ("Trusted", "Valid")),
+                               ("watermark", bool(mark.get("found")))) if ok]
+        return 0, f"found: {found} via {' and '.join(how) or 'provenance'}"
+    return 2, f"nothing found: C2PA {c2pa.get('state', 'not read')}, no watermark of this gateway"
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m gateway.cli.client` for a quick try

@@ -10,19 +10,21 @@ database and then reporting "nothing here"."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from gateway.settings import Settings
 
-__all__ = ["DataDir", "PoliciesDir", "data_dir_missing", "fail", "load_settings", "require_data_dir",
-           "write_secret_file"]
+__all__ = ["DataDir", "JsonOpt", "PoliciesDir", "data_dir_missing", "echo_table", "fail", "load_settings",
+           "require_data_dir", "write_secret_file"]
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (env CONSENTGATE_DATA_DIR).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of a table.")]
 PoliciesDir = Annotated[Path | None, typer.Option("--policies", help="Policy directory (env CONSENTGATE_POLICIES).")]
 
 
@@ -58,6 +60,17 @@ def require_data_dir(settings: Settings) -> Settings:
 def fail(message: str, code: int = 1) -> typer.Exit:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code)
+
+
+def echo_table(rows: list[dict[str, Any]], columns: list[str], as_json: bool) -> None:
+    """ROWS as a JSON array (--json), else as tab-separated lines under an upper-case header line
+    (kubectl-style: scripts cut the columns, people read the header)."""
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    typer.echo("\t".join(c.upper() for c in columns))
+    for row in rows:
+        typer.echo("\t".join("" if row.get(c) is None else str(row.get(c)) for c in columns))
 
 
 def write_secret_file(path: Path, content: str) -> None:

@@ -608,7 +608,7 @@ def face_ready(
 ) -> None:
     """Exit 0 when every enrolled subject has templates for MODEL (at its current weights); with
     --reembed, compute them from the kept enrolment images first. Exit 1 naming how many are missing."""
-    from gateway.bootstrap import open_registry
+    from gateway.bootstrap import open_audit_log, open_registry
     from gateway.db import make_engine
     from gateway.policy.runtime import ModelPool
     from gateway.registry.switch import FaceModelNotReady, face_model_ready, switch_face_model
@@ -620,7 +620,8 @@ def face_ready(
     from classifiers.registry import builtin_registry
 
     engine = make_engine(settings.resolved_database_url)
-    registry = open_registry(settings, engine, ModelPool(builtin_registry()))
+    log = open_audit_log(settings, engine)  # re-embedding is a registry mutation: a ledger entry each
+    registry = open_registry(settings, engine, ModelPool(builtin_registry()), ledger=log)
     try:
         if reembed:
             try:
@@ -633,6 +634,7 @@ def face_ready(
         ok, missing = face_model_ready(registry, adapter, analyzer.info.version)
     finally:
         registry.close()
+        log.close()
         engine.dispose()
     typer.echo(
         json.dumps(

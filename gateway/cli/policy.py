@@ -10,15 +10,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from classifiers.registry import ModelRegistry
 from gateway.cli.common import DataDir, fail, load_settings, require_data_dir
-from gateway.policy.runtime import ModelPool
-from gateway.registry.service import Registry
-from gateway.settings import Settings
+
+if TYPE_CHECKING:  # the models and the registry load inside the commands that need them
+    from classifiers.registry import ModelRegistry
+    from gateway.policy.runtime import ModelPool
+    from gateway.registry.service import Registry
+    from gateway.settings import Settings
 
 policy_app = typer.Typer(help="Validate, test, explain and sign policy bundles.", no_args_is_help=True)
 DirArg = Annotated[Path | None, typer.Argument(help="Policy directory (default: CONSENTGATE_POLICIES or ./policies)")]
@@ -104,6 +106,7 @@ def policy_names(directory: Path) -> list[str]:
 def _runtime_parts(settings: Settings, data_dir: Path | None) -> Iterator[tuple[ModelPool, Registry | None]]:
     """The model pool the gateway builds, and with DATA_DIR its consent registry (read-only use)."""
     from classifiers.registry import builtin_registry
+    from gateway.policy.runtime import ModelPool
 
     pool = ModelPool(builtin_registry(), threads=settings.model_threads)
     if data_dir is None:
@@ -123,33 +126,60 @@ def _runtime_parts(settings: Settings, data_dir: Path | None) -> Iterator[tuple[
 
 
 @policy_app.command("test")
-def test(directory: DirArg = None) -> None:
-    """Run the YAML cases under DIR/tests against every policy file of DIR; exit 1 on any failure."""
-    from gateway.policy.cases import run_cases
+def test(
+    path: Annotated[Path | None, typer.Argument(
+        help="A policy directory (runs DIR/tests/*.yaml), or one case file (runs just that file).")] = None,
+    directory: Annotated[Path | None, typer.Option(
+        "--policies", help="The policy directory a case FILE tests (default: the FILE's ../, "
+                           "else CONSENTGATE_POLICIES or ./policies).")] = None,
+) -> None:
+    """Run YAML policy test cases against every policy file of the bundle (no model is loaded: decide()
+    is pure). A failed case prints what decide() did: every rule that fired, with its detail, and the
+    scores it saw. Warns (without failing) about tenant overlays that no case tests. Exit 1 on any
+    failure or a bundle that does not load."""
+    from gateway.policy.cases import case_files, run_cases, tested_tenants
     from gateway.policy.loader import PolicyError, load_bundle
 
-    d = directory or load_settings().policies_dir
-    tests_dir = d / "tests"
-    if not tests_dir.is_dir():
-        raise fail(f"{tests_dir}: no test cases found")
+    settings = load_settings()
+    if path is not None and path.is_file():
+        files = [path]
+        d = directory or (path.parent.parent if path.parent.name == "tests" else settings.policies_dir)
+        tests_dir = path.parent
+    else:
+        d = directory or path or settings.policies_dir
+        tests_dir = d / "tests"
+        if not tests_dir.is_dir():
+            raise fail(f"{tests_dir}: no test cases found")
+        files = case_files(tests_dir)
+    if path is not None and not path.exists():
+        raise fail(f"{path}: no such file or directory")
     failed = total = 0
-    for policy_file in sorted(d.glob("*.yaml")):
-        if policy_file.name == "routes.yaml":
-            continue
+    overlays: set[str] = set()
+    for policy_name in policy_names(d):
         try:
-            bundle = load_bundle(d, policy_name=policy_file.stem, is_registered=_registry())
+            bundle = load_bundle(d, policy_name=policy_name, is_registered=_registry())
         except PolicyError as exc:
             for err in exc.errors:
                 typer.secho(err, fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
-        for result in run_cases(bundle, tests_dir):
+        overlays |= set(bundle.overlays)
+        for result in run_cases(bundle, tests_dir, files):
             total += 1
-            mark = "PASS" if result.ok else "FAIL"
-            if not result.ok:
-                failed += 1
-            typer.secho(f"{mark} {policy_file.stem}: {result.file}: {result.name}"
-                        + ("" if result.ok else f" — {result.message}"),
-                        fg=typer.colors.GREEN if result.ok else typer.colors.RED)
+            where = f"{policy_name}{'+' + result.tenant if result.tenant else ''}: {result.file}: {result.name}"
+            if result.ok:
+                typer.secho(f"PASS {where}", fg=typer.colors.GREEN)
+                continue
+            failed += 1
+            typer.secho(f"FAIL {where} — {result.message}", fg=typer.colors.RED)
+            for line in result.fired or ["(no rule fired)"]:
+                typer.echo(f"    fired {line}")
+            for line in result.scores:
+                typer.echo(f"    scores {line}")
+    if path is None or not path.is_file():
+        for tenant in sorted(overlays - tested_tenants(files)):
+            typer.secho(f"warning: tenant overlay tenants/{tenant}.yaml has no test cases "
+                        f"(add a case file with `tenant: {tenant}` under {tests_dir})",
+                        fg=typer.colors.YELLOW, err=True)
     if total == 0:
         raise fail("no policy test cases ran")
     typer.echo(f"{total - failed} passed, {failed} failed")
@@ -160,61 +190,111 @@ def test(directory: DirArg = None) -> None:
 @policy_app.command("explain")
 def explain(
     request: Annotated[Path, typer.Option("--request", help="REQUEST.json: {stage, use, prompt?, end_user?}")],
-    media: Annotated[list[Path] | None, typer.Option("--media", help="Media files (repeatable).")] = None,
+    media: Annotated[list[Path] | None, typer.Option("--media", help="Image files (repeatable).")] = None,
     directory: Annotated[Path | None, typer.Option("--policies")] = None,
-    tenant: Annotated[str, typer.Option(help="Tenant whose policy (overlay) applies.")] = "explain",
-    data_dir: DataDir = None,
+    tenant: Annotated[str, typer.Option(help="The calling tenant: its overlay and its grants apply.")] = "explain",
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Match faces, names and hashes against this data dir's registry (read-only).")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Run the check locally with the real models and print which rules fired and the numbers."""
-    from classifiers.registry import builtin_registry
+    """Decide locally exactly as the gateway's /v1/check does — the same policy activation, models,
+    consent registry (with --data-dir, read-only) and decision — and print every rule that fired
+    with the facts and scores behind it. Nothing is recorded. Exit 0 allow, 1 deny or review,
+    2 bad input or a bundle the gateway would refuse."""
     from gateway.api.forms import parse_request_part
-    from gateway.context import utc_now
-    from gateway.media import MediaLimits, decode_image
-    from gateway.metrics import Metrics
-    from gateway.pipeline.check import CheckInput, CheckStage
-    from gateway.pipeline.ports import EmptyConsent
-    from gateway.policy.errors import PolicyError
-    from gateway.policy.manager import PolicyManager
+    from gateway.errors import GatewayError
 
-    settings = load_settings(data_dir, directory)
-    body = parse_request_part(request.read_bytes())
-    pool = ModelPool(builtin_registry(), threads=settings.model_threads)
-    manager = PolicyManager(settings.policies_dir, pool)
+    settings = load_settings(None, directory)
     try:
-        active = manager.build()
+        body = parse_request_part(request.read_bytes())
+        parts = [p.read_bytes() for p in media or []]
+    except OSError as exc:
+        raise fail(f"cannot read {exc.filename}: {exc.strerror}", code=2) from None
+    except GatewayError as exc:
+        raise fail(f"{request}: {exc.message}", code=2) from None
+    from gateway.pipeline.video import is_video
+
+    if any(is_video(part) for part in parts):
+        raise fail("explain takes images; check videos with `consentgate check FILE` against a gateway", code=2)
+    with _runtime_parts(settings, data_dir) as (pool, registry):
+        try:
+            record = asyncio.run(_decide(settings, pool, registry, tenant, body, parts))
+        except GatewayError as exc:
+            raise fail(exc.message, code=2) from None
+    if as_json:
+        typer.echo(json.dumps(record, indent=2))
+    else:
+        _print_explanation(record, registry is not None)
+    if record["decision"] != "allow":
+        raise typer.Exit(1)
+
+
+class _NeverRecords:
+    """Explain's audit sink and releaser: it decides, it never appends or releases."""
+
+    def _refuse(self, *_args: Any, **_kwargs: Any) -> NoReturn:
+        raise RuntimeError("policy explain never appends to the audit log or releases media")
+
+    append = release_image = reserve_watermark_id = finish_video = discard_watermarks = _refuse
+
+
+async def _decide(settings: Settings, pool: ModelPool, registry: Registry | None, tenant: str,
+                  body: Any, parts: list[bytes]) -> dict[str, Any]:
+    """The gateway's own decision path (`Pipeline.decode` + `Pipeline.decide`, which /v1/check runs
+    before it appends), on a bundle activated by the gateway's own `policy_manager`."""
+    from gateway.apikeys import Principal
+    from gateway.context import policy_manager, utc_now
+    from gateway.media import MediaLimits
+    from gateway.metrics import Metrics
+    from gateway.pipeline import EmptyConsent, Pipeline, PipelineConfig, PipelinePorts
+    from gateway.policy.errors import PolicyError
+
+    manager = policy_manager(settings, pool, registry=registry)
+    if not manager.reload():  # validate, then activate: attaches the face models to the registry
+        raise fail("the gateway would refuse this bundle:\n" + (manager.last_error or ""), code=2)
+    never = _NeverRecords()
+    pipeline = Pipeline(
+        PipelinePorts(policies=manager, consent=registry if registry is not None else EmptyConsent(),
+                      audit=never, releaser=never, clock=utc_now, metrics=Metrics()),
+        PipelineConfig(limits=MediaLimits(settings.max_upload_bytes, settings.max_pixels, settings.working_max_side),
+                       max_media_parts=settings.max_media_parts, working_max_side=settings.working_max_side,
+                       model_timeout_s=settings.model_timeout_s, scratch_dir=settings.data_dir / "tmp"),
+    )
+    try:
+        decision = await pipeline.decide(Principal("explain", tenant, "generator"), body, await pipeline.decode(parts))
     except PolicyError as exc:
-        raise fail("\n".join(exc.errors)) from None
-    limits = MediaLimits(settings.max_upload_bytes, settings.max_pixels, settings.working_max_side)
-    images = [decode_image(p.read_bytes(), limits, index=i) for i, p in enumerate(media or [])]
-    consent = _local_consent(settings, pool)
-    pipeline = CheckStage(consent or EmptyConsent(), Metrics(), clock=utc_now,
-                          model_timeout_s=settings.model_timeout_s)
-    runtime = active.for_tenant(tenant)
-    result = asyncio.run(pipeline.run(runtime, CheckInput(body.stage, body.use, tenant, body.end_user,
-                                                          body.prompt, images)))
-    typer.echo(f"policy {runtime.policy.name} ({active.bundle.digest[:16]}…), use {body.use}, stage {body.stage}")
-    typer.echo(f"decision: {result.verdict.decision}")
-    for reason in result.verdict.reasons:
-        typer.echo(f"  [{reason.outcome}] {reason.rule}: {reason.detail}")
-    for fact in result.facts.nsfw:
-        top = sorted(fact.scores.items(), key=lambda kv: -kv[1])[:5]
-        typer.echo(f"  scores media {fact.media_index} {fact.model} ({fact.model_version}): "
+        raise fail("\n".join(exc.errors), code=2) from None
+    record: dict[str, Any] = decision.record.to_dict(with_audit=False)
+    return record
+
+
+def _print_explanation(record: dict[str, Any], with_registry: bool) -> None:
+    policy = record.get("policy", {})
+    typer.echo(f"policy {policy.get('name')} ({str(policy.get('digest', ''))[:16]}…), tenant {record.get('tenant')}, "
+               f"use {record.get('use')}, stage {record.get('stage')}")
+    if not with_registry:
+        typer.echo("registry: none (no --data-dir): faces, names and hashes match nobody")
+    typer.echo(f"decision: {record['decision']}")
+    typer.echo("rules that fired:" if record.get("reasons") else "rules that fired: none")
+    for reason in record.get("reasons", []):
+        typer.echo(f"  [{reason.get('outcome')}] {reason.get('rule')}: {reason.get('detail')}")
+    findings = record.get("findings", {})
+    for fact in findings.get("nsfw", []):
+        top = sorted(fact.get("scores", {}).items(), key=lambda kv: -kv[1])[:5]
+        typer.echo(f"  scores media {fact.get('media_index')} {fact.get('model')} ({fact.get('model_version')}): "
                    + ", ".join(f"{k}={v:.3f}" for k, v in top))
-    for i, face in enumerate(result.facts.faces):
-        typer.echo(f"  face {i}: media {face.media_index} bbox {face.bbox} det {face.det_score:.2f} "
-                   f"matches {[(m.subject_id, round(m.similarity, 3)) for m in face.matches]}")
-    for item in result.verdict.shadow:
-        typer.echo(f"  shadow: {json.dumps(item)}")
-
-
-def _local_consent(settings: Settings, pool: ModelPool) -> Registry | None:
-    """The local registry when this data dir has one, so explain sees enrolled subjects."""
-    from gateway.bootstrap import kek_path, open_registry
-    from gateway.db import make_engine
-
-    if not kek_path(settings).exists():
-        return None
-    return open_registry(settings, make_engine(settings.resolved_database_url), pool)
+    for i, face in enumerate(findings.get("faces", [])):
+        matches = ", ".join(f"{m.get('subject_id')} similarity {m.get('similarity', 0):.3f}"
+                            for m in face.get("matches", [])) or "nobody"
+        consent = face.get("consent", {})
+        typer.echo(f"  face {i}: media {face.get('media_index')} bbox {face.get('bbox')} "
+                   f"det {face.get('det_score', 0):.2f}; matches {matches}; consent {consent.get('state')}"
+                   + (f" (grant {consent['grant_id']})" if consent.get("grant_id") else ""))
+    for key in ("prompt", "hashes", "voices", "failures"):
+        for item in findings.get(key, []):
+            typer.echo(f"  {key}: {json.dumps(item, sort_keys=True)}")
+    for item in findings.get("shadow", []):
+        typer.echo(f"  shadow: {json.dumps(item, sort_keys=True)}")
 
 
 @policy_app.command("keygen")

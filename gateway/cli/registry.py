@@ -7,7 +7,6 @@ about a second). Erasure appends its receipt to the audit log, as the HTTP API d
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -16,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli.common import DataDir, fail, load_settings, require_data_dir
+from gateway.cli.common import DataDir, JsonOpt, echo_table, fail, load_settings, require_data_dir
 
 registry_app = typer.Typer(help="Manage the consent registry (subjects, faces, grants).", no_args_is_help=True)
 subject_app = typer.Typer(help="Subjects: add, list, show, erase.", no_args_is_help=True)
@@ -28,7 +27,7 @@ ACTOR = "cli"
 def local_registry(data_dir: Path | None, *, with_models: bool = True) -> Iterator[Any]:
     """The data dir's registry, with the face model(s) of the active policy attached."""
     from classifiers.registry import builtin_registry
-    from gateway.bootstrap import open_registry
+    from gateway.bootstrap import open_audit_log, open_registry
     from gateway.db import make_engine
     from gateway.policy.loader import PolicyError, load_bundle
     from gateway.policy.runtime import ModelPool
@@ -36,7 +35,8 @@ def local_registry(data_dir: Path | None, *, with_models: bool = True) -> Iterat
     settings = require_data_dir(load_settings(data_dir))
     engine = make_engine(settings.resolved_database_url)
     pool = ModelPool(builtin_registry())
-    registry = open_registry(settings, engine, pool)
+    log = open_audit_log(settings, engine)
+    registry = open_registry(settings, engine, pool, ledger=log)
     if with_models:
         try:
             bundle = load_bundle(settings.policies_dir, is_registered=pool.registry)
@@ -50,6 +50,7 @@ def local_registry(data_dir: Path | None, *, with_models: bool = True) -> Iterat
         yield registry, settings, engine
     finally:
         registry.close()
+        log.close()  # publishes a checkpoint covering the ledger entries this command appended
         engine.dispose()
 
 
@@ -82,13 +83,16 @@ def subject_add(
 
 
 @subject_app.command("list")
-def subject_list(data_dir: DataDir = None, limit: int = 100, offset: int = 0) -> None:
-    """List subjects (never templates)."""
+def subject_list(data_dir: DataDir = None, limit: int = 100, offset: int = 0, as_json: JsonOpt = False) -> None:
+    """List subjects (never templates): a table with a header, or --json."""
     with local_registry(data_dir, with_models=False) as (registry, _, _), _errors():
-        for subject in registry.list_subjects(offset, limit):
-            d = subject.model_dump(mode="json")
-            typer.echo(f"{d['id']}\t{d['display_name']}\t{'protected' if d.get('protected') else ''}"
-                       f"\ttemplates={d.get('template_count', '?')}")
+        rows = [subject.model_dump(mode="json") for subject in registry.list_subjects(offset, limit)]
+    if as_json:
+        echo_table(rows, [], True)
+        return
+    echo_table([{**d, "protected": "protected" if d.get("protected") else "",
+                 "templates": d.get("template_count", "?")} for d in rows],
+               ["id", "display_name", "protected", "templates"], False)
 
 
 @subject_app.command("show")
@@ -106,20 +110,12 @@ def subject_erase(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Erase a subject: destroy its key (crypto-shredding) and rows; append the receipt to the audit log."""
-    from gateway.bootstrap import open_audit_log
-
+    """Erase a subject: destroy its key (crypto-shredding) and rows; the receipt is appended to the
+    audit log in the deletion's transaction."""
     if not yes and not typer.confirm(f"Erase subject {subject_id} for good?"):
         raise typer.Exit(1)
-    with local_registry(data_dir, with_models=False) as (registry, settings, engine), _errors():
-        receipt = registry.erase(subject_id, ACTOR)
-        receipt = {"receipt_id": secrets.token_hex(16), "tenant": settings.operator_tenant, **receipt}
-        log = open_audit_log(settings, engine)
-        try:
-            appended = log.append(receipt)
-        finally:
-            log.close()
-        _echo({**receipt, "audit": {"index": appended.index}})
+    with local_registry(data_dir, with_models=False) as (registry, _settings, _engine), _errors():
+        _echo(registry.erase(subject_id, ACTOR))
 
 
 @registry_app.command("enroll")
@@ -148,12 +144,24 @@ def grant(
     use: Annotated[list[str], typer.Option("--use", help="An allowed use (repeatable).")],
     end_user: Annotated[str | None, typer.Option("--end-user")] = None,
     expires_at: Annotated[str | None, typer.Option("--expires-at", help="RFC 3339 time.")] = None,
+    allow_new_tenant: Annotated[bool, typer.Option(
+        "--allow-new-tenant", help="The tenant has no keys yet and is not declared; record the grant anyway.")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Grant a tenant (optionally one end user) consent for some uses, until an expiry."""
+    """Grant a tenant (optionally one end user) consent for some uses, until an expiry. Uses must be
+    the policy's; the tenant must hold keys or be declared (CONSENTGATE_TENANTS) unless --allow-new-tenant."""
+    from gateway.context import bundle_uses, grant_guard
+    from gateway.policy.loader import PolicyError, load_bundle
+
     expiry = datetime.fromisoformat(expires_at.replace("Z", "+00:00")) if expires_at else None
-    with local_registry(data_dir, with_models=False) as (registry, _, _), _errors():
-        _echo(registry.grant(subject_id, tenant, end_user, use, expiry, None, ACTOR))
+    with local_registry(data_dir, with_models=False) as (registry, settings, engine), _errors():
+        try:
+            bundle = load_bundle(settings.policies_dir, policy_name=settings.extra.get("policy_name", "default"))
+        except PolicyError as exc:
+            raise fail("cannot load the policy to check the grant's uses:\n" + "\n".join(exc.errors)) from None
+        registry.grant_guard = grant_guard(settings, engine, lambda: bundle_uses(bundle))
+        _echo(registry.grant(subject_id, tenant, end_user, use, expiry, None, ACTOR,
+                             allow_new_tenant=allow_new_tenant))
 
 
 @registry_app.command("revoke")
@@ -163,15 +171,56 @@ def revoke(grant_id: str, data_dir: DataDir = None) -> None:
         _echo(registry.revoke(grant_id, ACTOR))
 
 
-@registry_app.command("reembed")
-def reembed(
-    model: Annotated[str, typer.Option("--model", help="Face model adapter name (e.g. dlib).")],
+@registry_app.command("uses")
+def uses(
+    subject: Annotated[str | None, typer.Argument(help="SUBJECT: its uses (same as --subject).")] = None,
+    grant_id: Annotated[str | None, typer.Option("--grant", help="Decisions made under this grant.")] = None,
+    subject_id: Annotated[str | None, typer.Option("--subject", help="Decisions that involved this subject.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="The next_cursor of the previous page.")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Recompute MODEL templates from the encrypted enrolment images (after a face model change)."""
+    """What was made under a grant (or involved a subject): each decision with its outputs (sha256,
+    watermark id, manifest digest) and its receipt (audit index, inclusion proof, signed checkpoint),
+    as GET /v1/grants/{id}/uses answers."""
+    from gateway.api.uses import uses_page
+    from gateway.bootstrap import open_audit_log
+
+    if subject is not None and subject_id is not None and subject != subject_id:
+        raise fail("give the subject once: `registry uses SUBJECT` or `--subject SUBJECT`", code=2)
+    subject_id = subject_id or subject
+    if (grant_id is None) == (subject_id is None):
+        raise fail("give exactly one of SUBJECT (or --subject ID) or --grant ID", code=2)
+    with local_registry(data_dir, with_models=False) as (registry, settings, engine), _errors():
+        sid = registry.get_grant(grant_id).subject_id if grant_id is not None else str(subject_id)
+        log = open_audit_log(settings, engine)
+        try:
+            page = uses_page(log, subject_id=sid, grant_id=grant_id, cursor=cursor, limit=limit, with_record=True)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        finally:
+            log.close()
+        _echo(page)
+
+
+@registry_app.command("reembed")
+def reembed(
+    model: Annotated[str, typer.Option("--model", help="Model adapter name (e.g. dlib, resemblyzer).")],
+    kind: Annotated[str, typer.Option("--kind", help="face (default) or voice templates.")] = "face",
+    data_dir: DataDir = None,
+) -> None:
+    """Recompute MODEL templates from the encrypted enrolment images (after a face model change), or
+    with --kind voice from the encrypted enrolment speech (after a voice model change)."""
     from classifiers.registry import builtin_registry
 
+    if kind not in ("face", "voice"):
+        raise fail(f"--kind must be face or voice, not {kind!r}")
     with local_registry(data_dir) as (registry, _, _), _errors():
+        if kind == "voice":
+            if model not in registry.voice_embedders:
+                registry.voice_embedders[model] = builtin_registry().voice(model, {})
+            _echo(registry.reembed_voices(model))
+            return
         if model not in registry.face_analyzers:
             registry.face_analyzers[model] = builtin_registry().create("face", model, {})
         _echo(registry.reembed(model))

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from gateway.cli.common import DataDir, PoliciesDir, data_dir_missing, load_settings, write_secret_file
-from gateway.settings import Settings
+from gateway.settings import Settings  # light: dataclasses and os only
 
 __all__ = ["init", "run_init", "serve"]
 
@@ -99,7 +99,9 @@ def _logging(settings: Settings) -> dict[str, object] | None:
     if settings.log_format != "json":
         config = dict(uvicorn.config.LOGGING_CONFIG)
         config["loggers"] = {**config["loggers"],
-                             "consentgate.requests": {"handlers": ["default"], "level": "INFO", "propagate": False}}
+                             "consentgate.requests": {"handlers": ["default"], "level": "INFO", "propagate": False},
+                             # the gateway's own lines (policy reloads with their digest, refusals, routes)
+                             "consentgate": {"handlers": ["default"], "level": "INFO", "propagate": False}}
         return config
     return {
         "version": 1,

@@ -11,11 +11,12 @@ from gateway.decision.facts import (
     NameFact,
     NsfwFact,
     SubjectFact,
+    VoiceFact,
 )
 from gateway.decision.verdict import FaceConsent, Reason, Verdict, strictest
 
 __all__ = [
     "FaceConsent", "FaceFact", "FaceMatch", "Facts", "GrantFact", "HashHit", "ModelFailure", "NameFact",
     "NsfwFact", "Reason", "SubjectFact", "Verdict", "consent_state", "decide", "grant_is_valid",
-    "normalise_text", "strictest",
+    "normalise_text", "strictest", "VoiceFact",
 ]

@@ -41,6 +41,7 @@ def decide(policy: Policy, facts: Facts) -> Verdict:
     face_consent, blur, face_grants = _faces(facts, stage, use_policy.allow_redact, prefix, reasons, policy.consent)
     _required_faces(facts, stage, face_consent, prefix, reasons)
     name_consent, name_grants = _names(facts, stage, prefix, reasons)
+    voice_consent, voice_grants = _voices(facts, stage, prefix, reasons)
     if stage.prompt:
         _prompt(policy, facts, reasons, shadow)
     for hit in facts.hash_hits:
@@ -62,7 +63,7 @@ def decide(policy: Policy, facts: Facts) -> Verdict:
                 obligations["watermark"] = {"method": wm.method, "strength": wm.strength}
             if policy.obligations.sign:
                 obligations["sign"] = True
-    grant_ids = tuple(sorted(set(face_grants) | set(name_grants)))
+    grant_ids = tuple(sorted(set(face_grants) | set(name_grants) | set(voice_grants)))
     return Verdict(
         decision=decision,  # type: ignore[arg-type]
         reasons=tuple(reasons),
@@ -71,6 +72,7 @@ def decide(policy: Policy, facts: Facts) -> Verdict:
         name_consent=tuple(name_consent),
         shadow=tuple(shadow),
         grant_ids=grant_ids,
+        voice_consent=tuple(voice_consent),
     )
 
 
@@ -286,6 +288,38 @@ def _consent_outcome(state: str, without_consent: str, allow_redact: bool, media
     if without_consent == "redact" and (not allow_redact or media_kind != "image"):
         return "deny"  # redaction of video faces does not exist yet: fail closed
     return without_consent
+
+
+def _voices(facts: Facts, stage: StageRules, prefix: str, reasons: list[Reason]) -> tuple[list[FaceConsent], list[str]]:
+    """Voices are likenesses with the same rules as faces (issue #18): a voice that matches an enrolled
+    subject needs a valid grant (`faces.without_consent` otherwise; voices cannot be redacted, so redact
+    denies); a voice that matches nobody follows `faces.unmatched`. Speech too short to identify is
+    recorded as `unidentified` and not ruled on (like a face below `min_face_px`)."""
+    consents: list[FaceConsent] = []
+    grants: list[str] = []
+    for i, voice in enumerate(facts.voices):
+        where = f"voice {i} in media {voice.media_index} at {voice.start:.2f}-{voice.end:.2f}s"
+        if not voice.matches and voice.unidentified is not None:
+            consents.append(FaceConsent("unidentified"))
+            continue
+        if not voice.matches:
+            consents.append(FaceConsent("no_match"))
+            if stage.faces.unmatched != "allow":
+                reasons.append(Reason(f"{prefix}.voices.unmatched", stage.faces.unmatched,
+                                      f"{where} matches no enrolled voice; consent cannot be shown"))
+            continue
+        consent = _strictest_consent([m.subject_id for m in voice.matches], facts)
+        consents.append(consent)
+        if consent.state == "granted":
+            if consent.grant_id:
+                grants.append(consent.grant_id)
+            continue
+        outcome = "deny" if consent.state == "protected" or stage.faces.without_consent == "redact" else (
+            stage.faces.without_consent
+        )
+        reasons.append(Reason(f"{prefix}.consent.voice", outcome,
+                              f"{where} matches an enrolled voice; consent state {consent.state}"))
+    return consents, grants
 
 
 def _names(facts: Facts, stage: StageRules, prefix: str, reasons: list[Reason]) -> tuple[list[FaceConsent], list[str]]:

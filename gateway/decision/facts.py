@@ -55,6 +55,19 @@ class FaceFact:
 
 
 @dataclass(frozen=True)
+class VoiceFact:
+    """A stretch of speech in audio media `media_index` (seconds `start`..`end`; for a video, of its
+    soundtrack). `unidentified` says why it could not be identified (too little speech to embed with
+    confidence); None when its embedding was matched (then no matches means nobody enrolled)."""
+
+    media_index: int
+    start: float
+    end: float
+    matches: tuple[FaceMatch, ...] = ()
+    unidentified: str | None = None
+
+
+@dataclass(frozen=True)
 class NameFact:
     """An enrolled subject's name or alias found in the prompt."""
 
@@ -105,3 +118,4 @@ class Facts:
     grants: dict[str, tuple[GrantFact, ...]] = field(default_factory=dict)
     failures: tuple[ModelFailure, ...] = ()
     media_kind: str = "image"
+    voices: tuple[VoiceFact, ...] = ()

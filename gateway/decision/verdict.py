@@ -48,3 +48,4 @@ class Verdict:
     name_consent: tuple[FaceConsent, ...] = ()
     shadow: tuple[dict[str, Any], ...] = ()
     grant_ids: tuple[str, ...] = field(default=())
+    voice_consent: tuple[FaceConsent, ...] = ()

@@ -38,7 +38,7 @@ from gateway.audit.reader import AuditQuery
 from gateway.errors import GatewayError
 from gateway.jobs.storage import JobFiles
 from gateway.jobs.store import Job, JobStore
-from gateway.jobs.webhook import send_webhook
+from gateway.jobs.webhook import Resolver, resolve_host, send_webhook
 from gateway.pipeline.record import DecisionRecord
 from gateway.pipeline.request import CheckRequest
 from gateway.pipeline.video import VideoFlow, VideoHooks, VideoRun
@@ -110,6 +110,7 @@ class JobRunner:
     config: JobConfig
     work_root: Path
     webhook_transport: httpx.BaseTransport | None = None
+    webhook_resolve: Resolver = resolve_host  # tests resolve names without DNS
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")
 
     def __post_init__(self) -> None:
@@ -148,7 +149,7 @@ class JobRunner:
     def restarted(self) -> JobRunner:
         """A fresh runner on the same parts (a stopped runner never starts again)."""
         return JobRunner(self.videos, self.audit, self.store, self.files, self.config, self.work_root,
-                         self.webhook_transport)
+                         self.webhook_transport, self.webhook_resolve)
 
     @property
     def running(self) -> list[str]:
@@ -297,7 +298,8 @@ class JobRunner:
             payload = {"job_id": job.id, "state": job.state, "decision": job.decision,
                        "decision_id": job.decision_id}
             status = send_webhook(job.webhook_url, payload, timeout_s=self.config.webhook_timeout_s,
-                                  transport=self.webhook_transport)
+                                  allowed_hosts=self.config.webhook_hosts, transport=self.webhook_transport,
+                                  resolve=self.webhook_resolve)
             self.store.set_webhook_status(job.id, status)
 
 

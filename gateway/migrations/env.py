@@ -14,6 +14,7 @@ from gateway.blobs import blob_metadata
 from gateway.db import make_engine
 from gateway.jobs.storage import job_files_table
 from gateway.jobs.store import jobs_table
+from gateway.sessions import sessions_table
 
 
 def _jobs_metadata() -> sa.MetaData:
@@ -24,7 +25,8 @@ def _jobs_metadata() -> sa.MetaData:
 
 
 config = context.config
-target_metadata = [SQLModel.metadata, audit_metadata(), blob_metadata()[0], _jobs_metadata()]
+target_metadata = [SQLModel.metadata, audit_metadata(), blob_metadata()[0], _jobs_metadata(),
+                   sessions_table.metadata]
 
 
 def run_migrations_offline() -> None:

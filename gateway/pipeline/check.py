@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -14,7 +15,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from classifiers.base import DetectedFace
+from classifiers.base import DetectedFace, FaceAnalyzer, NsfwWithFaces, TwoStageFaceAnalyzer
 from gateway.decision import (
     FaceFact,
     FaceMatch,
@@ -27,6 +28,7 @@ from gateway.decision import (
     Reason,
     SubjectFact,
     Verdict,
+    VoiceFact,
     decide,
 )
 from gateway.media import DecodedImage
@@ -34,6 +36,7 @@ from gateway.metrics import Metrics
 from gateway.pipeline.errors import ModelCallFailed
 from gateway.pipeline.ports import Clock, ConsentLookup
 from gateway.pipeline.threads import in_thread
+from gateway.pipeline.voice import Track, voice_facts
 from gateway.policy.runtime import PolicyRuntime
 from gateway.requestlog import observe
 
@@ -48,6 +51,7 @@ class CheckInput:
     end_user: str | None
     prompt: str | None
     images: list[DecodedImage] = field(default_factory=list)
+    tracks: list[Track] = field(default_factory=list)  # audio (issue #18): checked for voices
 
 
 @dataclass
@@ -129,27 +133,67 @@ class CheckStage:
         nsfw_aliases: list[str] = []
         if stage_rules is not None and working:
             wanted = [c.model for c in stage_rules.nsfw] + [m.model for e in stage_rules.ensembles for m in e.members]
-            nsfw_aliases = list(dict.fromkeys(wanted))
+            nsfw_aliases = list(dict.fromkeys(wanted + list(policy.consent.face_proposals)))
+        # NSFW at resolution: each image is judged whole (its working copy) and, when large, tile by
+        # tile at full resolution, so an image made of small tiles is judged like each tile.
+        # A model that also locates faces (NudeNet) and is named in `consent.face_proposals` is a second
+        # face detector: its boxes, mapped to full-resolution pixels, are merged with the analyzer's.
+        views: list[np.ndarray] = []
+        owners: list[int] = []
+        places: list[tuple[float, int, int]] = []  # view pixel → full pixel: (scale, dx, dy)
+        for media_index, img in enumerate(req.images):
+            views.append(img.working)
+            owners.append(media_index)
+            places.append((img.scale, 0, 0))
+            for tile, dx, dy in nsfw_tiles(img.rgb):
+                views.append(tile)
+                owners.append(media_index)
+                places.append((1.0, dx, dy))
+        proposers = set(policy.consent.face_proposals)
+        proposals: list[list[tuple[tuple[int, int, int, int], float]]] = [[] for _ in req.images]
+
+        def classify(alias: str) -> list[dict[str, float]]:
+            model = rt.nsfw[alias]
+            if alias in proposers and isinstance(model, NsfwWithFaces):
+                scored, boxes = model.classify_with_faces(views)
+                for (scale, dx, dy), owner, found in zip(places, owners, boxes, strict=True):
+                    proposals[owner].extend(((round(b[0] * scale) + dx, round(b[1] * scale) + dy,
+                                              round(b[2] * scale) + dx, round(b[3] * scale) + dy), sc)
+                                            for b, sc in found if sc >= FACE_PROPOSAL_SCORE)
+            else:
+                scored = model.classify(views)
+            if len(scored) != len(views):
+                raise ValueError(f"{len(scored)} results for {len(views)} images")
+            return max_per_image(scored, owners, len(req.images))
+
         nsfw_tasks = [
-            guarded(self._call(f"nsfw.{alias}", alias, functools.partial(rt.nsfw[alias].classify, working),
-                               rt.timeouts.get(alias)))
+            guarded(self._call(f"nsfw.{alias}", alias, functools.partial(classify, alias), rt.timeouts.get(alias)))
             for alias in nsfw_aliases
         ]
 
         def analyze() -> list[list[DetectedFace]]:
-            return [rt.face.analyze(w) for w in working]
+            # Faces are looked for at full resolution: a 40 px face of a 4096² render is 10 px in the
+            # 1024 px working copy. The analyzer chooses its own detection scale (classifiers/face_dlib.py).
+            return [rt.face.analyze(img.rgb) for img in req.images]
 
         def hashes() -> list[list[str]]:
             return [rt.hasher.hashes(w) for w in working]
 
-        face_task = guarded(self._call("faces", rt.face.info.name, analyze)) if working else _none()
+        # Full-coverage face detection costs in proportion to the pixels: the budget grows with them
+        # (the per-model timeout per 1024² of image, at least once; the intake pixel limit caps it).
+        pixels = sum(img.width * img.height for img in req.images)
+        base = rt.policy.consent.face_model.timeout_s or self.model_timeout_s
+        face_timeout = base * max(1.0, pixels / FACE_BUDGET_PIXELS)
+        face_task = guarded(self._call("faces", rt.face.info.name, analyze, face_timeout)) if working else _none()
         hash_task = guarded(self._call("hash_list", rt.hasher.info.name, hashes)) if working else _none()
         prompt_task = guarded(self.prompt_facts(rt, req.prompt)) if req.prompt and (
             stage_rules is None or stage_rules.prompt) else _none()
+        voice_task = voice_facts(self._call, self.consent, rt, req.tracks) if req.tracks else _no_voices()
 
         t0 = time.perf_counter()
-        nsfw_results, faces_raw, hashes_raw, prompt_facts = await asyncio.gather(
-            asyncio.gather(*nsfw_tasks), face_task, hash_task, prompt_task)
+        nsfw_results, faces_raw, hashes_raw, prompt_facts, (voices, voice_failures) = await asyncio.gather(
+            asyncio.gather(*nsfw_tasks), face_task, hash_task, prompt_task, voice_task)
+        failures.extend(voice_failures)
         observe(self.metrics.stage_seconds, "models", time.perf_counter() - t0)
 
         nsfw_facts: list[NsfwFact] = []
@@ -162,12 +206,16 @@ class CheckStage:
                                            {k: float(v) for k, v in scores.items()}))
 
         t1 = time.perf_counter()
+        if faces_raw is not None and any(proposals):
+            faces_raw = await guarded(self._call("faces", rt.face.info.name, functools.partial(
+                merge_proposals, rt.face, req.images, faces_raw, proposals), face_timeout))
         face_facts, embeddings = await guarded(self._match_faces(rt, req, faces_raw)) or ((), [])
         hash_hits: tuple[HashHit, ...] = ()
         if hashes_raw is not None:
             hash_hits = await guarded(self._hash_hits(rt, hashes_raw)) or ()
         names, concepts = prompt_facts if prompt_facts is not None else ((), {})
-        subject_ids = sorted({m.subject_id for f in face_facts for m in f.matches} | {n.subject_id for n in names})
+        subject_ids = sorted({m.subject_id for f in face_facts for m in f.matches} | {n.subject_id for n in names}
+                             | {m.subject_id for v in voices for m in v.matches})
         grants: dict[str, tuple[GrantFact, ...]] = {}
         subjects: dict[str, SubjectFact] = {}
 
@@ -182,9 +230,10 @@ class CheckStage:
 
         facts = Facts(
             stage=req.stage, use=req.use, tenant=req.tenant, end_user=req.end_user, now=self.clock(),
-            media_count=len(req.images), prompt=req.prompt, nsfw=tuple(nsfw_facts), faces=tuple(face_facts),
-            names=tuple(names), concepts=dict(concepts), hash_hits=hash_hits, subjects=subjects, grants=grants,
-            failures=tuple(failures),
+            media_count=len(req.images) + len(req.tracks), prompt=req.prompt, nsfw=tuple(nsfw_facts),
+            faces=tuple(face_facts), names=tuple(names), concepts=dict(concepts), hash_hits=hash_hits,
+            subjects=subjects, grants=grants, failures=tuple(failures), voices=voices,
+            media_kind="audio" if req.tracks and not req.images else "image",
         )
         verdict = await in_thread(decide, policy, facts)  # prompt regexes run here: never on the event loop
         elapsed = time.perf_counter() - start
@@ -196,13 +245,11 @@ class CheckStage:
     ) -> tuple[tuple[FaceFact, ...], list[np.ndarray]]:
         if not faces_raw:
             return (), []
-        located: list[tuple[int, DetectedFace, float]] = []
-        for media_index, (faces, img) in enumerate(zip(faces_raw, req.images, strict=True)):
-            for face in faces:
-                located.append((media_index, face, img.scale))
+        # boxes are in full-resolution pixels (the analyzer saw `DecodedImage.rgb`)
+        located = [(media_index, face) for media_index, faces in enumerate(faces_raw) for face in faces]
         if not located:
             return (), []
-        embeddings = [f.embedding for _, f, _ in located if f.embedding is not None]
+        embeddings = [f.embedding for _, f in located if f.embedding is not None]
         matches: list[list[FaceMatch]] = []
         if embeddings:
             matrix = np.stack(embeddings).astype(np.float32)
@@ -213,8 +260,8 @@ class CheckStage:
         matched = iter(matches)
         identify_min = rt.policy.consent.identify_min_px
         facts = []
-        for media_index, face, scale in located:
-            bbox: tuple[int, int, int, int] = tuple(int(round(v * scale)) for v in face.bbox)  # type: ignore[assignment]
+        for media_index, face in located:
+            bbox = face.bbox
             if face.embedding is None:
                 why = face.unidentified or "the face analyzer could not embed it"
                 facts.append(FaceFact(media_index, bbox, float(face.det_score), (), unidentified=why))
@@ -255,5 +302,84 @@ class CheckStage:
         return names, concepts
 
 
+FACE_BUDGET_PIXELS = 1024 * 1024  # faces get the per-model timeout per this many pixels (at least once)
+FACE_PROPOSAL_SCORE = 0.5  # NudeNet FACE_* boxes this confident count as faces (benign pictures: none >= 0.2)
+NSFW_TILE_PX = 1024  # images longer than 1.5× this are also judged in tiles of about this size
+
+
+def nsfw_tiles(rgb: np.ndarray) -> list[tuple[np.ndarray, int, int]]:
+    """Full-resolution tiles (a grid of about NSFW_TILE_PX squares, no gaps) of an image longer than
+    1.5 × NSFW_TILE_PX, each with its top-left (x, y); none for smaller images, which the working copy
+    already shows at about that size. The models resize each tile to their own input (NudeNet 320,
+    open_nsfw 224)."""
+    h, w = rgb.shape[:2]
+    if max(h, w) <= NSFW_TILE_PX * 1.5:
+        return []
+    nx, ny = math.ceil(w / NSFW_TILE_PX), math.ceil(h / NSFW_TILE_PX)
+    xs = [round(i * w / nx) for i in range(nx + 1)]
+    ys = [round(j * h / ny) for j in range(ny + 1)]
+    return [(rgb[ys[j]:ys[j + 1], xs[i]:xs[i + 1]], xs[i], ys[j]) for j in range(ny) for i in range(nx)]
+
+
+def _same_face(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Two boxes of one face from different detectors (their box conventions differ: NudeNet's takes in
+    hair and chin): they overlap by IoU >= 0.3, or one's centre lies inside the other."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    if union > 0 and inter / union >= 0.3:
+        return True
+    for p, q in ((a, b), (b, a)):
+        cx, cy = (p[0] + p[2]) / 2, (p[1] + p[3]) / 2
+        if q[0] <= cx <= q[2] and q[1] <= cy <= q[3]:
+            return True
+    return False
+
+
+def merge_proposals(
+    analyzer: FaceAnalyzer, images: list[DecodedImage], found: list[list[DetectedFace]],
+    proposals: list[list[tuple[tuple[int, int, int, int], float]]],
+) -> list[list[DetectedFace]]:
+    """The analyzer's faces plus each proposed box (another model's face, full-resolution pixels) that
+    none of them covers — merged across views (a face seen whole and in a tile is one face). Those extra
+    faces are turned, in profile or occluded (the analyzer did not find them): they are embedded when the
+    analyzer can (a match is still a match) and carry `unidentified` either way, so an unmatched one is
+    never "nobody enrolled"."""
+    out: list[list[DetectedFace]] = []
+    for img, faces, boxes in zip(images, found, proposals, strict=True):
+        extra: list[DetectedFace] = []
+        for box, score in sorted(boxes, key=lambda item: -item[1]):
+            x0, y0 = max(0, box[0]), max(0, box[1])
+            x1, y1 = min(img.width, box[2]), min(img.height, box[3])
+            if x1 - x0 < 2 or y1 - y0 < 2:
+                continue
+            clipped = (x0, y0, x1, y1)
+            if any(_same_face(clipped, f.bbox) for f in [*faces, *extra]):
+                continue
+            extra.append(DetectedFace(bbox=clipped, det_score=float(score), unidentified=(
+                "seen by the NSFW model's face detector only (turned, in profile or occluded): the face "
+                "analyzer cannot identify it with confidence")))
+        if extra and isinstance(analyzer, TwoStageFaceAnalyzer):
+            extra = [replace(e, embedding=done.embedding) for e, done in
+                     zip(extra, analyzer.embed(img.rgb, extra), strict=True)]
+        out.append([*faces, *extra])
+    return out
+
+
+def max_per_image(scored: list[dict[str, float]], owners: list[int], count: int) -> list[dict[str, float]]:
+    """Per image, per label: the highest score over its views (whole image and tiles)."""
+    out: list[dict[str, float]] = [{} for _ in range(count)]
+    for scores, owner in zip(scored, owners, strict=True):
+        merged = out[owner]
+        for label, value in scores.items():
+            merged[label] = max(merged.get(label, 0.0), float(value))
+    return out
+
+
 async def _none() -> None:
     return None
+
+
+async def _no_voices() -> tuple[tuple[VoiceFact, ...], list[ModelFailure]]:
+    return (), []

@@ -67,7 +67,8 @@ class ConsentFaults:
 
 @dataclass
 class MemoryConsent:
-    """A ConsentLookup over dicts. `templates[model]` holds (subject id, unit embedding) pairs."""
+    """A ConsentLookup over dicts. `templates[model]` holds (subject id, unit embedding) pairs, and
+    `voice_templates[model]` the same for voices."""
 
     templates: dict[str, list[tuple[str, np.ndarray]]] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)  # lower-case name -> subject id
@@ -75,6 +76,7 @@ class MemoryConsent:
     grants: dict[str, list[GrantFact]] = field(default_factory=dict)
     subjects: dict[str, SubjectFact] = field(default_factory=dict)
     faults: ConsentFaults = field(default_factory=ConsentFaults)
+    voice_templates: dict[str, list[tuple[str, np.ndarray]]] = field(default_factory=dict)
 
     def _guard(self) -> None:
         if self.faults.unavailable:
@@ -85,6 +87,14 @@ class MemoryConsent:
         out: list[list[FaceMatch]] = []
         for vector in np.asarray(embeddings, dtype=np.float32):
             found = [FaceMatch(sid, float(np.dot(vector, t))) for sid, t in self.templates.get(model_name, [])]
+            out.append(sorted((m for m in found if m.similarity >= threshold), key=lambda m: -m.similarity))
+        return out
+
+    def match_voices(self, model_name: str, embeddings: np.ndarray, threshold: float) -> list[list[FaceMatch]]:
+        self._guard()
+        out: list[list[FaceMatch]] = []
+        for vector in np.asarray(embeddings, dtype=np.float32):
+            found = [FaceMatch(sid, float(np.dot(vector, t))) for sid, t in self.voice_templates.get(model_name, [])]
             out.append(sorted((m for m in found if m.similarity >= threshold), key=lambda m: -m.similarity))
         return out
 

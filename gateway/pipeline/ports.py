@@ -49,13 +49,19 @@ class PolicySource(Protocol):
 
 
 class ConsentLookup(Protocol):
-    """The four questions the pipeline asks the consent registry: who is this face, who is named,
+    """The questions the pipeline asks the consent registry: who is this face (and this voice), who is named,
     which hash-list entries are near, which grants (and subject flags) hold right now. Any call may
     raise; the pipeline records a `ModelFailure` and the decision fails closed."""
 
     def match_faces(
         self, model_name: str, embeddings: np.ndarray, threshold: float
     ) -> list[list[FaceMatch]]: ...
+
+    def match_voices(
+        self, model_name: str, embeddings: np.ndarray, threshold: float
+    ) -> list[list[FaceMatch]]:
+        """Per speech window: the enrolled voices of `model_name` at cosine >= threshold, best first."""
+        ...
 
     def match_names(self, prompt: str) -> list[tuple[str, str]]: ...
 
@@ -142,6 +148,9 @@ class EmptyConsent:
     """No registry attached: nobody enrolled — no face matches, no names, no hashes, no grants."""
 
     def match_faces(self, model_name: str, embeddings: np.ndarray, threshold: float) -> list[list[FaceMatch]]:
+        return [[] for _ in range(len(embeddings))]
+
+    def match_voices(self, model_name: str, embeddings: np.ndarray, threshold: float) -> list[list[FaceMatch]]:
         return [[] for _ in range(len(embeddings))]
 
     def match_names(self, prompt: str) -> list[tuple[str, str]]:

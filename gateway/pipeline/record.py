@@ -128,6 +128,27 @@ class FaceFinding:
 
 
 @dataclass
+class VoiceFinding:
+    """A stretch of speech (seconds into the audio, or into a video's soundtrack) and who it matched."""
+
+    media_index: int
+    start: float
+    end: float
+    matches: list[MatchFinding]
+    consent: ConsentState
+    unidentified: str | None = None  # the key is absent when None
+
+    def to_dict(self) -> JsonObject:
+        out: JsonObject = {
+            "media_index": self.media_index, "start": self.start, "end": self.end,
+            "matches": [m.to_dict() for m in self.matches], "consent": self.consent.to_dict(),
+        }
+        if self.unidentified is not None:
+            out["unidentified"] = {"why": self.unidentified}
+        return out
+
+
+@dataclass
 class NameFinding:
     """An enrolled subject named in the prompt."""
 
@@ -177,6 +198,7 @@ class Findings:
     hashes: list[HashFinding] = field(default_factory=list)
     shadow: list[JsonObject] = field(default_factory=list)
     failures: list[ModelFailureFinding] = field(default_factory=list)  # the key is absent when empty
+    voices: list[VoiceFinding] | None = None  # the key is absent when no audio was checked
 
     def to_dict(self) -> JsonObject:
         out: JsonObject = {
@@ -188,6 +210,8 @@ class Findings:
         }
         if self.failures:
             out["failures"] = [f.to_dict() for f in self.failures]
+        if self.voices is not None:
+            out["voices"] = [v.to_dict() for v in self.voices]
         return out
 
 
@@ -424,6 +448,14 @@ def build_record(
         )
         for face, consent in zip(facts.faces, verdict.face_consent, strict=False)
     ]
+    voices = [
+        VoiceFinding(
+            media_index=v.media_index, start=round(v.start, 3), end=round(v.end, 3),
+            matches=[MatchFinding(m.subject_id, round(m.similarity, 4)) for m in v.matches],
+            consent=_consent(consent), unidentified=v.unidentified if consent.state == "unidentified" else None,
+        )
+        for v, consent in zip(facts.voices, verdict.voice_consent, strict=False)
+    ]
     prompt: list[NameFinding | ConceptFinding] = [
         NameFinding(n.subject_id, _consent(c)) for n, c in zip(facts.names, verdict.name_consent, strict=False)
     ]
@@ -433,6 +465,7 @@ def build_record(
         hashes=[HashFinding(h.media_index, h.subject_id, h.distance) for h in facts.hash_hits],
         shadow=[dict(s) for s in verdict.shadow],
         failures=[ModelFailureFinding(f.check, f.model, f.message) for f in facts.failures],
+        voices=voices if (voices or facts.media_kind == "audio") else None,
     )
     return DecisionRecord(
         decision_id=decision_id, decision=verdict.decision, request_id=request_id, stage=facts.stage,
@@ -451,7 +484,7 @@ def caller_view(record: dict[str, Any], *, tenant: str, is_operator: bool) -> di
         return record
     view = copy.deepcopy(record)
     findings = view.get("findings", {})
-    for face in findings.get("faces", []):
+    for face in [*findings.get("faces", []), *findings.get("voices", [])]:
         if face.get("consent", {}).get("state") != "granted":
             face["matches"] = []
     for item in findings.get("prompt", []):

@@ -14,16 +14,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.apikeys import Principal
-from gateway.errors import Invalid
+from gateway.apikeys import Principal, require_use
+from gateway.audio.intake import DecodedAudio
+from gateway.errors import Invalid, UnsupportedMedia
 from gateway.media import DecodedImage
 from gateway.pipeline.check import CheckInput, CheckResult, CheckStage
 from gateway.pipeline.ports import Clock, PipelineConfig, PipelinePorts
 from gateway.pipeline.record import DecisionRecord, MediaRef, build_record
 from gateway.pipeline.release import ReleasedFile, release_images
 from gateway.pipeline.request import CheckRequest
-from gateway.pipeline.steps import append, decode_images, new_id, runtime_for
+from gateway.pipeline.steps import append, decode_audio_parts, decode_images, is_audio, new_id, runtime_for
 from gateway.pipeline.video import VideoFlow, is_video
+from gateway.pipeline.voice import Track
 from gateway.policy.runtime import PolicyRuntime
 from gateway.requestlog import note_decision, stage
 
@@ -83,16 +85,21 @@ class Pipeline:
             return await decode_images(parts, self.config)
 
     async def decide(self, principal: Principal, request: CheckRequest, images: list[DecodedImage], *,
-                     request_id: str | None = None) -> Decision:
+                     request_id: str | None = None, audio: list[DecodedAudio] | None = None) -> Decision:
+        require_use(principal, request.use)  # the key's uses bind the use (403 use_not_allowed)
         runtime, digest = self.runtime_for(principal.tenant)
+        audio = audio or []
+        tracks = [Track(i, a.samples) for i, a in enumerate(audio)]
         result = await self.checker.run(
             runtime,
-            CheckInput(request.stage, request.use, principal.tenant, request.end_user, request.prompt, images),
+            CheckInput(request.stage, request.use, principal.tenant, request.end_user, request.prompt, images,
+                       tracks),
         )
+        media = [MediaRef(img.sha256, img.mime, img.width, img.height) for img in images]
+        media += [MediaRef(a.sha256, a.mime, 0, 0, round(a.duration_s, 3)) for a in audio]
         record = build_record(
             decision_id=new_id(), request_id=request_id or request.request_id or new_id(), facts=result.facts,
-            verdict=result.verdict, policy=runtime.policy, policy_digest=digest,
-            media=[MediaRef(img.sha256, img.mime, img.width, img.height) for img in images],
+            verdict=result.verdict, policy=runtime.policy, policy_digest=digest, media=media,
         )
         self.ports.metrics.decisions.labels(request.stage, request.use, result.verdict.decision).inc()
         note_decision(decision_id=record.decision_id, tenant=principal.tenant, verdict=result.verdict.decision,
@@ -106,11 +113,17 @@ class Pipeline:
     # -- the entry points --------------------------------------------------------------------
     async def check(self, principal: Principal, request: CheckRequest, parts: list[bytes]) -> DecisionRecord:
         """Decide on images (or one small video) and record it; nothing is marked or released."""
+        require_use(principal, request.use)
         if any(is_video(part) for part in parts):  # small videos are checked here; larger ones: jobs
             if len(parts) != 1:
                 raise Invalid(f"a video is checked on its own: send exactly one `media` part (got {len(parts)})")
             record, _ = await self.video.run_upload(principal, request, parts[0], "check")
             return record
+        if any(is_audio(part) for part in parts):  # voices are likenesses too (issue #18)
+            with stage(self.ports.metrics.stage_seconds, "decode"):
+                audio = await decode_audio_parts(parts, self.config)
+            decision = await self.decide(principal, request, [], audio=audio)
+            return await self.append(decision.record)
         decision = await self.decide(principal, request, await self.decode(parts))
         return await self.append(decision.record)
 
@@ -119,9 +132,13 @@ class Pipeline:
                       allow_video: bool = True) -> Release:
         """The output check of a render, then on allow its obligations, then the record: the files
         come back only when the appended record allows."""
+        require_use(principal, request.use)
         if allow_video and len(parts) == 1 and is_video(parts[0]):  # small videos: as MP4; larger: jobs
             record, video = await self.video.run_upload(principal, request, parts[0], "release")
             return Release(record, [ReleasedFile(video, "video/mp4")] if video is not None else [])
+        if any(is_audio(part) for part in parts):
+            raise UnsupportedMedia("releasing audio needs its audio watermark, which is not available yet: "
+                                   "check audio with /v1/check", code="audio_release_unavailable")
         images = await self.decode(parts)
         output: CheckRequest = request.model_copy(update={"stage": "output"})
         decision = await self.decide(principal, output, images, request_id=request_id)

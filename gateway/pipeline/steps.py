@@ -8,7 +8,8 @@ from __future__ import annotations
 import secrets
 import time
 
-from gateway.errors import NotReady, TooLarge
+from gateway.audio.intake import AudioLimits, DecodedAudio, decode_audio, sniff_audio
+from gateway.errors import BadInput, NotReady, TooLarge
 from gateway.media import DecodedImage, decode_image
 from gateway.pipeline.errors import AuditUnavailable
 from gateway.pipeline.ports import PipelineConfig, PipelinePorts, PolicySource
@@ -17,7 +18,7 @@ from gateway.pipeline.threads import in_thread
 from gateway.policy.runtime import PolicyRuntime
 from gateway.requestlog import observe
 
-__all__ = ["append", "decode_images", "new_id", "runtime_for"]
+__all__ = ["append", "decode_audio_parts", "decode_images", "is_audio", "new_id", "runtime_for"]
 
 
 def new_id() -> str:
@@ -38,6 +39,22 @@ async def decode_images(parts: list[bytes], config: PipelineConfig) -> list[Deco
     if len(parts) > config.max_media_parts:
         raise TooLarge(f"{len(parts)} media parts; the limit is {config.max_media_parts}")
     return [await in_thread(decode_image, data, config.limits, index=i) for i, data in enumerate(parts)]
+
+
+def is_audio(data: bytes) -> bool:
+    """Whether a media part is audio (sniffed from its first bytes, like every other type)."""
+    return sniff_audio(data[:64]) is not None
+
+
+async def decode_audio_parts(parts: list[bytes], config: PipelineConfig) -> list[DecodedAudio]:
+    """Every part must be audio: a request mixes no audio with images (send them apart)."""
+    if len(parts) > config.max_media_parts:
+        raise TooLarge(f"{len(parts)} media parts; the limit is {config.max_media_parts}")
+    if not all(is_audio(p) for p in parts):
+        raise BadInput("audio is checked on its own: send images and audio in separate requests",
+                       code="mixed_media")
+    limits = AudioLimits(max_bytes=config.limits.max_bytes)
+    return [await in_thread(decode_audio, data, limits, index=i) for i, data in enumerate(parts)]
 
 
 async def append(ports: PipelinePorts, record: DecisionRecord) -> DecisionRecord:

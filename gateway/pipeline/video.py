@@ -30,7 +30,8 @@ from typing import Literal
 
 from classifiers.rayserve.client import RemoteFace
 from gateway.apikeys import Principal
-from gateway.decision import Facts, ModelFailure, Verdict, decide
+from gateway.audio.intake import AudioLimits, decode_soundtrack
+from gateway.decision import Facts, ModelFailure, Verdict, VoiceFact, decide
 from gateway.errors import GatewayError, TooLarge
 from gateway.media import sniff
 from gateway.pipeline.check import CheckStage
@@ -48,6 +49,7 @@ from gateway.pipeline.video_facts import (
     video_record,
     wanted_models,
 )
+from gateway.pipeline.voice import Track, voice_facts
 from gateway.policy.runtime import PolicyRuntime
 from gateway.policy.schema import VideoSettings
 from gateway.provenance.c2pa_sign import ReleaseClaim
@@ -152,9 +154,18 @@ class VideoFlow:
         self.checker = checker
 
     def _facts(self, rt: PolicyRuntime, run: VideoRun, stage: str, vf: VideoFacts, acc: ConsentSoFar,
-               prompt: PromptFacts, failures: list[ModelFailure]) -> Facts:
+               prompt: PromptFacts, failures: list[ModelFailure], voices: tuple[VoiceFact, ...] = ()) -> Facts:
         return video_facts(self.ports.consent, self.checker.clock, rt, run.request, run.principal.tenant, stage,
-                           vf, acc, prompt, failures)
+                           vf, acc, prompt, failures, voices)
+
+    async def _soundtrack(self, rt: PolicyRuntime, src: Path,
+                          max_seconds: float) -> tuple[tuple[VoiceFact, ...], list[ModelFailure]]:
+        """The voices in the video's soundtrack (issue #18), through the audio intake's decoder."""
+        limits = AudioLimits(max_bytes=2**62, max_seconds=max_seconds + 1.0)  # the video's limits hold
+        track = await asyncio.to_thread(decode_soundtrack, src, limits)
+        if track is None:
+            return (), []
+        return await voice_facts(self.checker._call, self.ports.consent, rt, [Track(0, track.samples)])
 
     async def _prompt(self, rt: PolicyRuntime, prompt: str | None) -> tuple[PromptFacts, list[ModelFailure]]:
         if not prompt:
@@ -179,13 +190,16 @@ class VideoFlow:
         overlap = releasing and vs.overlap
         wm_id = await asyncio.to_thread(self._reserve, run.decision_id) if overlap and watermarking else None
         output = run.work_dir / f"{run.decision_id}.mp4"
+        soundtrack = asyncio.ensure_future(self._soundtrack(rt, run.src, limits_of(vs).max_seconds))
         try:
             speculative = self._mark_spec(vs, output, wm_id, info) if overlap else None
             with timed(self.ports.metrics.stage_seconds, "video_analysis"):
                 passed, vf, acc = await self._analyse(rt, run, stage, info, prompt, failures, hooks,
                                                       mark=speculative, weight=0.9 if releasing else 0.97)
             hooks.progress("decide", 0.9 if releasing else 0.97)
-            facts = await asyncio.to_thread(self._facts, rt, run, stage, vf, acc, prompt, failures)
+            voices, voice_failures = await soundtrack
+            facts = await asyncio.to_thread(self._facts, rt, run, stage, vf, acc, prompt,
+                                            [*failures, *voice_failures], voices)
             verdict = await asyncio.to_thread(decide, rt.policy, facts)  # prompt rules: off the event loop
             record = video_record(decision_id=run.decision_id, request_id=run.request_id, rt=rt, digest=digest,
                                   facts=facts, verdict=verdict, vf=vf, info=info, sha256=sha256)
@@ -202,6 +216,7 @@ class VideoFlow:
             hooks.progress("record", 0.99)
             record = await append(self.ports, record)
         except BaseException:
+            soundtrack.cancel()
             await asyncio.to_thread(self._discard, output, run.decision_id)
             raise
         self.ports.metrics.decisions.labels(stage, run.request.use, record.decision).inc()

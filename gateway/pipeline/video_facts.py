@@ -23,6 +23,7 @@ from gateway.decision import (
     NsfwFact,
     SubjectFact,
     Verdict,
+    VoiceFact,
 )
 from gateway.pipeline.ports import Clock, ConsentLookup
 from gateway.pipeline.record import (
@@ -126,8 +127,8 @@ def match_batch(consent: ConsentLookup, rt: PolicyRuntime, facts: VideoFacts, fi
 
 def video_facts(consent: ConsentLookup, clock: Clock, rt: PolicyRuntime, request: CheckRequest, tenant: str,
                 stage: str, vf: VideoFacts, acc: ConsentSoFar, prompt: PromptFacts,
-                failures: list[ModelFailure]) -> Facts:
-    """The facts seen so far (grants read now), as `decide()` takes them."""
+                failures: list[ModelFailure], voices: tuple[VoiceFact, ...] = ()) -> Facts:
+    """The facts seen so far (grants read now), as `decide()` takes them; `voices` are the soundtrack's."""
     nsfw = []
     for alias, per_frame in vf.nsfw.items():
         model = rt.nsfw[alias]
@@ -139,7 +140,8 @@ def video_facts(consent: ConsentLookup, clock: Clock, rt: PolicyRuntime, request
         ModelFailure(f.check, f.check.removeprefix("nsfw.") if f.check.startswith("nsfw.") else f.model,
                      f.message) for f in vf.failures]
     all_failures = [*failures, *analysis_failures, *acc.failures]
-    ids = sorted({m.subject_id for f in acc.faces for m in f.matches} | {n.subject_id for n in names})
+    ids = sorted({m.subject_id for f in acc.faces for m in f.matches} | {n.subject_id for n in names}
+                 | {m.subject_id for v in voices for m in v.matches})
     grants: dict[str, tuple[GrantFact, ...]] = {}
     subjects: dict[str, SubjectFact] = {}
     if ids:
@@ -150,7 +152,7 @@ def video_facts(consent: ConsentLookup, clock: Clock, rt: PolicyRuntime, request
     return Facts(stage=stage, use=request.use, tenant=tenant, end_user=request.end_user, now=clock(),
                  media_count=1, prompt=request.prompt, nsfw=tuple(nsfw), faces=tuple(acc.faces), names=tuple(names),
                  concepts=dict(concepts), hash_hits=tuple(acc.hash_hits.values()), subjects=dict(subjects),
-                 grants=grants, failures=tuple(all_failures), media_kind="video")
+                 grants=grants, failures=tuple(all_failures), media_kind="video", voices=voices)
 
 
 def video_record(*, decision_id: str, request_id: str, rt: PolicyRuntime, digest: str, facts: Facts,

@@ -19,7 +19,7 @@ A case file:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from gateway.decision import (
     NameFact,
     NsfwFact,
     SubjectFact,
+    VoiceFact,
     decide,
 )
 from gateway.policy.loader import PolicyBundle
@@ -91,6 +92,12 @@ def facts_from_yaml(data: dict[str, Any]) -> Facts:
         failures=tuple(ModelFailure(f["check"], f.get("model", "?"), f.get("message", "failed"))
                        for f in data.get("failures", [])),
         media_kind=data.get("media_kind", "image"),
+        voices=tuple(
+            VoiceFact(int(v.get("media_index", 0)), float(v.get("start", 0.0)), float(v.get("end", 3.0)),
+                      tuple(FaceMatch(m["subject"], float(m.get("similarity", 0.9))) for m in v.get("matches", [])),
+                      unidentified=v.get("unidentified"))
+            for v in data.get("voices", [])
+        ),
     )
 
 
@@ -100,11 +107,33 @@ class CaseResult:
     name: str
     ok: bool
     message: str
+    # What decide() saw and did, so a failed case shows why (as `opa test --explain` does):
+    fired: list[str] = field(default_factory=list)  # "[outcome] rule: detail" of every reason
+    scores: list[str] = field(default_factory=list)  # "model: label=score, ..." of the nsfw facts
+    tenant: str | None = None
 
 
-def run_cases(bundle: PolicyBundle, tests_dir: Path) -> list[CaseResult]:
+def case_files(tests_dir: Path) -> list[Path]:
+    return sorted(tests_dir.glob("*.y*ml"))
+
+
+def tested_tenants(files: list[Path]) -> set[str]:
+    """The tenants whose overlay some case file tests (`tenant:` at its top)."""
+    out = set()
+    for path in files:
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("tenant"), str):
+            out.add(doc["tenant"])
+    return out
+
+
+def run_cases(bundle: PolicyBundle, tests_dir: Path, files: list[Path] | None = None) -> list[CaseResult]:
+    """Run the cases of FILES (default: every case file of TESTS_DIR) that target BUNDLE's policy."""
     results: list[CaseResult] = []
-    for path in sorted(tests_dir.glob("*.y*ml")):
+    for path in files if files is not None else case_files(tests_dir):
         try:
             doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
@@ -144,5 +173,11 @@ def run_cases(bundle: PolicyBundle, tests_dir: Path) -> list[CaseResult]:
                     problems.append(f"reason {unwanted!r} present")
             if "blur" in expect and len(verdict.obligations.get("blur", [])) != expect["blur"]:
                 problems.append(f"blur obligations {verdict.obligations.get('blur', [])}, expected {expect['blur']}")
-            results.append(CaseResult(path.name, name, not problems, "; ".join(problems) or "ok"))
+            facts = facts_from_yaml(facts_data)
+            results.append(CaseResult(
+                path.name, name, not problems, "; ".join(problems) or "ok",
+                fired=[f"[{r.outcome}] {r.rule}: {r.detail}" for r in verdict.reasons],
+                scores=[f"{f.model}: " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(f.scores.items()))
+                        for f in facts.nsfw],
+                tenant=tenant))
     return results

@@ -6,16 +6,18 @@ SIGHUP."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.policy.loader import PolicyBundle, PolicyError, bundle_digest, load_bundle
 from gateway.policy.runtime import ModelPool, PolicyRuntime
+from gateway.policy.tighten import loosenings
 
 log = logging.getLogger("consentgate.policy")
 
@@ -25,6 +27,9 @@ class ActivePolicy:
     bundle: PolicyBundle
     runtime: PolicyRuntime
     overlay_runtimes: dict[str, PolicyRuntime]
+    # What other parts build from the same bundle bytes (e.g. "routes": the route table), so they
+    # go live in the same swap as the policies: one reference, never one without the other.
+    attachments: dict[str, object] = field(default_factory=dict)
 
     def for_tenant(self, tenant: str) -> PolicyRuntime:
         return self.overlay_runtimes.get(tenant, self.runtime)
@@ -51,6 +56,8 @@ class PolicyManager:
         self.on_result = on_result
         self.on_activate = on_activate
         self.validators: list[Callable[[ActivePolicy], None]] = []
+        # name → build(active) from the bundle's bytes; raises PolicyError to refuse the bundle.
+        self.attachers: dict[str, Callable[[ActivePolicy], object]] = {}
         self.active: ActivePolicy | None = None
         self.last_error: str | None = None
         self.last_error_at: datetime | None = None
@@ -84,16 +91,43 @@ class PolicyManager:
         if errors or runtime is None:
             raise PolicyError(errors)
         active = ActivePolicy(bundle, runtime, overlays)
+        self._check_removed_overlays(bundle)
+        for name, attach in self.attachers.items():
+            active.attachments[name] = attach(active)  # raises PolicyError to refuse the bundle
         for validate in self.validators:
             validate(active)  # raises PolicyError to refuse the bundle
         return active
+
+    def _check_removed_overlays(self, bundle: PolicyBundle) -> None:
+        """A tenant whose overlay disappeared (file deleted, or `applies_to` no longer names this
+        policy) falls back to the base: a loosening like any other, refused unless every setting it
+        loosens is listed under the base's `tenant_may_loosen.settings` (issue #15.10). Allowed
+        removals are logged loudly. The comparison is with the active bundle: across a restart only
+        a signed bundle (`CONSENTGATE_POLICY_TRUST_KEY`) shows that a file went missing."""
+        previous = self.active
+        if previous is None:
+            return
+        allowed = set(bundle.policy.tenant_may_loosen.settings)
+        errors: list[str] = []
+        for tenant in sorted(set(previous.bundle.overlays) - set(bundle.overlays)):
+            loosened = [(s, why) for s, why in loosenings(previous.bundle.overlays[tenant], bundle.policy)
+                        if not any(s == a or s.startswith(a + ".") for a in allowed)]
+            where = f"{self.directory}/tenants/{tenant}.yaml"
+            if loosened:
+                what = "; ".join(f"{s} ({why})" for s, why in loosened[:10])
+                errors.append(f"{where}:?: tenant {tenant!r}: removing its overlay would loosen its policy: {what}; "
+                              "restore the file, or list those settings under tenant_may_loosen.settings in the base")
+            else:
+                log.warning("POLICY OVERLAY REMOVED: tenant %r now gets the base policy %r (%s is gone)",
+                            tenant, bundle.policy.name, where)
+        if errors:
+            raise PolicyError(errors)
 
     def reload(self) -> bool:
         """Validate and activate the bundle on disk; False (and last good kept) when refused."""
         with self._lock:
             try:
-                digest = bundle_digest(self.directory) if self.directory.is_dir() else None
-                self._seen_digest = digest
+                self._seen_digest = self._fingerprint() if self.directory.is_dir() else None
                 active = self.build()
             except PolicyError as exc:
                 self.last_error = str(exc)
@@ -110,22 +144,34 @@ class PolicyManager:
                 if self.on_result:
                     self.on_result("refused")
                 return False
-            changed = self.active is None or self.active.bundle.digest != active.bundle.digest
+            previous = self.active.bundle.digest if self.active is not None else None
+            changed = previous != active.bundle.digest
             if self.on_activate is not None:
                 self.on_activate(active)
             self.active = active
             self.last_error = None
             self.last_error_at = None
-            if changed:
-                log.info("policy %s active (digest %s)", active.bundle.policy.name, active.bundle.digest[:12])
+            if changed:  # every successful (re)load is logged with the new digest (and the one it replaced)
+                log.info("policy bundle %s active: digest %s (was %s), %d file(s), tenant overlays: %s",
+                         active.bundle.policy.name, active.bundle.digest, previous or "nothing",
+                         len(active.bundle.files), ", ".join(sorted(active.bundle.overlays)) or "none")
             if self.on_result:
                 self.on_result("ok")
             return True
 
+    def _fingerprint(self) -> str:
+        """The bundle digest plus the signature file's bytes: signing a refused bundle (the digest
+        unchanged, only `bundle.sig` new) must trigger a reload too."""
+        try:
+            sig = (self.directory / "bundle.sig").read_bytes()
+        except OSError:
+            sig = b""
+        return f"{bundle_digest(self.directory)}:{hashlib.sha256(sig).hexdigest()}"
+
     def poll_once(self) -> None:
         try:
-            digest = bundle_digest(self.directory)
-        except OSError:
+            digest = self._fingerprint()
+        except (OSError, PolicyError):
             return
         # Nothing active yet (e.g. the model workers were unreachable at start): try again now and
         # then, so the gateway becomes ready by itself once they answer.

@@ -211,6 +211,8 @@ def check_models(
     ]
     wanted.append(("face", policy.consent.face_model.adapter, ("consent", "face_model", "adapter")))
     wanted.append(("hash", policy.hash_list.model.adapter, ("hash_list", "model", "adapter")))
+    if policy.consent.voice_model is not None:
+        wanted.append(("voice", policy.consent.voice_model.adapter, ("consent", "voice_model", "adapter")))
     if policy.prompt.text_model is not None:
         wanted.append(("text", policy.prompt.text_model.adapter, ("prompt", "text_model", "adapter")))
     elif policy.prompt.concepts:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from classifiers.base import FaceAnalyzer, NsfwClassifier, PerceptualHasher, TextEmbedder
+from classifiers.base import FaceAnalyzer, NsfwClassifier, NsfwWithFaces, PerceptualHasher, TextEmbedder, VoiceEmbedder
 from classifiers.registry import ModelRegistry
 from gateway.policy.errors import PolicyError
 from gateway.policy.parse import dotted, report
@@ -35,6 +35,7 @@ class PolicyRuntime:
     text: TextEmbedder | None
     concept_vectors: dict[str, np.ndarray] = field(default_factory=dict)
     timeouts: dict[str, float | None] = field(default_factory=dict)
+    voice: VoiceEmbedder | None = None  # consent.voice_model (None: the policy takes no audio)
 
 
 class ModelPool:
@@ -74,6 +75,10 @@ class ModelPool:
         adapter: TextEmbedder = self.get("text", spec)
         return adapter
 
+    def voice(self, spec: ModelSpec) -> VoiceEmbedder:
+        adapter: VoiceEmbedder = self.get("voice", spec)
+        return adapter
+
     def loaded(self) -> list[dict[str, str]]:
         with self._lock:
             return [
@@ -111,6 +116,11 @@ class ModelPool:
                         issue(("uses", use, stage_name, "nsfw", index, "labels", label),
                               f"label {label!r} is not produced by adapter {model.info.name!r} "
                               f"(its labels: {', '.join(model.labels)})")
+        for index, alias in enumerate(policy.consent.face_proposals):
+            proposer = nsfw.get(alias)
+            if proposer is not None and not isinstance(proposer, NsfwWithFaces):
+                issue(("consent", "face_proposals", index),
+                      f"model {alias!r} (adapter {proposer.info.name!r}) does not locate faces")
         face: FaceAnalyzer | None = None
         hasher: PerceptualHasher | None = None
         text: TextEmbedder | None = None
@@ -122,6 +132,12 @@ class ModelPool:
             hasher = self.hasher(policy.hash_list.model)
         except Exception as exc:  # noqa: BLE001
             issue(("hash_list", "model"), f"cannot load: {exc}")
+        voice: VoiceEmbedder | None = None
+        if policy.consent.voice_model is not None:
+            try:
+                voice = self.voice(policy.consent.voice_model)
+            except Exception as exc:  # noqa: BLE001
+                issue(("consent", "voice_model"), f"cannot load: {exc}")
         concept_vectors: dict[str, np.ndarray] = {}
         if policy.prompt.text_model is not None:
             try:
@@ -133,4 +149,4 @@ class ModelPool:
         if issues or face is None or hasher is None:
             raise PolicyError(report(issues))
         timeouts = {alias: spec.timeout_s for alias, spec in policy.models.items()}
-        return PolicyRuntime(policy, nsfw, face, hasher, text, concept_vectors, timeouts)
+        return PolicyRuntime(policy, nsfw, face, hasher, text, concept_vectors, timeouts, voice)

@@ -166,10 +166,20 @@ class ConsentSettings(Strict):
     min_face_px: int = Field(
         default=40, ge=1, le=100_000, description="Unidentified faces shorter than this many pixels (at full "
         "resolution) are not ruled on (recorded only); identified matches always are.")
+    face_proposals: list[str] = Field(
+        default_factory=list, description="Aliases of `models` that also locate faces (NudeNet's FACE_* "
+        "boxes): a second face detector. A face only they see is embedded when possible and is "
+        "`unidentified` unless it matches. They run on every check with media.")
     identify_min_px: int = Field(
         default=40, ge=1, le=100_000, description="An unmatched face shorter than this is `unidentified`, "
         "not `no_match`: its embedding is not reliable enough to say it is nobody enrolled.")
     fail_open: Literal[False] = Field(default=False, description="Consent checks always fail closed.")
+    voice_model: ModelSpec | None = Field(
+        default_factory=lambda: ModelSpec(adapter="resemblyzer"),
+        description="Speaker embedder for voice consent (issue #18); null: this policy takes no audio.")
+    voice_match_threshold: float = Field(
+        default=0.80, ge=-1, le=1, description="Cosine similarity at which a voice matches an enrolled voice "
+        "(resemblyzer on held-out real speech: same speaker >= ~0.80, different <= ~0.74).")
 
 
 class HashListSettings(Strict):
@@ -178,7 +188,9 @@ class HashListSettings(Strict):
 
 
 class WatermarkSpec(Strict):
-    method: Literal["dwtDctSvd", "dwtDct", "rivaGan"] = "dwtDctSvd"
+    method: Literal["tileSync", "dwtDctSvd", "dwtDct", "rivaGan", "trustMark"] = Field(
+        default="tileSync", description="Image mark (gateway.provenance.marks); tileSync survives re-encodes, "
+        "resizes, crops and small rotations (docs/api.md)")
     strength: float = Field(default=1.0, gt=0, le=10)
 
 
@@ -247,6 +259,9 @@ class Policy(Strict):
 
     @model_validator(mode="after")
     def _references(self) -> Policy:
+        for alias in self.consent.face_proposals:
+            if alias not in self.models:
+                raise ValueError(f"consent.face_proposals: model {alias!r} is not defined under `models`")
         for use, up in self.uses.items():
             for stage_name in ("input", "output"):
                 stage: StageRules | None = getattr(up, stage_name)

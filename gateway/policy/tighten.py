@@ -96,6 +96,8 @@ def loosenings(base: Policy, cand: Policy) -> list[tuple[str, str]]:
         out.append(("consent.face_model", "face model changed"))
     if cand.consent.match_threshold > base.consent.match_threshold:
         out.append(("consent.match_threshold", "match threshold raised (fewer matches)"))
+    if not set(base.consent.face_proposals) <= set(cand.consent.face_proposals):
+        out.append(("consent.face_proposals", "a face detector removed"))
     if cand.consent.identify_min_px < base.consent.identify_min_px:
         out.append(("consent.identify_min_px", "smaller unmatched faces count as nobody enrolled"))
     if cand.hash_list.max_distance < base.hash_list.max_distance:

@@ -94,13 +94,30 @@ def _rivagan(options: Mapping[str, Any]) -> Watermarker:
     return RivaGanWatermarker(**options)
 
 
+def _tilesync(options: Mapping[str, Any]) -> Watermarker:
+    from gateway.provenance.tilesync import TileSyncWatermarker
+
+    return TileSyncWatermarker(**options)
+
+
+def _trustmark(options: Mapping[str, Any]) -> Watermarker:
+    from gateway.provenance.trustmark import TrustMarkWatermarker
+
+    return TrustMarkWatermarker(**options)
+
+
 def builtin_marks() -> MarkRegistry:
     """Every built-in mark, listed by hand."""
-    from gateway.provenance.payload import DWT_PAYLOAD, RIVAGAN_PAYLOAD
+    from gateway.provenance.payload import DWT_PAYLOAD, MARK_PAYLOAD, RIVAGAN_PAYLOAD
 
     registry = MarkRegistry()
+    registry.register(MarkSpec("tileSync", "1", MARK_PAYLOAD, summary="tiled spread spectrum with "
+                               "self-synchronisation (the default); re-encodes, resizes, crops, small "
+                               "rotations"), _tilesync)
     registry.register(MarkSpec("dwtDctSvd", "1", DWT_PAYLOAD, summary="DWT-DCT-SVD (invisible-watermark, "
                                "vectorised); JPEG q75 and 0.5x resize, not crops"), _dwtdctsvd)
+    registry.register(MarkSpec("trustMark", "1", MARK_PAYLOAD, weights="local", summary="Adobe TrustMark's ONNX "
+                               "encoder/decoder from a local folder (model_dir); never downloaded"), _trustmark)
     registry.register(MarkSpec("rivaGan", "1", RIVAGAN_PAYLOAD, summary="invisible-watermark's learned "
                                "rivaGan (ONNX weights in the wheel); 32 bits, ~1 s"), _rivagan)
     return registry

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["DWT_PAYLOAD", "RIVAGAN_PAYLOAD", "DecodedPayload", "PayloadCodec"]
+__all__ = ["DWT_PAYLOAD", "MARK_PAYLOAD", "RIVAGAN_PAYLOAD", "DecodedPayload", "PayloadCodec"]
 
 
 @dataclass(frozen=True)
@@ -157,4 +157,8 @@ def _bits_to_int(bits: NDArray[np.uint8]) -> int:
 
 
 DWT_PAYLOAD = PayloadCodec(id_bits=40, check_bits=32)
+# The 72-bit payload every mark that can carry it shares (image tileSync and dwtDctSvd, video,
+# audio): one id space per method, one check. Decoders that try one candidate word per decode
+# (Viterbi, ``gateway.provenance.fec``) keep P(false accept) <= decodes * 2**-32.
+MARK_PAYLOAD = DWT_PAYLOAD
 RIVAGAN_PAYLOAD = PayloadCodec(id_bits=24, check_bits=8, domain="consentgate/watermark/rivagan/v1")

@@ -42,7 +42,7 @@ __all__ = ["ProvenanceFaults", "ProvenanceService", "ReleasedImage"]
 
 PDQ_SAME_IMAGE = 60  # bits: at most this far from the hash recorded at release is the same render
 
-DEFAULT_STRENGTH = {"dwtDctSvd": 36.0, "dwtDct": 36.0, "rivaGan": 1.0}
+DEFAULT_STRENGTH = {"tileSync": 1.0, "dwtDctSvd": 36.0, "dwtDct": 36.0, "rivaGan": 1.0, "trustMark": 1.0}
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ class ProvenanceService:
     pki: PkiPaths
     hasher: PerceptualHasher | None = None
     faults: ProvenanceFaults = field(default_factory=ProvenanceFaults)
+    mark_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method, e.g. trustMark model_dir
     _watermarkers: dict[tuple[str, float], Watermarker] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -84,17 +85,19 @@ class ProvenanceService:
         chain = Path(settings.extra.get("c2pa_cert_chain", pki.signing_cert_chain))
         key = Path(settings.extra.get("c2pa_key", pki.signing_key))
         anchors = Path(settings.extra.get("c2pa_trust_anchors", pki.root_cert)).read_bytes()
-        return cls(engine, C2paSigner.from_files(chain, key), anchors, pki)
+        options: dict[str, dict[str, Any]] = {}
+        if settings.extra.get("trustmark_model_dir"):  # TrustMark's ONNX weights, placed by the operator
+            options["trustMark"] = {"model_dir": str(settings.extra["trustmark_model_dir"])}
+        return cls(engine, C2paSigner.from_files(chain, key), anchors, pki, mark_options=options)
 
     def watermarker(self, method: str, strength: float = 1.0) -> Watermarker:
         key = (method, float(strength))
         with self._lock:
             if key not in self._watermarkers:
-                if method == "rivaGan":
-                    self._watermarkers[key] = make_watermarker(method)
-                else:
-                    base = DEFAULT_STRENGTH.get(method, 36.0)
-                    self._watermarkers[key] = make_watermarker(method, strength=base * strength)
+                options = dict(self.mark_options.get(method, {}))
+                if method != "rivaGan":
+                    options["strength"] = DEFAULT_STRENGTH.get(method, 1.0) * strength
+                self._watermarkers[key] = make_watermarker(method, **options)
             return self._watermarkers[key]
 
     def release_image(
@@ -213,8 +216,12 @@ class ProvenanceService:
                 session.delete(row)
             session.commit()
 
-    def inspect(self, data: bytes, mime: str, rgb: np.ndarray | None) -> dict[str, Any]:
-        """C2PA report + watermark detection + the decision ids they point to."""
+    def inspect(self, data: bytes, mime: str, rgb: np.ndarray | None,
+                release_size: Callable[[str], tuple[int, int] | None] | None = None) -> dict[str, Any]:
+        """C2PA report + watermark detection + the decision ids they point to. ``release_size``
+        gives (width, height) of a decision's released image (from its audit record), so a
+        cropped, resized or rotated copy can be put back in place before its perceptual hash is
+        compared with the one recorded at release."""
         report = read_manifest(data, mime, self.trust_anchors_pem)
         out: dict[str, Any] = {
             "c2pa": {
@@ -232,14 +239,19 @@ class ProvenanceService:
         if report.decision and report.state in ("Trusted", "Valid"):
             decision_ids.append(str(report.decision.get("decision_id")))
         if rgb is not None:
+            tried: list[str] = []
             for method in self._methods_in_use():
+                tried.append(method)
                 try:
                     detection = self.watermarker(method).detect(rgb)
                 except Exception as exc:  # noqa: BLE001 - a detection error is a finding, not a crash
-                    out["watermark"] = {"method": method, "error": str(exc)}
+                    out["watermark"] = {"method": method, "found": False, "error": str(exc), "methods": list(tried)}
                     continue
                 if detection.wm_id is None:
-                    out["watermark"] = {"method": method, "found": False}
+                    if out["watermark"] is None or "error" not in out["watermark"]:
+                        out["watermark"] = {"method": tried[0], "found": False, "methods": list(tried)}
+                    else:
+                        out["watermark"]["methods"] = list(tried)
                     continue
                 with Session(self.engine) as session:
                     rows = lookup_watermark(session, method, detection.wm_id)
@@ -249,10 +261,16 @@ class ProvenanceService:
                     out["watermark"] = {"method": method, "found": False, "unconfirmed_id": detection.wm_id}
                     continue
                 matches, distance = self._image_match(rows, rgb)
+                if not matches and rows and release_size is not None:
+                    matches, distance = self._placed_match(rows, rgb, method, detection, release_size, distance)
                 out["watermark"] = {
                     "method": method, "found": True, "wm_id": detection.wm_id,
+                    "version": self.watermarker(method).version,
                     "bit_accuracy_estimate": detection.bit_accuracy_estimate,
-                    "false_accept_bound": getattr(detection, "false_accept_bound", None),
+                    "confidence": detection.confidence,
+                    "false_accept_bound": detection.false_accept_bound,
+                    # the geometry undone before decoding: the copy's scale and rotation
+                    "geometry": {"scale": round(detection.scale, 4), "rotation_deg": round(detection.rotation_deg, 2)},
                     "decision_ids": [r.decision_id for r in rows],
                     # A mark proves which decision released *a* render with this id; whether this
                     # image is that render (and not other content the mark was copied onto) is
@@ -302,10 +320,11 @@ class ProvenanceService:
         return result
 
     def _methods_in_use(self) -> list[str]:
-        """dwtDctSvd always (cheap); rivaGan (about 1 s) only if this deployment ever released with it."""
-        methods = ["dwtDctSvd"]
+        """tileSync and dwtDctSvd always (cheap); rivaGan (about 1 s) and trustMark only if this
+        deployment ever released with them."""
+        methods = ["tileSync", "dwtDctSvd"]
         with Session(self.engine) as session:
-            for other in ("rivaGan", "dwtDct"):
+            for other in ("rivaGan", "trustMark", "dwtDct"):
                 if session.exec(select(WatermarkRecord.id).where(WatermarkRecord.method == other).limit(1)).first():
                     methods.append(other)
         return methods
@@ -317,6 +336,25 @@ class ProvenanceService:
         if not distances:
             return None, None
         return min(distances) <= PDQ_SAME_IMAGE, min(distances)
+
+    def _placed_match(self, rows: list[Any], rgb: np.ndarray, method: str, detection: Any,
+                      release_size: Callable[[str], tuple[int, int] | None],
+                      plain: int | None) -> tuple[bool | None, int | None]:
+        """The copy put back where the mark says it sat in the release (scale, rotation, crop
+        undone; marks that can localise a copy only), then PDQ against the recorded hash."""
+        marker = self.watermarker(method)
+        place = getattr(marker, "placements", None)
+        if self.hasher is None or place is None or getattr(detection, "placement", None) is None:
+            return (None if plain is None else plain <= PDQ_SAME_IMAGE), plain
+        best = plain
+        for row in rows:
+            size = release_size(row.decision_id) if row.image_pdq else None
+            if size is None:
+                continue
+            for placed in place(rgb, detection, size):
+                distance = pdq_distance(self.hasher.hashes(placed)[0], row.image_pdq)
+                best = distance if best is None else min(best, distance)
+        return (None if best is None else best <= PDQ_SAME_IMAGE), best
 
     def _pdq_distances(self, rows: list[Any], rgb: np.ndarray) -> list[int | None]:
         """Per row, the smallest PDQ distance between this image and the hash recorded at release

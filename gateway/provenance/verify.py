@@ -43,7 +43,17 @@ def verify_file(
     mime: str,
     rgb: np.ndarray | None,
 ) -> dict[str, Any]:
-    found = provenance.inspect(data, mime, rgb)
+    def release_size(decision_id: str) -> tuple[int, int] | None:
+        entry = _find_decision(audit, decision_id)
+        media = entry.record.get("media") if entry is not None else None
+        if not media or not isinstance(media, list):
+            return None
+        first = media[0]
+        if not isinstance(first, dict) or not first.get("width") or not first.get("height"):
+            return None
+        return int(first["width"]), int(first["height"])
+
+    found = provenance.inspect(data, mime, rgb, release_size)
     is_operator = principal.is_operator(operator_tenant)
     decisions = []
     for decision_id in found["decision_ids"]:

@@ -48,6 +48,12 @@ class WatermarkDetection:
     needs_confirmation: bool = False  # True when the bound is too weak to name a decision alone
     scale: float = 1.0  # the rescaling under which the payload was read
     corrected_bits: int = 0
+    rotation_deg: float = 0.0  # the rotation undone before decoding (geometry-searching marks)
+    confidence: float | None = None  # 1 - false_accept_bound when an id was found
+    sync_z: float | None = None  # sync correlation peak in standard deviations (unmarked: ~3.5-5)
+    # where the copy sits in the marked image: lattice basis vectors b1, b2 (copy pixels per tile)
+    # and the copy's origin in the tile grid; marks that can localise a copy set it
+    placement: tuple[tuple[float, float], tuple[float, float], tuple[int, int]] | None = None
 
 
 @runtime_checkable

@@ -7,19 +7,22 @@ names and templates are sealed before they are written, and the erasure receipt 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import secrets
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlmodel import Session, col, delete, func, select
+from sqlmodel import Session, SQLModel, col, delete, func, select
 
 from gateway.registry.core import PROFILE, RegistryCore
 from gateway.registry.enrolment import check_image, decode_png, embeddings_for, encode_png, single_face
 from gateway.registry.errors import (
+    AccessDenied,
     EnrolmentError,
     GrantNotFound,
     InvalidRequest,
@@ -27,20 +30,26 @@ from gateway.registry.errors import (
     SubjectNotFound,
 )
 from gateway.registry.hashes import normalise_pdq_hex
+from gateway.registry.ledger import append_entry, digest_of, ledger_record
 from gateway.registry.models import (
     EnrolmentResult,
     GrantPublic,
     HashAddResult,
+    RegistryAccessToken,
     RegistryEnrolment,
     RegistryEnrolmentImage,
+    RegistryErasureRequest,
     RegistryFaceTemplate,
     RegistryGrant,
     RegistryHash,
+    RegistryLedgerState,
     RegistrySubject,
     RegistryTemplateRemoval,
+    RegistryVoiceTemplate,
     SubjectPublic,
 )
 from gateway.registry.store import bump, grant_fact, rfc3339, template_purpose, to_utc, utcnow
+from gateway.registry.voices import erase_voice_rows
 
 IMAGE = "enrolment_image"
 MAX_TEXT = 200
@@ -53,6 +62,12 @@ def _text(value: str, what: str) -> str:
     if len(v) > MAX_TEXT:
         raise InvalidRequest(f"{what} is longer than {MAX_TEXT} characters")
     return v
+
+
+def _entry(reg: RegistryCore, s: Session, kind: str, subject_id: str, actor: str, **fields: Any) -> int | None:
+    """Append the ledger entry of this change inside session `s`'s transaction (before its commit)."""
+    indexes = append_entry(reg.ledger, s, [ledger_record(kind, subject_id, actor, reg.ledger_tenant, **fields)])
+    return indexes[0] if indexes else None
 
 
 def _subject(s: Session, subject_id: str) -> RegistrySubject:
@@ -87,6 +102,9 @@ def create_subject(
         with Session(reg.engine) as s:
             bump(s, "names")
             s.add(row)
+            s.flush()
+            _entry(reg, s, "subject", subject_id, created_by, event="created", protected=bool(protected),
+                   aliases=len(alias_list))
             s.commit()
     except BaseException:
         reg.crypto.shred(subject_id)  # no orphan key for a subject that was never written
@@ -117,6 +135,13 @@ def _public(reg: RegistryCore, s: Session, rows: Sequence[RegistrySubject]) -> l
             .group_by(col(RegistryHash.subject_id))
         ).all()
     )
+    voice: dict[str, Counter[str]] = {i: Counter() for i in ids}
+    for sid, model, n in s.exec(
+        select(RegistryVoiceTemplate.subject_id, RegistryVoiceTemplate.model, func.count())
+        .where(col(RegistryVoiceTemplate.subject_id).in_(ids))
+        .group_by(col(RegistryVoiceTemplate.subject_id), col(RegistryVoiceTemplate.model))
+    ).all():
+        voice[sid][model] = int(n)
     out = []
     for r in rows:
         p = reg.profile(r)
@@ -131,6 +156,8 @@ def _public(reg: RegistryCore, s: Session, rows: Sequence[RegistrySubject]) -> l
                 face_models=sorted(tmpl[r.id]),
                 template_count=sum(tmpl[r.id].values()),
                 hash_count=int(hashes.get(r.id, 0)),
+                voice_models=sorted(voice[r.id]),
+                voice_template_count=sum(voice[r.id].values()),
             )
         )
     return out
@@ -197,6 +224,11 @@ def enroll(
             )
             for ct in sealed_images
         )
+        s.flush()
+        _entry(reg, s, "enrolment", subject_id, enrolled_by, enrolment_id=enrolment_id, modality="face",
+               image_count=len(imgs), notice_version=notice, images_kept=bool(sealed_images),
+               templates={n: len(e) for n, e in per_model.items()},
+               models={n: reg.face_analyzers[n].info.version for n in per_model})
         s.commit()
     return EnrolmentResult(
         enrolment_id=enrolment_id,
@@ -278,6 +310,10 @@ def reembed(reg: RegistryCore, model_name: str) -> dict[str, Any]:
                 )
             )
             s.add_all(fresh)
+            s.flush()
+            _entry(reg, s, "enrolment", subject_id, "reembed", event="reembedded", modality="face",
+                   model=model_name, model_version=analyzer.info.version, templates=len(fresh),
+                   removed=len(old))
             s.commit()
         counts["subjects"] += 1
         counts["templates"] += len(fresh)
@@ -336,9 +372,24 @@ def grant(
     with Session(reg.engine) as s:
         _subject(s, subject_id)
         s.add(row)
+        s.flush()
+        _entry(reg, s, "grant", subject_id, created_by, grant=_grant_fields(row))
         s.commit()
         s.refresh(row)
         return _grant_public(row)
+
+
+def _grant_fields(g: RegistryGrant) -> dict[str, Any]:
+    """A grant as the ledger records it (the grantee end user as the registrar gave it; SPEC.md §9)."""
+    fact = grant_fact(g)
+    return {
+        "grant_id": fact.id,
+        "grantee_tenant": fact.grantee_tenant,
+        "grantee_end_user": fact.grantee_end_user,
+        "uses": list(fact.uses),
+        "valid_from": rfc3339(fact.valid_from),
+        "expires_at": rfc3339(fact.expires_at) if fact.expires_at else None,
+    }
 
 
 def revoke(reg: RegistryCore, grant_id: str, by: str) -> GrantPublic:
@@ -350,8 +401,19 @@ def revoke(reg: RegistryCore, grant_id: str, by: str) -> GrantPublic:
             row.revoked_at = utcnow()
             row.revoked_by = by
             s.add(row)
+            s.flush()
+            _entry(reg, s, "revocation", row.subject_id, by, grant_id=row.id,
+                   revoked_at=rfc3339(to_utc(row.revoked_at)))
             s.commit()
             s.refresh(row)
+        return _grant_public(row)
+
+
+def get_grant(reg: RegistryCore, grant_id: str) -> GrantPublic:
+    with Session(reg.engine) as s:
+        row = s.get(RegistryGrant, grant_id)
+        if row is None:
+            raise GrantNotFound(grant_id)
         return _grant_public(row)
 
 
@@ -392,6 +454,10 @@ def add_hashes(
             )
             for h in new
         )
+        s.flush()
+        if new:
+            _entry(reg, s, "hash", subject_id, created_by, added=len(new), list_digest=digest_of(new),
+                   sources=sorted({source[h] for h in new}))
         s.commit()
     return HashAddResult(subject_id=subject_id, added=len(new), hashes=[h for h, _ in entries])
 
@@ -411,23 +477,169 @@ def erase(reg: RegistryCore, subject_id: str, by: str) -> dict[str, Any]:
             )
         ).all()
         _tombstone(s, templates)
+        counts.update(erase_voice_rows(s, subject_id))  # voices are likenesses too (issue #18)
         for label, table in (
             ("face_templates", RegistryFaceTemplate),
             ("enrolment_images", RegistryEnrolmentImage),
             ("enrolments", RegistryEnrolment),
             ("grants", RegistryGrant),
             ("hashes", RegistryHash),
+            ("access_tokens", RegistryAccessToken),
+            ("erasure_requests", RegistryErasureRequest),
             ("subjects", RegistrySubject),
         ):
             column = getattr(table, "id" if table is RegistrySubject else "subject_id")
             result = s.exec(delete(table).where(col(column) == subject_id))
             counts[label] = int(result.rowcount)
+        counts["subject_keys"] = int(key_destroyed)
+        receipt = ledger_record("erasure", subject_id, by, reg.ledger_tenant, receipt_id=secrets.token_hex(16),
+                                counts=counts)
+        # In the same transaction as the deletion: no erasure without its receipt. The key is
+        # already shredded (privacy first); if this append fails the rows stay, unreadable, and
+        # erasing again completes the deletion with its receipt.
+        indexes = append_entry(reg.ledger, s, [receipt])
         s.commit()
-    counts["subject_keys"] = int(key_destroyed)
-    return {
-        "kind": "erasure",
-        "subjects": [subject_id],
-        "created_at": rfc3339(utcnow()),
-        "actor": by,
-        "counts": counts,
-    }
+    return {**receipt, "audit": {"index": indexes[0] if indexes else None}}
+
+
+# ---- the ledger's starting point ----
+def snapshot(reg: RegistryCore) -> int:
+    """Once per database: append a `snapshot` entry per subject (with its enrolments and hash count)
+    and per grant that exist before the consent ledger does, and mark it done in the same
+    transaction. Returns how many entries were appended (0 when already done or no ledger)."""
+    if reg.ledger is None:
+        return 0
+    ensure_ledger_tables(reg)
+    with Session(reg.engine) as s:
+        if s.get(RegistryLedgerState, 1) is not None:
+            return 0
+    with Session(reg.engine) as s:
+        bump(s, "names")  # the state row lock: replicas starting together take turns
+        if s.get(RegistryLedgerState, 1) is not None:
+            return 0
+        tenant, records = reg.ledger_tenant, []
+        enrolments: dict[str, list[dict[str, Any]]] = {}
+        for e in s.exec(select(RegistryEnrolment).order_by(col(RegistryEnrolment.created_at))).all():
+            enrolments.setdefault(e.subject_id, []).append(
+                {"enrolment_id": e.id, "modality": "face", "notice_version": e.notice_version,
+                 "image_count": e.image_count, "enrolled_at": rfc3339(to_utc(e.created_at))})
+        hash_counts = dict(s.exec(select(RegistryHash.subject_id, func.count())
+                                  .group_by(col(RegistryHash.subject_id))).all())
+        for subj in s.exec(select(RegistrySubject).order_by(col(RegistrySubject.created_at))).all():
+            records.append(ledger_record("snapshot", subj.id, "migration", tenant, object="subject",
+                                         protected=subj.protected, registered_at=rfc3339(to_utc(subj.created_at)),
+                                         enrolments=enrolments.get(subj.id, []),
+                                         hashes=int(hash_counts.get(subj.id, 0))))
+        for g in s.exec(select(RegistryGrant).order_by(col(RegistryGrant.created_at))).all():
+            revoked = rfc3339(to_utc(g.revoked_at)) if g.revoked_at else None
+            records.append(ledger_record("snapshot", g.subject_id, "migration", tenant, object="grant",
+                                         grant=_grant_fields(g), revoked_at=revoked,
+                                         granted_at=rfc3339(to_utc(g.created_at))))
+        append_entry(reg.ledger, s, records)
+        s.add(RegistryLedgerState(id=1, snapshot_at=utcnow(), snapshot_entries=len(records)))
+        s.commit()
+    return len(records)
+
+
+# ---- the subject's own access ----
+TOKEN_PREFIX = "cgs"  # noqa: S105 - a prefix, not a secret
+MAX_TOKEN_S = 366 * 86400
+
+
+def _token_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def ensure_ledger_tables(reg: RegistryCore) -> None:
+    """Idempotent: the ledger's and the subject's own tables (migration 0007 makes them; this covers a
+    database created by `create_tables` or migrated before them)."""
+    SQLModel.metadata.create_all(reg.engine, tables=[
+        RegistryLedgerState.__table__, RegistryAccessToken.__table__,  # type: ignore[attr-defined]
+        RegistryErasureRequest.__table__])  # type: ignore[attr-defined]
+
+
+def issue_access_token(reg: RegistryCore, subject_id: str, expires_in_s: int, by: str) -> dict[str, Any]:
+    """A bearer token `cgs_<id>_<secret>` bound to `subject_id`, valid `expires_in_s` seconds; the
+    secret is shown once (stored as SHA-256). A ledger entry (kind `subject`, event
+    `access_token_issued`) records who gave the person access and until when."""
+    if not 60 <= int(expires_in_s) <= MAX_TOKEN_S:
+        raise InvalidRequest(f"expires_in must be between 60 and {MAX_TOKEN_S} seconds")
+    token_id, secret = secrets.token_hex(6), secrets.token_urlsafe(24)
+    now = utcnow()
+    expires = now + timedelta(seconds=int(expires_in_s))
+    with Session(reg.engine) as s:
+        _subject(s, subject_id)
+        s.add(RegistryAccessToken(id=token_id, subject_id=subject_id, secret_sha256=_token_hash(secret),
+                                  created_by=by, created_at=now, expires_at=expires))
+        s.flush()
+        _entry(reg, s, "subject", subject_id, by, event="access_token_issued", token_id=token_id,
+               expires_at=rfc3339(expires))
+        s.commit()
+    return {"token": f"{TOKEN_PREFIX}_{token_id}_{secret}", "token_id": token_id, "subject_id": subject_id,
+            "expires_at": rfc3339(expires)}
+
+
+def authenticate_access_token(reg: RegistryCore, presented: str) -> tuple[str, str]:
+    """(subject id, token id) of a valid, unexpired token; raises AccessDenied otherwise. Compared in
+    constant time; an erased subject's tokens are gone with it."""
+    parts = presented.split("_", 2)
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or len(parts[1]) != 12:
+        raise AccessDenied("malformed subject access token")
+    with Session(reg.engine) as s:
+        row = s.get(RegistryAccessToken, parts[1])
+    expected = row.secret_sha256 if row is not None else _token_hash("\0")
+    if not hmac.compare_digest(expected, _token_hash(parts[2])) or row is None:
+        raise AccessDenied("unknown subject access token")
+    if to_utc(row.expires_at) <= utcnow():
+        raise AccessDenied("this subject access token has expired")
+    return row.subject_id, row.id
+
+
+def request_erasure(reg: RegistryCore, subject_id: str, token_id: str) -> dict[str, Any]:
+    """Queue the subject's own erasure request for a registrar (idempotent per subject)."""
+    with Session(reg.engine) as s:
+        _subject(s, subject_id)
+        existing = s.exec(select(RegistryErasureRequest).where(RegistryErasureRequest.subject_id == subject_id)
+                          ).first()
+        if existing is None:
+            existing = RegistryErasureRequest(id=secrets.token_hex(16), subject_id=subject_id, token_id=token_id,
+                                              requested_at=utcnow())
+            s.add(existing)
+            s.flush()
+            _entry(reg, s, "subject", subject_id, f"subject-token:{token_id}", event="erasure_requested",
+                   request_id=existing.id)
+            s.commit()
+            s.refresh(existing)
+        return {"request_id": existing.id, "subject_id": subject_id, "state": "queued",
+                "requested_at": rfc3339(to_utc(existing.requested_at))}
+
+
+def erasure_requests(reg: RegistryCore) -> list[dict[str, Any]]:
+    with Session(reg.engine) as s:
+        rows = s.exec(select(RegistryErasureRequest).order_by(col(RegistryErasureRequest.requested_at))).all()
+        return [{"request_id": r.id, "subject_id": r.subject_id, "requested_at": rfc3339(to_utc(r.requested_at))}
+                for r in rows]
+
+
+def export_subject(reg: RegistryCore, subject_id: str) -> dict[str, Any]:
+    """Everything the registry holds about the subject, as they may take it away (GDPR Art. 15/20):
+    profile, enrolment metadata, grants, hash count, access tokens issued — never templates, images
+    or hashes themselves."""
+    with Session(reg.engine) as s:
+        subject = _public(reg, s, [_subject(s, subject_id)])[0]
+        enrolments = s.exec(select(RegistryEnrolment).where(RegistryEnrolment.subject_id == subject_id)
+                            .order_by(col(RegistryEnrolment.created_at))).all()
+        grants = s.exec(select(RegistryGrant).where(RegistryGrant.subject_id == subject_id)
+                        .order_by(col(RegistryGrant.created_at))).all()
+        tokens = s.exec(select(RegistryAccessToken).where(RegistryAccessToken.subject_id == subject_id)
+                        .order_by(col(RegistryAccessToken.created_at))).all()
+        return {
+            "subject": subject.model_dump(mode="json"),
+            "enrolments": [{"enrolment_id": e.id, "modality": "face", "notice_version": e.notice_version,
+                            "image_count": e.image_count, "enrolled_by": e.enrolled_by,
+                            "enrolled_at": rfc3339(to_utc(e.created_at))} for e in enrolments],
+            "grants": [_grant_public(g).model_dump(mode="json") for g in grants],
+            "access_tokens": [{"token_id": t.id, "created_by": t.created_by,
+                               "created_at": rfc3339(to_utc(t.created_at)),
+                               "expires_at": rfc3339(to_utc(t.expires_at))} for t in tokens],
+        }

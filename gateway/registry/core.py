@@ -11,10 +11,11 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from classifiers.base import FaceAnalyzer, PerceptualHasher
+from classifiers.base import FaceAnalyzer, PerceptualHasher, VoiceEmbedder
 from gateway.registry.crypto import SubjectCrypto
 from gateway.registry.enrolment import QualityGate
 from gateway.registry.errors import UnknownFaceModel
+from gateway.registry.ledger import Ledger
 from gateway.registry.models import RegistrySubject
 
 __all__ = ["PROFILE", "RegistryCore"]
@@ -24,7 +25,7 @@ PROFILE = "profile"
 
 class RegistryCore:
     """The registry's parts. `face_analyzers` maps a face model name to its loaded analyzer (attached
-    when a policy naming it activates)."""
+    when a policy naming it activates); `ledger` is the consent ledger every mutation is appended to."""
 
     def __init__(
         self,
@@ -44,6 +45,16 @@ class RegistryCore:
         self.keep_enrolment_images = keep_enrolment_images
         self.gate = gate or QualityGate()
         self.max_images = max_images
+        self.ledger: Ledger | None = None  # the consent ledger (attach_ledger); None: no entries
+        self.ledger_tenant = "operator"
+        # voice model name -> embedder (attached when a policy naming it activates; issue #18)
+        self.voice_embedders: dict[str, VoiceEmbedder] = {}
+
+    def attach_ledger(self, ledger: Ledger, tenant: str) -> None:
+        """Append every mutation to `ledger` (the audit log) in its own transaction, as `tenant`
+        (the operator tenant, whose keys alone may change the registry)."""
+        self.ledger = ledger
+        self.ledger_tenant = tenant
 
     def analyzer(self, model_name: str) -> FaceAnalyzer:
         try:

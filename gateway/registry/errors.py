@@ -45,6 +45,10 @@ class GrantNotFound(NotFound):
         self.grant_id = grant_id
 
 
+class AccessDenied(RegistryError):
+    """A subject access token is unknown, malformed or expired (maps to 401)."""
+
+
 class InvalidRequest(RegistryError):
     """The request is well-formed but cannot be accepted (maps to 422)."""
 

@@ -111,6 +111,43 @@ class RegistryState(SQLModel, table=True):
     hashes: int = Field(default=0)
 
 
+class RegistryAccessToken(SQLModel, table=True):
+    """A subject access token: a bearer secret bound to one subject (the person's own access to their
+    grants, uses and data). Stored as SHA-256 of the secret; shown once when issued."""
+
+    __tablename__ = "registry_access_tokens"
+
+    id: str = Field(primary_key=True, max_length=32)
+    subject_id: str = Field(foreign_key="registry_subjects.id", index=True, max_length=64)
+    secret_sha256: str = Field(max_length=64)
+    created_by: str = Field(max_length=200)
+    created_at: datetime = Field(sa_column=_ts())
+    expires_at: datetime = Field(sa_column=_ts())
+
+
+class RegistryErasureRequest(SQLModel, table=True):
+    """An erasure the subject asked for with their token, queued for a registrar (when the deployment
+    does not erase at once)."""
+
+    __tablename__ = "registry_erasure_requests"
+
+    id: str = Field(primary_key=True, max_length=32)
+    subject_id: str = Field(foreign_key="registry_subjects.id", index=True, max_length=64)
+    token_id: str = Field(max_length=32)
+    requested_at: datetime = Field(sa_column=_ts())
+
+
+class RegistryLedgerState(SQLModel, table=True):
+    """One row (id=1) once the consent ledger holds the registry's history: written with the one-time
+    `snapshot` entries of a registry that predates the ledger (or at once on an empty one)."""
+
+    __tablename__ = "registry_ledger_state"
+
+    id: int = Field(default=1, primary_key=True)
+    snapshot_at: datetime
+    snapshot_entries: int = Field(default=0)
+
+
 class RegistryTemplateRemoval(SQLModel, table=True):
     """Tombstones of removed templates, so replicas drop them from their in-memory index incrementally."""
 
@@ -122,6 +159,47 @@ class RegistryTemplateRemoval(SQLModel, table=True):
     model: str = Field(index=True, max_length=100)
 
 
+class RegistryVoiceEnrolment(SQLModel, table=True):
+    """One voice enrolment (issue #18): who enrolled the subject's voice, when, under which notice."""
+
+    __tablename__ = "registry_voice_enrolments"
+
+    id: str = Field(primary_key=True, max_length=64)
+    subject_id: str = Field(foreign_key="registry_subjects.id", index=True, max_length=64)
+    notice_version: str = Field(max_length=200)
+    enrolled_by: str = Field(max_length=200)
+    clip_count: int
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class RegistryVoiceTemplate(SQLModel, table=True):
+    """A voice template (one per enrolment clip and voice model), sealed like face templates."""
+
+    __tablename__ = "registry_voice_templates"
+    __table_args__ = {"sqlite_autoincrement": True}  # seqs are never reused: replicas track them
+
+    seq: int | None = Field(default=None, primary_key=True)
+    subject_id: str = Field(foreign_key="registry_subjects.id", index=True, max_length=64)
+    enrolment_id: str = Field(foreign_key="registry_voice_enrolments.id", max_length=64)
+    model: str = Field(index=True, max_length=100)
+    model_version: str = Field(max_length=100)
+    dim: int
+    embedding_ct: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    created_at: datetime = Field(sa_column=_ts())
+
+
+class RegistryVoiceClip(SQLModel, table=True):
+    """Enrolment speech kept (sealed; 16 kHz mono 16-bit PCM inside) so voice templates can be recomputed."""
+
+    __tablename__ = "registry_voice_clips"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject_id: str = Field(foreign_key="registry_subjects.id", index=True, max_length=64)
+    enrolment_id: str = Field(foreign_key="registry_voice_enrolments.id", max_length=64)
+    clip_ct: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    created_at: datetime = Field(sa_column=_ts())
+
+
 REGISTRY_TABLES = (
     RegistrySubject.__table__,  # type: ignore[attr-defined]
     RegistryEnrolment.__table__,  # type: ignore[attr-defined]
@@ -131,6 +209,12 @@ REGISTRY_TABLES = (
     RegistryHash.__table__,  # type: ignore[attr-defined]
     RegistryState.__table__,  # type: ignore[attr-defined]
     RegistryTemplateRemoval.__table__,  # type: ignore[attr-defined]
+    RegistryLedgerState.__table__,  # type: ignore[attr-defined]
+    RegistryAccessToken.__table__,  # type: ignore[attr-defined]
+    RegistryErasureRequest.__table__,  # type: ignore[attr-defined]
+    RegistryVoiceEnrolment.__table__,  # type: ignore[attr-defined]
+    RegistryVoiceTemplate.__table__,  # type: ignore[attr-defined]
+    RegistryVoiceClip.__table__,  # type: ignore[attr-defined]
 )
 
 
@@ -147,6 +231,8 @@ class SubjectPublic(BaseModel):
     face_models: list[str] = []
     template_count: int = 0
     hash_count: int = 0
+    voice_models: list[str] = []
+    voice_template_count: int = 0
 
 
 class GrantPublic(BaseModel):
@@ -177,3 +263,14 @@ class HashAddResult(BaseModel):
     subject_id: str
     added: int
     hashes: list[str]
+
+
+class VoiceEnrolmentResult(BaseModel):
+    enrolment_id: str
+    subject_id: str
+    notice_version: str
+    clips: int
+    speech_seconds: list[float]  # per clip, as the voice activity detector heard it
+    templates: dict[str, int]  # voice model -> templates stored
+    clips_kept: bool
+    created_at: datetime

@@ -20,15 +20,17 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from classifiers.base import FaceAnalyzer, PerceptualHasher
-from gateway.registry import admin
+from gateway.registry import admin, voices
 from gateway.registry.core import RegistryCore
 from gateway.registry.crypto import SubjectCrypto
 from gateway.registry.enrolment import QualityGate
 from gateway.registry.errors import RegistryUnavailable
 from gateway.registry.facts import FaceMatch, GrantFact, SubjectFact
+from gateway.registry.grant_guard import GrantGuard
 from gateway.registry.hashes import HashIndex
 from gateway.registry.index import FaceIndex
 from gateway.registry.models import (
@@ -38,7 +40,9 @@ from gateway.registry.models import (
     RegistryGrant,
     RegistryHash,
     RegistrySubject,
+    RegistryVoiceTemplate,
     SubjectPublic,
+    VoiceEnrolmentResult,
 )
 from gateway.registry.names import NameIndex
 from gateway.registry.store import (
@@ -58,6 +62,9 @@ class RegistryFaults:
 
 
 class Registry(RegistryCore):
+    # Set by the composition root (and the CLI): refuses grants for unknown uses and tenants.
+    grant_guard: GrantGuard | None = None
+
     def __init__(
         self,
         engine: Engine,
@@ -71,6 +78,7 @@ class Registry(RegistryCore):
         hnsw_min_size: int = 20000,
         poll_interval_s: float = 1.0,
         max_images: int = 10,
+        voice_gate: voices.VoiceGate | None = None,
     ) -> None:
         super().__init__(engine, crypto, face_analyzers, hasher, keep_enrolment_images=keep_enrolment_images,
                          gate=QualityGate(min_face_px=min_face_px, min_det_score=min_det_score),
@@ -82,6 +90,8 @@ class Registry(RegistryCore):
         self._counters: dict[str, int] = {}
         self._polled_at = float("-inf")
         self._indexes: dict[str, FaceIndex] = {}
+        self._voice_indexes: dict[str, FaceIndex] = {}
+        self.voice_gate = voice_gate or voices.VoiceGate()
         self._names: tuple[int, NameIndex] | None = None
         self._hashes: tuple[int, HashIndex] | None = None
 
@@ -149,6 +159,27 @@ class Registry(RegistryCore):
         self._changed()
         return out
 
+    def enroll_voice(
+        self, subject_id: str, clips: Sequence[np.ndarray], notice_version: str, enrolled_by: str
+    ) -> VoiceEnrolmentResult:
+        """Voice templates from 1..10 clips of one person's speech (mono float32 at the models' rate)."""
+        self._guard()
+        notice = admin._text(notice_version, "notice_version")
+        with unavailable_on_db_error("enrol voice"):
+            out = voices.enroll_voice(self, subject_id, clips, notice, enrolled_by, self.voice_gate)
+        self._changed()
+        return out
+
+    def reembed_voices(self, model_name: str) -> dict[str, Any]:
+        """Recompute `model_name` voice templates from the kept enrolment speech (after a model change)."""
+        self._guard()
+        if model_name not in self.voice_embedders:
+            raise voices.UnknownVoiceModel(model_name)
+        with unavailable_on_db_error("re-embed voices"):
+            out = voices.reembed_voices(self, model_name, self.voice_gate)
+        self._changed()
+        return out
+
     # ---- grants ----
     def grant(
         self,
@@ -159,8 +190,12 @@ class Registry(RegistryCore):
         expires_at: datetime | None = None,
         valid_from: datetime | None = None,
         created_by: str = "",
+        *,
+        allow_new_tenant: bool = False,
     ) -> GrantPublic:
         self._guard()
+        if self.grant_guard is not None:  # unknown uses and tenants admit nobody: refuse them (#22.4)
+            self.grant_guard.check(grantee_tenant, uses, allow_new_tenant=allow_new_tenant)
         with unavailable_on_db_error("grant"):
             return admin.grant(
                 self, subject_id, grantee_tenant, grantee_end_user, uses, expires_at, valid_from, created_by
@@ -170,6 +205,11 @@ class Registry(RegistryCore):
         self._guard()
         with unavailable_on_db_error("revoke"):
             return admin.revoke(self, grant_id, by)
+
+    def get_grant(self, grant_id: str) -> GrantPublic:
+        self._guard()
+        with unavailable_on_db_error("get grant"):
+            return admin.get_grant(self, grant_id)
 
     def list_grants(self, subject_id: str) -> list[GrantPublic]:
         self._guard()
@@ -191,9 +231,46 @@ class Registry(RegistryCore):
         self._changed()
         return out
 
+    # ---- the subject's own access ----
+    def issue_access_token(self, subject_id: str, expires_in_s: int, by: str) -> dict[str, Any]:
+        self._guard()
+        with unavailable_on_db_error("issue access token"):
+            return admin.issue_access_token(self, subject_id, expires_in_s, by)
+
+    def authenticate_access_token(self, token: str) -> tuple[str, str]:
+        """(subject id, token id); raises AccessDenied."""
+        self._guard()
+        with unavailable_on_db_error("check access token"):
+            return admin.authenticate_access_token(self, token)
+
+    def request_erasure(self, subject_id: str, token_id: str) -> dict[str, Any]:
+        self._guard()
+        with unavailable_on_db_error("request erasure"):
+            return admin.request_erasure(self, subject_id, token_id)
+
+    def erasure_requests(self) -> list[dict[str, Any]]:
+        self._guard()
+        with unavailable_on_db_error("list erasure requests"):
+            return admin.erasure_requests(self)
+
+    def export_subject(self, subject_id: str) -> dict[str, Any]:
+        self._guard()
+        with unavailable_on_db_error("export subject"):
+            return admin.export_subject(self, subject_id)
+
+    # ---- the consent ledger ----
+    def snapshot_ledger(self) -> int:
+        """The one-time `snapshot` entries of a registry that predates the ledger (see admin.snapshot)."""
+        with unavailable_on_db_error("ledger snapshot"):
+            try:
+                return admin.snapshot(self)
+            except IntegrityError:  # another replica wrote the snapshot first
+                return 0
+
     # ---- erasure ----
     def erase(self, subject_id: str, by: str) -> dict[str, Any]:
-        """Crypto-shred the subject's key, delete its rows; return the erasure receipt for the audit log."""
+        """Crypto-shred the subject's key, delete its rows, and append the erasure receipt to the
+        ledger in the same transaction; returns the receipt with its audit index."""
         self._guard()
         with unavailable_on_db_error("erase"):
             out = admin.erase(self, subject_id, by)
@@ -225,6 +302,36 @@ class Registry(RegistryCore):
                 )
                 self._indexes[model_name] = index
         return index
+
+    def _voice_index(self, model_name: str) -> FaceIndex:
+        embedder = self.voice_embedders.get(model_name)
+        if embedder is None:
+            raise voices.UnknownVoiceModel(model_name)
+        with self._lock:
+            index = self._voice_indexes.get(model_name)
+            if index is not None and getattr(index.source, "model_version", None) != embedder.info.version:
+                index.wait_idle()
+                index = None
+            if index is None:
+                source = DbTemplateSource(
+                    self.engine, self.crypto, model_name, embedder.info.version, embedder.dim,
+                    lambda: self._counter("faces"), table=RegistryVoiceTemplate,
+                    purpose=voices.voice_purpose(model_name, embedder.info.version),
+                    removal_key=voices.removal_key(model_name),
+                )
+                index = FaceIndex(embedder.dim, hnsw_min_size=self.hnsw_min_size, source=source, poll_interval_s=0.0)
+                self._voice_indexes[model_name] = index
+        return index
+
+    def match_voices(self, model_name: str, embeddings: np.ndarray, threshold: float) -> list[list[FaceMatch]]:
+        """Per voice window: the subjects whose voice templates reach `threshold` (cosine), best first."""
+        self._guard()
+        index = self._voice_index(model_name)
+        with unavailable_on_db_error("match voices"):
+            index.refresh_if_changed()
+            found = index.search(np.asarray(embeddings, np.float32), threshold)
+            live = self._live({sid for hits in found for sid, _ in hits})
+        return [[FaceMatch(sid, sim) for sid, sim in hits if sid in live] for hits in found]
 
     def warm_up(self) -> None:
         """Build every snapshot now (at startup) instead of on the first request."""
@@ -336,8 +443,9 @@ class Registry(RegistryCore):
     def close(self) -> None:
         """Stop background work and drop the decrypted templates from memory."""
         with self._lock:
-            indexes = list(self._indexes.values())
+            indexes = list(self._indexes.values()) + list(self._voice_indexes.values())
             self._indexes.clear()
+            self._voice_indexes.clear()
             self._names = None
             self._hashes = None
         for index in indexes:

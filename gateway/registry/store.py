@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -118,7 +119,8 @@ def read_counters(engine: Engine) -> dict[str, int]:
 
 class DbTemplateSource:
     """Decrypted templates of one (model, model_version) for a `FaceIndex`; version from a callback so the
-    registry can rate-limit its polling of the state row."""
+    registry can rate-limit its polling of the state row. Voice templates use the same source over their
+    own table (`table`, `purpose`, and `removal_key`: the `model` their tombstones carry)."""
 
     def __init__(
         self,
@@ -128,7 +130,14 @@ class DbTemplateSource:
         model_version: str,
         dim: int,
         version: Callable[[], int],
+        *,
+        table: Any = RegistryFaceTemplate,
+        purpose: str | None = None,
+        removal_key: str | None = None,
     ) -> None:
+        self.table = table
+        self.purpose = purpose or template_purpose(model, model_version)
+        self.removal_key = removal_key or model
         self.engine = engine
         self.crypto = crypto
         self.model = model
@@ -140,7 +149,7 @@ class DbTemplateSource:
         return self._version()
 
     def added_since(self, after_seq: int) -> TemplateBatch:
-        t = RegistryFaceTemplate
+        t = self.table
         with Session(self.engine) as s:
             rows = s.exec(
                 select(t.seq, t.subject_id, t.embedding_ct)
@@ -150,7 +159,7 @@ class DbTemplateSource:
         by_subject: dict[str, list[tuple[int, bytes]]] = defaultdict(list)
         for seq, subject_id, ct in rows:
             by_subject[subject_id].append((seq or 0, bytes(ct)))
-        purpose = template_purpose(self.model, self.model_version)
+        purpose = self.purpose
         seqs: list[int] = []
         subjects: list[str] = []
         vectors: list[np.ndarray] = []
@@ -180,7 +189,7 @@ class DbTemplateSource:
         with Session(self.engine) as s:
             rows = s.exec(
                 select(r.seq, r.template_seq)
-                .where(col(r.seq) > after_removal_seq, r.model == self.model)
+                .where(col(r.seq) > after_removal_seq, r.model == self.removal_key)
                 .order_by(col(r.seq))
             ).all()
         newest = max((seq or 0 for seq, _ in rows), default=after_removal_seq)

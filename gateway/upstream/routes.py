@@ -180,13 +180,14 @@ def file_digest(path: Path) -> str | None:
         return None
 
 
-def load_routes(path: Path) -> RouteTable:
-    """Parse and validate a routes file; a missing file is an empty table. Raise RoutesError."""
+def load_routes(path: Path, raw: bytes | None = None, *, from_bundle: bool = False) -> RouteTable:
+    """Parse and validate a routes file (from `raw`, the bytes of a bundle snapshot, when given); a
+    missing file is an empty table. Raise RoutesError."""
     path = Path(path)
-    if not path.exists():
+    if raw is None and (from_bundle or not path.exists()):
         return RouteTable(RoutesFile(), None, str(path))
     try:
-        data, node = read_yaml(path)
+        data, node = read_yaml(path, raw)
     except PolicyError as exc:
         raise RoutesError(exc.errors) from None
     if data is None:
@@ -199,4 +200,5 @@ def load_routes(path: Path) -> RouteTable:
         spec = RoutesFile.model_validate(data)
     except ValidationError as exc:
         raise RoutesError(validation_errors(path, node, exc)) from None
-    return RouteTable(spec, file_digest(path), str(path))
+    digest = hashlib.sha256(raw).hexdigest() if raw is not None else file_digest(path)
+    return RouteTable(spec, digest, str(path))

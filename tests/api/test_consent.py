@@ -139,7 +139,7 @@ def test_uses_endpoint_lists_decisions(client: TestClient, keys: Keys, enrolled:
                                        astronaut: np.ndarray) -> None:
     output(client, keys.generator, jpeg(astronaut))
     uses = client.get(f"/v1/subjects/{enrolled['astronaut']}/uses", headers=auth(keys.registrar)).json()
-    assert uses["entries"] and all(e["record"]["kind"] == "decision" for e in uses["entries"])
+    assert uses["uses"] and all(u["record"]["kind"] == "decision" for u in uses["uses"])
     assert client.get(f"/v1/subjects/{enrolled['astronaut']}/uses", headers=auth(keys.generator)).status_code == 403
     assert client.get("/v1/subjects", headers=auth(keys.generator)).status_code == 403
 

@@ -64,8 +64,9 @@ def test_hot_reload_valid_and_invalid(tmp_path: Path) -> None:
             worker.join()
         assert failures == []
         assert gw.policies.active.bundle.digest == good_digest
-        ready = client.get("/readyz")
+        ready = client.get("/readyz", headers=auth(admin))
         assert ready.status_code == 200 and "no-such-model" in ready.json()["last_error"]
+        assert client.get("/readyz").json() == {"ready": True}  # without an admin key: nothing else
         status = client.get("/v1/policy", headers=auth(admin)).json()
         assert status["digest"] == good_digest and "no-such-model" in status["last_error"]
         assert check(client, key, {"stage": "output", "use": "txt2img"}, yellow).json()["decision"] == "deny"
@@ -85,7 +86,8 @@ def test_trust_key_requires_signature(tmp_path: Path, signed: str) -> None:
     elif signed == "bad":
         sign_bundle(settings.policies_dir, keys / "evil")
     with TestClient(create_app(settings)) as client:
-        ready = client.get("/readyz")
+        admin = client.app.state.gateway.apikeys.create("operator", "admin")[1]  # type: ignore[attr-defined]
+        ready = client.get("/readyz", headers=auth(admin))
         if signed == "good":
             assert ready.status_code == 200
         else:

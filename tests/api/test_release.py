@@ -40,7 +40,7 @@ def test_release_returns_signed_marked_file(client: TestClient, keys: Keys, coff
         out = stored["outputs"][0]
         assert len(out["manifest_digest"]) == 64 and out["manifest_digest"] not in digests  # one manifest each
         digests.add(out["manifest_digest"])
-        assert out["watermark_id"].startswith("dwtDctSvd:")
+        assert out["watermark_id"].startswith("tileSync:") and out["watermark_version"] == "1"
         assert report.decision["watermark_id"] == int(out["watermark_id"].split(":")[1])
         import hashlib
         assert out["sha256"] == hashlib.sha256(resp.content).hexdigest()
@@ -107,6 +107,11 @@ def test_verify_says_when_the_mark_sits_on_other_content(client: TestClient, key
                          files={"media": ("f", png(transplanted), "image/png")}).json()["watermark"]
     assert second["found"] is True and second["wm_id"] == first["wm_id"]
     assert second["image_matches_release"] is False and second["pdq_distance"] > 60
+    # ... and cropping the other picture does not make it pass for the release
+    cropped = np.ascontiguousarray(transplanted[20:380, 30:560])
+    third = client.post("/v1/provenance/verify", headers=auth(keys.generator),
+                        files={"media": ("f", jpeg(cropped), "image/jpeg")}).json()["watermark"]
+    assert third["found"] is True and third["image_matches_release"] is False and third["pdq_distance"] > 60
 
 
 def test_verify_unmarked_image_finds_nothing(client: TestClient, keys: Keys, grace_hopper: np.ndarray) -> None:
@@ -114,3 +119,35 @@ def test_verify_unmarked_image_finds_nothing(client: TestClient, keys: Keys, gra
                          files={"media": ("f", jpeg(grace_hopper), "image/jpeg")}).json()
     assert result["c2pa"]["state"] == "ManifestNotFound"
     assert result["watermark"]["found"] is False and result["decisions"] == []
+
+
+def test_verify_undoes_the_geometry_of_a_shared_copy(client: TestClient, keys: Keys, astronaut: np.ndarray,
+                                                     tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The issue's user path: a 1024-px render, metadata stripped, cropped by 10 %, resized to half and
+    re-saved as JPEG q70 — verify (HTTP and `consentgate provenance verify`) still names the decision,
+    with the geometry it undid, the bit accuracy and the confidence."""
+    from tests.jobs.test_cli_client import _run
+
+    big = np.asarray(Image.fromarray(astronaut).resize((1024, 1024), Image.Resampling.LANCZOS))
+    resp = release(client, keys.generator, png(big))
+    assert resp.status_code == 200
+    decision_id = resp.headers["x-decision-id"]
+    shared = Image.open(io.BytesIO(resp.content)).convert("RGB").crop((40, 60, 40 + 971, 60 + 971))
+    shared = shared.resize((486, 486), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    shared.save(buf, "JPEG", quality=70)
+    answer = client.post("/v1/provenance/verify", headers=auth(keys.generator),
+                         files={"media": ("f", buf.getvalue(), "image/jpeg")}).json()
+    mark = answer["watermark"]
+    assert answer["c2pa"]["state"] == "ManifestNotFound" and mark["found"] is True
+    assert mark["method"] == "tileSync" and mark["version"] == "1"
+    assert abs(mark["geometry"]["scale"] - 0.5) < 0.01 and abs(mark["geometry"]["rotation_deg"]) < 0.5
+    assert 0.6 < mark["bit_accuracy_estimate"] <= 1.0 and mark["confidence"] > 1 - 1e-6
+    # the copy, put back where the mark says it sat, matches the hash recorded at release
+    assert mark["image_matches_release"] is True and mark["pdq_distance"] <= 60
+    assert [d["decision_id"] for d in answer["decisions"]] == [decision_id]
+    copy = tmp_path / "shared.jpg"
+    copy.write_bytes(buf.getvalue())
+    printed = json.loads(_run(client, keys.generator, "provenance", "verify", str(copy)).stdout)
+    assert printed["watermark"]["geometry"] == mark["geometry"]
+    assert [d["decision_id"] for d in printed["decisions"]] == [decision_id]

@@ -68,8 +68,12 @@ def test_registry_commands_and_erasure_receipt(env: Path, tmp_path: Path, astron
     sid = subject["id"]
     enrolled = json.loads(run("registry", "enroll", sid, str(image), "--notice-version", "v1"))
     assert enrolled["templates"] == {"dlib": 1}
-    grant = json.loads(run("registry", "grant", sid, "--tenant", "acme", "--use", "txt2img"))
+    grant = json.loads(run("registry", "grant", sid, "--tenant", "demo", "--use", "txt2img"))
     assert json.loads(run("registry", "subject", "show", sid))["grants"][0]["id"] == grant["id"]
+    assert json.loads(run("registry", "uses", "--grant", grant["id"])) == {
+        "subject_id": sid, "grant_id": grant["id"], "uses": [], "next_cursor": None}  # nothing made yet
+    missing_grant = runner.invoke(app, ["registry", "uses", "--grant", "0" * 32])
+    assert missing_grant.exit_code == 1 and "error" in missing_grant.output
     assert json.loads(run("registry", "revoke", grant["id"]))["revoked_at"]
     assert sid in run("registry", "subject", "list")
     receipt = json.loads(run("registry", "subject", "erase", sid, "--yes"))
@@ -77,6 +81,9 @@ def test_registry_commands_and_erasure_receipt(env: Path, tmp_path: Path, astron
     assert "Eileen" not in json.dumps(receipt)
     verified = runner.invoke(app, ["audit", "verify"])
     assert verified.exit_code == 0, verified.output
+    ledger = json.loads(run("audit", "entries", "--subject", sid))["entries"]
+    assert [e["record"]["kind"] for e in ledger] == ["subject", "enrolment", "grant", "revocation", "erasure"]
+    assert [e["record"]["kind"] for e in json.loads(run("audit", "entries", "--kind", "grant"))["entries"]] == ["grant"]
     missing = runner.invoke(app, ["registry", "subject", "show", sid])
     assert missing.exit_code == 1 and "error" in missing.output
 
@@ -103,10 +110,11 @@ def test_audit_export_and_offline_verify(env: Path, tmp_path: Path) -> None:
     assert ok.exit_code == 0, ok.output
     entries = out / "entries.jsonl"
     lines = entries.read_text().splitlines()
-    lines[0] = lines[0].replace('"erasure"', '"retention"')
+    assert ['"kind":"subject"' in lines[0], '"kind":"erasure"' in lines[1]] == [True, True]  # the ledger
+    lines[1] = lines[1].replace('"erasure"', '"retention"')
     entries.write_text("\n".join(lines) + "\n")
     bad = runner.invoke(app, ["audit", "verify", "--export", str(out), "--key", str(vkey)])
-    assert bad.exit_code == 1 and "0" in bad.output
+    assert bad.exit_code == 1 and "entry 1" in bad.output
 
 
 # Sunlight's rule: no command but `init` (and `serve`, which says so) creates state. Each of these,

@@ -163,7 +163,7 @@ def test_redact_obligation_names_the_face() -> None:
 def test_output_allow_carries_watermark_and_sign() -> None:
     verdict = decide(POLICY, facts())
     assert verdict.obligations["sign"] is True
-    assert verdict.obligations["watermark"]["method"] == "dwtDctSvd"
+    assert verdict.obligations["watermark"]["method"] == "tileSync"  # the default mark
     assert "watermark" not in decide(POLICY, facts(stage="input")).obligations
 
 

@@ -186,7 +186,8 @@ def test_enormous_media_part_is_refused_without_buffering_it(served: Served) -> 
         base, _ = tracemalloc.get_traced_memory()
         with PeakRss() as rss:
             resp = raw_post(
-                served, "/v1/check", headers, multipart_stream('{"use": "img2img"}', 1 << 30), chunked=True
+                served, "/v1/check", headers, multipart_stream('{"stage": "input", "use": "img2img"}', 1 << 30),
+                chunked=True
             )
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -207,7 +208,7 @@ def test_part_over_the_part_limit_but_under_the_body_limit_is_413(served: Served
     }
     with PeakRss() as rss:
         resp = raw_post(
-            served, "/v1/check", headers, multipart_stream('{"use": "img2img"}', 6 * MB), chunked=True
+            served, "/v1/check", headers, multipart_stream('{"stage": "input", "use": "img2img"}', 6 * MB), chunked=True
         )
     assert resp.status == 413, resp.body[:300]
     assert "limit" in json.loads(resp.body)["error"]["message"]
@@ -250,7 +251,7 @@ def test_multipart_abuse_is_a_4xx(served: Served, case: str, expected: set[int])
     elif case == "1500 form fields":
         resp = _check(served, {"request": REQUEST, **{f"f{i}": "x" for i in range(1500)}})
     elif case == "request part of 1.5 MB":
-        resp = _check(served, {"request": json.dumps({"use": "img2img", "prompt": "a" * 1_500_000})})
+        resp = _check(served, {"request": json.dumps({"stage": "input", "use": "img2img", "prompt": "a" * 1_500_000})})
     elif case == "request part sent as a file":
         resp = _check(served, files=[("request", ("r.json", REQUEST.encode(), "application/json"))])
     elif case == "request part not JSON":
@@ -260,9 +261,10 @@ def test_multipart_abuse_is_a_4xx(served: Served, case: str, expected: set[int])
     elif case == "request part missing":
         resp = _check(served, files=[tiny])
     elif case == "request part with unknown keys":
-        resp = _check(served, {"request": json.dumps({"use": "img2img", "admin": True})})
+        resp = _check(served, {"request": json.dumps({"stage": "input", "use": "img2img", "admin": True})})
     else:
-        resp = _check(served, files=[("request", (None, b'{"use": "img2\xff\xfeimg"}', "text/plain"))])
+        raw = b'{"stage": "input", "use": "img2\xff\xfeimg"}'
+        resp = _check(served, files=[("request", (None, raw, "text/plain"))])
     assert resp.status_code in expected, (case, resp.status_code, resp.text[:300])
     assert resp.json()["error"]["code"]
 

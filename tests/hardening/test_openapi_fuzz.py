@@ -1,14 +1,14 @@
 """Schemathesis against the gateway's own OpenAPI, on a real server on 127.0.0.1, with a valid key of
 each role: every operation gets schema-valid (positive) and schema-violating (negative) requests,
-bounded in count (CONSENTGATE_FUZZ_EXAMPLES per operation and mode, default 10) and in time
-(CONSENTGATE_FUZZ_BUDGET_S per role, default 40 s). Checks: never a 5xx; the response body conforms
+bounded in count (CONSENTGATE_FUZZ_EXAMPLES per operation and mode, default 10); every operation is
+always reached (a wall-clock budget made coverage depend on how loaded the machine was), and the
+pytest timeout bounds a role's sweep. Checks: never a 5xx; the response body conforms
 to the documented schema and content type where the status is documented."""
 
 from __future__ import annotations
 
 import collections
 import os
-import time
 from typing import Any
 
 import pytest
@@ -16,7 +16,6 @@ import pytest
 from tests.hardening.conftest import Served, bearer
 
 EXAMPLES = int(os.environ.get("CONSENTGATE_FUZZ_EXAMPLES", "10"))
-BUDGET_S = float(os.environ.get("CONSENTGATE_FUZZ_BUDGET_S", "40"))
 # (operation, schemathesis failure type) the sweep tolerates: each is pinned by a strict xfail below.
 METRICS_DOC = (
     "gateway/api/health.py: GET /metrics answers text/plain (Prometheus exposition) but its OpenAPI "
@@ -128,7 +127,7 @@ def _run_operation(
         assert mode.value == "negative"  # nothing to violate (an operation without parameters or body)
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("role", ROLES)
 def test_openapi_operations_never_5xx_and_conform(served: Served, schema: Any, role: str) -> None:
     from schemathesis import GenerationMode
@@ -137,18 +136,15 @@ def test_openapi_operations_never_5xx_and_conform(served: Served, schema: Any, r
     statuses: collections.Counter[tuple[str, int]] = collections.Counter()
     failures: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]
-    deadline = time.monotonic() + BUDGET_S
     covered = 0
     for operation in operations:
-        if time.monotonic() > deadline:
-            break
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             _run_operation(operation, mode, served, key, EXAMPLES, statuses, failures)
         covered += 1
     summary = "\n".join(f"{label} {code}: {n}" for (label, code), n in sorted(statuses.items()))
     assert not failures, "\n\n".join(failures[:20]) + f"\n\nstatuses:\n{summary}"
     # The run reached every operation, and the key was accepted somewhere (not a wall of 401s).
-    assert covered == len(operations), f"time budget ran out after {covered}/{len(operations)} operations"
+    assert covered == len(operations) > 0
     assert any(200 <= code < 300 for (_, code) in statuses), summary
     # (/v1/blobs answers 401 to a link without a valid signature, whoever asks)
     assert not any(code == 401 for (label, code) in statuses if "/v1/blobs/" not in label), summary

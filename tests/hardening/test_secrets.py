@@ -375,7 +375,8 @@ def test_security_headers_on_every_kind_of_response(tmp_path: Path, coffee: np.n
         responses = {
             "healthz": client.get("/healthz"),
             "metrics": client.get("/metrics"),
-            "check (200)": client.post("/v1/check", headers=auth, data={"request": '{"use": "txt2img"}'}),
+            "check (200)": client.post("/v1/check", headers=auth,
+                                       data={"request": '{"stage": "input", "use": "txt2img"}'}),
             "release (image)": release,
             "401": client.get("/v1/routes"),
             "403": client.get("/v1/audit/entries", headers=auth),

@@ -46,7 +46,7 @@ uses:
       faces: {unmatched: allow, without_consent: deny}
 """
 
-JOB_EXTRA = {"jobs_poll_s": "0.05", "jobs_lease_s": "2"}
+JOB_EXTRA = {"jobs_poll_s": "0.05", "jobs_lease_s": "2", "jobs_webhook_hosts": "hooks.example,127.0.0.1"}
 SIZE = (320, 240)
 FPS = 15
 

@@ -1,6 +1,6 @@
 """`consentgate check|release|provenance verify` against a gateway (in-process here): videos go
 through jobs, images through /v1/check and /v1/release; exit codes say allow (0), deny (1) or
-refused (2)."""
+refused (2); provenance verify: found (0), invalid (1), nothing found (2)."""
 
 from __future__ import annotations
 
@@ -95,6 +95,7 @@ def test_check_exit_codes(client: TestClient, keys: Keys, clips: dict[str, Path]
 
 def test_provenance_verify_prints_the_report(client: TestClient, keys: Keys, clips: dict[str, Path]) -> None:
     result = _run(client, keys.generator, "provenance", "verify", str(clips["clean"]))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 2, result.output  # nothing found is not success (docs/cli.md)
     report = json.loads(result.stdout)
     assert report["c2pa"]["state"] == "ManifestNotFound" and report["decisions"] == []
+    assert "nothing found" in result.stderr

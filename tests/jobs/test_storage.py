@@ -54,11 +54,13 @@ def test_keys_are_validated(files: JobFiles, key: str, tmp_path: Path) -> None:
 
 def test_webhook_urls() -> None:
     assert check_webhook_url(None) is None
-    assert check_webhook_url("https://hooks.example/x?y=1") == "https://hooks.example/x?y=1"
+    with pytest.raises(Invalid, match="webhooks are off"):  # no allowlist: no webhooks (#15.7)
+        check_webhook_url("https://hooks.example/x?y=1")
+    assert check_webhook_url("https://hooks.example/x?y=1", ("hooks.example",)) == "https://hooks.example/x?y=1"
     for bad in ("ftp://example.com/x", "file:///etc/passwd", "https://u:p@example.com/", "http:///nohost",
                 "javascript:alert(1)", "https://example.com:99999/"):
         with pytest.raises(Invalid):
-            check_webhook_url(bad)
+            check_webhook_url(bad, ("example.com",))
     allowed = ("hooks.example", ".corp.example")
     assert check_webhook_url("https://a.corp.example/x", allowed)
     assert check_webhook_url("https://HOOKS.example/x", allowed)

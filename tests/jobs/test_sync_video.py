@@ -102,6 +102,7 @@ def test_bad_videos_are_4xx(client: TestClient, keys: Keys, clips: dict[str, Pat
         for path in ("/v1/check", "/v1/release"):
             resp = upload(client, path, keys.generator, data, {"stage": "output"})
             assert resp.status_code == code, (path, resp.text)
-    two = client.post("/v1/check", headers=auth(keys.generator), data={"request": '{"use": "txt2video"}'},
+    two = client.post("/v1/check", headers=auth(keys.generator),
+                      data={"request": '{"stage": "output", "use": "txt2video"}'},
                       files=[("media", ("a", good, "video/mp4")), ("media", ("b", good, "video/mp4"))])
     assert two.status_code == 422

@@ -86,11 +86,17 @@ class TestRivaGan(MarkContract):
     method = "rivaGan"
 
 
-CONTRACT_CLASSES = [TestDwtDctSvd, TestRivaGan]
+class TestTileSync(MarkContract):
+    method = "tileSync"
+    min_psnr = 40.0
+
+
+CONTRACT_CLASSES = [TestDwtDctSvd, TestRivaGan, TestTileSync]
 
 
 def test_every_builtin_mark_has_a_contract_class() -> None:
-    assert sorted(c.method for c in CONTRACT_CLASSES) == list(builtin_marks().names())
+    # trustMark's contract class needs the operator's weights: tests/provenance/test_trustmark.py
+    assert sorted([*(c.method for c in CONTRACT_CLASSES), "trustMark"]) == list(builtin_marks().names())
 
 
 def test_registry_is_explicit_and_unique() -> None:

@@ -118,6 +118,7 @@ def proxy_env(
     app = create_app(settings)
     with ServerThread(app) as server:
         gw = app.state.gateway
+        gw.settings.extra["public_url"] = server.url  # links are built only from the configured public URL
         keys = Keys(
             acme=gw.apikeys.create("acme", "generator")[1],
             globex=gw.apikeys.create("globex", "generator")[1],

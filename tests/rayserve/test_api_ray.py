@@ -70,7 +70,7 @@ def _with_face(identity: int) -> np.ndarray:
 def test_checks_and_releases_run_on_the_workers(tmp_path: Path, relay: Forwarder, serve_client: Any) -> None:
     with _gateway(tmp_path, relay.url) as tc:
         keys = Keys(tc)
-        ready = tc.get("/readyz").json()
+        ready = tc.get("/readyz", headers=auth(keys.admin)).json()
         assert ready["ready"] and ready["model_backend"]["problems"] == []
         before = serve_client.info("nsfw")["stats"]["items"]
         record = check(tc, keys.generator, OUTPUT, png(solid((230, 20, 20)))).json()
@@ -100,7 +100,7 @@ def test_ray_unreachable_means_not_ready_and_deny(tmp_path: Path, relay: Forward
         assert tc.get("/readyz").status_code == 200
         start = _entries(tc)
         relay.cut()
-        ready = tc.get("/readyz")
+        ready = tc.get("/readyz", headers=auth(keys.admin))
         assert ready.status_code == 503
         problems = ready.json()["model_backend"]["problems"]
         assert {p.split(":")[0] for p in problems} == {"nsfw", "face", "text"}
@@ -123,7 +123,8 @@ def test_ray_unreachable_means_not_ready_and_deny(tmp_path: Path, relay: Forward
 def test_unreachable_at_start_becomes_ready_by_itself(tmp_path: Path, relay: Forwarder) -> None:
     relay.cut()
     with _gateway(tmp_path, relay.url) as tc:
-        body = tc.get("/readyz")
+        admin = Keys(tc).admin
+        body = tc.get("/readyz", headers=auth(admin))
         assert body.status_code == 503 and body.json()["policy"]["name"] is None
         assert "unreachable" in (body.json()["last_error"] or "")
         relay.restore()

@@ -1,13 +1,12 @@
-"""The registry router on a minimal app (its own error handlers, real API-key store, fake audit log,
-fake face analyzer): roles, status codes, 422 for refused enrolments, erasure receipts in the audit log,
-and no template or ciphertext in any response."""
+"""The registry router on a minimal app (its own error handlers, real API-key store, a real audit log
+on the same database as the consent ledger, fake face analyzer): roles, status codes, 422 for refused
+enrolments, every mutation a ledger entry, and no template or ciphertext in any response."""
 
 from __future__ import annotations
 
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,32 +20,11 @@ from sqlmodel import SQLModel
 
 from classifiers.fake import draw_fake_face, fake_face_embedding
 from gateway.apikeys import ApiKeyRow, ApiKeyStore
+from gateway.audit import AuditLog, CheckpointSigner
+from gateway.audit.testing import assert_log_consistent
 from gateway.media import MediaLimits
 
 pytestmark = pytest.mark.db
-
-
-@dataclass
-class FakeAuditEntry:
-    index: int
-    record: dict[str, Any]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "record": self.record}
-
-
-@dataclass
-class FakeAudit:
-    entries: list[FakeAuditEntry] = field(default_factory=list)
-
-    def append(self, record: dict[str, Any]) -> FakeAuditEntry:
-        entry = FakeAuditEntry(len(self.entries), json.loads(json.dumps(record)))
-        self.entries.append(entry)
-        return entry
-
-    def query(self, subject: str | None = None, cursor: str | None = None, limit: int = 100) -> Any:
-        hits = [e for e in self.entries if subject in e.record.get("subjects", [])]
-        return hits[:limit], None
 
 
 def png(arr: np.ndarray) -> bytes:
@@ -72,11 +50,15 @@ def api(
     SQLModel.metadata.create_all(main_engine, tables=[ApiKeyRow.__table__])  # type: ignore[attr-defined]
     keys = ApiKeyStore(main_engine, "operator")
     reg = make_registry()
+    log = AuditLog(main_engine, CheckpointSigner.generate("registry.test/log"), origin="registry.test/log",
+                   checkpoint_interval_ms=0, index_interval_ms=0)
+    log.create_tables()
+    reg.attach_ledger(log, "operator")
     app = FastAPI()
     _install_error_handlers(app)
     app.include_router(router)
     app.state.gateway = SimpleNamespace(
-        started=True, apikeys=keys, registry=reg, audit=FakeAudit(), limits=MediaLimits()
+        started=True, apikeys=keys, registry=reg, audit=log, limits=MediaLimits()
     )
     headers = {
         role: {"Authorization": f"Bearer {keys.create(tenant, role)[1]}"}
@@ -84,6 +66,9 @@ def api(
     }
     with TestClient(app) as client:
         yield client, headers, app.state.gateway
+    log.publish_checkpoint()
+    log.close()
+    assert_log_consistent(log, require_covered=True)
     SQLModel.metadata.drop_all(main_engine, tables=[ApiKeyRow.__table__])  # type: ignore[attr-defined]
 
 
@@ -131,10 +116,17 @@ def test_registry_lifecycle_over_http(api: Any) -> None:
     r = client.delete(f"/v1/subjects/{sid}", headers=h["registrar"])
     assert r.status_code == 200, r.text
     receipt = r.json()
-    assert receipt["kind"] == "erasure" and receipt["subjects"] == [sid] and receipt["audit"]["index"] == 0
+    assert receipt["kind"] == "erasure" and receipt["subjects"] == [sid] and receipt["audit"]["index"] == 5
+    assert receipt["tenant"] == "operator" and receipt["counts"]["subject_keys"] == 1
     assert "Zo" not in json.dumps(receipt)
     uses = client.get(f"/v1/subjects/{sid}/uses", headers=h["registrar"]).json()
-    assert [e["record"]["kind"] for e in uses["entries"]] == ["erasure"]
+    assert uses["uses"] == [] and uses["next_cursor"] is None  # no decision involved them
+    ledger = [e.record for e in gw.audit.query(subject=sid)[0]]
+    assert [r["kind"] for r in ledger] == ["subject", "enrolment", "grant", "revocation", "hash", "erasure"]
+    assert "Zo" not in json.dumps(ledger)  # names never reach the log
+    assert ledger[1]["notice_version"] == "n-1" and ledger[1]["image_count"] == 1 and ledger[1]["modality"] == "face"
+    assert ledger[2]["grant"]["grant_id"] == grant_id and ledger[2]["grant"]["uses"] == ["txt2img"]
+    assert ledger[3]["grant_id"] == grant_id and ledger[4]["added"] == 1
     assert client.get(f"/v1/subjects/{sid}", headers=h["registrar"]).status_code == 404
     assert client.delete(f"/v1/subjects/{sid}", headers=h["registrar"]).status_code == 404
 

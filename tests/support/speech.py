@@ -68,3 +68,39 @@ def speech(text: str, voice: tuple[str, int] = VOICE_A, speed: int = 160) -> np.
         return pcm
     g = np.gcd(16000, rate)
     return resample_poly(pcm, 16000 // g, rate // g).astype(np.float32)
+
+
+def video_with_speech(path: str, samples: np.ndarray, *, size: tuple[int, int] = (160, 120), fps: int = 10) -> str:
+    """An H.264 + AAC MP4 of grey frames whose soundtrack is `samples` (mono float32, 16 kHz)."""
+    from typing import Any, cast
+
+    import av
+
+    seconds = len(samples) / 16000
+    with av.open(path, "w", format="mp4") as out:
+        vs = cast(Any, out.add_stream("libx264", rate=fps))
+        vs.width, vs.height, vs.pix_fmt = size[0], size[1], "yuv420p"
+        vs.options = {"preset": "ultrafast"}
+        aus = cast(Any, out.add_stream("aac", rate=16000, layout="mono"))
+        frame = np.full((size[1], size[0], 3), 90, np.uint8)
+        for i in range(int(seconds * fps)):
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            vf.pts = i
+            for packet in vs.encode(vf):
+                out.mux(packet)
+        for packet in vs.encode(None):
+            out.mux(packet)
+        n = aus.codec_context.frame_size or 1024
+        pts = 0
+        for start in range(0, len(samples), n):
+            chunk = samples[start:start + n]
+            if len(chunk) < n:
+                chunk = np.pad(chunk, (0, n - len(chunk)))
+            af = av.AudioFrame.from_ndarray(chunk[None, :].astype(np.float32), format="fltp", layout="mono")
+            af.sample_rate, af.pts = 16000, pts
+            pts += n
+            for packet in aus.encode(af):
+                out.mux(packet)
+        for packet in aus.encode(None):
+            out.mux(packet)
+    return path

@@ -1,0 +1,65 @@
+"""Why: scripts call the CLI in loops (list keys, verify, grant), so a command that needs no model
+must start fast — the goal is < 0.5 s (#22.6). This runs each command as a fresh process N times and
+prints the median and best wall time beside the floor measured in the same run: `python -c pass`
+(the interpreter alone) and `python -c "import sqlalchemy"` (what any command reading the database
+must import), with the ratio to the interpreter.
+
+    .venv/bin/python bench/cli_startup.py [--n 7]
+
+The machine may be shared: compare the columns of one run, not runs of different days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-c", "from gateway.cli import main; main()"]
+
+
+def timed(cmd: list[str], n: int, env: dict[str, str]) -> tuple[float, float]:
+    runs = []
+    for _ in range(n):
+        start = time.perf_counter()
+        done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True)
+        runs.append(time.perf_counter() - start)
+        if done.returncode not in (0, 1, 2):
+            raise SystemExit(f"{cmd}: exit {done.returncode}\n{done.stderr.decode()[-2000:]}")
+    return statistics.median(runs), min(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=7)
+    args = parser.parse_args()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        subprocess.run([*CLI, "init", "--data-dir", str(data)], env=env, cwd=REPO, check=True, capture_output=True)
+        commands: list[tuple[str, list[str]]] = [
+            ("python -c pass (floor)", [sys.executable, "-c", "pass"]),
+            ("python -c 'import sqlalchemy'", [sys.executable, "-c", "import sqlalchemy"]),
+            ("consentgate --help", [*CLI, "--help"]),
+            ("consentgate apikey list", [*CLI, "apikey", "list", "--data-dir", str(data)]),
+            ("consentgate apikey list (no data dir)", [*CLI, "apikey", "list", "--data-dir", str(data / "none")]),
+            ("consentgate registry subject list", [*CLI, "registry", "subject", "list", "--data-dir", str(data)]),
+            ("consentgate audit verify", [*CLI, "audit", "verify", "--data-dir", str(data)]),
+            ("consentgate policy schema", [*CLI, "policy", "schema"]),
+        ]
+        rows = [(label, *timed(cmd, args.n, env)) for label, cmd in commands]
+    floor = rows[0][2]
+    print(f"{'command':44} {'median s':>9} {'best s':>8} {'best / python -c pass':>22}")
+    for label, median, best in rows:
+        print(f"{label:44} {median:9.3f} {best:8.3f} {best / floor:21.1f}x")
+    print(f"(n={args.n} runs each, {os.cpu_count()} cores, machine possibly shared; goal: model-free commands < 0.5 s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,322 @@
+"""The numerics of the ``tileSync`` mark: a periodic spread-spectrum tile that finds itself again.
+
+Why: shared copies of a render are re-encoded, resized, cropped and slightly rotated. A mark
+read at fixed pixel positions (dwtDctSvd) dies with the first crop. Here the mark is one
+``TILE`` x ``TILE`` pattern repeated over the whole image, so
+
+- the repetition itself is the synchronisation template: the autocorrelation of the image's
+  high-pass residual has peaks on the lattice of the repetition, whose two basis vectors give
+  the scale, the rotation (and any aspect change) of the copy, whatever its size;
+- a crop only shifts the repetition: after the residual is folded onto one tile (every pixel
+  added to its position modulo the period), a fixed pseudo-random *sync* part of the tile gives
+  the shift by circular cross-correlation;
+- every payload bit is spread over ~10 cells of the tile, repeated in every tile of the image,
+  so the folded tile averages the host image out (spread spectrum) and each bit comes out with a
+  soft value for the payload decoder (``gateway.provenance.payload``).
+
+The tile carries ``N_CELLS`` cells of ``CELL`` x ``CELL`` pixels: ``N_SYNC`` sync cells and the
+others shared round-robin among the payload bits, each with a pseudo-random +-1 chip (whitening).
+The pattern is added to luma (R, G and B alike) with a perceptual mask (more in textured areas,
+less in flat ones) scaled to a target PSNR. Images larger than ``WORK_SIDE`` are marked and read
+at a working resolution (the mark is upsampled onto the full image), so the cost stays flat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+
+import cv2
+import numpy as np
+import scipy.fft
+from numpy.typing import NDArray
+
+TILE = 128
+CELL = 4
+N_CELLS = (TILE // CELL) ** 2
+N_SYNC = 256
+WORK_SIDE = 1024
+F32 = NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the sync and the payload bits sit in the tile (cells), with their chips."""
+
+    n_bits: int
+    sync: F32  # (TILE, TILE): chip on sync cells, 0 elsewhere
+    bit_of_cell: NDArray[np.int64]  # (N_CELLS,): bit index, -1 for sync cells
+    chip: NDArray[np.float32]  # (N_CELLS,): +-1
+
+
+@cache
+def layout(n_bits: int, domain: str = "consentgate/tilesync/v1") -> Layout:
+    seed = int.from_bytes(hashlib.sha256(domain.encode()).digest()[:8], "big")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(N_CELLS)
+    bit_of_cell = np.full(N_CELLS, -1, dtype=np.int64)
+    payload_cells = order[N_SYNC:]
+    bit_of_cell[payload_cells] = np.arange(payload_cells.shape[0]) % n_bits
+    chip = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), N_CELLS)
+    sync_cells = np.where(bit_of_cell < 0, chip, 0.0).astype(np.float32)
+    return Layout(n_bits, _cells_to_tile(sync_cells), bit_of_cell, chip)
+
+
+def _cells_to_tile(cells: NDArray[np.float32]) -> F32:
+    side = TILE // CELL
+    grid = cells.reshape(side, side)
+    tile: F32 = np.kron(grid, np.ones((CELL, CELL), dtype=np.float32)).astype(np.float32)
+    return tile
+
+
+def tile_for(bits: NDArray[np.uint8], lay: Layout) -> F32:
+    """The +-1 tile that carries ``bits`` (sync cells included)."""
+    signs = np.where(lay.bit_of_cell >= 0, 2.0 * bits[np.maximum(lay.bit_of_cell, 0)] - 1.0, 1.0)
+    return _cells_to_tile((lay.chip * signs).astype(np.float32))
+
+
+def luma(rgb: NDArray[np.uint8]) -> F32:
+    out: F32 = (rgb[..., 0] * np.float32(0.299) + rgb[..., 1] * np.float32(0.587)
+                + rgb[..., 2] * np.float32(0.114)).astype(np.float32)
+    return out
+
+
+def work_shape(height: int, width: int) -> tuple[int, int]:
+    factor = min(1.0, WORK_SIDE / max(height, width))
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def perceptual_mask(y: F32) -> F32:
+    """Relative local activity, mean ~1: the mark hides in texture, stays faint on flat areas."""
+    detail = np.abs(y - cv2.blur(y, (3, 3)))
+    activity = cv2.blur(detail, (15, 15)) + np.float32(1.0)
+    mask: F32 = np.clip(activity / np.float32(activity.mean()), 0.35, 2.5).astype(np.float32)
+    return mask
+
+
+def embed(rgb: NDArray[np.uint8], bits: NDArray[np.uint8], psnr_db: float) -> NDArray[np.uint8]:
+    """Add the tiled pattern for ``bits`` to the luma of ``rgb`` at ``psnr_db`` (before rounding)."""
+    height, width = rgb.shape[:2]
+    wh, ww = work_shape(height, width)
+    small = rgb if (wh, ww) == (height, width) else np.asarray(
+        cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    tile = tile_for(bits, layout(bits.shape[0]))
+    reps = (-(-wh // TILE), -(-ww // TILE))
+    pattern: F32 = np.tile(tile, reps)[:wh, :ww] * perceptual_mask(luma(small))
+    if (wh, ww) != (height, width):
+        pattern = np.asarray(cv2.resize(pattern, (width, height), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
+    target_mse = 255.0**2 / 10 ** (psnr_db / 10) - 1 / 12  # rounding adds ~1/12
+    alpha = np.float32(np.sqrt(max(target_mse, 0.01) / float(np.mean(np.square(pattern, dtype=np.float32)))))
+    delta = np.rint(alpha * pattern).astype(np.int16)  # rint(pixel + d) == pixel + rint(d)
+    marked: NDArray[np.uint8] = np.clip(rgb.astype(np.int16) + delta[..., None], 0, 255).astype(np.uint8)
+    return marked
+
+
+def residual(y: F32) -> F32:
+    """High-pass residual, normalised by its local energy (host image out, mark in)."""
+    # sigma 1.0 / window 11 measured best over JPEG q50, WebP q60 and 0.5x copies (bench/release.py)
+    r = y - cv2.GaussianBlur(y, (0, 0), 1.0)
+    energy = np.sqrt(np.maximum(cv2.blur(r * r, (11, 11)), 0)) + np.float32(0.5)
+    out: F32 = np.clip(r / energy, -3.0, 3.0).astype(np.float32)
+    return out
+
+
+@dataclass(frozen=True)
+class Lattice:
+    """The repetition found in a copy: basis vectors (x, y) of one tile period, in pixels."""
+
+    b1: tuple[float, float]
+    b2: tuple[float, float]
+    strength: float  # autocorrelation at the peak, relative to lag 0
+
+    @property
+    def scale(self) -> float:
+        return float((np.hypot(*self.b1) + np.hypot(*self.b2)) / (2 * TILE))
+
+    @property
+    def rotation_deg(self) -> float:
+        return float(np.degrees(np.arctan2(self.b1[1], self.b1[0])))
+
+
+IDENTITY = Lattice((float(TILE), 0.0), (0.0, float(TILE)), 0.0)
+
+
+def _refine(acf: F32, y: int, x: int) -> tuple[float, float]:
+    """Sub-pixel peak position by a parabola through the neighbours (circular)."""
+    h, w = acf.shape
+
+    def off(m: float, c: float, p: float) -> float:
+        d = m - 2 * c + p
+        return 0.0 if d >= 0 else float(np.clip(0.5 * (m - p) / d, -0.5, 0.5))
+
+    c = float(acf[y % h, x % w])
+    dy = off(float(acf[(y - 1) % h, x % w]), c, float(acf[(y + 1) % h, x % w]))
+    dx = off(float(acf[y % h, (x - 1) % w]), c, float(acf[y % h, (x + 1) % w]))
+    return y + dy, x + dx
+
+
+def find_lattices(r: F32, min_period: float = 0.3 * TILE, max_period: float = 2.2 * TILE,
+                  n: int = 2, peaks: int = 24) -> list[Lattice]:
+    """Up to ``n`` candidate lattices from the autocorrelation of the residual ``r``."""
+    h0, w0 = r.shape
+    # zero-pad so that lags up to max_period do not wrap around (linear, not circular, ACF)
+    pad = int(min(max_period, 0.8 * min(h0, w0))) if min(h0, w0) < 3 * max_period else 0
+    h, w = scipy.fft.next_fast_len(h0 + pad, real=True), scipy.fft.next_fast_len(w0 + pad, real=True)
+    spectrum = scipy.fft.rfft2(r, s=(h, w), workers=-1)
+    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+    # spectral whitening: the repetition makes narrow lines in the spectrum, the host a smooth
+    # background; dividing by the local mean keeps the lines and flattens the host
+    power /= cv2.blur(power, (9, 9)) + np.float32(1e-6)
+    acf = scipy.fft.irfft2(power, s=(h, w), workers=-1).astype(np.float32)
+    acf /= max(float(acf[0, 0]), 1e-9)
+    shifted = np.fft.fftshift(acf)  # lag 0 at (h // 2, w // 2): wrap-free neighbourhoods near it
+    ys = (np.arange(h) - h // 2)[:, None]
+    xs = (np.arange(w) - w // 2)[None, :]
+    radius = np.hypot(ys, xs)
+    # a lag (dy, dx) is seen on n = (h0 - |dy|) * (w0 - |dx|) pixel pairs: the sum grows like n,
+    # its noise like sqrt(n); dividing by sqrt(n) ranks peaks by significance
+    overlap = np.clip((h0 - np.abs(ys)) * (w0 - np.abs(xs)), 0.05 * h0 * w0, None) / (h0 * w0)
+    shifted = (shifted / np.sqrt(overlap)).astype(np.float32)
+    # half plane x > 0 (or x == 0, y > 0): each lag and its negative are the same peak
+    ring = (radius >= min_period) & (radius <= min(max_period, 0.7 * min(h0, w0))) & (
+        (xs > 0) | ((xs == 0) & (ys > 0)))
+    local_max = shifted >= cv2.dilate(shifted, np.ones((5, 5), np.uint8))
+    candidates = np.flatnonzero((ring & local_max).ravel())
+    if candidates.size == 0:
+        return []
+    top = candidates[np.argsort(shifted.ravel()[candidates])[::-1][:peaks]]
+    out: list[Lattice] = []
+    for flat in top:
+        py, px = divmod(int(flat), w)
+        y0, x0 = _refine(acf, py - h // 2, px - w // 2)
+        # the partner vector, 90 degrees on
+        ey, ex = x0, -y0
+        best = None
+        for dy in range(-4, 5):
+            for dx in range(-4, 5):
+                qy, qx = round(ey) + dy, round(ex) + dx
+                v = float(acf[qy % h, qx % w])
+                if best is None or v > best[0]:
+                    best = (v, qy, qx)
+        assert best is not None
+        y1, x1 = _refine(acf, best[1], best[2])
+        v1, v2 = (x0, y0), (x1, y1)
+        # b1 is the vector closest to +x, b2 the one closest to +y (small rotations)
+        vecs = [v1, v2, (-v1[0], -v1[1]), (-v2[0], -v2[1])]
+        b1 = max(vecs, key=lambda v: v[0] / np.hypot(*v))
+        b2 = max(vecs, key=lambda v: v[1] / np.hypot(*v))
+        # a true lattice has peaks at b1 + b2 and b1 - b2 too; host structure rarely does
+        score = sum(_peak_near(shifted, h, w, vy, vx) for vy, vx in (
+            (b1[1], b1[0]), (b2[1], b2[0]), (b1[1] + b2[1], b1[0] + b2[0]), (b1[1] - b2[1], b1[0] - b2[0])))
+        lat = Lattice((float(b1[0]), float(b1[1])), (float(b2[0]), float(b2[1])), score / 4)
+        if all(abs(lat.scale - o.scale) > 0.01 or abs(lat.rotation_deg - o.rotation_deg) > 0.5 for o in out):
+            out.append(lat)
+    if not out:
+        return []
+    # by consistency; but a sub-lattice (every k-th repetition) is as consistent as the lattice
+    # itself, so the shortest consistent periods are put forward too
+    by_score = sorted(out, key=lambda lat: -lat.strength)
+    top_score = by_score[0].strength
+    shortest = sorted((lat for lat in out if lat.strength >= 0.5 * top_score), key=lambda lat: lat.scale)
+    picked: list[Lattice] = []
+    for lat in [*shortest[:n // 3], *by_score]:
+        if lat not in picked:
+            picked.append(lat)
+    return picked[:n]
+
+
+def _peak_near(shifted: F32, h: int, w: int, y: float, x: float) -> float:
+    """Largest value of the (centred) autocorrelation within one pixel of lag (y, x); 0 outside."""
+    cy, cx = round(y) + h // 2, round(x) + w // 2
+    if not (1 <= cy < h - 1 and 1 <= cx < w - 1):
+        return 0.0
+    return float(shifted[cy - 1:cy + 2, cx - 1:cx + 2].max())
+
+
+def fold(r: F32, lat: Lattice) -> F32:
+    """Mean of the residual per position of the canonical tile, the copy's geometry undone.
+
+    The residual is warped back to the canonical frame (at half resolution when the copy was
+    shrunk: the tile is then folded at 64 px and brought back to ``TILE``) and summed tile by
+    tile; positions outside the copy do not count."""
+    h, w = r.shape
+    period = TILE if lat.scale >= 0.75 else TILE // 2
+    basis = np.array([[lat.b1[0], lat.b2[0]], [lat.b1[1], lat.b2[1]]], dtype=np.float64) / period
+    identity = np.allclose(basis, np.eye(2), atol=1e-9)
+    if identity:
+        canvas, valid = r, None
+    else:
+        corners = np.linalg.inv(basis) @ np.array([[0, w, 0, w], [0, 0, h, h]], dtype=np.float64)
+        x0, y0 = np.floor(corners.min(axis=1))
+        cw, ch = (np.ceil(corners.max(axis=1)) - (x0, y0)).astype(int) + 1
+        # canvas (u, v) -> copy (x, y) = basis @ ((u, v) + (x0, y0))
+        m = np.hstack([basis, basis @ np.array([[x0], [y0]])]).astype(np.float32)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        canvas = np.asarray(cv2.warpAffine(r, m, (int(cw), int(ch)), flags=flags, borderValue=0.0), np.float32)
+        valid = np.asarray(cv2.warpAffine(np.ones_like(r), m, (int(cw), int(ch)), flags=flags, borderValue=0.0),
+                           np.float32)
+        # the canvas starts at canonical (x0, y0): roll so that tile positions stay canonical
+        shift = (int(y0) % period, int(x0) % period)
+        canvas = np.roll(np.pad(canvas, _pad_to(canvas.shape, period)), shift, axis=(0, 1))
+        valid = np.roll(np.pad(valid, _pad_to(valid.shape, period)), shift, axis=(0, 1))
+    canvas = np.pad(canvas, _pad_to(canvas.shape, period))
+    ty, tx = canvas.shape[0] // period, canvas.shape[1] // period
+    sums = canvas.reshape(ty, period, tx, period).sum(axis=(0, 2), dtype=np.float64)
+    if valid is None:
+        ones = np.pad(np.ones((h, w), np.float32), _pad_to((h, w), period))
+        counts = ones.reshape(ty, period, tx, period).sum(axis=(0, 2), dtype=np.float64)
+    else:
+        valid = np.pad(valid, _pad_to(valid.shape, period))
+        counts = valid.reshape(ty, period, tx, period).sum(axis=(0, 2), dtype=np.float64)
+    tile: F32 = (sums / np.maximum(counts, 1e-3)).astype(np.float32)
+    if period != TILE:
+        tile = np.asarray(cv2.resize(tile, (TILE, TILE), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
+    return tile
+
+
+def _pad_to(shape: tuple[int, ...], period: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    return (0, -shape[0] % period), (0, -shape[1] % period)
+
+
+def align(folded: F32, lay: Layout) -> tuple[F32, float, tuple[int, int]]:
+    """Undo the shift of a folded tile against the sync part: (aligned tile, sync peak z-score,
+    the copy's origin in the marked image's tile grid, (x, y) modulo ``TILE``)."""
+    corr = scipy.fft.irfft2(scipy.fft.rfft2(folded) * np.conj(scipy.fft.rfft2(lay.sync)), s=folded.shape)
+    peak = int(np.argmax(corr))
+    dy, dx = divmod(peak, TILE)
+    z = float((corr.ravel()[peak] - corr.mean()) / (corr.std() + 1e-12))
+    return np.roll(folded, (-dy, -dx), axis=(0, 1)), z, ((-dx) % TILE, (-dy) % TILE)
+
+
+def placements(copy_shape: tuple[int, int], lat: Lattice, origin: tuple[int, int],
+               original_shape: tuple[int, int], slack: float = 0.03) -> list[NDArray[np.float64]]:
+    """Where a copy can sit in the marked image (both at working resolution): 2x3 affine maps
+    copy pixel -> marked-image pixel, one per origin ``origin + TILE * (i, j)`` that keeps the
+    copy's footprint inside the marked image (within ``slack`` of its size)."""
+    h, w = copy_shape
+    oh, ow = original_shape
+    basis = np.array([[lat.b1[0], lat.b2[0]], [lat.b1[1], lat.b2[1]]], dtype=np.float64) / TILE
+    inv = np.linalg.inv(basis)
+    corners = inv @ np.array([[0, w, 0, w], [0, 0, h, h]], dtype=np.float64)
+    lo, hi = corners.min(axis=1), corners.max(axis=1)
+    out = []
+    for j in range(-1, oh // TILE + 2):
+        for i in range(-1, ow // TILE + 2):
+            ox, oy = origin[0] + TILE * i, origin[1] + TILE * j
+            if (ox + lo[0] >= -slack * ow and ox + hi[0] <= ow * (1 + slack)
+                    and oy + lo[1] >= -slack * oh and oy + hi[1] <= oh * (1 + slack)):
+                out.append(np.hstack([inv, [[ox], [oy]]]))
+    return out
+
+
+def chip_scores(aligned: F32, lay: Layout) -> NDArray[np.float64]:
+    """Per carried bit, a z-score: > 0 says 1, its size how sure (a soft value for Viterbi)."""
+    side = TILE // CELL
+    cells = aligned.reshape(side, CELL, side, CELL).sum(axis=(1, 3)).ravel().astype(np.float64)
+    payload = lay.bit_of_cell >= 0
+    contrib = cells[payload] * lay.chip[payload]
+    sums = np.bincount(lay.bit_of_cell[payload], weights=contrib, minlength=lay.n_bits)
+    noise = float(np.std(cells[payload])) * np.sqrt(np.bincount(lay.bit_of_cell[payload], minlength=lay.n_bits))
+    z: NDArray[np.float64] = sums / np.maximum(noise, 1e-12)
+    return z

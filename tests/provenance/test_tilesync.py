@@ -1,0 +1,164 @@
+"""tileSync, the default mark, tested the way the internet treats a render: re-encoded, resized,
+cropped, rotated, recoloured — on the packaged test images and on flat graphics; unmarked
+images (real and generated) never yield an id; the convolutional code corrects what it should."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from gateway.provenance import WatermarkError, make_watermarker
+from gateway.provenance.fec import coded_length, conv_encode, viterbi_decode
+from gateway.provenance.tilesync import TileSyncWatermarker
+
+Image8 = np.ndarray
+
+
+def _encode(rgb: Image8, fmt: str, quality: int) -> Image8:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, fmt, quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")).copy()
+
+
+def _resize(rgb: Image8, factor: float) -> Image8:
+    h, w = rgb.shape[:2]
+    return np.asarray(cv2.resize(rgb, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA))
+
+
+def _crop(rgb: Image8, fraction: float) -> Image8:
+    """Remove ``fraction`` of the area, off-centre (so the tile grid is shifted)."""
+    h, w = rgb.shape[:2]
+    keep = (1 - fraction) ** 0.5
+    ch, cw = round(h * keep), round(w * keep)
+    return np.ascontiguousarray(rgb[h - ch - 3:h - 3, 5:5 + cw])
+
+
+def _rotate(rgb: Image8, degrees: float) -> Image8:
+    h, w = rgb.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    return np.asarray(cv2.warpAffine(rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+
+
+SHARING: dict[str, Callable[[Image8], Image8]] = {
+    "jpeg q50": lambda x: _encode(x, "JPEG", 50),
+    "webp q60": lambda x: _encode(x, "WEBP", 60),
+    "resize 0.5x": lambda x: _resize(x, 0.5),
+    "resize 0.75x + q80": lambda x: _encode(_resize(x, 0.75), "JPEG", 80),
+    "crop 10% + q80": lambda x: _encode(_crop(x, 0.10), "JPEG", 80),
+    "crop 25% + q80": lambda x: _encode(_crop(x, 0.25), "JPEG", 80),
+    "rotate 2deg + q80": lambda x: _encode(_rotate(x, 2.0), "JPEG", 80),
+    "brightness -20%": lambda x: np.clip(x * 0.8, 0, 255).astype(np.uint8),
+    "contrast +20%": lambda x: np.clip((x - 128.0) * 1.2 + 128, 0, 255).astype(np.uint8),
+}
+
+
+@pytest.fixture(scope="module")
+def mark() -> TileSyncWatermarker:
+    marker = make_watermarker("tileSync")
+    assert isinstance(marker, TileSyncWatermarker)
+    return marker
+
+
+def _psnr(a: Image8, b: Image8) -> float:
+    return float(cv2.PSNR(np.ascontiguousarray(a), np.ascontiguousarray(b)))
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
+def test_survives_sharing(name: str, mark: TileSyncWatermarker, request: pytest.FixtureRequest) -> None:
+    image = np.ascontiguousarray(request.getfixturevalue(name))
+    wm_id = 0x5A_17C3_E90F
+    marked = mark.embed(image, wm_id)
+    assert _psnr(image, marked) >= 40.0
+    lost = [label for label, transform in SHARING.items() if mark.detect(transform(marked)).wm_id != wm_id]
+    assert lost == []
+
+
+def test_geometry_is_reported(mark: TileSyncWatermarker, astronaut: Image8) -> None:
+    marked = mark.embed(np.ascontiguousarray(astronaut), 77)
+    same = mark.detect(marked)
+    assert same.wm_id == 77 and same.scale == 1.0 and same.bit_accuracy_estimate is not None
+    assert same.bit_accuracy_estimate > 0.9  # carried (coded) bits; the host image costs a few
+    assert same.confidence is not None and same.confidence > 1 - 1e-6
+    copy = mark.detect(_encode(_rotate(_resize(marked, 0.75), 2.0), "JPEG", 85))
+    assert copy.wm_id == 77
+    assert copy.scale == pytest.approx(0.75, abs=0.01) and copy.rotation_deg == pytest.approx(-2.0, abs=0.3)
+    assert copy.bit_accuracy_estimate is not None and 0.6 < copy.bit_accuracy_estimate <= 1.0
+
+
+def test_flat_graphics_and_gradients_carry_the_mark(mark: TileSyncWatermarker) -> None:
+    flat = np.full((384, 512, 3), (40, 120, 200), np.uint8)
+    ramp = np.tile(np.linspace(0, 255, 512, dtype=np.float32)[None, :, None], (384, 1, 3)).astype(np.uint8)
+    for image in (flat, ramp):
+        marked = mark.embed(image, 1234)
+        assert _psnr(image, marked) >= 40.0
+        assert mark.detect(_encode(_crop(marked, 0.10), "JPEG", 60)).wm_id == 1234
+
+
+def test_unmarked_images_never_decode(mark: TileSyncWatermarker, astronaut: Image8, coffee: Image8,
+                                      chelsea: Image8, grace_hopper: Image8) -> None:
+    rng = np.random.default_rng(7)
+    images = [astronaut, coffee, chelsea, grace_hopper]
+    images += [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8) for _ in range(10)]
+    images += [cv2.GaussianBlur(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8), (0, 0), s) for s in (1, 3, 8)]
+    images += [np.tile(((np.indices((320, 320)).sum(axis=0) // 16) % 2 * 255).astype(np.uint8)[..., None], (1, 1, 3))]
+    for image in images:
+        found = mark.detect(np.ascontiguousarray(image))
+        assert found.wm_id is None and found.false_accept_bound <= 9 * 2.0**-32
+
+
+def test_a_mark_on_another_id_is_not_confused(mark: TileSyncWatermarker, coffee: Image8) -> None:
+    assert mark.detect(mark.embed(np.ascontiguousarray(coffee), 1)).wm_id == 1
+    assert mark.detect(mark.embed(np.ascontiguousarray(coffee), 2)).wm_id == 2
+
+
+def test_size_limits(mark: TileSyncWatermarker) -> None:
+    with pytest.raises(WatermarkError, match="below the minimum size"):
+        mark.embed(np.zeros((100, 400, 3), np.uint8), 1)
+    assert mark.detect(np.zeros((64, 64, 3), np.uint8)).wm_id is None
+    with pytest.raises(WatermarkError):
+        mark.detect(np.zeros((32, 32, 3), np.uint8))
+
+
+def test_large_images_are_marked_at_a_working_resolution(mark: TileSyncWatermarker, astronaut: Image8) -> None:
+    big = np.asarray(cv2.resize(np.ascontiguousarray(astronaut), (2048, 1536), interpolation=cv2.INTER_CUBIC))
+    marked = mark.embed(big, 99)
+    assert _psnr(big, marked) >= 40.0
+    assert mark.detect(_encode(_resize(marked, 1080 / 2048), "JPEG", 80)).wm_id == 99
+
+
+def test_convolutional_code_corrects_scattered_errors() -> None:
+    rng = np.random.default_rng(3)
+    bits = rng.integers(0, 2, 72).astype(np.uint8)
+    coded = conv_encode(bits)
+    assert coded.shape == (coded_length(72),) == (234,)
+    llr = 2.0 * coded - 1.0
+    flipped = llr.copy()
+    flipped[rng.choice(234, 20, replace=False)] *= -1  # ~8.5% of the coded bits wrong
+    assert np.array_equal(viterbi_decode(flipped, 72), bits)
+    assert not np.array_equal(viterbi_decode(-llr, 72), bits)
+
+
+def test_a_copy_is_put_back_where_it_sat(mark: TileSyncWatermarker, coffee: Image8, chelsea: Image8) -> None:
+    """Crop, resize and rotation undone from the mark alone: the placed copy's PDQ is near the
+    release's, the copy's own PDQ is not; another picture carrying the same mark stays far."""
+    from classifiers.hash_pdq import PdqHasher, hamming
+
+    hasher = PdqHasher()
+    marked = mark.embed(np.ascontiguousarray(coffee), 42)
+    released = hasher.hashes(marked)[0]
+    h, w = marked.shape[:2]
+    copy = _encode(_resize(np.ascontiguousarray(marked[50:50 + int(h * 0.87), 12:12 + int(w * 0.87)]), 0.75),
+                   "JPEG", 75)
+    found = mark.detect(copy)
+    assert found.wm_id == 42 and found.placement is not None
+    assert hamming(hasher.hashes(copy)[0], released) > 60
+    placed = mark.placements(copy, found, (w, h))
+    assert 1 <= len(placed) <= 9 and min(hamming(hasher.hashes(p)[0], released) for p in placed) <= 60
+    other = mark.embed(np.ascontiguousarray(chelsea), 42)
+    found_other = mark.detect(other)
+    assert all(hamming(hasher.hashes(p)[0], released) > 90 for p in mark.placements(other, found_other, (w, h)))
