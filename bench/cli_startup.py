@@ -1,6 +1,7 @@
 """Why: scripts call the CLI in loops (list keys, verify, grant), so a command that needs no model
 must start fast — the goal is < 0.5 s (#22.6). This runs each command as a fresh process N times and
-prints the median and best wall time beside the floor measured in the same run: `python -c pass`
+prints the median and best wall time, and the CPU time the process used (user + sys: what the command
+costs even when a shared machine stretches its wall time), beside the floor measured in the same run: `python -c pass`
 (the interpreter alone) and `python -c "import sqlalchemy"` (what any command reading the database
 must import), with the ratio to the interpreter.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -24,15 +26,20 @@ REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from gateway.cli import main; main()"]
 
 
-def timed(cmd: list[str], n: int, env: dict[str, str]) -> tuple[float, float]:
-    runs = []
+def timed(cmd: list[str], n: int, env: dict[str, str]) -> tuple[float, float, float]:
+    """(median wall s, best wall s, median CPU s of the process: user + sys). On a loaded machine the
+    wall time stretches with the run queue; the CPU time is what the command itself costs."""
+    runs, cpu = [], []
     for _ in range(n):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True)
         runs.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         if done.returncode not in (0, 1, 2):
             raise SystemExit(f"{cmd}: exit {done.returncode}\n{done.stderr.decode()[-2000:]}")
-    return statistics.median(runs), min(runs)
+    return statistics.median(runs), min(runs), statistics.median(cpu)
 
 
 def main() -> None:
@@ -55,10 +62,12 @@ def main() -> None:
         ]
         rows = [(label, *timed(cmd, args.n, env)) for label, cmd in commands]
     floor = rows[0][2]
-    print(f"{'command':44} {'median s':>9} {'best s':>8} {'best / python -c pass':>22}")
-    for label, median, best in rows:
-        print(f"{label:44} {median:9.3f} {best:8.3f} {best / floor:21.1f}x")
-    print(f"(n={args.n} runs each, {os.cpu_count()} cores, machine possibly shared; goal: model-free commands < 0.5 s)")
+    print(f"{'command':44} {'median s':>9} {'best s':>8} {'CPU s':>7} {'best / python -c pass':>22}")
+    for label, median, best, cpu in rows:
+        print(f"{label:44} {median:9.3f} {best:8.3f} {cpu:7.3f} {best / floor:21.1f}x")
+    load = os.getloadavg()[0]
+    print(f"(n={args.n} runs each, {os.cpu_count()} cores, load average {load:.1f}; CPU s = median user+sys of the "
+          "process; goal: model-free commands < 0.5 s)")
 
 
 if __name__ == "__main__":

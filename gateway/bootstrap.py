@@ -7,6 +7,7 @@ and the CLI, each as its own typed object."""
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,9 @@ from sqlalchemy.engine import Engine
 from gateway.audit import AuditLog, generate_signing_key, load_signer
 from gateway.audit.publish import BackgroundPublisher, publisher_for
 from gateway.db import make_engine
+from gateway.policy.manager import PolicyManager
 from gateway.policy.runtime import ModelPool
-from gateway.policy.schema import ModelSpec
+from gateway.policy.schema import ModelSpec, RetentionSettings
 from gateway.provenance.keys import init_dev_pki
 from gateway.provenance.service import ProvenanceService
 from gateway.registry.crypto import FileKek, KeyStore, SubjectCrypto
@@ -111,3 +113,41 @@ def open_provenance(settings: Settings, engine: Engine, pool: ModelPool | None =
     if pool is not None:
         service.hasher = pool.hasher(ModelSpec(adapter="pdq"))
     return service
+
+
+class AuditActivity:
+    """The retention engine's view of the audit log (registry.retention.Activity): when a decision
+    last matched a subject, and which grants already have an `expiry` entry."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+
+    def last_match(self, subject_id: str) -> datetime | None:
+        found, _ = self.log.query(subject=subject_id, kind="decision", descending=True, limit=1)
+        if not found:
+            return None
+        created = found[0].record.get("created_at")
+        try:
+            return datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+
+    def expiries_recorded(self, subject_id: str) -> set[str]:
+        seen: set[str] = set()
+        cursor: str | None = None
+        while True:
+            page, cursor = self.log.query(subject=subject_id, kind="expiry", cursor=cursor, limit=1000)
+            seen.update(str(e.record.get("grant_id")) for e in page)
+            if cursor is None:
+                return seen
+
+
+def start_retention(registry: Registry, log: AuditLog, policies: PolicyManager) -> None:
+    """The retention sweeper of a serving process (one replica at a time, under a lease), with the
+    active policy's `retention:` section read at each sweep."""
+
+    def rules() -> RetentionSettings | None:
+        active = policies.active
+        return None if active is None else active.bundle.policy.retention
+
+    registry.start_retention_sweeper(rules, AuditActivity(log), lambda: datetime.now(UTC))

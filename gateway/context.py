@@ -18,7 +18,7 @@ from classifiers.rayserve import ServeClient, remote_registry
 from classifiers.registry import ModelRegistry, builtin_registry
 from gateway.apikeys import ApiKeyStore
 from gateway.audit import AuditLog
-from gateway.bootstrap import ensure_initialised, open_audit_log, open_provenance, open_registry
+from gateway.bootstrap import ensure_initialised, open_audit_log, open_provenance, open_registry, start_retention
 from gateway.db import make_engine
 from gateway.jobs import JobService, open_jobs
 from gateway.media import MediaLimits
@@ -220,6 +220,7 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
     policies = policy_manager(settings, pool, registry=registry,
                               on_result=lambda result: metrics.policy_reloads.labels(result).inc())
     registry.grant_guard = grant_guard(settings, engine, lambda: bundle_uses(policies.active))
+    start_retention(registry, audit, policies)  # BIPA/GDPR retention, on a timer, one replica at a time
     consent: ConsentLookup = registry if registry is not None else EmptyConsent()
     provenance = open_provenance(settings, engine, pool)
     limits = MediaLimits(settings.max_upload_bytes, settings.max_pixels, settings.working_max_side)

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli.common import DataDir, fail, load_settings, require_data_dir
+from gateway.cli.common import DataDir, JsonOpt, echo_table, fail, load_settings, require_data_dir
 
 models_app = typer.Typer(
     help="List, calibrate and compare model adapters; check a face-model switch.", no_args_is_help=True
@@ -141,14 +141,14 @@ def _roc_table(title: str, points: list[Any]) -> None:
 
 # ---------------------------------------------------------------- list
 @models_app.command("list")
-def list_models() -> None:
+def list_models(as_json: JsonOpt = False) -> None:
     """Every registered adapter: family, name, where its weights come from, which install provides it."""
     from classifiers.registry import builtin_registry
 
-    typer.echo("family   name          weights    install")
-    for spec in builtin_registry().adapters():
-        weights = "package" if spec.weights == "package" else "model_dir"
-        typer.echo(f"{spec.family:8} {spec.name:13} {weights:10} {spec.extra or 'default'}")
+    rows = [{"family": spec.family, "name": spec.name,
+             "weights": "package" if spec.weights == "package" else "model_dir", "install": spec.extra or "default"}
+            for spec in builtin_registry().adapters()]
+    echo_table(rows, ["family", "name", "weights", "install"], as_json)
 
 
 # ---------------------------------------------------------------- calibrate

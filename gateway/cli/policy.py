@@ -132,6 +132,7 @@ def test(
     directory: Annotated[Path | None, typer.Option(
         "--policies", help="The policy directory a case FILE tests (default: the FILE's ../, "
                            "else CONSENTGATE_POLICIES or ./policies).")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run YAML policy test cases against every policy file of the bundle (no model is loaded: decide()
     is pure). A failed case prints what decide() did: every rule that fired, with its detail, and the
@@ -155,6 +156,7 @@ def test(
         raise fail(f"{path}: no such file or directory")
     failed = total = 0
     overlays: set[str] = set()
+    report: list[dict[str, Any]] = []
     for policy_name in policy_names(d):
         try:
             bundle = load_bundle(d, policy_name=policy_name, is_registered=_registry())
@@ -166,6 +168,12 @@ def test(
         for result in run_cases(bundle, tests_dir, files):
             total += 1
             where = f"{policy_name}{'+' + result.tenant if result.tenant else ''}: {result.file}: {result.name}"
+            report.append({"policy": policy_name, "tenant": result.tenant, "file": result.file, "case": result.name,
+                           "ok": result.ok, "message": result.message, "fired": result.fired,
+                           "scores": result.scores})
+            if as_json:
+                failed += not result.ok
+                continue
             if result.ok:
                 typer.secho(f"PASS {where}", fg=typer.colors.GREEN)
                 continue
@@ -182,7 +190,10 @@ def test(
                         fg=typer.colors.YELLOW, err=True)
     if total == 0:
         raise fail("no policy test cases ran")
-    typer.echo(f"{total - failed} passed, {failed} failed")
+    if as_json:
+        typer.echo(json.dumps({"passed": total - failed, "failed": failed, "cases": report}, indent=2))
+    else:
+        typer.echo(f"{total - failed} passed, {failed} failed")
     if failed:
         raise typer.Exit(1)
 

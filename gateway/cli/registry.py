@@ -203,6 +203,49 @@ def uses(
         _echo(page)
 
 
+retention_app = typer.Typer(help="Retention: forget enrolments whose purpose or time is up (BIPA, GDPR).",
+                            no_args_is_help=True)
+registry_app.add_typer(retention_app, name="retention")
+
+
+@retention_app.command("run")
+def retention_run(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would be deleted; change nothing.")] = False,
+    now: Annotated[str | None, typer.Option("--now", help="Evaluate at this RFC 3339 time (default: now).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Apply the active policy's `retention:` rules once: every enrolled subject's verdict (kept and
+    why, or expired and why); expired ones are crypto-shredded (or lose the expired modality), each
+    with a `retention` receipt in the audit log; grants past their end get an `expiry` entry."""
+    from datetime import UTC
+
+    from gateway.bootstrap import AuditActivity, open_audit_log
+    from gateway.policy.loader import PolicyError, load_bundle
+    from gateway.policy.runtime import ModelPool
+
+    try:
+        when = datetime.fromisoformat(now.replace("Z", "+00:00")) if now else datetime.now(UTC)
+    except ValueError:
+        raise fail(f"--now {now!r} is not an RFC 3339 time") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    with local_registry(data_dir, with_models=False) as (registry, settings, engine), _errors():
+        from classifiers.registry import builtin_registry
+
+        try:
+            bundle = load_bundle(settings.policies_dir, is_registered=ModelPool(builtin_registry()).registry)
+        except PolicyError as exc:
+            raise fail("cannot load the policy for its retention rules:\n" + "\n".join(exc.errors)) from None
+        config = bundle.policy.retention
+        log = open_audit_log(settings, engine)
+        try:
+            report = registry.retention_run({"face": config.face, "voice": config.voice}, when,
+                                            AuditActivity(log), dry_run=dry_run, actor=ACTOR)
+        finally:
+            log.close()
+        _echo(report)
+
+
 @registry_app.command("reembed")
 def reembed(
     model: Annotated[str, typer.Option("--model", help="Model adapter name (e.g. dlib, resemblyzer).")],

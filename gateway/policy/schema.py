@@ -159,7 +159,11 @@ class PromptRules(Strict):
 
 class ConsentSettings(Strict):
     face_model: ModelSpec = Field(default_factory=lambda: ModelSpec(adapter="dlib"))
-    match_threshold: float = Field(default=0.93, ge=-1, le=1, description="Cosine similarity to match.")
+    match_threshold: float = Field(default=0.92, ge=-1, le=1, description="Cosine similarity to match "
+                                   "(dlib: between held-out genuine >= 0.928 and impostor <= 0.907; docs/faces.md).")
+    near_match_margin: float = Field(
+        default=0.01, ge=0, le=0.5, description="A face whose best similarity to an enrolled subject is "
+        "within this of match_threshold (and below it) is `unidentified`, not `no_match`.")
     unidentified: Outcome = Field(
         default="review", description="A face that is seen but cannot be identified (no embedding, too "
         "small or turned to match with confidence): deny, review or allow. The shipped default never allows.")
@@ -242,6 +246,28 @@ class Overridable(Strict):
     settings: list[str] = Field(default_factory=list)
 
 
+class RetentionRule(Strict):
+    """How long one modality's enrolment (templates, kept images) may be kept (BIPA §15(a), GDPR
+    Art. 5(1)(e)). A subject with a grant in force is kept; a protected subject (no-go list) is kept
+    while protection is its purpose, unless `max_age_days` says otherwise."""
+
+    max_age_days: int | None = Field(default=None, ge=1, description="Since the latest enrolment.")
+    max_idle_days: int | None = Field(default=None, ge=1, description="Since the last interaction: "
+                                      "enrolment, grant, or a decision that matched them.")
+    purpose_end: bool = Field(default=True, description="Delete once every grant has ended (revoked or "
+                              "expired) and `grace_days` have passed.")
+    grace_days: int = Field(default=30, ge=0)
+    ceiling_days: int = Field(default=1095, ge=1, description="BIPA §15(a): never longer than 3 years after "
+                              "the last interaction.")
+
+
+class RetentionSettings(Strict):
+    enabled: bool = Field(default=True, description="Run the retention sweeper in the serving process.")
+    sweep_interval_s: float = Field(default=3600.0, ge=1)
+    face: RetentionRule = Field(default_factory=RetentionRule)
+    voice: RetentionRule = Field(default_factory=RetentionRule)
+
+
 class Policy(Strict):
     """A complete policy: models, per-use rules, consent, prompt and hash-list rules, obligations."""
 
@@ -254,6 +280,7 @@ class Policy(Strict):
     obligations: Obligations = Field(default_factory=Obligations)
     logging: LogMasking = Field(default_factory=LogMasking)
     video: VideoSettings = Field(default_factory=VideoSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     uses: dict[str, UsePolicy]
     tenant_may_loosen: Overridable = Field(default_factory=Overridable)
 

@@ -42,6 +42,7 @@ from gateway.registry.models import (
     RegistryFaceTemplate,
     RegistryGrant,
     RegistryHash,
+    RegistryLease,
     RegistryLedgerState,
     RegistrySubject,
     RegistryTemplateRemoval,
@@ -463,7 +464,8 @@ def add_hashes(
 
 
 # ---- erasure ----
-def erase(reg: RegistryCore, subject_id: str, by: str) -> dict[str, Any]:
+def erase(reg: RegistryCore, subject_id: str, by: str, *, kind: str = "erasure",
+          extra: dict[str, Any] | None = None) -> dict[str, Any]:
     with Session(reg.engine) as s:
         _subject(s, subject_id)
     # shred first: from here on every sealed row of this subject (and every backup of it) is noise
@@ -492,8 +494,8 @@ def erase(reg: RegistryCore, subject_id: str, by: str) -> dict[str, Any]:
             result = s.exec(delete(table).where(col(column) == subject_id))
             counts[label] = int(result.rowcount)
         counts["subject_keys"] = int(key_destroyed)
-        receipt = ledger_record("erasure", subject_id, by, reg.ledger_tenant, receipt_id=secrets.token_hex(16),
-                                counts=counts)
+        receipt = ledger_record(kind, subject_id, by, reg.ledger_tenant, receipt_id=secrets.token_hex(16),
+                                counts=counts, **(extra or {}))
         # In the same transaction as the deletion: no erasure without its receipt. The key is
         # already shredded (privacy first); if this append fails the rows stay, unreadable, and
         # erasing again completes the deletion with its receipt.
@@ -555,7 +557,7 @@ def ensure_ledger_tables(reg: RegistryCore) -> None:
     database created by `create_tables` or migrated before them)."""
     SQLModel.metadata.create_all(reg.engine, tables=[
         RegistryLedgerState.__table__, RegistryAccessToken.__table__,  # type: ignore[attr-defined]
-        RegistryErasureRequest.__table__])  # type: ignore[attr-defined]
+        RegistryErasureRequest.__table__, RegistryLease.__table__])  # type: ignore[attr-defined]
 
 
 def issue_access_token(reg: RegistryCore, subject_id: str, expires_in_s: int, by: str) -> dict[str, Any]:

@@ -137,6 +137,16 @@ class RegistryErasureRequest(SQLModel, table=True):
     requested_at: datetime = Field(sa_column=_ts())
 
 
+class RegistryLease(SQLModel, table=True):
+    """A named lease so one replica at a time runs a background job (the retention sweeper)."""
+
+    __tablename__ = "registry_leases"
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=64)
+    expires_at: datetime = Field(sa_column=_ts())
+
+
 class RegistryLedgerState(SQLModel, table=True):
     """One row (id=1) once the consent ledger holds the registry's history: written with the one-time
     `snapshot` entries of a registry that predates the ledger (or at once on an empty one)."""
@@ -212,6 +222,7 @@ REGISTRY_TABLES = (
     RegistryLedgerState.__table__,  # type: ignore[attr-defined]
     RegistryAccessToken.__table__,  # type: ignore[attr-defined]
     RegistryErasureRequest.__table__,  # type: ignore[attr-defined]
+    RegistryLease.__table__,  # type: ignore[attr-defined]
     RegistryVoiceEnrolment.__table__,  # type: ignore[attr-defined]
     RegistryVoiceTemplate.__table__,  # type: ignore[attr-defined]
     RegistryVoiceClip.__table__,  # type: ignore[attr-defined]

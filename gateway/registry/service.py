@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,11 +24,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from classifiers.base import FaceAnalyzer, PerceptualHasher
-from gateway.registry import admin, voices
+from gateway.registry import admin, retention, voices
 from gateway.registry.core import RegistryCore
 from gateway.registry.crypto import SubjectCrypto
 from gateway.registry.enrolment import QualityGate
-from gateway.registry.errors import RegistryUnavailable
+from gateway.registry.errors import CryptoError, RegistryUnavailable
 from gateway.registry.facts import FaceMatch, GrantFact, SubjectFact
 from gateway.registry.grant_guard import GrantGuard
 from gateway.registry.hashes import HashIndex
@@ -50,6 +50,8 @@ from gateway.registry.store import (
     grant_fact,
     grant_state,
     read_counters,
+    rfc3339,
+    to_utc,
     unavailable_on_db_error,
 )
 
@@ -258,6 +260,50 @@ class Registry(RegistryCore):
         with unavailable_on_db_error("export subject"):
             return admin.export_subject(self, subject_id)
 
+    # ---- retention ----
+    def retention_run(self, rules: Mapping[str, retention.Rule], now: datetime,
+                      activity: retention.Activity | None = None, *, dry_run: bool = False,
+                      actor: str = "retention") -> dict[str, Any]:
+        """Apply the retention rules at `now` (see retention.py): every enrolled subject's verdict,
+        and unless `dry_run` the deletions (each with its `retention` receipt) and `expiry` entries."""
+        self._guard()
+        with unavailable_on_db_error("retention"):
+            plans = retention.plan(self, rules, now, activity)
+            report: dict[str, Any] = {"evaluated_at": rfc3339(to_utc(now)), "dry_run": dry_run,
+                                      "subjects": [p.as_dict() for p in plans], "receipts": [], "expiries": 0}
+            if dry_run:
+                return report
+            report["expiries"] = retention.record_expiries(self, now, activity, actor)
+
+            def erase(p: retention.SubjectPlan) -> dict[str, Any]:
+                return admin.erase(self, p.subject_id, actor, kind="retention",
+                                   extra={"modalities": sorted(p.expire), "reasons": p.expire,
+                                          "evaluated_at": rfc3339(to_utc(now))})
+
+            report["receipts"] = retention.apply(self, plans, now, erase, actor)
+        self._changed()
+        return report
+
+    def start_retention_sweeper(self, rules: Callable[[], retention.RetentionConfig | None],
+                                activity: retention.Activity | None,
+                                clock: Callable[[], datetime]) -> retention.RetentionSweeper:
+        """Run retention on a timer in this process while it holds the `retention` lease; `rules()`
+        reads the active policy's `retention:` section each time (None: sweeping is off)."""
+
+        def run(now: datetime) -> None:
+            config = rules()
+            if config is not None:
+                self.retention_run({"face": config.face, "voice": config.voice}, now, activity)
+
+        def interval() -> float | None:
+            config = rules()
+            return None if config is None or not config.enabled else float(config.sweep_interval_s)
+
+        sweeper = retention.RetentionSweeper(run, self, interval, clock)
+        self._sweeper = sweeper
+        sweeper.start()
+        return sweeper
+
     # ---- the consent ledger ----
     def snapshot_ledger(self) -> int:
         """The one-time `snapshot` entries of a registry that predates the ledger (see admin.snapshot)."""
@@ -362,8 +408,9 @@ class Registry(RegistryCore):
             for row in s.exec(select(RegistrySubject)).all():
                 try:
                     profile = self.profile(row)
-                except Exception:  # noqa: S112 - key gone mid-erasure: the subject is going away
-                    continue
+                except CryptoError as exc:  # its row exists, so it is not erased: fail closed (#15.5)
+                    raise RegistryUnavailable(f"cannot decrypt the name of an enrolled subject ({type(exc).__name__}):"
+                                              " wrong or emptied key store, or wrong key-encryption key?") from exc
                 entries += [(row.id, n) for n in [profile["display_name"], *profile.get("aliases", [])]]
         index = NameIndex(entries)
         self._names = (version, index)
@@ -434,6 +481,32 @@ class Registry(RegistryCore):
             ).all()
         return {sid: SubjectFact(id=sid, protected=bool(p)) for sid, p in rows}
 
+    def readiness(self) -> str | None:
+        """None when the registry can answer, else why not — `/readyz` is 503 then (issue #15.5).
+        Checks that the key store holds a data key for every enrolled subject (by count) and that
+        the newest subject's key unwraps under this KEK: a wrong `CONSENTGATE_KEYSTORE_URL`, a restored
+        key-store backup or a wrong KEK would otherwise turn enrolled people into `no_match`."""
+        try:
+            self._guard()
+            with unavailable_on_db_error("readiness"), Session(self.engine) as s:
+                subjects = int(s.exec(select(func.count()).select_from(RegistrySubject)).one())
+                newest = s.exec(select(RegistrySubject.id).order_by(col(RegistrySubject.created_at).desc())
+                                .limit(1)).first()
+            if subjects == 0:
+                return None
+            keys = len(self.crypto.keystore.subject_ids())
+            if keys < subjects:
+                return f"the key store holds {keys} data key(s) for {subjects} enrolled subject(s)"
+            if newest is not None:
+                self.crypto.decrypt_many(newest, [], "readiness")  # unwraps the subject's key, decrypts nothing
+        except RegistryUnavailable as exc:
+            return str(exc)
+        except CryptoError as exc:
+            return f"cannot unwrap a subject key ({type(exc).__name__}): wrong key store or key-encryption key?"
+        except Exception as exc:  # noqa: BLE001 - a key store that cannot be read is not ready
+            return f"key store unreadable: {type(exc).__name__}"
+        return None
+
     def counts(self) -> dict[str, int]:
         """Registry sizes (for /readyz and metrics; no personal data)."""
         with unavailable_on_db_error("counts"), Session(self.engine) as s:
@@ -442,6 +515,9 @@ class Registry(RegistryCore):
 
     def close(self) -> None:
         """Stop background work and drop the decrypted templates from memory."""
+        sweeper = getattr(self, "_sweeper", None)
+        if sweeper is not None:
+            sweeper.stop()
         with self._lock:
             indexes = list(self._indexes.values()) + list(self._voice_indexes.values())
             self._indexes.clear()

@@ -79,3 +79,14 @@ def test_a_model_free_command_imports_no_model_or_http_stack(tmp_path: Path) -> 
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none")], capture_output=True,  # noqa: S603
                          text=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_models_list_and_policy_test_json() -> None:
+    table = runner.invoke(app, ["models", "list"]).stdout.splitlines()
+    assert table[0] == "FAMILY\tNAME\tWEIGHTS\tINSTALL" and any(line.startswith("nsfw\tnudenet\t") for line in table)
+    adapters = json.loads(runner.invoke(app, ["models", "list", "--json"]).stdout)
+    assert {"family": "face", "name": "dlib", "weights": "package", "install": "default"} in adapters
+    result = runner.invoke(app, ["policy", "test", str(REPO / "policies"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["failed"] == 0 and report["passed"] == len(report["cases"]) > 0

@@ -106,3 +106,33 @@ def test_admin_policy_and_keys(chromium: Browser, console: Console, axe_source: 
     expect(page.locator("table tbody tr").filter(has_text=key_id)).to_contain_text("revoked")
     assert console.api("GET", "/v1/routes", secret).status_code == 401
     context.close()
+
+
+def test_provenance_drop(chromium: Browser, console: Console, coffee: np.ndarray, chelsea: np.ndarray,
+                         axe_source: str, shoot: Callable[[Any, str], Path], tmp_path: Path) -> None:
+    from tests.support.gateway import jpeg
+
+    released = console.api("POST", "/v1/release", console.keys.generator, data={"request": '{"use": "txt2img"}'},
+                            files=[("media", ("r.jpg", jpeg(coffee), "image/jpeg"))])
+    assert released.status_code == 200, released.text
+    marked = tmp_path / "released.jpg"
+    marked.write_bytes(released.content)
+    unrelated = tmp_path / "cat.jpg"
+    unrelated.write_bytes(jpeg(chelsea))
+    context = chromium.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    sign_in(page, console, console.keys.auditor)
+    page.get_by_role("link", name="Provenance").click()
+    expect(page.get_by_role("heading", name="Where did this file come from?")).to_be_visible()
+    page.get_by_label("choose a file").set_input_files(str(marked))
+    result = page.locator("#provenance-result")
+    expect(result).to_contain_text("Trusted — signed by a certificate this gateway trusts", timeout=30_000)
+    expect(result).to_contain_text(released.headers["x-decision-id"])
+    expect(result).to_contain_text("It relied on no grant")
+    expect(result.get_by_role("link", name=f"#{released.headers['x-audit-index']} (open and verify)")).to_be_visible()
+    axe(page, axe_source, "provenance")
+    shoot(page, "13-provenance")
+    page.get_by_label("choose a file").set_input_files(str(unrelated))
+    expect(page.locator("#provenance-none")).to_be_visible(timeout=30_000)
+    expect(result).to_contain_text("No C2PA manifest")
+    context.close()

@@ -2,6 +2,7 @@
 // is put on the page as text (never as HTML), every URL is relative (works behind a path prefix), and
 // the API key is sent once to /console/session and then forgotten: a session cookie carries on.
 import { views as registryViews } from './registry.js';
+import { views as provenanceViews } from './provenance.js';
 import { views as subjectViews } from './subject.js';
 import { api, el, fail, field, setPage, state, table, toast, verdict } from './ui.js';
 import { hex, openCheckpoint, parseVkey, unhex, verifyConsistency, verifyEntry } from './verify.js';
@@ -55,6 +56,7 @@ const SECTIONS = [
   { hash: '#/subjects', label: 'People', roles: ['registrar', 'admin'] },
   { hash: '#/admin', label: 'Keys & policy', roles: ['admin'] },
   { hash: '#/me', label: 'Your consent', roles: ['subject'] },
+  { hash: '#/provenance', label: 'Provenance', roles: ['auditor', 'registrar', 'admin'] },
 ];
 
 function start() {
@@ -75,6 +77,7 @@ const ROUTES = [
   [/^#\/checkpoints$/, () => checkpointsView()],
   ...registryViews,
   ...subjectViews,
+  ...provenanceViews,
 ];
 
 function route() {

@@ -1,6 +1,6 @@
 """the consent ledger's tables: registry_ledger_state (the one-time snapshot marker),
 registry_access_tokens (subject access tokens), registry_erasure_requests (erasures a subject asked
-for, queued for a registrar). The registry also creates them idempotently when it opens, so a
+for, queued for a registrar), registry_leases (one replica at a time runs the retention sweeper). The registry also creates them idempotently when it opens, so a
 database that has them already keeps them as they are.
 
 Revision ID: 0007_ledger
@@ -50,8 +50,15 @@ def upgrade() -> None:
             sa.Column('requested_at', sa.DateTime(timezone=True), nullable=False),
         )
         op.create_index('ix_registry_erasure_requests_subject_id', 'registry_erasure_requests', ['subject_id'])
+    if _missing('registry_leases'):
+        op.create_table(
+            'registry_leases',
+            sa.Column('name', sa.String(64), primary_key=True),
+            sa.Column('holder', sa.String(64), nullable=False),
+            sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+        )
 
 
 def downgrade() -> None:
-    for name in ('registry_erasure_requests', 'registry_access_tokens', 'registry_ledger_state'):
+    for name in ('registry_leases', 'registry_erasure_requests', 'registry_access_tokens', 'registry_ledger_state'):
         op.drop_table(name)

@@ -1,0 +1,56 @@
+"""`consentgate registry retention run [--dry-run] [--now T]` on a data dir: the verdict per
+subject, nothing changed on a dry run, a crypto-shredded subject and its `retention` receipt
+otherwise (#17.4)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from gateway.cli import app, register
+
+REPO = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+register(app)
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CONSENTGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CONSENTGATE_POLICIES", str(REPO / "policies"))
+    monkeypatch.delenv("CONSENTGATE_DATABASE_URL", raising=False)
+    return tmp_path / "data"
+
+
+def run(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_retention_run_dry_and_for_real(env: Path, tmp_path: Path, astronaut: np.ndarray) -> None:
+    image = tmp_path / "a.png"
+    Image.fromarray(astronaut).save(image)
+    run("init")
+    sid = json.loads(run("registry", "subject", "add", "Eileen Collins"))["id"]
+    run("registry", "enroll", sid, str(image), "--notice-version", "v1")
+    later = (datetime.now(UTC) + timedelta(days=4 * 365)).isoformat()
+    soon = json.loads(run("registry", "retention", "run", "--dry-run"))
+    assert [s["action"] for s in soon["subjects"]] == ["keep"]
+    dry = json.loads(run("registry", "retention", "run", "--dry-run", "--now", later))
+    assert [s["action"] for s in dry["subjects"]] == ["erase"] and dry["receipts"] == []
+    assert json.loads(run("registry", "subject", "show", sid))["id"] == sid
+    done = json.loads(run("registry", "retention", "run", "--now", later))
+    assert done["receipts"][0]["kind"] == "retention" and done["receipts"][0]["subjects"] == [sid]
+    assert runner.invoke(app, ["registry", "subject", "show", sid]).exit_code == 1
+    entries = json.loads(run("audit", "entries", "--kind", "retention"))["entries"]
+    assert [e["record"]["subjects"] for e in entries] == [[sid]]
+    assert runner.invoke(app, ["audit", "verify"]).exit_code == 0
+    bad = runner.invoke(app, ["registry", "retention", "run", "--now", "yesterday"])
+    assert bad.exit_code == 1 and "RFC 3339" in bad.output
