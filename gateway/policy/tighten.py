@@ -96,6 +96,9 @@ def loosenings(base: Policy, cand: Policy) -> list[tuple[str, str]]:
         out.append(("consent.face_model", "face model changed"))
     if cand.consent.match_threshold > base.consent.match_threshold:
         out.append(("consent.match_threshold", "match threshold raised (fewer matches)"))
+    if (cand.consent.match_threshold - cand.consent.near_match_margin
+            > base.consent.match_threshold - base.consent.near_match_margin):
+        out.append(("consent.near_match_margin", "fewer near matches reviewed"))
     if not set(base.consent.face_proposals) <= set(cand.consent.face_proposals):
         out.append(("consent.face_proposals", "a face detector removed"))
     if cand.consent.identify_min_px < base.consent.identify_min_px:
