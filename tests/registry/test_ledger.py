@@ -68,7 +68,10 @@ def test_every_mutation_is_a_ledger_entry(make_registry: Any, log: AuditLog) -> 
     assert subject["protected"] is False and subject["actor"] == "k1" and subject["tenant"] == "operator"
     assert (enrolment["modality"], enrolment["image_count"], enrolment["notice_version"]) == ("face", 2, "notice-7")
     assert enrolment["templates"] == {"fake": 2}
-    assert grant["grant"] == {"grant_id": g.id, "grantee_tenant": "acme", "grantee_end_user": "user-9",
+    assert grant["grant"]["grantee_end_user"] == reg.pseudonyms.pseudonym("acme", "user-9")  # keyed hash
+    assert "user-9" not in text
+    assert grant["grant"] == {"grant_id": g.id, "grantee_tenant": "acme",
+                              "grantee_end_user": grant["grant"]["grantee_end_user"],
                               "uses": ["txt2img"], "valid_from": grant["grant"]["valid_from"],
                               "expires_at": None}
     assert revocation["grant_id"] == g.id and revocation["actor"] == "k2"
