@@ -230,3 +230,20 @@ def _past() -> Any:
     from datetime import UTC, datetime, timedelta
 
     return datetime.now(UTC) - timedelta(minutes=1)
+
+
+def test_entries_newest_first_with_cursor(tc: TestClient, gateway: tuple[TestClient, Keys]) -> None:
+    keys = gateway[1]
+    for prompt in ("a", "b", "c"):
+        r = tc.post("/v1/check", headers={"Authorization": f"Bearer {keys.generator}"},
+                    data={"request": f'{{"stage": "input", "use": "txt2img", "prompt": "{prompt}"}}'})
+        assert r.status_code == 200
+    auditor = {"Authorization": f"Bearer {keys.auditor}"}
+    oldest = tc.get("/v1/audit/entries", params={"limit": 1000}, headers=auditor).json()["entries"]
+    every = [e["index"] for e in oldest]
+    assert every == sorted(every) and len(every) >= 3
+    first = tc.get("/v1/audit/entries", params={"order": "newest", "limit": 2}, headers=auditor).json()
+    second = tc.get("/v1/audit/entries", params={"order": "newest", "limit": 2, "cursor": first["next_cursor"]},
+                    headers=auditor).json()
+    assert [e["index"] for e in first["entries"] + second["entries"]] == sorted(every, reverse=True)[:4]
+    assert tc.get("/v1/audit/entries", params={"order": "sideways"}, headers=auditor).status_code in (400, 422)
