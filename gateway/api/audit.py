@@ -4,7 +4,7 @@ proofs and checkpoints are global (they reveal hashes, not records)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from starlette.concurrency import run_in_threadpool
@@ -52,6 +52,9 @@ async def entries(
                                           "tenant): matched against the keyed hash the log holds.")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    order: Annotated[Literal["oldest", "newest"], Query(description="log order (default) or newest first; "
+                                                                   "send the same order with its cursor")]
+    = "oldest",
 ) -> dict[str, Any]:
     scope = _scope(gw, principal)
     if scope is not None:
@@ -59,7 +62,7 @@ async def entries(
             return {"entries": [], "next_cursor": None}
         tenant = scope
     query = AuditQuery(since=since, until=until, tenant=tenant, decision=decision, subject=subject, use=use,
-                       kind=kind, cursor=cursor, limit=limit)
+                       kind=kind, cursor=cursor, limit=limit, descending=order == "newest")
     try:
         if end_user is not None:
             if tenant is None:
