@@ -310,28 +310,37 @@ class ProvenanceService:
                 "decision_ids": [r.decision_id for r in rows]}
 
     def _detect_video(self, data: bytes) -> dict[str, Any]:
-        """Blind detection of the video mark on frames sampled from the file (works after the
-        C2PA manifest was stripped or the file re-encoded), then the id's decision."""
+        """Blind detection of the video marks on the file's frames (works after the C2PA
+        manifest was stripped or the file re-encoded), then the id's decision: "video-sparse"
+        (every release since it replaced "video-luma"), then "video-luma" (older releases)."""
         import os
         import tempfile
 
+        from gateway.video.sparsemark import METHOD as SPARSE
+        from gateway.video.sparsemark import detect_sparse_in_file
         from gateway.video.watermark import detect_in_file
 
         fd, path = tempfile.mkstemp(suffix=".video")
+        result: dict[str, Any] = {"method": SPARSE, "found": False}
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-            detection = detect_in_file(path)
-        except Exception as exc:  # noqa: BLE001 - a detection error is a finding, not a crash
-            return {"method": "video-luma", "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            for method, detect in ((SPARSE, detect_sparse_in_file), ("video-luma", detect_in_file)):
+                try:
+                    detection = detect(path)
+                except Exception as exc:  # noqa: BLE001 - a detection error is a finding, not a crash
+                    return {"method": method, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+                if detection.wm_id is None:
+                    continue
+                with Session(self.engine) as session:
+                    rows = lookup_watermark(session, method, detection.wm_id)
+                result = {"method": method, "found": bool(rows), "wm_id": detection.wm_id,
+                          "confidence": detection.confidence, "decision_ids": [r.decision_id for r in rows]}
+                if rows:
+                    break
         finally:
             os.unlink(path)
-        if detection.wm_id is None:
-            return {"method": "video-luma", "found": False}
-        with Session(self.engine) as session:
-            rows = lookup_watermark(session, "video-luma", detection.wm_id)
-        return {"method": "video-luma", "found": bool(rows), "wm_id": detection.wm_id,
-                "confidence": detection.confidence, "decision_ids": [r.decision_id for r in rows]}
+        return result
 
     def _methods_in_use(self) -> list[str]:
         """tileSync and dwtDctSvd always (cheap); rivaGan (about 1 s) and trustMark only if this
