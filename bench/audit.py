@@ -1,7 +1,8 @@
 """Why: the audit log sits on every decision's path; this measures appends/s (1 and 8 threads on
-SQLite and PostgreSQL, 2 processes on PostgreSQL), inclusion-proof latency and full verification
+SQLite and PostgreSQL, 2 and 4 processes on PostgreSQL), inclusion-proof latency and full verification
 at N entries, each next to the raw floors measured in the same run (Ed25519 signs/s, SHA-256 leaf
-hashes/s) and the ratio.
+hashes/s) and the ratio; the `goal #21.1` lines put the issue's targets (>= 10k appends/s with 8
+writers on SQLite and from 4 processes on PostgreSQL) beside the measured rate and say met or not.
 
     .venv/bin/python bench/audit.py                 # N = 1,000,000
     .venv/bin/python bench/audit.py --n 20000       # quick run
@@ -106,18 +107,31 @@ def appends_per_s(log: AuditLog, threads: int, count: int) -> float:
     return per * threads / (time.perf_counter() - start)
 
 
-def report(label: str, value: float, floor: float, unit: str = "appends/s") -> None:
+def report(label: str, value: float, floor: float, unit: str = "appends/s") -> float:
     print(f"{label:<46} {value:>12,.0f} {unit}   floor {floor:>12,.0f}   ratio {value / floor:.4f}")
+    return value
 
 
-def bench_engine(name: str, engine: Engine, count: int, hash_floor: float) -> None:
+GOAL_APPENDS_S = 10_000  # issue #21.1: >= 10k appends/s, 8 writers on SQLite and 4 processes on PostgreSQL
+
+
+def goal(label: str, value: float, floor: float) -> None:
+    """An issue #21.1 goal line beside the measured value and the floor (hash every leaf)."""
+    verdict = "MET" if value >= GOAL_APPENDS_S else "NOT MET"
+    print(f"{'goal #21.1: ' + label:<46} {value:>12,.0f} appends/s   goal {GOAL_APPENDS_S:>8,}   floor "
+          f"{floor:>12,.0f}   {verdict} ({value / GOAL_APPENDS_S:.2f} of the goal)")
+
+
+def bench_engine(name: str, engine: Engine, count: int, hash_floor: float) -> dict[int, float]:
     signer = CheckpointSigner.generate(ORIGIN)
     prefix = f"bench_{uuid.uuid4().hex[:8]}_"
     log = new_log(engine, signer, prefix)
+    rates: dict[int, float] = {}
     try:
         for threads in (1, 8, 64):
             n = count // 4 if threads == 1 else count
-            report(f"{name}: append, {threads} thread(s)", appends_per_s(log, threads, n), hash_floor)
+            rates[threads] = report(f"{name}: append, {threads} thread(s)", appends_per_s(log, threads, n),
+                                    hash_floor)
         batch = [record(i) for i in range(1000)]
         start = time.perf_counter()
         for _ in range(max(1, count // 1000)):
@@ -128,22 +142,25 @@ def bench_engine(name: str, engine: Engine, count: int, hash_floor: float) -> No
         log.close()
         if engine.dialect.name != "sqlite":
             audit_metadata(prefix).drop_all(engine)
+    return rates
 
 
-def bench_processes(url: str, count: int, hash_floor: float) -> None:
+def bench_processes(url: str, count: int, hash_floor: float, processes: int = 2) -> float:
     prefix = f"bench_{uuid.uuid4().hex[:8]}_"
     with tempfile.TemporaryDirectory() as tmp:
         key = Path(tmp) / "k.pem"
         generate_signing_key(key)
         new_log(create_engine(url), load_signer(key, ORIGIN), prefix).close()
-        args = [sys.executable, __file__, "--child", url, prefix, str(key), str(count // 2)]
+        per = count // processes
+        args = [sys.executable, __file__, "--child", url, prefix, str(key), str(per)]
         start = time.perf_counter()
-        children = [subprocess.Popen(args) for _ in range(2)]  # noqa: S603 - this script
+        children = [subprocess.Popen(args) for _ in range(processes)]  # noqa: S603 - this script
         for c in children:
             c.wait()
         elapsed = time.perf_counter() - start
-    report("postgresql: append, 2 processes x 8 threads", (count // 2) * 2 / elapsed, hash_floor)
+    rate = report(f"postgresql: append, {processes} processes x 8 threads", per * processes / elapsed, hash_floor)
     audit_metadata(prefix).drop_all(create_engine(url))
+    return rate
 
 
 def child(url: str, prefix: str, key: str, count: int) -> None:
@@ -215,8 +232,9 @@ def main() -> None:
         # a commit survives a process crash (kill -9 test) but may be lost on power loss.
         from gateway.db import make_engine
 
-        bench_engine("sqlite (gateway engine, WAL+NORMAL)", make_engine(f"sqlite:///{tmp}/gw.db"), args.appends,
-                     hash_floor)
+        gw_rates = bench_engine("sqlite (gateway engine, WAL+NORMAL)", make_engine(f"sqlite:///{tmp}/gw.db"),
+                                args.appends, hash_floor)
+    goal("sqlite (gateway engine), 8 writers", gw_rates[8], hash_floor)
     if args.pg != "none":
         try:
             pg = create_engine(args.pg)
@@ -227,6 +245,8 @@ def main() -> None:
         else:
             bench_engine("postgresql", pg, args.appends, hash_floor)
             bench_processes(args.pg, args.appends, hash_floor)
+            goal("postgresql, 4 processes x 8 threads", bench_processes(args.pg, args.appends, hash_floor, 4),
+                 hash_floor)
     bench_scale(args.n, sign_floor, hash_floor, args.workers or None)
 
 

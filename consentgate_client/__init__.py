@@ -12,6 +12,7 @@ API keys, with typed answers and one exception type per kind of refusal.
 from consentgate_client._client import AsyncConsentgateClient, ConsentgateClient
 from consentgate_client._errors import ConsentgateError, PolicyDenied, raise_for_answer
 from consentgate_client._models import (
+    AccessToken,
     ApiKey,
     AuditEntry,
     AuditPage,
@@ -33,12 +34,13 @@ from consentgate_client._models import (
     Released,
     Subject,
     SubjectUses,
+    Use,
 )
 
 __version__ = "0.1.0"
 __all__ = [
-    "ApiKey", "AsyncConsentgateClient", "AuditEntry", "AuditPage", "Checkpoint", "ConsentgateClient",
+    "AccessToken", "ApiKey", "AsyncConsentgateClient", "AuditEntry", "AuditPage", "Checkpoint", "ConsentgateClient",
     "ConsentgateError", "ConsistencyProof", "Decision", "Enrolment", "Face", "GenerateResult", "GeneratedImage",
     "Grant", "InclusionProof", "Job", "Output", "PolicyDenied", "PolicyRef", "ProvenanceDecision",
-    "ProvenanceReport", "Reason", "Released", "Subject", "SubjectUses", "raise_for_answer",
+    "ProvenanceReport", "Reason", "Released", "Subject", "SubjectUses", "Use", "raise_for_answer",
 ]

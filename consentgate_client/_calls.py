@@ -14,6 +14,7 @@ import httpx
 
 from consentgate_client._errors import raise_for_answer
 from consentgate_client._models import (
+    AccessToken,
     ApiKey,
     AuditEntry,
     AuditPage,
@@ -184,14 +185,32 @@ def erase(subject_id: str) -> Call[dict[str, Any]]:
 
 
 def subject_uses(subject_id: str, *, cursor: str | None = None, limit: int = 100) -> Call[SubjectUses]:
+    """Every decision that involved the subject, with receipts (registrar, or the subject's own token)."""
     params: dict[str, Any] = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+    return Call("GET", f"/v1/subjects/{subject_id}/uses", {"params": params},
+                lambda r: SubjectUses.from_json(r.json()))
 
-    def parse(r: httpx.Response) -> SubjectUses:
-        doc = r.json()
-        return SubjectUses(str(doc.get("subject_id", subject_id)), list(doc.get("entries", [])),
-                           doc.get("next_cursor"))
 
-    return Call("GET", f"/v1/subjects/{subject_id}/uses", {"params": params}, parse)
+def grant_uses(grant_id: str, *, cursor: str | None = None, limit: int = 100) -> Call[SubjectUses]:
+    """What was made under one grant, with receipts."""
+    params: dict[str, Any] = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+    return Call("GET", f"/v1/grants/{grant_id}/uses", {"params": params}, lambda r: SubjectUses.from_json(r.json()))
+
+
+def issue_access_token(subject_id: str, *, expires_in: int = 30 * 86400) -> Call[AccessToken]:
+    """A registrar gives the person their own access token (shown once)."""
+    return Call("POST", f"/v1/subjects/{subject_id}/access-tokens", {"json": {"expires_in": expires_in}},
+                lambda r: AccessToken.from_json(r.json()))
+
+
+def export_subject(subject_id: str) -> Call[dict[str, Any]]:
+    """All the subject's data (profile, enrolments, grants, history, uses with receipts)."""
+    return Call("GET", f"/v1/subjects/{subject_id}/export", {}, _json)
+
+
+def request_erasure(subject_id: str) -> Call[dict[str, Any]]:
+    """The subject asks to be erased (queued for a registrar, or done at once when so configured)."""
+    return Call("POST", f"/v1/subjects/{subject_id}/erasure-requests", {}, _json)
 
 
 # ---- audit ----
@@ -212,6 +231,11 @@ def audit_entries(*, cursor: str | None = None, limit: int = 100, **filters: str
 
 def audit_entry(index: int) -> Call[AuditEntry]:
     return Call("GET", f"/v1/audit/entries/{int(index)}", {}, lambda r: AuditEntry.from_json(r.json()))
+
+
+def receipt(decision_id: str) -> Call[dict[str, Any]]:
+    """A generator's own decision's receipt: leaf hash, index, inclusion proof, signed checkpoint."""
+    return Call("GET", f"/v1/audit/receipts/{decision_id}", {}, _json)
 
 
 def checkpoint() -> Call[Checkpoint]:
@@ -245,6 +269,12 @@ def create_key(tenant: str, role: str, *, name: str = "", uses: Sequence[str] | 
 
 def api_keys() -> Call[list[ApiKey]]:
     return Call("GET", "/v1/apikeys", {}, lambda r: [ApiKey.from_json(k) for k in r.json()["keys"]])
+
+
+def restrict_key(key_id: str, uses: Sequence[str] | None) -> Call[ApiKey]:
+    """Set the uses a key may request (None: every use)."""
+    return Call("PATCH", f"/v1/apikeys/{key_id}", {"json": {"uses": None if uses is None else list(uses)}},
+                lambda r: ApiKey.from_json(r.json()))
 
 
 def revoke_key(key_id: str) -> Call[ApiKey]:

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "ApiKey", "AuditEntry", "AuditPage", "Checkpoint", "ConsistencyProof", "Decision", "Enrolment", "Face",
+    "AccessToken", "ApiKey", "AuditEntry", "AuditPage", "Checkpoint", "ConsistencyProof", "Decision", "Enrolment",
+    "Face",
     "GenerateResult", "GeneratedImage", "Grant", "InclusionProof", "Job", "Output", "PolicyRef",
-    "ProvenanceDecision", "ProvenanceReport", "Reason", "Released", "Subject", "SubjectUses",
+    "ProvenanceDecision", "ProvenanceReport", "Reason", "Released", "Subject", "SubjectUses", "Use",
 ]
 
 Json = dict[str, Any]
@@ -243,10 +244,60 @@ class Enrolment:
 
 
 @dataclass(frozen=True)
+class Use:
+    """One decision that involved the subject (or was made under one grant): what it produced and the
+    receipt that proves it is in the signed log (None while no checkpoint covers it)."""
+
+    decision_id: str
+    verdict: str
+    tenant: str | None
+    use: str | None
+    created_at: str | None
+    index: int
+    leaf_hash: str
+    grant_ids: list[str]
+    outputs: list[Output]
+    receipt: Json | None
+    raw: Json = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, doc: Json) -> Use:
+        return cls(str(doc.get("decision_id", "")), str(doc.get("decision", "")), _opt_str(doc.get("tenant")),
+                   _opt_str(doc.get("use")), _opt_str(doc.get("created_at")), int(doc.get("index", -1)),
+                   str(doc.get("leaf_hash", "")), [str(g) for g in doc.get("grant_ids", [])],
+                   [Output.from_json(o) for o in doc.get("outputs", []) if isinstance(o, dict)],
+                   doc.get("receipt") if isinstance(doc.get("receipt"), dict) else None, doc)
+
+
+@dataclass(frozen=True)
 class SubjectUses:
+    """A page of uses (`GET /v1/subjects/{id}/uses` or `GET /v1/grants/{id}/uses`)."""
+
     subject_id: str
-    entries: list[Json]
+    uses: list[Use]
     next_cursor: str | None
+    grant_id: str | None = None
+
+    @classmethod
+    def from_json(cls, doc: Json) -> SubjectUses:
+        return cls(str(doc.get("subject_id", "")), [Use.from_json(u) for u in doc.get("uses", [])
+                                                    if isinstance(u, dict)],
+                   _opt_str(doc.get("next_cursor")), _opt_str(doc.get("grant_id")))
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """A subject access token (`cgs_...`, shown once): the person's own key to their grants and uses."""
+
+    token: str
+    token_id: str
+    subject_id: str
+    expires_at: str
+
+    @classmethod
+    def from_json(cls, doc: Json) -> AccessToken:
+        return cls(str(doc["token"]), str(doc.get("token_id", "")), str(doc.get("subject_id", "")),
+                   str(doc.get("expires_at", "")))
 
 
 @dataclass(frozen=True)
@@ -260,11 +311,14 @@ class ApiKey:
     created_at: str
     revoked_at: str | None
     key: str | None = None
+    uses: list[str] | None = None  # None: every use
 
     @classmethod
     def from_json(cls, doc: Json) -> ApiKey:
+        uses = doc.get("uses")
         return cls(str(doc["id"]), str(doc.get("tenant", "")), str(doc.get("role", "")), str(doc.get("name", "")),
-                   str(doc.get("created_at", "")), _opt_str(doc.get("revoked_at")), _opt_str(doc.get("key")))
+                   str(doc.get("created_at", "")), _opt_str(doc.get("revoked_at")), _opt_str(doc.get("key")),
+                   [str(u) for u in uses] if isinstance(uses, list) else None)
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,14 @@ and the CLI, each as its own typed object."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from gateway.audit import AuditLog, generate_signing_key, load_signer
+from gateway.audit import AppendResult, AuditLog, generate_signing_key, load_signer
 from gateway.audit.publish import BackgroundPublisher, publisher_for
 from gateway.db import make_engine
 from gateway.policy.manager import PolicyManager
@@ -23,6 +24,7 @@ from gateway.provenance.keys import init_dev_pki
 from gateway.provenance.service import ProvenanceService
 from gateway.registry.crypto import FileKek, KeyStore, SubjectCrypto
 from gateway.registry.ledger import Ledger
+from gateway.registry.pseudonyms import EndUserPseudonyms
 from gateway.registry.service import Registry
 from gateway.settings import Settings
 
@@ -151,3 +153,19 @@ def start_retention(registry: Registry, log: AuditLog, policies: PolicyManager) 
         return None if active is None else active.bundle.policy.retention
 
     registry.start_retention_sweeper(rules, AuditActivity(log), lambda: datetime.now(UTC))
+
+
+class PseudonymisingSink:
+    """The pipeline's audit sink: a decision's `end_user` goes into the log as its tenant's keyed
+    hash (gateway/registry/pseudonyms.py), never in clear. A key store that cannot answer fails the
+    append, so the decision fails closed."""
+
+    def __init__(self, log: AuditLog, pseudonyms: EndUserPseudonyms) -> None:
+        self.log = log
+        self.pseudonyms = pseudonyms
+
+    def append(self, record: Mapping[str, Any]) -> AppendResult:
+        end_user, tenant = record.get("end_user"), record.get("tenant")
+        if isinstance(end_user, str) and end_user and isinstance(tenant, str):
+            record = {**record, "end_user": self.pseudonyms.pseudonym(tenant, end_user)}
+        return self.log.append(record)

@@ -18,7 +18,14 @@ from classifiers.rayserve import ServeClient, remote_registry
 from classifiers.registry import ModelRegistry, builtin_registry
 from gateway.apikeys import ApiKeyStore
 from gateway.audit import AuditLog
-from gateway.bootstrap import ensure_initialised, open_audit_log, open_provenance, open_registry, start_retention
+from gateway.bootstrap import (
+    PseudonymisingSink,
+    ensure_initialised,
+    open_audit_log,
+    open_provenance,
+    open_registry,
+    start_retention,
+)
 from gateway.db import make_engine
 from gateway.jobs import JobService, open_jobs
 from gateway.media import MediaLimits
@@ -234,7 +241,8 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
     provenance = open_provenance(settings, engine, pool)
     limits = MediaLimits(settings.max_upload_bytes, settings.max_pixels, settings.working_max_side)
     pipeline = Pipeline(
-        PipelinePorts(policies=policies, consent=consent, audit=audit, releaser=provenance, clock=utc_now,
+        PipelinePorts(policies=policies, consent=consent, audit=PseudonymisingSink(audit, registry.pseudonyms),
+                      releaser=provenance, clock=utc_now,
                       metrics=metrics),
         PipelineConfig(limits=limits, max_media_parts=settings.max_media_parts,
                        working_max_side=settings.working_max_side, model_timeout_s=settings.model_timeout_s,

@@ -107,7 +107,12 @@ class SessionStore:
         row = {"token_sha256": _hash(token), "key_id": principal.key_id, "tenant": principal.tenant,
                "role": principal.role, "subject_id": subject_id, "csrf": csrf, "created_at": now,
                "last_seen_at": now, "expires_at": now + self.max}
-        self._run(lambda conn: conn.execute(sessions_table.insert().values(**row)))
+        def insert(conn: sa.Connection) -> None:
+            # Sessions past their absolute expiry are swept here, so abandoned ones do not pile up.
+            conn.execute(sessions_table.delete().where(sessions_table.c.expires_at <= now))
+            conn.execute(sessions_table.insert().values(**row))
+
+        self._run(insert)
         return token, self._session(row)
 
     def resolve(self, token: str, *, now: datetime | None = None) -> ConsoleSession:

@@ -4,7 +4,7 @@ proofs and checkpoints are global (they reveal hashes, not records)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from starlette.concurrency import run_in_threadpool
@@ -48,8 +48,13 @@ async def entries(
     subject: str | None = None,
     use: str | None = None,
     kind: str | None = None,
+    end_user: Annotated[str | None, Query(max_length=256, description="Your end user's clear id (needs the "
+                                          "tenant): matched against the keyed hash the log holds.")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    order: Annotated[Literal["oldest", "newest"], Query(description="log order (default) or newest first; "
+                                                                   "send the same order with its cursor")]
+    = "oldest",
 ) -> dict[str, Any]:
     scope = _scope(gw, principal)
     if scope is not None:
@@ -57,12 +62,45 @@ async def entries(
             return {"entries": [], "next_cursor": None}
         tenant = scope
     query = AuditQuery(since=since, until=until, tenant=tenant, decision=decision, subject=subject, use=use,
-                       kind=kind, cursor=cursor, limit=limit)
+                       kind=kind, cursor=cursor, limit=limit, descending=order == "newest")
     try:
-        page, next_cursor = await run_in_threadpool(lambda: gw.audit.query(**query.as_kwargs()))
+        if end_user is not None:
+            if tenant is None:
+                raise BadInput("end_user needs the tenant whose end user it is (tenant=...)")
+            page, next_cursor = await run_in_threadpool(_by_end_user, gw, query, tenant, end_user)
+        else:
+            page, next_cursor = await run_in_threadpool(lambda: gw.audit.query(**query.as_kwargs()))
     except ValueError as exc:
         raise BadInput(f"bad filter: {exc}") from None
     return {"entries": [_entry_json(e) for e in page], "next_cursor": next_cursor}
+
+
+MAX_SCAN_PAGES = 50
+
+
+def _by_end_user(gw: Gateway, query: AuditQuery, tenant: str, end_user: str) -> tuple[list[AuditEntry], str | None]:
+    """The tenant's entries whose `end_user` is this end user's keyed hash (under the tenant's current
+    key; nothing once the key was destroyed), scanning the tenant's entries a page at a time."""
+    if gw.registry is None:
+        return [], None
+    pseudonym = gw.registry.pseudonyms.pseudonym(tenant, end_user, create=False)
+    if pseudonym is None:
+        return [], None
+    found: list[AuditEntry] = []
+    kwargs = {**query.as_kwargs(), "limit": 1000}
+    position = query.cursor
+    for _ in range(MAX_SCAN_PAGES):
+        page, more = gw.audit.query(**{**kwargs, "cursor": position})
+        for entry in page:
+            position = str(entry.index)
+            if entry.record.get("end_user") == pseudonym:
+                found.append(entry)
+                if len(found) == query.limit:
+                    last = page[-1].index == entry.index and more is None
+                    return found, None if last else position
+        if more is None:
+            return found, None
+    return found, position
 
 
 @router.get("/entries/{index}")

@@ -65,6 +65,10 @@ def _readiness(gw: Any) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - routes are optional; report, never fail readiness
         body["routes"] = {"last_error": f"{type(exc).__name__}: {exc}"}
     ready = body["database"] == "ok" and gw.policies.active is not None
+    if gw.registry is not None:  # the consent registry fails closed: not ready when it cannot answer (#15.5)
+        problem = gw.registry.readiness()
+        body["registry"] = problem or "ok"
+        ready = ready and problem is None
     if gw.serve_client is not None:  # the ray model backend: the workers must answer too
         problems = gw.serve_client.problems(gw.settings.ray_families)
         body["model_backend"] = {"backend": "ray", "address": gw.serve_client.url,

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.api.deps import AnyKey, GatewayDep
 from gateway.api.forms import read_capped
+from gateway.audio.intake import sniff_audio
 from gateway.errors import UnsupportedMedia
 from gateway.media import IMAGE_TYPES, decode_image, sniff
 from gateway.provenance.verify import verify_file
@@ -25,9 +26,9 @@ async def verify(
     media: Annotated[UploadFile, File(description="the file to verify")],
 ) -> dict[str, Any]:
     data = await read_capped(media, gw.settings.max_upload_bytes)
-    mime = sniff(data)
+    mime = sniff_audio(data) or sniff(data)  # audio first: M4A is ISO-BMFF like MP4
     if mime is None:
-        raise UnsupportedMedia("not a recognised image or video")
+        raise UnsupportedMedia("not a recognised image, video or audio file")
     image = await run_in_threadpool(decode_image, data, gw.limits) if mime in IMAGE_TYPES else None
     return await run_in_threadpool(
         verify_file, gw.provenance, gw.audit, gw.registry, gw.pipeline.clock,

@@ -33,6 +33,7 @@ __all__ = [
     "AudioMime",
     "DecodedAudio",
     "decode_audio",
+    "decode_native",
     "decode_soundtrack",
     "sniff_audio",
 ]
@@ -83,7 +84,8 @@ class DecodedAudio:
 
 
 def sniff_audio(data: bytes) -> AudioMime | None:
-    """The audio container the bytes really are (the first 64 bytes are plenty), or None."""
+    """The audio container the bytes really are, or None. The first 64 bytes are plenty, except
+    after an ID3v2 tag (MP3, and FLAC as C2PA signs it): then what follows the tag decides."""
     if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WAVE":
         return "audio/wav"
     if data[:4] == b"fLaC":
@@ -95,6 +97,11 @@ def sniff_audio(data: bytes) -> AudioMime | None:
         brands = {data[8:12]} | {data[i:i + 4] for i in range(16, min(size, len(data)) - 3, 4)}
         return "audio/mp4" if data[8:12] in _M4A_BRANDS or (brands & _M4A_BRANDS) else None
     if data[:3] == b"ID3":
+        if len(data) >= 10:
+            size = (data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | (data[9] & 0x7F)
+            after = data[10 + size + (10 if data[5] & 0x10 else 0):][:4]
+            if after == b"fLaC":
+                return "audio/flac"
         return "audio/mpeg"
     if len(data) >= 2 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0 and (data[1] & 0x06) == 0x02:
         return "audio/mpeg"  # an MPEG audio frame header, Layer III
@@ -122,7 +129,7 @@ def decode_audio(data: bytes, limits: AudioLimits | None = None, *, index: int =
         raise BadInput(f"{where} is empty (0 bytes)", code="empty_media")
     if len(data) > limits.max_bytes:
         raise TooLarge(f"{where} is {len(data)} bytes; the limit is {limits.max_bytes}", code="audio_too_large")
-    mime = sniff_audio(data[:64])
+    mime = sniff_audio(data)
     if mime is None:
         raise UnsupportedMedia(f"{where} is not a WAV, FLAC, MP3, Ogg or M4A audio file",
                                code="unsupported_audio")
@@ -132,6 +139,21 @@ def decode_audio(data: bytes, limits: AudioLimits | None = None, *, index: int =
         codec, rate, channels, samples = _decode(container, mime, limits, f"audio in {where}")
     return DecodedAudio(hashlib.sha256(data).hexdigest(), mime, codec, rate, channels,
                         len(samples) / VOICE_RATE, samples)
+
+
+def decode_native(data: bytes, mime: str) -> tuple[np.ndarray, int]:
+    """Every channel at the file's own rate, (channels, n) float32: what a release marks and
+    re-encodes. Call it only on bytes `decode_audio` accepted (the limits were checked there)."""
+    with _decode_errors("audio"), av.open(io.BytesIO(data), "r", format=_DEMUXER[mime],
+                                          metadata_errors="ignore") as container:
+        stream = container.streams.audio[0]
+        rate = int(stream.codec_context.sample_rate)
+        resampler = av.AudioResampler(format="fltp", rate=rate)
+        chunks = [out.to_ndarray() for frame in container.decode(stream) for out in resampler.resample(frame)]
+        chunks += [out.to_ndarray() for out in resampler.resample(None)]
+    if not chunks:
+        raise BadInput("the audio holds no decodable samples", code="corrupt_audio")
+    return np.clip(np.concatenate(chunks, axis=1), -1.0, 1.0).astype(np.float32), rate
 
 
 def decode_soundtrack(path: str | os.PathLike[str], limits: AudioLimits | None = None) -> DecodedAudio | None:

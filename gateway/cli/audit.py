@@ -263,6 +263,31 @@ def trusted_key(value: str, origin: str | None) -> Any:
                    f"(a vkey <name>+<hash>+<base64>): {exc}", code=2) from None
 
 
+@audit_app.command("forget-end-users")
+def forget_end_users(
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant whose end-user key to destroy.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Destroy TENANT's end-user key in the key store: every end-user id the log holds for that tenant
+    (a keyed hash) becomes unlinkable to anyone, for good; records and proofs stay valid. Later
+    decisions get a new key."""
+    from gateway.bootstrap import kek_path
+    from gateway.db import make_engine
+    from gateway.registry.crypto import FileKek, KeyStore, SubjectCrypto
+    from gateway.registry.pseudonyms import EndUserPseudonyms
+
+    settings = require_data_dir(load_settings(data_dir))
+    if not yes and not typer.confirm(f"Destroy the end-user key of tenant {tenant!r} for good?"):
+        raise typer.Exit(1)
+    engine = make_engine(settings.resolved_keystore_url)
+    try:
+        destroyed = EndUserPseudonyms(SubjectCrypto(FileKek(kek_path(settings)), KeyStore(engine))).forget(tenant)
+    finally:
+        engine.dispose()
+    typer.echo(json.dumps({"tenant": tenant, "key_destroyed": destroyed}))
+
+
 @audit_app.command("witness")
 def witness_command(
     source: Annotated[str, typer.Argument(help="A gateway URL (with --api-key) or a data dir to witness.")],

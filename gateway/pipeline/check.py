@@ -251,11 +251,12 @@ class CheckStage:
             return (), []
         embeddings = [f.embedding for _, f in located if f.embedding is not None]
         matches: list[list[FaceMatch]] = []
+        threshold = rt.policy.consent.match_threshold
+        near = threshold - rt.policy.consent.near_match_margin  # the registry is asked down to here
         if embeddings:
             matrix = np.stack(embeddings).astype(np.float32)
-            threshold = rt.policy.consent.match_threshold
             found = await self._call("consent", "registry",
-                                     lambda: self.consent.match_faces(rt.face.info.name, matrix, threshold))
+                                     lambda: self.consent.match_faces(rt.face.info.name, matrix, near))
             matches = [[FaceMatch(m.subject_id, float(m.similarity)) for m in hits] for hits in found]
         matched = iter(matches)
         identify_min = rt.policy.consent.identify_min_px
@@ -266,8 +267,16 @@ class CheckStage:
                 why = face.unidentified or "the face analyzer could not embed it"
                 facts.append(FaceFact(media_index, bbox, float(face.det_score), (), unidentified=why))
                 continue
-            fact = FaceFact(media_index, bbox, float(face.det_score), tuple(next(matched)))
-            if not fact.matches and fact.size_px < identify_min:
+            hits = next(matched)
+            sure = tuple(m for m in hits if m.similarity >= threshold)
+            fact = FaceFact(media_index, bbox, float(face.det_score), sure)
+            if not sure and hits:
+                # just under the threshold: as likely a different photo of an enrolled person as a
+                # look-alike (docs/faces.md) — never "nobody enrolled"; which subject is not recorded
+                best = max(m.similarity for m in hits)
+                fact = replace(fact, unidentified=f"similarity {best:.3f} to an enrolled subject is within "
+                               f"{rt.policy.consent.near_match_margin:g} of the match threshold {threshold:g}")
+            elif not fact.matches and fact.size_px < identify_min:
                 fact = replace(fact, unidentified=f"{fact.size_px} px is below the {identify_min} px needed to "
                                "tell it is nobody enrolled")
             elif not fact.matches and face.unidentified:

@@ -16,8 +16,9 @@ from typing import Any
 
 from gateway.apikeys import Principal, require_use
 from gateway.audio.intake import DecodedAudio
-from gateway.errors import Invalid, UnsupportedMedia
+from gateway.errors import Invalid
 from gateway.media import DecodedImage
+from gateway.pipeline.audio_release import release_audio
 from gateway.pipeline.check import CheckInput, CheckResult, CheckStage
 from gateway.pipeline.ports import Clock, PipelineConfig, PipelinePorts
 from gateway.pipeline.record import DecisionRecord, MediaRef, build_record
@@ -114,16 +115,17 @@ class Pipeline:
     async def check(self, principal: Principal, request: CheckRequest, parts: list[bytes]) -> DecisionRecord:
         """Decide on images (or one small video) and record it; nothing is marked or released."""
         require_use(principal, request.use)
+        # voices are likenesses too (issue #18); audio first: M4A is ISO-BMFF like MP4 video
+        if any(is_audio(part) for part in parts):
+            with stage(self.ports.metrics.stage_seconds, "decode"):
+                audio = await decode_audio_parts(parts, self.config)
+            decision = await self.decide(principal, request, [], audio=audio)
+            return await self.append(decision.record)
         if any(is_video(part) for part in parts):  # small videos are checked here; larger ones: jobs
             if len(parts) != 1:
                 raise Invalid(f"a video is checked on its own: send exactly one `media` part (got {len(parts)})")
             record, _ = await self.video.run_upload(principal, request, parts[0], "check")
             return record
-        if any(is_audio(part) for part in parts):  # voices are likenesses too (issue #18)
-            with stage(self.ports.metrics.stage_seconds, "decode"):
-                audio = await decode_audio_parts(parts, self.config)
-            decision = await self.decide(principal, request, [], audio=audio)
-            return await self.append(decision.record)
         decision = await self.decide(principal, request, await self.decode(parts))
         return await self.append(decision.record)
 
@@ -133,12 +135,22 @@ class Pipeline:
         """The output check of a render, then on allow its obligations, then the record: the files
         come back only when the appended record allows."""
         require_use(principal, request.use)
+        if any(is_audio(part) for part in parts):  # voices are likenesses too (issue #18)
+            if len(parts) != 1:
+                raise Invalid(f"audio is released one file at a time (got {len(parts)} media parts)")
+            with stage(self.ports.metrics.stage_seconds, "decode"):
+                audio = await decode_audio_parts(parts, self.config)
+            audio_request: CheckRequest = request.model_copy(update={"stage": "output"})
+            decision = await self.decide(principal, audio_request, [], request_id=request_id, audio=audio)
+            files = await release_audio(self.ports.releaser, decision.record, decision.result.verdict.obligations,
+                                        audio[0], parts[0])
+            if software_agent:
+                decision.record.software_agent = dict(software_agent)
+            record = await self.append(decision.record)
+            return Release(record, files if record.allowed else [])
         if allow_video and len(parts) == 1 and is_video(parts[0]):  # small videos: as MP4; larger: jobs
             record, video = await self.video.run_upload(principal, request, parts[0], "release")
             return Release(record, [ReleasedFile(video, "video/mp4")] if video is not None else [])
-        if any(is_audio(part) for part in parts):
-            raise UnsupportedMedia("releasing audio needs its audio watermark, which is not available yet: "
-                                   "check audio with /v1/check", code="audio_release_unavailable")
         images = await self.decode(parts)
         output: CheckRequest = request.model_copy(update={"stage": "output"})
         decision = await self.decide(principal, output, images, request_id=request_id)

@@ -43,7 +43,7 @@ async def decode_images(parts: list[bytes], config: PipelineConfig) -> list[Deco
 
 def is_audio(data: bytes) -> bool:
     """Whether a media part is audio (sniffed from its first bytes, like every other type)."""
-    return sniff_audio(data[:64]) is not None
+    return sniff_audio(data) is not None
 
 
 async def decode_audio_parts(parts: list[bytes], config: PipelineConfig) -> list[DecodedAudio]:

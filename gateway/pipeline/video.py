@@ -62,12 +62,14 @@ from gateway.video.engine import MarkSpec, PassCancelled, PassResult, SamplerSpe
 from gateway.video.errors import VideoError
 from gateway.video.intake import VideoInfo, VideoLimits, probe_video
 from gateway.video.sampling import SampledFrame, new_seed, phase_from_seed
-from gateway.video.watermark import VideoWatermarker, refresh_for, strength_for
+from gateway.video.sparsemark import METHOD as SPARSE_METHOD
+from gateway.video.sparsemark import SparseMark
+from gateway.video.watermark import strength_for
 
 __all__ = ["WATERMARK_METHOD", "VideoFlow", "VideoHooks", "VideoOutcome", "VideoRun", "is_video",
            "limits_of", "probe", "sampling_fps"]
 
-WATERMARK_METHOD = "video-luma"
+WATERMARK_METHOD = SPARSE_METHOD  # "video-sparse" (gateway/video/sparsemark.py); "video-luma" before
 MP4 = "video/mp4"
 
 
@@ -262,8 +264,7 @@ class VideoFlow:
 
     def _mark_spec(self, vs: VideoSettings, output: Path, wm_id: int | None, info: VideoInfo) -> MarkSpec:
         strength = strength_for(vs.watermark_strength, info.width, info.height)
-        refresh = refresh_for(info.width, info.height)
-        wm = VideoWatermarker(wm_id, strength=strength, refresh_every=refresh) if wm_id is not None else None
+        wm = SparseMark(wm_id, strength=strength) if wm_id is not None else None
         return MarkSpec(output, wm, crf=vs.crf, preset=vs.preset)
 
     async def _release(self, run: VideoRun, rt: PolicyRuntime, record: DecisionRecord, verdict: Verdict,

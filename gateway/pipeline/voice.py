@@ -29,7 +29,7 @@ from gateway.policy.runtime import PolicyRuntime
 __all__ = ["MERGE_GAP_S", "MIN_SPEECH_S", "WINDOW_S", "Track", "speech_windows", "voice_facts"]
 
 T = TypeVar("T")
-Call = Callable[[str, str, Callable[[], Any]], Awaitable[Any]]
+Call = Callable[..., Awaitable[Any]]  # CheckStage._call(check, model, fn, timeout=None)
 
 WINDOW_S = 3.0
 MIN_SPEECH_S = 1.0
@@ -84,14 +84,24 @@ async def voice_facts(call: Call, consent: ConsentLookup, rt: PolicyRuntime,
         return (), [failed.failure]
 
 
+def _scaled(call: Call, seconds: float) -> float | None:
+    """The check stage's model timeout plus 0.5 s per second of audio (None: its default)."""
+    base = getattr(getattr(call, "__self__", None), "model_timeout_s", None)
+    return float(base) + 0.5 * seconds if base is not None else None
+
+
 async def _facts(call: Call, consent: ConsentLookup, rt: PolicyRuntime, model: VoiceEmbedder,
                  tracks: Sequence[Track]) -> tuple[VoiceFact, ...]:
     rate = model.sample_rate
+    spec = rt.policy.consent.voice_model
+    seconds = sum(len(t.samples) for t in tracks) / rate
+    # the policy's timeout, else the deployment's model timeout plus 0.5 s per second of audio
+    timeout = spec.timeout_s if spec is not None and spec.timeout_s else None
     located: list[tuple[int, float, float, bool]] = []
     clips: list[np.ndarray] = []
     for track in tracks:
         segments: list[SpeechSegment] = await call("voices", model.info.name,
-                                                   functools.partial(model.speech, track.samples))
+                                                   functools.partial(model.speech, track.samples), timeout)
         samples = track.samples
         for start, end, identifiable in speech_windows(segments):
             located.append((track.media_index, start, end, identifiable))
@@ -99,7 +109,8 @@ async def _facts(call: Call, consent: ConsentLookup, rt: PolicyRuntime, model: V
                 clips.append(samples[int(start * rate): int(end * rate)])
     matches: list[list[FaceMatch]] = []
     if clips:
-        matrix = await call("voices", model.info.name, lambda: model.embed(clips))
+        matrix = await call("voices", model.info.name, lambda: model.embed(clips),
+                            timeout or _scaled(call, seconds))
         threshold = rt.policy.consent.voice_match_threshold
         found = await call("consent", "registry",
                            lambda: consent.match_voices(model.info.name, np.asarray(matrix, np.float32), threshold))

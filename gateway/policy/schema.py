@@ -159,7 +159,11 @@ class PromptRules(Strict):
 
 class ConsentSettings(Strict):
     face_model: ModelSpec = Field(default_factory=lambda: ModelSpec(adapter="dlib"))
-    match_threshold: float = Field(default=0.93, ge=-1, le=1, description="Cosine similarity to match.")
+    match_threshold: float = Field(default=0.92, ge=-1, le=1, description="Cosine similarity to match "
+                                   "(dlib: between held-out genuine >= 0.928 and impostor <= 0.907; docs/faces.md).")
+    near_match_margin: float = Field(
+        default=0.01, ge=0, le=0.5, description="A face whose best similarity to an enrolled subject is "
+        "within this of match_threshold (and below it) is `unidentified`, not `no_match`.")
     unidentified: Outcome = Field(
         default="review", description="A face that is seen but cannot be identified (no embedding, too "
         "small or turned to match with confidence): deny, review or allow. The shipped default never allows.")

@@ -283,32 +283,64 @@ class ProvenanceService:
         if rgb is None and mime.startswith("video/"):
             out["watermark"] = self._detect_video(data)
             decision_ids += out["watermark"].get("decision_ids", [])
+        if rgb is None and mime.startswith("audio/"):
+            out["watermark"] = self._detect_audio(data)
+            decision_ids += out["watermark"].get("decision_ids", [])
         out["decision_ids"] = list(dict.fromkeys(decision_ids))
         return out
 
+    def _detect_audio(self, data: bytes) -> dict[str, Any]:
+        """Blind detection of the audio mark (issue #18; survives re-encoding and volume changes,
+        needs no metadata), then the id's decision."""
+        from gateway.audio.intake import decode_audio
+        from gateway.audio.watermark import CANDIDATES, OFFSETS, detect
+
+        method = "audio-qim"
+        try:
+            found = detect(decode_audio(data).samples)
+        except Exception as exc:  # noqa: BLE001 - a detection error is a finding, not a crash
+            return {"method": method, "found": False, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        if found is None:
+            return {"method": method, "found": False}
+        with Session(self.engine) as session:
+            rows = lookup_watermark(session, method, found.payload.wm_id)
+        return {"method": method, "found": bool(rows), "wm_id": found.payload.wm_id, "tiles": found.tiles,
+                "confidence": round(found.confidence, 4), "flipped": found.payload.flipped,
+                "false_accept_bound": OFFSETS * CANDIDATES * 2.0 ** -32,
+                "decision_ids": [r.decision_id for r in rows]}
+
     def _detect_video(self, data: bytes) -> dict[str, Any]:
-        """Blind detection of the video mark on frames sampled from the file (works after the
-        C2PA manifest was stripped or the file re-encoded), then the id's decision."""
+        """Blind detection of the video marks on the file's frames (works after the C2PA
+        manifest was stripped or the file re-encoded), then the id's decision: "video-sparse"
+        (every release since it replaced "video-luma"), then "video-luma" (older releases)."""
         import os
         import tempfile
 
+        from gateway.video.sparsemark import METHOD as SPARSE
+        from gateway.video.sparsemark import detect_sparse_in_file
         from gateway.video.watermark import detect_in_file
 
         fd, path = tempfile.mkstemp(suffix=".video")
+        result: dict[str, Any] = {"method": SPARSE, "found": False}
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-            detection = detect_in_file(path)
-        except Exception as exc:  # noqa: BLE001 - a detection error is a finding, not a crash
-            return {"method": "video-luma", "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            for method, detect in ((SPARSE, detect_sparse_in_file), ("video-luma", detect_in_file)):
+                try:
+                    detection = detect(path)
+                except Exception as exc:  # noqa: BLE001 - a detection error is a finding, not a crash
+                    return {"method": method, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+                if detection.wm_id is None:
+                    continue
+                with Session(self.engine) as session:
+                    rows = lookup_watermark(session, method, detection.wm_id)
+                result = {"method": method, "found": bool(rows), "wm_id": detection.wm_id,
+                          "confidence": detection.confidence, "decision_ids": [r.decision_id for r in rows]}
+                if rows:
+                    break
         finally:
             os.unlink(path)
-        if detection.wm_id is None:
-            return {"method": "video-luma", "found": False}
-        with Session(self.engine) as session:
-            rows = lookup_watermark(session, "video-luma", detection.wm_id)
-        return {"method": "video-luma", "found": bool(rows), "wm_id": detection.wm_id,
-                "confidence": detection.confidence, "decision_ids": [r.decision_id for r in rows]}
+        return result
 
     def _methods_in_use(self) -> list[str]:
         """tileSync and dwtDctSvd always (cheap); rivaGan (about 1 s) and trustMark only if this

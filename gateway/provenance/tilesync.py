@@ -80,12 +80,11 @@ class TileSyncWatermarker:
         self.faults.check("embed")
         image = check_image(rgb, self.method, min_area=EMBED_MIN_SIDE**2, min_side=EMBED_MIN_SIDE)
         coded = fec.conv_encode(self.codec.encode(wm_id))
-        marked = ts.embed(image, coded, self.psnr_db)
-        # the PSNR floor holds whatever the rounding did
-        mse = float(np.mean(np.square(marked.astype(np.float32) - image.astype(np.float32))))
+        marked, mse = ts.embed(image, coded, self.psnr_db)
+        # the PSNR floor holds whatever the rounding did (clipping only lowers the change)
         floor_mse = 255.0**2 / 10 ** (self.min_psnr_db / 10)
         if mse > floor_mse:
-            marked = ts.embed(image, coded, self.psnr_db + 10 * math.log10(mse / floor_mse) + 0.05)
+            marked, _ = ts.embed(image, coded, self.psnr_db + 10 * math.log10(mse / floor_mse) + 0.05)
         return marked
 
     # -- detection ----------------------------------------------------------------------------

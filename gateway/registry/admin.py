@@ -374,19 +374,23 @@ def grant(
         _subject(s, subject_id)
         s.add(row)
         s.flush()
-        _entry(reg, s, "grant", subject_id, created_by, grant=_grant_fields(row))
+        _entry(reg, s, "grant", subject_id, created_by, grant=_grant_fields(row, reg))
         s.commit()
         s.refresh(row)
         return _grant_public(row)
 
 
-def _grant_fields(g: RegistryGrant) -> dict[str, Any]:
-    """A grant as the ledger records it (the grantee end user as the registrar gave it; SPEC.md §9)."""
+def _grant_fields(g: RegistryGrant, reg: RegistryCore | None = None) -> dict[str, Any]:
+    """A grant as the ledger records it (SPEC.md §9): the grantee end user as a keyed hash under the
+    grantee tenant's end-user key, like the end users of decisions."""
     fact = grant_fact(g)
+    end_user = fact.grantee_end_user
+    if end_user is not None and reg is not None:
+        end_user = reg.pseudonyms.pseudonym(fact.grantee_tenant, end_user)
     return {
         "grant_id": fact.id,
         "grantee_tenant": fact.grantee_tenant,
-        "grantee_end_user": fact.grantee_end_user,
+        "grantee_end_user": end_user,
         "uses": list(fact.uses),
         "valid_from": rfc3339(fact.valid_from),
         "expires_at": rfc3339(fact.expires_at) if fact.expires_at else None,
@@ -535,7 +539,7 @@ def snapshot(reg: RegistryCore) -> int:
         for g in s.exec(select(RegistryGrant).order_by(col(RegistryGrant.created_at))).all():
             revoked = rfc3339(to_utc(g.revoked_at)) if g.revoked_at else None
             records.append(ledger_record("snapshot", g.subject_id, "migration", tenant, object="grant",
-                                         grant=_grant_fields(g), revoked_at=revoked,
+                                         grant=_grant_fields(g, reg), revoked_at=revoked,
                                          granted_at=rfc3339(to_utc(g.created_at))))
         append_entry(reg.ledger, s, records)
         s.add(RegistryLedgerState(id=1, snapshot_at=utcnow(), snapshot_entries=len(records)))

@@ -17,6 +17,7 @@ from gateway.registry.enrolment import QualityGate
 from gateway.registry.errors import UnknownFaceModel
 from gateway.registry.ledger import Ledger
 from gateway.registry.models import RegistrySubject
+from gateway.registry.pseudonyms import EndUserPseudonyms
 
 __all__ = ["PROFILE", "RegistryCore"]
 
@@ -46,6 +47,7 @@ class RegistryCore:
         self.gate = gate or QualityGate()
         self.max_images = max_images
         self.ledger: Ledger | None = None  # the consent ledger (attach_ledger); None: no entries
+        self.pseudonyms = EndUserPseudonyms(crypto)  # end-user ids as keyed hashes in the log
         self.ledger_tenant = "operator"
         # voice model name -> embedder (attached when a policy naming it activates; issue #18)
         self.voice_embedders: dict[str, VoiceEmbedder] = {}

@@ -28,7 +28,7 @@ from gateway.registry import admin, retention, voices
 from gateway.registry.core import RegistryCore
 from gateway.registry.crypto import SubjectCrypto
 from gateway.registry.enrolment import QualityGate
-from gateway.registry.errors import RegistryUnavailable
+from gateway.registry.errors import CryptoError, RegistryUnavailable
 from gateway.registry.facts import FaceMatch, GrantFact, SubjectFact
 from gateway.registry.grant_guard import GrantGuard
 from gateway.registry.hashes import HashIndex
@@ -408,8 +408,9 @@ class Registry(RegistryCore):
             for row in s.exec(select(RegistrySubject)).all():
                 try:
                     profile = self.profile(row)
-                except Exception:  # noqa: S112 - key gone mid-erasure: the subject is going away
-                    continue
+                except CryptoError as exc:  # its row exists, so it is not erased: fail closed (#15.5)
+                    raise RegistryUnavailable(f"cannot decrypt the name of an enrolled subject ({type(exc).__name__}):"
+                                              " wrong or emptied key store, or wrong key-encryption key?") from exc
                 entries += [(row.id, n) for n in [profile["display_name"], *profile.get("aliases", [])]]
         index = NameIndex(entries)
         self._names = (version, index)
@@ -479,6 +480,32 @@ class Registry(RegistryCore):
                 select(RegistrySubject.id, RegistrySubject.protected).where(col(RegistrySubject.id).in_(ids))
             ).all()
         return {sid: SubjectFact(id=sid, protected=bool(p)) for sid, p in rows}
+
+    def readiness(self) -> str | None:
+        """None when the registry can answer, else why not — `/readyz` is 503 then (issue #15.5).
+        Checks that the key store holds a data key for every enrolled subject (by count) and that
+        the newest subject's key unwraps under this KEK: a wrong `CONSENTGATE_KEYSTORE_URL`, a restored
+        key-store backup or a wrong KEK would otherwise turn enrolled people into `no_match`."""
+        try:
+            self._guard()
+            with unavailable_on_db_error("readiness"), Session(self.engine) as s:
+                subjects = int(s.exec(select(func.count()).select_from(RegistrySubject)).one())
+                newest = s.exec(select(RegistrySubject.id).order_by(col(RegistrySubject.created_at).desc())
+                                .limit(1)).first()
+            if subjects == 0:
+                return None
+            keys = len(self.crypto.keystore.subject_ids())
+            if keys < subjects:
+                return f"the key store holds {keys} data key(s) for {subjects} enrolled subject(s)"
+            if newest is not None:
+                self.crypto.decrypt_many(newest, [], "readiness")  # unwraps the subject's key, decrypts nothing
+        except RegistryUnavailable as exc:
+            return str(exc)
+        except CryptoError as exc:
+            return f"cannot unwrap a subject key ({type(exc).__name__}): wrong key store or key-encryption key?"
+        except Exception as exc:  # noqa: BLE001 - a key store that cannot be read is not ready
+            return f"key store unreadable: {type(exc).__name__}"
+        return None
 
     def counts(self) -> dict[str, int]:
         """Registry sizes (for /readyz and metrics; no personal data)."""

@@ -26,6 +26,7 @@ from gateway.registry.models import (
     RegistryFaceTemplate,
     RegistryGrant,
     RegistryState,
+    RegistrySubject,
     RegistryTemplateRemoval,
 )
 
@@ -163,14 +164,27 @@ class DbTemplateSource:
         seqs: list[int] = []
         subjects: list[str] = []
         vectors: list[np.ndarray] = []
+        missing: list[str] = []
+        decrypted: dict[str, list[bytes]] = {}
         for subject_id, items in by_subject.items():
             try:
-                plains = self.crypto.decrypt_many(subject_id, [ct for _, ct in items], purpose)
+                decrypted[subject_id] = self.crypto.decrypt_many(subject_id, [ct for _, ct in items], purpose)
             except SubjectKeyNotFound:
-                continue  # being erased: its rows are going away
-            except CryptoError:
-                log.warning("skipping undecryptable templates of subject %s", subject_id)
-                continue
+                missing.append(subject_id)
+            except CryptoError as exc:
+                # A wrong KEK or a tampered key store: fail closed, cache nothing, skip nothing (#15.5).
+                raise RegistryUnavailable(f"cannot decrypt the face templates of an enrolled subject "
+                                          f"({type(exc).__name__}): wrong key-encryption key or key store?") from exc
+        if missing:
+            with Session(self.engine) as s:
+                enrolled = s.exec(select(RegistrySubject.id).where(col(RegistrySubject.id).in_(missing))).all()
+            if enrolled:  # not erased (an erased subject's row is gone): the key store lost its keys
+                raise RegistryUnavailable(f"the key store has no data key for {len(enrolled)} enrolled subject(s): "
+                                          "wrong or emptied key store (CONSENTGATE_KEYSTORE_URL)?")
+        for subject_id, items in by_subject.items():
+            plains = decrypted.get(subject_id)
+            if plains is None:
+                continue  # erased meanwhile: its rows are going away
             for (seq, _), plain in zip(items, plains, strict=True):
                 vec = np.frombuffer(plain, dtype=np.float32)
                 if vec.shape != (self.dim,):

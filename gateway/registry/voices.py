@@ -24,6 +24,7 @@ from sqlmodel import Session, col, delete, select
 from classifiers.base import SpeechSegment, VoiceEmbedder
 from gateway.registry.core import RegistryCore
 from gateway.registry.errors import EnrolmentError, RegistryUnavailable, SubjectNotFound
+from gateway.registry.ledger import append_entry, ledger_record
 from gateway.registry.models import (
     RegistrySubject,
     RegistryTemplateRemoval,
@@ -165,6 +166,13 @@ def enroll_voice(reg: RegistryCore, subject_id: str, clips: Sequence[np.ndarray]
             s.add_all(_rows(reg, subject_id, enrolment_id, name, templates, now))
         s.add_all(RegistryVoiceClip(subject_id=subject_id, enrolment_id=enrolment_id, clip_ct=ct, created_at=now)
                   for ct in sealed)
+        s.flush()
+        # The consent ledger (#17.1): in this transaction; never the speech or the templates.
+        append_entry(reg.ledger, s, [ledger_record(
+            "enrolment", subject_id, enrolled_by, reg.ledger_tenant, enrolment_id=enrolment_id, modality="voice",
+            clip_count=len(clips), notice_version=notice, images_kept=bool(sealed),
+            templates={n: len(t) for n, t in per_model.items()},
+            models={n: reg.voice_embedders[n].info.version for n in per_model})])
         s.commit()
     return VoiceEnrolmentResult(enrolment_id=enrolment_id, subject_id=subject_id, notice_version=notice,
                                 clips=len(clips), speech_seconds=seconds,
@@ -200,6 +208,10 @@ def reembed_voices(reg: RegistryCore, model_name: str, gate: VoiceGate) -> dict[
             s.exec(delete(RegistryVoiceTemplate).where(col(RegistryVoiceTemplate.subject_id) == subject_id,
                                                        col(RegistryVoiceTemplate.model) == model_name))
             s.add_all(fresh)
+            s.flush()
+            append_entry(reg.ledger, s, [ledger_record(
+                "enrolment", subject_id, "reembed", reg.ledger_tenant, event="reembedded", modality="voice",
+                model=model_name, model_version=embedder.info.version, templates=len(fresh), removed=len(old))])
             s.commit()
         counts["subjects"] += 1
         counts["templates"] += len(fresh)

@@ -43,7 +43,7 @@ from gateway.video.sampling import (
     target_size,
 )
 from gateway.video.transcode import MarkedOutput, OutputInfo
-from gateway.video.watermark import VideoWatermarker
+from gateway.video.watermark import FrameMarker, VideoWatermarker
 
 __all__ = ["MarkSpec", "PassCancelled", "PassResult", "SamplerSpec", "mark_and_encode", "run_pass"]
 
@@ -73,7 +73,7 @@ class MarkSpec:
     """Where and how to write the output; `watermarker=None` transcodes without a mark."""
 
     dst_path: str | os.PathLike[str]
-    watermarker: VideoWatermarker | None
+    watermarker: FrameMarker | None
     crf: int = 23
     preset: str = "veryfast"
     threads: int = 0
@@ -306,7 +306,7 @@ def _loop(inp: av.container.InputContainer, vin: av.VideoStream, ain: av.AudioSt
 
 def mark_and_encode(src_path: str | os.PathLike[str], dst_path: str | os.PathLike[str], wm_id: int, *,
                     crf: int = 23, preset: str = "veryfast", progress: Callable[[float], None] | None = None,
-                    watermarker: VideoWatermarker | None = None, threads: int = 0) -> OutputInfo:
+                    watermarker: FrameMarker | None = None, threads: int = 0) -> OutputInfo:
     """Decode `src_path`, mark every frame with `wm_id`, write H.264 MP4 to `dst_path`.
 
     Raises VideoError (400) when the input does not decode; any other failure (the watermark,

@@ -21,7 +21,7 @@ from typing import Literal
 import av
 
 from gateway.video.intake import decode_errors
-from gateway.video.watermark import VideoWatermarker
+from gateway.video.watermark import FrameMarker
 
 __all__ = ["COPY_AUDIO_CODECS", "MarkedOutput", "OutputInfo"]
 
@@ -43,7 +43,7 @@ class _VideoPath:
     """Decoded frames in, marked and encoded packets out (one per output stream)."""
 
     def __init__(self, out: av.container.OutputContainer, vin: av.VideoStream,
-                 watermarker: VideoWatermarker | None, crf: int, preset: str, threads: int) -> None:
+                 watermarker: FrameMarker | None, crf: int, preset: str, threads: int) -> None:
         ctx = vin.codec_context
         self.width, self.height = ctx.width & ~1, ctx.height & ~1
         rate = vin.average_rate or vin.guessed_rate or Fraction(30)
@@ -63,7 +63,7 @@ class _VideoPath:
     def push(self, frame: av.VideoFrame) -> None:
         if frame.width != self.width or frame.height != self.height or frame.format.name != "yuv420p":
             frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
-        if self.wm is not None:
+        if self.wm is not None and self.wm.marks(self.frames):
             planes = frame.to_ndarray(format="yuv420p")
             planes[: self.height] = self.wm.mark_luma(planes[: self.height], self.frames)
             marked = av.VideoFrame.from_ndarray(planes, format="yuv420p")
@@ -123,7 +123,7 @@ class MarkedOutput:
     and the input's audio packets. `close` finishes the file; `abort` abandons and deletes it."""
 
     def __init__(self, dst_path: str | os.PathLike[str], vin: av.VideoStream, ain: av.AudioStream | None,
-                 watermarker: VideoWatermarker | None, *, crf: int, preset: str, threads: int) -> None:
+                 watermarker: FrameMarker | None, *, crf: int, preset: str, threads: int) -> None:
         self.path = os.fspath(dst_path)
         self.out = av.open(self.path, "w", format="mp4")
         try:

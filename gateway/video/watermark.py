@@ -36,6 +36,7 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -43,7 +44,7 @@ from numpy.typing import NDArray
 
 from gateway.provenance.payload import DWT_PAYLOAD, PayloadCodec
 
-__all__ = ["VideoWatermarkDetection", "VideoWatermarker", "detect_in_file", "luma_of", "refresh_for",
+__all__ = ["FrameMarker", "VideoWatermarkDetection", "VideoWatermarker", "detect_in_file", "luma_of", "refresh_for",
            "strength_for"]
 
 _DEFAULT_KEY = b"consentgate/video-watermark/v1"
@@ -95,6 +96,17 @@ def luma_of(frame: np.ndarray) -> np.ndarray:
     if frame.ndim == 3 and frame.shape[2] == 3:
         return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
     raise ValueError(f"expected a 2-D luma plane or an RGB frame, got shape {frame.shape}")
+
+
+class FrameMarker(Protocol):
+    """What the encoder path needs from a video mark: which frames it touches and how."""
+
+    @property
+    def wm_id(self) -> int | None: ...
+
+    def marks(self, frame_index: int) -> bool: ...
+
+    def mark_luma(self, y_plane: np.ndarray, frame_index: int = 0) -> np.ndarray: ...
 
 
 class VideoWatermarker:
@@ -158,6 +170,10 @@ class VideoWatermarker:
             gain = float(seen.sum()) / grid.chips.size
             self._gains[(height, width)] = gain
         return gain
+
+    def marks(self, frame_index: int) -> bool:
+        """Every frame carries this mark (see `sparsemark.SparseMark` for one that skips frames)."""
+        return True
 
     def mark_luma(self, y_plane: np.ndarray, frame_index: int = 0) -> np.ndarray:
         """A marked copy of a uint8 Y plane (H, W); frames of one video come in order.

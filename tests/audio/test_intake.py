@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from classifiers import fake_voice_samples
+from gateway.audio.encode import FORMATS, encode_audio
 from gateway.audio.intake import AudioLimits, decode_audio, decode_soundtrack, sniff_audio
-from gateway.audio.testing import FORMATS, encode_audio
 from gateway.errors import BadInput, TooLarge, UnsupportedMedia
 
 

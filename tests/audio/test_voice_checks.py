@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 
 from classifiers import fake_voice_samples
-from gateway.audio.testing import encode_audio
+from gateway.audio.encode import encode_audio
 from tests.support.gateway import TEST_POLICY, app_client, auth, make_settings, png, verify_audit
 from tests.support.speech import SENTENCES, VOICE_A, VOICE_B, speech, speech_wav, video_with_speech
 
 pytestmark = pytest.mark.db
+# the real encoder on a shared 2-core machine: generous timeouts (timing lives in bench/voice.py)
+SLOW_MACHINE = {"model_timeout_s": 120.0, "check_deadline_s": 240.0}
 
 VOICE_USES = """
   tts:
@@ -44,7 +46,7 @@ VOICE_POLICY = TEST_POLICY + VOICE_USES
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     tmp = Path(tmp_path_factory.mktemp("voice-check"))
-    with app_client(make_settings(tmp, VOICE_POLICY), tmp) as (client, keys):
+    with app_client(make_settings(tmp, VOICE_POLICY, **SLOW_MACHINE), tmp) as (client, keys):
         yield client, keys
         verify_audit(client)
 
@@ -168,7 +170,7 @@ NO_VOICE_POLICY = TEST_POLICY.replace("  match_threshold: 0.93\n", "  match_thre
 
 def test_a_failing_voice_model_or_no_voice_model_denies(tmp_path: Path) -> None:
     tone = encode_audio(fake_voice_samples(40, 4.0), 16_000, "audio/wav")
-    with app_client(make_settings(tmp_path / "a", FAKE_VOICE_POLICY)) as (client, keys):
+    with app_client(make_settings(tmp_path / "a", FAKE_VOICE_POLICY, **SLOW_MACHINE)) as (client, keys):
         assert _check(client, keys.generator, tone)["decision"] == "allow"
         model = client.app.state.gateway.policies.active.runtime.voice
         model.faults.raise_error = True
@@ -177,6 +179,6 @@ def test_a_failing_voice_model_or_no_voice_model_denies(tmp_path: Path) -> None:
         assert [r["rule"] for r in record["reasons"]] == ["tts.output.voices.failed"]
         model.faults.raise_error = False
         verify_audit(client)
-    with app_client(make_settings(tmp_path / "b", NO_VOICE_POLICY)) as (client, keys):
+    with app_client(make_settings(tmp_path / "b", NO_VOICE_POLICY, **SLOW_MACHINE)) as (client, keys):
         record = _check(client, keys.generator, tone)
         assert record["decision"] == "deny" and record["reasons"][0]["rule"] == "tts.output.voices.failed"

@@ -176,3 +176,34 @@ def test_jobs_parse_against_a_fake_transport(tmp_path: Path) -> None:
         assert done.finished and done.decision is not None and done.decision.audit_index == 4
         result = cg.job_result("j1")
         assert isinstance(result, Released) and result.data == b"MP4" and result.audit_index == 4
+
+
+def test_subject_token_uses_export_and_erasure(gateway: tuple[TestClient, Keys], grace_hopper: np.ndarray) -> None:
+    """A registrar issues the person a token; with it the same client reads their grants and every use
+    with its receipt (re-checked here against the checkpoint root), exports their data, asks for erasure."""
+    tc, keys = gateway
+    with client(tc, keys.registrar) as reg:
+        subject = reg.create_subject("Grace")
+        reg.enroll(subject.id, [png(grace_hopper)], notice_version="likeness-2026-1")
+        grant = reg.grant(subject.id, grantee_tenant="acme", uses=["face_swap"])
+        token = reg.issue_access_token(subject.id, expires_in=600)
+    assert token.token.startswith("cgs_") and token.subject_id == subject.id
+    with client(tc, keys.generator) as gen:
+        made = gen.check([png(grace_hopper)], use="face_swap")
+    assert made.allowed and [f.consent_state for f in made.faces] == ["granted"]
+    tc.app.state.gateway.audit.publish_checkpoint()  # type: ignore[attr-defined]
+    with client(tc, token.token) as me:
+        assert [g.id for g in me.grants(subject.id)] == [grant.id]
+        page = me.subject_uses(subject.id)
+        (use,) = [u for u in page.uses if u.decision_id == made.decision_id]
+        assert use.verdict == "allow" and grant.id in use.grant_ids and use.receipt is not None
+        proof = InclusionProof.from_json(use.receipt["inclusion_proof"])
+        root = root_from_inclusion(proof, bytes.fromhex(use.leaf_hash))
+        assert root.hex() == use.receipt["checkpoint"]["root_hash"]
+        assert [u.decision_id for u in me.grant_uses(grant.id).uses] == [made.decision_id]
+        exported = me.export_subject(subject.id)
+        assert grant.id in str(exported)
+        assert me.request_erasure(subject.id)["state"] == "queued"
+        with pytest.raises(ConsentgateError) as other:
+            me.audit_entries()
+        assert other.value.status in (401, 403)

@@ -85,6 +85,11 @@ def test_logout_and_purge(stores: tuple[SessionStore, ApiKeyStore]) -> None:
     assert sessions.purge(now=T0) == 1
     with pytest.raises(Unauthorized):
         sessions.resolve(old, now=T0 - timedelta(hours=1, minutes=59))
+    stale, _ = sessions.create(principal, now=T0)
+    sessions.create(principal, now=T0 + timedelta(hours=2))  # a sign-in sweeps sessions past their expiry
+    with sessions.engine.connect() as conn:
+        left = conn.execute(sa.select(sessions_table.c.token_sha256)).scalars().all()
+    assert hashlib.sha256(stale.encode()).hexdigest() not in left and len(left) == 1
 
 
 def test_generator_keys_cannot_sign_in(stores: tuple[SessionStore, ApiKeyStore]) -> None:

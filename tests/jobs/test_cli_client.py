@@ -65,7 +65,7 @@ def test_release_a_video_writes_a_signed_mp4(client: TestClient, keys: Keys, cli
     assert verified.exit_code == 0, verified.output
     report = json.loads(verified.stdout)
     assert report["c2pa"]["state"] == "Trusted" and report["decisions"][0]["decision"] == "allow"
-    assert report["watermark"]["method"] == "video-luma" and report["watermark"]["found"] is True
+    assert report["watermark"]["method"] == "video-sparse" and report["watermark"]["found"] is True
     # Re-encoded at a lower bitrate (the manifest is gone): the watermark still leads to the decision.
     from tests.jobs.test_video_jobs import _reencode
 

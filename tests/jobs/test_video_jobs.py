@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from gateway.jobs.webhook import resolve_host
 from gateway.provenance import lookup_watermark, read_manifest
 from gateway.video.intake import probe_video
-from gateway.video.watermark import detect_in_file
+from gateway.video.sparsemark import detect_sparse_in_file
 from tests.api.conftest import Keys, auth
 from tests.jobs.conftest import submit, upload, wait_done
 
@@ -92,7 +92,7 @@ def test_release_job_output_plays_is_signed_and_marked(client: TestClient, keys:
     report = read_manifest(resp.content, "video/mp4", gw.provenance.trust_anchors_pem)
     assert report.state == "Trusted" and report.decision is not None, report.validation_errors
     assert report.decision["decision_id"] == status["decision_id"]
-    assert report.decision["watermark_method"] == "video-luma" and "c2pa.soft-binding" in report.assertions
+    assert report.decision["watermark_method"] == "video-sparse" and "c2pa.soft-binding" in report.assertions
     record = gw.audit.entry(int(resp.headers["x-audit-index"])).record
     wm_id = int(record["outputs"][0]["watermark_id"].split(":")[1])
     assert report.decision["watermark_id"] == wm_id
@@ -101,12 +101,12 @@ def test_release_job_output_plays_is_signed_and_marked(client: TestClient, keys:
     lower = tmp_path / "lower.mp4"
     _reencode(resp.content, lower, bitrate=int(len(resp.content) * 8 / source.duration_s / 2))
     assert lower.stat().st_size < 0.7 * len(resp.content)
-    found = detect_in_file(lower, fps=2.0)
+    found = detect_sparse_in_file(lower)
     assert found.wm_id == wm_id, found
     from sqlmodel import Session
 
     with Session(gw.engine) as session:
-        rows = lookup_watermark(session, "video-luma", wm_id)
+        rows = lookup_watermark(session, "video-sparse", wm_id)
         assert [r.decision_id for r in rows] == [status["decision_id"]]
 
 

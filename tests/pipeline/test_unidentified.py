@@ -146,3 +146,28 @@ def test_a_face_swap_reference_with_a_granted_face_is_allowed(pipeline: Pipeline
                                               now - timedelta(days=1), None, None)]
     record = check(pipeline, "face_swap", "input", image((PERSON, 64)))
     assert record["decision"] == "allow", record["reasons"]
+
+
+def test_a_face_just_under_the_match_threshold_is_unidentified_not_nobody(policies: StaticPolicies,
+                                                                          tmp_path: Path) -> None:
+    """match_threshold 0.9, near_match_margin 0.01 (default): similarity 0.895 is a near match, 0.885 is not."""
+    consent = MemoryConsent()
+    mine = fake_face_embedding(PERSON)
+    other = fake_face_embedding(9) - float(fake_face_embedding(9) @ mine) * mine
+    other /= np.linalg.norm(other)
+    template = 0.895 * mine + np.sqrt(1 - 0.895**2) * other  # cosine 0.895 with person 7's face
+    consent.templates["fake"] = [("s-near", template.astype(np.float32))]
+    consent.subjects["s-near"] = SubjectFact("s-near", protected=False)
+    ports = PipelinePorts(policies=policies, consent=consent, audit=MemoryAudit(), releaser=MemoryReleaser(),
+                          clock=ManualClock(), metrics=Metrics())
+    near = Pipeline(ports, PipelineConfig(limits=MediaLimits(), scratch_dir=tmp_path))
+    record = check(near, "txt2img", "output", image((PERSON, 64)))
+    assert record["decision"] == "review"
+    (face,) = record["findings"]["faces"]
+    assert face["consent"]["state"] == "unidentified" and face["matches"] == []
+    assert "0.895" in face["unidentified"]["why"] and "s-near" not in str(record)
+    far = 0.885 * mine + np.sqrt(1 - 0.885**2) * other
+    consent.templates["fake"] = [("s-near", far.astype(np.float32))]
+    record = check(near, "txt2img", "output", image((PERSON, 64)))
+    assert record["decision"] == "allow" and record["findings"]["faces"][0]["consent"]["state"] == "no_match"
+

@@ -68,7 +68,10 @@ def test_every_mutation_is_a_ledger_entry(make_registry: Any, log: AuditLog) -> 
     assert subject["protected"] is False and subject["actor"] == "k1" and subject["tenant"] == "operator"
     assert (enrolment["modality"], enrolment["image_count"], enrolment["notice_version"]) == ("face", 2, "notice-7")
     assert enrolment["templates"] == {"fake": 2}
-    assert grant["grant"] == {"grant_id": g.id, "grantee_tenant": "acme", "grantee_end_user": "user-9",
+    assert grant["grant"]["grantee_end_user"] == reg.pseudonyms.pseudonym("acme", "user-9")  # keyed hash
+    assert "user-9" not in text
+    assert grant["grant"] == {"grant_id": g.id, "grantee_tenant": "acme",
+                              "grantee_end_user": grant["grant"]["grantee_end_user"],
                               "uses": ["txt2img"], "valid_from": grant["grant"]["valid_from"],
                               "expires_at": None}
     assert revocation["grant_id"] == g.id and revocation["actor"] == "k2"
@@ -131,3 +134,20 @@ def test_snapshot_once_for_a_registry_that_predates_the_ledger(make_registry: An
     assert snaps[2]["grant"]["uses"] == ["txt2img", "img2img"] and snaps[2]["revoked_at"]
     reg.grant(b, "acme", None, ["txt2img"], created_by="k")
     assert kinds(log, subject=b) == ["snapshot", "grant"]
+
+
+def test_voice_enrolment_is_a_ledger_entry_and_a_failed_append_undoes_it(make_registry: Any, log: AuditLog) -> None:
+    from classifiers import builtin_registry, fake_voice_samples
+
+    reg: Registry = make_registry()
+    reg.voice_embedders["fake"] = builtin_registry().voice("fake")
+    reg.attach_ledger(log, "operator")
+    sid = reg.create_subject("Voice Actor", created_by="k").id
+    log.faults.fail_appends = 1
+    with pytest.raises(LedgerAppendFailed):
+        reg.enroll_voice(sid, [fake_voice_samples(7, 4.0)], "notice-v1", "k")
+    reg.enroll_voice(sid, [fake_voice_samples(7, 4.0)], "notice-v1", "k")
+    voice = [e.record for e in log.query(subject=sid, kind="enrolment")[0]]
+    assert len(voice) == 1  # the failed enrolment left nothing, in the registry or the log
+    assert (voice[0]["modality"], voice[0]["clip_count"], voice[0]["notice_version"]) == ("voice", 1, "notice-v1")
+    assert voice[0]["templates"] == {"fake": 1}
