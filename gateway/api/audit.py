@@ -4,6 +4,7 @@ proofs and checkpoints are global (they reveal hashes, not records)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -52,6 +53,10 @@ async def entries(
                                           "tenant): matched against the keyed hash the log holds.")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    model: Annotated[str | None, Query(max_length=200, description="entries whose findings name this model "
+                                       "(its name or adapter); scanned a bounded stretch of the log at a time: "
+                                       "a page may hold fewer entries than `limit` and still have a next_cursor")]
+    = None,
     order: Annotated[Literal["oldest", "newest"], Query(description="log order (default) or newest first; "
                                                                    "send the same order with its cursor")]
     = "oldest",
@@ -67,7 +72,9 @@ async def entries(
         if end_user is not None:
             if tenant is None:
                 raise BadInput("end_user needs the tenant whose end user it is (tenant=...)")
-            page, next_cursor = await run_in_threadpool(_by_end_user, gw, query, tenant, end_user)
+            page, next_cursor = await run_in_threadpool(_by_end_user, gw, query, tenant, end_user, model)
+        elif model is not None:
+            page, next_cursor = await run_in_threadpool(_scan, gw, query, lambda r: _names_model(r, model))
         else:
             page, next_cursor = await run_in_threadpool(lambda: gw.audit.query(**query.as_kwargs()))
     except ValueError as exc:
@@ -78,7 +85,20 @@ async def entries(
 MAX_SCAN_PAGES = 50
 
 
-def _by_end_user(gw: Gateway, query: AuditQuery, tenant: str, end_user: str) -> tuple[list[AuditEntry], str | None]:
+def _names_model(record: Mapping[str, Any], model: str) -> bool:
+    """Whether any finding of the record was made by `model` (its policy name or its adapter)."""
+    def walk(node: Any) -> bool:
+        if isinstance(node, Mapping):
+            if model in (node.get("model"), node.get("adapter")):
+                return True
+            return any(walk(v) for v in node.values())
+        return isinstance(node, list) and any(walk(v) for v in node)
+
+    return walk(record.get("findings") or {})
+
+
+def _by_end_user(gw: Gateway, query: AuditQuery, tenant: str, end_user: str,
+                 model: str | None = None) -> tuple[list[AuditEntry], str | None]:
     """The tenant's entries whose `end_user` is this end user's keyed hash (under the tenant's current
     key; nothing once the key was destroyed), scanning the tenant's entries a page at a time."""
     if gw.registry is None:
@@ -86,6 +106,13 @@ def _by_end_user(gw: Gateway, query: AuditQuery, tenant: str, end_user: str) -> 
     pseudonym = gw.registry.pseudonyms.pseudonym(tenant, end_user, create=False)
     if pseudonym is None:
         return [], None
+    return _scan(gw, query, lambda r: r.get("end_user") == pseudonym and (model is None or _names_model(r, model)))
+
+
+def _scan(gw: Gateway, query: AuditQuery, keep: Callable[[Mapping[str, Any]], bool]) -> tuple[list[AuditEntry],
+                                                                                          str | None]:
+    """Entries matching the query's filters and `keep` (a test no query column answers), reading at most
+    MAX_SCAN_PAGES pages of 1000; the cursor resumes after the last entry looked at."""
     found: list[AuditEntry] = []
     kwargs = {**query.as_kwargs(), "limit": 1000}
     position = query.cursor
@@ -93,7 +120,7 @@ def _by_end_user(gw: Gateway, query: AuditQuery, tenant: str, end_user: str) -> 
         page, more = gw.audit.query(**{**kwargs, "cursor": position})
         for entry in page:
             position = str(entry.index)
-            if entry.record.get("end_user") == pseudonym:
+            if keep(entry.record):
                 found.append(entry)
                 if len(found) == query.limit:
                     last = page[-1].index == entry.index and more is None
