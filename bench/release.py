@@ -332,6 +332,7 @@ class MethodStats:
     found: dict[str, int] = field(default_factory=dict)
     accuracy: dict[str, list[float]] = field(default_factory=dict)
     found_by_kind: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    unmarkable: int = 0  # images below the method's minimum size
     fpr_images: int = 0
     fpr_hits: int = 0
     fpr_bound: float = 0.0
@@ -369,7 +370,10 @@ def _one_image(job: tuple[str, TestImage]) -> ImageResult:
     marker = _WORKER.setdefault(method, make_watermarker(method))
     wm_id = marker.codec.new_id()
     start = time.perf_counter()
-    marked = marker.embed(image.rgb, wm_id)
+    try:
+        marked = marker.embed(image.rgb, wm_id)
+    except Exception:  # noqa: BLE001 - e.g. below the method's minimum size: counted apart
+        return (method, "unmarkable", 0.0, 0.0, 0.0, 0.0, {})
     embed_ms = (time.perf_counter() - start) * 1000
     start = time.perf_counter()
     marker.detect(marked)
@@ -404,7 +408,7 @@ def sharing_table(images: list[TestImage], *, baseline_every: int = 4, fpr_count
     """tileSync on every image; the baseline dwtDctSvd on every ``baseline_every``-th (its
     detector upsamples 2x, so it costs ~4x more); rivaGan (~1 s per call) on ``rivagan_images``."""
     jobs = [("tileSync", img) for img in images]
-    jobs += [("dwtDctSvd", img) for img in images[::baseline_every]]
+    jobs += [("dwtDctSvd", img) for img in images[::baseline_every]] if images else []
     if rivagan_images:
         jobs += [("rivaGan", img) for img in images[:: max(1, len(images) // rivagan_images)][:rivagan_images]]
     stats = {m: MethodStats(m) for m in ("tileSync", "dwtDctSvd", *(("rivaGan",) if rivagan_images else ()))}
@@ -417,6 +421,9 @@ def sharing_table(images: list[TestImage], *, baseline_every: int = 4, fpr_count
             done += 1
             if progress is not None and done % 10 == 0:
                 progress(f"{done}/{len(jobs)} marked images")
+            if kind == "unmarkable":
+                stats[method].unmarkable += 1
+                continue
             st = stats[method]
             st.images += 1
             st.psnr.append(psnr)
@@ -451,12 +458,16 @@ def format_sharing(stats: list[MethodStats]) -> str:
     lines.append("")
     for s in stats:
         if not s.images:
+            if s.fpr_images:
+                lines.append(f"{s.method}: false positives: {s.fpr_hits} of {s.fpr_images} unmarked generated images "
+                             f"(bound by construction <= {s.fpr_bound:.2g} per image)")
             continue
         lines.append(
             f"{s.method}: {s.images} images; PSNR mean {statistics.fmean(s.psnr):.1f} dB, min {min(s.psnr):.1f}; "
             f"SSIM mean {statistics.fmean(s.ssim):.4f}, min {min(s.ssim):.4f}; embed median "
             f"{statistics.median(s.embed_ms):.0f} ms, detect (unchanged copy) median "
-            f"{statistics.median(s.detect_ms):.0f} ms")
+            f"{statistics.median(s.detect_ms):.0f} ms" + (f"; {s.unmarkable} images too small to mark" if s.unmarkable
+                                                           else ""))
         if s.fpr_images:
             lines.append(f"  false positives: {s.fpr_hits} of {s.fpr_images} unmarked generated images "
                          f"(bound by construction <= {s.fpr_bound:.2g} per image)")
@@ -512,9 +523,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fpr-count", type=int, default=None, help="unmarked images (default 10000)")
     parser.add_argument("--rivagan", type=int, default=None, help="images also marked with rivaGan (~1 s each)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--baseline-every", type=int, default=4, help="dwtDctSvd on every N-th image")
     args = parser.parse_args(argv)
     if args.table_only:
-        n_images = args.images or (40 if args.quick else 200)
+        n_images = args.images if args.images is not None else (40 if args.quick else 200)
         fpr = args.fpr_count if args.fpr_count is not None else (300 if args.quick else 10_000)
         riva = args.rivagan if args.rivagan is not None else 0
         print(cost_1024(3 if args.quick else 7), "\n", flush=True)
@@ -523,8 +535,9 @@ def main(argv: list[str] | None = None) -> None:
         def progress(line: str) -> None:
             print(f"  [{time.perf_counter() - started:.0f} s] {line}", file=sys.stderr, flush=True)
 
-        stats = sharing_table(marked_set(n_images), fpr_count=fpr, baseline_fpr=min(fpr, 1_000), workers=args.workers,
-                              rivagan_images=riva, progress=progress)
+        images = marked_set(n_images) if n_images else []
+        stats = sharing_table(images, fpr_count=fpr, baseline_fpr=min(fpr, 1_000), workers=args.workers,
+                              rivagan_images=riva, progress=progress, baseline_every=args.baseline_every)
         print(f"Sharing table: {n_images} images (bench/imageset.py), detection = detect() returned the embedded id; "
               f"bit acc = raw bits read right before error correction ({time.perf_counter() - started:.0f} s, "
               f"{args.workers} workers)")

@@ -75,7 +75,11 @@ def _same_origin(request: Request) -> None:
     """Refuse a cross-site sign-in or sign-out (login CSRF): a browser always sends Origin on a
     POST/DELETE from a page; it must name this host."""
     origin = request.headers.get("origin")
-    if origin is not None and urlsplit(origin).netloc != request.headers.get("host", ""):
+    if origin is None:
+        return
+    # Hostnames, not ports: a reverse proxy's `Host: $host` drops the port the browser's Origin carries.
+    host = urlsplit("//" + request.headers.get("host", "")).hostname
+    if origin == "null" or urlsplit(origin).hostname != host:
         raise Forbidden("sign-in from another site is refused", code="cross_origin")
 
 

@@ -110,6 +110,12 @@ def test_sign_in_sets_a_safe_cookie_and_never_returns_the_key(
     assert who["csrf_token"] == body["csrf_token"] and who["role"] == "auditor"
 
 
+def test_sign_in_through_a_proxy_that_drops_the_port(tc: TestClient, gateway: tuple[TestClient, Keys]) -> None:
+    r = tc.post("/console/session", json={"api_key": gateway[1].auditor},
+                headers={"Origin": "https://testserver:8443", "X-Forwarded-Proto": "https"})
+    assert r.status_code == 200 and r.headers["set-cookie"].startswith("__Host-cg_session=")
+
+
 def test_behind_tls_the_cookie_is_secure_and_host_prefixed(
         tc: TestClient, gateway: tuple[TestClient, Keys]) -> None:
     r = tc.post("/console/session", json={"api_key": gateway[1].admin}, headers={"X-Forwarded-Proto": "https"})
@@ -118,7 +124,7 @@ def test_behind_tls_the_cookie_is_secure_and_host_prefixed(
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Domain" not in cookie
 
 
-@pytest.mark.parametrize("case", ["generator", "unknown", "form", "cross_site", "not_json"])
+@pytest.mark.parametrize("case", ["generator", "unknown", "form", "cross_site", "null_origin", "not_json"])
 def test_sign_in_refusals(tc: TestClient, gateway: tuple[TestClient, Keys], case: str) -> None:
     keys = gateway[1]
     if case == "generator":
@@ -133,6 +139,9 @@ def test_sign_in_refusals(tc: TestClient, gateway: tuple[TestClient, Keys], case
     elif case == "cross_site":
         r = tc.post("/console/session", json={"api_key": keys.admin}, headers={"Origin": "https://evil.example"})
         assert (r.status_code, r.json()["error"]["code"]) == (403, "cross_origin")
+    elif case == "null_origin":
+        r = tc.post("/console/session", json={"api_key": keys.admin}, headers={"Origin": "null"})
+        assert r.status_code == 403
     else:
         r = tc.post("/console/session", content=b"{", headers={"Content-Type": "application/json"})
         assert r.status_code == 400
@@ -221,3 +230,39 @@ def _past() -> Any:
     from datetime import UTC, datetime, timedelta
 
     return datetime.now(UTC) - timedelta(minutes=1)
+
+
+def test_entries_newest_first_with_cursor(tc: TestClient, gateway: tuple[TestClient, Keys]) -> None:
+    keys = gateway[1]
+    for prompt in ("a", "b", "c"):
+        r = tc.post("/v1/check", headers={"Authorization": f"Bearer {keys.generator}"},
+                    data={"request": f'{{"stage": "input", "use": "txt2img", "prompt": "{prompt}"}}'})
+        assert r.status_code == 200
+    auditor = {"Authorization": f"Bearer {keys.auditor}"}
+    oldest = tc.get("/v1/audit/entries", params={"limit": 1000}, headers=auditor).json()["entries"]
+    every = [e["index"] for e in oldest]
+    assert every == sorted(every) and len(every) >= 3
+    first = tc.get("/v1/audit/entries", params={"order": "newest", "limit": 2}, headers=auditor).json()
+    second = tc.get("/v1/audit/entries", params={"order": "newest", "limit": 2, "cursor": first["next_cursor"]},
+                    headers=auditor).json()
+    assert [e["index"] for e in first["entries"] + second["entries"]] == sorted(every, reverse=True)[:4]
+    assert tc.get("/v1/audit/entries", params={"order": "sideways"}, headers=auditor).status_code in (400, 422)
+
+
+def test_entries_filtered_by_model(tc: TestClient, gateway: tuple[TestClient, Keys]) -> None:
+    from tests.support.gateway import png, solid
+
+    keys = gateway[1]
+    r = tc.post("/v1/check", headers={"Authorization": f"Bearer {keys.generator}"},
+                data={"request": '{"stage": "output", "use": "txt2img"}'},
+                files=[("media", ("m.png", png(solid((10, 120, 40))), "image/png"))])
+    made = r.json()
+    auditor = {"Authorization": f"Bearer {keys.auditor}"}
+    by_fake = tc.get("/v1/audit/entries", params={"model": "fake", "order": "newest", "limit": 1},
+                     headers=auditor).json()["entries"]
+    assert [e["record"]["decision_id"] for e in by_fake] == [made["decision_id"]]
+    assert tc.get("/v1/audit/entries", params={"model": "no-such-model"}, headers=auditor).json() == {
+        "entries": [], "next_cursor": None}
+    prompt_only = tc.get("/v1/audit/entries", params={"model": "fake", "limit": 1000}, headers=auditor).json()
+    assert all(any(f.get("model") == "fake" or f.get("adapter") == "fake" for f in e["record"]["findings"]["nsfw"])
+               for e in prompt_only["entries"])

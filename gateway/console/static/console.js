@@ -126,7 +126,11 @@ async function decisionsView(params) {
     use: el('input', { id: 'f-use', name: 'use', value: params.get('use') || '' }),
     decision: select('f-decision', VERDICTS, params.get('decision') || ''),
     kind: select('f-kind', KINDS, params.get('kind') || ''),
+    order: el('select', { id: 'f-order', name: 'order' }, el('option', { value: 'newest',
+      selected: params.get('order') !== 'oldest' }, 'newest first'), el('option', { value: 'oldest',
+      selected: params.get('order') === 'oldest' }, 'oldest first')),
     subject: el('input', { id: 'f-subject', name: 'subject', value: params.get('subject') || '' }),
+    model: el('input', { id: 'f-model', name: 'model', value: params.get('model') || '' }),
     since: el('input', { id: 'f-since', type: 'datetime-local', value: fromIso(params.get('since')) }),
     until: el('input', { id: 'f-until', type: 'datetime-local', value: fromIso(params.get('until')) }),
   };
@@ -141,15 +145,17 @@ async function decisionsView(params) {
   } },
   field('f-tenant', 'Tenant', inputs.tenant), field('f-use', 'Use (e.g. img2img)', inputs.use),
   field('f-decision', 'Verdict', inputs.decision), field('f-kind', 'Kind of entry', inputs.kind),
-  field('f-subject', 'Person (subject id)', inputs.subject), field('f-since', 'From (your time)', inputs.since),
+  field('f-subject', 'Person (subject id)', inputs.subject), field('f-model', 'Model (e.g. nudenet)', inputs.model), field('f-since', 'From (your time)', inputs.since),
   field('f-until', 'Until (your time)', inputs.until),
+  field('f-order', 'Order', inputs.order),
   el('div', {}, el('button', { type: 'submit' }, 'Apply filters')));
   const results = el('div', { 'aria-live': 'polite' }, el('p', {}, 'Loading…'));
   setPage('Decisions and consent events', el('p', { class: 'hint' },
-    'Every decision the gateway made and every change to the consent registry, in the order they were logged. ',
+    'Every decision the gateway made and every change to the consent registry, newest first. ',
     'Open an entry to see why it was decided and to verify it against the signed log in your browser.'),
   form, results);
   const query = new URLSearchParams(params);
+  if (!query.get('order')) query.set('order', 'newest');
   const pages = [];
   async function load(cursor) {
     const q = new URLSearchParams(query);
