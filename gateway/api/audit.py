@@ -16,12 +16,18 @@ from gateway.audit.errors import ProofError
 from gateway.audit.reader import AuditEntry, AuditQuery
 from gateway.context import Gateway
 from gateway.errors import BadInput, Conflict, NotFound
+from gateway.pipeline.record import caller_view
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 
-def _entry_json(entry: AuditEntry) -> dict[str, Any]:
+def _entry_json(entry: AuditEntry, scope: str | None = None) -> dict[str, Any]:
+    """An entry as JSON; for a tenant's auditor (`scope`) a decision record in the caller's view —
+    the view its generators get (no unmatched subject ids, similarities or hash distances; #15.6).
+    Its leaf hash and inclusion proof still prove the full record is in the log."""
     record = dict(entry.record)
+    if scope is not None and record.get("kind", "decision") == "decision":
+        record = caller_view(record, tenant=scope, is_operator=False)
     checkpoint = entry.checkpoint
     record["audit"] = {
         "index": entry.index,
@@ -79,7 +85,7 @@ async def entries(
             page, next_cursor = await run_in_threadpool(lambda: gw.audit.query(**query.as_kwargs()))
     except ValueError as exc:
         raise BadInput(f"bad filter: {exc}") from None
-    return {"entries": [_entry_json(e) for e in page], "next_cursor": next_cursor}
+    return {"entries": [_entry_json(e, scope) for e in page], "next_cursor": next_cursor}
 
 
 MAX_SCAN_PAGES = 50
@@ -139,7 +145,7 @@ async def entry(index: Annotated[int, Path(ge=0, lt=2**63)], gw: GatewayDep, pri
         raise NotFound(f"no audit entry {index}") from exc
     if scope is not None and found.record.get("tenant") != scope:
         raise NotFound(f"no audit entry {index}")
-    return _entry_json(found)
+    return _entry_json(found, scope)
 
 
 ReceiptReader = Annotated[Principal, Depends(role("generator", "auditor"))]

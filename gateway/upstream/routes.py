@@ -21,7 +21,7 @@ from gateway.upstream.errors import RoutesError
 
 ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 USE_PATTERN = r"^[A-Za-z0-9_.-]+$"
-Kind = Literal["openai-images", "http-json", "automatic1111"]
+Kind = Literal["openai-images", "http-json", "automatic1111", "openai-audio"]
 
 
 class Strict(BaseModel):
@@ -112,6 +112,8 @@ class Route(Strict):
 
     @property
     def takes_edits(self) -> bool:
+        if self.kind == "openai-audio":  # speech from text: no reference images
+            return False
         return self.kind != "http-json" or (
             self.http_json is not None and self.http_json.edit_path is not None
         )
