@@ -193,8 +193,8 @@ async def openai_images(
         "model": route.upstream_model or route.model.name,
         "prompt": call.prompt,
         "n": call.n,
-        **route.params,
         **call.extra,
+        **route.params,  # the operator's fixed fields win over the client's
     }
     if call.size:
         fields["size"] = call.size
@@ -251,8 +251,8 @@ async def automatic1111(
         "prompt": call.prompt,
         "batch_size": call.n,
         "n_iter": 1,
-        **route.params,
         **call.extra,
+        **route.params,  # the operator's fixed fields win over the client's
     }
     if width and height:
         body.update(width=width, height=height)
@@ -283,8 +283,8 @@ async def http_json(http: httpx.AsyncClient, route: Route, call: UpstreamCall, m
     assert spec is not None
     width, height = call.width_height()
     values: dict[str, Any] = {
-        **route.params,
         **call.extra,
+        **route.params,  # the operator's fixed fields win over the client's
         "prompt": call.prompt,
         "n": call.n,
         "size": call.size,
