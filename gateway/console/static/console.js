@@ -173,7 +173,8 @@ async function decisionsView(params) {
         onclick: () => load(page.next_cursor) }, 'Next page'),
       el('button', { type: 'button', class: 'secondary', onclick: () => download(query) },
         'Download matching entries (JSON Lines)'),
-      el('span', { class: 'hint' }, `${page.entries.length} entries on this page`));
+      el('span', { class: 'hint' }, page.entries.length || !page.next_cursor ? `${page.entries.length} entries on this page`
+        : 'No match in this stretch of the log: Next page searches further.'));
   }
   await load(null);
 }
