@@ -124,7 +124,8 @@ async def _send_json(send: Callable[[Message], Awaitable[None]], status: int, co
     await send({"type": "http.response.body", "body": body})
 
 
-_UPLOADS = re.compile(r"^/v1/(check|release|jobs|generate/[^/]+|images/(generations|edits)|provenance/verify"
+# The OpenAI-compatible surface (/v1/images/*, /v1/audio/*) answers auth errors in OpenAI's shape itself.
+_UPLOADS = re.compile(r"^/v1/(check|release|jobs|generate/[^/]+|provenance/verify"
                       r"|subjects/[^/]+/(faces|voices|hashes))/?$")
 
 

@@ -97,7 +97,7 @@ class ProxyService:
 
     async def run(self, principal: Principal, req: ProxyRequest) -> ProxyOutcome:
         name, route = self.resolve(req.route)
-        refused = sorted(set(req.extra) - set(route.pass_fields))
+        refused = sorted(set(req.extra) - set(route.pass_fields) - KIND_FIELDS.get(route.kind, set()))
         if refused:
             passes = ", ".join(route.pass_fields) or "none"
             raise BadInput(f"route {name!r} does not pass on the field(s) {', '.join(map(repr, refused[:10]))} "
@@ -180,10 +180,17 @@ class ProxyService:
         return renders
 
 
+# Fields a route kind's own surface sets (the OpenAI speech API's), always passed on; of those only
+# `instructions` is free text for the model.
+KIND_FIELDS: dict[str, set[str]] = {"openai-audio": {"voice", "response_format", "speed", "instructions"}}
+_NOT_TEXT = {"voice", "response_format", "speed"}
+
+
 def checked_text(req: ProxyRequest, route: Route) -> str | None:
     """The prompt and every string the client passes on (`negative_prompt`, `hr_prompt`, ...): all of
     it reaches the upstream as text, so all of it goes through the prompt rules and the name-consent
     check (issue #15.8). Operator `params` win over client fields, so those are not the client's."""
     texts = [req.prompt] if req.prompt else []
-    texts += [v for k, v in sorted(req.extra.items()) if isinstance(v, str) and k not in route.params and v.strip()]
+    texts += [v for k, v in sorted(req.extra.items())
+              if isinstance(v, str) and k not in route.params and k not in _NOT_TEXT and v.strip()]
     return "\n".join(texts) or None
