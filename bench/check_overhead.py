@@ -1,9 +1,10 @@
 """Why: the gateway must cost little beyond the models it runs. This times POST /v1/check over
 HTTP against a running server (started here, default policy, real models) on a 512² and a 1024²
 image, versus the same models called directly in one process on the same decoded image, and
-prints both medians and the ratio (goal <= 1.10).
+prints both medians and the ratio (goal <= 1.10). First it prints the per-model and per-stage split
+in process (#21.3): today's single-scale face path, the full-coverage path and their raw floor.
 
-    .venv/bin/python bench/check_overhead.py [--n 30] [--url URL --api-key KEY]
+    .venv/bin/python bench/check_overhead.py [--n 30] [--url URL --api-key KEY] [--split-only]
 """
 
 from __future__ import annotations
@@ -93,13 +94,76 @@ def time_direct(data: bytes, n: int) -> float:
     return statistics.median(times)
 
 
+def median_ms(fn, n: int) -> float:  # type: ignore[no-untyped-def]
+    fn()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
+def split(n: int) -> None:
+    """#21.3: per model and per stage, in process: today's path (single-scale dlib on the working copy),
+    the new path (full-coverage dlib on the full image, NSFW tiles, NudeNet face proposals) and the raw
+    floor (the models the new path runs, back to back), and the whole check (`Pipeline.check`, default
+    policy, output/txt2img) with either face path."""
+    import asyncio
+    import functools
+
+    sys.path.insert(0, str(REPO))
+    from bench.coverage import pipeline
+    from classifiers.face_dlib import DlibFaceAnalyzer
+    from classifiers.registry import builtin_registry
+    from gateway.apikeys import Principal
+    from gateway.media import MediaLimits, decode_image
+    from gateway.pipeline import CheckRequest
+
+    reg = builtin_registry()
+    opennsfw, nudenet = reg.create("nsfw", "opennsfw", {}), reg.create("nsfw", "nudenet", {})
+    hasher = reg.create("hash", "pdq", {})
+    full, single = DlibFaceAnalyzer(), DlibFaceAnalyzer({"min_face_px": 0})
+    new_pipe, old_pipe = pipeline("{}"), pipeline("{min_face_px: 0}")
+    who = Principal("bench", "bench", "generator")
+    req = CheckRequest(stage="output", use="txt2img")
+    print("per-model / per-stage split (in process, median ms; output/txt2img of the default policy)")
+    for size in (512, 1024):
+        data = image_bytes(size)
+        img = decode_image(data, MediaLimits())
+        faces = full.detect(img.rgb)
+        parts = {
+            "decode": median_ms(functools.partial(decode_image, data, MediaLimits()), n),
+            "opennsfw": median_ms(functools.partial(opennsfw.classify, [img.working]), n),
+            "nudenet(+face boxes)": median_ms(functools.partial(nudenet.classify_with_faces, [img.working]), n),
+            "pdq": median_ms(functools.partial(hasher.hashes, img.working), n),
+            "dlib detect today (single-scale)": median_ms(functools.partial(single.detect, img.working), n),
+            "dlib detect full coverage": median_ms(functools.partial(full.detect, img.rgb), n),
+            f"dlib landmarks+embed ({len(faces)} face)": median_ms(functools.partial(full.embed, img.rgb, faces), n),
+        }
+        for name, ms in parts.items():
+            print(f"  {size}² {name:<36} {ms:8.1f} ms")
+        floor = sum(v for k, v in parts.items() if "today" not in k)
+        today_raw = sum(v for k, v in parts.items() if "full coverage" not in k)
+        old = median_ms(lambda: asyncio.run(old_pipe.check(who, req, [data])), n)  # noqa: B023
+        new = median_ms(lambda: asyncio.run(new_pipe.check(who, req, [data])), n)  # noqa: B023
+        goal = 120 if size == 512 else 160
+        print(f"  {size}² check today's path {old:7.1f} ms (its raw models {today_raw:6.1f}) | new path {new:7.1f} ms "
+              f"(raw floor {floor:6.1f}, new/floor {new / floor:4.2f}×, new/today {new / old:4.2f}×) | "
+              f"goal <= {goal} ms: {'met' if new <= goal else 'NOT met'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--port", type=int, default=8199)
     ap.add_argument("--url")
     ap.add_argument("--api-key")
+    ap.add_argument("--split-only", action="store_true", help="only the in-process per-stage split (#21.3)")
     args = ap.parse_args()
+    split(max(3, args.n // 3))
+    if args.split_only:
+        return
     proc = None
     if args.url:
         url, key = args.url, args.api_key

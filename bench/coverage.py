@@ -88,16 +88,21 @@ def time_call(fn, n: int) -> float:  # type: ignore[no-untyped-def]
 
 
 def render(side: int, rng: random.Random) -> tuple[np.ndarray, list[faces.Pasted]]:
-    """A people-free packaged picture at side² with faces of every size in SIZES pasted on a grid."""
+    """A people-free packaged picture at side² with faces of the sizes in SIZES pasted where their
+    heads (the pasted crop: the face plus 0.9 face-widths around it) do not overlap one another."""
     image = faces.canvas(rng.choice(["coffee", "chelsea", "rocket", "horse", "grass"]), side)
-    cell = side // 4
-    slots = [(c * cell + rng.randint(8, max(9, cell - 200)), r * cell + rng.randint(8, max(9, cell - 200)))
-             for r in range(4) for c in range(4)]
-    rng.shuffle(slots)
+    heads: list[tuple[int, int, int, int]] = []
     pasted = []
-    for (x, y), px in zip(slots, SIZES * 2, strict=False):
-        if px > cell - 40:
+    for px in SIZES * 2:
+        pad = int(1.3 * px)  # head crop reach (0.9 face) plus room for a 30° turn
+        for _ in range(50):
+            x, y = rng.randint(pad, side - px - pad), rng.randint(pad, side - px - pad)
+            head = (x - pad, y - pad, x + px + pad, y + px + pad)
+            if all(faces.iou(head, h) == 0 for h in heads):
+                break
+        else:
             continue
+        heads.append(head)
         pasted.append(faces.paste(image, rng.choice(["astronaut", "hopper"]), px, x, y,
                                   angle=rng.choice([-30, -20, -10, 0, 10, 20, 30]), mirror=rng.random() < 0.5))
     decoded = np.asarray(Image.open(io.BytesIO(jpeg(image))).convert("RGB"))
@@ -109,6 +114,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=3, help="timed repetitions per measurement (median)")
     ap.add_argument("--renders", type=int, default=6, help="paste-in renders per size for the detection rate")
     ap.add_argument("--sizes", default="1024,2048,4096")
+    ap.add_argument("--skip-benign", action="store_true", help="skip section 3 (decisions on benign images)")
     args = ap.parse_args()
     sides = [int(s) for s in args.sizes.split(",")]
 
@@ -122,10 +128,12 @@ def main() -> None:
     rng = random.Random(14)
 
     print("# bench/coverage.py — shared 2-core machine; medians of", args.n, "runs; read the ratios")
-    print("## 1. time of the image check (Pipeline.check, default policy, output/txt2img) and raw models")
+    print("## 1. time of the image check (Pipeline.check, default policy, output/txt2img) and raw models,")
+    print("##    on the issue's renders: coffee at side², the astronaut pasted with a ~138 px face (one face)")
     base_1024: float | None = None
     for side in sides:
-        image, _ = render(side, rng)
+        image = faces.canvas("coffee", side)  # the issue's renders: the astronaut pasted, her face ~138 px
+        faces.paste(image, "astronaut", 138, side // 3, side // 3)
         data = jpeg(image)
         old = time_check(old_pipe, data, args.n)
         new = time_check(new_pipe, data, args.n)
@@ -170,6 +178,23 @@ def main() -> None:
               f"{s[0]}/{s[1]} = {100 * s[0] / max(s[1], 1):5.1f}% | boxes on no pasted face: {stray} | "
               f"per size {sizes}")
     print("goal: >= 99% of pasted faces >= 40 px found")
+
+    if args.skip_benign:
+        return
+    print("## 3. cost on benign images: shipped default policy, output/txt2img, nobody enrolled")
+    from gateway.apikeys import Principal
+    from gateway.pipeline import CheckRequest
+
+    who = Principal("bench", "bench", "generator")
+    tally: dict[str, list[str]] = {}
+    for name in (*faces.NO_PEOPLE, "astronaut", "hopper"):
+        for side in (512, 1024, 2048):
+            record = asyncio.run(new_pipe.check(who, CheckRequest(stage="output", use="txt2img"),
+                                                [jpeg(faces.canvas(name, side))]))
+            states = [f.consent.state for f in record.findings.faces]
+            tally.setdefault(record.decision, []).append(f"{name}@{side}{states if states else ''}")
+    for decision, items in sorted(tally.items()):
+        print(f"{decision}: {len(items)}  " + (", ".join(items) if decision != "allow" else ""))
 
 
 if __name__ == "__main__":

@@ -5,14 +5,22 @@ one on SQLite), N client threads sending /v1/check with small real images (coffe
 few /v1/release for a fixed time; then throughput, p50/p99 latency and errors per replica, each
 replica's RSS at start and end, and `consentgate audit verify` on the shared log.
 
-    .venv/bin/python bench/load.py                              # both modes, 60 s each, 8 clients
-    .venv/bin/python bench/load.py --mode sqlite --duration 10 --clients 4
+Memory (issue 21 point 4): each serving process — every gateway replica and, with `--backend ray`,
+every Ray Serve model replica (`LocalCluster.replica_pids`) — has its RSS (/proc/<pid>/status
+VmRSS) read at idle (ready, no request yet), after the warm-up, and after the N measured requests
+(`--requests`, default 10000); the "memory" lines print them with the growth after warm-up.
+
+    .venv/bin/python bench/load.py                              # both modes, 10k requests each, 8 clients
+    .venv/bin/python bench/load.py --mode sqlite --requests 500 --clients 4
+    .venv/bin/python bench/load.py --mode sqlite --duration 10 --clients 4    # time-bound instead
     .venv/bin/python bench/load.py --mode pg --clients 16 --json out.json
     .venv/bin/python bench/load.py --backend ray --mode sqlite --scaling 1,4 --duration 30
     --backend inprocess|ray   where the models run: in each gateway process (default), or on Ray Serve
                    deployments (classifiers/rayserve) of a local cluster this script starts and stops,
                    which every replica shares; `ray` runs the in-process backend first, same settings,
                    as the baseline of the same run
+    --requests N   measured requests per client count (default 10000); --duration S caps the time
+                   (whichever comes first; with --duration alone the run is only time-bound)
     --scaling 1,4  measure each client count in turn on the same replicas and print the throughput
                    ratio of the last to the first (the issue's "4 clients vs 1 client")
     --pg-url URL   the server to create (and drop) a fresh database on
@@ -66,6 +74,17 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def serving_processes(replicas: list[Replica], cluster: Any) -> dict[str, int]:
+    """Every process that serves requests: the gateway replicas, and the Ray Serve model replicas
+    of each family when the models run on a local cluster (name -> pid)."""
+    out = {rep.name: rep.proc.pid for rep in replicas}
+    if cluster is not None:
+        for family in ("nsfw", "face", "text", "hash", "voice"):
+            for i, pid in enumerate(cluster.replica_pids(family)):
+                out[f"ray:{family}#{i}"] = pid
+    return out
 
 
 def images() -> dict[str, bytes]:
@@ -319,6 +338,8 @@ def run_mode(
             "admin"
         ]
         replicas = start_replicas(count, data, args.policies, env, root)
+        procs = serving_processes(replicas, cluster)
+        idle = {name: rss_mb(pid) for name, pid in procs.items()}  # ready, not one request yet
         keys = []
         for i in range(max(args.client_counts)):
             resp = httpx.post(
@@ -346,13 +367,21 @@ def run_mode(
             for rep in replicas:
                 rep.rss_start_mb = rep.rss_peak_mb = rss_mb(rep.proc.pid)
                 rep.rss_series_mb = []
+            procs = serving_processes(replicas, cluster)  # Serve may have restarted a replica
+            warm_rss = {name: rss_mb(pid) for name, pid in procs.items()}
             stats = Stats()
-            elapsed = _load(keys[:clients], replicas, payloads, stats, args, args.duration, sample_rss=True)
+            elapsed = _load(keys[:clients], replicas, payloads, stats, args, args.duration, sample_rss=True,
+                            max_requests=args.requests)
             for rep in replicas:
                 rep.rss_end_mb = rss_mb(rep.proc.pid)
                 rep.rss_peak_mb = max(rep.rss_peak_mb, rep.rss_end_mb)
+            end_rss = {name: rss_mb(pid) for name, pid in procs.items()}
             summary = summarise(stats, replicas, elapsed)
-            summary |= {"clients": clients, "duration_s": round(elapsed, 1)}
+            summary |= {"clients": clients, "duration_s": round(elapsed, 1), "memory": {
+                name: {"pid": pid, "idle_mb": round(idle.get(name, float("nan")), 1),
+                       "warm_mb": round(warm_rss[name], 1), "end_mb": round(end_rss[name], 1),
+                       "growth_after_warmup_mb": round(end_rss[name] - warm_rss[name], 1)}
+                for name, pid in procs.items()}}
             summaries.append(summary)
         stop_replicas(replicas)
         verify = subprocess.run(  # noqa: S603 - our own CLI
@@ -401,10 +430,12 @@ def _load(
     payloads: dict[str, bytes],
     stats: Stats,
     args: argparse.Namespace,
-    seconds: float,
+    seconds: float | None,
     *,
     sample_rss: bool = False,
+    max_requests: int | None = None,
 ) -> float:
+    """Load until `seconds` passed or `max_requests` were answered, whichever comes first."""
     stop = threading.Event()
     threads = [
         threading.Thread(
@@ -418,13 +449,15 @@ def _load(
     for t in threads:
         t.start()
     next_series = start
-    while time.monotonic() - start < seconds:
-        time.sleep(0.5)
+    while (seconds is None or time.monotonic() - start < seconds) and (
+        max_requests is None or len(stats.samples) < max_requests
+    ):
+        time.sleep(0.1 if max_requests else 0.5)
         if sample_rss:
             for rep in replicas:
                 rep.rss_peak_mb = max(rep.rss_peak_mb, rss_mb(rep.proc.pid))
             if time.monotonic() >= next_series:
-                next_series += seconds / 6
+                next_series += (seconds or 60.0) / 6
                 for rep in replicas:
                     rep.rss_series_mb.append(round(rss_mb(rep.proc.pid), 1))
     stop.set()
@@ -500,6 +533,11 @@ def print_table(summary: dict[str, Any]) -> None:
             print(f"{'':10} RSS during the run (MB): {' '.join(f'{v:.0f}' for v in row['rss_series_mb'])}")
         for example in row["error_examples"]:
             print(f"    error: {example}")
+    print(f"memory (RSS MB, after {summary['total']['requests']} mixed requests): "
+          f"{'idle':>7} {'warm':>7} {'end':>7} {'growth after warm-up':>21}")
+    for name, row in summary.get("memory", {}).items():
+        print(f"  {name:18} pid {row['pid']:<8} {row['idle_mb']:>7.0f} {row['warm_mb']:>7.0f} "
+              f"{row['end_mb']:>7.0f} {row['growth_after_warmup_mb']:>+20.1f}")
     audit = summary["audit_verify"]
     print(
         f"audit verify: {'ok' if audit['ok'] else 'FAILED'} — {audit['entries']} entries, "
@@ -528,12 +566,15 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--mode", choices=["pg", "sqlite", "both"], default="both")
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load per mode (default 60)")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="cap on the seconds of load per client count (default: none, --requests decides)")
+    parser.add_argument("--requests", type=int, default=None,
+                        help="measured requests per client count (default 10000 unless only --duration is given)")
     parser.add_argument(
         "--warmup",
         type=float,
         default=None,
-        help="seconds of unmeasured load first (default: 10%% of --duration, 2-10 s)",
+        help="seconds of unmeasured load first (default: 10%% of --duration, 2-10 s; 10 s by request count)",
     )
     parser.add_argument("--clients", type=int, default=8, help="concurrent client threads (4-16; default 8)")
     parser.add_argument(
@@ -550,8 +591,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ray-workers", type=Path, default=REPO / "deploy" / "ray" / "models.yaml")
     args = parser.parse_args(argv)
     args.client_counts = [int(c) for c in args.scaling.split(",")] if args.scaling else [args.clients]
+    if args.requests is None and args.duration is None:
+        args.requests = 10_000
     if args.warmup is None:
-        args.warmup = min(10.0, max(2.0, args.duration / 10))
+        args.warmup = min(10.0, max(2.0, args.duration / 10)) if args.duration else 10.0
     payloads = images()
     modes = ["pg", "sqlite"] if args.mode == "both" else [args.mode]
     results = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -123,6 +124,45 @@ async def _send_json(send: Callable[[Message], Awaitable[None]], status: int, co
     await send({"type": "http.response.body", "body": body})
 
 
+# The OpenAI-compatible surface (/v1/images/*, /v1/audio/*) answers auth errors in OpenAI's shape itself.
+_UPLOADS = re.compile(r"^/v1/(check|release|jobs|generate/[^/]+|provenance/verify"
+                      r"|subjects/[^/]+/(faces|voices|hashes))/?$")
+
+
+class AuthFirst:
+    """Pure ASGI middleware: on the routes that take uploads, the caller is authenticated from the
+    headers **before** a byte of the body is read (FastAPI parses a form before it runs the route's
+    dependencies), so an unauthenticated 1 GB upload costs a 401 after the headers, not a spooled
+    body (issue #15.9). API keys (`cg_…`) are checked here (and again by the route); subject tokens
+    and console session cookies go on to the route, which checks them as before."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" or not _UPLOADS.match(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+        token = token.strip()
+        if scheme.lower() == "bearer" and token.startswith("cg_"):
+            gw = getattr(scope.get("app"), "state", None)
+            gw = getattr(gw, "gateway", None)
+            if gw is not None and gw.started:
+                from gateway.errors import GatewayError
+
+                try:
+                    await asyncio.to_thread(gw.apikeys.authenticate, token)
+                except GatewayError as exc:
+                    await _send_json(send, exc.status, exc.code, exc.message)
+                    return
+        elif not (scheme.lower() == "bearer" and token) and b"cookie" not in headers:
+            await _send_json(send, 401, "unauthorized", "missing API key: send `Authorization: Bearer <key>`")
+            return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -183,6 +223,7 @@ def create_app(
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
     max_body = settings.max_upload_bytes * max(1, min(settings.max_media_parts, 4)) + 1_000_000
+    app.add_middleware(AuthFirst)  # inside BodyLimit: its security headers apply to the 401 too
     app.add_middleware(BodyLimit, max_body=max_body)
     for router in routers():
         app.include_router(router)

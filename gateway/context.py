@@ -39,7 +39,7 @@ from gateway.policy.runtime import ModelPool
 from gateway.provenance.service import ProvenanceService
 from gateway.registry.grant_guard import GrantGuard
 from gateway.registry.service import Registry
-from gateway.registry.switch import face_model_ready
+from gateway.registry.switch import face_model_ready, voice_model_ready
 from gateway.settings import Settings
 from gateway.upstream.manager import RouteManager
 from gateway.upstream.routes import RouteTable, load_routes
@@ -95,9 +95,9 @@ class Gateway:
 
 
 def _watch_face_models(policies: PolicyManager, registry: Registry) -> None:
-    """Attach each active policy's face models to the registry, and refuse a bundle whose face model
-    lacks templates for enrolled subjects: they would match nobody (fail open). Re-embed first:
-    `consentgate registry reembed --model NAME`."""
+    """Attach each active policy's face (and voice) models to the registry, and refuse a bundle whose
+    face or voice model lacks templates for enrolled subjects: they would match nobody (fail open).
+    Re-embed first: `consentgate registry reembed [--kind voice] --model NAME`."""
 
     def attach_face_models(active: ActivePolicy) -> None:
         faces = {active.runtime.face.info.name: active.runtime.face}
@@ -116,6 +116,15 @@ def _watch_face_models(policies: PolicyManager, registry: Registry) -> None:
             message = (f"{where}: consent.face_model: {missing} enrolled subject(s) have no {rt.face.info.name!r} "
                        f"template at version {rt.face.info.version}; run `consentgate registry reembed --model "
                        f"{rt.face.info.name}` before switching")
+            if not ok and message not in errors:
+                errors.append(message)
+            if rt.voice is None:
+                continue
+            ok, missing = voice_model_ready(registry, rt.voice.info.name, rt.voice.info.version)
+            where = active.bundle.locator(tenant)(("consent", "voice_model"))
+            message = (f"{where}: consent.voice_model: {missing} voice-enrolled subject(s) have no "
+                       f"{rt.voice.info.name!r} template at version {rt.voice.info.version}; run `consentgate "
+                       f"registry reembed --kind voice --model {rt.voice.info.name}` before switching")
             if not ok and message not in errors:
                 errors.append(message)
         if errors:

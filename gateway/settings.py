@@ -99,6 +99,8 @@ class Settings:
                 ("c2pa_trust_anchors", "CONSENTGATE_C2PA_TRUST_ANCHORS"),
                 ("public_url", "CONSENTGATE_PUBLIC_URL"),
                 ("jobs_webhook_hosts", "CONSENTGATE_WEBHOOK_HOSTS"),  # allowlist; unset: no webhooks
+                ("jobs_max_queued_per_tenant", "CONSENTGATE_JOBS_MAX_QUEUED_PER_TENANT"),
+                ("jobs_max_bytes_per_tenant", "CONSENTGATE_JOBS_MAX_BYTES_PER_TENANT"),
                 ("blob_store", "CONSENTGATE_BLOB_STORE"),
                 ("subject_erasure", "CONSENTGATE_SUBJECT_ERASURE"),  # immediate | queued (default)
                 ("audit_publish", "CONSENTGATE_AUDIT_PUBLISH"),  # a directory or an http(s) URL

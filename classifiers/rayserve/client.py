@@ -31,7 +31,7 @@ import httpx
 import numpy as np
 
 from classifiers._common import check_rgb
-from classifiers.base import DetectedFace, ModelError, ModelInfo
+from classifiers.base import DetectedFace, ModelError, ModelInfo, SpeechSegment
 from classifiers.rayserve.config import SERVABLE, comparable_options
 from classifiers.rayserve.wire import CONTENT_TYPE, decode, encode, faces_from_wire, faces_to_wire
 from classifiers.registry import ModelRegistry
@@ -307,34 +307,51 @@ class RemoteHasher(_Remote):
 
 
 class RemoteVoice(_Remote):
-    """Speech spans and speaker embeddings of a clip (family "voice"); one clip per call."""
+    """Voice activity, windowed and per-clip speaker embeddings (family "voice"). `embed` sends
+    its clips in chunks of the deployment's batch size, concurrently, so clips of many requests
+    share one encoder batch on a worker; `speech` and `partials` send one clip."""
 
     family = "voice"
 
     def __init__(self, client: ServeClient, row: Mapping[str, Any], chunk: int) -> None:
         super().__init__(client, row, chunk)
-        self.embedding_dim = int(row["embedding_dim"])
+        self.dim = int(row["dim"])
         self.sample_rate = int(row["sample_rate"])
-        self.min_span_s = float(row["min_span_s"])
+        self.partial_s = float(row["partial_s"])
+        self.step_s = float(row["step_s"])
 
-    def speech(self, samples: np.ndarray) -> list[tuple[float, float]]:
+    def speech(self, samples: np.ndarray) -> list[SpeechSegment]:
         meta, _ = self._call("speech", {}, [_pcm(samples)])
-        return [(float(a), float(b)) for a, b in meta[0]]
-
-    def embed(self, samples: np.ndarray, spans: Sequence[tuple[float, float]]) -> np.ndarray:
-        if not spans:
-            return np.zeros((0, self.embedding_dim), dtype=np.float32)
-        _, arrays = self._call("embed", {"spans": [[float(a), float(b)] for a, b in spans]}, [_pcm(samples)])
-        if len(arrays) != 1 or arrays[0].shape != (len(spans), self.embedding_dim):
+        if not isinstance(meta, list) or len(meta) != 1:
             raise RemoteModelError(f"voice model {self._model!r}: malformed answer")
-        return arrays[0].astype(np.float32, copy=False)
+        return [SpeechSegment(float(a), float(b)) for a, b in meta[0]]
+
+    def partials(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        _, arrays = self._call("partials", {}, [_pcm(samples)])
+        if len(arrays) != 2 or arrays[1].shape != (len(arrays[0]), self.dim):
+            raise RemoteModelError(f"voice model {self._model!r}: malformed answer")
+        return arrays[0].astype(np.float64, copy=False), arrays[1].astype(np.float32, copy=False)
+
+    def embed(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        checked = [_pcm(clip) for clip in clips]
+        if not checked:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        rows = self._client.map_chunks(self._embed, checked, self._chunk)
+        return np.stack(rows).astype(np.float32, copy=False)
+
+    def _embed(self, clips: Sequence[np.ndarray]) -> list[np.ndarray]:
+        _, arrays = self._call("embed", {}, clips)
+        if len(arrays) != 1 or arrays[0].shape != (len(clips), self.dim):
+            raise RemoteModelError(f"voice model {self._model!r}: malformed answer")
+        return list(arrays[0])
 
 
 def _pcm(samples: np.ndarray) -> np.ndarray:
-    arr = np.asarray(samples)
-    if arr.ndim != 1 or arr.dtype.kind != "f":
-        raise ModelError(f"expected 1-D float PCM samples, got {arr.dtype} {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    """The adapters' own input rule (mono float32), checked before the round trip."""
+    if not isinstance(samples, np.ndarray) or samples.ndim != 1 or samples.dtype != np.float32:
+        raise ModelError(f"expected mono float32 samples of shape (n,), got "
+                         f"{getattr(samples, 'dtype', type(samples).__name__)} {getattr(samples, 'shape', None)}")
+    return np.ascontiguousarray(samples)
 
 
 # -- the registry the gateway's model pool uses with the ray backend -------------------------------

@@ -1,4 +1,4 @@
-"""Why: on Ray Serve one deployment per model family (NSFW, face, text, hash) hosts that family's
+"""Why: on Ray Serve one deployment per model family (NSFW, face, text, hash, voice) hosts that family's
 adapters, built by the same explicit registry as in-process, so a finding made on a worker is the
 finding the gateway would have made itself (same adapter, same weights digest). Requests from
 every gateway replica meet in the deployment's `@serve.batch` queue: concurrent images for one
@@ -7,9 +7,14 @@ deployment (`user_config`, changeable without restarting replicas).
 
 Each HTTP request carries one wire frame (`wire.py`: raw `.npy` arrays, no JSON numbers) and
 names the operation in its last path segment (`/nsfw/classify`, `/face/analyze`, `/face/detect`,
-`/face/embed`, `/text/embed`, `/hash/hashes`; `GET /<family>/info` describes what is hosted). A
-model error answers 422 with its message (retrying elsewhere would fail the same way); Serve's
-own 5xx (a replica that died, a full queue) are what a caller may retry on another replica.
+`/face/embed`, `/text/embed`, `/hash/hashes`, `/voice/speech|partials|embed`; `GET /<family>/info`
+describes what is hosted). A model error answers 422 with its message (retrying elsewhere would
+fail the same way); Serve's own 5xx (a replica that died, a full queue) are what a caller may retry on another replica.
+
+Voice: `embed` clips of concurrent requests meet in one batch and their windows go through the
+encoder as one call (the adapter's `embed` takes many clips); `speech` (VAD, per clip) and
+`partials` (one clip, already one encoder batch) are queued through the same batcher but run
+per clip.
 
 Per-item isolation: items of several requests share a batch; when a batched call raises, the
 items are run one by one, so one request's bad image cannot fail another request.
@@ -36,7 +41,7 @@ from classifiers.rayserve.wire import CONTENT_TYPE, decode, encode, faces_from_w
 from classifiers.registry import builtin_registry
 
 OPS = {"nsfw": ("classify",), "face": ("analyze", "detect", "embed"), "text": ("embed",), "hash": ("hashes",),
-       "voice": ("speech", "embed")}
+       "voice": ("speech", "partials", "embed")}
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,6 @@ class Item:
     op: str
     payload: Any
     faces: tuple[DetectedFace, ...] = ()
-    spans: tuple[tuple[float, float], ...] = ()
 
 
 class FamilyModels:
@@ -73,7 +77,7 @@ class FamilyModels:
         for name, model in self.adapters.items():
             row: dict[str, Any] = {"name": model.info.name, "version": model.info.version,
                                    "options": self.declared[name]}
-            for attr in ("labels", "embedding_dim", "dim", "bits", "sample_rate", "min_span_s"):
+            for attr in ("labels", "embedding_dim", "dim", "bits", "sample_rate", "partial_s", "step_s"):
                 if hasattr(model, attr):
                     value = getattr(model, attr)
                     row[attr] = list(value) if isinstance(value, tuple) else value
@@ -115,12 +119,11 @@ class FamilyModels:
             return lambda items: [adapter.detect(it.payload) for it in items]
         if op == "embed" and self.family == "face":
             return lambda items: [adapter.embed(it.payload, list(it.faces)) for it in items]
-        if op == "speech":
-            return lambda items: [[(float(a), float(b)) for a, b in adapter.speech(it.payload)] for it in items]
-        if op == "embed" and self.family == "voice":
-            return lambda items: [np.asarray(adapter.embed(it.payload, list(it.spans)), dtype=np.float32)
-                                  for it in items]
-        if op == "embed":
+        if op == "speech":  # voice activity (VAD) is per clip; nothing to batch
+            return lambda items: [[[s.start, s.end] for s in adapter.speech(it.payload)] for it in items]
+        if op == "partials":  # one clip's windows already go through the encoder as one batch
+            return lambda items: [adapter.partials(it.payload) for it in items]
+        if op == "embed":  # texts, or voice clips: every clip's windows in one encoder batch
             return lambda items: list(np.asarray(adapter.embed([it.payload for it in items]), dtype=np.float32))
         if op == "hashes":
             return lambda items: [adapter.hashes(it.payload) for it in items]
@@ -184,10 +187,7 @@ class FamilyWorker:
     def _items(self, model: str, op: str, meta: dict[str, Any], arrays: list[np.ndarray]) -> list[Item]:
         if op == "embed" and self.models.family == "text":
             return [Item(model, op, str(t)) for t in meta["texts"]]
-        if op == "embed" and self.models.family == "voice":
-            spans = tuple((float(a), float(b)) for a, b in meta["spans"])
-            return [Item(model, op, arrays[0], spans=spans)]
-        if op == "embed":
+        if op == "embed" and self.models.family == "face":
             (faces,) = faces_from_wire([meta["faces"]], arrays[1:])
             return [Item(model, op, arrays[0], tuple(faces))]
         return [Item(model, op, arr) for arr in arrays]
@@ -196,10 +196,9 @@ class FamilyWorker:
         if op in ("analyze", "detect", "embed") and self.models.family == "face":
             dim = int(getattr(self.models.adapters[model], "embedding_dim", 0))
             return faces_to_wire(results, dim)
-        if op == "speech":
-            return results, []
-        if op == "embed" and self.models.family == "voice":
-            return None, [results[0]]
+        if op == "partials":
+            ((starts, rows),) = results
+            return None, [np.asarray(starts, dtype=np.float64), np.asarray(rows, dtype=np.float32)]
         if op == "embed":
             dim = int(self.models.adapters[model].dim)
             return None, [np.stack(results).astype(np.float32) if results else np.zeros((0, dim), np.float32)]

@@ -1,7 +1,8 @@
 """Why: the gateway's proxy needs a real model server to talk to in tests and in the demo, one
 that needs no GPU and answers the same way every time. This one speaks three dialects — the
-OpenAI images API (generations and edits), the AUTOMATIC1111 web API (txt2img/img2img) and a
-small generic JSON API (`POST /generate`) — and renders the pictures of `pictures.py`.
+OpenAI images API (generations and edits), the AUTOMATIC1111 web API (txt2img/img2img), a
+small generic JSON API (`POST /generate`) — and renders the pictures of `pictures.py` — and
+OpenAI's text to speech (`POST /v1/audio/speech`, espeak-ng voices: `speech.py`).
 
 `UpstreamState` records every call and carries fault hooks (answer the next calls with given
 statuses; hold calls until released) so tests can see whether the gateway called it at all."""
@@ -164,6 +165,28 @@ def create_upstream_app(state: UpstreamState | None = None) -> FastAPI:
             render = [pictures.generate(prompt, size, i) for i in range(n)]
         images = [base64.b64encode(pictures.encode_png(img)).decode() for img in render]
         return {"images": images, "parameters": {}, "info": "{}"}
+
+    @app.post("/v1/audio/speech")
+    @app.post("/audio/speech")
+    async def audio_speech(request: Request) -> Any:
+        """OpenAI text to speech: {model, input, voice, response_format} → the audio file (espeak-ng)."""
+        from examples.upstream import speech
+
+        body = await request.json()
+        text, voice = str(body.get("input", "")), str(body.get("voice") or "alloy")
+        fmt = str(body.get("response_format") or "mp3")
+        if not text or fmt not in speech.FORMATS:
+            return _error(400, "input is required; response_format is one of " + ", ".join(speech.FORMATS))
+        failed = await gate(Call("speech", text, 1, None, 0, "authorization" in request.headers))
+        if failed is not None:
+            return failed
+        with state.lock:
+            corrupt = state.corrupt_next > 0
+            state.corrupt_next -= 1 if corrupt else 0
+        if corrupt:
+            return Response(b"not audio at all", media_type="audio/mpeg")
+        data, mime = await asyncio.to_thread(speech.speak, text, voice, fmt)
+        return Response(data, media_type=mime)
 
     @app.post("/generate")
     async def generic(request: Request) -> Any:

@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from gateway.api.denials import denial_response
-from gateway.api.deps import GatewayDep, Generator
+from gateway.api.deps import GatewayDep, Generator, LimitedGenerator
 from gateway.api.forms import parse_request_part, refuse_unread_parts, require_media
 from gateway.apikeys import require_use
 from gateway.errors import Conflict, NotFound, TooLarge, UnsupportedMedia
@@ -84,7 +84,7 @@ async def _spool(upload: UploadFile, dst: Path, limit: int) -> int:
     415: {"description": "not an MP4, MOV or WebM video"}})
 async def submit(
     gw: GatewayDep,
-    principal: Generator,
+    principal: LimitedGenerator,
     http: Request,
     request: Annotated[str, Form(description="JSON: {use, action?: release|check, stage?, prompt?, "
                                              "end_user?, metadata?, webhook_url?}")],

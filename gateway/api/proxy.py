@@ -26,6 +26,7 @@ from gateway.api.surface import (
     openapi_body,
     parse_generate,
     parse_openai,
+    parse_speech,
 )
 from gateway.apikeys import Principal, require_role
 from gateway.blobs import BLOB_ID
@@ -317,6 +318,42 @@ async def openai_edits(request: Request, caller: OpenAICaller) -> Response:
     except GatewayError as exc:
         raise OpenAIStyleError(exc) from None
     return await _openai_answer(gw, principal, request, req, body.response_format)
+
+
+@router.post("/audio/speech", response_class=Response,
+             responses={200: {"content": {"audio/mpeg": {}, "audio/wav": {}, "audio/flac": {}, "audio/mp4": {}}},
+                        403: {"description": "policy_denied or review_required (OpenAI-style error)"}})
+async def openai_speech(request: Request, caller: OpenAICaller) -> Response:
+    """OpenAI-compatible text to speech (route kind `openai-audio`; the route is the `model` field).
+    The input text goes through the prompt rules and the name check; the returned audio through the
+    voice check (enrolled voices need a grant for the route's use), then it is marked, signed and
+    recorded and comes back as the audio file (Ogg/Opus as FLAC), with X-Decision-Id."""
+    gw, principal = caller
+    try:
+        body = parse_speech(loads(await request.body()))
+        service = ProxyService(gw.pipeline, gw.proxy)
+        name, route = service.resolve(body.model)
+        if route.kind != "openai-audio":
+            raise Invalid(f"route {name!r} is of kind {route.kind}, not openai-audio: it does not make speech")
+        extra: dict[str, Any] = {"voice": body.voice, "response_format": body.response_format}
+        extra.update({k: v for k, v in (("speed", body.speed), ("instructions", body.instructions)) if v is not None})
+        req = ProxyRequest(route=name, prompt=body.input, end_user=body.end_user, extra=extra)
+    except GatewayError as exc:
+        raise OpenAIStyleError(exc) from None
+    try:
+        outcome = await service.run(principal, req)
+    except ProxyDenied as denied:
+        record = denied.record
+        return JSONResponse(openai_denial(record, denied.request_id), status_code=403, headers={
+            "X-Decision-Id": record["decision_id"], "X-Decision": record["decision"],
+            "X-Request-Id": denied.request_id})
+    except GatewayError as exc:
+        raise OpenAIStyleError(exc) from None
+    released = outcome.released[0]
+    return Response(released.data, media_type=released.mime, headers={
+        "X-Decision-Id": released.record["decision_id"], "X-Decision": released.record["decision"],
+        "X-Audit-Index": str(released.record["audit"]["index"]), "X-Request-Id": outcome.request_id,
+        "X-Input-Decision-Id": outcome.input_record["decision_id"]})
 
 
 # ---- blobs ---------------------------------------------------------------------------------

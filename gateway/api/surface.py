@@ -55,6 +55,40 @@ class OpenAIImagesBody(BaseModel):
         return self.safety_identifier or self.user
 
 
+class OpenAISpeechBody(BaseModel):
+    """OpenAI `POST /v1/audio/speech` (issue #18): `input` is checked as the prompt (rules and
+    enrolled names); `voice`, `response_format`, `speed`, `instructions` go to the upstream."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: str = Field(min_length=1, max_length=4096)
+    model: str | None = Field(default=None, max_length=200)
+    voice: str = Field(default="alloy", min_length=1, max_length=100)
+    response_format: Literal["mp3", "wav", "flac", "opus", "aac", "pcm"] = "mp3"
+    speed: float | None = Field(default=None, ge=0.25, le=4.0)
+    instructions: str | None = Field(default=None, max_length=4096)
+    user: str | None = Field(default=None, max_length=256)
+    safety_identifier: str | None = Field(default=None, max_length=256)
+    stream_format: Literal["audio"] | None = None
+
+    @property
+    def end_user(self) -> str | None:
+        return self.safety_identifier or self.user
+
+
+def parse_speech(data: Any) -> OpenAISpeechBody:
+    if not isinstance(data, dict):
+        raise Invalid("the body must be a JSON object")
+    try:
+        body = OpenAISpeechBody.model_validate(data)
+    except ValidationError as exc:
+        raise Invalid(problems(exc)) from None
+    if body.response_format == "pcm":
+        raise Invalid("response_format pcm (raw samples, no container) cannot be marked and signed: "
+                      "ask for wav, flac, mp3, opus or aac")
+    return body
+
+
 def _binary(description: str) -> dict[str, Any]:
     return {"type": "string", "format": "binary", "description": description}
 

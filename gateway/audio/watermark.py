@@ -3,8 +3,8 @@ volume changed (issue #18 point 5), so the audio carries the same 72-bit payload
 video (`gateway.provenance.payload.DWT_PAYLOAD`: 40-bit id + 32-bit check) in its sound.
 
 The mark: quantisation index modulation (QIM) of band-energy *ratios*. The audio (mono mix at
-16 kHz) is cut into tiles of 64 ms; in each tile, eight 400 Hz bands between 400 and 3600 Hz form
-four disjoint pairs, and each pair carries one bit as the log ratio of its two bands' energies,
+16 kHz) is cut into tiles of 48 ms; in each tile, sixteen 200 Hz bands between 400 and 3600 Hz form
+eight disjoint pairs, and each pair carries one bit as the log ratio of its two bands' energies,
 moved onto the even (bit 0) or odd (bit 1) cells of a lattice of step `STEP` nats. A ratio does
 not change with volume (±6 dB is a common factor), MP3 at 128 kbps keeps band energies under
 4 kHz closely, and the tiles are long enough that an encoder's few-ms delay stays inside them.
@@ -34,10 +34,10 @@ __all__ = ["AudioMark", "detect", "embed_difference", "mark_samples"]
 RATE = 16_000
 NFFT = 512  # 32 ms
 HOP = 256  # 16 ms
-TILE_FRAMES = 4  # 64 ms
-BAND_HZ = 400.0
+TILE_FRAMES = 3  # 48 ms
+BAND_HZ = 200.0
 FIRST_HZ = 400.0
-BANDS = 8
+BANDS = 16
 PAIRS = BANDS // 2
 STEP = 0.5  # QIM lattice step of the log band-energy ratio (nats)
 ITERATIONS = 3

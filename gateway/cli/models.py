@@ -84,7 +84,7 @@ def _family(name: str, policy: Any, forced: str | None) -> str:
     if policy is not None and name in policy.models:
         return "nsfw"
     registry = builtin_registry()
-    for family in ("nsfw", "face"):
+    for family in ("nsfw", "face", "voice"):
         if registry.has(family, name):
             return family
     raise fail(f"{name!r} is neither a model alias of --policy nor a registered nsfw or face adapter")
@@ -196,6 +196,10 @@ def calibrate(
         raise fail("--target-fpr must be in [0, 1) and --review-fpr (when given) in [target, 1)")
     pol = _policy(policy)
     fam = _family(model, pol, family)
+    if fam == "voice":  # folders per speaker of audio files (issue #18)
+        _alias, adapter, opts = _resolve(model, fam, None, options)
+        _calibrate_voice(adapter, labels, target_fpr, opts, out, as_json)
+        return
     alias, adapter, opts = _resolve(model, fam, pol, options)
     folders = {p.name: _images(p) for p in sorted(labels.iterdir()) if p.is_dir()}
     folders = {k: v for k, v in folders.items() if v}
@@ -291,6 +295,59 @@ def _faces(analyzer: Any, items: list[tuple[str, Any]]) -> tuple[list[Any], list
         else:
             skipped.append(f"{name} ({len(found)} faces)")
     return faces, skipped
+
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a"}
+
+
+def _calibrate_voice(adapter: str, labels: Path, target: float, opts: dict[str, Any], out: Path | None,
+                     as_json: bool) -> None:
+    """Voice models: a folder per speaker of audio files (different sentences); each file's speech
+    (silence cut out, as the gateway's check does) is embedded, and `voice_match_threshold` is the
+    lowest cosine whose false-match rate over pairs of different speakers is at most the target."""
+    from classifiers import evaluation as ev
+    from gateway.audio.intake import decode_audio
+    from gateway.errors import GatewayError
+    from gateway.registry.voices import speech_only
+
+    embedder = _build("voice", adapter, opts)
+    embeddings: dict[str, list[Any]] = {}
+    skipped: list[str] = []
+    for folder in sorted(p for p in labels.iterdir() if p.is_dir()):
+        for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES):
+            try:
+                samples = decode_audio(path.read_bytes()).samples
+            except GatewayError as exc:
+                skipped.append(f"{folder.name}/{path.name} ({exc.message})")
+                continue
+            speech = speech_only(samples, embedder.speech(samples), embedder.sample_rate)
+            if len(speech) < embedder.sample_rate:  # under a second of speech: not identifiable
+                skipped.append(f"{folder.name}/{path.name} (under 1 s of speech)")
+                continue
+            embeddings.setdefault(folder.name, []).append(embedder.embed([speech])[0])
+    if len(embeddings) < 2:
+        raise fail("voice calibration needs at least two speakers with speech (a folder of audio files each)")
+    genuine, impostor = ev.pair_similarities(embeddings)
+    op = ev.threshold_at_fpr(impostor, genuine, target)
+    fnmr = None if op.tpr is None else 1.0 - op.tpr
+    comments = [
+        f"consentgate models calibrate --model {adapter}: target false-match rate {target}",
+        f"voice_match_threshold {op.threshold}: FMR {op.fpr:.4f} over {op.negatives} impostor pairs, "
+        f"TAR {'-' if op.tpr is None else f'{op.tpr:.4f}'} over {op.positives} genuine pairs "
+        f"({len(embeddings)} speakers)",
+    ]
+    if impostor and genuine:
+        comments.append(f"impostor cosine max {max(impostor):.4f}; genuine min {min(genuine):.4f}")
+    if not op.resolvable:
+        comments.append(f"only {op.negatives} impostor pairs: a rate of {target} needs at least {int(1 / target)}")
+    if skipped:
+        comments.append(f"skipped: {', '.join(skipped)}")
+    _roc_table(f"ROC {adapter} voices (AUC {ev.auc(impostor, genuine)})", ev.roc_points(impostor, genuine))
+    spec: dict[str, Any] = {"adapter": adapter, **({"options": opts} if opts else {})}
+    report = {"model": adapter, "model_version": embedder.info.version, "target_fmr": target, "match": asdict(op),
+              "fnmr": fnmr, "genuine": sorted(genuine), "impostor": sorted(impostor), "skipped": skipped}
+    _emit({"consent": {"voice_model": spec, "voice_match_threshold": op.threshold}}, comments, report, out,
+          as_json)
 
 
 def _calibrate_identity(

@@ -62,7 +62,7 @@ def result_key(job_id: str) -> str:
 class JobConfig:
     """Job knobs, from `Settings.extra` (`jobs_workers`, `jobs_lease_s`, `jobs_poll_s`,
     `jobs_max_attempts`, `jobs_ttl_s`, `jobs_webhook_timeout_s`, `jobs_webhook_hosts`,
-    `jobs_storage` = dir | db)."""
+    `jobs_storage` = dir | db, `jobs_max_queued_per_tenant`, `jobs_max_bytes_per_tenant`)."""
 
     workers: int = 1
     lease_s: float = 30.0
@@ -72,6 +72,9 @@ class JobConfig:
     webhook_timeout_s: float = 5.0
     webhook_hosts: tuple[str, ...] = ()
     storage: str | None = None
+    # Per-tenant caps (issue #15.9): jobs queued or running, and the bytes of their stored inputs.
+    max_queued_per_tenant: int = 16
+    max_bytes_per_tenant: int = 2 * 1024**3
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobConfig:
@@ -86,6 +89,8 @@ class JobConfig:
             webhook_timeout_s=float(extra.get("jobs_webhook_timeout_s", 5.0)),
             webhook_hosts=hosts,
             storage=extra.get("jobs_storage") or None,
+            max_queued_per_tenant=max(1, int(extra.get("jobs_max_queued_per_tenant", 16))),
+            max_bytes_per_tenant=max(1, int(extra.get("jobs_max_bytes_per_tenant", 2 * 1024**3))),
         )
 
 

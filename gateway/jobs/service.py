@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from gateway.apikeys import Principal
 from gateway.audit import AuditLog
-from gateway.errors import NotFound
+from gateway.errors import NotFound, RateLimited, TooLarge
 from gateway.jobs.runner import JobConfig, JobRunner, input_key
 from gateway.jobs.storage import JobFiles, open_job_files
 from gateway.jobs.store import Job, JobStore
@@ -47,7 +47,17 @@ class JobService:
     operator_tenant: str
 
     def submit(self, principal: Principal, body: CheckRequest, upload: Path, media_type: str) -> Job:
-        """Store the (already probed) upload and queue the job."""
+        """Store the (already probed) upload and queue the job — within the tenant's caps: jobs queued
+        or running (429 `too_many_jobs`) and the bytes of their stored inputs (413 `tenant_storage_full`)."""
+        queued, stored = self.store.tenant_usage(principal.tenant)
+        if queued >= self.config.max_queued_per_tenant:
+            raise RateLimited(f"this tenant has {queued} jobs queued or running (the cap is "
+                              f"{self.config.max_queued_per_tenant}); wait for some to finish",
+                              code="too_many_jobs", headers={"Retry-After": "5"})
+        incoming = upload.stat().st_size
+        if stored + incoming > self.config.max_bytes_per_tenant:
+            raise TooLarge(f"this tenant's queued videos would take {stored + incoming} bytes (the cap is "
+                           f"{self.config.max_bytes_per_tenant})", code="tenant_storage_full")
         job_id = secrets.token_hex(16)
         size = self.files.put_file(input_key(job_id), upload)
         now = self.store.clock()

@@ -125,6 +125,16 @@ class JobStore:
             rows = conn.execute(query).all()
         return [Job(**r._mapping) for r in rows]
 
+    def tenant_usage(self, tenant: str) -> tuple[int, int]:
+        """(jobs queued or running, bytes of their stored inputs) of `tenant`: what its caps count."""
+        t = self.table
+        with self.engine.connect() as conn:
+            count, size = conn.execute(
+                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(t.c.input_bytes), 0))
+                .where(t.c.tenant == tenant, t.c.state.in_(("queued", "running")))
+            ).one()
+        return int(count), int(size)
+
     # -- transitions -------------------------------------------------------------------------
     def insert(self, **values: Any) -> Job:
         now = self.clock()

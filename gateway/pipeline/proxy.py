@@ -97,6 +97,11 @@ class ProxyService:
 
     async def run(self, principal: Principal, req: ProxyRequest) -> ProxyOutcome:
         name, route = self.resolve(req.route)
+        refused = sorted(set(req.extra) - set(route.pass_fields) - KIND_FIELDS.get(route.kind, set()))
+        if refused:
+            passes = ", ".join(route.pass_fields) or "none"
+            raise BadInput(f"route {name!r} does not pass on the field(s) {', '.join(map(repr, refused[:10]))} "
+                           f"(it passes: {passes})", code="field_not_passed")
         edit = bool(req.images)
         if edit and not route.takes_edits:
             raise BadInput(f"route {name!r} takes no reference images")
@@ -114,7 +119,10 @@ class ProxyService:
     ) -> ProxyOutcome:
         request_id = new_id()
         use = route.edit_use if edit else route.use
-        body = CheckRequest(stage="input", use=use, prompt=req.prompt, end_user=req.end_user, request_id=request_id)
+        text = checked_text(req, route)
+        if text is not None and len(text) > 20_000:
+            raise Invalid("the prompt and the text fields passed on are longer than 20,000 characters together")
+        body = CheckRequest(stage="input", use=use, prompt=text, end_user=req.end_user, request_id=request_id)
         media = req.images + ([req.mask] if req.mask is not None else [])
         images = await self.pipeline.decode(media)
         decision = await self.pipeline.decide(principal, body, images, request_id=request_id)
@@ -170,3 +178,19 @@ class ProxyService:
             metrics.upstream_seconds.labels(name).observe(time.perf_counter() - start)
         metrics.upstream.labels(name, "ok").inc()
         return renders
+
+
+# Fields a route kind's own surface sets (the OpenAI speech API's), always passed on; of those only
+# `instructions` is free text for the model.
+KIND_FIELDS: dict[str, set[str]] = {"openai-audio": {"voice", "response_format", "speed", "instructions"}}
+_NOT_TEXT = {"voice", "response_format", "speed"}
+
+
+def checked_text(req: ProxyRequest, route: Route) -> str | None:
+    """The prompt and every string the client passes on (`negative_prompt`, `hr_prompt`, ...): all of
+    it reaches the upstream as text, so all of it goes through the prompt rules and the name-consent
+    check (issue #15.8). Operator `params` win over client fields, so those are not the client's."""
+    texts = [req.prompt] if req.prompt else []
+    texts += [v for k, v in sorted(req.extra.items())
+              if isinstance(v, str) and k not in route.params and k not in _NOT_TEXT and v.strip()]
+    return "\n".join(texts) or None

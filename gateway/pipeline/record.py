@@ -12,6 +12,7 @@ serialised record down per caller (records come back from the log and the job ta
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeAlias
@@ -477,9 +478,16 @@ def build_record(
     )
 
 
+_SIMILARITY = re.compile(r"similarity (-?[0-9]+(\.[0-9]+)?)")
+_BITS = re.compile(r"within [0-9]+ bits of")
+
+
 def caller_view(record: dict[str, Any], *, tenant: str, is_operator: bool) -> dict[str, Any]:
-    """What a generator sees: per face the consent state, but not which subject matched nor the
-    similarity unless it holds a grant from that subject (no probing the registry via /v1/check)."""
+    """What a generator — and a tenant's auditor — sees: per face the consent state, but not which
+    subject matched unless it holds a grant from that subject (no probing the registry via
+    /v1/check), no hash-list subject ids, and never a similarity or a hash distance, not even for
+    its own grants: a number would let a client tune an image (or a prompt) until it passes
+    (issue #15.6). Operator keys and the audit log itself see everything."""
     if is_operator:
         return record
     view = copy.deepcopy(record)
@@ -487,9 +495,22 @@ def caller_view(record: dict[str, Any], *, tenant: str, is_operator: bool) -> di
     for face in [*findings.get("faces", []), *findings.get("voices", [])]:
         if face.get("consent", {}).get("state") != "granted":
             face["matches"] = []
+        else:
+            face["matches"] = [{k: v for k, v in m.items() if k != "similarity"} for m in face.get("matches", [])]
     for item in findings.get("prompt", []):
         if "subject_id" in item and item.get("consent", {}).get("state") != "granted":
             item["subject_id"] = None
+        for number in ("similarity", "score"):
+            item.pop(number, None)
     for hit in findings.get("hashes", []):
         hit["subject_id"] = None
+        hit.pop("distance", None)
+    for item in findings.get("shadow", []):
+        if str(item.get("rule", "")).startswith("prompt.concept."):
+            item.pop("score", None)
+    for reason in view.get("reasons", []):
+        detail = reason.get("detail")
+        if isinstance(detail, str):
+            detail = _SIMILARITY.sub("similarity", detail)
+            reason["detail"] = _BITS.sub("near", detail)
     return view

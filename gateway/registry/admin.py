@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlmodel import Session, SQLModel, col, delete, func, select
+from sqlmodel import Session, col, delete, func, select
 
 from gateway.registry.core import PROFILE, RegistryCore
 from gateway.registry.enrolment import check_image, decode_png, embeddings_for, encode_png, single_face
@@ -42,7 +42,6 @@ from gateway.registry.models import (
     RegistryFaceTemplate,
     RegistryGrant,
     RegistryHash,
-    RegistryLease,
     RegistryLedgerState,
     RegistrySubject,
     RegistryTemplateRemoval,
@@ -515,7 +514,6 @@ def snapshot(reg: RegistryCore) -> int:
     transaction. Returns how many entries were appended (0 when already done or no ledger)."""
     if reg.ledger is None:
         return 0
-    ensure_ledger_tables(reg)
     with Session(reg.engine) as s:
         if s.get(RegistryLedgerState, 1) is not None:
             return 0
@@ -554,14 +552,6 @@ MAX_TOKEN_S = 366 * 86400
 
 def _token_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def ensure_ledger_tables(reg: RegistryCore) -> None:
-    """Idempotent: the ledger's and the subject's own tables (migration 0007 makes them; this covers a
-    database created by `create_tables` or migrated before them)."""
-    SQLModel.metadata.create_all(reg.engine, tables=[
-        RegistryLedgerState.__table__, RegistryAccessToken.__table__,  # type: ignore[attr-defined]
-        RegistryErasureRequest.__table__, RegistryLease.__table__])  # type: ignore[attr-defined]
 
 
 def issue_access_token(reg: RegistryCore, subject_id: str, expires_in_s: int, by: str) -> dict[str, Any]:

@@ -13,10 +13,15 @@ from sqlmodel import Session, col, select
 
 from classifiers.base import FaceAnalyzer
 from gateway.registry.errors import FaceModelNotReady
-from gateway.registry.models import RegistryEnrolment, RegistryFaceTemplate
+from gateway.registry.models import (
+    RegistryEnrolment,
+    RegistryFaceTemplate,
+    RegistryVoiceEnrolment,
+    RegistryVoiceTemplate,
+)
 from gateway.registry.service import Registry
 
-__all__ = ["FaceModelNotReady", "face_model_ready", "switch_face_model"]
+__all__ = ["FaceModelNotReady", "face_model_ready", "switch_face_model", "voice_model_ready"]
 
 
 def face_model_ready(registry: Registry, model_name: str, model_version: str | None = None) -> tuple[bool, int]:
@@ -46,3 +51,15 @@ def switch_face_model(registry: Registry, model_name: str, analyzer: FaceAnalyze
     if not ok:
         raise FaceModelNotReady(model_name, missing, report)
     return report
+
+
+def voice_model_ready(registry: Registry, model_name: str, model_version: str) -> tuple[bool, int]:
+    """(ok, missing) for voices, as `face_model_ready` for faces: every subject with a voice enrolment
+    holds a voice template of `model_name` at `model_version` — else its voice would match nobody."""
+    t = RegistryVoiceTemplate
+    with Session(registry.engine) as s:
+        enrolled = set(s.exec(select(RegistryVoiceEnrolment.subject_id).distinct()).all())
+        ready = set(s.exec(select(t.subject_id).where(col(t.model) == model_name)
+                           .where(col(t.model_version) == model_version).distinct()).all())
+    missing = len(enrolled - ready)
+    return missing == 0, missing

@@ -193,8 +193,8 @@ async def openai_images(
         "model": route.upstream_model or route.model.name,
         "prompt": call.prompt,
         "n": call.n,
-        **route.params,
         **call.extra,
+        **route.params,  # the operator's fixed fields win over the client's
     }
     if call.size:
         fields["size"] = call.size
@@ -251,8 +251,8 @@ async def automatic1111(
         "prompt": call.prompt,
         "batch_size": call.n,
         "n_iter": 1,
-        **route.params,
         **call.extra,
+        **route.params,  # the operator's fixed fields win over the client's
     }
     if width and height:
         body.update(width=width, height=height)
@@ -283,8 +283,8 @@ async def http_json(http: httpx.AsyncClient, route: Route, call: UpstreamCall, m
     assert spec is not None
     width, height = call.width_height()
     values: dict[str, Any] = {
-        **route.params,
         **call.extra,
+        **route.params,  # the operator's fixed fields win over the client's
         "prompt": call.prompt,
         "n": call.n,
         "size": call.size,
@@ -329,7 +329,30 @@ async def http_json(http: httpx.AsyncClient, route: Route, call: UpstreamCall, m
     return [b64decode(item) for item in found]
 
 
-CLIENTS = {"openai-images": openai_images, "automatic1111": automatic1111, "http-json": http_json}
+async def openai_audio(http: httpx.AsyncClient, route: Route, call: UpstreamCall, max_bytes: int) -> list[bytes]:
+    """OpenAI `POST /v1/audio/speech`: JSON {model, input, voice, response_format, speed?} in, the
+    audio file's bytes out (issue #18). The gateway checks those bytes as audio, not as an image."""
+    base = _openai_base(route)
+    body: dict[str, Any] = {
+        "model": route.upstream_model or route.model.name, "input": call.prompt,
+        "voice": call.extra.get("voice", "alloy"), "response_format": call.extra.get("response_format", "mp3"),
+        **{k: v for k, v in call.extra.items() if k in ("speed", "instructions")}, **route.params,
+    }
+
+    def build() -> httpx.Request:
+        return http.build_request("POST", f"{base}/audio/speech", json=body, headers=_headers(route),
+                                  timeout=_timeout(route))
+
+    response = await send(http, route, build, max_bytes=max_bytes)
+    if response.status_code >= 400:
+        _json(response)  # raises the UpstreamFailure with the upstream's message
+    if not response.content:
+        raise UpstreamFailure("the upstream answered no audio", reason="bad_response")
+    return [response.content]
+
+
+CLIENTS = {"openai-images": openai_images, "automatic1111": automatic1111, "http-json": http_json,
+           "openai-audio": openai_audio}
 
 
 async def call_upstream(

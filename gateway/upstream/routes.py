@@ -21,7 +21,7 @@ from gateway.upstream.errors import RoutesError
 
 ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 USE_PATTERN = r"^[A-Za-z0-9_.-]+$"
-Kind = Literal["openai-images", "http-json", "automatic1111"]
+Kind = Literal["openai-images", "http-json", "automatic1111", "openai-audio"]
 
 
 class Strict(BaseModel):
@@ -88,7 +88,14 @@ class Route(Strict):
     )
     max_n: int = Field(default=4, ge=1, le=16)
     params: dict[str, Any] = Field(
-        default_factory=dict, description="Fixed fields added to every upstream request."
+        default_factory=dict, description="Fixed fields added to every upstream request; they win over any "
+        "field a client sends."
+    )
+    pass_fields: list[str] = Field(
+        default_factory=list, max_length=32,
+        description="Client fields (beyond prompt, n, size and images) passed on to the upstream, e.g. "
+        "[negative_prompt, seed]. Any other field is refused (400 naming it). String values are checked "
+        "with the prompt (prompt rules and enrolled names) before the upstream sees them.",
     )
     http_json: HttpJsonSpec | None = None
 
@@ -112,6 +119,8 @@ class Route(Strict):
 
     @property
     def takes_edits(self) -> bool:
+        if self.kind == "openai-audio":  # speech from text: no reference images
+            return False
         return self.kind != "http-json" or (
             self.http_json is not None and self.http_json.edit_path is not None
         )

@@ -108,22 +108,33 @@ class SparseMark:
                 out[rows] = (max(0.0, best[0] - BIAS), best[1])
         return out
 
-    def totals(self, frames: Iterable[np.ndarray]) -> tuple[dict[int, np.ndarray], int]:
+    def totals(self, frames: Iterable[np.ndarray], probe: int | None = None) -> tuple[dict[int, np.ndarray], int]:
         """Per grid size, the evidence-weighted per-bit sums over `frames`; and how many frames
-        carried any evidence (flat ones do not)."""
+        carried any evidence (flat ones do not). After the first `probe` frames, only frames
+        within one of the best residue modulo `every` (where the marked frames were found) are
+        examined — the others are skipped, not weighed — unless the probe found no evidence.
+        `probe=None` (the default) examines every frame."""
         totals: dict[int, np.ndarray] = {}
+        by_residue = np.zeros(self.every)
+        keep: set[int] | None = None
         used = 0
-        for frame in frames:
+        for index, frame in enumerate(frames):
+            if probe is not None and index == probe and by_residue.max() > 0:
+                best = int(np.argmax(by_residue))
+                keep = {(best + d) % self.every for d in (-1, 0, 1)}
+            if keep is not None and index % self.every not in keep:
+                continue
             evidence = self.frame_evidence(frame)
             used += bool(evidence)
+            by_residue[index % self.every] += max((w for w, _ in evidence.values()), default=0.0)
             for rows, (weight, corr) in evidence.items():
                 if weight > 0:
                     totals[rows] = totals.get(rows, np.zeros(self.codec.n_bits)) + weight * corr
         return totals, used
 
-    def detect(self, frames: Iterable[np.ndarray]) -> VideoWatermarkDetection:
-        """Blind detection over frames (Y planes or RGB, in order, of one size)."""
-        return self.judge(*self.totals(frames))
+    def detect(self, frames: Iterable[np.ndarray], probe: int | None = None) -> VideoWatermarkDetection:
+        """Blind detection over frames (Y planes or RGB, in order, of one size); `probe`: see `totals`."""
+        return self.judge(*self.totals(frames, probe))
 
     def judge(self, totals: dict[int, np.ndarray], used: int) -> VideoWatermarkDetection:
         """The best grid's detection (both gates of `VideoWatermarker.decide`)."""
@@ -167,5 +178,10 @@ def luma_frames(path: str | os.PathLike[str], max_frames: int = 900) -> Iterable
 
 
 def detect_sparse_in_file(path: str | os.PathLike[str], max_frames: int = 900) -> VideoWatermarkDetection:
-    """Blind "video-sparse" detection over the first `max_frames` frames: what a verifier runs."""
-    return SparseMark().detect(luma_frames(path, max_frames))
+    """Blind "video-sparse" detection over the first `max_frames` frames: what a verifier runs.
+    First only the frames near the marked ones (found in the first 45 frames); when that finds
+    no id (e.g. a frame-rate change moved the marks off that rhythm), every frame."""
+    found = SparseMark().detect(luma_frames(path, max_frames), probe=3 * EVERY)
+    if found.wm_id is None:
+        found = SparseMark().detect(luma_frames(path, max_frames))
+    return found

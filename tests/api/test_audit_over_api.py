@@ -16,6 +16,8 @@ from gateway.audit import CheckpointSigner
 from gateway.cli import app, register
 from tests.api.conftest import Keys, check
 
+pytestmark = pytest.mark.db  # PostgreSQL too when CONSENTGATE_TEST_DATABASE_URL is set
+
 runner = CliRunner()
 register(app)
 

@@ -125,3 +125,16 @@ def test_nsfw_models_judge_a_large_collage_like_each_tile(
     record = check(client, shipped[1].generator, {"stage": "output", "use": "txt2img"}, png(render)).json()
     nudenet = [f for f in record["findings"]["nsfw"] if f["model"] == "nudenet"]
     assert len(nudenet) == 1 and nudenet[0]["scores"]["FACE_FEMALE"] > 0.5
+
+
+# colorwheel is left out: NudeNet scores it BUTTOCKS_EXPOSED 0.84 at any size, with either face path
+# (a false deny that predates #14; docs/faces.md)
+@pytest.mark.parametrize("name", [n for n in faces.NO_PEOPLE if n != "colorwheel"])
+def test_no_new_false_denies_on_packaged_pictures_without_people(
+        client: TestClient, shipped: tuple[TestClient, Keys], enrolled: str, name: str) -> None:
+    """Full coverage, NudeNet face proposals, near matches and NSFW tiles together: every packaged
+    picture without people, at 1024² (and 2048² for the textured ones), stays allowed with no face."""
+    for side in ((1024, 2048) if name in ("coins", "grass", "gravel", "page") else (1024,)):
+        record = check(client, shipped[1].generator, {"stage": "output", "use": "txt2img"},
+                       jpeg(faces.canvas(name, side))).json()
+        assert (record["decision"], record["findings"]["faces"]) == ("allow", []), (side, record["reasons"])

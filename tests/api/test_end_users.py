@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import Keys, auth, check
+
+pytestmark = pytest.mark.db  # PostgreSQL too when CONSENTGATE_TEST_DATABASE_URL is set
 
 
 def test_end_users_are_keyed_hashes_and_can_be_forgotten(client: TestClient, keys: Keys) -> None:

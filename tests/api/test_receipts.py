@@ -10,6 +10,8 @@ from fastapi.testclient import TestClient
 from gateway.audit import CheckpointSigner, ProofError, check_receipt
 from tests.api.conftest import Keys, auth, check, png, solid
 
+pytestmark = pytest.mark.db  # PostgreSQL too when CONSENTGATE_TEST_DATABASE_URL is set
+
 
 def test_receipt_of_own_decision_checks_offline(client: TestClient, keys: Keys) -> None:
     gw = client.app.state.gateway  # type: ignore[attr-defined]

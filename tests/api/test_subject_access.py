@@ -17,6 +17,8 @@ from fastapi.testclient import TestClient
 from gateway.audit import check_receipt
 from tests.api.conftest import Keys, auth, check, jpeg, png
 
+pytestmark = pytest.mark.db  # PostgreSQL too when CONSENTGATE_TEST_DATABASE_URL is set
+
 
 def subject(client: TestClient, keys: Keys, name: str, image: np.ndarray | None) -> dict[str, str]:
     sid = client.post("/v1/subjects", headers=auth(keys.registrar), json={"display_name": name}).json()["id"]

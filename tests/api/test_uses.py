@@ -15,6 +15,8 @@ from fastapi.testclient import TestClient
 from gateway.audit import check_receipt
 from tests.api.conftest import Keys, auth, check, jpeg, png
 
+pytestmark = pytest.mark.db  # PostgreSQL too when CONSENTGATE_TEST_DATABASE_URL is set
+
 
 @pytest.fixture(scope="module")
 def granted(gateway_client: tuple[TestClient, Keys], astronaut: np.ndarray) -> dict[str, Any]:

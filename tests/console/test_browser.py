@@ -92,6 +92,11 @@ def test_filters_and_paging(watched: tuple[Page, list[str]], console: Console,
     page.get_by_label("Tenant").press("Enter")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("globex")
+    page.get_by_label("Tenant").fill("")
+    page.get_by_label("Model").fill("nudenet")  # only the img2img input check ran NudeNet
+    page.get_by_role("button", name="Apply filters").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("img2img")
     shoot(page, "03-decisions-filtered")
     assert errors == []
 

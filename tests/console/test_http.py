@@ -247,3 +247,22 @@ def test_entries_newest_first_with_cursor(tc: TestClient, gateway: tuple[TestCli
                     headers=auditor).json()
     assert [e["index"] for e in first["entries"] + second["entries"]] == sorted(every, reverse=True)[:4]
     assert tc.get("/v1/audit/entries", params={"order": "sideways"}, headers=auditor).status_code in (400, 422)
+
+
+def test_entries_filtered_by_model(tc: TestClient, gateway: tuple[TestClient, Keys]) -> None:
+    from tests.support.gateway import png, solid
+
+    keys = gateway[1]
+    r = tc.post("/v1/check", headers={"Authorization": f"Bearer {keys.generator}"},
+                data={"request": '{"stage": "output", "use": "txt2img"}'},
+                files=[("media", ("m.png", png(solid((10, 120, 40))), "image/png"))])
+    made = r.json()
+    auditor = {"Authorization": f"Bearer {keys.auditor}"}
+    by_fake = tc.get("/v1/audit/entries", params={"model": "fake", "order": "newest", "limit": 1},
+                     headers=auditor).json()["entries"]
+    assert [e["record"]["decision_id"] for e in by_fake] == [made["decision_id"]]
+    assert tc.get("/v1/audit/entries", params={"model": "no-such-model"}, headers=auditor).json() == {
+        "entries": [], "next_cursor": None}
+    prompt_only = tc.get("/v1/audit/entries", params={"model": "fake", "limit": 1000}, headers=auditor).json()
+    assert all(any(f.get("model") == "fake" or f.get("adapter") == "fake" for f in e["record"]["findings"]["nsfw"])
+               for e in prompt_only["entries"])

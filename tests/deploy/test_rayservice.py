@@ -69,7 +69,7 @@ def test_serve_config_is_generated_from_workers_yaml() -> None:
 def test_serve_config_validates_against_ray_serves_own_schema() -> None:
     schema = pytest.importorskip("ray.serve.schema")
     parsed = schema.ServeDeploySchema.model_validate(serve_config())
-    assert {app.name for app in parsed.applications} == {"nsfw", "face", "text"}
+    assert {app.name for app in parsed.applications} == {"nsfw", "face", "text", "voice"}
     assert parsed.http_options.port == 8000
 
 
@@ -211,6 +211,9 @@ def _policy_models() -> set[tuple[str, str]]:
             wanted.add(("face", doc["consent"]["face_model"]["adapter"]))
         if (doc.get("prompt") or {}).get("text_model"):
             wanted.add(("text", doc["prompt"]["text_model"]["adapter"]))
+        voice = (doc.get("consent") or {}).get("voice_model", {"adapter": "resemblyzer"})  # the schema's default
+        if voice:
+            wanted.add(("voice", voice["adapter"]))
     return wanted
 
 

@@ -57,4 +57,8 @@ def test_short_load_run_has_no_errors_and_a_verified_log(tmp_path: Path) -> None
     for name, row in summary["replicas"].items():
         assert row["requests"] > 0, name
         assert row["rss_end_mb"] - row["rss_start_mb"] < 256, (name, row)
+    assert set(summary["memory"]) == set(summary["replicas"])  # every serving process, read at idle too
+    for name, mem in summary["memory"].items():
+        assert 0 < mem["idle_mb"] <= mem["warm_mb"] + 64, (name, mem)
+        assert mem["growth_after_warmup_mb"] == round(mem["end_mb"] - mem["warm_mb"], 1), (name, mem)
     assert proc.returncode == 0, proc.stdout[-3000:]

@@ -184,3 +184,36 @@ def test_validate_checks_every_policy_file_and_routes(tmp_path: Path) -> None:
     (d / "routes.yaml").write_text("routes:\n  demo: {kind: openai-images, url: ftp://x, use: txt2img}\n")
     code, printed = _validate(str(d))
     assert code == 1 and any(str(d / "routes.yaml") in line for line in printed)
+
+
+def test_voice_model_readiness_with_data_dir(tmp_path: Path, gateway: Callable[[Settings], Gateway]) -> None:
+    """A subject with an enrolled voice but no template of the policy's voice model: the gateway
+    refuses the bundle (that voice would match nobody) and validate --data-dir says the same."""
+    from datetime import UTC, datetime
+
+    from sqlmodel import Session
+
+    from gateway.registry.models import RegistryVoiceEnrolment, RegistryVoiceTemplate
+
+    settings = _settings(tmp_path)
+    settings.policies_dir.mkdir(parents=True)
+    with_voice = "consent: {face_model: {adapter: fake}, voice_model: {adapter: fake}}"
+    _write(settings.policies_dir, {"default.yaml": GOOD.replace("consent: {face_model: {adapter: fake}}", with_voice)})
+    gw = gateway(settings)
+    assert gw.registry is not None
+    assert gw.policies.reload() is True, gw.policies.last_error  # nobody has a voice yet
+    subject = gw.registry.create_subject("Someone", [], False, "test")
+    now = datetime.now(UTC)
+    with Session(gw.engine) as s:
+        s.add(RegistryVoiceEnrolment(id="e1", subject_id=subject.id, notice_version="v1", enrolled_by="test",
+                                     clip_count=1, created_at=now))
+        s.flush()
+        s.add(RegistryVoiceTemplate(subject_id=subject.id, enrolment_id="e1", model="other", model_version="1",
+                                    dim=4, embedding_ct=b"x", created_at=now))
+        s.commit()
+    assert gw.policies.reload() is False
+    refused = (gw.policies.last_error or "").splitlines()
+    assert "consent.voice_model: 1 voice-enrolled subject(s) have no 'fake' template" in refused[0]
+    assert refused[0].startswith(f"{settings.policies_dir / 'default.yaml'}:4: ")
+    code, printed = _validate(str(settings.policies_dir), "--data-dir", str(settings.data_dir))
+    assert code == 1 and printed == refused

@@ -38,6 +38,7 @@ routes:
     url: {upstream_url}
     use: txt2img
     model: {{name: stable-diffusion, version: "1.5"}}
+    pass_fields: [negative_prompt, steps, hr_prompt]
   generic:
     kind: http-json
     url: {upstream_url}

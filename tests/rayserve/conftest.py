@@ -22,8 +22,10 @@ TEST_WORKERS: dict[str, Any] = {"families": {
              "batch_wait_timeout_s": 0.05},   # long enough that concurrent test calls meet in one batch
     "face": {"models": [{"adapter": "fake"}, {"adapter": "dlib"}],
              "replicas": 2, "num_cpus": 0.5, "memory_mb": 512, "max_batch_size": 4, "batch_wait_timeout_s": 0.002},
-    "text": {"models": [{"adapter": "minilm"}], "replicas": 1, "num_cpus": 0.25, "memory_mb": 1024},
-    "hash": {"models": [{"adapter": "pdq"}], "replicas": 1, "num_cpus": 0.25, "memory_mb": 256},
+    "text": {"models": [{"adapter": "minilm"}], "replicas": 1, "num_cpus": 0.125, "memory_mb": 1024},
+    "hash": {"models": [{"adapter": "pdq"}], "replicas": 1, "num_cpus": 0.125, "memory_mb": 256},
+    "voice": {"models": [{"adapter": "fake"}, {"adapter": "resemblyzer"}], "replicas": 1, "num_cpus": 0.25,
+              "memory_mb": 768, "max_batch_size": 8},
 }}
 
 

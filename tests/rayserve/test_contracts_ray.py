@@ -25,3 +25,7 @@ class TestRayTextContract(contracts.TestTextContract):
 
 class TestRayHashContract(contracts.TestHashContract):
     pass
+
+
+class TestRayVoiceContract(contracts.TestVoiceContract):
+    pass

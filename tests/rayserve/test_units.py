@@ -86,13 +86,14 @@ def test_faces_round_trip_with_and_without_embeddings() -> None:
 def test_shipped_workers_file_parses_and_becomes_serve_applications() -> None:
     cfg = load_config(ROOT / "deploy" / "ray" / "models.yaml", builtin_registry())
     apps = {a["name"]: a for a in cfg.applications()}
-    assert set(apps) == {"nsfw", "face", "text"}
+    assert set(apps) == {"nsfw", "face", "text", "voice"}
     face = apps["face"]
     assert face["route_prefix"] == "/face" and face["import_path"] == "classifiers.rayserve.worker:build"
     dep = face["args"]["deployment"]
     assert dep["num_replicas"] == 2 and dep["user_config"]["max_batch_size"] == 4
     assert dep["ray_actor_options"]["num_cpus"] == 0.5
     assert ("nsfw", "nudenet") in cfg.hosted() and ("face", "dlib") in cfg.hosted()
+    assert ("voice", "resemblyzer") in cfg.hosted()
 
 
 def test_gpu_and_autoscaling_settings_reach_the_deployment_options() -> None:
@@ -223,3 +224,25 @@ def test_unreachable_serve_fails_closed_and_reports_a_problem() -> None:
 def test_a_non_http_address_is_refused() -> None:
     with pytest.raises(ModelError, match="http"):
         ServeClient("127.0.0.1:6379")
+
+
+def test_voice_clips_of_several_requests_share_one_embed_batch_and_a_bad_one_fails_alone() -> None:
+    pytest.importorskip("ray.serve")
+    from classifiers import fake_voice_samples
+    from classifiers.rayserve.worker import FamilyModels, Item
+
+    family = FamilyModels("voice", [{"adapter": "fake"}], 1.0)
+    calls: list[int] = []
+    adapter = family.adapters["fake"]
+    inner = adapter.embed
+    adapter.embed = lambda clips: calls.append(len(clips)) or inner(clips)  # count the model calls
+    clips = [fake_voice_samples(9, 2.0), fake_voice_samples(40, 3.0)]
+    out = family.run([Item("fake", "embed", c) for c in clips])
+    assert calls == [2]  # both clips in one adapter call
+    assert all(np.allclose(row, inner([c])[0]) for row, c in zip(out, clips, strict=True))
+    calls.clear()
+    mixed = family.run([Item("fake", "embed", clips[0]), Item("fake", "embed", np.zeros(0, np.float32))])
+    assert np.allclose(mixed[0], out[0]) and isinstance(mixed[1], ModelError)
+    assert calls == [2, 1, 1]  # the failed batch was rerun item by item
+    (segments,) = family.run([Item("fake", "speech", clips[0])])
+    assert segments and all(0 <= a < b <= 2.0 + 1e-6 for a, b in segments)

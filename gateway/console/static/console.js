@@ -130,6 +130,7 @@ async function decisionsView(params) {
       selected: params.get('order') !== 'oldest' }, 'newest first'), el('option', { value: 'oldest',
       selected: params.get('order') === 'oldest' }, 'oldest first')),
     subject: el('input', { id: 'f-subject', name: 'subject', value: params.get('subject') || '' }),
+    model: el('input', { id: 'f-model', name: 'model', value: params.get('model') || '' }),
     since: el('input', { id: 'f-since', type: 'datetime-local', value: fromIso(params.get('since')) }),
     until: el('input', { id: 'f-until', type: 'datetime-local', value: fromIso(params.get('until')) }),
   };
@@ -144,7 +145,7 @@ async function decisionsView(params) {
   } },
   field('f-tenant', 'Tenant', inputs.tenant), field('f-use', 'Use (e.g. img2img)', inputs.use),
   field('f-decision', 'Verdict', inputs.decision), field('f-kind', 'Kind of entry', inputs.kind),
-  field('f-subject', 'Person (subject id)', inputs.subject), field('f-since', 'From (your time)', inputs.since),
+  field('f-subject', 'Person (subject id)', inputs.subject), field('f-model', 'Model (e.g. nudenet)', inputs.model), field('f-since', 'From (your time)', inputs.since),
   field('f-until', 'Until (your time)', inputs.until),
   field('f-order', 'Order', inputs.order),
   el('div', {}, el('button', { type: 'submit' }, 'Apply filters')));
@@ -172,7 +173,8 @@ async function decisionsView(params) {
         onclick: () => load(page.next_cursor) }, 'Next page'),
       el('button', { type: 'button', class: 'secondary', onclick: () => download(query) },
         'Download matching entries (JSON Lines)'),
-      el('span', { class: 'hint' }, `${page.entries.length} entries on this page`));
+      el('span', { class: 'hint' }, page.entries.length || !page.next_cursor ? `${page.entries.length} entries on this page`
+        : 'No match in this stretch of the log: Next page searches further.'));
   }
   await load(null);
 }
