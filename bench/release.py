@@ -412,7 +412,7 @@ def sharing_table(images: list[TestImage], *, baseline_every: int = 4, fpr_count
     if rivagan_images:
         jobs += [("rivaGan", img) for img in images[:: max(1, len(images) // rivagan_images)][:rivagan_images]]
     stats = {m: MethodStats(m) for m in ("tileSync", "dwtDctSvd", *(("rivaGan",) if rivagan_images else ()))}
-    chunk = 250
+    chunk = 100
     fpr_jobs = [("tileSync", 1_000_003 + i, min(chunk, fpr_count - i)) for i in range(0, fpr_count, chunk)]
     fpr_jobs += [("dwtDctSvd", 1_000_003 + i, min(chunk, baseline_fpr - i)) for i in range(0, baseline_fpr, chunk)]
     done = 0
@@ -436,9 +436,10 @@ def sharing_table(images: list[TestImage], *, baseline_every: int = 4, fpr_count
                 st.found_by_kind.setdefault((name, kind), []).append(int(ok))
         for n, ((method, _, _), (count, hits, bound)) in enumerate(
                 zip(fpr_jobs, pool.imap(_fpr_chunk, fpr_jobs), strict=True)):
-            if progress is not None:
-                progress(f"{n + 1}/{len(fpr_jobs)} unmarked chunks")
             st = stats[method]
+            if progress is not None:
+                progress(f"{n + 1}/{len(fpr_jobs)} unmarked chunks; {method}: {st.fpr_hits + hits} false positives "
+                         f"in {st.fpr_images + count} unmarked images")
             st.fpr_images += count
             st.fpr_hits += hits
             st.fpr_bound = max(st.fpr_bound, bound)

@@ -83,8 +83,14 @@ class TileSyncWatermarker:
         marked, mse = ts.embed(image, coded, self.psnr_db)
         # the PSNR floor holds whatever the rounding did (clipping only lowers the change)
         floor_mse = 255.0**2 / 10 ** (self.min_psnr_db / 10)
-        if mse > floor_mse:
-            marked, _ = ts.embed(image, coded, self.psnr_db + 10 * math.log10(mse / floor_mse) + 0.05)
+        target = self.psnr_db
+        for _ in range(8):
+            if mse <= floor_mse:
+                break
+            target += 10 * math.log10(mse / floor_mse) + 0.1
+            marked, mse = ts.embed(image, coded, target)
+        else:
+            raise WatermarkError(f"{self.method}: cannot keep PSNR >= {self.min_psnr_db} dB on this image")
         return marked
 
     # -- detection ----------------------------------------------------------------------------
