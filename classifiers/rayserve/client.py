@@ -196,6 +196,29 @@ class RemoteNsfw(_Remote):
         return [{str(k): float(v) for k, v in scores.items()} for scores in meta]
 
 
+class RemoteNsfwWithFaces(RemoteNsfw):
+    """An NSFW model that also locates faces (NudeNet): scores and face boxes from one worker pass."""
+
+    def classify_with_faces(
+        self, images: Sequence[np.ndarray]
+    ) -> tuple[list[dict[str, float]], list[list[tuple[tuple[int, int, int, int], float]]]]:
+        checked = [check_rgb(img) for img in images]
+        if not checked:
+            return [], []
+        pairs = self._client.map_chunks(self._with_faces, checked, self._chunk)
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    def _with_faces(self, images: Sequence[np.ndarray]) -> list[Any]:
+        meta, _ = self._call("classify_faces", {}, images)
+        if not isinstance(meta, list) or len(meta) != len(images):
+            raise RemoteModelError(f"nsfw model {self._model!r}: malformed answer")
+        out = []
+        for scores, boxes in meta:
+            out.append(({str(k): float(v) for k, v in scores.items()},
+                        [((int(b[0]), int(b[1]), int(b[2]), int(b[3])), float(c)) for b, c in boxes]))
+        return out
+
+
 class RemoteFace(_Remote):
     family = "face"
 
@@ -372,7 +395,7 @@ def remote_adapter(client: ServeClient, family: str, name: str, options: Mapping
                                f"runs it with {deployed} (runtime options {sorted(_runtime(options))} may differ)")
     chunk = int(info.get("max_batch_size", 8))
     if family == "nsfw":
-        return RemoteNsfw(client, row, chunk)
+        return (RemoteNsfwWithFaces if row.get("with_faces") else RemoteNsfw)(client, row, chunk)
     if family == "face":
         return (RemoteTwoStageFace if row.get("two_stage") else RemoteFace)(client, row, chunk)
     if family == "text":

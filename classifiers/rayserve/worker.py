@@ -36,12 +36,12 @@ from ray.serve.deployment import Deployment
 from starlette.requests import Request
 from starlette.responses import Response
 
-from classifiers.base import DetectedFace, ModelError, TwoStageFaceAnalyzer
+from classifiers.base import DetectedFace, ModelError, NsfwWithFaces, TwoStageFaceAnalyzer
 from classifiers.rayserve.wire import CONTENT_TYPE, decode, encode, faces_from_wire, faces_to_wire
 from classifiers.registry import builtin_registry
 
-OPS = {"nsfw": ("classify",), "face": ("analyze", "detect", "embed"), "text": ("embed",), "hash": ("hashes",),
-       "voice": ("speech", "partials", "embed")}
+OPS = {"nsfw": ("classify", "classify_faces"), "face": ("analyze", "detect", "embed"), "text": ("embed",),
+       "hash": ("hashes",), "voice": ("speech", "partials", "embed")}
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,7 @@ class FamilyModels:
                     value = getattr(model, attr)
                     row[attr] = list(value) if isinstance(value, tuple) else value
             row["two_stage"] = isinstance(model, TwoStageFaceAnalyzer)
+            row["with_faces"] = isinstance(model, NsfwWithFaces)
             out[name] = row
         return out
 
@@ -113,6 +114,12 @@ class FamilyModels:
         adapter = self.adapters[model]
         if op == "classify":
             return lambda items: list(adapter.classify([it.payload for it in items]))
+        if op == "classify_faces":  # NudeNet's scores and its FACE_* boxes from the same batched pass
+            def with_faces(items: Sequence[Item]) -> list[Any]:
+                scores, boxes = adapter.classify_with_faces([it.payload for it in items])
+                return [[s, [[list(map(int, b)), float(c)] for b, c in bx]]
+                        for s, bx in zip(scores, boxes, strict=True)]
+            return with_faces
         if op == "analyze":
             return lambda items: [adapter.analyze(it.payload) for it in items]
         if op == "detect":

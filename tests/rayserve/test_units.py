@@ -246,3 +246,20 @@ def test_voice_clips_of_several_requests_share_one_embed_batch_and_a_bad_one_fai
     assert calls == [2, 1, 1]  # the failed batch was rerun item by item
     (segments,) = family.run([Item("fake", "speech", clips[0])])
     assert segments and all(0 <= a < b <= 2.0 + 1e-6 for a, b in segments)
+
+
+def test_nudenet_face_boxes_come_from_the_same_batched_pass() -> None:
+    pytest.importorskip("ray.serve")
+    import skimage.data
+
+    from classifiers.rayserve.worker import FamilyModels, Item
+
+    family = FamilyModels("nsfw", [{"adapter": "nudenet"}], 1.0)
+    assert family.describe()["nudenet"]["with_faces"] is True
+    image = np.ascontiguousarray(skimage.data.astronaut())
+    (pair,) = family.run([Item("nudenet", "classify_faces", image)])
+    scores, boxes = pair
+    direct_scores, direct_boxes = family.adapters["nudenet"].classify_with_faces([image])
+    assert scores == direct_scores[0] and len(boxes) == len(direct_boxes[0]) >= 1
+    x0, y0, x1, y1 = boxes[0][0]
+    assert 0 <= x0 < x1 <= image.shape[1] and 0 <= y0 < y1 <= image.shape[0]
