@@ -22,7 +22,8 @@ $PIP install -q "${PAIR[@]}"
 # --no-deps: invisible-watermark and insightface declare opencv-python (shares cv2/ with the
 # headless build); facenet-pytorch 2.6.0 pins torch<2.3 and numpy<2. Their real needs are listed
 # in the [insightface] / [extras] extras or already in the default dependencies.
-$PIP install -q --no-deps "invisible-watermark==0.2.0" "insightface==2.1" "facenet-pytorch==2.6.0"
+# resemblyzer: the default voice model (its encoder weights are in the wheel); --no-deps as in install.sh
+$PIP install -q --no-deps "invisible-watermark==0.2.0" "insightface==2.1" "facenet-pytorch==2.6.0" "resemblyzer==0.1.4"
 # pip then reports facenet-pytorch / insightface / invisible-watermark "requirements" as conflicts:
 # expected — those pins and opencv-python are exactly what the --no-deps installs leave out.
 $PIP install -q -e ".[dev,extras]" "${PAIR[@]}"
