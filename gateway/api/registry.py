@@ -114,6 +114,19 @@ async def erase_subject(subject_id: str, gw: GatewayDep, who: Registrar) -> dict
     return await _call(_registry(gw).erase, subject_id, who.key_id)
 
 
+def _notice_version(notice_version: str | None, request: str | None) -> str:
+    """The notice version of a face or voice enrolment: the form field, or `request` as JSON."""
+    notice = notice_version
+    if notice is None and request:
+        try:
+            notice = json.loads(request).get("notice_version")
+        except (ValueError, AttributeError) as exc:
+            raise BadInput("part `request` must be a JSON object") from exc
+    if not notice:
+        raise Invalid("notice_version is required: the version of the notice the person accepted")
+    return str(notice)
+
+
 @router.post("/v1/subjects/{subject_id}/faces", status_code=201)
 async def enroll(
     subject_id: str,
@@ -123,14 +136,7 @@ async def enroll(
     notice_version: str | None = Form(None, description="version of the notice/consent text accepted"),
     request: str | None = Form(None, description='alternatively JSON: {"notice_version": "..."}'),
 ) -> EnrolmentResult:
-    notice = notice_version
-    if notice is None and request:
-        try:
-            notice = json.loads(request).get("notice_version")
-        except (ValueError, AttributeError) as exc:
-            raise BadInput("part `request` must be a JSON object") from exc
-    if not notice:
-        raise Invalid("notice_version is required: the version of the notice the person accepted")
+    notice = _notice_version(notice_version, request)
     if not 1 <= len(media) <= MAX_ENROL_IMAGES:
         raise Invalid(
             f"enrolment takes 1 to {MAX_ENROL_IMAGES} images, got {len(media)}",
@@ -155,14 +161,7 @@ async def enroll_voice(
 ) -> VoiceEnrolmentResult:
     """Enrol the subject's voice (issue #18). 422 with `reason` no_speech | too_little_speech |
     multiple_speakers | clip_count when the clips cannot show one person's voice."""
-    notice = notice_version
-    if notice is None and request:
-        try:
-            notice = json.loads(request).get("notice_version")
-        except (ValueError, AttributeError) as exc:
-            raise BadInput("part `request` must be a JSON object") from exc
-    if not notice:
-        raise Invalid("notice_version is required: the version of the notice the person accepted")
+    notice = _notice_version(notice_version, request)
     if not 1 <= len(media) <= MAX_ENROL_IMAGES:
         raise Invalid(f"voice enrolment takes 1 to {MAX_ENROL_IMAGES} clips, got {len(media)}",
                       details={"reason": "clip_count"})
