@@ -34,6 +34,7 @@ from gateway.decision import (
 from gateway.media import DecodedImage
 from gateway.metrics import Metrics
 from gateway.pipeline.errors import ModelCallFailed
+from gateway.pipeline.face_facts import face_fact, query_threshold
 from gateway.pipeline.ports import Clock, ConsentLookup
 from gateway.pipeline.threads import in_thread
 from gateway.pipeline.voice import Track, voice_facts
@@ -251,37 +252,16 @@ class CheckStage:
             return (), []
         embeddings = [f.embedding for _, f in located if f.embedding is not None]
         matches: list[list[FaceMatch]] = []
-        threshold = rt.policy.consent.match_threshold
-        near = threshold - rt.policy.consent.near_match_margin  # the registry is asked down to here
+        consent = rt.policy.consent
         if embeddings:
             matrix = np.stack(embeddings).astype(np.float32)
+            near = query_threshold(consent)  # the registry is asked down to just under the threshold
             found = await self._call("consent", "registry",
                                      lambda: self.consent.match_faces(rt.face.info.name, matrix, near))
             matches = [[FaceMatch(m.subject_id, float(m.similarity)) for m in hits] for hits in found]
         matched = iter(matches)
-        identify_min = rt.policy.consent.identify_min_px
-        facts = []
-        for media_index, face in located:
-            bbox = face.bbox
-            if face.embedding is None:
-                why = face.unidentified or "the face analyzer could not embed it"
-                facts.append(FaceFact(media_index, bbox, float(face.det_score), (), unidentified=why))
-                continue
-            hits = next(matched)
-            sure = tuple(m for m in hits if m.similarity >= threshold)
-            fact = FaceFact(media_index, bbox, float(face.det_score), sure)
-            if not sure and hits:
-                # just under the threshold: as likely a different photo of an enrolled person as a
-                # look-alike (docs/faces.md) — never "nobody enrolled"; which subject is not recorded
-                best = max(m.similarity for m in hits)
-                fact = replace(fact, unidentified=f"similarity {best:.3f} to an enrolled subject is within "
-                               f"{rt.policy.consent.near_match_margin:g} of the match threshold {threshold:g}")
-            elif not fact.matches and fact.size_px < identify_min:
-                fact = replace(fact, unidentified=f"{fact.size_px} px is below the {identify_min} px needed to "
-                               "tell it is nobody enrolled")
-            elif not fact.matches and face.unidentified:
-                fact = replace(fact, unidentified=face.unidentified)
-            facts.append(fact)
+        facts = [face_fact(media_index, face, None if face.embedding is None else next(matched), consent)
+                 for media_index, face in located]
         return tuple(facts), embeddings
 
     async def _hash_hits(self, rt: PolicyRuntime, hashes_raw: list[list[str]]) -> tuple[HashHit, ...]:

@@ -25,6 +25,7 @@ from gateway.decision import (
     Verdict,
     VoiceFact,
 )
+from gateway.pipeline.face_facts import face_fact, query_threshold
 from gateway.pipeline.ports import Clock, ConsentLookup
 from gateway.pipeline.record import (
     ConsentState,
@@ -99,21 +100,24 @@ def match_batch(consent: ConsentLookup, rt: PolicyRuntime, facts: VideoFacts, fi
     new = facts.faces[acc.seen_faces:]
     acc.seen_faces = len(facts.faces)
     if new:
-        embeddings = [f.face.embedding for f in new]
-        if any(e is None for e in embeddings):
-            acc.failures.append(ModelFailure("faces", face_model, "the analyzer returned no embedding"))
-        else:
-            matches: list[list[FaceMatch]]
+        # a face seen but not embeddable is an `unidentified` fact with its time (the policy's
+        # `consent.unidentified` decides), not a model failure; the others are matched in one call
+        embedded = [f for f in new if f.face.embedding is not None]
+        hits: list[list[FaceMatch]] = []
+        if embedded:
             try:
-                matrix = np.stack([np.asarray(e, np.float32) for e in embeddings])
-                matches = consent.match_faces(face_model, matrix, rt.policy.consent.match_threshold)
+                matrix = np.stack([np.asarray(f.face.embedding, np.float32) for f in embedded])
+                found = consent.match_faces(face_model, matrix, query_threshold(rt.policy.consent))
+                hits = [[FaceMatch(m.subject_id, float(m.similarity)) for m in per_face] for per_face in found]
+                if len(hits) != len(embedded):
+                    raise ValueError(f"{len(hits)} answers for {len(embedded)} faces")
             except Exception as exc:  # noqa: BLE001 - the registry is down: fail closed
                 acc.failures.append(ModelFailure("consent", "registry", f"{type(exc).__name__}: {exc}"))
-                matches = [[] for _ in new]
-            for found, hits in zip(new, matches, strict=True):
-                matched = tuple(FaceMatch(m.subject_id, float(m.similarity)) for m in hits)
-                acc.faces.append(FaceFact(0, found.face.bbox, float(found.face.det_score), matched,
-                                          frame=found.frame, t=found.t))
+                hits = [[] for _ in embedded]
+        answers = iter(hits)
+        for seen in new:
+            per_face = None if seen.face.embedding is None else next(answers)
+            acc.faces.append(face_fact(0, seen.face, per_face, rt.policy.consent, frame=seen.frame, t=seen.t))
     hashes = [h for per_frame in facts.hashes[first:] for h in per_frame]
     if hashes:
         try:

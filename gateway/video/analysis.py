@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -94,7 +94,7 @@ def _rescale(face: DetectedFace, scale: float) -> DetectedFace:
     x0, y0, x1, y1 = face.bbox
     bbox = (round(x0 / scale), round(y0 / scale), round(x1 / scale), round(y1 / scale))
     landmarks = tuple((x / scale, y / scale) for x, y in face.landmarks)
-    return DetectedFace(bbox=bbox, det_score=face.det_score, landmarks=landmarks, embedding=face.embedding)
+    return replace(face, bbox=bbox, landmarks=landmarks)  # keeps the embedding and `unidentified`
 
 
 TRACK_IOU = 0.5  # a face continues a track when its box overlaps the track's last box this much
@@ -148,6 +148,7 @@ class _Track:
     look: np.ndarray
     embedding: np.ndarray | None
     embedded_at: int  # sample number of its last fresh embedding
+    unidentified: str | None = None  # why the analyzer could not identify it, as of that embedding
 
 
 class FaceTracker:
@@ -195,12 +196,11 @@ class FaceTracker:
             if track is None:
                 face = next(embedded)
                 self.embedded += 1
-                tracks.append(_Track(face.bbox, look, face.embedding, self.sample_no))
+                tracks.append(_Track(face.bbox, look, face.embedding, self.sample_no, face.unidentified))
             else:
-                face = DetectedFace(bbox=face.bbox, det_score=face.det_score, landmarks=face.landmarks,
-                                    embedding=track.embedding)
+                face = replace(face, embedding=track.embedding, unidentified=face.unidentified or track.unidentified)
                 self.reused += 1
-                tracks.append(_Track(face.bbox, look, track.embedding, track.embedded_at))
+                tracks.append(_Track(face.bbox, look, track.embedding, track.embedded_at, face.unidentified))
             out.append(face)
         self.tracks = tracks
         return out
