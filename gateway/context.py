@@ -256,6 +256,6 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
         models=registry_models, pool=pool, policies=policies, audit=audit, registry=registry, consent=consent,
         provenance=provenance, limits=limits, pipeline=pipeline,
         proxy=proxy,
-        jobs=open_jobs(settings, engine, pipeline.video, audit),
+        jobs=open_jobs(settings, engine, pipeline.video, audit, audio=pipeline.audio),
         serve_client=serve_client,
     )

@@ -1,10 +1,12 @@
-"""Why: video is too slow for a request/response cycle. `POST /v1/jobs` takes the same multipart
-as /v1/release (`request.action` = release (default) or check, optional `request.webhook_url`),
+"""Why: video — and long audio — is too slow for a request/response cycle. `POST /v1/jobs` takes
+the same multipart as /v1/release (`request.action` = release (default) or check, optional
+`request.webhook_url`) with one video or one audio file (WAV, FLAC, MP3, Ogg, M4A: issue #18),
 checks the upload at once (type, size, duration, that it decodes: 400/413/415 now, not a failed
 job later) and answers 202 with a job id; `GET /v1/jobs/{id}` reports state, stage and progress
 and, when done, the decision (caller's view); `GET /v1/jobs/{id}/result` returns the marked,
-signed MP4 on allow, 403 with the decision on deny/review, and 409 while the job is not done.
-Jobs are visible only to the tenant that made them.
+signed file on allow (an MP4 for videos; audio in the type it came in, Ogg as FLAC), 403 with the
+decision on deny/review, and 409 while the job is not done. Jobs are visible only to the tenant
+that made them.
 
 The router's lifespan starts the job workers once the gateway is up (and resumes or fails jobs
 a previous run left behind) and stops them, handing running jobs back to the queue, on shutdown.
@@ -29,8 +31,11 @@ from gateway.api.denials import denial_response
 from gateway.api.deps import GatewayDep, Generator, LimitedGenerator
 from gateway.api.forms import parse_request_part, refuse_unread_parts, require_media
 from gateway.apikeys import require_use
+from gateway.audio.intake import probe_audio, sniff_audio
 from gateway.errors import Conflict, NotFound, TooLarge, UnsupportedMedia
 from gateway.jobs.webhook import check_webhook_url
+from gateway.pipeline.audio_job import AUDIO_SUFFIX, job_audio_limits
+from gateway.pipeline.audio_release import RELEASE_TYPE
 from gateway.pipeline.record import caller_view
 from gateway.pipeline.video import probe
 from gateway.video.intake import sniff_video
@@ -72,7 +77,7 @@ async def _spool(upload: UploadFile, dst: Path, limit: int) -> int:
         while chunk := await upload.read(1 << 20):
             size += len(chunk)
             if size > limit:
-                raise TooLarge(f"the video is larger than the limit of {limit} bytes",
+                raise TooLarge(f"the upload is larger than the limit of {limit} bytes for a job",
                                code="video_too_large")
             await run_in_threadpool(out.write, chunk)
     return size
@@ -80,15 +85,16 @@ async def _spool(upload: UploadFile, dst: Path, limit: int) -> int:
 
 @router.post("", status_code=202, responses={
     202: {"description": "queued: {job_id, state, status_url, result_url}"},
-    400: {"description": "the video does not decode"}, 413: {"description": "too large or too long"},
-    415: {"description": "not an MP4, MOV or WebM video"}})
+    400: {"description": "the video or audio does not decode"}, 413: {"description": "too large or too long"},
+    415: {"description": "not an MP4, MOV or WebM video, nor a WAV, FLAC, MP3, Ogg or M4A audio file"}})
 async def submit(
     gw: GatewayDep,
     principal: LimitedGenerator,
     http: Request,
     request: Annotated[str, Form(description="JSON: {use, action?: release|check, stage?, prompt?, "
                                              "end_user?, metadata?, webhook_url?}")],
-    media: Annotated[list[UploadFile] | None, File(description="exactly one video (MP4, MOV or WebM)")] = None,
+    media: Annotated[list[UploadFile] | None, File(description="exactly one video (MP4, MOV or WebM) or audio "
+                                                                "file (WAV, FLAC, MP3, Ogg, M4A)")] = None,
 ) -> JSONResponse:
     await refuse_unread_parts(http)
     body = parse_request_part(request, default_stage="output")
@@ -108,11 +114,15 @@ async def submit(
         upload = folder / "upload"
         await _spool(media[0], upload, settings.max_bytes)
         head = await run_in_threadpool(_head, upload)
-        if sniff_video(head) is None:
-            raise UnsupportedMedia("jobs take videos (MP4, MOV or WebM); send images to /v1/check or "
-                                   "/v1/release")
-        info = await run_in_threadpool(probe, upload, settings)
-        job = await run_in_threadpool(service.submit, principal, body, upload, info.mime)
+        mime: str
+        if sniff_audio(head) is not None:  # first: M4A is ISO-BMFF like MP4 video
+            mime = (await run_in_threadpool(probe_audio, upload, job_audio_limits(settings))).mime
+        elif sniff_video(head) is not None:
+            mime = (await run_in_threadpool(probe, upload, settings)).mime
+        else:
+            raise UnsupportedMedia("jobs take videos (MP4, MOV or WebM) and audio (WAV, FLAC, MP3, Ogg, M4A); "
+                                   "send images to /v1/check or /v1/release")
+        job = await run_in_threadpool(service.submit, principal, body, upload, mime)
     finally:
         await run_in_threadpool(shutil.rmtree, folder, True)
     view = service.view(job, principal)
@@ -123,7 +133,7 @@ async def submit(
 
 def _head(path: Path) -> bytes:
     with open(path, "rb") as fh:
-        return fh.read(4096)
+        return fh.read(1 << 16)  # an MP3's ID3 tag may be long; what follows it says whether it is FLAC
 
 
 @router.get("/{job_id}")
@@ -134,8 +144,10 @@ async def status(job_id: str, gw: GatewayDep, principal: Generator) -> dict[str,
 
 
 @router.get("/{job_id}/result", response_class=Response, responses={
-    200: {"content": {"video/mp4": {}, "application/json": {}},
-          "description": "release: the marked, signed MP4; check: the decision record"},
+    200: {"content": {"video/mp4": {}, "audio/wav": {}, "audio/flac": {}, "audio/mpeg": {}, "audio/mp4": {},
+                      "application/json": {}},
+          "description": "release: the marked, signed MP4 (video) or audio file (in its own type; Ogg as "
+                         "FLAC); check: the decision record"},
     403: {"description": "policy_denied or review_required, with the decision record"},
     409: {"description": "the job is not done (queued, running or failed)"}})
 async def result(job_id: str, gw: GatewayDep, principal: Generator) -> Response:
@@ -160,7 +172,9 @@ async def result(job_id: str, gw: GatewayDep, principal: Generator) -> Response:
     chunks = await run_in_threadpool(service.files.stream, job.result_key) if job.result_key else None
     if chunks is None or size is None:
         raise NotFound(f"the result of job {job_id} is no longer stored", code="result_expired")
+    media_type = RELEASE_TYPE.get(job.input_type or "", "video/mp4")
+    suffix = AUDIO_SUFFIX.get(media_type, "mp4")
     headers = {"X-Decision-Id": record["decision_id"], "X-Decision": record["decision"],
                "X-Audit-Index": str(record["audit"]["index"]), "Content-Length": str(size),
-               "Content-Disposition": f'attachment; filename="{job_id}.mp4"'}
-    return StreamingResponse(chunks, media_type="video/mp4", headers=headers)
+               "Content-Disposition": f'attachment; filename="{job_id}.{suffix}"'}
+    return StreamingResponse(chunks, media_type=media_type, headers=headers)

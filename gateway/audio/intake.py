@@ -31,10 +31,12 @@ __all__ = [
     "VOICE_RATE",
     "AudioLimits",
     "AudioMime",
+    "AudioProbe",
     "DecodedAudio",
     "decode_audio",
     "decode_native",
     "decode_soundtrack",
+    "probe_audio",
     "sniff_audio",
 ]
 
@@ -173,7 +175,10 @@ def decode_soundtrack(path: str | os.PathLike[str], limits: AudioLimits | None =
     return DecodedAudio(h.hexdigest(), "soundtrack", codec, rate, channels, len(samples) / VOICE_RATE, samples)
 
 
-def _decode(container: Any, mime: str | None, limits: AudioLimits, what: str) -> tuple[str, int, int, np.ndarray]:
+def _header(container: Any, mime: str | None, limits: AudioLimits, what: str) -> tuple[Any, str, int, int,
+                                                                                    float | None]:
+    """The first audio stream, its codec, rate and channels, and its declared duration, checked
+    against `limits` before anything is decoded."""
     with _decode_errors(what):
         if not container.streams.audio:
             raise BadInput(f"the {what} holds no audio stream", code="corrupt_audio")
@@ -194,6 +199,53 @@ def _decode(container: Any, mime: str | None, limits: AudioLimits, what: str) ->
     if declared is not None and declared > limits.max_seconds:
         raise TooLarge(f"the {what} lasts {declared:.1f} s; the limit is {limits.max_seconds:g} s",
                        code="audio_too_large")
+    return stream, codec, rate, channels, declared
+
+
+@dataclass(frozen=True)
+class AudioProbe:
+    """What `probe_audio` read from an audio file's headers (and its first second of samples)."""
+
+    mime: AudioMime
+    codec: str
+    sample_rate: int
+    channels: int
+    declared_s: float | None
+
+
+def probe_audio(path: str | os.PathLike[str], limits: AudioLimits | None = None) -> AudioProbe:
+    """Check an uploaded audio file without decoding all of it (an audio job's intake, answered
+    before the job is queued): bytes, container, codec, sample rate, channels and declared duration
+    against `limits`, and that its first second decodes. The job decodes it whole, under the same
+    limits, and fails with the same codes if a later part is broken."""
+    limits = limits or AudioLimits()
+    size = os.path.getsize(path)
+    if size == 0:
+        raise BadInput("the upload is empty (0 bytes)", code="empty_media")
+    if size > limits.max_bytes:
+        raise TooLarge(f"the audio is {size} bytes; the limit is {limits.max_bytes}", code="audio_too_large")
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    mime = sniff_audio(head)
+    if mime is None:
+        raise UnsupportedMedia("the upload is not a WAV, FLAC, MP3, Ogg or M4A audio file", code="unsupported_audio")
+    with _decode_errors("audio"):
+        container = av.open(os.fspath(path), "r", format=_DEMUXER[mime], metadata_errors="ignore")
+    with container:
+        stream, codec, rate, channels, declared = _header(container, mime, limits, "audio")
+        got = 0
+        with _decode_errors("audio"):
+            for frame in container.decode(stream):
+                got += frame.samples
+                if got >= rate:
+                    break
+    if got == 0:
+        raise BadInput("the audio holds no decodable samples", code="corrupt_audio")
+    return AudioProbe(mime, codec, rate, channels, declared)
+
+
+def _decode(container: Any, mime: str | None, limits: AudioLimits, what: str) -> tuple[str, int, int, np.ndarray]:
+    stream, codec, rate, channels, _ = _header(container, mime, limits, what)
     max_samples = int(limits.max_seconds * VOICE_RATE) + VOICE_RATE // 4  # slack for resampler rounding
     chunks: list[np.ndarray] = []
     total = 0

@@ -5,8 +5,8 @@ talk to a running gateway (`--url`, `--api-key`; env CONSENTGATE_URL, CONSENTGAT
     consentgate release FILE [--out PATH] [--use U]              the marked, signed file
     consentgate provenance verify FILE                           C2PA, watermark, decision
 
-Images go through /v1/check and /v1/release. Videos (sniffed from the bytes) go through
-/v1/jobs with a progress bar fed by `GET /v1/jobs/{id}`, so any size works. Exit codes: 0 the
+Images go through /v1/check and /v1/release. Videos and audio (sniffed from the bytes) go through
+/v1/jobs with a progress bar fed by `GET /v1/jobs/{id}`, so any size or length works. Exit codes: 0 the
 decision allows, 1 it denies or sends to review, 2 the gateway refused the request (bad input,
 auth, limits) or could not be reached. `provenance verify`: 0 found and valid, 1 invalid, 2 nothing
 found, 3 the gateway refused the request or could not be reached (docs/cli.md).
@@ -47,6 +47,22 @@ def _is_video(data: bytes) -> bool:
 
     kind = sniff(data[:4096])
     return kind is not None and kind.startswith("video/")
+
+
+def _is_audio(data: bytes) -> bool:
+    from gateway.audio.intake import sniff_audio
+
+    return sniff_audio(data[:1 << 16]) is not None
+
+
+def _via_jobs(data: bytes) -> bool:
+    """Videos and audio go through /v1/jobs (no request deadline, a progress bar); images do not."""
+    return _is_audio(data) or _is_video(data)
+
+
+# the file name suffix of a job's result, by its type (videos: MP4; audio: its own type, Ogg as FLAC)
+_SUFFIX = {"video/mp4": ".mp4", "audio/wav": ".wav", "audio/flac": ".flac", "audio/mpeg": ".mp3",
+           "audio/mp4": ".m4a"}
 
 
 def _request(**fields: Any) -> str:
@@ -125,7 +141,7 @@ def register(app: typer.Typer, client_factory: ClientFactory = default_client) -
 
     @app.command("check")
     def check(
-        file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="An image or a video.")],
+        file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="An image, a video or audio.")],
         use: Use = "txt2img",
         stage: Annotated[str, typer.Option("--stage", help="input or output.")] = "output",
         prompt: Prompt = None,
@@ -140,7 +156,7 @@ def register(app: typer.Typer, client_factory: ClientFactory = default_client) -
         try:
             with client_factory(url) as http:
                 session = _Session(http, api_key)
-                if _is_video(data):
+                if _via_jobs(data):
                     record = session.run_job(data, request, quiet)["decision"]
                 else:
                     record = session.post_media("/v1/check", data, request).json()
@@ -151,7 +167,7 @@ def register(app: typer.Typer, client_factory: ClientFactory = default_client) -
 
     @app.command("release")
     def release(
-        file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="An image or a video.")],
+        file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="An image, a video or audio.")],
         out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the result.")] = None,
         use: Use = "txt2img",
         prompt: Prompt = None,
@@ -160,19 +176,21 @@ def register(app: typer.Typer, client_factory: ClientFactory = default_client) -
         api_key: ApiKey = "",
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
-        """Release FILE: write the marked, signed file (videos come back as MP4)."""
+        """Release FILE: write the marked, signed file (videos come back as MP4; audio in its own type,
+        Ogg as FLAC)."""
         data = file.read_bytes()
         request = _request(use=use, stage="output", prompt=prompt, end_user=end_user, action="release")
         try:
             with client_factory(url) as http:
                 session = _Session(http, api_key)
-                if _is_video(data):
+                if _via_jobs(data):
                     status = session.run_job(data, request, quiet)
                     record = status["decision"]
                     if record["decision"] != "allow":
                         _exit_for(record)
                     response = session.call("GET", f"/v1/jobs/{status['job_id']}/result")
-                    target = out or file.with_name(f"{file.stem}.released.mp4")
+                    kind = response.headers.get("content-type", "video/mp4").split(";")[0].strip()
+                    target = out or file.with_name(f"{file.stem}.released{_SUFFIX.get(kind, file.suffix)}")
                 else:
                     response = session.post_media("/v1/release", data, request)
                     record = {"decision": response.headers["x-decision"],

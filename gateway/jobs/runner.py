@@ -1,11 +1,13 @@
-"""Why: video work takes seconds to minutes, so it runs outside the request, in a bounded pool
-per replica (1–2 worker threads: a video pass already keeps two cores busy), taking jobs from the
-shared database so that any replica can run any job and no two run the same one.
+"""Why: video work (and long audio) takes seconds to minutes, so it runs outside the request, in a
+bounded pool per replica (1–2 worker threads: a video pass already keeps two cores busy), taking
+jobs from the shared database so that any replica can run any job and no two run the same one.
 
 Each worker loops: claim the oldest queued job (`JobStore.claim`, compare-and-swap), run the
-video pipeline, store the result, finish the row, call the webhook. A keeper thread renews the
-leases of running jobs, sweeps jobs whose owner died (lease expired → queued again, or failed
-with a reason after `max_attempts` interruptions) and deletes expired jobs and their files.
+pipeline's video path — or its audio path (`gateway.pipeline.audio_job`) when the upload is audio
+(the job's `input_type` is `audio/...`) —, store the result, finish the row, call the webhook.
+A keeper thread renews the leases of running jobs, sweeps jobs whose owner died (lease expired →
+queued again, or failed with a reason after `max_attempts` interruptions) and deletes expired jobs
+and their files.
 
 Exactly one audit entry per job: before the audit append the worker stores the result file and
 notes the decision id on the row (`plan_decision`). A worker that finds a planned decision id
@@ -39,6 +41,7 @@ from gateway.errors import GatewayError
 from gateway.jobs.storage import JobFiles
 from gateway.jobs.store import Job, JobStore
 from gateway.jobs.webhook import Resolver, resolve_host, send_webhook
+from gateway.pipeline.audio_job import AudioFlow
 from gateway.pipeline.record import DecisionRecord
 from gateway.pipeline.request import CheckRequest
 from gateway.pipeline.video import VideoFlow, VideoHooks, VideoRun
@@ -54,8 +57,9 @@ def input_key(job_id: str) -> str:
     return f"{job_id}.in"
 
 
-def result_key(job_id: str) -> str:
-    return f"{job_id}.mp4"
+def result_key(job_id: str, suffix: str = "mp4") -> str:
+    """Where a job's released file is stored: `<id>.mp4` for videos, `<id>.<wav|flac|mp3|m4a>` for audio."""
+    return f"{job_id}.{suffix}"
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,7 @@ class _Handle:
 class JobRunner:
     """The workers and the keeper of one replica. `videos` is the pipeline's video path; `audit`
     is read to recover a job whose decision may already be recorded; `work_root` holds the
-    per-job scratch folders."""
+    per-job scratch folders; `audio` is the pipeline's audio path (None: audio jobs fail with a reason)."""
 
     videos: VideoFlow
     audit: AuditLog
@@ -117,6 +121,7 @@ class JobRunner:
     webhook_transport: httpx.BaseTransport | None = None
     webhook_resolve: Resolver = resolve_host  # tests resolve names without DNS
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")
+    audio: AudioFlow | None = None
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -154,7 +159,7 @@ class JobRunner:
     def restarted(self) -> JobRunner:
         """A fresh runner on the same parts (a stopped runner never starts again)."""
         return JobRunner(self.videos, self.audit, self.store, self.files, self.config, self.work_root,
-                         self.webhook_transport, self.webhook_resolve)
+                         self.webhook_transport, self.webhook_resolve, audio=self.audio)
 
     @property
     def running(self) -> list[str]:
@@ -237,7 +242,11 @@ class JobRunner:
     def _run(self, job: Job, handle: _Handle, work: Path) -> None:
         src = self.files.materialise(job.input_key, work) if job.input_key else None
         if src is None:
-            self._fail(job, "input_missing", "the uploaded video is no longer stored; resubmit it")
+            self._fail(job, "input_missing", "the upload is no longer stored; resubmit it")
+            return
+        is_audio = (job.input_type or "").startswith("audio/")
+        if is_audio and self.audio is None:
+            self._fail(job, "audio_jobs_unavailable", "this gateway runs no audio jobs; nothing was released")
             return
         body = CheckRequest.model_validate_json(job.request)
         action: Literal["check", "release"] = "release" if job.action == "release" else "check"
@@ -247,8 +256,9 @@ class JobRunner:
 
         def before_append(record: DecisionRecord, output: Path | None) -> None:
             if output is not None:
-                self.files.put_file(result_key(job.id), output)
-                stored["key"] = result_key(job.id)
+                key = result_key(job.id, output.suffix.lstrip(".") if is_audio else "mp4")
+                self.files.put_file(key, output)
+                stored["key"] = key
             if handle.lost or not self.store.plan_decision(job.id, self.owner, record.decision_id,
                                                            stored["key"]):
                 handle.lost = True
@@ -257,8 +267,12 @@ class JobRunner:
         hooks = VideoHooks(progress=lambda stage, fraction: self._progress(handle, stage, fraction),
                            should_stop=lambda: self._stop.is_set() or handle.lost,
                            before_append=before_append)
-        outcome = asyncio.run(self.videos.run(run, hooks))
-        if not self.store.finish(job.id, self.owner, record=outcome.record.to_dict(), result_key=stored["key"]):
+        if is_audio:
+            assert self.audio is not None
+            record = asyncio.run(self.audio.run(run, hooks)).record
+        else:
+            record = asyncio.run(self.videos.run(run, hooks)).record
+        if not self.store.finish(job.id, self.owner, record=record.to_dict(), result_key=stored["key"]):
             log.warning("job %s: decided, but the lease was lost before it was marked done", job.id)
             return
         self._after(job.id)
@@ -282,7 +296,7 @@ class JobRunner:
         if found["decision"] == "allow" and job.action == "release" and (
                 not job.result_key or self.files.size(job.result_key) is None):
             self._fail(job, "result_lost", "the decision was recorded but the released file was not stored; "
-                       f"resubmit the video (decision {job.planned_decision_id})")
+                       f"resubmit the upload (decision {job.planned_decision_id})")
             return True
         if self.store.finish(job.id, self.owner, record=found, result_key=job.result_key):
             self._after(job.id)

@@ -24,6 +24,7 @@ from gateway.errors import NotFound, RateLimited, TooLarge
 from gateway.jobs.runner import JobConfig, JobRunner, input_key
 from gateway.jobs.storage import JobFiles, open_job_files
 from gateway.jobs.store import Job, JobStore
+from gateway.pipeline.audio_job import AudioFlow
 from gateway.pipeline.record import caller_view
 from gateway.pipeline.request import CheckRequest
 from gateway.pipeline.video import VideoFlow
@@ -56,7 +57,7 @@ class JobService:
                               code="too_many_jobs", headers={"Retry-After": "5"})
         incoming = upload.stat().st_size
         if stored + incoming > self.config.max_bytes_per_tenant:
-            raise TooLarge(f"this tenant's queued videos would take {stored + incoming} bytes (the cap is "
+            raise TooLarge(f"this tenant's queued uploads would take {stored + incoming} bytes (the cap is "
                            f"{self.config.max_bytes_per_tenant})", code="tenant_storage_full")
         job_id = secrets.token_hex(16)
         size = self.files.put_file(input_key(job_id), upload)
@@ -117,13 +118,14 @@ class JobService:
         self.runner.stop(timeout)
 
 
-def open_jobs(settings: Settings, engine: Engine, videos: VideoFlow, audit: AuditLog) -> JobService:
-    """The job service of one gateway (workers not started: `start()`)."""
+def open_jobs(settings: Settings, engine: Engine, videos: VideoFlow, audit: AuditLog, *,
+              audio: AudioFlow | None = None) -> JobService:
+    """The job service of one gateway (workers not started: `start()`); without `audio`, audio jobs fail."""
     config = JobConfig.from_settings(settings)
     store = JobStore(engine, clock=_now)
     files = open_job_files(config.storage, data_dir=settings.data_dir, engine=engine,
                            database_url=settings.resolved_database_url)
-    runner = JobRunner(videos, audit, store, files, config, settings.data_dir / "jobs" / "work")
+    runner = JobRunner(videos, audit, store, files, config, settings.data_dir / "jobs" / "work", audio=audio)
     return JobService(store, files, runner, config, settings.operator_tenant)
 
 

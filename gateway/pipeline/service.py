@@ -2,7 +2,8 @@
 policy's checks, decide, carry out the obligations (redact, mark, sign), append the record to the
 audit log *before* anything is answered or released. `Pipeline` is the one place that orders that,
 for images and videos alike; the HTTP routers only parse, call it and map the answer, the proxy
-(`gateway.pipeline.proxy`) wraps it around an upstream call, the job runner drives its video path.
+(`gateway.pipeline.proxy`) wraps it around an upstream call, the job runner drives its video and
+audio paths (`video`, `audio`).
 
     decode ─► check (models, registry) ─► decide ─► [release: redact → mark → sign] ─► append ─► answer
 
@@ -18,6 +19,7 @@ from gateway.apikeys import Principal, require_use
 from gateway.audio.intake import DecodedAudio
 from gateway.errors import Invalid
 from gateway.media import DecodedImage
+from gateway.pipeline.audio_job import AudioFlow
 from gateway.pipeline.audio_release import release_audio
 from gateway.pipeline.check import CheckInput, CheckResult, CheckStage
 from gateway.pipeline.ports import Clock, PipelineConfig, PipelinePorts
@@ -59,6 +61,7 @@ class Pipeline:
                                   model_timeout_s=config.model_timeout_s,
                                   check_deadline_s=config.check_deadline_s)
         self.video = VideoFlow(ports, config, self.checker)
+        self.audio = AudioFlow(ports, config, self.checker)  # audio jobs (issue #18)
 
     # Tests and replays swap the clock and the model timeout on a live pipeline.
     @property

@@ -9,6 +9,10 @@ stretch shorter than `MIN_SPEECH_S` in all is recorded as `unidentified` (too li
 who it is; not ruled on, like a face below the policy's `min_face_px`). Every model and registry
 call runs through the check stage's guarded call (off the event loop, under the model timeout);
 a failure is a `ModelFailure` fact, so the decision fails closed.
+
+Long audio (an audio job, `gateway.pipeline.audio_job`) is embedded and matched in batches of
+`batch_windows` windows, each batch under its own timeout (the model timeout plus 0.5 s per second
+of the batch's audio), with `progress(fraction)` after each: no single call grows with the clip.
 """
 
 from __future__ import annotations
@@ -68,9 +72,19 @@ def speech_windows(segments: Sequence[SpeechSegment], *, window_s: float = WINDO
     return windows
 
 
-async def voice_facts(call: Call, consent: ConsentLookup, rt: PolicyRuntime,
-                      tracks: Sequence[Track]) -> tuple[tuple[VoiceFact, ...], list[ModelFailure]]:
-    """The voices heard in `tracks`, matched against the registry (threshold from the policy)."""
+Progress = Callable[[float], None]
+
+
+def _no_progress(fraction: float) -> None:
+    return None
+
+
+async def voice_facts(call: Call, consent: ConsentLookup, rt: PolicyRuntime, tracks: Sequence[Track], *,
+                      batch_windows: int | None = None,
+                      progress: Progress = _no_progress) -> tuple[tuple[VoiceFact, ...], list[ModelFailure]]:
+    """The voices heard in `tracks`, matched against the registry (threshold from the policy).
+    `batch_windows`: embed and match at most this many windows per model call (None: all in one);
+    `progress(fraction)` is called after voice activity and after each batch (it may raise to stop)."""
     if not tracks:
         return (), []
     voice = rt.voice
@@ -79,7 +93,7 @@ async def voice_facts(call: Call, consent: ConsentLookup, rt: PolicyRuntime,
                                  "null) but the request carries audio: it cannot be checked")]
     model: VoiceEmbedder = voice
     try:
-        return await _facts(call, consent, rt, model, tracks), []
+        return await _facts(call, consent, rt, model, tracks, batch_windows, progress), []
     except ModelCallFailed as failed:
         return (), [failed.failure]
 
@@ -91,7 +105,7 @@ def _scaled(call: Call, seconds: float) -> float | None:
 
 
 async def _facts(call: Call, consent: ConsentLookup, rt: PolicyRuntime, model: VoiceEmbedder,
-                 tracks: Sequence[Track]) -> tuple[VoiceFact, ...]:
+                 tracks: Sequence[Track], batch_windows: int | None, progress: Progress) -> tuple[VoiceFact, ...]:
     rate = model.sample_rate
     spec = rt.policy.consent.voice_model
     seconds = sum(len(t.samples) for t in tracks) / rate
@@ -101,20 +115,29 @@ async def _facts(call: Call, consent: ConsentLookup, rt: PolicyRuntime, model: V
     clips: list[np.ndarray] = []
     for track in tracks:
         segments: list[SpeechSegment] = await call("voices", model.info.name,
-                                                   functools.partial(model.speech, track.samples), timeout)
+                                                   functools.partial(model.speech, track.samples),
+                                                   timeout or _scaled(call, len(track.samples) / rate / 10))
         samples = track.samples
         for start, end, identifiable in speech_windows(segments):
             located.append((track.media_index, start, end, identifiable))
             if identifiable:
                 clips.append(samples[int(start * rate): int(end * rate)])
+    progress(0.1)
     matches: list[list[FaceMatch]] = []
-    if clips:
-        matrix = await call("voices", model.info.name, lambda: model.embed(clips),
-                            timeout or _scaled(call, seconds))
-        threshold = rt.policy.consent.voice_match_threshold
-        found = await call("consent", "registry",
-                           lambda: consent.match_voices(model.info.name, np.asarray(matrix, np.float32), threshold))
-        matches = [[FaceMatch(m.subject_id, float(m.similarity)) for m in hits] for hits in found]
+    threshold = rt.policy.consent.voice_match_threshold
+    size = max(1, batch_windows or len(clips) or 1)
+    total = sum(len(c) for c in clips) or 1
+    done = 0
+    for first in range(0, len(clips), size):
+        batch = clips[first: first + size]
+        batch_s = sum(len(c) for c in batch) / rate
+        limit = timeout or _scaled(call, seconds if batch_windows is None else batch_s)
+        matrix = await call("voices", model.info.name, functools.partial(model.embed, batch), limit)
+        found = await call("consent", "registry", functools.partial(
+            consent.match_voices, model.info.name, np.asarray(matrix, np.float32), threshold))
+        matches += [[FaceMatch(m.subject_id, float(m.similarity)) for m in hits] for hits in found]
+        done += sum(len(c) for c in batch)
+        progress(0.1 + 0.9 * done / total)
     matched = iter(matches)
     facts = []
     for media_index, start, end, identifiable in located:
@@ -123,4 +146,5 @@ async def _facts(call: Call, consent: ConsentLookup, rt: PolicyRuntime, model: V
                                    f"too little to identify (under {MIN_SPEECH_S:g} s)"))
         else:
             facts.append(VoiceFact(media_index, start, end, tuple(next(matched))))
+    progress(1.0)
     return tuple(facts)

@@ -11,7 +11,7 @@ import pytest
 
 from classifiers import fake_voice_samples
 from gateway.audio.encode import FORMATS, encode_audio
-from gateway.audio.intake import AudioLimits, decode_audio, decode_soundtrack, sniff_audio
+from gateway.audio.intake import AudioLimits, decode_audio, decode_soundtrack, probe_audio, sniff_audio
 from gateway.errors import BadInput, TooLarge, UnsupportedMedia
 
 
@@ -72,6 +72,32 @@ def test_limits_are_checked_before_decoding() -> None:
     low = encode_audio(fake_voice_samples(1, 1.0, rate=4000), 4000, "audio/wav")
     with pytest.raises(UnsupportedMedia, match="sample rate 4000"):
         decode_audio(low)
+
+
+def test_probe_checks_the_headers_and_the_first_second_only(tmp_path: object) -> None:
+    """An audio job's intake (`probe_audio`): the same refusals as decoding, read from the headers; a
+    file whose headers and first second decode passes (the job decodes the rest)."""
+    from pathlib import Path
+
+    root = Path(str(tmp_path))
+    path = root / "ok.flac"
+    path.write_bytes(encode_audio(fake_voice_samples(1, 3.0), 16_000, "audio/flac", channels=2))
+    probe = probe_audio(path)
+    assert (probe.mime, probe.codec, probe.sample_rate, probe.channels) == ("audio/flac", "flac", 16_000, 2)
+    assert probe.declared_s is not None and abs(probe.declared_s - 3.0) < 0.05
+    with pytest.raises(TooLarge, match="lasts 3.0 s"):
+        probe_audio(path, AudioLimits(max_seconds=2.0))
+    with pytest.raises(TooLarge, match="2 channels"):
+        probe_audio(path, AudioLimits(max_channels=1))
+    with pytest.raises(TooLarge, match="bytes"):
+        probe_audio(path, AudioLimits(max_bytes=100))
+    (root / "noise.bin").write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(UnsupportedMedia):
+        probe_audio(root / "noise.bin")
+    (root / "header.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt " + bytes(64))
+    with pytest.raises(BadInput) as info:
+        probe_audio(root / "header.wav")
+    assert info.value.code == "corrupt_audio"
 
 
 def test_a_header_that_lies_about_duration_is_caught_while_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
