@@ -2,7 +2,9 @@
 HTTP against a running server (started here, default policy, real models) on a 512² and a 1024²
 image, versus the same models called directly in one process on the same decoded image, and
 prints both medians and the ratio (goal <= 1.10). First it prints the per-model and per-stage split
-in process (#21.3): today's single-scale face path, the full-coverage path and their raw floor.
+in process (#21.3): today's single-scale face path, the full-coverage path and their raw floor, and the
+face embedding alone — dlib's own ResNet beside the same weights on the faster engine
+(`classifiers/dlib_resnet.py`) — then the whole check with dlib's embedding and with the engine.
 
     .venv/bin/python bench/check_overhead.py [--n 30] [--url URL --api-key KEY] [--split-only]
 """
@@ -123,8 +125,12 @@ def split(n: int) -> None:
     reg = builtin_registry()
     opennsfw, nudenet = reg.create("nsfw", "opennsfw", {}), reg.create("nsfw", "nudenet", {})
     hasher = reg.create("hash", "pdq", {})
-    full, single = DlibFaceAnalyzer(), DlibFaceAnalyzer({"min_face_px": 0})
-    new_pipe, old_pipe = pipeline("{}"), pipeline("{min_face_px: 0}")
+    # "today" and the full-coverage lines keep dlib's own embedding, as they measured before the engine
+    full = DlibFaceAnalyzer({"embed_engine": "dlib"})
+    single = DlibFaceAnalyzer({"min_face_px": 0, "embed_engine": "dlib"})
+    engines = {t: DlibFaceAnalyzer({"threads": t}) for t in (1, 2)}
+    new_pipe, old_pipe = pipeline("{}"), pipeline("{min_face_px: 0, embed_engine: dlib}")
+    dlib_pipe = pipeline("{embed_engine: dlib}")  # full coverage + dlib's embedding: main before the engine
     who = Principal("bench", "bench", "generator")
     req = CheckRequest(stage="output", use="txt2img")
     print("per-model / per-stage split (in process, median ms; output/txt2img of the default policy)")
@@ -141,16 +147,31 @@ def split(n: int) -> None:
             "dlib detect full coverage": median_ms(functools.partial(full.detect, img.rgb), n),
             f"dlib landmarks+embed ({len(faces)} face)": median_ms(functools.partial(full.embed, img.rgb, faces), n),
         }
-        for name, ms in parts.items():
+        engine = engines[1].embed_engine
+        extra = {
+            f"landmarks+chip only ({len(faces)} face)":
+                median_ms(functools.partial(engines[1]._chips, img.rgb, faces), n),
+            **{f"landmarks+embed {engine} {t} thr ({len(faces)} face)":
+               median_ms(functools.partial(a.embed, img.rgb, faces), n) for t, a in engines.items()},
+        }
+        for name, ms in (parts | extra).items():
             print(f"  {size}² {name:<36} {ms:8.1f} ms")
-        floor = sum(v for k, v in parts.items() if "today" not in k)
+        dlib_embed, new_embed = parts[f"dlib landmarks+embed ({len(faces)} face)"], extra[
+            f"landmarks+embed {engine} 2 thr ({len(faces)} face)"]
+        print(f"  {size}² embedding alone: dlib {dlib_embed:6.1f} ms | {engine} (2 threads) {new_embed:6.1f} ms | "
+              f"dlib/{engine} {dlib_embed / new_embed:4.1f}×")
+        floor_dlib = sum(v for k, v in parts.items() if "today" not in k)  # the full path's raw models, dlib embed
+        floor = floor_dlib - dlib_embed + new_embed  # ... with the engine
         today_raw = sum(v for k, v in parts.items() if "full coverage" not in k)
         old = median_ms(lambda: asyncio.run(old_pipe.check(who, req, [data])), n)  # noqa: B023
+        mid = median_ms(lambda: asyncio.run(dlib_pipe.check(who, req, [data])), n)  # noqa: B023
         new = median_ms(lambda: asyncio.run(new_pipe.check(who, req, [data])), n)  # noqa: B023
         goal = 120 if size == 512 else 160
         print(f"  {size}² check today's path {old:7.1f} ms (its raw models {today_raw:6.1f}) | new path {new:7.1f} ms "
               f"(raw floor {floor:6.1f}, new/floor {new / floor:4.2f}×, new/today {new / old:4.2f}×) | "
               f"goal <= {goal} ms: {'met' if new <= goal else 'NOT met'}")
+        print(f"  {size}² check full coverage with dlib's embedding {mid:7.1f} ms (raw {floor_dlib:6.1f}) | "
+              f"with {engine} {new:7.1f} ms | engine/dlib {new / mid:4.2f}×")
 
 
 def main() -> None:

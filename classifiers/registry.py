@@ -269,7 +269,7 @@ def builtin_registry(*, include_fakes: bool = True) -> ModelRegistry:
     registry = ModelRegistry()
     registry.register("nsfw", "nudenet", _nudenet, takes_threads=True)
     registry.register("nsfw", "opennsfw", _opennsfw, takes_threads=True)
-    registry.register("face", "dlib", _dlib)
+    registry.register("face", "dlib", _dlib, takes_threads=True)  # threads: its embedding engine
     registry.register("hash", "pdq", _pdq)
     registry.register("text", "minilm", _minilm)
     registry.register("voice", "resemblyzer", _resemblyzer)
