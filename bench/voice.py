@@ -3,7 +3,8 @@ in <= 0.2x real time on 2 cores, at most 1.2x the raw encoder). This times POST 
 process, the shipped default policy, the real Resemblyzer encoder, one enrolled voice) on a 60 s
 WAV of espeak-ng speech, beside the raw encoder over the same decoded samples (`embed` of the whole
 clip: mel + LSTM over every 1.6 s partial), in the same run, and prints both, the ratio and the
-real-time factors.
+real-time factors; and the same clip as an audio job (`POST /v1/jobs` with action `check`, polled
+until done: the path long audio takes, in batches of windows with progress).
 
     .venv/bin/python bench/voice.py [--seconds 60] [--n 3]
 
@@ -99,7 +100,8 @@ def main() -> None:
                             headers={"Authorization": f"Bearer {registrar}"})
         assert enrol.status_code == 201, enrol.text
         request = {"request": json.dumps({"stage": "output", "use": "tts"})}
-        gateway_s, raw_s = [], []
+        job_request = {"request": json.dumps({"stage": "output", "use": "tts", "action": "check"})}
+        gateway_s, raw_s, job_s = [], [], []
         record: dict[str, object] = {}
         for _ in range(args.n):
             t0 = time.perf_counter()
@@ -111,6 +113,18 @@ def main() -> None:
             t0 = time.perf_counter()
             raw.embed([samples])
             raw_s.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            job = client.post("/v1/jobs", data=job_request, files=[("media", ("c.wav", data, "audio/wav"))],
+                              headers={"Authorization": f"Bearer {key}"})
+            assert job.status_code == 202, job.text
+            while True:
+                status = client.get(f"/v1/jobs/{job.json()['job_id']}", headers={"Authorization": f"Bearer {key}"})
+                if status.json()["state"] in ("done", "failed"):
+                    break
+                time.sleep(0.02)
+            job_s.append(time.perf_counter() - t0)
+            assert status.json()["state"] == "done", status.text
+            assert status.json()["decision"]["decision"] == record["decision"]
     shutil.rmtree(tmp, ignore_errors=True)
     g, b = statistics.median(gateway_s), statistics.median(raw_s)
     voices = record.get("findings", {}).get("voices", [])  # type: ignore[union-attr]
@@ -119,6 +133,9 @@ def main() -> None:
     print(f"raw encoder (embed whole clip):  {b:6.2f} s  = {b / duration:.3f}x real time")
     print(f"gateway POST /v1/check:          {g:6.2f} s  = {g / duration:.3f}x real time  (goal <= 0.2x)")
     print(f"ratio gateway / raw encoder:     {g / b:6.2f}       (goal <= 1.2)")
+    j = statistics.median(job_s)
+    print(f"gateway POST /v1/jobs (check):   {j:6.2f} s  = {j / duration:.3f}x real time  "
+          f"(submit to done, polled; ratio to the raw encoder {j / b:.2f})")
 
 
 if __name__ == "__main__":
