@@ -67,11 +67,17 @@ def apikey_restrict(
 def apikey_list(data_dir: DataDir = None, tenant: Annotated[str | None, typer.Option()] = None,
                 as_json: JsonOpt = False) -> None:
     """List keys (ids, tenants, roles; never the secrets): a table with a header, or --json."""
-    rows = []
-    for k in _store(load_settings(data_dir)).list(tenant):
-        rows.append({"id": k.id, "tenant": k.tenant, "role": k.role, "created_at": str(k.created_at),
-                     "state": f"revoked {k.revoked_at}" if k.revoked_at else "active",
-                     "uses": ",".join(k.uses) if k.uses is not None else "all", "name": k.name})
+    from gateway.cli.readdb import ReadError, list_api_keys, open_read  # the DB-API, not the ORM: starts fast
+
+    settings = require_data_dir(load_settings(data_dir))
+    try:
+        with open_read(settings.resolved_database_url) as db:
+            keys = list_api_keys(db, tenant)
+    except ReadError as exc:
+        raise fail(str(exc)) from None
+    rows = [{"id": k.id, "tenant": k.tenant, "role": k.role, "created_at": k.created_at,
+             "state": f"revoked {k.revoked_at}" if k.revoked_at else "active",
+             "uses": ",".join(k.uses) if k.uses is not None else "all", "name": k.name} for k in keys]
     echo_table(rows, ["id", "tenant", "role", "created_at", "state", "uses", "name"], as_json)
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gateway.cli.common import DataDir, fail, load_settings, require_data_dir
+from gateway.cli.common import AUDIT_KEY_FILE, DataDir, fail, load_settings, require_data_dir
 
 if TYPE_CHECKING:
     from gateway.audit import AuditLog
@@ -204,14 +204,13 @@ def verify(
         else:
             report = verify_export(export_dir, trusted_key(key, _export_origin(export_dir)), saved=saved)
     else:
-        from gateway.bootstrap import audit_key_path
-        from gateway.db import make_engine
+        from gateway.db import make_engine  # not gateway.bootstrap: it imports the models (start-up, #22.6)
 
         settings = load_settings(data_dir)
         trusted: Any
         if key is None:
             require_data_dir(settings)
-            trusted = load_signer(audit_key_path(settings), settings.audit_origin)
+            trusted = load_signer(settings.data_dir / AUDIT_KEY_FILE, settings.audit_origin)
         else:
             trusted = trusted_key(key, settings.audit_origin)
             if not settings.database_url and not (settings.data_dir / "consentgate.db").is_file():

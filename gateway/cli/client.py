@@ -19,16 +19,17 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 
-from gateway.client import ConsentgateError, PolicyDenied, raise_for_answer
+if TYPE_CHECKING:  # imported in the commands: `consentgate --help` and the other groups start without httpx
+    import httpx
+
 
 __all__ = ["ClientFactory", "provenance_outcome", "register"]
 
-ClientFactory = Callable[[str], httpx.Client]
+ClientFactory = Callable[[str], "httpx.Client"]
 Url = Annotated[str, typer.Option("--url", envvar="CONSENTGATE_URL", help="The gateway's base URL.")]
 ApiKey = Annotated[str, typer.Option("--api-key", envvar="CONSENTGATE_API_KEY", help="A generator key.",
                                      show_default=False)]
@@ -39,6 +40,8 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 def default_client(url: str) -> httpx.Client:
+    import httpx
+
     return httpx.Client(base_url=url.rstrip("/"), timeout=300.0)
 
 
@@ -77,6 +80,8 @@ class _Session:
         self.headers = {"Authorization": f"Bearer {api_key}", "User-Agent": "consentgate-cli/0.1"}
 
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        from gateway.client import raise_for_answer
+
         response = self.http.request(method, path, headers=self.headers, **kwargs)
         raise_for_answer(response)
         return response
@@ -100,6 +105,8 @@ class _Session:
                 label = f"{status['state']}: {status['stage']}"
                 bar.update(task, completed=status["progress"], description=label)
         if status["state"] == "failed":
+            from gateway.client import ConsentgateError
+
             error = status["error"] or {}
             raise ConsentgateError(409, str(error.get("code")), str(error.get("message")), status)
         return status
@@ -125,12 +132,23 @@ def _exit_for(record: dict[str, Any]) -> None:
         raise typer.Exit(1)
 
 
-def _refused(exc: ConsentgateError | httpx.HTTPError) -> typer.Exit:
+def _refused(exc: Exception) -> typer.Exit:
+    from gateway.client import PolicyDenied
+
     if isinstance(exc, PolicyDenied) and exc.decision is not None:
         typer.echo(_summary(exc.decision), err=True)
         return typer.Exit(1)
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     return typer.Exit(2)
+
+
+def _refusals() -> tuple[type[Exception], ...]:
+    """What a call to the gateway raises when it refuses or cannot be reached (imported when needed)."""
+    import httpx
+
+    from gateway.client import ConsentgateError
+
+    return ConsentgateError, httpx.HTTPError
 
 
 def register(app: typer.Typer, client_factory: ClientFactory = default_client) -> None:
@@ -160,7 +178,7 @@ def register(app: typer.Typer, client_factory: ClientFactory = default_client) -
                     record = session.run_job(data, request, quiet)["decision"]
                 else:
                     record = session.post_media("/v1/check", data, request).json()
-        except (ConsentgateError, httpx.HTTPError) as exc:
+        except _refusals() as exc:
             raise _refused(exc) from None
         typer.echo(json.dumps(record, indent=2))
         _exit_for(record)
@@ -197,7 +215,7 @@ def register(app: typer.Typer, client_factory: ClientFactory = default_client) -
                               "decision_id": response.headers["x-decision-id"],
                               "audit": {"index": int(response.headers["x-audit-index"])}}
                     target = out or file.with_name(f"{file.stem}.released{file.suffix}")
-        except (ConsentgateError, httpx.HTTPError) as exc:
+        except _refusals() as exc:
             raise _refused(exc) from None
         target.write_bytes(response.content)
         typer.echo(str(target))
@@ -216,7 +234,7 @@ def register(app: typer.Typer, client_factory: ClientFactory = default_client) -
             with client_factory(url) as http:
                 answer = _Session(http, api_key).call("POST", "/v1/provenance/verify", files=[
                     ("media", ("media", file.read_bytes(), "application/octet-stream"))]).json()
-        except (ConsentgateError, httpx.HTTPError) as exc:
+        except _refusals() as exc:
             typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(3) from None
         typer.echo(json.dumps(answer, indent=2))

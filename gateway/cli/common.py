@@ -20,7 +20,8 @@ import typer
 
 from gateway.settings import Settings
 
-__all__ = ["DataDir", "JsonOpt", "PoliciesDir", "data_dir_missing", "echo_table", "fail", "load_settings",
+__all__ = ["AUDIT_KEY_FILE", "KEK_FILE", "DataDir", "JsonOpt",
+           "PoliciesDir", "data_dir_missing", "echo_table", "fail", "load_settings",
            "require_data_dir", "write_secret_file"]
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (env CONSENTGATE_DATA_DIR).")]
@@ -36,8 +37,11 @@ def load_settings(data_dir: Path | None = None, policies: Path | None = None) ->
 
 
 # What `consentgate init` leaves in every data dir (gateway.bootstrap writes them; the names are
-# repeated here so that commands which need no model do not import the bootstrap's dependencies).
-_INIT_MARKERS = ("keys/kek.key", "keys/audit_ed25519.key")
+# repeated here so that commands which need no model do not import the bootstrap's dependencies —
+# tests/cli/test_startup.py checks they are the bootstrap's paths).
+KEK_FILE = "keys/kek.key"
+AUDIT_KEY_FILE = "keys/audit_ed25519.key"
+_INIT_MARKERS = (KEK_FILE, AUDIT_KEY_FILE)
 
 
 def data_dir_missing(settings: Settings) -> bool:

@@ -3,7 +3,6 @@ goes live — `consentgate policy validate|test|explain|sign|keygen|shadow-repor
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -227,6 +226,8 @@ def explain(
 
     if any(is_video(part) for part in parts):
         raise fail("explain takes images; check videos with `consentgate check FILE` against a gateway", code=2)
+    import asyncio
+
     with _runtime_parts(settings, data_dir) as (pool, registry):
         try:
             record = asyncio.run(_decide(settings, pool, registry, tenant, body, parts))

@@ -11,11 +11,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gateway.cli.common import DataDir, JsonOpt, echo_table, fail, load_settings, require_data_dir
+from gateway.cli.common import KEK_FILE, DataDir, JsonOpt, echo_table, fail, load_settings, require_data_dir
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 registry_app = typer.Typer(help="Manage the consent registry (subjects, faces, grants).", no_args_is_help=True)
 subject_app = typer.Typer(help="Subjects: add, list, show, erase.", no_args_is_help=True)
@@ -85,14 +88,29 @@ def subject_add(
 @subject_app.command("list")
 def subject_list(data_dir: DataDir = None, limit: int = 100, offset: int = 0, as_json: JsonOpt = False) -> None:
     """List subjects (never templates): a table with a header, or --json."""
-    with local_registry(data_dir, with_models=False) as (registry, _, _), _errors():
-        rows = [subject.model_dump(mode="json") for subject in registry.list_subjects(offset, limit)]
+    rows = read_subjects(require_data_dir(load_settings(data_dir)), offset, limit)
     if as_json:
         echo_table(rows, [], True)
         return
     echo_table([{**d, "protected": "protected" if d.get("protected") else "",
                  "templates": d.get("template_count", "?")} for d in rows],
                ["id", "display_name", "protected", "templates"], False)
+
+
+def read_subjects(settings: Settings, offset: int, limit: int) -> list[dict[str, Any]]:
+    """`registry subject list` without the registry service: the rows through the DB-API (read-only),
+    the display names opened with the KEK and the key store's wrapped keys — no SQLAlchemy ORM, no
+    models, no ledger (a list writes nothing), so the command starts fast (#22.6)."""
+    from gateway.cli.readdb import ReadError, ReadOnlyKeys, list_subjects, open_read
+    from gateway.registry.envelope import FileKek, SubjectCrypto
+    from gateway.registry.errors import RegistryError
+
+    try:
+        with open_read(settings.resolved_database_url) as db, open_read(settings.resolved_keystore_url) as keys:
+            crypto = SubjectCrypto(FileKek(settings.data_dir / KEK_FILE), ReadOnlyKeys(keys))
+            return list_subjects(db, crypto, offset, limit)
+    except (ReadError, RegistryError) as exc:
+        raise fail(str(exc)) from None
 
 
 @subject_app.command("show")

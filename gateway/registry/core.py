@@ -14,14 +14,13 @@ from sqlalchemy.engine import Engine
 from classifiers.base import FaceAnalyzer, PerceptualHasher, VoiceEmbedder
 from gateway.registry.crypto import SubjectCrypto
 from gateway.registry.enrolment import QualityGate
+from gateway.registry.envelope import PROFILE
 from gateway.registry.errors import UnknownFaceModel
 from gateway.registry.ledger import Ledger
 from gateway.registry.models import RegistrySubject
 from gateway.registry.pseudonyms import EndUserPseudonyms
 
 __all__ = ["PROFILE", "RegistryCore"]
-
-PROFILE = "profile"
 
 
 class RegistryCore:

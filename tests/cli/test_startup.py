@@ -1,0 +1,225 @@
+"""Why: commands that need no model must start fast (#22.6: < 0.5 s; `bench/cli_startup.py` measures it).
+Timing is not asserted here (the machine is shared); what makes them fast is: each command runs in a fresh
+interpreter and must not import the model, web or ORM stacks, and the DB-API read path that replaces the
+ORM for `apikey list` / `registry subject list` must return exactly what the ORM stores return, on the
+same database (SQLite here, PostgreSQL under `-m db` with CONSENTGATE_TEST_DATABASE_URL)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gateway.cli import app, register
+from gateway.cli.readdb import ReadError, ReadOnlyKeys, list_api_keys, list_subjects, open_read, sqlite_path
+from tests.support.gateway import database_url
+
+REPO = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+register(app)
+
+# Never imported by a command that needs no model: the models and their runtimes, the web stack,
+# the composition root.
+HEAVY = ("numpy", "torch", "onnxruntime", "dlib", "cv2", "PIL", "classifiers", "fastapi", "starlette", "httpx",
+         "uvicorn", "gateway.bootstrap", "gateway.app", "gateway.pipeline", "gateway.policy.runtime")
+# ... and the list commands read through the DB-API: no ORM, no SQLAlchemy at all on SQLite.
+ORM = ("sqlmodel", "sqlalchemy", "gateway.apikeys", "gateway.registry.models", "gateway.registry.service")
+
+
+def _init(tmp: Path, monkeypatch: pytest.MonkeyPatch, url: str | None = None) -> Path:
+    data = tmp / "data"
+    monkeypatch.setenv("CONSENTGATE_DATA_DIR", str(data))
+    monkeypatch.setenv("CONSENTGATE_POLICIES", str(REPO / "policies"))
+    if url:
+        monkeypatch.setenv("CONSENTGATE_DATABASE_URL", url)
+    else:
+        monkeypatch.delenv("CONSENTGATE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CONSENTGATE_KEYSTORE_URL", raising=False)
+    done = runner.invoke(app, ["init"])
+    assert done.exit_code == 0, done.output
+    return data
+
+
+def _modules_after(args: list[str], env: dict[str, str]) -> tuple[int, list[str], str]:
+    """Run `consentgate ARGS` in a fresh interpreter; (exit code, the modules it imported, its output)."""
+    code = ("import json, sys\nfrom gateway.cli import main\nsys.argv = ['consentgate', *sys.argv[1:]]\n"
+            "try:\n    main()\n    rc = 0\nexcept SystemExit as exc:\n    rc = exc.code or 0\n"
+            "print('MODULES=' + json.dumps({'rc': rc, 'mods': sorted(sys.modules)}))")
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO,  # noqa: S603
+                         env=env, timeout=120)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("MODULES="))
+    got = json.loads(line.removeprefix("MODULES="))
+    return int(got["rc"]), list(got["mods"]), out.stdout + out.stderr
+
+
+def _loaded(mods: list[str], names: tuple[str, ...]) -> list[str]:
+    return sorted({n for n in names for m in mods if m == n or m.startswith(n + ".")})
+
+
+@pytest.fixture(scope="module")
+def populated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A data dir with keys (one revoked, one restricted) and a subject, made through the CLI."""
+    tmp = tmp_path_factory.mktemp("startup")
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "CONSENTGATE_DATA_DIR": str(tmp / "data"),
+           "CONSENTGATE_POLICIES": str(REPO / "policies"), "HOME": str(tmp)}
+    cli = [sys.executable, "-c", "from gateway.cli import main; main()"]
+    for args in (["init"], ["apikey", "create", "--tenant", "demo", "--role", "generator", "--uses", "txt2img"],
+                 ["registry", "subject", "add", "Ada Lovelace", "--alias", "Ada"]):
+        subprocess.run([*cli, *args], env=env, cwd=REPO, check=True, capture_output=True, timeout=300)  # noqa: S603
+    return tmp, env
+
+
+NO_MODEL_COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
+    (["apikey", "list"], HEAVY + ORM),
+    (["apikey", "list", "--json"], HEAVY + ORM),
+    (["registry", "subject", "list"], HEAVY + ORM),
+    (["registry", "subject", "list", "--json"], HEAVY + ORM),
+    (["audit", "verify"], HEAVY + ("sqlmodel", "gateway.registry")),
+    (["policy", "schema"], HEAVY + ORM),
+    (["--help"], HEAVY + ORM),
+]
+
+
+@pytest.mark.parametrize(("args", "forbidden"), NO_MODEL_COMMANDS, ids=[" ".join(c[0]) for c in NO_MODEL_COMMANDS])
+def test_no_model_commands_import_no_heavy_module(populated: tuple[Path, dict[str, str]], args: list[str],
+                                                  forbidden: tuple[str, ...]) -> None:
+    _, env = populated
+    rc, mods, output = _modules_after(args, env)
+    assert rc == 0, output
+    assert _loaded(mods, forbidden) == [], output[-2000:]
+    if args[:2] == ["registry", "subject"]:
+        assert "Ada Lovelace" in output  # the read path decrypted the name: it really read the subject
+
+
+def test_the_list_commands_print_what_they_read(populated: tuple[Path, dict[str, str]]) -> None:
+    _, env = populated
+    rc, _, output = _modules_after(["apikey", "list", "--json"], env)
+    keys = json.loads(output[:output.index("MODULES=")])
+    assert rc == 0 and sorted((k["tenant"], k["uses"]) for k in keys) == [
+        ("demo", "all"), ("demo", "txt2img"), ("operator", "all")]
+
+
+def test_init_file_names_match_the_bootstrap(tmp_path: Path) -> None:
+    """The CLI repeats two file names of `init` so as not to import the bootstrap; they must agree."""
+    from gateway.bootstrap import audit_key_path, kek_path
+    from gateway.cli.common import AUDIT_KEY_FILE, KEK_FILE
+    from gateway.settings import Settings
+
+    settings = Settings(data_dir=tmp_path)
+    assert settings.data_dir / KEK_FILE == kek_path(settings)
+    assert settings.data_dir / AUDIT_KEY_FILE == audit_key_path(settings)
+
+
+@pytest.mark.db
+def test_read_path_returns_what_the_orm_stores_return(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys (restricted, revoked, another tenant) and subjects (aliases, protected, hashes, face and voice
+    templates of two models) listed by `gateway.cli.readdb` and by the ORM stores on one database."""
+    import sqlalchemy as sa
+
+    from gateway.apikeys import ApiKeyStore
+    from gateway.cli.registry import local_registry
+    from gateway.db import make_engine
+    from gateway.registry.envelope import FileKek, SubjectCrypto
+    from gateway.registry.models import (
+        RegistryEnrolment,
+        RegistryFaceTemplate,
+        RegistryVoiceEnrolment,
+        RegistryVoiceTemplate,
+    )
+    from gateway.settings import Settings
+
+    data = _init(tmp_path, monkeypatch, database_url(tmp_path))
+    settings = Settings.from_env()
+    engine = make_engine(settings.resolved_database_url)
+    keys = ApiKeyStore(engine, settings.operator_tenant)
+    restricted, _ = keys.create("acme", "generator", "restricted", ["txt2img", "img2img"])
+    keys.create("acme", "auditor", "auditor")
+    keys.revoke(restricted.id)
+    with local_registry(data, with_models=False) as (registry, _, _):
+        ada = registry.create_subject("Ada Lovelace", ["Ada", "Countess"], False, "test")
+        bob = registry.create_subject("Bob", [], True, "test")
+        registry.add_hashes(bob.id, ["f" * 64, "0" * 64], created_by="test")
+    # templates: enrolment needs the face model; their rows (as enrolment writes them) are enough to count
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(RegistryEnrolment.__table__).values(  # type: ignore[attr-defined]
+            id="e1", subject_id=ada.id, notice_version="v1", enrolled_by="test", image_count=2, created_at=now))
+        conn.execute(sa.insert(RegistryVoiceEnrolment.__table__).values(  # type: ignore[attr-defined]
+            id="v1", subject_id=ada.id, notice_version="v1", enrolled_by="test", clip_count=1, created_at=now))
+        for model in ("dlib", "dlib", "arcface"):
+            conn.execute(sa.insert(RegistryFaceTemplate.__table__).values(  # type: ignore[attr-defined]
+                subject_id=ada.id, enrolment_id="e1", model=model, model_version="x", dim=4,
+                embedding_ct=b"sealed", created_at=now))
+        conn.execute(sa.insert(RegistryVoiceTemplate.__table__).values(  # type: ignore[attr-defined]
+            subject_id=ada.id, enrolment_id="v1", model="resemblyzer", model_version="x", dim=4,
+            embedding_ct=b"sealed", created_at=now))
+    with local_registry(data, with_models=False) as (registry, _, _):
+        orm_subjects = [s.model_dump(mode="json") for s in registry.list_subjects(0, 100)]
+        orm_page = [s.model_dump(mode="json") for s in registry.list_subjects(1, 1)]
+    orm_keys = keys.list()
+    orm_acme = keys.list("acme")
+    engine.dispose()
+
+    with open_read(settings.resolved_database_url) as db, open_read(settings.resolved_keystore_url) as ks:
+        read_keys = list_api_keys(db)
+        read_acme = list_api_keys(db, "acme")
+        crypto = SubjectCrypto(FileKek(settings.keys_dir / "kek.key"), ReadOnlyKeys(ks))
+        read_subjects = list_subjects(db, crypto, 0, 100)
+        read_page = list_subjects(db, crypto, 1, 1)
+
+    assert [k.__dict__ for k in read_keys] == [k.__dict__ for k in orm_keys]
+    assert [k.__dict__ for k in read_acme] == [k.__dict__ for k in orm_acme] and len(read_acme) == 2
+    assert any(k.revoked_at and k.uses == ["txt2img", "img2img"] for k in read_keys)
+    assert read_subjects == orm_subjects and read_page == orm_page
+    by_name = {s["display_name"]: s for s in read_subjects}
+    assert by_name["Ada Lovelace"]["face_models"] == ["arcface", "dlib"]
+    assert by_name["Ada Lovelace"]["template_count"] == 3 and by_name["Ada Lovelace"]["voice_template_count"] == 1
+    assert by_name["Bob"]["protected"] is True and by_name["Bob"]["hash_count"] == 2
+
+
+def test_the_sqlite_read_path_is_read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _init(tmp_path, monkeypatch)
+    with open_read(f"sqlite:///{data / 'consentgate.db'}") as db:
+        assert len(db.rows("SELECT id FROM apikeys")) == 2
+        with pytest.raises(ReadError, match="readonly"):
+            db.rows("DELETE FROM apikeys")
+        with pytest.raises(ReadError, match="read-only"):
+            ReadOnlyKeys(db).put("s", b"k", "kek")
+        with pytest.raises(ReadError, match="read-only"):
+            ReadOnlyKeys(db).delete("s")
+    with open_read(f"sqlite:///{data / 'consentgate.db'}") as db:
+        assert len(db.rows("SELECT id FROM apikeys")) == 2  # nothing was deleted
+    with pytest.raises(ReadError, match="no database at"):
+        open_read(f"sqlite:///{tmp_path / 'nothing.db'}").__enter__()
+    assert not (tmp_path / "nothing.db").exists()  # and none was created
+
+
+def test_a_database_without_tables_says_run_init(tmp_path: Path) -> None:
+    import sqlite3
+
+    sqlite3.connect(tmp_path / "empty.db").close()
+    with open_read(f"sqlite:///{tmp_path / 'empty.db'}") as db, pytest.raises(ReadError, match="consentgate init"):
+        list_api_keys(db)
+
+
+@pytest.mark.parametrize(("url", "path"), [
+    ("sqlite:////abs/dir/consentgate.db", "/abs/dir/consentgate.db"),
+    ("sqlite:///rel/consentgate.db", "rel/consentgate.db"),
+    ("sqlite+pysqlite:////abs/x.db?timeout=5", "/abs/x.db"),
+    ("postgresql+psycopg://postgres@127.0.0.1:5432/test", None),
+    ("postgresql://u@h/db?options=-csearch_path%3Dx", None),
+])
+def test_sqlite_path(url: str, path: str | None) -> None:
+    assert sqlite_path(url) == path
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:///"])
+def test_sqlite_path_refuses_a_database_with_nothing_to_list(url: str) -> None:
+    with pytest.raises(ReadError):
+        sqlite_path(url)
+
