@@ -4,16 +4,24 @@ detector, 5-point landmarks and ResNet-128 embedder ship with their weights on P
 
 Coverage (the default, `min_face_px` > 0, HOG): every face at least `min_face_px` high is found in
 an image of any size. HOG's 80 px window finds faces of about 64 px reliably (measured on pasted
-packaged faces, in-plane rotation up to ±30°), so detection runs once on a greyscale copy scaled by
-64 / `min_face_px` (one pyramid covers every larger size; large images as two bands on two
-threads), at a low threshold; each candidate box is then verified by HOG on its own crop rescaled
-so the face is 72, 80, 96 and 112 px: the mean score of true faces (pasted, 40–80 px, ±30°, JPEG)
-was >= 0.23, that of non-faces on the packaged images (textures, the astronaut's hands) <= 0.09, so
-0.16 splits them (docs/faces.md). The verify crops are tiny: cheap proposals first, the ResNet
-embedding only on verified faces. `min_face_px: 0` is the old single-scale path: detection on a
-copy scaled down to `detect_max_side` (faces under ~1/8 of the image width are missed). Landmarks
-and the embedding always use the full-resolution image. dlib objects are not documented as
-thread-safe, so every call holds the adapter's lock (the band thread has its own detector).
+packaged faces, in-plane rotation up to ±30°), so detection scans a greyscale pyramid whose top level
+is the image scaled by 64 / `min_face_px`, at a low threshold; each candidate box is then verified by
+HOG on its own crop rescaled so the face is 72, 80, 96 and 112 px: the mean score of true faces
+(pasted, 40–80 px, ±30°, JPEG) was >= 0.23, that of non-faces on the packaged images (textures, the
+astronaut's hands) <= 0.09, so 0.16 splits them (docs/faces.md). The verify crops are tiny: cheap
+proposals first, the ResNet embedding only on verified faces.
+
+The pyramid is ours, not dlib's: dlib's detector steps down by 5/6 per level, which at 1.6× the image
+costs ~8.4 image-areas of scanning; the proposal stage only has to put a candidate above the low
+threshold (the verification judges it), and a 0.7 step does that with room to spare (lowest candidate
+score of a pasted face -0.16 against the -0.4 threshold; docs/faces.md) for ~5.0 image-areas. Each
+level is scanned by a copy of dlib's frontal detector limited to one pyramid level (its serialized
+`max_pyramid_levels` set to 1: same filters, same scores), and the levels are shared between two
+threads by area (dlib releases the GIL) — no bands, no seams. `min_face_px: 0` is the old
+single-scale path: detection on a copy scaled down to `detect_max_side` (faces under ~1/8 of the
+image width are missed). Landmarks and the embedding always use the full-resolution image. dlib
+objects are not documented as thread-safe, so every call holds the adapter's lock (the second thread
+has its own detector).
 
 `det_score` = logistic(2 × detector margin), in [0, 1]; `min_score` filters on the raw margin
 (HOG: real frontal faces ~1.2–1.5, weak false positives ~0.1). Embeddings are dlib's
@@ -32,6 +40,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -63,21 +72,54 @@ def dlib_models_dir() -> Path:
 
 
 HOG_FACE_PX = 64  # the face height HOG (80 px window) finds reliably at its own scale (measured)
+HOG_WINDOW = 80  # px: dlib's frontal detector window; a pyramid level smaller than this has no position
+PYRAMID_STEP = 0.7  # scale ratio between first-pass levels (dlib's own pyramid: 5/6; docs/faces.md)
 VERIFY_FACE_PX = (72, 80, 96, 112)  # a candidate's crop is rescaled so its face is this high, in turn
 CANDIDATE_SCORE = -0.4  # first-pass threshold (recall): every pasted test face scored above it
 ACCEPT_SCORE = 0.8  # a first-pass score this high needs no second pass
 VERIFY_SCORE = 0.16  # mean second-pass score a candidate needs (true faces >= 0.23, non-faces <= 0.09)
 VERIFY_MISSING = -1.0  # the score of a crop scale where nothing overlapping the candidate is found
 VERIFY_PAD = 0.6  # context around the candidate box in the verify crop, in box widths
-BAND_MIN_PIXELS = 2_000_000  # first-pass images larger than this run as two bands on two threads
-BAND_OVERLAP = 400  # px at the detection scale: faces up to this tall lie wholly inside one band
 ENGINE_CHOICES = ("auto", "dlib", *EMBED_ENGINES)
 ENGINE_MIN_COSINE = 0.9999  # an engine must give dlib's descriptor on the self-check chip to this cosine
+PARALLEL_MIN_PIXELS = 2_000_000  # first passes scanning more level pixels than this use two threads
+
+# dlib's serialization of `get_frontal_face_detector()` up to and including `max_pyramid_levels`:
+# object_detector version 2, scan_fhog_pyramid version 1, feature extractor, no cached features,
+# cell size 8, padding 0, window 80 × 80, max_pyramid_levels 1000 (dlib's variable-length integers).
+_FRONTAL_HEAD = bytes.fromhex("0102" "0101" "0100" "0100" "0108" "0100" "0150" "0150")
+_ALL_LEVELS = bytes.fromhex("02e803")
+_ONE_LEVEL = bytes.fromhex("0101")
+
+
+def single_level_detector(dlib: Any) -> Any:
+    """dlib's frontal HOG face detector (same filters, same scores) scanning only the image it is
+    given, not a pyramid below it: its serialized `max_pyramid_levels` set from 1000 to 1."""
+    with tempfile.TemporaryDirectory(prefix="cg-dlib-") as tmp:
+        path = Path(tmp, "frontal.svm")
+        dlib.get_frontal_face_detector().save(str(path))
+        raw = path.read_bytes()
+        head = len(_FRONTAL_HEAD)
+        if raw[:head] != _FRONTAL_HEAD or raw[head:head + len(_ALL_LEVELS)] != _ALL_LEVELS:
+            raise ModelError("dlib's frontal face detector has an unexpected serialized layout (dlib version?); "
+                             "the full-coverage face path needs its pyramid setting (see classifiers/face_dlib.py)")
+        path.write_bytes(raw[:head] + _ONE_LEVEL + raw[head + len(_ALL_LEVELS):])
+        return dlib.fhog_object_detector(str(path))
+
+
+def pyramid_scales(height: int, width: int, top: float, step: float = PYRAMID_STEP) -> list[float]:
+    """The first pass's level scales: `top`, `top`·step, ... while the level still holds a window."""
+    scales, scale = [], top
+    while min(height, width) * scale >= HOG_WINDOW:
+        scales.append(scale)
+        scale *= step
+    return scales
 
 
 class DlibFaceAnalyzer:
     """Options: `detector` ("hog" | "cnn", default hog), `min_face_px` (default 40: the smallest face
-    found at any image size; 0 = the single-scale path below), `upsample` (default 1), `min_score`
+    found at any image size; 0 = the single-scale path below), `pyramid_step` (default 0.7: the scale
+    ratio between first-pass levels; dlib's own is 5/6), `upsample` (default 1), `min_score`
     (raw margin, default 0.5 for hog, 0.3 for cnn), `detect_max_side` (default 512; 0 = full size),
     the last three for the single-scale path and cnn only, `num_jitters` (default 0), `embed`
     (default True; False only detects), `embed_engine` ("auto" (default: onnxruntime, else dlib's own),
@@ -90,12 +132,15 @@ class DlibFaceAnalyzer:
         opts = Options(
             name, options,
             {"detector", "upsample", "min_score", "detect_max_side", "num_jitters", "embed", "min_face_px",
-             "embed_engine", "threads"},
+             "embed_engine", "threads", "pyramid_step"},
         )
         self._kind = opts.choice("detector", "hog", ("hog", "cnn"))
         self._min_face = opts.positive_int("min_face_px", 40 if self._kind == "hog" else 0, minimum=0)
         if self._min_face and self._kind != "hog":
             raise ModelError(f"{name}: `min_face_px` (full coverage) needs detector: hog")
+        self._step = opts.get("pyramid_step", PYRAMID_STEP, float)
+        if not 0.5 <= self._step < 1.0:
+            raise ModelError(f"{name}: `pyramid_step` must be in [0.5, 1) (got {self._step})")
         self._upsample = opts.positive_int("upsample", 1, minimum=0)
         self._min_score = opts.get("min_score", 0.5 if self._kind == "hog" else 0.3, float)
         self._max_side = opts.positive_int("detect_max_side", 512, minimum=0)
@@ -114,7 +159,8 @@ class DlibFaceAnalyzer:
         self._lock = threading.Lock()
         if self._kind == "hog":
             self._hog = dlib.get_frontal_face_detector()
-            self._hog_band = dlib.get_frontal_face_detector()  # a second instance for the parallel band
+            if self._min_face:  # one single-level scanner per first-pass thread
+                self._levels = (single_level_detector(dlib), single_level_detector(dlib))
         else:
             self._cnn = dlib.cnn_face_detection_model_v1(str(folder / MMOD))
         self._predictor = dlib.shape_predictor(str(folder / PREDICTOR))
@@ -233,15 +279,12 @@ class DlibFaceAnalyzer:
         return [((r.left(), r.top(), r.right(), r.bottom()), s) for r, s in rects]
 
     def _cover(self, img: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
-        """Faces >= `min_face_px` at any size: one greyscale HOG pyramid at 64 / min_face_px, then
+        """Faces >= `min_face_px` at any size: one greyscale HOG pyramid from 64 / min_face_px down, then
         each candidate verified on its own crop. Boxes in `img` pixels, score = the stronger pass."""
         import cv2
 
         grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-        scale = HOG_FACE_PX / self._min_face
-        det = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR) if scale != 1 else grey
-        candidates = [((x0 / scale, y0 / scale, x1 / scale, y1 / scale), sc) for (x0, y0, x1, y1), sc in
-                      self._first_pass(det)]
+        candidates = self._first_pass(grey)
         out: list[tuple[tuple[int, int, int, int], float]] = []
         for box, score in _nms(candidates, 0.4):
             if score < ACCEPT_SCORE:
@@ -252,30 +295,37 @@ class DlibFaceAnalyzer:
             out.append((tuple(int(round(v)) for v in box), score))  # type: ignore[arg-type]
         return out
 
-    def _first_pass(self, det: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
-        """HOG candidates on `det` (boxes in `det` pixels). A large image is split into two overlapping
-        horizontal bands run on two threads (dlib releases the GIL: ~2× faster on an idle 2-core
-        machine); a face taller than the overlap that straddles the seam is found by a third, coarse
-        pass at BAND_OVERLAP / 80 of the scale. The union is the same set of faces, found sooner."""
+    def _first_pass(self, grey: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
+        """HOG candidates over the pyramid levels (boxes in `grey` pixels). A large pyramid is split
+        between two threads by level area (the top level alone is about half of it)."""
         import cv2
 
-        def run(detector: Any, image: np.ndarray, dy: float, k: float) -> list[tuple[tuple[float, ...], float]]:
-            rects, scores, _idx = detector.run(image, 0, CANDIDATE_SCORE)
-            return [((r.left() / k, r.top() / k + dy, r.right() / k, r.bottom() / k + dy), float(sc))
-                    for r, sc in zip(rects, scores, strict=True)]
+        h, w = grey.shape[:2]
+        scales = pyramid_scales(h, w, HOG_FACE_PX / self._min_face, self._step)
 
-        h = det.shape[0]
-        if det.shape[0] * det.shape[1] < BAND_MIN_PIXELS or h < 4 * BAND_OVERLAP:
-            return run(self._hog, det, 0.0, 1.0)  # type: ignore[return-value]
-        mid = h // 2
-        top, bottom = det[: mid + BAND_OVERLAP // 2], det[mid - BAND_OVERLAP // 2:]
-        k = 80 / BAND_OVERLAP
-        coarse = cv2.resize(det, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
-        with ThreadPoolExecutor(2) as pool:
-            lower = pool.submit(run, self._hog_band, bottom, float(mid - BAND_OVERLAP // 2), 1.0)
-            found = run(self._hog, top, 0.0, 1.0) + run(self._hog, coarse, 0.0, k)
-            found += lower.result()
-        return found  # type: ignore[return-value]
+        def scan(detector: Any, todo: list[float]) -> list[tuple[tuple[float, float, float, float], float]]:
+            found: list[tuple[tuple[float, float, float, float], float]] = []
+            for k in todo:
+                size = (max(1, round(w * k)), max(1, round(h * k)))
+                level = grey if size == (w, h) else cv2.resize(
+                    grey, size, interpolation=cv2.INTER_LINEAR if k > 1 else cv2.INTER_AREA)
+                rects, scores, _idx = detector.run(level, 0, CANDIDATE_SCORE)
+                found += [((r.left() / k, r.top() / k, r.right() / k, r.bottom() / k), float(sc))
+                          for r, sc in zip(rects, scores, strict=True)]
+            return found
+
+        area = [h * w * k * k for k in scales]
+        if sum(area) < PARALLEL_MIN_PIXELS or len(scales) < 2:
+            return scan(self._levels[0], scales)
+        halves: tuple[list[float], list[float]] = ([], [])
+        load = [0.0, 0.0]
+        for k, a in sorted(zip(scales, area, strict=True), key=lambda item: -item[1]):
+            lighter = 0 if load[0] <= load[1] else 1
+            halves[lighter].append(k)
+            load[lighter] += a
+        with ThreadPoolExecutor(1) as pool:
+            other = pool.submit(scan, self._levels[1], halves[1])
+            return scan(self._levels[0], halves[0]) + other.result()
 
     def _verify(self, grey: np.ndarray, box: tuple[float, float, float, float], face_px: int) -> float:
         """The best HOG score, overlapping `box`, on a crop around it rescaled so the face is `face_px`."""

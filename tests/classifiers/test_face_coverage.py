@@ -87,3 +87,48 @@ def test_a_portrait_gives_exactly_its_face(full: DlibFaceAnalyzer, astronaut: np
     Image.fromarray(astronaut).resize((side, side), Image.Resampling.LANCZOS).save(buf, "JPEG", quality=quality)
     image = np.asarray(Image.open(buf).convert("RGB"))
     assert len(full.detect(image)) == 1
+
+
+def test_the_single_level_scanner_is_dlibs_detector_at_one_scale(astronaut: np.ndarray) -> None:
+    """The first pass scans our own pyramid with dlib's frontal detector limited to one level: on the
+    image it is given it must return exactly what dlib's full detector returns at that level (same
+    boxes, same scores), and nothing from the smaller levels below it."""
+    import cv2
+    import dlib
+
+    from classifiers.face_dlib import single_level_detector
+
+    grey = cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)
+    one, every = single_level_detector(dlib), dlib.get_frontal_face_detector()
+    # the astronaut's face is ~90 px: at 1× dlib finds it one pyramid level down; one level sees nothing
+    assert len(one.run(grey, 0, 0.0)[0]) == 0
+    # dlib finds her at its second level (5/6); the single-level scanner given that level by us finds
+    # the same box with the same score (up to the resampling filter: dlib's pyramid_down vs cv2 area)
+    (full_rect,), (full_score,), _ = every.run(grey, 0, 0.0)
+    level = cv2.resize(grey, None, fx=5 / 6, fy=5 / 6, interpolation=cv2.INTER_AREA)
+    (rect,), (score,), _ = one.run(level, 0, 0.0)
+    box = (rect.left() * 1.2, rect.top() * 1.2, rect.right() * 1.2, rect.bottom() * 1.2)
+    full_box = (full_rect.left(), full_rect.top(), full_rect.right(), full_rect.bottom())
+    assert faces.iou(box, full_box) > 0.8 and score == pytest.approx(full_score, abs=0.05) and score > 1.0
+
+
+def test_the_pyramid_covers_every_size_down_to_one_window() -> None:
+    from classifiers.base import ModelError
+    from classifiers.face_dlib import HOG_WINDOW, pyramid_scales
+
+    scales = pyramid_scales(2048, 1536, 1.6, 0.7)
+    assert scales[0] == 1.6 and all(b / a == pytest.approx(0.7) for a, b in zip(scales, scales[1:]))
+    assert 1536 * scales[-1] >= HOG_WINDOW > 1536 * scales[-1] * 0.7  # down to the last level holding a window
+    assert pyramid_scales(60, 60, 1.0) == []  # too small for one window: nothing to scan
+    with pytest.raises(ModelError, match="pyramid_step"):
+        DlibFaceAnalyzer({"pyramid_step": 0.3})
+
+
+def test_a_denser_pyramid_finds_the_same_faces(full: DlibFaceAnalyzer,
+                                               render: tuple[np.ndarray, list[faces.Pasted]]) -> None:
+    """dlib's own 5/6 step (the previous first pass) and the default 0.7 agree on the 2048² render."""
+    image, _pasted = render
+    dense = DlibFaceAnalyzer({"pyramid_step": 5 / 6, "embed": False})
+    default = [f.bbox for f in full.detect(image)]
+    assert len(default) == 10
+    assert all(any(faces.iou(a, b) >= 0.5 for b in default) for a in (f.bbox for f in dense.detect(image)))
