@@ -117,7 +117,7 @@ def test_the_pyramid_covers_every_size_down_to_one_window() -> None:
     from classifiers.face_dlib import HOG_WINDOW, pyramid_scales
 
     scales = pyramid_scales(2048, 1536, 1.6, 0.7)
-    assert scales[0] == 1.6 and all(b / a == pytest.approx(0.7) for a, b in zip(scales, scales[1:]))
+    assert scales[0] == 1.6 and all(b / a == pytest.approx(0.7) for a, b in zip(scales, scales[1:], strict=False))
     assert 1536 * scales[-1] >= HOG_WINDOW > 1536 * scales[-1] * 0.7  # down to the last level holding a window
     assert pyramid_scales(60, 60, 1.0) == []  # too small for one window: nothing to scan
     with pytest.raises(ModelError, match="pyramid_step"):
