@@ -75,16 +75,22 @@ def _released(r: httpx.Response) -> Released:
 # ---- check, release, generate ----
 
 def check(media: Sequence[bytes] = (), *, use: str, stage: str = "input", prompt: str | None = None,
-          end_user: str | None = None, metadata: dict[str, Any] | None = None) -> Call[Decision]:
-    kwargs: dict[str, Any] = {"data": {"request": _request(stage, use, prompt, end_user, metadata)}}
+          end_user: str | None = None, metadata: dict[str, Any] | None = None,
+          input_decision_id: str | None = None) -> Call[Decision]:
+    """`input_decision_id`: on an output check of face_swap or img2img (required there), the
+    `decision_id` of the input check of the reference media."""
+    kwargs: dict[str, Any] = {"data": {"request": _request(stage, use, prompt, end_user, metadata,
+                                                           input_decision_id=input_decision_id)}}
     if media:
         kwargs["files"] = _media(media)
     return Call("POST", "/v1/check", kwargs, lambda r: Decision.from_json(r.json()))
 
 
 def release(data: bytes, *, use: str, prompt: str | None = None, end_user: str | None = None,
-            metadata: dict[str, Any] | None = None) -> Call[Released]:
-    kwargs = {"data": {"request": _request(None, use, prompt, end_user, metadata)}, "files": _media([data])}
+            metadata: dict[str, Any] | None = None, input_decision_id: str | None = None) -> Call[Released]:
+    """`input_decision_id`: required for face_swap and img2img (the input check's `decision_id`)."""
+    kwargs = {"data": {"request": _request(None, use, prompt, end_user, metadata,
+                                           input_decision_id=input_decision_id)}, "files": _media([data])}
     return Call("POST", "/v1/release", kwargs, _released)
 
 
@@ -120,8 +126,9 @@ def routes() -> Call[dict[str, Any]]:
 
 def submit_job(data: bytes, *, use: str, action: str = "release", prompt: str | None = None,
                end_user: str | None = None, metadata: dict[str, Any] | None = None,
-               webhook_url: str | None = None) -> Call[Job]:
-    request = _request(None, use, prompt, end_user, metadata, action=action, webhook_url=webhook_url)
+               webhook_url: str | None = None, input_decision_id: str | None = None) -> Call[Job]:
+    request = _request(None, use, prompt, end_user, metadata, action=action, webhook_url=webhook_url,
+                       input_decision_id=input_decision_id)
     return Call("POST", "/v1/jobs", {"data": {"request": request}, "files": _media([data])},
                 lambda r: Job.from_json(r.json()))
 

@@ -94,6 +94,7 @@ class Decision:
     audit_index: int | None
     leaf_hash: str | None
     raw: Json = field(repr=False, compare=False)
+    input_decision_id: str | None = None  # the input decision an output is bound to (face_swap, img2img)
 
     @property
     def allowed(self) -> bool:
@@ -120,6 +121,7 @@ class Decision:
             audit_index=int(audit["index"]) if audit.get("index") is not None else None,
             leaf_hash=_opt_str(audit.get("leaf_hash")),
             raw=doc,
+            input_decision_id=_opt_str(doc.get("input_decision_id")),
         )
 
 

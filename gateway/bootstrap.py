@@ -155,6 +155,18 @@ def start_retention(registry: Registry, log: AuditLog, policies: PolicyManager) 
     registry.start_retention_sweeper(rules, AuditActivity(log), lambda: datetime.now(UTC))
 
 
+class AuditDecisions:
+    """The pipeline's `DecisionLookup`: a decision of one tenant by id, from the audit log's indexed
+    `decision_id` column (as `/v1/audit/receipts/{decision_id}` finds it)."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+
+    def find_decision(self, decision_id: str, tenant: str) -> Mapping[str, Any] | None:
+        found, _ = self.log.query(decision_id=decision_id, tenant=tenant, kind="decision", limit=1)
+        return found[0].record if found else None
+
+
 class PseudonymisingSink:
     """The pipeline's audit sink: a decision's `end_user` goes into the log as its tenant's keyed
     hash (gateway/registry/pseudonyms.py), never in clear. A key store that cannot answer fails the

@@ -19,6 +19,7 @@ from classifiers.registry import ModelRegistry, builtin_registry
 from gateway.apikeys import ApiKeyStore
 from gateway.audit import AuditLog
 from gateway.bootstrap import (
+    AuditDecisions,
     PseudonymisingSink,
     ensure_initialised,
     open_audit_log,
@@ -243,11 +244,12 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
     pipeline = Pipeline(
         PipelinePorts(policies=policies, consent=consent, audit=PseudonymisingSink(audit, registry.pseudonyms),
                       releaser=provenance, clock=utc_now,
-                      metrics=metrics),
+                      metrics=metrics, decisions=AuditDecisions(audit)),
         PipelineConfig(limits=limits, max_media_parts=settings.max_media_parts,
                        working_max_side=settings.working_max_side, model_timeout_s=settings.model_timeout_s,
                        check_deadline_s=settings.check_deadline_s, scratch_dir=settings.data_dir / "tmp",
-                       video_sampling_seed=_sampling_seed(settings)),
+                       video_sampling_seed=_sampling_seed(settings),
+                       input_decision_max_age_s=settings.input_decision_max_age_s),
     )
     proxy = open_proxy_state(settings, engine, metrics.registry)
     bundle_routes(settings, policies, proxy.routes)

@@ -40,6 +40,7 @@ class Settings:
     model_threads: int = 2
     model_timeout_s: float = 10.0
     check_deadline_s: float = 30.0  # one check, all models and decide() together; over it: deny
+    input_decision_max_age_s: float = 3600.0  # how long an input decision backs its outputs (#15.2)
     policy_reload_interval_s: float = 1.0
     policy_trust_key: Path | None = None
     redis_url: str | None = None
@@ -121,6 +122,7 @@ class Settings:
             model_threads=_env_int("CONSENTGATE_MODEL_THREADS", min(2, os.cpu_count() or 1)),
             model_timeout_s=_env_float("CONSENTGATE_MODEL_TIMEOUT_S", 10.0),
             check_deadline_s=_env_float("CONSENTGATE_CHECK_DEADLINE_S", 30.0),
+            input_decision_max_age_s=_env_float("CONSENTGATE_INPUT_DECISION_MAX_AGE_S", 3600.0),
             audit_checkpoint_every=_env_int("CONSENTGATE_AUDIT_CHECKPOINT_EVERY", 256),
             audit_checkpoint_interval_ms=_env_int("CONSENTGATE_AUDIT_CHECKPOINT_MS", 1000),
             policy_trust_key=Path(trust) if trust else None,

@@ -92,13 +92,17 @@ async def submit(
     principal: LimitedGenerator,
     http: Request,
     request: Annotated[str, Form(description="JSON: {use, action?: release|check, stage?, prompt?, "
-                                             "end_user?, metadata?, webhook_url?}")],
+                                             "end_user?, metadata?, webhook_url?, input_decision_id?}")],
     media: Annotated[list[UploadFile] | None, File(description="exactly one video (MP4, MOV or WebM) or audio "
                                                                 "file (WAV, FLAC, MP3, Ogg, M4A)")] = None,
 ) -> JSONResponse:
     await refuse_unread_parts(http)
     body = parse_request_part(request, default_stage="output")
     require_use(principal, body.use)
+    # an output bound to its input decision (face_swap, img2img: #15.2) is refused now, not as a failed
+    # job later; the runner binds it again when the job runs
+    await gw.pipeline.bind(principal, body.model_copy(update={"stage": "output" if body.action == "release"
+                                                              else body.stage}))
     media = media or []
     require_media("output", len(media))
     service = gw.jobs

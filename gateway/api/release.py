@@ -26,7 +26,8 @@ async def release_endpoint(
     gw: GatewayDep,
     principal: LimitedGenerator,
     http: Request,
-    request: Annotated[str, Form(description="JSON: {use, prompt?, end_user?, metadata?}")],
+    request: Annotated[str, Form(description="JSON: {use, prompt?, end_user?, metadata?, input_decision_id? "
+                                                  "(required for face_swap, img2img)}")],
     media: Annotated[list[UploadFile] | None, File(description="exactly one render (an image, or a small video)")]
     = None,
 ) -> Response:

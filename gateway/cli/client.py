@@ -1,8 +1,11 @@
 """Why: people try the gateway from a shell before they write code against it. These commands
 talk to a running gateway (`--url`, `--api-key`; env CONSENTGATE_URL, CONSENTGATE_API_KEY):
 
-    consentgate check FILE [--use U] [--stage S] [--prompt P]   the decision record (JSON)
-    consentgate release FILE [--out PATH] [--use U]              the marked, signed file
+    consentgate check FILE [--use U] [--stage S] [--prompt P] [--input-decision ID]   the decision record (JSON)
+    consentgate release FILE [--out PATH] [--use U] [--input-decision ID]              the marked, signed file
+
+`--input-decision` names the input check's decision id: required for outputs of face_swap and
+img2img, whose consent applies to the reference media (issue #15.2; docs/api.md).
     consentgate provenance verify FILE                           C2PA, watermark, decision
 
 Images go through /v1/check and /v1/release. Videos and audio (sniffed from the bytes) go through
@@ -36,6 +39,9 @@ ApiKey = Annotated[str, typer.Option("--api-key", envvar="CONSENTGATE_API_KEY", 
 Use = Annotated[str, typer.Option("--use", help="The use to check under (txt2img, txt2video, ...).")]
 Prompt = Annotated[str | None, typer.Option("--prompt", help="The prompt, when there is one.")]
 EndUser = Annotated[str | None, typer.Option("--end-user", help="Your end user's id (grants may name one).")]
+InputDecision = Annotated[str | None, typer.Option(
+    "--input-decision", help="The decision_id of the input check of the reference media: required for outputs "
+    "of face_swap and img2img (the output inherits its use and the people it found).")]
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
@@ -164,13 +170,15 @@ def register(app: typer.Typer, client_factory: ClientFactory = default_client) -
         stage: Annotated[str, typer.Option("--stage", help="input or output.")] = "output",
         prompt: Prompt = None,
         end_user: EndUser = None,
+        input_decision: InputDecision = None,
         url: Url = DEFAULT_URL,
         api_key: ApiKey = "",
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
         """Check FILE (nothing is released): print the decision record as JSON."""
         data = file.read_bytes()
-        request = _request(use=use, stage=stage, prompt=prompt, end_user=end_user, action="check")
+        request = _request(use=use, stage=stage, prompt=prompt, end_user=end_user, action="check",
+                           input_decision_id=input_decision)
         try:
             with client_factory(url) as http:
                 session = _Session(http, api_key)
@@ -190,6 +198,7 @@ def register(app: typer.Typer, client_factory: ClientFactory = default_client) -
         use: Use = "txt2img",
         prompt: Prompt = None,
         end_user: EndUser = None,
+        input_decision: InputDecision = None,
         url: Url = DEFAULT_URL,
         api_key: ApiKey = "",
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -197,7 +206,8 @@ def register(app: typer.Typer, client_factory: ClientFactory = default_client) -
         """Release FILE: write the marked, signed file (videos come back as MP4; audio in its own type,
         Ogg as FLAC)."""
         data = file.read_bytes()
-        request = _request(use=use, stage="output", prompt=prompt, end_user=end_user, action="release")
+        request = _request(use=use, stage="output", prompt=prompt, end_user=end_user, action="release",
+                           input_decision_id=input_decision)
         try:
             with client_factory(url) as http:
                 session = _Session(http, api_key)

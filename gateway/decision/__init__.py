@@ -7,6 +7,7 @@ from gateway.decision.facts import (
     Facts,
     GrantFact,
     HashHit,
+    InheritedFact,
     ModelFailure,
     NameFact,
     NsfwFact,
@@ -16,7 +17,8 @@ from gateway.decision.facts import (
 from gateway.decision.verdict import FaceConsent, Reason, Verdict, strictest
 
 __all__ = [
-    "FaceConsent", "FaceFact", "FaceMatch", "Facts", "GrantFact", "HashHit", "ModelFailure", "NameFact",
+    "FaceConsent", "FaceFact", "FaceMatch", "Facts", "GrantFact", "HashHit", "InheritedFact", "ModelFailure",
+    "NameFact",
     "NsfwFact", "Reason", "SubjectFact", "Verdict", "consent_state", "decide", "grant_is_valid",
     "normalise_text", "strictest", "VoiceFact",
 ]

@@ -42,6 +42,7 @@ def decide(policy: Policy, facts: Facts) -> Verdict:
     _required_faces(facts, stage, face_consent, prefix, reasons)
     name_consent, name_grants = _names(facts, stage, prefix, reasons)
     voice_consent, voice_grants = _voices(facts, stage, prefix, reasons)
+    inherited_consent, inherited_grants = _inherited(facts, stage, prefix, reasons)
     if stage.prompt:
         _prompt(policy, facts, reasons, shadow)
     for hit in facts.hash_hits:
@@ -63,7 +64,7 @@ def decide(policy: Policy, facts: Facts) -> Verdict:
                 obligations["watermark"] = {"method": wm.method, "strength": wm.strength}
             if policy.obligations.sign:
                 obligations["sign"] = True
-    grant_ids = tuple(sorted(set(face_grants) | set(name_grants) | set(voice_grants)))
+    grant_ids = tuple(sorted(set(face_grants) | set(name_grants) | set(voice_grants) | set(inherited_grants)))
     return Verdict(
         decision=decision,  # type: ignore[arg-type]
         reasons=tuple(reasons),
@@ -73,6 +74,7 @@ def decide(policy: Policy, facts: Facts) -> Verdict:
         shadow=tuple(shadow),
         grant_ids=grant_ids,
         voice_consent=tuple(voice_consent),
+        inherited_consent=tuple(inherited_consent),
     )
 
 
@@ -319,6 +321,32 @@ def _voices(facts: Facts, stage: StageRules, prefix: str, reasons: list[Reason])
         )
         reasons.append(Reason(f"{prefix}.consent.voice", outcome,
                               f"{where} matches an enrolled voice; consent state {consent.state}"))
+    return consents, grants
+
+
+def _inherited(facts: Facts, stage: StageRules, prefix: str,
+               reasons: list[Reason]) -> tuple[list[FaceConsent], list[str]]:
+    """Identities inherited from the input decision (issue #15.2): the render was made from a reference
+    that showed (or named, or voiced) these subjects, so each needs a valid grant for this request — the
+    same rule as a matched face (`faces.without_consent`; nothing to blur, so redact denies), whether or
+    not the render itself still matches them."""
+    consents: list[FaceConsent] = []
+    grants: list[str] = []
+    for item in facts.inherited:
+        consent = consent_state(item.subject_id, facts)
+        consents.append(consent)
+        if consent.state == "granted":
+            if consent.grant_id:
+                grants.append(consent.grant_id)
+            continue
+        outcome = "deny" if consent.state == "protected" or stage.faces.without_consent == "redact" else (
+            stage.faces.without_consent
+        )
+        reasons.append(
+            Reason(f"{prefix}.consent.inherited", outcome,
+                   f"the input decision {item.input_decision_id} found an enrolled subject ({item.source}) "
+                   f"in the reference this render was made from; consent state {consent.state}")
+        )
     return consents, grants
 
 

@@ -76,6 +76,18 @@ class NameFact:
 
 
 @dataclass(frozen=True)
+class InheritedFact:
+    """An identity the output inherits from its input decision (issue #15.2): a subject whose face,
+    voice or name the *input* decision `input_decision_id` found (`source`: face | voice | name). The
+    render is made from that reference, so it needs that subject's grant for the use whether or not
+    the render's own face still matches well."""
+
+    subject_id: str
+    source: str
+    input_decision_id: str
+
+
+@dataclass(frozen=True)
 class HashHit:
     media_index: int
     subject_id: str
@@ -119,3 +131,4 @@ class Facts:
     failures: tuple[ModelFailure, ...] = ()
     media_kind: str = "image"
     voices: tuple[VoiceFact, ...] = ()
+    inherited: tuple[InheritedFact, ...] = ()  # identities of the input decision (output stage only)

@@ -49,3 +49,4 @@ class Verdict:
     shadow: tuple[dict[str, Any], ...] = ()
     grant_ids: tuple[str, ...] = field(default=())
     voice_consent: tuple[FaceConsent, ...] = ()
+    inherited_consent: tuple[FaceConsent, ...] = ()  # one per `Facts.inherited`, in order

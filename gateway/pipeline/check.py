@@ -22,6 +22,7 @@ from gateway.decision import (
     Facts,
     GrantFact,
     HashHit,
+    InheritedFact,
     ModelFailure,
     NameFact,
     NsfwFact,
@@ -53,6 +54,7 @@ class CheckInput:
     prompt: str | None
     images: list[DecodedImage] = field(default_factory=list)
     tracks: list[Track] = field(default_factory=list)  # audio (issue #18): checked for voices
+    inherited: tuple[InheritedFact, ...] = ()  # identities of the input decision (issue #15.2)
 
 
 @dataclass
@@ -216,7 +218,8 @@ class CheckStage:
             hash_hits = await guarded(self._hash_hits(rt, hashes_raw)) or ()
         names, concepts = prompt_facts if prompt_facts is not None else ((), {})
         subject_ids = sorted({m.subject_id for f in face_facts for m in f.matches} | {n.subject_id for n in names}
-                             | {m.subject_id for v in voices for m in v.matches})
+                             | {m.subject_id for v in voices for m in v.matches}
+                             | {i.subject_id for i in req.inherited})
         grants: dict[str, tuple[GrantFact, ...]] = {}
         subjects: dict[str, SubjectFact] = {}
 
@@ -233,7 +236,7 @@ class CheckStage:
             stage=req.stage, use=req.use, tenant=req.tenant, end_user=req.end_user, now=self.clock(),
             media_count=len(req.images) + len(req.tracks), prompt=req.prompt, nsfw=tuple(nsfw_facts),
             faces=tuple(face_facts), names=tuple(names), concepts=dict(concepts), hash_hits=hash_hits,
-            subjects=subjects, grants=grants, failures=tuple(failures), voices=voices,
+            subjects=subjects, grants=grants, failures=tuple(failures), voices=voices, inherited=req.inherited,
             media_kind="audio" if req.tracks and not req.images else "image",
         )
         verdict = await in_thread(decide, policy, facts)  # prompt regexes run here: never on the event loop

@@ -144,6 +144,11 @@ class MemoryAudit:
         self.records.append(stored)
         return AppendResult(len(self.records) - 1, leaf_hash(canonical_json(stored)).hex(), None)
 
+    def find_decision(self, decision_id: str, tenant: str) -> Mapping[str, Any] | None:
+        """The DecisionLookup port over the list."""
+        return next((r for r in self.records if r.get("decision_id") == decision_id and r.get("tenant") == tenant
+                     and r.get("kind", "decision") == "decision"), None)
+
 
 @dataclass
 class ReleaserFaults:

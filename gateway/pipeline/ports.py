@@ -8,6 +8,7 @@ implementation of each port with fault hooks, so the pipeline is tested without 
     PolicySource    gateway.policy.manager.PolicyManager          StaticPolicies
     ConsentLookup   gateway.registry.service.Registry             MemoryConsent (EmptyConsent: nobody)
     AuditSink       gateway.audit.AuditLog                        MemoryAudit
+    DecisionLookup  gateway.bootstrap.AuditDecisions              MemoryAudit
     Releaser        gateway.provenance.service.ProvenanceService  MemoryReleaser
     Clock           gateway.context.utc_now                       ManualClock
 """
@@ -30,7 +31,7 @@ from gateway.policy.manager import ActivePolicy
 from gateway.provenance.c2pa_sign import ReleaseClaim, SignedMedia
 from gateway.provenance.service import ReleasedImage
 
-__all__ = ["AuditSink", "Clock", "ConsentLookup", "EmptyConsent", "PipelineConfig", "PipelinePorts",
+__all__ = ["AuditSink", "Clock", "ConsentLookup", "DecisionLookup", "EmptyConsent", "PipelineConfig", "PipelinePorts",
            "PolicySource", "Releaser"]
 
 
@@ -70,6 +71,14 @@ class ConsentLookup(Protocol):
     def grants_for(self, subject_ids: Sequence[str]) -> dict[str, tuple[GrantFact, ...]]: ...
 
     def subject_facts(self, subject_ids: Sequence[str]) -> dict[str, SubjectFact]: ...
+
+
+class DecisionLookup(Protocol):
+    """Finds a recorded decision by id in the audit log, only among `tenant`'s decisions: the stored record
+    (as appended, without its `audit` field), or None. Used to bind an output to its input decision
+    (issue #15.2: `gateway.pipeline.inherit`). May raise; the caller answers 503."""
+
+    def find_decision(self, decision_id: str, tenant: str) -> Mapping[str, Any] | None: ...
 
 
 class AuditSink(Protocol):
@@ -127,6 +136,7 @@ class PipelinePorts:
     releaser: Releaser
     clock: Clock
     metrics: Metrics
+    decisions: DecisionLookup | None = None  # None: outputs cannot be bound to an input decision (refused)
 
 
 @dataclass(frozen=True)
@@ -142,6 +152,8 @@ class PipelineConfig:
     # Fixes every video's sampling seed (hex): only to replay a recorded decision or in tests;
     # None (the default) draws a fresh, unpredictable seed per video.
     video_sampling_seed: str | None = None
+    # How long an input decision can back output checks of its use (gateway.pipeline.inherit).
+    input_decision_max_age_s: float = 3600.0
 
 
 class EmptyConsent:

@@ -8,8 +8,10 @@
       └ every image withheld: 403 with the first denial; nothing leaves
 
 Every decision carries the same `request_id`, so the input and output records of one request
-can be joined in the audit log. The HTTP surfaces (gateway-native and OpenAI-compatible) only
-translate requests and answers; they share this flow. The upstream clients, routes and per-gateway
+can be joined in the audit log; each output record also names the input's `input_decision_id` and
+inherits the identities it found (issue #15.2: their grants are read again for the output).
+The HTTP surfaces (gateway-native and OpenAI-compatible) only translate requests and answers;
+they share this flow. The upstream clients, routes and per-gateway
 proxy resources are `gateway.upstream`."""
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from gateway.apikeys import Principal
 from gateway.decision import Reason
 from gateway.errors import BadInput, Invalid, NotFound
 from gateway.pipeline.errors import ProxyDenied, UpstreamFailed
+from gateway.pipeline.inherit import binding_of
 from gateway.pipeline.record import DecisionRecord, Findings, rfc3339
 from gateway.pipeline.request import CheckRequest
 from gateway.pipeline.service import Pipeline
@@ -131,12 +134,16 @@ class ProxyService:
             raise ProxyDenied(input_record.to_dict(), request_id)
 
         renders = await self._call(name, route, req, input_record, request_id)
+        # each output is bound to this request's input decision (issue #15.2): same use, and the
+        # identities the input found need their grants again at output time
+        binding = binding_of(input_record.to_dict())
         released: list[Released] = []
         withheld: list[DecisionRecord] = []
         for data in renders:
             try:
                 outcome = await self.pipeline.release(principal, body, [data], request_id=request_id,
-                                                      software_agent=route.software_agent(), allow_video=False)
+                                                      software_agent=route.software_agent(), allow_video=False,
+                                                      binding=binding)
             except BadInput as exc:  # not a decodable image: the upstream's fault, recorded as such
                 record = _stage_record(
                     input_record, route, "upstream.bad_output",

@@ -24,7 +24,7 @@ from gateway.video.sampling import LabelSummary
 
 __all__ = [
     "AuditRef", "ConceptFinding", "ConsentState", "DecisionRecord", "FaceFinding", "FaceRanges", "Findings",
-    "HashFinding",
+    "HashFinding", "InheritedFinding",
     "Json", "JsonObject", "MatchFinding", "MediaRef", "ModelFailureFinding", "NameFinding", "NsfwFinding",
     "Obligation", "OutputRef", "PolicyRef", "VideoOutput", "VideoSampling", "VideoSummary", "build_record",
     "caller_view", "flagged_labels", "rfc3339",
@@ -161,6 +161,19 @@ class NameFinding:
 
 
 @dataclass
+class InheritedFinding:
+    """An enrolled subject the input decision found in the reference (issue #15.2), checked again for
+    this output: `source` is face | voice | name."""
+
+    subject_id: str
+    source: str
+    consent: ConsentState
+
+    def to_dict(self) -> JsonObject:
+        return {"subject_id": self.subject_id, "source": self.source, "consent": self.consent.to_dict()}
+
+
+@dataclass
 class ConceptFinding:
     """The prompt's similarity to one of the policy's semantic concepts."""
 
@@ -200,6 +213,7 @@ class Findings:
     shadow: list[JsonObject] = field(default_factory=list)
     failures: list[ModelFailureFinding] = field(default_factory=list)  # the key is absent when empty
     voices: list[VoiceFinding] | None = None  # the key is absent when no audio was checked
+    inherited: list[InheritedFinding] = field(default_factory=list)  # the key is absent when empty
 
     def to_dict(self) -> JsonObject:
         out: JsonObject = {
@@ -213,6 +227,8 @@ class Findings:
             out["failures"] = [f.to_dict() for f in self.failures]
         if self.voices is not None:
             out["voices"] = [v.to_dict() for v in self.voices]
+        if self.inherited:
+            out["inherited"] = [i.to_dict() for i in self.inherited]
         return out
 
 
@@ -355,6 +371,7 @@ class DecisionRecord:
     video: list[VideoSummary] = field(default_factory=list)  # the key is absent when empty
     prompt: str | None = None  # only when the policy logs prompt text
     software_agent: JsonObject | None = None  # the upstream model of a proxied release
+    input_decision_id: str | None = None  # the input decision an output is bound to (#15.2); absent when None
     audit: AuditRef | None = None
 
     @property
@@ -385,6 +402,8 @@ class DecisionRecord:
             out["prompt"] = self.prompt
         if self.software_agent:
             out["software_agent"] = dict(self.software_agent)
+        if self.input_decision_id is not None:
+            out["input_decision_id"] = self.input_decision_id
         if with_audit and self.audit is not None:
             out["audit"] = self.audit.to_dict()
         return out
@@ -467,6 +486,8 @@ def build_record(
         shadow=[dict(s) for s in verdict.shadow],
         failures=[ModelFailureFinding(f.check, f.model, f.message) for f in facts.failures],
         voices=voices if (voices or facts.media_kind == "audio") else None,
+        inherited=[InheritedFinding(i.subject_id, i.source, _consent(c))
+                   for i, c in zip(facts.inherited, verdict.inherited_consent, strict=False)],
     )
     return DecisionRecord(
         decision_id=decision_id, decision=verdict.decision, request_id=request_id, stage=facts.stage,
@@ -497,7 +518,7 @@ def caller_view(record: dict[str, Any], *, tenant: str, is_operator: bool) -> di
             face["matches"] = []
         else:
             face["matches"] = [{k: v for k, v in m.items() if k != "similarity"} for m in face.get("matches", [])]
-    for item in findings.get("prompt", []):
+    for item in [*findings.get("prompt", []), *findings.get("inherited", [])]:
         if "subject_id" in item and item.get("consent", {}).get("state") != "granted":
             item["subject_id"] = None
         for number in ("similarity", "score"):

@@ -22,6 +22,7 @@ from gateway.media import DecodedImage
 from gateway.pipeline.audio_job import AudioFlow
 from gateway.pipeline.audio_release import release_audio
 from gateway.pipeline.check import CheckInput, CheckResult, CheckStage
+from gateway.pipeline.inherit import InputBinding, resolve_binding
 from gateway.pipeline.ports import Clock, PipelineConfig, PipelinePorts
 from gateway.pipeline.record import DecisionRecord, MediaRef, build_record
 from gateway.pipeline.release import ReleasedFile, release_images
@@ -88,16 +89,25 @@ class Pipeline:
         with stage(self.ports.metrics.stage_seconds, "decode"):
             return await decode_images(parts, self.config)
 
+    async def bind(self, principal: Principal, request: CheckRequest) -> InputBinding | None:
+        """The input decision this request is bound to (issue #15.2, `gateway.pipeline.inherit`): None
+        when it names none and needs none; 4xx when it needs one and names none, or names a bad one."""
+        return await resolve_binding(self.ports.decisions, self.clock, principal.tenant, request,
+                                     self.config.input_decision_max_age_s)
+
     async def decide(self, principal: Principal, request: CheckRequest, images: list[DecodedImage], *,
-                     request_id: str | None = None, audio: list[DecodedAudio] | None = None) -> Decision:
+                     request_id: str | None = None, audio: list[DecodedAudio] | None = None,
+                     binding: InputBinding | None | bool = True) -> Decision:
+        """`binding`: the input binding already resolved (or None: none), or True to resolve it here."""
         require_use(principal, request.use)  # the key's uses bind the use (403 use_not_allowed)
+        bound = await self.bind(principal, request) if binding is True else _given(binding)
         runtime, digest = self.runtime_for(principal.tenant)
         audio = audio or []
         tracks = [Track(i, a.samples) for i, a in enumerate(audio)]
         result = await self.checker.run(
             runtime,
             CheckInput(request.stage, request.use, principal.tenant, request.end_user, request.prompt, images,
-                       tracks),
+                       tracks, inherited=bound.inherited if bound is not None else ()),
         )
         media = [MediaRef(img.sha256, img.mime, img.width, img.height) for img in images]
         media += [MediaRef(a.sha256, a.mime, 0, 0, round(a.duration_s, 3)) for a in audio]
@@ -105,6 +115,7 @@ class Pipeline:
             decision_id=new_id(), request_id=request_id or request.request_id or new_id(), facts=result.facts,
             verdict=result.verdict, policy=runtime.policy, policy_digest=digest, media=media,
         )
+        record.input_decision_id = bound.decision_id if bound is not None else None
         self.ports.metrics.decisions.labels(request.stage, request.use, result.verdict.decision).inc()
         note_decision(decision_id=record.decision_id, tenant=principal.tenant, verdict=result.verdict.decision,
                       use=request.use, stage=request.stage,
@@ -118,33 +129,36 @@ class Pipeline:
     async def check(self, principal: Principal, request: CheckRequest, parts: list[bytes]) -> DecisionRecord:
         """Decide on images (or one small video) and record it; nothing is marked or released."""
         require_use(principal, request.use)
+        binding = await self.bind(principal, request)  # before decoding: a refusal costs nothing
         # voices are likenesses too (issue #18); audio first: M4A is ISO-BMFF like MP4 video
         if any(is_audio(part) for part in parts):
             with stage(self.ports.metrics.stage_seconds, "decode"):
                 audio = await decode_audio_parts(parts, self.config)
-            decision = await self.decide(principal, request, [], audio=audio)
+            decision = await self.decide(principal, request, [], audio=audio, binding=binding)
             return await self.append(decision.record)
         if any(is_video(part) for part in parts):  # small videos are checked here; larger ones: jobs
             if len(parts) != 1:
                 raise Invalid(f"a video is checked on its own: send exactly one `media` part (got {len(parts)})")
-            record, _ = await self.video.run_upload(principal, request, parts[0], "check")
+            record, _ = await self.video.run_upload(principal, request, parts[0], "check", binding=binding)
             return record
-        decision = await self.decide(principal, request, await self.decode(parts))
+        decision = await self.decide(principal, request, await self.decode(parts), binding=binding)
         return await self.append(decision.record)
 
     async def release(self, principal: Principal, request: CheckRequest, parts: list[bytes], *,
                       request_id: str | None = None, software_agent: dict[str, Any] | None = None,
-                      allow_video: bool = True) -> Release:
+                      allow_video: bool = True, binding: InputBinding | None | bool = True) -> Release:
         """The output check of a render, then on allow its obligations, then the record: the files
-        come back only when the appended record allows."""
+        come back only when the appended record allows. `binding` as in `decide` (the proxy passes
+        its own input decision)."""
         require_use(principal, request.use)
+        request = request.model_copy(update={"stage": "output"})
+        bound = await self.bind(principal, request) if binding is True else _given(binding)
         if any(is_audio(part) for part in parts):  # voices are likenesses too (issue #18)
             if len(parts) != 1:
                 raise Invalid(f"audio is released one file at a time (got {len(parts)} media parts)")
             with stage(self.ports.metrics.stage_seconds, "decode"):
                 audio = await decode_audio_parts(parts, self.config)
-            audio_request: CheckRequest = request.model_copy(update={"stage": "output"})
-            decision = await self.decide(principal, audio_request, [], request_id=request_id, audio=audio)
+            decision = await self.decide(principal, request, [], request_id=request_id, audio=audio, binding=bound)
             files = await release_audio(self.ports.releaser, decision.record, decision.result.verdict.obligations,
                                         audio[0], parts[0])
             if software_agent:
@@ -152,11 +166,10 @@ class Pipeline:
             record = await self.append(decision.record)
             return Release(record, files if record.allowed else [])
         if allow_video and len(parts) == 1 and is_video(parts[0]):  # small videos: as MP4; larger: jobs
-            record, video = await self.video.run_upload(principal, request, parts[0], "release")
+            record, video = await self.video.run_upload(principal, request, parts[0], "release", binding=bound)
             return Release(record, [ReleasedFile(video, "video/mp4")] if video is not None else [])
         images = await self.decode(parts)
-        output: CheckRequest = request.model_copy(update={"stage": "output"})
-        decision = await self.decide(principal, output, images, request_id=request_id)
+        decision = await self.decide(principal, request, images, request_id=request_id, binding=bound)
         files = await release_images(self.ports.releaser, decision.record, decision.result.verdict.obligations,
                                      images, software_agent=software_agent,
                                      stage_seconds=self.ports.metrics.stage_seconds)
@@ -164,3 +177,7 @@ class Pipeline:
             decision.record.software_agent = dict(software_agent)
         record = await self.append(decision.record)
         return Release(record, files if record.allowed else [])
+
+
+def _given(binding: InputBinding | None | bool) -> InputBinding | None:
+    return binding if isinstance(binding, InputBinding) else None

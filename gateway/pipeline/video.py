@@ -36,6 +36,7 @@ from gateway.errors import GatewayError, TooLarge
 from gateway.media import sniff
 from gateway.pipeline.check import CheckStage
 from gateway.pipeline.errors import ModelCallFailed, release_stage
+from gateway.pipeline.inherit import InputBinding, resolve_binding
 from gateway.pipeline.ports import PipelineConfig, PipelinePorts
 from gateway.pipeline.record import DecisionRecord, OutputRef, VideoOutput
 from gateway.pipeline.release import stage_failed
@@ -110,6 +111,8 @@ class VideoRun:
     work_dir: Path
     decision_id: str
     request_id: str
+    # the input decision an output is bound to (issue #15.2); True: resolve it from the request at run time
+    binding: InputBinding | None | bool = True
 
 
 def _no_progress(stage: str, fraction: float) -> None:
@@ -154,9 +157,10 @@ class VideoFlow:
         self.checker = checker
 
     def _facts(self, rt: PolicyRuntime, run: VideoRun, stage: str, vf: VideoFacts, acc: ConsentSoFar,
-               prompt: PromptFacts, failures: list[ModelFailure], voices: tuple[VoiceFact, ...] = ()) -> Facts:
+               prompt: PromptFacts, failures: list[ModelFailure], voices: tuple[VoiceFact, ...] = (),
+               bound: InputBinding | None = None) -> Facts:
         return video_facts(self.ports.consent, self.checker.clock, rt, run.request, run.principal.tenant, stage,
-                           vf, acc, prompt, failures, voices)
+                           vf, acc, prompt, failures, voices, bound.inherited if bound is not None else ())
 
     async def _soundtrack(self, rt: PolicyRuntime, src: Path,
                           max_seconds: float) -> tuple[tuple[VoiceFact, ...], list[ModelFailure]]:
@@ -181,6 +185,13 @@ class VideoFlow:
         rt, digest = runtime_for(self.ports.policies, run.principal.tenant)
         vs = rt.policy.video
         stage = "output" if run.action == "release" else run.request.stage
+        bound: InputBinding | None = None
+        if run.binding is True:  # the job path: bound (or refused) when it runs
+            bound = await resolve_binding(self.ports.decisions, self.checker.clock, run.principal.tenant,
+                                          run.request.model_copy(update={"stage": stage}),
+                                          self.config.input_decision_max_age_s)
+        elif isinstance(run.binding, InputBinding):
+            bound = run.binding
         hooks.progress("probe", 0.0)
         info = await asyncio.to_thread(probe, run.src, vs)
         sha256 = await asyncio.to_thread(_file_sha256, run.src)
@@ -199,10 +210,11 @@ class VideoFlow:
             hooks.progress("decide", 0.9 if releasing else 0.97)
             voices, voice_failures = await soundtrack
             facts = await asyncio.to_thread(self._facts, rt, run, stage, vf, acc, prompt,
-                                            [*failures, *voice_failures], voices)
+                                            [*failures, *voice_failures], voices, bound)
             verdict = await asyncio.to_thread(decide, rt.policy, facts)  # prompt rules: off the event loop
             record = video_record(decision_id=run.decision_id, request_id=run.request_id, rt=rt, digest=digest,
                                   facts=facts, verdict=verdict, vf=vf, info=info, sha256=sha256)
+            record.input_decision_id = bound.decision_id if bound is not None else None
             note_decision(decision_id=run.decision_id, tenant=run.principal.tenant, verdict=verdict.decision,
                           use=run.request.use, stage=stage,
                           prompt=run.request.prompt if rt.policy.logging.prompt_text else None)
@@ -333,7 +345,8 @@ class VideoFlow:
 
     # -- the synchronous path (small videos on /v1/check and /v1/release) ---------------------------
     async def run_upload(self, principal: Principal, request: CheckRequest, data: bytes,
-                         action: Literal["check", "release"]) -> tuple[DecisionRecord, bytes | None]:
+                         action: Literal["check", "release"], *,
+                         binding: InputBinding | None | bool = True) -> tuple[DecisionRecord, bytes | None]:
         """Decide (and release) a small uploaded video within the request. Videos over the policy's
         `video.sync_max_bytes` / `video.sync_max_seconds` get 413 pointing to /v1/jobs. Returns the
         appended record and, on an allowed release, the signed MP4."""
@@ -352,7 +365,8 @@ class VideoFlow:
             if info.duration_s > vs.sync_max_seconds:
                 raise TooLarge(f"the video lasts {info.duration_s:.1f} s; /v1/{action} takes videos up to "
                                f"{vs.sync_max_seconds:g} s{to_jobs}", code="video_too_large")
-            run = VideoRun(principal, request, action, src, Path(tmp), new_id(), request.request_id or new_id())
+            run = VideoRun(principal, request, action, src, Path(tmp), new_id(), request.request_id or new_id(),
+                           binding)
             outcome = await self.run(run)
             output = await asyncio.to_thread(outcome.output.read_bytes) if outcome.output is not None else None
         return outcome.record, output

@@ -18,6 +18,7 @@ from gateway.decision import (
     Facts,
     GrantFact,
     HashHit,
+    InheritedFact,
     ModelFailure,
     NameFact,
     NsfwFact,
@@ -131,8 +132,10 @@ def match_batch(consent: ConsentLookup, rt: PolicyRuntime, facts: VideoFacts, fi
 
 def video_facts(consent: ConsentLookup, clock: Clock, rt: PolicyRuntime, request: CheckRequest, tenant: str,
                 stage: str, vf: VideoFacts, acc: ConsentSoFar, prompt: PromptFacts,
-                failures: list[ModelFailure], voices: tuple[VoiceFact, ...] = ()) -> Facts:
-    """The facts seen so far (grants read now), as `decide()` takes them; `voices` are the soundtrack's."""
+                failures: list[ModelFailure], voices: tuple[VoiceFact, ...] = (),
+                inherited: tuple[InheritedFact, ...] = ()) -> Facts:
+    """The facts seen so far (grants read now), as `decide()` takes them; `voices` are the soundtrack's,
+    `inherited` the identities of the input decision the output is bound to (issue #15.2)."""
     nsfw = []
     for alias, per_frame in vf.nsfw.items():
         model = rt.nsfw[alias]
@@ -145,7 +148,7 @@ def video_facts(consent: ConsentLookup, clock: Clock, rt: PolicyRuntime, request
                      f.message) for f in vf.failures]
     all_failures = [*failures, *analysis_failures, *acc.failures]
     ids = sorted({m.subject_id for f in acc.faces for m in f.matches} | {n.subject_id for n in names}
-                 | {m.subject_id for v in voices for m in v.matches})
+                 | {m.subject_id for v in voices for m in v.matches} | {i.subject_id for i in inherited})
     grants: dict[str, tuple[GrantFact, ...]] = {}
     subjects: dict[str, SubjectFact] = {}
     if ids:
@@ -156,7 +159,8 @@ def video_facts(consent: ConsentLookup, clock: Clock, rt: PolicyRuntime, request
     return Facts(stage=stage, use=request.use, tenant=tenant, end_user=request.end_user, now=clock(),
                  media_count=1, prompt=request.prompt, nsfw=tuple(nsfw), faces=tuple(acc.faces), names=tuple(names),
                  concepts=dict(concepts), hash_hits=tuple(acc.hash_hits.values()), subjects=dict(subjects),
-                 grants=grants, failures=tuple(all_failures), media_kind="video", voices=voices)
+                 grants=grants, failures=tuple(all_failures), media_kind="video", voices=voices,
+                 inherited=inherited)
 
 
 def video_record(*, decision_id: str, request_id: str, rt: PolicyRuntime, digest: str, facts: Facts,

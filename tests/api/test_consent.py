@@ -43,10 +43,13 @@ def enrolled(gateway_client: tuple[TestClient, Keys], astronaut: np.ndarray) -> 
     return {"astronaut": sid, "protected": r.json()["id"]}
 
 
-def output(client: TestClient, key: str, image: bytes, use: str = "txt2img", end_user: str | None = None) -> Any:
-    req: dict[str, Any] = {"stage": "output", "use": use}
+def output(client: TestClient, key: str, image: bytes, use: str = "txt2img", end_user: str | None = None,
+           stage: str = "output", input_decision_id: str | None = None) -> Any:
+    req: dict[str, Any] = {"stage": stage, "use": use}
     if end_user:
         req["end_user"] = end_user
+    if input_decision_id:
+        req["input_decision_id"] = input_decision_id
     resp = check(client, key, req, image)
     assert resp.status_code == 200, resp.text
     return resp.json()
@@ -85,7 +88,7 @@ def test_grant_scoping_revocation_expiry(client: TestClient, keys: Keys, enrolle
     assert allowed["grant_ids"] == [grant_id]
 
     assert output(client, keys.other_generator, image)["decision"] == "deny"  # another tenant
-    assert output(client, keys.generator, image, use="img2img")["decision"] == "deny"  # another use
+    assert output(client, keys.generator, image, use="txt2video")["decision"] == "deny"  # another use
 
     gw = client.app.state.gateway  # type: ignore[attr-defined]
     real_clock = gw.pipeline.clock
@@ -107,8 +110,12 @@ def test_end_user_scoped_grant(client: TestClient, keys: Keys, enrolled: dict[st
                     json={"grantee_tenant": "acme", "grantee_end_user": "alice", "uses": ["img2img"]})
     grant_id = r.json()["id"]
     image = jpeg(astronaut)
-    assert output(client, keys.generator, image, use="img2img", end_user="alice")["decision"] == "allow"
-    assert output(client, keys.generator, image, use="img2img", end_user="bob")["decision"] == "deny"
+    # img2img outputs are bound to their input decision (#15.2): the reference is checked first
+    alice_in = output(client, keys.generator, image, use="img2img", end_user="alice", stage="input")
+    assert alice_in["decision"] == "allow"
+    assert output(client, keys.generator, image, use="img2img", end_user="alice",
+                  input_decision_id=alice_in["decision_id"])["decision"] == "allow"
+    assert output(client, keys.generator, image, use="img2img", end_user="bob", stage="input")["decision"] == "deny"
     client.delete(f"/v1/grants/{grant_id}", headers=auth(keys.registrar))
 
 
