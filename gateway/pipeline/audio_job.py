@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.audio.intake import AudioLimits, decode_audio
-from gateway.decision import Facts, GrantFact, ModelFailure, NameFact, SubjectFact, VoiceFact, decide
+from gateway.decision import Facts, GrantFact, InheritedFact, ModelFailure, NameFact, SubjectFact, VoiceFact, decide
 from gateway.pipeline.audio_release import AUDIO_MARK, release_audio
 from gateway.pipeline.check import CheckStage
 from gateway.pipeline.errors import ModelCallFailed
 from gateway.pipeline.ports import PipelineConfig, PipelinePorts
 from gateway.pipeline.record import DecisionRecord, MediaRef, build_record
 from gateway.pipeline.steps import append, runtime_for
-from gateway.pipeline.video import VideoHooks, VideoRun
+from gateway.pipeline.video import VideoHooks, VideoRun, bound_for
 from gateway.pipeline.voice import Track, voice_facts
 from gateway.policy.runtime import PolicyRuntime
 from gateway.policy.schema import VideoSettings
@@ -72,6 +72,7 @@ class AudioFlow:
         rt, digest = runtime_for(self.ports.policies, run.principal.tenant)
         releasing = run.action == "release"
         stage = "output" if releasing else run.request.stage
+        bound = await bound_for(run, stage, self.ports, self.config, self.checker.clock)  # issue #15.2
         hooks.progress("decode", 0.0)
         data = await asyncio.to_thread(run.src.read_bytes)
         audio = await asyncio.to_thread(decode_audio, data, job_audio_limits(rt.policy.video))
@@ -88,11 +89,13 @@ class AudioFlow:
                                                    [Track(0, audio.samples)], batch_windows=BATCH_WINDOWS,
                                                    progress=heard)
         hooks.progress("decide", span)
-        facts = await self._facts(rt, run, stage, prompt, [*failures, *voice_failures], voices)
+        facts = await self._facts(rt, run, stage, prompt, [*failures, *voice_failures], voices,
+                                  bound.inherited if bound is not None else ())
         verdict = await asyncio.to_thread(decide, rt.policy, facts)  # prompt rules: off the event loop
         record = build_record(decision_id=run.decision_id, request_id=run.request_id, facts=facts, verdict=verdict,
                               policy=rt.policy, policy_digest=digest,
                               media=[MediaRef(audio.sha256, audio.mime, 0, 0, round(audio.duration_s, 3))])
+        record.input_decision_id = bound.decision_id if bound is not None else None
         note_decision(decision_id=run.decision_id, tenant=run.principal.tenant, verdict=verdict.decision,
                       use=run.request.use, stage=stage,
                       prompt=run.request.prompt if rt.policy.logging.prompt_text else None)
@@ -136,10 +139,11 @@ class AudioFlow:
 
     async def _facts(self, rt: PolicyRuntime, run: VideoRun, stage: str,
                      prompt: tuple[tuple[NameFact, ...], dict[str, float]], failures: list[ModelFailure],
-                     voices: tuple[VoiceFact, ...]) -> Facts:
+                     voices: tuple[VoiceFact, ...], inherited: tuple[InheritedFact, ...] = ()) -> Facts:
         """The facts `decide()` takes (grants and subjects read now, as the synchronous check does)."""
         names, concepts = prompt
-        ids = sorted({n.subject_id for n in names} | {m.subject_id for v in voices for m in v.matches})
+        ids = sorted({n.subject_id for n in names} | {m.subject_id for v in voices for m in v.matches}
+                     | {i.subject_id for i in inherited})
         grants: dict[str, tuple[GrantFact, ...]] = {}
         subjects: dict[str, SubjectFact] = {}
         all_failures = list(failures)
@@ -156,4 +160,4 @@ class AudioFlow:
         return Facts(stage=stage, use=run.request.use, tenant=run.principal.tenant, end_user=run.request.end_user,
                      now=self.checker.clock(), media_count=1, prompt=run.request.prompt, names=tuple(names),
                      concepts=dict(concepts), subjects=dict(subjects), grants=grants,
-                     failures=tuple(all_failures), voices=voices, media_kind="audio")
+                     failures=tuple(all_failures), voices=voices, media_kind="audio", inherited=inherited)

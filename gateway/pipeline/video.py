@@ -37,7 +37,7 @@ from gateway.media import sniff
 from gateway.pipeline.check import CheckStage
 from gateway.pipeline.errors import ModelCallFailed, release_stage
 from gateway.pipeline.inherit import InputBinding, resolve_binding
-from gateway.pipeline.ports import PipelineConfig, PipelinePorts
+from gateway.pipeline.ports import Clock, PipelineConfig, PipelinePorts
 from gateway.pipeline.record import DecisionRecord, OutputRef, VideoOutput
 from gateway.pipeline.release import stage_failed
 from gateway.pipeline.request import CheckRequest
@@ -115,6 +115,18 @@ class VideoRun:
     binding: InputBinding | None | bool = True
 
 
+async def bound_for(run: VideoRun, stage: str, ports: PipelinePorts, config: PipelineConfig,
+                    clock: Clock) -> InputBinding | None:
+    """The input decision a run's output is bound to (issue #15.2): the one the caller resolved, or on
+    the job path resolved (or refused) now, when the job runs."""
+    if isinstance(run.binding, InputBinding):
+        return run.binding
+    if run.binding is True:
+        return await resolve_binding(ports.decisions, clock, run.principal.tenant,
+                                     run.request.model_copy(update={"stage": stage}), config.input_decision_max_age_s)
+    return None
+
+
 def _no_progress(stage: str, fraction: float) -> None:
     return None
 
@@ -185,13 +197,7 @@ class VideoFlow:
         rt, digest = runtime_for(self.ports.policies, run.principal.tenant)
         vs = rt.policy.video
         stage = "output" if run.action == "release" else run.request.stage
-        bound: InputBinding | None = None
-        if run.binding is True:  # the job path: bound (or refused) when it runs
-            bound = await resolve_binding(self.ports.decisions, self.checker.clock, run.principal.tenant,
-                                          run.request.model_copy(update={"stage": stage}),
-                                          self.config.input_decision_max_age_s)
-        elif isinstance(run.binding, InputBinding):
-            bound = run.binding
+        bound = await bound_for(run, stage, self.ports, self.config, self.checker.clock)
         hooks.progress("probe", 0.0)
         info = await asyncio.to_thread(probe, run.src, vs)
         sha256 = await asyncio.to_thread(_file_sha256, run.src)
