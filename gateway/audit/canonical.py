@@ -4,6 +4,9 @@ verifier must derive exactly the same bytes and the same query columns from a re
 `canonical_json` is a fast encoder for plain JSON values (dict/list/str/int/float/bool/None) whose
 output is byte-identical to `rfc8785.dumps`; anything unusual (str/int subclasses, tuples, non-BMP
 keys) is delegated to the `rfc8785` package itself, which stays the reference.
+`prepare` (the append path) first tries orjson, a C encoder ~10x faster than the Python one
+(issue #21.1: canonicalisation was most of an append's CPU); its output is accepted only where it
+provably equals the canonical form (see `_orjson_canonical`), else the Python encoder runs.
 Query columns are computed from the canonical text and the parsed record by `columns_of`, the one
 function used at append time and by the verifier.
 """
@@ -12,12 +15,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 
+import orjson
 import rfc8785
 
 from .merkle import leaf_hash
@@ -110,6 +115,73 @@ def _canonical(value: Any) -> tuple[bytes, bool]:
         raise CanonicalizationError(str(exc)) from exc
     except UnicodeEncodeError as exc:
         raise CanonicalizationError("record contains text that is not valid Unicode") from exc
+
+
+# orjson: keys sorted (byte order = UTF-16 order for ASCII keys, the only ones accepted below);
+# integers limited to +-(2^53 - 1) as RFC 8785 requires; datetimes, dataclasses and subclasses
+# are not converted (they reach `default`, which orjson lacks here, so they raise and the Python
+# encoder decides, as the reference would).
+_ORJSON_OPTS = (orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER | orjson.OPT_PASSTHROUGH_DATETIME
+                | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS)
+# orjson writes an integral float as `1.0` / `-0.0`; ECMAScript (RFC 8785) writes `1` / `0`.
+_INTEGRAL_FLOAT = re.compile(rb"(?<=[:,\[])(-?)(\d+)\.0(?=[,\]}])")
+
+
+_DIGITS = frozenset(b"0123456789")
+_CLOSERS = frozenset(b",]}")
+_HAS_INTEGRAL, _HAS_EXPONENT = 1, 2
+
+
+def _scan(data: bytes) -> int:
+    """Whether orjson's bytes hold a number with an exponent (`<digit>e-` / `<digit>e+`: where
+    orjson and ECMAScript switch to exponents differs — 1.5e-6 is `0.0000015` in RFC 8785 — so
+    the Python encoder decides) or an integral float (`<digit>.0` before `,`, `]` or `}`); 0 when
+    neither. A string may look like either: that costs a fall-back or a rewrite that the
+    round-trip check refuses, never wrong bytes. (bytes.find, not a regex: ~10x cheaper.)"""
+    for token in (b"e-", b"e+"):
+        pos = data.find(token)
+        while pos > 0:
+            if data[pos - 1] in _DIGITS:
+                return _HAS_EXPONENT
+            pos = data.find(token, pos + 2)
+    pos = data.find(b".0")
+    while pos > 0:
+        if data[pos - 1] in _DIGITS and pos + 2 < len(data) and data[pos + 2] in _CLOSERS:
+            return _HAS_INTEGRAL
+        pos = data.find(b".0", pos + 2)
+    return 0
+
+
+def _integral(match: re.Match[bytes]) -> bytes:
+    sign, digits = match.group(1), match.group(2)
+    return digits if digits == b"0" else sign + digits
+
+
+def _orjson_canonical(body: dict[str, Any]) -> tuple[bytes, Any] | None:
+    """(canonical bytes, their parse) from orjson, or None when the Python encoder must decide.
+
+    Accepted only when (1) orjson encodes it (plain JSON types, integers within +-(2^53 - 1));
+    (2) the output is ASCII (non-ASCII keys may sort differently by UTF-16 code units);
+    (3) no number has an exponent (the two differ on where exponents start); (4) after integral
+    floats are rewritten (`1.0` -> `1`, `-0.0` -> `0`), the parse of the bytes equals the record:
+    strings compare exactly, so a rewrite that touched a string, and a value orjson converted
+    (tuple, enum without a str/int mixin, UUID), fall back. The parse is what the verifier reads
+    back, so the query columns come from it."""
+    try:
+        data = orjson.dumps(body, option=_ORJSON_OPTS)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+    if not data.isascii():
+        return None
+    found = _scan(data)
+    if found == _HAS_EXPONENT:
+        return None
+    if found == _HAS_INTEGRAL:
+        data = _INTEGRAL_FLOAT.sub(_integral, data)
+    parsed = orjson.loads(data)
+    if type(parsed) is not dict or parsed != body:
+        return None
+    return data, parsed
 
 
 def canonical_json(value: Any) -> bytes:
@@ -224,6 +296,11 @@ def prepare(record: Mapping[str, Any]) -> Prepared:
     if not isinstance(record, Mapping):
         raise CanonicalizationError("a record must be a mapping")
     body = {k: v for k, v in record.items() if k != "audit"}
+    fast = _orjson_canonical(body)
+    if fast is not None:
+        data, parsed = fast
+        text = data.decode("ascii")
+        return Prepared(data=data, leaf_hash=leaf_hash(data), columns=columns_of(text, parsed))
     data, plain = _canonical(body)
     text = data.decode("utf-8")
     # Columns must come out the same as the verifier's, which reads the parsed canonical text:

@@ -3,9 +3,12 @@ a database lock so several processes share one gapless log, and concurrent appen
 are group-committed: one caller at a time leads, waits (at most `group_wait_ms`) until every
 caller now appending has queued, commits them all in one transaction, wakes exactly those callers
 and hands the lead to whoever queued meanwhile. Each waiter sleeps on its own lock: a thread wake
-costs ~20 us on these machines, so nobody is woken without work. Checkpoints are signed apart
-from durability: every `checkpoint_every` entries inside the batch that crosses the mark, and by a
-timer every `checkpoint_interval_ms`.
+costs ~20 us on these machines, so nobody is woken without work. A batch is one transaction on
+the log's own connection; on PostgreSQL it commits without waiting for the WAL flush, so the log
+lock is never held across a disk flush, and its callers are answered after a shared durability
+barrier (SPEC.md §5.1, issue #21.1). Checkpoints are signed apart from durability: every
+`checkpoint_every` entries inside the batch that crosses the mark, and by a timer every
+`checkpoint_interval_ms`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ from .reader import AuditEntry, ConsistencyProof, Head, InclusionProof, LogReade
 from .schema import audit_tables, node_id
 
 _log = logging.getLogger(__name__)
+# A batch reads back the leaves another writer appended since its cached frontier, up to this
+# many; further behind, it reloads the O(log n) frontier nodes instead.
+_CATCH_UP = 4096
+_Rows = tuple[list[tuple[Any, ...]], list[tuple[int, str]], list[tuple[int, bytes]]]
 
 
 @dataclass(frozen=True)
@@ -67,13 +74,14 @@ class _Pending:
     whoever finishes the batch, or hands it the lead, releases it — so each caller is woken once,
     only when there is something for it to do (a shared condition woke every waiter per batch)."""
 
-    __slots__ = ("items", "results", "error", "done", "wake")
+    __slots__ = ("items", "results", "error", "done", "wake", "flush")
 
     def __init__(self, items: list[Prepared]) -> None:
         self.items = items
         self.results: list[AppendResult] = []
         self.error: AuditAppendError | None = None
         self.done = False
+        self.flush = 0  # committed asynchronously as this log's commit number N: durable after _flush(N)
         self.wake = threading.Lock()
         self.wake.acquire()
 
@@ -117,6 +125,14 @@ class AuditLog:
         self._leading = False
         self._closed = False
         self._write_lock = threading.Lock()
+        self._writer_conn: Any = None  # the batch writer's own connection (_writer)
+        self._flush_conn: Any = None  # PostgreSQL: the durability barrier's connection (_flush)
+        self._flush_lock = threading.Lock()
+        self._seq_mutex = threading.Lock()
+        self._committed = 0  # asynchronous commits made by this log object
+        self._flushed = 0  # of which the last finished barrier covers this many
+        self._pg = engine.dialect.name == "postgresql"
+        self._ph = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._frontier: Frontier | None = None
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
@@ -157,6 +173,7 @@ class AuditLog:
             "lock": f"SELECT origin, tree_size, root_hash, checkpoint_size FROM {p}head "  # noqa: S608
             f"WHERE id = 1 FOR UPDATE",
             "read_head": f"SELECT origin, tree_size, root_hash, checkpoint_size FROM {p}head WHERE id = 1",  # noqa: S608
+            "leaves": f"SELECT idx, leaf_hash FROM {p}entries WHERE idx >= {ph} ORDER BY idx LIMIT {ph}",  # noqa: S608
         }
 
     def create_tables(self) -> None:
@@ -249,6 +266,16 @@ class AuditLog:
                     self.publish_checkpoint()
             except Exception:  # noqa: BLE001 - best effort: the next writer's timer covers them
                 _log.warning("could not publish a final checkpoint on close", exc_info=True)
+        with self._write_lock, self._flush_lock:
+            kept = (self._writer_conn, self._flush_conn)
+            self._writer_conn = self._flush_conn = None
+        for conn in kept:
+            if conn is None:
+                continue
+            try:
+                conn.close()  # back to the engine's pool
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                _log.debug("could not return an audit connection", exc_info=True)
         closer = getattr(self.publisher, "close", None)
         if callable(closer):
             closer()  # a BackgroundPublisher: publish what is queued
@@ -329,6 +356,8 @@ class AuditLog:
                     self._queue[0].wake.release()  # not done: it leads the next batch
                 else:
                     self._leading = False
+            # The next batch may take the log lock while this one waits for its flush.
+            self._flush_batch(batch)
             for waiting in batch:
                 waiting.wake.release()  # the leader's own lock is still held from its birth
 
@@ -429,14 +458,12 @@ class AuditLog:
         return [AppendResult(first + i, item.leaf_hash.hex(), None) for i, item in enumerate(items)]
 
     def _commit(self, batch: list[_Pending]) -> None:
+        """Sequence and write one batch in one transaction (`_write_batch`) and set each caller's
+        results, or the one error of the batch on every caller in it."""
         try:
-            with self._write_lock, self.engine.begin() as conn:
-                first, frontier, checkpoint = self._write(
-                    conn, [item for pending in batch for item in pending.items], sign=True)
-                if self.faults.take("fail_commits"):
-                    raise RuntimeError("injected commit failure")
+            with self._write_lock:
+                first, checkpoint, flush = self._write_batch([item for pending in batch for item in pending.items])
         except Exception as exc:  # noqa: BLE001 - every failure must reach the waiting callers
-            self._frontier = None
             error = exc if isinstance(exc, AuditAppendError) else AuditAppendError(f"append failed: {exc}")
             if error is not exc:
                 error.__cause__ = exc
@@ -444,14 +471,240 @@ class AuditLog:
                 pending.error = error
                 pending.done = True
             return
-        self._frontier = frontier
         self._published(checkpoint)
         cp_dict = None if checkpoint is None else checkpoint.as_dict()
         for pending in batch:
             for item in pending.items:
                 pending.results.append(AppendResult(first, item.leaf_hash.hex(), cp_dict))
                 first += 1
+            pending.flush = flush
             pending.done = True
+
+    # -- the batch writer ------------------------------------------------------------------------
+    def _writer(self) -> Any:
+        """The connection batches are written on: one per log, kept (a pool checkout and
+        SQLAlchemy's transaction wrapper cost more than a SQLite batch of 8). Under _write_lock."""
+        if self._writer_conn is None:
+            self._writer_conn = self.engine.raw_connection()
+        return self._writer_conn
+
+    def _drop_writer(self) -> None:
+        conn, self._writer_conn = self._writer_conn, None
+        if conn is not None:
+            try:
+                conn.invalidate()
+            except Exception:  # noqa: BLE001 - it is being thrown away
+                _log.debug("could not invalidate the audit writer connection", exc_info=True)
+
+    def _write_batch(self, items: Sequence[Prepared]) -> tuple[int, Checkpoint | None, int]:
+        """Sequence `items` after the head in one transaction on the writer connection: take the log
+        lock, bring the cached frontier up to the head (reading back the leaves another process
+        appended), insert entries with their query columns, subjects and completed nodes, update the
+        head (signing a checkpoint when the mark is crossed) and commit. Returns (first index,
+        checkpoint, 0 or the commit number `_flush` must cover before callers are answered).
+        Under _write_lock.
+
+        PostgreSQL: two round trips in pipeline mode (lock + catch-up read; writes + COMMIT), and
+        the COMMIT does not wait for the WAL flush (`synchronous_commit = off` for this transaction
+        only), so the log lock is held for no disk flush; callers are answered after `_flush`. A
+        batch that signs a checkpoint commits synchronously (a signed checkpoint is never visible
+        before the entries under it are durable)."""
+        conn = self._writer()
+        dc = conn.driver_connection
+        try:
+            if self._pg:
+                return self._write_batch_pg(dc, items)
+            return self._write_batch_sqlite(dc, items)
+        except BaseException:
+            self._frontier = None
+            try:
+                dc.rollback()
+            except Exception:  # noqa: BLE001 - a broken connection: start on a new one
+                self._drop_writer()
+            raise
+
+    def _write_batch_sqlite(self, dc: Any, items: Sequence[Prepared]) -> tuple[int, Checkpoint | None, int]:
+        cur = dc.cursor()
+        try:
+            cur.execute(self._sql["lock_sqlite"])  # first statement: takes the database write lock
+            cur.execute(self._sql["read_head"])
+            head = self._head_row(cur.fetchone())
+            frontier = self._caught_up(cur, head, None)
+            first, frontier, rows = self._rows(frontier, items)
+            self._insert(cur, rows)
+            checkpoint, cp_size = self._maybe_sign(cur, head, frontier)
+            cur.execute(self._sql["head"], (frontier.size, frontier.root(), cp_size))
+            if self.faults.take("fail_commits"):
+                raise RuntimeError("injected commit failure")
+        finally:
+            cur.close()
+        dc.commit()
+        self._frontier = frontier
+        return first, checkpoint, 0
+
+    def _write_batch_pg(self, dc: Any, items: Sequence[Prepared]) -> tuple[int, Checkpoint | None, int]:
+        cached = self._frontier
+        cur = dc.cursor()
+        try:
+            leaves_cur = dc.cursor()
+            with dc.pipeline():  # one round trip
+                dc.execute("SET LOCAL synchronous_commit TO off")
+                cur.execute(self._sql["lock"])  # locks the head row and reads it
+                if cached is not None:
+                    leaves_cur.execute(self._sql["leaves"], (cached.size, _CATCH_UP + 1))
+            head = self._head_row(cur.fetchone())
+            leaves = None if cached is None else [(int(i), bytes(h)) for i, h in leaves_cur.fetchall()]
+            leaves_cur.close()
+            frontier = self._caught_up(cur, head, leaves)
+            first, frontier, rows = self._rows(frontier, items)
+            with dc.pipeline():  # one round trip, COMMIT included
+                self._insert(cur, rows)
+                checkpoint, cp_size = self._maybe_sign(cur, head, frontier)
+                if checkpoint is not None:
+                    cur.execute("SET LOCAL synchronous_commit TO on")
+                cur.execute(self._sql["head"], (frontier.size, frontier.root(), cp_size))
+                if self.faults.take("fail_commits"):
+                    raise RuntimeError("injected commit failure")
+                dc.commit()
+        finally:
+            cur.close()
+        self._frontier = frontier
+        if checkpoint is not None:
+            return first, checkpoint, 0  # committed synchronously
+        with self._seq_mutex:
+            self._committed += 1
+            return first, checkpoint, self._committed
+
+    def _head_row(self, row: Any) -> Head:
+        if row is None:
+            raise AuditAppendError("audit log tables are not initialised (call create_tables)")
+        head = Head(str(row[0]), int(row[1]), bytes(row[2]), int(row[3]))
+        self._check_origin(head)
+        return head
+
+    def _caught_up(self, cur: Any, head: Head, leaves: list[tuple[int, bytes]] | None) -> Frontier:
+        """The frontier at the head: the cached one, or the cached one with the leaves appended
+        since (by another process, or `append_in`) pushed onto it, or — far behind, or when that
+        does not give the head's root — the O(log n) frontier nodes read back and checked."""
+        cached = self._frontier
+        if cached is not None and cached.size == head.tree_size and cached.root() == head.root_hash:
+            return cached
+        behind = head.tree_size - (cached.size if cached is not None else 0)
+        if cached is not None and 0 < behind <= _CATCH_UP:
+            if leaves is None:
+                cur.execute(self._sql["leaves"], (cached.size, behind))
+                leaves = [(int(i), bytes(h)) for i, h in cur.fetchall()]
+            leaves = leaves[:behind]
+            if [i for i, _ in leaves] == list(range(cached.size, head.tree_size)):
+                frontier = cached.copy()
+                for _, leaf in leaves:
+                    frontier.push(leaf)
+                if frontier.root() == head.root_hash:
+                    return frontier
+        ids = frontier_nodes(head.tree_size)
+        found = self._raw_nodes(cur, ids)
+        try:
+            frontier = Frontier(head.tree_size, [found[i] for i in ids])
+        except KeyError as exc:
+            raise AuditAppendError(f"tree node {exc.args[0]} is missing: the log is damaged") from exc
+        if frontier.root() != head.root_hash:
+            raise AuditAppendError("stored tree does not match the head root: the log is damaged")
+        return frontier
+
+    def _raw_nodes(self, cur: Any, ids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        out: dict[tuple[int, int], bytes] = {}
+        p, ph = self.tables.prefix, self._ph
+        leaves = [i for lvl, i in ids if lvl == 0]
+        upper = {node_id(lvl, i): (lvl, i) for lvl, i in ids if lvl > 0}
+        if leaves:
+            cur.execute(f"SELECT idx, leaf_hash FROM {p}entries WHERE idx IN ({', '.join([ph] * len(leaves))})",  # noqa: S608
+                        leaves)
+            for idx, h in cur.fetchall():
+                out[(0, int(idx))] = bytes(h)
+        if upper:
+            cur.execute(f"SELECT nid, hash FROM {p}nodes WHERE nid IN ({', '.join([ph] * len(upper))})",  # noqa: S608
+                        list(upper))
+            for nid, h in cur.fetchall():
+                out[upper[int(nid)]] = bytes(h)
+        return out
+
+    @staticmethod
+    def _rows(frontier: Frontier, items: Sequence[Prepared]) -> tuple[int, Frontier, _Rows]:
+        """The rows of `items` appended after `frontier` (a copy is advanced, not `frontier`)."""
+        frontier = frontier.copy()
+        first = frontier.size
+        entries: list[tuple[Any, ...]] = []
+        subjects: list[tuple[int, str]] = []
+        nodes: list[tuple[int, bytes]] = []
+        for item in items:
+            idx = frontier.size
+            c = item.columns
+            entries.append((idx, item.leaf_hash, item.data.decode("utf-8"), c.kind, c.tenant,
+                            c.use, c.decision, c.time_us, c.decision_id))
+            subjects.extend((idx, s) for s in c.subjects)
+            nodes.extend((node_id(lvl, i), h) for lvl, i, h in frontier.push(item.leaf_hash))
+        return first, frontier, (entries, subjects, nodes)
+
+    def _insert(self, cur: Any, rows: _Rows) -> None:
+        entries, subjects, nodes = rows
+        cur.executemany(self._sql["entry"], entries)
+        if subjects:
+            cur.executemany(self._sql["subject"], subjects)
+        if nodes:
+            cur.executemany(self._sql["node"], nodes)
+
+    def _maybe_sign(self, cur: Any, head: Head, frontier: Frontier) -> tuple[Checkpoint | None, int]:
+        if frontier.size - max(head.checkpoint_size, 0) < self.checkpoint_every:
+            return None, head.checkpoint_size
+        if self.faults.take("fail_checkpoints"):
+            raise RuntimeError("injected checkpoint failure")
+        checkpoint = self.signer.sign_checkpoint(self.origin, frontier.size, frontier.root())
+        cur.execute(self._sql["checkpoint"], (frontier.size, frontier.root(), checkpoint.note, _now()))
+        return checkpoint, frontier.size
+
+    def _flush_batch(self, batch: list[_Pending]) -> None:
+        """Wait until the batch's asynchronous commit is on disk before its callers are answered;
+        a failure fails them all (fail closed: their entries may or may not have survived)."""
+        needed = max((p.flush for p in batch if p.error is None), default=0)
+        if not needed:
+            return
+        try:
+            self._flush(needed)
+        except Exception as exc:  # noqa: BLE001 - the callers must see one error type
+            error = AuditAppendError(f"append not confirmed durable: {exc}")
+            error.__cause__ = exc
+            for pending in batch:
+                if pending.error is None:
+                    pending.error = error
+                    pending.results = []
+
+    def _flush(self, mine: int) -> None:
+        """PostgreSQL durability barrier: a transaction that writes one WAL record (a logical
+        decoding message, no table) and commits synchronously, in one round trip on the log's
+        flush connection; its commit returns once the WAL up to it — and so every commit before
+        it, this process's and others' — is on disk. Barriers are shared: one that starts after
+        commit number `mine` covers it, so a batch that a barrier started meanwhile covered
+        does not run its own (PostgreSQL also merges concurrent flushes of several processes)."""
+        with self._flush_lock:
+            if self._flushed >= mine:
+                return
+            with self._seq_mutex:
+                covers = self._committed  # every commit counted here happened before this barrier
+            if self._flush_conn is None:
+                self._flush_conn = self.engine.raw_connection()
+            dc = self._flush_conn.driver_connection
+            try:
+                with dc.pipeline():
+                    dc.execute("SELECT pg_logical_emit_message(true, 'consentgate.audit', 'flush')")
+                    dc.commit()
+            except BaseException:
+                conn, self._flush_conn = self._flush_conn, None
+                try:
+                    conn.invalidate()
+                except Exception:  # noqa: BLE001 - it is being thrown away
+                    _log.debug("could not invalidate the audit flush connection", exc_info=True)
+                raise
+            self._flushed = covers
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _sign(self, conn: Connection, size: int, root: bytes) -> Checkpoint:

@@ -100,3 +100,43 @@ def test_time_parsing() -> None:
     assert time_us("1970-01-01T00:00:00.000001") == 1
     assert time_us("not a time") is None
     assert time_us(12) is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(json_values)
+def test_prepare_matches_rfc8785_and_the_verifiers_columns(value: object) -> None:
+    # The append path's orjson encoder (with its fall-backs) against the reference, for records
+    # holding any JSON value; the columns must be the verifier's (parsed from the stored text).
+    record = {"kind": "decision", "v": value, "tenant": "acme"}
+    prepared = prepare(record)
+    assert prepared.data == rfc8785.dumps(record)
+    text = prepared.data.decode()
+    assert prepared.columns == columns_of(text, json.loads(text))
+
+
+@pytest.mark.parametrize("value", [
+    1.0, -0.0, 0.0, [1.0, -2.0, 3.5], 1e16, 1e20, 1e21, 1e-7, 1.5e-6, 2**53 - 1, -(2**53) + 1,
+    "a,1.0,b", ",1.0]", "caf\u00e9", {"\u00e9": 1}, (1, 2), {"x": (1.0,)},
+])
+def test_prepare_edge_values_match_rfc8785(value: object) -> None:
+    record = {"kind": "decision", "v": value}
+    assert prepare(record).data == rfc8785.dumps(record)
+
+
+@pytest.mark.parametrize("bad", [2**53, -(2**53), float("nan"), float("inf"), "\ud800", object()])
+def test_prepare_refuses_what_the_reference_refuses(bad: object) -> None:
+    with pytest.raises(CanonicalizationError):
+        prepare({"kind": "decision", "v": bad})
+
+
+def test_the_orjson_path_takes_a_gateway_shaped_record() -> None:
+    # The fast path must really run for the records the gateway writes (else #21.1's figures
+    # would measure the Python encoder): plain types, integral float scores included.
+    from gateway.audit.canonical import _orjson_canonical
+
+    record = {"kind": "decision", "decision_id": "ab" * 16, "tenant": "acme", "created_at": "2026-11-26T14:00:00Z",
+              "findings": {"nsfw": [{"scores": {"x": 0.0, "y": 1.0, "z": 0.25}}],
+                           "faces": [{"bbox": [1, 2.0, 30.5, 40], "matches": [{"subject_id": "s1"}]}]}}
+    fast = _orjson_canonical(record)
+    assert fast is not None and fast[0] == rfc8785.dumps(record)
+    assert b'"x":0,"y":1,' in fast[0]
