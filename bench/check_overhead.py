@@ -106,6 +106,17 @@ def median_ms(fn, n: int) -> float:  # type: ignore[no-untyped-def]
     return statistics.median(times) * 1000
 
 
+def median_cpu_ms(fn, n: int) -> float:  # type: ignore[no-untyped-def]
+    """Median process CPU time (all threads) of a call: less distorted than wall time on a loaded machine."""
+    fn()
+    times = []
+    for _ in range(n):
+        t = time.process_time()
+        fn()
+        times.append(time.process_time() - t)
+    return statistics.median(times) * 1000
+
+
 def split(n: int) -> None:
     """#21.3: per model and per stage, in process: today's path (single-scale dlib on the working copy),
     the new path (full-coverage dlib on the full image, NSFW tiles, NudeNet face proposals) and the raw
@@ -160,6 +171,10 @@ def split(n: int) -> None:
             f"landmarks+embed {engine} 2 thr ({len(faces)} face)"]
         print(f"  {size}² embedding alone: dlib {dlib_embed:6.1f} ms | {engine} (2 threads) {new_embed:6.1f} ms | "
               f"dlib/{engine} {dlib_embed / new_embed:4.1f}×")
+        cpu_dlib = median_cpu_ms(functools.partial(full.embed, img.rgb, faces), n)
+        cpu_new = median_cpu_ms(functools.partial(engines[1].embed, img.rgb, faces), n)
+        print(f"  {size}² embedding alone, CPU time: dlib {cpu_dlib:6.1f} ms | {engine} (1 thread) {cpu_new:6.1f} ms | "
+              f"dlib/{engine} {cpu_dlib / cpu_new:4.1f}×")
         floor_dlib = sum(v for k, v in parts.items() if "today" not in k)  # the full path's raw models, dlib embed
         floor = floor_dlib - dlib_embed + new_embed  # ... with the engine
         today_raw = sum(v for k, v in parts.items() if "full coverage" not in k)
@@ -172,6 +187,10 @@ def split(n: int) -> None:
               f"goal <= {goal} ms: {'met' if new <= goal else 'NOT met'}")
         print(f"  {size}² check full coverage with dlib's embedding {mid:7.1f} ms (raw {floor_dlib:6.1f}) | "
               f"with {engine} {new:7.1f} ms | engine/dlib {new / mid:4.2f}×")
+        cpu = [median_cpu_ms(lambda p=p, d=data: asyncio.run(p.check(who, req, [d])), n)
+               for p in (old_pipe, dlib_pipe, new_pipe)]
+        print(f"  {size}² check CPU time (all threads): today's path {cpu[0]:7.1f} ms | full coverage with dlib's "
+              f"embedding {cpu[1]:7.1f} ms | with {engine} {cpu[2]:7.1f} ms")
 
 
 def main() -> None:
