@@ -8,26 +8,16 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from gateway.audit import CheckpointSigner, MemoryTree
-from gateway.cli import app, register
 from gateway.cli.audit import open_local_log
 from gateway.cli.common import load_settings
-
-REPO = Path(__file__).resolve().parents[2]
-runner = CliRunner()
-register(app)
+from tests.support.cli import app, cli_data_dir, runner
 
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CONSENTGATE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("CONSENTGATE_POLICIES", str(REPO / "policies"))
-    monkeypatch.delenv("CONSENTGATE_DATABASE_URL", raising=False)
-    result = runner.invoke(app, ["init"])
-    assert result.exit_code == 0, result.output
-    return tmp_path / "data"
+    return cli_data_dir(tmp_path, monkeypatch, init=True)
 
 
 def _vkey(tmp_path: Path) -> Path:

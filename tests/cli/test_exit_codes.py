@@ -11,14 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from gateway.cli import app, register
 from gateway.cli.client import provenance_outcome
-
-REPO = Path(__file__).resolve().parents[2]
-runner = CliRunner()
-register(app)
+from tests.support.cli import REPO, app, cli_data_dir, runner
 
 FOUND = {"decision_id": "d1", "decision": "allow", "audit_index": 4}
 OUTCOMES: list[tuple[str, dict[str, Any], int, str]] = [
@@ -49,10 +44,7 @@ def test_provenance_verify_exit_codes(answer: dict[str, Any], code: int, words: 
 
 
 def test_list_commands_have_headers_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CONSENTGATE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("CONSENTGATE_POLICIES", str(REPO / "policies"))
-    monkeypatch.delenv("CONSENTGATE_DATABASE_URL", raising=False)
-    assert runner.invoke(app, ["init"]).exit_code == 0
+    cli_data_dir(tmp_path, monkeypatch, init=True)
     table = runner.invoke(app, ["apikey", "list"]).stdout.splitlines()
     assert table[0] == "ID\tTENANT\tROLE\tCREATED_AT\tSTATE\tUSES\tNAME" and len(table) == 3
     keys = json.loads(runner.invoke(app, ["apikey", "list", "--json"]).stdout)

@@ -9,29 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from gateway.cli import app, register
-
-REPO = Path(__file__).resolve().parents[2]
-runner = CliRunner()
-register(app)
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CONSENTGATE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("CONSENTGATE_POLICIES", str(REPO / "policies"))
-    monkeypatch.delenv("CONSENTGATE_DATABASE_URL", raising=False)
-    return tmp_path / "data"
-
-
-def run(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result.stdout
+from tests.support.cli import app, run, runner
 
 
 def test_retention_run_dry_and_for_real(env: Path, tmp_path: Path, astronaut: np.ndarray) -> None:

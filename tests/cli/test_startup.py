@@ -13,15 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from gateway.cli import app, register
 from gateway.cli.readdb import ReadError, ReadOnlyKeys, list_api_keys, list_subjects, open_read, sqlite_path
+from tests.support.cli import REPO, cli_data_dir
 from tests.support.gateway import database_url
-
-REPO = Path(__file__).resolve().parents[2]
-runner = CliRunner()
-register(app)
 
 # Never imported by a command that needs no model: the models and their runtimes, the web stack,
 # the composition root.
@@ -29,20 +24,6 @@ HEAVY = ("numpy", "torch", "onnxruntime", "dlib", "cv2", "PIL", "classifiers", "
          "uvicorn", "gateway.bootstrap", "gateway.app", "gateway.pipeline", "gateway.policy.runtime")
 # ... and the list commands read through the DB-API: no ORM, no SQLAlchemy at all on SQLite.
 ORM = ("sqlmodel", "sqlalchemy", "gateway.apikeys", "gateway.registry.models", "gateway.registry.service")
-
-
-def _init(tmp: Path, monkeypatch: pytest.MonkeyPatch, url: str | None = None) -> Path:
-    data = tmp / "data"
-    monkeypatch.setenv("CONSENTGATE_DATA_DIR", str(data))
-    monkeypatch.setenv("CONSENTGATE_POLICIES", str(REPO / "policies"))
-    if url:
-        monkeypatch.setenv("CONSENTGATE_DATABASE_URL", url)
-    else:
-        monkeypatch.delenv("CONSENTGATE_DATABASE_URL", raising=False)
-    monkeypatch.delenv("CONSENTGATE_KEYSTORE_URL", raising=False)
-    done = runner.invoke(app, ["init"])
-    assert done.exit_code == 0, done.output
-    return data
 
 
 def _modules_after(args: list[str], env: dict[str, str]) -> tuple[int, list[str], str]:
@@ -133,7 +114,7 @@ def test_read_path_returns_what_the_orm_stores_return(tmp_path: Path, monkeypatc
     )
     from gateway.settings import Settings
 
-    data = _init(tmp_path, monkeypatch, database_url(tmp_path))
+    data = cli_data_dir(tmp_path, monkeypatch, init=True, database_url=database_url(tmp_path))
     settings = Settings.from_env()
     engine = make_engine(settings.resolved_database_url)
     keys = ApiKeyStore(engine, settings.operator_tenant)
@@ -183,7 +164,7 @@ def test_read_path_returns_what_the_orm_stores_return(tmp_path: Path, monkeypatc
 
 
 def test_the_sqlite_read_path_is_read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = _init(tmp_path, monkeypatch)
+    data = cli_data_dir(tmp_path, monkeypatch, init=True)
     with open_read(f"sqlite:///{data / 'consentgate.db'}") as db:
         assert len(db.rows("SELECT id FROM apikeys")) == 2
         with pytest.raises(ReadError, match="readonly"):

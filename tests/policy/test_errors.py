@@ -10,15 +10,9 @@ import pytest
 
 from classifiers.registry import builtin_registry
 from gateway.policy.errors import PolicyError
-from gateway.policy.loader import load_bundle
-from gateway.policy.manager import PolicyManager
-from gateway.policy.runtime import ModelPool
+from tests.support.policy import FAKE_HEAD, activation_errors, load, write
 
-ANCHORED = """\
-name: base
-models:
-  fake: {adapter: fake}
-consent: {face_model: {adapter: fake}}
+ANCHORED = FAKE_HEAD + """\
 uses:
   txt2img:
     output:
@@ -35,11 +29,7 @@ uses:
       nsfw:
         - {model: fake, labels: *thr}
 """
-BASE = """\
-name: base
-models:
-  fake: {adapter: fake}
-consent: {face_model: {adapter: fake}}
+BASE = FAKE_HEAD + """\
 uses:
   txt2img:
     output:
@@ -50,24 +40,9 @@ uses:
 """
 
 
-def write(tmp: Path, text: str, name: str = "default.yaml") -> Path:
-    path = tmp / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def errors_of(tmp: Path) -> list[str]:
-    """What the gateway says at activation (the manager: load, models, labels)."""
-    manager = PolicyManager(tmp, ModelPool(builtin_registry()))
-    with pytest.raises(PolicyError) as err:
-        manager.build()
-    return err.value.errors
-
-
 def test_one_mistake_behind_an_anchor_is_reported_once(tmp_path: Path) -> None:
     write(tmp_path, ANCHORED)
-    errors = errors_of(tmp_path)
+    errors = activation_errors(tmp_path)
     assert len(errors) == 1, errors
     # the anchor's definition holds the mistake: line 11 of default.yaml
     assert errors[0].startswith(f"{tmp_path / 'default.yaml'}:11: uses.txt2img.output.nsfw.0.labels.unsafe: ")
@@ -77,7 +52,7 @@ def test_one_mistake_behind_an_anchor_is_reported_once(tmp_path: Path) -> None:
 
 def test_unknown_label_behind_an_anchor_is_reported_once_at_its_line(tmp_path: Path) -> None:
     write(tmp_path, ANCHORED.replace("unsafe: {deny: 0.5, review: 0.8}", "nsfww: {deny: 0.9}"))
-    errors = errors_of(tmp_path)
+    errors = activation_errors(tmp_path)
     assert len(errors) == 1, errors
     assert errors[0].startswith(f"{tmp_path / 'default.yaml'}:11: uses.txt2img.output.nsfw.0.labels.nsfww: ")
     assert "label 'nsfww' is not produced by adapter 'fake' (its labels: unsafe, suggestive)" in errors[0]
@@ -86,7 +61,7 @@ def test_unknown_label_behind_an_anchor_is_reported_once_at_its_line(tmp_path: P
 def test_unknown_adapter_points_at_its_line_and_lists_the_registered_ones(tmp_path: Path) -> None:
     write(tmp_path, BASE.replace("fake: {adapter: fake}", "fake: {adapter: nsfw-9000}"))
     with pytest.raises(PolicyError) as err:
-        load_bundle(tmp_path, is_registered=builtin_registry())
+        load(tmp_path)
     (error,) = err.value.errors
     assert error.startswith(f"{tmp_path / 'default.yaml'}:3: models.fake.adapter: no nsfw model adapter")
     registered = builtin_registry().names("nsfw")
@@ -97,14 +72,14 @@ def test_overlay_errors_point_into_the_overlay_file(tmp_path: Path) -> None:
     write(tmp_path, BASE)
     overlay = write(tmp_path, "models:\n  fake: {adapter: fakee}\n", "tenants/acme.yaml")
     with pytest.raises(PolicyError) as err:
-        load_bundle(tmp_path, is_registered=builtin_registry())
+        load(tmp_path)
     error = err.value.errors[0]
     assert error.startswith(f"{overlay}:2: models.fake.adapter: no nsfw model adapter") and "fakee" in error
     assert all(e.startswith(f"{overlay}:2: models.fake") for e in err.value.errors)  # + "model changed"
     write(tmp_path, "uses:\n  txt2img:\n    output:\n      nsfw:\n        - model: fake\n"
                     "          labels: {unsafe: {deny: 0.95}}\n", "tenants/acme.yaml")
     with pytest.raises(PolicyError) as err:
-        load_bundle(tmp_path, is_registered=builtin_registry())
+        load(tmp_path)
     (error,) = err.value.errors
     assert error.startswith(f"{overlay}:6: uses.txt2img.output.nsfw.fake.unsafe: an overlay may only tighten")
 
@@ -113,7 +88,7 @@ def test_a_base_mistake_is_not_repeated_per_overlay(tmp_path: Path) -> None:
     write(tmp_path, BASE.replace("unsafe: {deny", "nsfww: {deny"))
     write(tmp_path, "description: stricter\n", "tenants/acme.yaml")
     write(tmp_path, "description: other\n", "tenants/beta.yaml")
-    errors = errors_of(tmp_path)
+    errors = activation_errors(tmp_path)
     assert len(errors) == 1, errors
     assert errors[0].startswith(f"{tmp_path / 'default.yaml'}:11: uses.txt2img.output.nsfw.0.labels.nsfww:")
 
@@ -124,7 +99,7 @@ def test_an_overlay_label_mistake_points_into_the_overlay(tmp_path: Path) -> Non
                               "          labels:\n            unsafe: {deny: 0.5, review: 0.3}\n"
                               "            nsfww: {deny: 0.5}\n",
                     "tenants/acme.yaml")
-    errors = errors_of(tmp_path)
+    errors = activation_errors(tmp_path)
     assert errors == [f"{overlay}:8: uses.txt2img.output.nsfw.0.labels.nsfww: label 'nsfww' is not produced by "
                       "adapter 'fake' (its labels: unsafe, suggestive)"]
 
@@ -132,7 +107,7 @@ def test_an_overlay_label_mistake_points_into_the_overlay(tmp_path: Path) -> Non
 def test_a_whole_policy_check_points_at_the_field_it_names(tmp_path: Path) -> None:
     write(tmp_path, BASE.replace("- model: fake", "- model: ghost"))
     with pytest.raises(PolicyError) as err:
-        load_bundle(tmp_path, is_registered=builtin_registry())
+        load(tmp_path)
     (error,) = err.value.errors
     assert error.startswith(f"{tmp_path / 'default.yaml'}:8: uses.txt2img.output.nsfw: ")
     assert "model 'ghost' is not defined under `models`" in error

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from classifiers.registry import builtin_registry
-from gateway.policy.loader import PolicyError, load_bundle
+from gateway.policy.loader import PolicyError
 from gateway.policy.schema import Policy
 from gateway.policy.tighten import FIELD_RULES
+from tests.support import policy as bundles
 
 BASE = """
 name: base
@@ -76,10 +76,9 @@ def test_every_schema_field_has_a_tightening_rule() -> None:
 
 
 def load(tmp: Path, overlay: str, base_extra: str = "") -> object:
-    (tmp / "default.yaml").write_text(BASE + base_extra)
-    (tmp / "tenants").mkdir(exist_ok=True)
-    (tmp / "tenants" / "t.yaml").write_text(overlay)
-    return load_bundle(tmp, is_registered=builtin_registry().has)
+    bundles.write(tmp, BASE + base_extra)
+    bundles.write(tmp, overlay, "tenants/t.yaml")
+    return bundles.load(tmp)
 
 
 ENSEMBLE = "uses: {txt2img: {output: {ensembles: [{name: e1, members: %s, combine: %s, threshold: {deny: 0.9}}]}}}\n"

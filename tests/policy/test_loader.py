@@ -7,20 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from classifiers.registry import builtin_registry
-from gateway.cli import app, register
 from gateway.cli.policy import shadow_summary
-from gateway.policy.loader import PolicyError, bundle_digest, load_bundle
+from gateway.policy.loader import PolicyError, bundle_digest
 from gateway.policy.schema import export_json_schema
+from tests.support.cli import REPO, app, runner
+from tests.support.policy import FAKE_HEAD, load, write
 
-REPO = Path(__file__).resolve().parents[2]
-BASE = """
-name: base
-models:
-  fake: {adapter: fake}
-consent: {face_model: {adapter: fake}}
+BASE = "\n" + FAKE_HEAD + """\
 prompt:
   rules:
     - {id: nudify, terms: [nudify], outcome: deny}
@@ -31,20 +25,6 @@ uses:
         - model: fake
           labels: {unsafe: {deny: 0.8, review: 0.5}}
 """
-
-runner = CliRunner()
-register(app)
-
-
-def write(tmp: Path, text: str, name: str = "default.yaml") -> Path:
-    path = tmp / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def load(tmp: Path) -> object:
-    return load_bundle(tmp, is_registered=builtin_registry().has)
 
 
 def test_error_names_file_line_and_field(tmp_path: Path) -> None:

@@ -8,23 +8,16 @@ import logging
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from classifiers.registry import builtin_registry
-from gateway.cli import app, register
 from gateway.policy.manager import PolicyManager
 from gateway.policy.parse import bundle_digest
 from gateway.policy.runtime import ModelPool
 from gateway.settings import Settings
+from tests.support.cli import app, runner
+from tests.support.policy import FAKE_HEAD, write
 
-runner = CliRunner()
-register(app)
-
-BASE = """\
-name: base
-models:
-  fake: {adapter: fake}
-consent: {face_model: {adapter: fake}}
+BASE = FAKE_HEAD + """\
 uses:
   txt2img:
     output:
@@ -46,17 +39,10 @@ cases:
 """
 
 
-def write(root: Path, rel: str, text: str) -> Path:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
 def test_one_file_and_the_why_of_a_failure(tmp_path: Path) -> None:
-    write(tmp_path, "default.yaml", BASE)
-    good = write(tmp_path, "tests/good.yaml", PASSING)
-    bad = write(tmp_path, "tests/bad.yaml", FAILING)
+    write(tmp_path, BASE)
+    good = write(tmp_path, PASSING, "tests/good.yaml")
+    bad = write(tmp_path, FAILING, "tests/bad.yaml")
     only_good = runner.invoke(app, ["policy", "test", str(good)])
     assert only_good.exit_code == 0, only_good.output
     assert "1 passed, 0 failed" in only_good.stdout and "wrongly expected" not in only_good.stdout
@@ -70,24 +56,24 @@ def test_one_file_and_the_why_of_a_failure(tmp_path: Path) -> None:
 
 
 def test_an_overlay_without_cases_is_warned_about(tmp_path: Path) -> None:
-    write(tmp_path, "default.yaml", BASE)
-    write(tmp_path, "tenants/acme.yaml", "description: stricter\n")
-    write(tmp_path, "tests/good.yaml", PASSING)
+    write(tmp_path, BASE)
+    write(tmp_path, "description: stricter\n", "tenants/acme.yaml")
+    write(tmp_path, PASSING, "tests/good.yaml")
     result = runner.invoke(app, ["policy", "test", str(tmp_path)])
     assert result.exit_code == 0  # a warning, not a failure
     assert "warning: tenant overlay tenants/acme.yaml has no test cases" in result.stderr
-    write(tmp_path, "tests/acme.yaml", "tenant: acme\n" + PASSING)
+    write(tmp_path, "tenant: acme\n" + PASSING, "tests/acme.yaml")
     result = runner.invoke(app, ["policy", "test", str(tmp_path)])
     assert result.exit_code == 0 and "warning" not in result.stderr
 
 
 def test_successful_reloads_are_logged_with_the_digest(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    write(tmp_path, "default.yaml", BASE)
+    write(tmp_path, BASE)
     manager = PolicyManager(tmp_path, ModelPool(builtin_registry()))
     with caplog.at_level(logging.INFO, logger="consentgate.policy"):
         assert manager.reload()
         first = bundle_digest(tmp_path)
-        write(tmp_path, "default.yaml", BASE.replace("0.8", "0.7"))
+        write(tmp_path, BASE.replace("0.8", "0.7"))
         assert manager.reload()
     lines = [r.getMessage() for r in caplog.records if r.name == "consentgate.policy"]
     second = bundle_digest(tmp_path)

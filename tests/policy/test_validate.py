@@ -11,22 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from classifiers.fake import FakeFaceAnalyzer, draw_fake_face
-from gateway.cli import app, register
 from gateway.context import Gateway, build_gateway
 from gateway.policy.signing import generate_keypair, sign_bundle
 from gateway.settings import Settings
+from tests.support.cli import app, runner
+from tests.support.policy import FAKE_HEAD, write_files
 
-runner = CliRunner()
-register(app)
-
-GOOD = """\
-name: base
-models:
-  fake: {adapter: fake}
-consent: {face_model: {adapter: fake}}
+GOOD = FAKE_HEAD + """\
 uses:
   txt2img:
     output:
@@ -91,12 +84,6 @@ def _settings(root: Path, trust_key: Path | None = None) -> Settings:
     return Settings(data_dir=root / "data", policies_dir=root / "policies", policy_trust_key=trust_key)
 
 
-def _write(directory: Path, files: dict[str, str]) -> None:
-    for rel, text in files.items():
-        (directory / rel).parent.mkdir(parents=True, exist_ok=True)
-        (directory / rel).write_text(text)
-
-
 @pytest.fixture
 def gateway(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[[Settings], Gateway]]:
     built: list[Gateway] = []
@@ -123,7 +110,7 @@ def test_validate_refuses_what_the_gateway_refuses_with_the_same_messages(
     private, public = keys
     settings = _settings(tmp_path, public if case.signed else None)
     settings.policies_dir.mkdir(parents=True)
-    _write(settings.policies_dir, case.files)
+    write_files(settings.policies_dir, case.files)
     if case.sign is not None:
         case.sign(settings.policies_dir, private)
     gw = gateway(settings)
@@ -141,7 +128,7 @@ def test_repaired_bundle_passes_both(tmp_path: Path, keys: tuple[Path, Path],
     private, public = keys
     settings = _settings(tmp_path, public)
     settings.policies_dir.mkdir(parents=True)
-    _write(settings.policies_dir, {"default.yaml": GOOD, "tenants/acme.yaml": OVERLAY})
+    write_files(settings.policies_dir, {"default.yaml": GOOD, "tenants/acme.yaml": OVERLAY})
     sign_bundle(settings.policies_dir, private)
     gw = gateway(settings)
     assert gw.policies.reload() is True, gw.policies.last_error
@@ -154,7 +141,7 @@ def test_face_model_readiness_with_data_dir(tmp_path: Path, gateway: Callable[[S
     bundle (its faces would match nobody); validate --data-dir says the same, read-only."""
     settings = _settings(tmp_path)
     settings.policies_dir.mkdir(parents=True)
-    _write(settings.policies_dir, {"default.yaml": GOOD})
+    write_files(settings.policies_dir, {"default.yaml": GOOD})
     gw = gateway(settings)
     assert gw.registry is not None
     other = FakeFaceAnalyzer(name="other")
@@ -175,7 +162,7 @@ def test_face_model_readiness_with_data_dir(tmp_path: Path, gateway: Callable[[S
 def test_validate_checks_every_policy_file_and_routes(tmp_path: Path) -> None:
     d = tmp_path / "policies"
     second = GOOD.replace("{adapter: fake}\nconsent", "{adapter: nope}\nconsent")
-    _write(d, {"default.yaml": GOOD, "second.yaml": second})
+    write_files(d, {"default.yaml": GOOD, "second.yaml": second})
     code, printed = _validate(str(d))
     assert code == 1 and len(printed) == 1 and printed[0].startswith(f"{d / 'second.yaml'}:3: models.fake.adapter")
     code, _ = _validate(str(d), "--name", "default")
@@ -198,7 +185,8 @@ def test_voice_model_readiness_with_data_dir(tmp_path: Path, gateway: Callable[[
     settings = _settings(tmp_path)
     settings.policies_dir.mkdir(parents=True)
     with_voice = "consent: {face_model: {adapter: fake}, voice_model: {adapter: fake}}"
-    _write(settings.policies_dir, {"default.yaml": GOOD.replace("consent: {face_model: {adapter: fake}}", with_voice)})
+    write_files(settings.policies_dir,
+                {"default.yaml": GOOD.replace("consent: {face_model: {adapter: fake}}", with_voice)})
     gw = gateway(settings)
     assert gw.registry is not None
     assert gw.policies.reload() is True, gw.policies.last_error  # nobody has a voice yet

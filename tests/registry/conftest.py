@@ -15,9 +15,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from classifiers.fake import FakeFaceAnalyzer
+from gateway.audit import AuditLog
 from gateway.registry.crypto import FileKek, KeyStore, SubjectCrypto
 from gateway.registry.service import Registry
 from gateway.registry.store import create_tables
+from tests.support.ledger import checked_log
 
 PG_URL = os.environ.get("CONSENTGATE_TEST_DATABASE_URL")
 
@@ -85,6 +87,14 @@ def main_engine(dbs: Databases) -> Engine:
     eng = dbs.engine("main")
     create_tables(eng)
     return eng
+
+
+@pytest.fixture
+def log(main_engine: Engine) -> Iterator[AuditLog]:
+    """The audit log the consent ledger appends to, on the registry's database; it must verify, covered by
+    a signed checkpoint, when the test is done."""
+    with checked_log(main_engine, "registry.test/log") as made:
+        yield made
 
 
 MakeRegistry = Callable[..., Registry]

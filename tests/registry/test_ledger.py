@@ -6,40 +6,19 @@ predates the ledger gets one `snapshot` entry per subject and grant, once."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from classifiers.fake import draw_fake_face
-from gateway.audit import AuditLog, CheckpointSigner
-from gateway.audit.testing import assert_log_consistent
+from gateway.audit import AuditLog
 from gateway.registry.errors import RegistryUnavailable
 from gateway.registry.ledger import LedgerAppendFailed
 from gateway.registry.service import Registry
+from tests.support.ledger import fake_face
 
 pytestmark = pytest.mark.db
-ORIGIN = "ledger.test/log"
-
-
-def face(identity: int) -> np.ndarray:
-    img = np.full((240, 230, 3), 90, np.uint8)
-    draw_fake_face(img, identity, 20, 60, 80)
-    return img
-
-
-@pytest.fixture
-def log(main_engine: Engine) -> Iterator[AuditLog]:
-    made = AuditLog(main_engine, CheckpointSigner.generate(ORIGIN), origin=ORIGIN, checkpoint_interval_ms=0,
-                    index_interval_ms=0)
-    made.create_tables()
-    yield made
-    made.publish_checkpoint()
-    made.close()
-    assert_log_consistent(made, require_covered=True)
 
 
 def kinds(log: AuditLog, **filters: Any) -> list[str]:
@@ -52,7 +31,7 @@ def test_every_mutation_is_a_ledger_entry(make_registry: Any, log: AuditLog) -> 
     reg.attach_ledger(log, "operator")
     assert reg.snapshot_ledger() == 0  # empty registry: the ledger starts with its first mutation
     sid = reg.create_subject("Ada Example", ["Ada"], created_by="k1").id
-    reg.enroll(sid, [face(3), face(3)], "notice-7", "k1")
+    reg.enroll(sid, [fake_face(3), fake_face(3)], "notice-7", "k1")
     g = reg.grant(sid, "acme", "user-9", ["txt2img"], created_by="k1")
     reg.revoke(g.id, "k2")
     reg.revoke(g.id, "k2")  # idempotent: no second entry
@@ -100,7 +79,7 @@ def test_a_failed_append_undoes_the_change(make_registry: Any, log: AuditLog, ma
     assert [x.id for x in reg.list_grants(sid)] == [g.id]
     failing(lambda: reg.revoke(g.id, "k"))
     assert reg.list_grants(sid)[0].revoked_at is None
-    failing(lambda: reg.enroll(sid, [face(4)], "n", "k"))
+    failing(lambda: reg.enroll(sid, [fake_face(4)], "n", "k"))
     assert reg.get_subject(sid).template_count == 0
     failing(lambda: reg.add_hashes(sid, ["ef" * 32], created_by="k"))
     assert reg.get_subject(sid).hash_count == 0
@@ -117,7 +96,7 @@ def test_snapshot_once_for_a_registry_that_predates_the_ledger(make_registry: An
     old: Registry = make_registry()  # no ledger: what a registry looked like before it
     a = old.create_subject("A", created_by="k").id
     b = old.create_subject("B", protected=True, created_by="k").id
-    old.enroll(a, [face(5)], "notice-1", "k")
+    old.enroll(a, [fake_face(5)], "notice-1", "k")
     grant = old.grant(a, "acme", None, ["txt2img", "img2img"], created_by="k")
     old.revoke(grant.id, "k")
     assert log.head().tree_size == 0

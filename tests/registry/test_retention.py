@@ -6,43 +6,21 @@ lease."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
 import pytest
-from sqlalchemy.engine import Engine
 
-from classifiers.fake import draw_fake_face
-from gateway.audit import AuditLog, CheckpointSigner
-from gateway.audit.testing import assert_log_consistent
+from gateway.audit import AuditLog
 from gateway.bootstrap import AuditActivity
 from gateway.policy.schema import RetentionRule, RetentionSettings
 from gateway.registry.errors import SubjectNotFound
 from gateway.registry.retention import RetentionSweeper, take_lease
 from gateway.registry.service import Registry
+from tests.support.ledger import fake_face
 
 pytestmark = pytest.mark.db
-ORIGIN = "retention.test/log"
 RULES = {"face": RetentionRule(), "voice": RetentionRule()}  # the documented defaults: 3-year ceiling, purpose end
-
-
-def face(identity: int) -> np.ndarray:
-    img = np.full((240, 230, 3), 90, np.uint8)
-    draw_fake_face(img, identity, 20, 60, 80)
-    return img
-
-
-@pytest.fixture
-def log(main_engine: Engine) -> Iterator[AuditLog]:
-    made = AuditLog(main_engine, CheckpointSigner.generate(ORIGIN), origin=ORIGIN, checkpoint_interval_ms=0,
-                    index_interval_ms=0)
-    made.create_tables()
-    yield made
-    made.publish_checkpoint()
-    made.close()
-    assert_log_consistent(made, require_covered=True)
 
 
 def verdicts(report: dict[str, Any]) -> dict[str, str]:
@@ -56,7 +34,7 @@ def test_retention_with_a_fixed_clock(make_registry: Any, log: AuditLog) -> None
 
     def person(identity: int, **kw: Any) -> str:
         sid = reg.create_subject(f"P{identity}", created_by="k", **kw).id
-        reg.enroll(sid, [face(identity)], "notice-1", "k")
+        reg.enroll(sid, [fake_face(identity)], "notice-1", "k")
         return sid
 
     no_grant = person(1)
@@ -108,7 +86,7 @@ def test_a_recent_match_is_an_interaction(make_registry: Any, log: AuditLog) -> 
     reg.attach_ledger(log, "operator")
     base = datetime.now(UTC)
     sid = reg.create_subject("Seen", created_by="k").id
-    reg.enroll(sid, [face(7)], "notice-1", "k")
+    reg.enroll(sid, [fake_face(7)], "notice-1", "k")
     seen = base + timedelta(days=3 * 365)
     log.append({"kind": "decision", "decision_id": "d1", "tenant": "acme", "subjects": [sid],
                 "created_at": seen.isoformat().replace("+00:00", "Z")})
