@@ -12,12 +12,13 @@ it as is; see `transcode`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
 import av
+import numpy as np
 
 from gateway.video.errors import VideoError
 
@@ -28,6 +29,7 @@ __all__ = [
     "VideoLimits",
     "VideoMime",
     "decode_errors",
+    "luma_frames",
     "open_video",
     "probe_video",
     "sniff_video",
@@ -272,3 +274,23 @@ def _count_packets(container: av.container.InputContainer, limits: VideoLimits) 
             end = max(end, float((packet.pts + (packet.duration or 0)) * tb))
     start = float(stream.start_time * tb) if stream.start_time is not None and tb is not None else 0.0
     return count, max(end - start, 0.0)
+
+
+def luma_frames(path: str | os.PathLike[str], max_frames: int = 900) -> Iterable[np.ndarray]:
+    """The Y planes of the first `max_frames` frames of a video (copies; 8-bit YUV read as is,
+    other formats converted to grey): what the video marks' detectors read."""
+    with open_video(path) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_type = "AUTO"
+        frames = container.decode(stream)
+        for _ in range(max_frames):
+            with decode_errors():
+                frame = next(frames, None)
+            if frame is None:
+                return
+            if frame.format.name in ("yuv420p", "yuvj420p"):
+                plane = frame.planes[0]
+                y = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
+                yield np.ascontiguousarray(y[: frame.height, : frame.width])
+            else:
+                yield frame.to_ndarray(format="gray")

@@ -1,187 +1,364 @@
-"""Why: the first video mark ("video-luma", `watermark.py`) adds a faint static grain to *every*
-frame. H.264 predicts each frame from the previous one moved with the content, so a grain that
-stands still while the picture moves is coded again in every P-frame: the released MP4 was
-1.8-2.5x the size of the same clip encoded without it. This mark ("video-sparse") is designed
-around what the encoder does instead of against it:
+"""Why: a released video must lead back to its decision after the copy was re-encoded, scaled
+down or cropped, must cost little in size (users pay for every byte of every video), and must
+not be removable by averaging frames. This is "video-sparse", version 2: the image mark's
+self-synchronising tile (`gateway.provenance.tilesync`, numerics in `_tilesync`, whose
+functions are imported here, not copied) put on a subset of frames, with a keyed sign that
+changes over time.
 
 * **A subset of frames.** Only every `EVERY`-th frame (15: twice a second at 30 fps) gets the
-  grain; the frames in between are passed to the encoder untouched. The encoder codes the grain
-  once, in the marked frame; the next frames are predicted from that reconstruction, and the
-  difference to the unmarked source (about -strength levels) falls in x264's dead zone, so the
-  grain rides along with the content at no cost until the next marked frame. Measured on 10 s
-  of 720p30 (bench clip): marking every frame 1.82x the unmarked size, every 15th frame 1.10x,
-  every 30th 1.08x. Frames between two marks carry a mark that has moved with the content, so
-  the detector weighs frames by their own evidence (below) instead of trusting every frame.
-* **Temporally varying.** Successive marked frames use `VARIANTS` different keyed chip sets
-  (variant = marked-frame number mod 4), all carrying the same payload, so an estimate of the
-  grain from one stretch of moving video does not fit the next. Measured limit: on a static
-  scene x264 leaves the switch between variants in its dead zone too, so the first variant
-  stays and averaging frames recovers it (`bench/video.py`, docs/video.md).
-* **The cell grain, payload and gates of "video-luma"** (`VideoWatermarker`, one per variant):
-  ~5 px cells on a grid tied to the aspect ratio (so scaling keeps it), informed embedding per
-  marked frame, the 72-bit `DWT_PAYLOAD` word (40-bit id + 32-bit check), score gate and CRC.
+  mark; the frames in between go to the encoder untouched. x264 codes the mark once, in the
+  marked frame; the next frames are predicted from that reconstruction and their difference
+  to the unmarked source falls in the encoder's dead zone, so the mark rides along with the
+  content at no cost until the next marked frame (the reason the released file is close to
+  the unmarked encode's size; every-frame marks cost 1.8-2.5x).
+* **The tileSync tile** (128 x 128 cells of 4 px at a working resolution, 256 sync cells, the
+  72-bit payload (`DWT_PAYLOAD`: 40-bit id + 32-bit check) rate-1/3 convolutionally coded
+  over the other cells, `_tilesync.tile_for`), repeated over the Y plane, shaped by the image
+  mark's perceptual mask and scaled to `strength` luma levels RMS. The working resolution is
+  the frame scaled to a height from `WORK_LADDER` (the largest at most 0.8 x the frame's
+  height: cells of >= 5 px, which survive H.264), so a copy scaled as a whole is read at the
+  same ladder height with the original geometry. A **crop** shifts the repetition (and, read
+  at a ladder height, scales it): the autocorrelation lattice (`_tilesync.find_lattices`)
+  gives the period, folding every tile onto one (`fold`) averages the host out, and the sync
+  cells give the shift (`align`) — per frame, so content motion between marked frames does
+  not matter either.
+* **A keyed sign per marked frame, balanced in pairs** (`sign_of`): marked frames 2j and 2j+1
+  carry +tile / -tile or -tile / +tile (the order keyed by j), so the mark's average over any
+  stretch of video tends to zero. A static scene is where averaging frames could estimate a
+  mark (the host does not change, so the average is host + mean mark): with a constant mark
+  (version 1) the estimate had correlation 0.96 with the later frames' marks and, pasted
+  onto a clean copy, decoded. With the sign, x264 does code the flip at each marked frame
+  (a change of twice the mark's amplitude gets past its dead zone, unlike a change to a
+  different pattern of the same amplitude — measured, docs/video.md), so the average of 100
+  frames holds almost nothing of the pattern. The detector does not need to know the sign or
+  where the video starts: it reads each frame's sign (and shift) from its sync cells.
 
-Detection (blind) decodes every frame (up to `max_frames`), and for each frame and grid
-size takes the per-bit correlations of the variant that scores best (score = mean |S| / std |S|
-over the 72 bits: ~1.3 on unmarked frames, 2-10 on a marked frame and the frames just after
-it). Each frame's correlations are weighted by its excess score (`max(0, score - BIAS)`) and
-summed: frames far from a mark, whose grain has moved off the grid, count for little. (Energy
-would not do: informed embedding cancels the host's share, so a marked frame's energy is no
-larger than an unmarked one's; the agreement of the per-bit magnitudes is what shows the mark.)
-Limit: the grid is tied to the frame edges, so a crop that keeps the original pixel grid
-(cutting 10 % off the sides) breaks detection — measured and reported in docs/video.md.
+Detection (blind) reads frames in order. For each geometry hypothesis — the original geometry
+at every ladder height (copies scaled as a whole), then, if none decodes, the lattices found in
+the first frames (crops) — each frame's residual is folded, aligned on the sync (both signs),
+and its per-coded-bit scores are weighted by `max(0, z - Z_BIAS)` (z: the sync peak's z-score,
+~4-5 on an unmarked frame, 10-20 on a marked one) and summed; frames far from a mark, whose
+copy of the mark has moved with the content, count for little. After the first `PROBE`
+frames only the frames near the marked ones (their index modulo `EVERY`) are read. The sums
+go through soft Viterbi decoding (`fec`) to one word, which must pass the 32-bit check: P(an
+unmarked video yields an id) <= decodes x 2**-32 (at most `MAX_DECODES`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
 
+import cv2
 import numpy as np
+from numpy.typing import NDArray
 
+from gateway.provenance import _tilesync as ts
+from gateway.provenance import fec
 from gateway.provenance.payload import DWT_PAYLOAD, PayloadCodec
-from gateway.video.watermark import VideoWatermarkDetection, VideoWatermarker, luma_of
+from gateway.video.intake import luma_frames
+from gateway.video.sparsemark_v1 import detect_sparse_v1_in_file
+from gateway.video.watermark import VideoWatermarkDetection, luma_of
 
-__all__ = ["EVERY", "METHOD", "VARIANTS", "SparseMark", "detect_sparse_in_file"]
+__all__ = ["EVERY", "METHOD", "VERSION", "WORK_LADDER", "Scan", "SparseMark", "detect_sparse_in_file",
+           "luma_frames"]
 
 METHOD = "video-sparse"
+VERSION = "2"
 EVERY = 15
-VARIANTS = 4
-BIAS = 1.6  # per-frame score a noise frame reaches (~1.3, ~1.45 as the best of VARIANTS): weight 0 below
-_KEY = b"consentgate/video-watermark/sparse/v1"
+WORK_LADDER = (144, 216, 288, 432, 576)
+Z_BIAS = 5.5  # sync z-score an unmarked frame reaches (max 5.0 over 240 unmarked 720p frames): weight 0 below
+PROBE = 3 * EVERY
+MAX_LATTICES = 6
+MAX_DECODES = 24
+_KEY = b"consentgate/video-watermark/sparse/v2"
+
+
+def work_height(height: int) -> int:
+    """The ladder height a frame of `height` rows is marked at: cells of at least 5 px."""
+    fitting = [r for r in WORK_LADDER if r <= 0.8 * height]
+    return max(fitting) if fitting else min(WORK_LADDER)
+
+
+def work_size(height: int, width: int, rows: int) -> tuple[int, int]:
+    """(height, width) of the working resolution at ladder height `rows` (aspect kept)."""
+    return rows, max(8, round(width * rows / height))
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """Where to read the mark: a ladder height and the tile lattice at it (identity: the
+    copy kept the marked geometry up to a scale)."""
+
+    rows: int
+    lattice: ts.Lattice = ts.IDENTITY
+
+    @property
+    def label(self) -> str:
+        if self.lattice == ts.IDENTITY:
+            return f"{self.rows} rows"
+        return f"{self.rows} rows, lattice x{self.lattice.scale:.3f} {self.lattice.rotation_deg:+.1f} deg"
+
+
+@dataclass
+class Scan:
+    """Per hypothesis, the evidence-weighted sums of coded-bit scores, and the evidence."""
+
+    sums: dict[Hypothesis, NDArray[np.float64]] = field(default_factory=dict)
+    weight: dict[Hypothesis, float] = field(default_factory=dict)
+    frames: int = 0  # frames read or skipped
+    evidence_frames: int = 0  # frames whose sync was seen under some hypothesis
+    decodes: int = 0
+    decoded: dict[Hypothesis, tuple[float, int | None]] = field(default_factory=dict)  # (weight then, id)
+
+    def add(self, hyp: Hypothesis, weight: float, scores: NDArray[np.float64]) -> None:
+        if hyp not in self.sums:
+            self.sums[hyp] = np.zeros(scores.shape[0])
+            self.weight[hyp] = 0.0
+        if weight > 0:
+            self.sums[hyp] += weight * scores
+            self.weight[hyp] += weight
 
 
 class SparseMark:
-    """Marks every `every`-th Y plane with `wm_id` (frames in order) and detects marks. One
-    instance per video being marked (it holds the marking field)."""
+    """Marks every `every`-th Y plane with `wm_id` (frames in order) and detects marks (blind)."""
 
-    def __init__(self, wm_id: int | None = None, *, strength: float = 2.0, every: int = EVERY,
-                 variants: int = VARIANTS, key: bytes = _KEY, codec: PayloadCodec = DWT_PAYLOAD,
-                 min_score: float = 2.5) -> None:
-        if every < 1 or variants < 1:
-            raise ValueError("every and variants must be at least 1")
+    def __init__(self, wm_id: int | None = None, *, strength: float = 2.0, every: int = EVERY, key: bytes = _KEY,
+                 codec: PayloadCodec = DWT_PAYLOAD, max_lattices: int = MAX_LATTICES) -> None:
+        if every < 1:
+            raise ValueError("every must be at least 1")
+        if not 0 < strength <= 16:
+            raise ValueError("strength is in luma levels RMS, 0 < strength <= 16")
         self.wm_id = wm_id
         self.every = every
         self.strength = float(strength)
         self.codec = codec
-        self.variants = [VideoWatermarker(wm_id, strength=strength, key=key + b"/%d" % k, codec=codec,
-                                          min_score=min_score, refresh_every=1) for k in range(variants)]
+        self.max_lattices = max_lattices
+        self._key = key
+        self._layout = ts.layout(fec.coded_length(codec.n_bits))
+        self._tile = None if wm_id is None else ts.tile_for(fec.conv_encode(codec.encode(wm_id)), self._layout)
+        self._tiled: dict[tuple[int, int], NDArray[np.float32]] = {}
 
+    # -- marking ---------------------------------------------------------------------------
     def marks(self, frame_index: int) -> bool:
-        """Whether frame `frame_index` carries the grain (the others go to the encoder untouched)."""
+        """Whether frame `frame_index` carries the mark (the others go to the encoder untouched)."""
         return frame_index % self.every == 0
+
+    def sign_of(self, marked_index: int) -> int:
+        """The keyed sign of the `marked_index`-th marked frame: pairs (2j, 2j+1) are (+, -) or
+        (-, +), so every two marked frames cancel."""
+        digest = hashlib.sha256(self._key + b"/sign/%d" % (marked_index // 2)).digest()
+        first = 1 if digest[0] & 1 else -1
+        return first if marked_index % 2 == 0 else -first
+
+    def field(self, y_plane: np.ndarray, frame_index: int) -> NDArray[np.float32]:
+        """The mark added to a marked frame (float, full size, `strength` levels RMS)."""
+        if self._tile is None:
+            raise ValueError("this SparseMark has no wm_id: it can detect but not mark")
+        height, width = y_plane.shape
+        wh, ww = work_size(height, width, work_height(height))
+        tiled = self._tiled.get((wh, ww))
+        if tiled is None:
+            reps = (-(-wh // ts.TILE), -(-ww // ts.TILE))
+            tiled = self._tiled[(wh, ww)] = np.ascontiguousarray(np.tile(self._tile, reps)[:wh, :ww])
+        small = np.asarray(cv2.resize(y_plane, (ww, wh), interpolation=cv2.INTER_AREA), np.float32)
+        pattern = tiled * ts.perceptual_mask(small)
+        if (wh, ww) != (height, width):
+            pattern = np.asarray(cv2.resize(pattern, (width, height), interpolation=cv2.INTER_LINEAR), np.float32)
+        rms = math.sqrt(float(np.mean(np.square(pattern, dtype=np.float32))))
+        sign = self.sign_of(frame_index // self.every)
+        out: NDArray[np.float32] = pattern * np.float32(sign * self.strength / max(rms, 1e-6))
+        return out
 
     def mark_luma(self, y_plane: np.ndarray, frame_index: int = 0) -> np.ndarray:
         """A marked copy of a uint8 Y plane on marked frames; the plane itself otherwise."""
-        if self.wm_id is None:
+        if self._tile is None:
             raise ValueError("this SparseMark has no wm_id: it can detect but not mark")
+        if y_plane.dtype != np.uint8 or y_plane.ndim != 2:
+            raise ValueError("mark_luma takes a 2-D uint8 Y plane")
         if not self.marks(frame_index):
             return y_plane
-        variant = self.variants[(frame_index // self.every) % len(self.variants)]
-        return variant.mark_luma(y_plane, frame_index)
+        delta = np.rint(self.field(y_plane, frame_index))
+        up = np.clip(delta, 0, 255).astype(np.uint8)
+        down = np.clip(-delta, 0, 255).astype(np.uint8)
+        return np.asarray(cv2.subtract(cv2.add(y_plane, up), down), np.uint8)
 
     # -- detection -------------------------------------------------------------------------
-    def frame_evidence(self, frame: np.ndarray) -> dict[int, tuple[float, np.ndarray]]:
-        """Per grid size (rows): (excess energy weight, per-bit correlations of the best variant)."""
-        y = luma_of(frame)
-        bits = self.codec.n_bits
-        out: dict[int, tuple[float, np.ndarray]] = {}
-        first = self.variants[0]
-        for rows in first.grid_rows:
-            if y.shape[0] / rows < 2.0:
-                continue
-            grids = [v._grid(y.shape[0], y.shape[1], rows) for v in self.variants]
-            residual = first._residual(y, grids[0])  # same cells for every variant: computed once
-            spread = float(residual.std())
-            if spread < 0.05:
-                continue  # a flat frame carries no evidence either way
-            norm = spread * math.sqrt(residual.size / bits)
-            best: tuple[float, np.ndarray] | None = None
-            for variant, grid in zip(self.variants, grids, strict=True):
-                corr = variant._correlate_cells(residual, grid) / norm
-                magnitude = np.abs(corr)
-                score = float(magnitude.mean()) / max(float(magnitude.std()), 1e-9)
-                if best is None or score > best[0]:
-                    best = (score, corr)
-            if best is not None:
-                out[rows] = (max(0.0, best[0] - BIAS), best[1])
-        return out
+    @staticmethod
+    def residual(y: np.ndarray, rows: int) -> NDArray[np.float32]:
+        """The image mark's high-pass residual of a luma plane at ladder height `rows`."""
+        height, width = y.shape
+        wh, ww = work_size(height, width, rows)
+        if (wh, ww) != (height, width):
+            interpolation = cv2.INTER_AREA if wh < height else cv2.INTER_LINEAR
+            y = cv2.resize(y, (ww, wh), interpolation=interpolation)
+        return ts.residual(np.asarray(y, np.float32))
 
-    def totals(self, frames: Iterable[np.ndarray], probe: int | None = None) -> tuple[dict[int, np.ndarray], int]:
-        """Per grid size, the evidence-weighted per-bit sums over `frames`; and how many frames
-        carried any evidence (flat ones do not). After the first `probe` frames, only frames
-        within one of the best residue modulo `every` (where the marked frames were found) are
-        examined — the others are skipped, not weighed — unless the probe found no evidence.
-        `probe=None` (the default) examines every frame."""
-        totals: dict[int, np.ndarray] = {}
+    def read(self, residual: NDArray[np.float32], lattice: ts.Lattice) -> tuple[float, NDArray[np.float64]]:
+        """(sync z-score, per-coded-bit scores) of one frame's residual folded on `lattice`; the
+        frame's sign is read from the sync (the better of + and -) and undone."""
+        folded = ts.fold(residual, lattice)
+        plus = ts.align(folded, self._layout)
+        minus = ts.align(-folded, self._layout)
+        aligned, z, _ = plus if plus[1] >= minus[1] else minus
+        return z, ts.chip_scores(aligned, self._layout)
+
+    def _hypotheses(self, height: int) -> list[Hypothesis]:
+        """The original geometry at every ladder height a copy of this height can hold (the
+        copy is read at most 2.5x enlarged)."""
+        return [Hypothesis(rows) for rows in WORK_LADDER if rows <= 2.5 * height]
+
+    def _lattices(self, frames: list[np.ndarray]) -> list[Hypothesis]:
+        """Lattice hypotheses from the probe frames (every 5th): candidates found in several
+        frames first, then by strength."""
+        if not frames:
+            return []
+        rows = work_height(frames[0].shape[0])
+        found: list[tuple[ts.Lattice, int, float]] = []  # (lattice, times seen, best strength)
+        for y in frames[::5]:
+            for lat in ts.find_lattices(self.residual(y, rows), n=4):
+                for i, (seen, count, strength) in enumerate(found):
+                    if abs(seen.scale - lat.scale) < 0.01 and abs(seen.rotation_deg - lat.rotation_deg) < 0.5:
+                        found[i] = (seen, count + 1, max(strength, lat.strength))
+                        break
+                else:
+                    found.append((lat, 1, lat.strength))
+        found.sort(key=lambda item: (-item[1], -item[2]))
+        return [Hypothesis(rows, lat) for lat, _, _ in found[: self.max_lattices]]
+
+    def _read_into(self, scan: Scan, frames: Iterable[tuple[int, np.ndarray]], hyps: list[Hypothesis],
+                   by_residue: NDArray[np.float64] | None = None) -> None:
+        for index, y in frames:
+            residuals: dict[int, NDArray[np.float32]] = {}
+            seen = False
+            for hyp in hyps:
+                if hyp.rows not in residuals:
+                    residuals[hyp.rows] = self.residual(y, hyp.rows)
+                z, scores = self.read(residuals[hyp.rows], hyp.lattice)
+                weight = max(0.0, z - Z_BIAS)
+                scan.add(hyp, weight, scores)
+                seen = seen or weight > 0
+                if by_residue is not None:
+                    by_residue[index % self.every] += weight
+            scan.evidence_frames += seen
+
+    def scan(self, frames: Iterable[np.ndarray], *, probe: int = PROBE, lattices: bool = True,
+             rhythm: bool = True, stop_early: bool = True) -> Scan:
+        """Read `frames` (Y planes or RGB, in order, of one size) under every hypothesis on the
+        first `probe` frames, then under the best one only. `lattices`: also search the lattices
+        a crop makes when the original geometry finds no mark. `rhythm`: after the probe, read
+        only frames within one of the marked frames' residue (modulo `every`) and the two after
+        it. `stop_early`: stop once the sums decode (tried after 2x, 4x, ... the probe)."""
+        scan = Scan()
+        it: Iterator[np.ndarray] = (luma_of(f) for f in frames)
+        head = list(islice(it, probe))
+        if not head:
+            return scan
+        scan.frames = len(head)
         by_residue = np.zeros(self.every)
+        hyps = self._hypotheses(head[0].shape[0])
+        self._read_into(scan, enumerate(head), hyps, by_residue)
+        decoded = self._judge_sums(scan)[0] is not None
+        if lattices and not decoded:
+            extra = self._lattices(head)
+            evidence = scan.evidence_frames
+            self._read_into(scan, enumerate(head), extra)
+            scan.evidence_frames = max(evidence, scan.evidence_frames - evidence)
+            hyps += extra
+            decoded = self._judge_sums(scan)[0] is not None
+        if decoded and stop_early:
+            return scan
+        best = max(hyps, key=lambda h: scan.weight.get(h, 0.0))
         keep: set[int] | None = None
-        used = 0
-        for index, frame in enumerate(frames):
-            if probe is not None and index == probe and by_residue.max() > 0:
-                best = int(np.argmax(by_residue))
-                keep = {(best + d) % self.every for d in (-1, 0, 1)}
+        if rhythm and by_residue.max() > 0:
+            r = int(np.argmax(by_residue))
+            keep = {(r + d) % self.every for d in (-1, 0, 1, 2)}
+        checkpoint = 2 * probe
+        for index, y in enumerate(it, start=len(head)):
+            scan.frames = index + 1
             if keep is not None and index % self.every not in keep:
                 continue
-            evidence = self.frame_evidence(frame)
-            used += bool(evidence)
-            by_residue[index % self.every] += max((w for w, _ in evidence.values()), default=0.0)
-            for rows, (weight, corr) in evidence.items():
-                if weight > 0:
-                    totals[rows] = totals.get(rows, np.zeros(self.codec.n_bits)) + weight * corr
-        return totals, used
+            self._read_into(scan, [(index, y)], [best])
+            if stop_early and index + 1 >= checkpoint:
+                checkpoint *= 2
+                if self._judge_one(scan, best)[0] is not None:
+                    break
+        return scan
 
-    def detect(self, frames: Iterable[np.ndarray], probe: int | None = None) -> VideoWatermarkDetection:
-        """Blind detection over frames (Y planes or RGB, in order, of one size); `probe`: see `totals`."""
-        return self.judge(*self.totals(frames, probe))
+    # -- decisions -------------------------------------------------------------------------
+    def _decode(self, scan: Scan, sums: NDArray[np.float64]) -> int | None:
+        scan.decodes += 1
+        word = fec.viterbi_decode(sums, self.codec.n_bits)
+        found = self.codec.decode(word.astype(np.float64), max_candidates=1)
+        return None if found is None else found.wm_id
 
-    def judge(self, totals: dict[int, np.ndarray], used: int) -> VideoWatermarkDetection:
-        """The best grid's detection (both gates of `VideoWatermarker.decide`)."""
-        best = VideoWatermarkDetection(None, 0.0, used, 0.0)
-        for total in totals.values():
-            found = self.variants[0].decide(total, used)
-            if (found.wm_id is not None, found.score) > (best.wm_id is not None, best.score):
-                best = found
-        return best
+    def _judge_one(self, scan: Scan, hyp: Hypothesis) -> tuple[int | None, float]:
+        sums, weight = scan.sums.get(hyp), scan.weight.get(hyp, 0.0)
+        if sums is None or weight <= 0:
+            return None, 0.0
+        memo = scan.decoded.get(hyp)
+        if memo is not None and memo[0] == weight:  # same sums: the same word (no new decode)
+            return memo[1], weight
+        if scan.decodes >= MAX_DECODES:
+            return None, 0.0
+        wm_id = self._decode(scan, sums)
+        scan.decoded[hyp] = (weight, wm_id)
+        return wm_id, weight
 
-    def bit_accuracy(self, frames: Iterable[np.ndarray], wm_id: int) -> float:
-        """Fraction of payload bits the weighted sums get right for `wm_id` (benchmarks)."""
-        return self.accuracy_of(self.totals(frames)[0], wm_id)
+    def _judge_sums(self, scan: Scan) -> tuple[int | None, Hypothesis | None]:
+        """The first hypothesis (by evidence) whose sums decode to a valid id."""
+        for hyp in sorted(scan.weight, key=lambda h: -scan.weight[h]):
+            wm_id, _ = self._judge_one(scan, hyp)
+            if wm_id is not None:
+                return wm_id, hyp
+        return None, None
 
-    def accuracy_of(self, totals: dict[int, np.ndarray], wm_id: int) -> float:
-        """The best grid's fraction of right bits for `wm_id` (0.5 when nothing was seen)."""
-        want = self.codec.encode(wm_id).astype(np.float64) * 2.0 - 1.0
-        scores = [float(np.mean(np.sign(t) == want)) for t in totals.values() if np.any(t)]
-        return max(scores) if scores else 0.5
+    def judge(self, scan: Scan) -> VideoWatermarkDetection:
+        """The detection a scan supports: an id only when one hypothesis's Viterbi word passes
+        the 32-bit check. `score`: mean |S| / std |S| of the best hypothesis's coded-bit sums
+        (~1.3 for noise); `confidence`: 1 - the false-accept bound of the decodes made."""
+        wm_id, hyp = self._judge_sums(scan)
+        best = hyp or max(scan.weight, key=lambda h: scan.weight[h], default=None)
+        score = 0.0
+        if best is not None and scan.weight.get(best, 0.0) > 0:
+            magnitude = np.abs(scan.sums[best])
+            score = float(magnitude.mean()) / max(float(magnitude.std()), 1e-9)
+        bound = self.codec.false_accept_bound(max(scan.decodes, 1))
+        return VideoWatermarkDetection(wm_id, 1.0 - bound if wm_id is not None else 0.0, scan.evidence_frames,
+                                       score)
 
+    def detect(self, frames: Iterable[np.ndarray], *, probe: int = PROBE, lattices: bool = True,
+               rhythm: bool = True, stop_early: bool = True) -> VideoWatermarkDetection:
+        """Blind detection over frames (Y planes or RGB, in order, of one size); see `scan`."""
+        return self.judge(self.scan(frames, probe=probe, lattices=lattices, rhythm=rhythm, stop_early=stop_early))
 
-def luma_frames(path: str | os.PathLike[str], max_frames: int = 900) -> Iterable[np.ndarray]:
-    """The Y planes of the first `max_frames` frames of a video (copies; 8-bit YUV read as is)."""
-    from gateway.video.intake import decode_errors, open_video
+    def best_hypothesis(self, scan: Scan) -> Hypothesis | None:
+        return max(scan.weight, key=lambda h: scan.weight[h], default=None)
 
-    with open_video(path) as container:
-        stream = container.streams.video[0]
-        stream.codec_context.thread_type = "AUTO"
-        frames = container.decode(stream)
-        for _ in range(max_frames):
-            with decode_errors():
-                frame = next(frames, None)
-            if frame is None:
-                return
-            if frame.format.name in ("yuv420p", "yuvj420p"):
-                plane = frame.planes[0]
-                y = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
-                yield np.ascontiguousarray(y[: frame.height, : frame.width])
-            else:
-                yield frame.to_ndarray(format="gray")
+    def accuracy_of(self, scan: Scan, wm_id: int) -> tuple[float, float]:
+        """(coded-bit accuracy of the best hypothesis's sums, payload-bit accuracy after Viterbi)
+        for `wm_id` (benchmarks; 0.5 each when nothing was seen)."""
+        hyp = self.best_hypothesis(scan)
+        if hyp is None or scan.weight[hyp] <= 0:
+            return 0.5, 0.5
+        bits = self.codec.encode(wm_id)
+        coded = fec.conv_encode(bits)
+        sums = scan.sums[hyp]
+        word = fec.viterbi_decode(sums, self.codec.n_bits)
+        return float(np.mean((sums > 0) == (coded == 1))), float(np.mean(word == bits))
 
 
 def detect_sparse_in_file(path: str | os.PathLike[str], max_frames: int = 900) -> VideoWatermarkDetection:
     """Blind "video-sparse" detection over the first `max_frames` frames: what a verifier runs.
-    First only the frames near the marked ones (found in the first 45 frames); when that finds
-    no id (e.g. a frame-rate change moved the marks off that rhythm), every frame."""
-    found = SparseMark().detect(luma_frames(path, max_frames), probe=3 * EVERY)
+    The current layout (version 2) first; version 1's detector when it finds nothing (releases
+    made before version 2)."""
+    found = SparseMark().detect(luma_frames(path, max_frames))
     if found.wm_id is None:
-        found = SparseMark().detect(luma_frames(path, max_frames))
+        older = detect_sparse_v1_in_file(path, max_frames)
+        if older.wm_id is not None:
+            return older
     return found
