@@ -299,6 +299,14 @@ def main() -> None:
         print(f"clip: {s:.0f} s {args.width}x{args.height}@{args.fps}, {len(data) / 1e6:.1f} MB, "
               f"rendered in {rendered:.1f} s")
         floor_wall, floor_cpu, _ = timed(lambda: floor(src, work / "floor.mp4", args.crf, args.preset))
+        # what the gateway's own transcode adds, without and with the mark (no models): the mark's share
+        from gateway.video.engine import MarkSpec, run_pass
+
+        plain = timed(lambda: run_pass(src, mark=MarkSpec(work / "plain.mp4", None, crf=args.crf,
+                                                          preset=args.preset)))
+        marked_only = timed(lambda: run_pass(src, mark=MarkSpec(work / "marked_only.mp4",
+                                                                SparseMark(0x1234, strength=2.0),
+                                                                crf=args.crf, preset=args.preset)))
 
         (work / "policies").mkdir()
         (work / "policies" / "default.yaml").write_text(policy_text(args))
@@ -354,6 +362,8 @@ def main() -> None:
     print(f"models ({where}): {', '.join(m['name'] for m in gw.pool.loaded())}; {sampling['frames']} sampled frames, "
           f"{len(record['findings']['faces'])} faces; pass: {'sequential' if args.sequential else 'shared'}")
     print(row("floor (decode + encode)", floor_wall, floor_cpu))
+    print(row("transcode, no mark", *plain[:2]))
+    print(row("transcode + mark", *marked_only[:2]))
     print(row("check job", *rows["check"]))
     print(row("release job", *rows["release"]))
     rel_wall, rel_cpu = rows["release"]

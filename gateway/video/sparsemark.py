@@ -165,7 +165,8 @@ class SparseMark:
         if tiled is None:
             reps = (-(-wh // ts.TILE), -(-ww // ts.TILE))
             tiled = self._tiled[(wh, ww)] = np.ascontiguousarray(np.tile(self._tile, reps)[:wh, :ww])
-        small = np.asarray(cv2.resize(y_plane, (ww, wh), interpolation=cv2.INTER_AREA), np.float32)
+        # the mask only weighs the mark (more in texture): a linear resize is enough and 3x cheaper than area
+        small = np.asarray(cv2.resize(y_plane, (ww, wh), interpolation=cv2.INTER_LINEAR), np.float32)
         pattern = tiled * ts.perceptual_mask(small)
         if (wh, ww) != (height, width):
             pattern = np.asarray(cv2.resize(pattern, (width, height), interpolation=cv2.INTER_LINEAR), np.float32)
@@ -182,10 +183,8 @@ class SparseMark:
             raise ValueError("mark_luma takes a 2-D uint8 Y plane")
         if not self.marks(frame_index):
             return y_plane
-        delta = np.rint(self.field(y_plane, frame_index))
-        up = np.clip(delta, 0, 255).astype(np.uint8)
-        down = np.clip(-delta, 0, 255).astype(np.uint8)
-        return np.asarray(cv2.subtract(cv2.add(y_plane, up), down), np.uint8)
+        # one saturating add, rounded to nearest (uint8 + float32 -> uint8)
+        return np.asarray(cv2.add(y_plane, self.field(y_plane, frame_index), dtype=cv2.CV_8U), np.uint8)
 
     # -- detection -------------------------------------------------------------------------
     @staticmethod
