@@ -2,7 +2,10 @@
 SQLite and PostgreSQL, 2 and 4 processes on PostgreSQL), inclusion-proof latency and full verification
 at N entries, each next to the raw floors measured in the same run (Ed25519 signs/s, SHA-256 leaf
 hashes/s) and the ratio; the `goal #21.1` lines put the issue's targets (>= 10k appends/s with 8
-writers on SQLite and from 4 processes on PostgreSQL) beside the measured rate and say met or not.
+writers on SQLite and from 4 processes on PostgreSQL) beside the measured rate, say met or not, and
+add the baseline measured in the same run: the same writers storing each record durably in a plain
+table with the same columns and indexes (one INSERT + COMMIT per record, no log). Process runs
+are timed from a common start, after each child's set-up.
 
     .venv/bin/python bench/audit.py                 # N = 1,000,000
     .venv/bin/python bench/audit.py --n 20000       # quick run
@@ -24,7 +27,20 @@ import time
 import uuid
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, text
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    create_engine,
+    text,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -115,11 +131,61 @@ def report(label: str, value: float, floor: float, unit: str = "appends/s") -> f
 GOAL_APPENDS_S = 10_000  # issue #21.1: >= 10k appends/s, 8 writers on SQLite and 4 processes on PostgreSQL
 
 
-def goal(label: str, value: float, floor: float) -> None:
-    """An issue #21.1 goal line beside the measured value and the floor (hash every leaf)."""
+def goal(label: str, value: float, floor: float, baseline: float | None = None) -> None:
+    """An issue #21.1 goal line beside the measured value and the floor (hash every leaf), and the
+    baseline measured in the same run: the same writers storing each record durably in a plain
+    table (one INSERT + COMMIT per append, same columns and indexes, no log)."""
     verdict = "MET" if value >= GOAL_APPENDS_S else "NOT MET"
+    extra = ("" if baseline is None
+             else f"   baseline (plain INSERT+COMMIT) {baseline:,.0f}/s, ratio {value / baseline:.2f}")
     print(f"{'goal #21.1: ' + label:<46} {value:>12,.0f} appends/s   goal {GOAL_APPENDS_S:>8,}   floor "
-          f"{floor:>12,.0f}   {verdict} ({value / GOAL_APPENDS_S:.2f} of the goal)")
+          f"{floor:>12,.0f}   {verdict} ({value / GOAL_APPENDS_S:.2f} of the goal){extra}")
+
+
+def plain_table(engine: Engine, prefix: str) -> Table:
+    """The baseline's table: the log's entry columns and query indexes, an auto-assigned key."""
+    table = Table(
+        f"{prefix}plain", MetaData(),
+        Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+        Column("leaf_hash", LargeBinary, nullable=False), Column("record", Text, nullable=False),
+        Column("kind", Text, nullable=False), Column("tenant", Text), Column("use", Text),
+        Column("decision", Text), Column("time_us", BigInteger), Column("decision_id", Text),
+        Index(f"ix_{prefix}plain_kind", "kind", "id"), Index(f"ix_{prefix}plain_decision", "decision", "id"),
+        Index(f"ix_{prefix}plain_use", "use", "id"), Index(f"ix_{prefix}plain_time", "time_us"),
+    )
+    table.metadata.create_all(engine)
+    return table
+
+
+def plain_per_s(engine: Engine, table: Table, threads: int, count: int) -> float:
+    """Baseline: each writer thread, on its own connection, serialises its record (orjson), hashes
+    it and INSERTs + COMMITs it (durable as the engine says) — what storing each decision costs
+    with no sequencing, no tree, no batching."""
+    ph = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    sql = (f"INSERT INTO {table.name} (leaf_hash, record, kind, tenant, use, decision, time_us, decision_id) "  # noqa: S608
+           f"VALUES ({', '.join([ph] * 8)})")
+    per = max(1, count // threads)
+
+    def work(t: int) -> None:
+        conn = engine.raw_connection()
+        try:
+            cur = conn.cursor()
+            for i in range(per):
+                rec = record(t * per + i)
+                data = orjson.dumps(rec, option=orjson.OPT_SORT_KEYS)
+                cur.execute(sql, (hashlib.sha256(b"\x00" + data).digest(), data.decode(), rec["kind"], rec["tenant"],
+                                  rec["use"], rec["decision"], 0, rec["decision_id"]))
+                conn.commit()
+        finally:
+            conn.close()
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return per * threads / (time.perf_counter() - start)
 
 
 def bench_engine(name: str, engine: Engine, count: int, hash_floor: float) -> dict[int, float]:
@@ -145,7 +211,8 @@ def bench_engine(name: str, engine: Engine, count: int, hash_floor: float) -> di
     return rates
 
 
-def bench_processes(url: str, count: int, hash_floor: float, processes: int = 2, threads: int = 8) -> float:
+def bench_processes(url: str, count: int, hash_floor: float, processes: int = 2, threads: int = 8,
+                    plain: bool = False) -> float:
     """Appends/s of `processes` separate processes x `threads` threads on one PostgreSQL log,
     timed from a common start (each child sets up, says so, and waits for "go") to the last
     child's end: process start-up and imports are not appends (the first version of this bench
@@ -154,9 +221,13 @@ def bench_processes(url: str, count: int, hash_floor: float, processes: int = 2,
     with tempfile.TemporaryDirectory() as tmp:
         key = Path(tmp) / "k.pem"
         generate_signing_key(key)
-        new_log(create_engine(url), load_signer(key, ORIGIN), prefix).close()
+        if plain:
+            plain_table(create_engine(url), prefix)
+        else:
+            new_log(create_engine(url), load_signer(key, ORIGIN), prefix).close()
         per = count // processes
-        args = [sys.executable, __file__, "--child", url, prefix, str(key), str(per), str(threads)]
+        args = [sys.executable, __file__, "--child", url, prefix, str(key), str(per), str(threads),
+                "plain" if plain else "log"]
         children = [subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # noqa: S603
                     for _ in range(processes)]
         for c in children:
@@ -168,13 +239,26 @@ def bench_processes(url: str, count: int, hash_floor: float, processes: int = 2,
             c.stdin.flush()
         ends = [float(c.communicate()[0].split()[-1]) for c in children]
         elapsed = max(ends) - start
-    rate = report(f"postgresql: append, {processes} processes x {threads} threads", per * processes / elapsed,
-                  hash_floor)
-    audit_metadata(prefix).drop_all(create_engine(url))
+    rate = per * processes / elapsed
+    if plain:
+        print(f"{'postgresql: baseline, plain INSERT+COMMIT, ' + str(processes) + 'x' + str(threads):<46} "
+              f"{rate:>12,.0f} rows/s")
+        Table(f"{prefix}plain", MetaData()).drop(create_engine(url))
+    else:
+        report(f"postgresql: append, {processes} processes x {threads} threads", rate, hash_floor)
+        audit_metadata(prefix).drop_all(create_engine(url))
     return rate
 
 
-def child(url: str, prefix: str, key: str, count: int, threads: int = 8) -> None:
+def child(url: str, prefix: str, key: str, count: int, threads: int = 8, mode: str = "log") -> None:
+    if mode == "plain":
+        engine = create_engine(url)
+        table = Table(f"{prefix}plain", MetaData(), autoload_with=engine)
+        print("ready", flush=True)
+        sys.stdin.readline()
+        plain_per_s(engine, table, threads, count)
+        print(f"end {time.time()}", flush=True)
+        return
     log = AuditLog(create_engine(url), load_signer(key, ORIGIN), origin=ORIGIN, table_prefix=prefix)
     log.create_tables()
     log.append(record(10**9 + os.getpid()))  # connections open, caches warm: the timed part is appends only
@@ -230,7 +314,7 @@ def bench_scale(n: int, sign_floor: float, hash_floor: float, workers: int | Non
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
+        child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), sys.argv[7])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--n", type=int, default=1_000_000, help="entries for the proof/verify run")
@@ -247,9 +331,11 @@ def main() -> None:
         # a commit survives a process crash (kill -9 test) but may be lost on power loss.
         from gateway.db import make_engine
 
-        gw_rates = bench_engine("sqlite (gateway engine, WAL+NORMAL)", make_engine(f"sqlite:///{tmp}/gw.db"),
-                                args.appends, hash_floor)
-    goal("sqlite (gateway engine), 8 writers", gw_rates[8], hash_floor)
+        gw_engine = make_engine(f"sqlite:///{tmp}/gw.db")
+        gw_rates = bench_engine("sqlite (gateway engine, WAL+NORMAL)", gw_engine, args.appends, hash_floor)
+        plain = plain_per_s(gw_engine, plain_table(gw_engine, "bench_"), 8, args.appends)
+        print(f"{'sqlite (gateway engine): baseline, plain INSERT+COMMIT, 8 threads':<46} {plain:>12,.0f} rows/s")
+    goal("sqlite (gateway engine), 8 writers", gw_rates[8], hash_floor, plain)
     if args.pg != "none":
         try:
             pg = create_engine(args.pg)
@@ -261,11 +347,12 @@ def main() -> None:
             bench_engine("postgresql", pg, args.appends, hash_floor)
             bench_processes(args.pg, args.appends, hash_floor)
             goal("postgresql, 4 processes x 8 threads", bench_processes(args.pg, args.appends, hash_floor, 4),
-                 hash_floor)
+                 hash_floor, bench_processes(args.pg, args.appends, hash_floor, 4, plain=True))
             # Gateway replicas serve many requests at once (uvicorn's thread pool: 40): with more
             # concurrent appenders per process each batch carries more entries.
             goal("postgresql, 4 processes x 64 threads",
-                 bench_processes(args.pg, args.appends * 4, hash_floor, 4, threads=64), hash_floor)
+                 bench_processes(args.pg, args.appends * 4, hash_floor, 4, threads=64), hash_floor,
+                 bench_processes(args.pg, args.appends * 4, hash_floor, 4, threads=64, plain=True))
     bench_scale(args.n, sign_floor, hash_floor, args.workers or None)
 
 
