@@ -115,18 +115,26 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def _send_json(send: Callable[[Message], Awaitable[None]], status: int, code: str, message: str) -> None:
+async def _send_json(send: Callable[[Message], Awaitable[None]], status: int, code: str, message: str,
+                     *, openai: bool = False) -> None:
     import json
 
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    error: dict[str, Any] = {"code": code, "message": message}
+    if openai:  # the OpenAI-compatible surface answers OpenAI error objects (gateway/api/surface.py)
+        from gateway.api.surface import OPENAI_TYPES
+
+        error = {"message": message, "type": OPENAI_TYPES.get(status, "server_error"), "code": code, "param": None}
+    body = json.dumps({"error": error}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
 
-# The OpenAI-compatible surface (/v1/images/*, /v1/audio/*) answers auth errors in OpenAI's shape itself.
 _UPLOADS = re.compile(r"^/v1/(check|release|jobs|generate/[^/]+|provenance/verify"
-                      r"|subjects/[^/]+/(faces|voices|hashes))/?$")
+                      r"|subjects/[^/]+/(faces|voices|hashes)"
+                      r"|images/(generations|edits)|audio/speech)/?$")
+# The OpenAI-compatible surface: the same check, refusals as OpenAI error objects.
+_OPENAI = re.compile(r"^/v1/(images/(generations|edits)|audio/speech)/?$")
 
 
 class AuthFirst:
@@ -134,7 +142,9 @@ class AuthFirst:
     headers **before** a byte of the body is read (FastAPI parses a form before it runs the route's
     dependencies), so an unauthenticated 1 GB upload costs a 401 after the headers, not a spooled
     body (issue #15.9). API keys (`cg_…`) are checked here (and again by the route); subject tokens
-    and console session cookies go on to the route, which checks them as before."""
+    and console session cookies go on to the route, which checks them as before. The OpenAI-compatible
+    routes (`/v1/images/generations`, `/v1/images/edits`, `/v1/audio/speech`) are covered too, and their
+    refusals keep OpenAI's error object shape (`{"error": {message, type, code, param}}`)."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -144,6 +154,7 @@ class AuthFirst:
             await self.app(scope, receive, send)
             return
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        openai = bool(_OPENAI.match(scope.get("path", "")))
         scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
         token = token.strip()
         if scheme.lower() == "bearer" and token.startswith("cg_"):
@@ -155,10 +166,11 @@ class AuthFirst:
                 try:
                     await asyncio.to_thread(gw.apikeys.authenticate, token)
                 except GatewayError as exc:
-                    await _send_json(send, exc.status, exc.code, exc.message)
+                    await _send_json(send, exc.status, exc.code, exc.message, openai=openai)
                     return
         elif not (scheme.lower() == "bearer" and token) and b"cookie" not in headers:
-            await _send_json(send, 401, "unauthorized", "missing API key: send `Authorization: Bearer <key>`")
+            await _send_json(send, 401, "unauthorized", "missing API key: send `Authorization: Bearer <key>`",
+                             openai=openai)
             return
         await self.app(scope, receive, send)
 

@@ -262,8 +262,8 @@ def provenance_outcome(answer: dict[str, Any]) -> tuple[int, str]:
         errors = "; ".join(str(e) for e in (c2pa.get("validation_errors") or [])[:3])
         return 1, f"INVALID: the C2PA manifest does not validate ({errors or 'no detail'})"
     if mark.get("found") and mark.get("image_matches_release") is False:
-        return 1, ("INVALID: the watermark names a released decision, but this image is not that render "
-                   f"(PDQ distance {mark.get('pdq_distance')})")
+        distance = f" (PDQ distance {mark['pdq_distance']})" if mark.get("pdq_distance") is not None else ""
+        return 1, f"INVALID: the watermark names a released decision, but this image is not that render{distance}"
     missing = [d["decision_id"] for d in decisions if d.get("audit_index") is None]
     if missing:
         return 1, f"INVALID: decision(s) {', '.join(map(str, missing))} are not in the audit log"

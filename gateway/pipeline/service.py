@@ -12,12 +12,14 @@ Its inputs are ports (`gateway.pipeline.ports.PipelinePorts`), built by `gateway
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.apikeys import Principal, require_use
 from gateway.audio.intake import DecodedAudio
-from gateway.errors import Invalid
+from gateway.errors import Invalid, NotReady
 from gateway.media import DecodedImage
 from gateway.pipeline.audio_job import AudioFlow
 from gateway.pipeline.audio_release import release_audio
@@ -28,12 +30,15 @@ from gateway.pipeline.record import DecisionRecord, MediaRef, build_record
 from gateway.pipeline.release import ReleasedFile, release_images
 from gateway.pipeline.request import CheckRequest
 from gateway.pipeline.steps import append, decode_audio_parts, decode_images, is_audio, new_id, runtime_for
+from gateway.pipeline.threads import in_thread
 from gateway.pipeline.video import VideoFlow, is_video
 from gateway.pipeline.voice import Track
 from gateway.policy.runtime import PolicyRuntime
 from gateway.requestlog import note_decision, stage
 
-__all__ = ["Decision", "Pipeline", "Release"]
+__all__ = ["Admitted", "Decision", "Pipeline", "Release"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -44,6 +49,14 @@ class Decision:
     result: CheckResult
     runtime: PolicyRuntime
     images: list[DecodedImage]
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A file that passed the check's intake: its type, and the decoded image when it is one."""
+
+    mime: str
+    image: DecodedImage | None = None
 
 
 @dataclass
@@ -124,6 +137,31 @@ class Pipeline:
 
     async def append(self, record: DecisionRecord) -> DecisionRecord:
         return await append(self.ports, record)
+
+    async def admit(self, principal: Principal, data: bytes, where: str) -> Admitted:
+        """One file under exactly the intake `/v1/check` applies to a `media` part — the image limits
+        (bytes, pixels, the decompression-bomb guard, JPEG/PNG/WebP only), the audio decoder's limits,
+        the policy's synchronous video limits and codec allowlist — without deciding anything. 413 / 415 /
+        400 when refused. `/v1/provenance/verify` takes files through it (issue #15.9)."""
+        if is_audio(data):
+            with stage(self.ports.metrics.stage_seconds, "decode"):
+                audio = await decode_audio_parts([data], self.config)
+            return Admitted(audio[0].mime)
+        if is_video(data):
+            info = await self.video.admit_upload(principal, data, where)
+            return Admitted(info.mime)
+        image = (await self.decode([data]))[0]
+        return Admitted(image.mime, image)
+
+    async def within_budget(self, fn: Callable[[], T], what: str) -> T:
+        """`fn()` in a worker thread under the check's time budget (`check_deadline_s`): over it, 503
+        `deadline_exceeded` — never a request held open, never a 500. (The thread itself runs on.)"""
+        limit = self.checker.check_deadline_s
+        try:
+            return await asyncio.wait_for(in_thread(fn), timeout=limit)
+        except TimeoutError:
+            raise NotReady(f"{what} took longer than its time budget of {limit:g} s; nothing was answered",
+                           code="deadline_exceeded", headers={"Retry-After": "5"}) from None
 
     # -- the entry points --------------------------------------------------------------------
     async def check(self, principal: Principal, request: CheckRequest, parts: list[bytes]) -> DecisionRecord:

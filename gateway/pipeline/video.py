@@ -350,6 +350,29 @@ class VideoFlow:
         self.ports.releaser.discard_watermarks(WATERMARK_METHOD, decision_id)
 
     # -- the synchronous path (small videos on /v1/check and /v1/release) ---------------------------
+    async def _admit(self, vs: VideoSettings, data: bytes, src: Path, where: str, hint: str = "") -> VideoInfo:
+        """The synchronous intake of a video: `video.sync_max_bytes`, then written to `src` and probed under
+        the policy's video limits and codec allowlist (`probe`), then `video.sync_max_seconds`. 413 / 415 /
+        400 when refused."""
+        if len(data) > vs.sync_max_bytes:
+            raise TooLarge(f"the video is {len(data)} bytes; {where} takes videos up to {vs.sync_max_bytes} "
+                           f"bytes{hint}", code="video_too_large")
+        await asyncio.to_thread(src.write_bytes, data)
+        info = await asyncio.to_thread(probe, src, vs)
+        if info.duration_s > vs.sync_max_seconds:
+            raise TooLarge(f"the video lasts {info.duration_s:.1f} s; {where} takes videos up to "
+                           f"{vs.sync_max_seconds:g} s{hint}", code="video_too_large")
+        return info
+
+    async def admit_upload(self, principal: Principal, data: bytes, where: str) -> VideoInfo:
+        """A video under exactly the intake `/v1/check` applies (sizes, duration, codecs), without deciding:
+        what `/v1/provenance/verify` takes (issue #15.9)."""
+        runtime, _ = runtime_for(self.ports.policies, principal.tenant)
+        scratch = self.config.scratch_dir
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+            return await self._admit(runtime.policy.video, data, Path(tmp) / "input", where)
+
     async def run_upload(self, principal: Principal, request: CheckRequest, data: bytes,
                          action: Literal["check", "release"], *,
                          binding: InputBinding | None | bool = True) -> tuple[DecisionRecord, bytes | None]:
@@ -359,18 +382,11 @@ class VideoFlow:
         runtime, _ = runtime_for(self.ports.policies, principal.tenant)
         vs = runtime.policy.video
         to_jobs = "; send it to POST /v1/jobs instead (same multipart, answered 202 with a job id)"
-        if len(data) > vs.sync_max_bytes:
-            raise TooLarge(f"the video is {len(data)} bytes; /v1/{action} takes videos up to {vs.sync_max_bytes} "
-                           f"bytes{to_jobs}", code="video_too_large")
         scratch = self.config.scratch_dir
         scratch.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=scratch) as tmp:
             src = Path(tmp) / "input"
-            await asyncio.to_thread(src.write_bytes, data)
-            info = await asyncio.to_thread(probe, src, vs)
-            if info.duration_s > vs.sync_max_seconds:
-                raise TooLarge(f"the video lasts {info.duration_s:.1f} s; /v1/{action} takes videos up to "
-                               f"{vs.sync_max_seconds:g} s{to_jobs}", code="video_too_large")
+            await self._admit(vs, data, src, f"/v1/{action}", to_jobs)
             run = VideoRun(principal, request, action, src, Path(tmp), new_id(), request.request_id or new_id(),
                            binding)
             outcome = await self.run(run)

@@ -1,7 +1,7 @@
 """Why: verify joins three sources — the C2PA manifest, the watermark table and the audit log —
 and the registry's current grant states, then cuts the answer to what the caller may see. Its
 inputs are narrow: the provenance service, a way to find a decision's audit entry, and (when a
-registry is attached) the grant states."""
+registry is attached) the grant states. Hash distances are the operator's only (issue #15.6)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from gateway.audit import AuditLog
 from gateway.audit.reader import AuditEntry, AuditQuery
 from gateway.provenance.service import ProvenanceService
 
-__all__ = ["GrantStates", "verify_file"]
+__all__ = ["CALLER_HIDDEN", "GrantStates", "verify_file"]
+
+# watermark fields only operator keys see: hash distances (the PDQ distance of the copy to the release)
+CALLER_HIDDEN = frozenset({"pdq_distance"})
 
 
 class GrantStates(Protocol):
@@ -76,4 +79,9 @@ def verify_file(
                 except Exception as exc:  # noqa: BLE001 - pending checkpoint
                     item["inclusion_proof"] = {"pending": True, "detail": str(exc)}
         decisions.append(item)
-    return {"type": mime, "c2pa": found["c2pa"], "watermark": found["watermark"], "decisions": decisions}
+    mark = found["watermark"]
+    if not is_operator and isinstance(mark, dict):
+        # no hash distance outside the operator (issue #15.6): a number would let a client tune a copy
+        # until it passes for the release; `image_matches_release` says what the distance decided
+        mark = {k: v for k, v in mark.items() if k not in CALLER_HIDDEN}
+    return {"type": mime, "c2pa": found["c2pa"], "watermark": mark, "decisions": decisions}
