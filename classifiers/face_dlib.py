@@ -171,6 +171,7 @@ class DlibFaceAnalyzer:
             self._engine = self._load_engine(engine_name, folder / RESNET, threads)
             if self._engine is not None:
                 self.embed_engine = engine_name if engine_name != "auto" else "onnxruntime"
+                self._resnet = None  # dlib's own network (~21 MB) is not used once the engine is checked
 
     def _load_engine(self, engine_name: str, weights: Path, threads: int) -> EmbedEngine | None:
         """The named engine, checked against dlib on a fixed chip. Under `auto` any failure (package

@@ -84,9 +84,12 @@ def test_another_dlib_file_is_refused(name: str) -> None:
 
 def test_a_truncated_or_altered_weights_file_is_refused(tmp_path: Path) -> None:
     data = (dlib_models_dir() / RESNET).read_bytes()
-    (tmp_path / "cut.dat").write_bytes(data[: len(data) // 2])
+    for name, content in (("cut.dat", data[: len(data) // 2]), ("empty.dat", b""), ("header.dat", data[:300])):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ModelError):
+            read_dlib_resnet(tmp_path / name)
     with pytest.raises(ModelError):
-        read_dlib_resnet(tmp_path / "cut.dat")
+        read_dlib_resnet(tmp_path / "missing.dat")
     at = data.index(b"max_pool_2")  # the stem's pooling, renamed: no longer the known network
     (tmp_path / "renamed.dat").write_bytes(data[:at] + b"avg_pool_2" + data[at + 10:])
     with pytest.raises(ModelError, match="layers"):
@@ -152,6 +155,20 @@ def test_the_adapter_embeds_with_the_engine_and_keeps_dlibs_identity(
     two_stage = new.embed(image, new.detect(image))
     cosines = [float(a.embedding @ b.embedding) for a, b in zip(two_stage, want, strict=True)]  # type: ignore[operator]
     assert len(cosines) == 2 and min(cosines) >= MIN_COSINE
+
+
+def test_concurrent_calls_give_the_serial_descriptors(analyzers: tuple[DlibFaceAnalyzer, DlibFaceAnalyzer]) -> None:
+    """The engine runs outside the adapter's lock: calls from several threads must not mix faces up."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    new = analyzers[0]
+    images = [faces.original("astronaut"), faces.original("hopper")] * 3
+    serial = [new.analyze(img)[0].embedding for img in images]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = [found[0].embedding for found in pool.map(new.analyze, images)]
+    for a, b in zip(serial, parallel, strict=True):
+        assert a is not None and b is not None and float(np.abs(a - b).max()) <= MAX_ABS
+    assert float(serial[0] @ serial[1]) < 0.9  # type: ignore[operator]  # astronaut and Hopper stay apart
 
 
 def _broken(*_: object) -> object:
