@@ -82,3 +82,33 @@ def test_two_processes_share_one_gapless_log(db_url: str, prefix: str, engine: E
     assert sorted({**a, **b}) == list(range(480))
     report = assert_log_consistent(engine, load_signer(key, ORIGIN).vkey, table_prefix=prefix)
     assert report.entries == 480 and report.checkpoints >= 1
+
+
+def test_kill_9_of_one_writer_while_another_goes_on(db_url: str, prefix: str, engine: Engine,
+                                                    tmp_path: Path) -> None:
+    # Two processes append at full rate; one is killed mid-batch. The other goes on over the
+    # dead one's last commit (catching up its leaves), and everything either acknowledged is in
+    # the log at the index it was told, with its leaf hash.
+    key = tmp_path / "audit.pem"
+    generate_signing_key(key)
+    first, second = (spawn(db_url, prefix, key, threads=4, per_thread=100_000) for _ in range(2))
+    assert first.stdout is not None and second.stdout is not None
+    lines_a = [first.stdout.readline() for _ in range(200)]
+    os.kill(first.pid, signal.SIGKILL)
+    lines_a += first.stdout.readlines()
+    first.wait()
+    lines_b = [second.stdout.readline() for _ in range(400)]  # goes on after the kill
+    os.kill(second.pid, signal.SIGKILL)
+    lines_b += second.stdout.readlines()
+    second.wait()
+    a, b = parse(lines_a), parse(lines_b)
+    assert len(a) >= 200 and len(b) >= 400 and not set(a) & set(b)
+    log = AuditLog(engine, load_signer(key, ORIGIN), origin=ORIGIN, table_prefix=prefix, checkpoint_interval_ms=0)
+    try:
+        assert max({**a, **b}) < log.head().tree_size
+        for index, leaf in {**a, **b}.items():
+            assert log.entry(index).leaf_hash.hex() == leaf
+        log.publish_checkpoint()
+        assert_log_consistent(log)
+    finally:
+        log.close()
