@@ -36,6 +36,7 @@ _log = logging.getLogger(__name__)
 # A batch reads back the leaves another writer appended since its cached frontier, up to this
 # many; further behind, it reloads the O(log n) frontier nodes instead.
 _CATCH_UP = 4096
+_WAL_CHECKPOINT_S = 0.2  # SQLite: how often the WAL is checkpointed beside the batch writer
 _Rows = tuple[list[tuple[Any, ...]], list[tuple[int, str]], list[tuple[int, bytes]]]
 
 
@@ -132,6 +133,8 @@ class AuditLog:
         self._committed = 0  # asynchronous commits made by this log object
         self._flushed = 0  # of which the last finished barrier covers this many
         self._pg = engine.dialect.name == "postgresql"
+        self._sqlite_file = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+        self._wal_thread: threading.Thread | None = None
         self._ph = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._frontier: Frontier | None = None
         self._stop = threading.Event()
@@ -266,6 +269,9 @@ class AuditLog:
                     self.publish_checkpoint()
             except Exception:  # noqa: BLE001 - best effort: the next writer's timer covers them
                 _log.warning("could not publish a final checkpoint on close", exc_info=True)
+        wal, self._wal_thread = self._wal_thread, None
+        if wal is not None:
+            wal.join()
         with self._write_lock, self._flush_lock:
             kept = (self._writer_conn, self._flush_conn)
             self._writer_conn = self._flush_conn = None
@@ -273,6 +279,10 @@ class AuditLog:
             if conn is None:
                 continue
             try:
+                if self._sqlite_file:
+                    cur = conn.cursor()
+                    cur.execute("PRAGMA wal_autocheckpoint=1000")  # SQLite's default, for the pool's next user
+                    cur.close()
                 conn.close()  # back to the engine's pool
             except Exception:  # noqa: BLE001 - closing a broken connection
                 _log.debug("could not return an audit connection", exc_info=True)
@@ -483,10 +493,34 @@ class AuditLog:
     # -- the batch writer ------------------------------------------------------------------------
     def _writer(self) -> Any:
         """The connection batches are written on: one per log, kept (a pool checkout and
-        SQLAlchemy's transaction wrapper cost more than a SQLite batch of 8). Under _write_lock."""
+        SQLAlchemy's transaction wrapper cost more than a SQLite batch of 8). Under _write_lock.
+
+        SQLite file: its commits do not checkpoint the WAL (`wal_autocheckpoint=0`): a checkpoint
+        copies pages back and syncs the file, and run by the batch writer it held every caller of
+        the batch for that long; a thread does it instead (`_wal_loop`, PASSIVE, every 200 ms)."""
         if self._writer_conn is None:
-            self._writer_conn = self.engine.raw_connection()
+            conn = self.engine.raw_connection()
+            if self._sqlite_file:
+                cur = conn.cursor()
+                cur.execute("PRAGMA wal_autocheckpoint=0")
+                cur.close()
+                self._start_wal_checkpoints()
+            self._writer_conn = conn
         return self._writer_conn
+
+    def _start_wal_checkpoints(self) -> None:
+        with self._mutex:
+            if self._wal_thread is None and not self._closed:
+                self._wal_thread = threading.Thread(target=self._wal_loop, name="audit-wal", daemon=True)
+                self._wal_thread.start()
+
+    def _wal_loop(self) -> None:
+        while not self._stop.wait(_WAL_CHECKPOINT_S):
+            try:
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception:  # noqa: BLE001 - the next round, or any other connection, checkpoints
+                _log.warning("audit WAL checkpoint failed", exc_info=True)
 
     def _drop_writer(self) -> None:
         conn, self._writer_conn = self._writer_conn, None

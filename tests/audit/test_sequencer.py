@@ -150,3 +150,30 @@ def test_postgres_a_batch_that_signs_commits_synchronously(engine: Engine, signe
         assert log._committed == 1  # the signing batch was not an asynchronous commit
     finally:
         log.close()
+
+
+def test_sqlite_wal_is_checkpointed_beside_the_writer(make_log: LogFactory, engine: Engine) -> None:
+    # The batch writer never checkpoints the WAL itself (a checkpoint syncs the file while every
+    # caller of the batch waits); a thread does, and the pooled connection gets SQLite's default back.
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's WAL")
+    import os
+    import time
+
+    database = engine.url.database
+    assert database
+    log = make_log(checkpoint_every=100_000)
+    log.append(decision(0))
+    assert log._writer_conn is not None
+    cur = log._writer_conn.cursor()
+    cur.execute("PRAGMA wal_autocheckpoint")
+    assert cur.fetchone()[0] == 0
+    before = os.path.getsize(database)
+    log.append_many([decision(i) for i in range(1, 2001)])
+    deadline = time.monotonic() + 10
+    while os.path.getsize(database) <= before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.path.getsize(database) > before  # pages copied back from the WAL by the thread
+    writer = log._writer_conn.driver_connection
+    log.close()
+    assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
