@@ -81,6 +81,7 @@ VERIFY_SCORE = 0.16  # mean second-pass score a candidate needs (true faces >= 0
 VERIFY_MISSING = -1.0  # the score of a crop scale where nothing overlapping the candidate is found
 VERIFY_PAD = 0.6  # context around the candidate box in the verify crop, in box widths
 ENGINE_CHOICES = ("auto", "dlib", *EMBED_ENGINES)
+EMBED_BATCH = 32  # face chips per engine call
 ENGINE_MIN_COSINE = 0.9999  # an engine must give dlib's descriptor on the self-check chip to this cosine
 PARALLEL_MIN_PIXELS = 2_000_000  # first passes scanning more level pixels than this use two threads
 
@@ -246,8 +247,8 @@ class DlibFaceAnalyzer:
     def _with_descriptors(self, faces: Sequence[DetectedFace], chips: np.ndarray) -> list[DetectedFace]:
         """`faces` with the engine's descriptors of their chips (one batch; the engine is thread-safe)."""
         assert self._engine is not None
-        try:
-            raw = self._engine(chips)
+        try:  # batches of EMBED_BATCH bound the activations (~1–2 MB a chip) on a crowded image
+            raw = np.concatenate([self._engine(chips[i:i + EMBED_BATCH]) for i in range(0, len(chips), EMBED_BATCH)])
         except ModelError:
             raise
         except Exception as exc:

@@ -171,6 +171,23 @@ def test_concurrent_calls_give_the_serial_descriptors(analyzers: tuple[DlibFaceA
     assert float(serial[0] @ serial[1]) < 0.9  # type: ignore[operator]  # astronaut and Hopper stay apart
 
 
+def test_faces_beyond_one_batch_keep_their_own_descriptors(
+        monkeypatch: pytest.MonkeyPatch, analyzers: tuple[DlibFaceAnalyzer, DlibFaceAnalyzer]) -> None:
+    from classifiers import face_dlib
+
+    new = analyzers[0]
+    image = faces.canvas("coffee", 900, 500)
+    faces.paste(image, "astronaut", 120, 100, 150)
+    faces.paste(image, "hopper", 140, 600, 120)
+    whole = new.analyze(image)
+    monkeypatch.setattr(face_dlib, "EMBED_BATCH", 1)
+    split = new.analyze(image)
+    assert len(whole) == len(split) == 2
+    for a, b in zip(whole, split, strict=True):
+        assert a.embedding is not None and b.embedding is not None
+        assert float(np.abs(a.embedding - b.embedding).max()) <= MAX_ABS
+
+
 def _broken(*_: object) -> object:
     raise ModelError("engine unavailable")
 
