@@ -39,6 +39,7 @@ templates stay valid. `embed_engine: dlib` (or a missing onnxruntime under `auto
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 import tempfile
 import threading
@@ -52,6 +53,8 @@ import numpy as np
 from classifiers._common import Options, check_rgb, weights_digest
 from classifiers.base import DetectedFace, ModelError, ModelInfo
 from classifiers.dlib_resnet import CHIP_PADDING, CHIP_SIZE, EMBED_ENGINES, EmbedEngine, read_dlib_resnet
+
+_log = logging.getLogger(__name__)
 
 RESNET = "dlib_face_recognition_resnet_model_v1.dat"
 PREDICTOR = "shape_predictor_5_face_landmarks.dat"
@@ -187,8 +190,10 @@ class DlibFaceAnalyzer:
             cosine = float(want @ got / (np.linalg.norm(want) * np.linalg.norm(got) + 1e-30))
             if not cosine >= ENGINE_MIN_COSINE:
                 raise ModelError(f"{self.info.name}: embed engine {name!r} differs from dlib (cosine {cosine:.6f})")
-        except ModelError:
+        except ModelError as exc:
             if engine_name == "auto":
+                _log.warning("%s: embed engine %r not used, dlib's own ResNet embeds (same descriptors, "
+                             "~10x slower): %s", self.info.name, name, exc)
                 return None
             raise
         return engine

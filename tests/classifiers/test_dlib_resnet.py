@@ -198,10 +198,12 @@ def _wrong(*_: object) -> object:
 
 @pytest.mark.parametrize("factory", [_broken, _wrong])
 def test_an_engine_that_fails_or_disagrees_leaves_dlibs_path_under_auto_and_fails_when_named(
-        monkeypatch: pytest.MonkeyPatch, factory: object) -> None:
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, factory: object) -> None:
     monkeypatch.setitem(EMBED_ENGINES, "onnxruntime", factory)
-    auto = DlibFaceAnalyzer({"embed_engine": "auto", "min_face_px": 0})
+    with caplog.at_level("WARNING", logger="classifiers.face_dlib"):
+        auto = DlibFaceAnalyzer({"embed_engine": "auto", "min_face_px": 0})
     assert auto.embed_engine == "dlib"
+    assert "embed engine 'onnxruntime' not used" in caplog.text  # the operator can see the slower path
     found = auto.analyze(faces.original("astronaut"))
     assert len(found) == 1 and found[0].embedding is not None
     with pytest.raises(ModelError):
