@@ -8,8 +8,8 @@ packaged faces, in-plane rotation up to ±30°), so detection scans a greyscale 
 is the image scaled by 64 / `min_face_px`, at a low threshold; each candidate box is then verified by
 HOG on its own crop rescaled so the face is 72, 80, 96 and 112 px: the mean score of true faces
 (pasted, 40–160 px, ±30°, JPEG; 362 that needed verifying) was >= 0.113, that of non-faces on the
-packaged images (textures, the astronaut's hands; 32) <= 0.045, so 0.08 splits them (docs/faces.md). The verify crops are tiny: cheap
-proposals first, the ResNet embedding only on verified faces.
+packaged images (textures, the astronaut's hands; 32) <= 0.045, so 0.08 splits them (docs/faces.md).
+The verify crops are tiny: cheap proposals first, the ResNet embedding only on verified faces.
 
 The pyramid is ours, not dlib's: dlib's detector steps down by 5/6 per level, which at 1.6× the image
 costs ~8.4 image-areas of scanning; the proposal stage only has to put a candidate above the low
@@ -312,10 +312,18 @@ class DlibFaceAnalyzer:
 
         def scan(detector: Any, todo: list[float]) -> list[tuple[tuple[float, float, float, float], float]]:
             found: list[tuple[tuple[float, float, float, float], float]] = []
+            # levels below 1× are shrunk from the previous one: area-averaging the full image for every
+            # level cost ~10% of the whole scan at 2048²
+            source, source_k = grey, 1.0
             for k in todo:
                 size = (max(1, round(w * k)), max(1, round(h * k)))
-                level = grey if size == (w, h) else cv2.resize(
-                    grey, size, interpolation=cv2.INTER_LINEAR if k > 1 else cv2.INTER_AREA)
+                if k > 1:
+                    level = cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR)
+                elif size == (w, h):
+                    level = grey
+                else:
+                    level = cv2.resize(source if source_k > k else grey, size, interpolation=cv2.INTER_AREA)
+                    source, source_k = level, k
                 rects, scores, _idx = detector.run(level, 0, CANDIDATE_SCORE)
                 found += [((r.left() / k, r.top() / k, r.right() / k, r.bottom() / k), float(sc))
                           for r, sc in zip(rects, scores, strict=True)]
