@@ -5,8 +5,9 @@ costs even when a shared machine stretches its wall time), beside the floor meas
 (the interpreter alone), `python -c "import sqlalchemy"` (what a command reading the database through
 SQLAlchemy must import) and `python -c "import typer, pydantic"` (the CLI framework: this Typer coerces
 every parameter through pydantic), with the ratio to the interpreter. The list commands read through the
-DB-API (`gateway/cli/readdb.py`), so on SQLite they import no SQLAlchemy at all. Write commands
-(`apikey create`) and `audit verify` still go through SQLAlchemy; they are listed to show what is left.
+DB-API (`gateway/cli/readdb.py`), so on SQLite they import no SQLAlchemy at all; the audit readers
+(`audit verify|entries`, `registry uses`) import the audit library and SQLAlchemy, which they need. Write
+commands (`apikey create`: the ORM; `registry grant`: the registry service) are listed to show what is left.
 
     .venv/bin/python bench/cli_startup.py [--n 7]
 
@@ -16,6 +17,7 @@ The machine may be shared: compare the columns of one run, not runs of different
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -53,6 +55,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         subprocess.run([*CLI, "init", "--data-dir", str(data)], env=env, cwd=REPO, check=True, capture_output=True)
+        added = subprocess.run([*CLI, "registry", "subject", "add", "Ada Example", "--data-dir", str(data)], env=env,
+                               cwd=REPO, check=True, capture_output=True, text=True)
+        sid = json.loads(added.stdout)["id"]
         commands: list[tuple[str, list[str]]] = [
             ("python -c pass (floor)", [sys.executable, "-c", "pass"]),
             ("python -c 'import sqlalchemy'", [sys.executable, "-c", "import sqlalchemy"]),
@@ -63,8 +68,13 @@ def main() -> None:
             ("consentgate registry subject list", [*CLI, "registry", "subject", "list", "--data-dir", str(data)]),
             ("consentgate audit verify", [*CLI, "audit", "verify", "--data-dir", str(data)]),
             ("consentgate policy schema", [*CLI, "policy", "schema"]),
+            ("consentgate registry subject show", [*CLI, "registry", "subject", "show", sid, "--data-dir", str(data)]),
+            ("consentgate registry uses SUBJECT", [*CLI, "registry", "uses", sid, "--data-dir", str(data)]),
+            ("consentgate audit entries", [*CLI, "audit", "entries", "--limit", "5", "--data-dir", str(data)]),
             ("consentgate apikey create (ORM write)", [*CLI, "apikey", "create", "--tenant", "demo", "--role",
                                                        "generator", "--data-dir", str(data)]),
+            ("consentgate registry grant (registry write)", [*CLI, "registry", "grant", sid, "--tenant", "demo",
+                                                             "--use", "txt2img", "--data-dir", str(data)]),
         ]
         script = Path(sys.executable).with_name("consentgate")
         if script.is_file():  # the console script: the same main(), behind the entry-point wrapper

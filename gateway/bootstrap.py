@@ -10,23 +10,24 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
 from gateway.audit import AppendResult, AuditLog, generate_signing_key, load_signer
 from gateway.audit.publish import BackgroundPublisher, publisher_for
 from gateway.db import make_engine
-from gateway.policy.manager import PolicyManager
-from gateway.policy.runtime import ModelPool
-from gateway.policy.schema import ModelSpec, RetentionSettings
-from gateway.provenance.keys import init_dev_pki
-from gateway.provenance.service import ProvenanceService
-from gateway.registry.crypto import FileKek, KeyStore, SubjectCrypto
-from gateway.registry.ledger import Ledger
-from gateway.registry.pseudonyms import EndUserPseudonyms
-from gateway.registry.service import Registry
 from gateway.settings import Settings
+
+if TYPE_CHECKING:  # the registry, policy runtime and provenance are imported where they are opened, so that
+    # `open_audit_log` (the CLI's audit and uses commands) does not import the models (start-up, #22.6)
+    from gateway.policy.manager import PolicyManager
+    from gateway.policy.runtime import ModelPool
+    from gateway.policy.schema import RetentionSettings
+    from gateway.provenance.service import ProvenanceService
+    from gateway.registry.ledger import Ledger
+    from gateway.registry.pseudonyms import EndUserPseudonyms
+    from gateway.registry.service import Registry
 
 __all__ = ["audit_key_path", "c2pa_dir", "ensure_initialised", "kek_path", "migrate", "open_audit_log",
            "open_provenance", "open_registry"]
@@ -46,6 +47,9 @@ def c2pa_dir(settings: Settings) -> Path:
 
 def ensure_initialised(settings: Settings) -> dict[str, Any]:
     """Create whatever is missing; never overwrite what exists. Returns what was created."""
+    from gateway.provenance.keys import init_dev_pki
+    from gateway.registry.crypto import FileKek
+
     created: dict[str, Any] = {}
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -71,6 +75,7 @@ def ensure_initialised(settings: Settings) -> dict[str, Any]:
 def migrate(settings: Settings) -> None:
     """Bring the database schema to head (Alembic), and the key store's own table."""
     from gateway.migrations import upgrade_head
+    from gateway.registry.crypto import KeyStore
 
     upgrade_head(settings.resolved_database_url)
     ks_engine = make_engine(settings.resolved_keystore_url)
@@ -101,6 +106,10 @@ def open_registry(settings: Settings, engine: Engine, pool: ModelPool, *, ledger
     store, wrapped by the KEK file. Face analyzers are attached when a policy activates. With
     `ledger` (the audit log, on the same database) every mutation is a ledger entry appended in its
     own transaction, and a registry that predates the ledger gets its one-time snapshot entries."""
+    from gateway.policy.schema import ModelSpec
+    from gateway.registry.crypto import FileKek, KeyStore, SubjectCrypto
+    from gateway.registry.service import Registry
+
     keystore_engine = make_engine(settings.resolved_keystore_url)
     crypto = SubjectCrypto(FileKek(kek_path(settings)), KeyStore(keystore_engine))
     registry = Registry(engine, crypto, {}, pool.hasher(ModelSpec(adapter="pdq")))
@@ -111,6 +120,9 @@ def open_registry(settings: Settings, engine: Engine, pool: ModelPool, *, ledger
 
 
 def open_provenance(settings: Settings, engine: Engine, pool: ModelPool | None = None) -> ProvenanceService:
+    from gateway.policy.schema import ModelSpec
+    from gateway.provenance.service import ProvenanceService
+
     service = ProvenanceService.open(settings, engine, c2pa_dir(settings))
     if pool is not None:
         service.hasher = pool.hasher(ModelSpec(adapter="pdq"))

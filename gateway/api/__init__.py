@@ -10,25 +10,30 @@ route group, registered explicitly here in the order the OpenAPI document lists 
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import TYPE_CHECKING
 
-from gateway.api import (
-    apikeys,
-    audit,
-    check,
-    health,
-    jobs,
-    policy,
-    provenance,
-    proxy,
-    registry,
-    registry_subject,
-    release,
-)
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 __all__ = ["routers"]
 
 
 def routers() -> list[APIRouter]:
+    # imported here, not at the top: `gateway.api.uses` (shared with `consentgate registry uses`) must be
+    # importable without FastAPI and every router (the CLI's start-up, #22.6)
+    from gateway.api import (
+        apikeys,
+        audit,
+        check,
+        health,
+        jobs,
+        policy,
+        provenance,
+        proxy,
+        registry,
+        registry_subject,
+        release,
+    )
+
     return [health.router, check.router, apikeys.router, release.router, provenance.router, registry.router,
             registry_subject.router, audit.router, policy.router, proxy.router, jobs.router]

@@ -29,8 +29,8 @@ from urllib.parse import quote
 if TYPE_CHECKING:
     from gateway.registry.envelope import SubjectCrypto
 
-__all__ = ["ApiKeyRow", "ReadDB", "ReadError", "list_api_keys", "list_subjects", "open_read", "sqlite_path",
-           "utc_datetime"]
+__all__ = ["ApiKeyRow", "ReadDB", "ReadError", "ReadOnlyKeys", "get_subject", "grant_subject", "list_api_keys",
+           "list_grants", "list_subjects", "open_read", "sqlite_path", "utc_datetime"]
 
 Row = dict[str, Any]
 
@@ -196,14 +196,34 @@ def _counts(db: ReadDB, table: str, ids: Sequence[str], by_model: bool) -> dict[
     return out
 
 
+_SUBJECT_COLUMNS = "SELECT id, profile_ct, protected, created_by, created_at FROM registry_subjects"
+
+
 def list_subjects(db: ReadDB, crypto: SubjectCrypto, offset: int = 0, limit: int = 100) -> list[Row]:
     """Subjects as `GET /v1/subjects` shows them (`SubjectPublic` in JSON mode: never templates), oldest
     first, `limit` clamped to 1..1000 as the registry service does."""
+    rows = db.rows(_SUBJECT_COLUMNS + " ORDER BY created_at, id LIMIT :limit OFFSET :offset",
+                   {"limit": min(max(limit, 1), 1000), "offset": max(offset, 0)})
+    return _subjects(db, crypto, rows)
+
+
+def get_subject(db: ReadDB, crypto: SubjectCrypto, subject_id: str) -> Row:
+    """One subject as `GET /v1/subjects/{id}` shows it; SubjectNotFound as the registry raises it."""
+    from gateway.registry.errors import SubjectNotFound
+
+    rows = db.rows(_SUBJECT_COLUMNS + " WHERE id = :sid", {"sid": subject_id})
+    if not rows:
+        raise SubjectNotFound(subject_id)
+    return _subjects(db, crypto, rows)[0]
+
+
+def _rfc3339(value: Any) -> str | None:
+    return None if value is None else utc_datetime(value).isoformat().replace("+00:00", "Z")
+
+
+def _subjects(db: ReadDB, crypto: SubjectCrypto, rows: list[Row]) -> list[Row]:
     from gateway.registry.envelope import PROFILE
 
-    rows = db.rows("SELECT id, profile_ct, protected, created_by, created_at FROM registry_subjects "
-                   "ORDER BY created_at, id LIMIT :limit OFFSET :offset",
-                   {"limit": min(max(limit, 1), 1000), "offset": max(offset, 0)})
     ids = [r["id"] for r in rows]
     faces = _counts(db, "registry_face_templates", ids, True)
     hashes = _counts(db, "registry_hashes", ids, False)
@@ -213,10 +233,35 @@ def list_subjects(db: ReadDB, crypto: SubjectCrypto, offset: int = 0, limit: int
         profile = json.loads(crypto.decrypt(r["id"], bytes(r["profile_ct"]), PROFILE))
         out.append({
             "id": r["id"], "display_name": profile["display_name"], "aliases": profile.get("aliases", []),
-            "protected": bool(r["protected"]), "created_by": r["created_by"],
-            "created_at": utc_datetime(r["created_at"]).isoformat().replace("+00:00", "Z"),
+            "protected": bool(r["protected"]), "created_by": r["created_by"], "created_at": _rfc3339(r["created_at"]),
             "face_models": sorted(faces[r["id"]]), "template_count": sum(faces[r["id"]].values()),
             "hash_count": sum(hashes[r["id"]].values()),
             "voice_models": sorted(voices[r["id"]]), "voice_template_count": sum(voices[r["id"]].values()),
         })
     return out
+
+
+def grant_subject(db: ReadDB, grant_id: str) -> str:
+    """The subject a grant belongs to; GrantNotFound as the registry raises it."""
+    from gateway.registry.errors import GrantNotFound
+
+    rows = db.rows("SELECT subject_id FROM registry_grants WHERE id = :gid", {"gid": grant_id})
+    if not rows:
+        raise GrantNotFound(grant_id)
+    return str(rows[0]["subject_id"])
+
+
+def list_grants(db: ReadDB, subject_id: str) -> list[Row]:
+    """A subject's grants as `GET /v1/subjects/{id}/grants` shows them (`GrantPublic` in JSON mode),
+    oldest first."""
+    rows = db.rows("SELECT id, subject_id, grantee_tenant, grantee_end_user, uses, valid_from, expires_at, "
+                   "revoked_at, revoked_by, created_by, created_at FROM registry_grants "
+                   "WHERE subject_id = :sid ORDER BY created_at", {"sid": subject_id})
+    return [{
+        "id": r["id"], "subject_id": r["subject_id"], "grantee_tenant": r["grantee_tenant"],
+        "grantee_end_user": r["grantee_end_user"],
+        "uses": list(json.loads(r["uses"]) if isinstance(r["uses"], str | bytes) else r["uses"]),
+        "valid_from": _rfc3339(r["valid_from"]), "expires_at": _rfc3339(r["expires_at"]),
+        "revoked_at": _rfc3339(r["revoked_at"]), "revoked_by": r["revoked_by"], "created_by": r["created_by"],
+        "created_at": _rfc3339(r["created_at"]),
+    } for r in rows]

@@ -98,17 +98,26 @@ def subject_list(data_dir: DataDir = None, limit: int = 100, offset: int = 0, as
 
 
 def read_subjects(settings: Settings, offset: int, limit: int) -> list[dict[str, Any]]:
-    """`registry subject list` without the registry service: the rows through the DB-API (read-only),
+    """`registry subject list` without the registry service (see `_read_registry`)."""
+    from gateway.cli.readdb import list_subjects
+
+    with _read_registry(settings) as (db, crypto):
+        return list_subjects(db, crypto, offset, limit)
+
+
+@contextmanager
+def _read_registry(settings: Settings) -> Iterator[tuple[Any, Any]]:
+    """The registry for reading without the registry service: its rows through the DB-API (read-only),
     the display names opened with the KEK and the key store's wrapped keys — no SQLAlchemy ORM, no
-    models, no ledger (a list writes nothing), so the command starts fast (#22.6)."""
-    from gateway.cli.readdb import ReadError, ReadOnlyKeys, list_subjects, open_read
+    models, no ledger (a read writes nothing), so `registry subject list|show` start fast (#22.6).
+    A read or decryption failure exits 1 with `error: ...`."""
+    from gateway.cli.readdb import ReadError, ReadOnlyKeys, open_read
     from gateway.registry.envelope import FileKek, SubjectCrypto
     from gateway.registry.errors import RegistryError
 
     try:
         with open_read(settings.resolved_database_url) as db, open_read(settings.resolved_keystore_url) as keys:
-            crypto = SubjectCrypto(FileKek(settings.data_dir / KEK_FILE), ReadOnlyKeys(keys))
-            return list_subjects(db, crypto, offset, limit)
+            yield db, SubjectCrypto(FileKek(settings.data_dir / KEK_FILE), ReadOnlyKeys(keys))
     except (ReadError, RegistryError) as exc:
         raise fail(str(exc)) from None
 
@@ -116,10 +125,12 @@ def read_subjects(settings: Settings, offset: int, limit: int) -> list[dict[str,
 @subject_app.command("show")
 def subject_show(subject_id: str, data_dir: DataDir = None) -> None:
     """Show one subject and its grants."""
-    with local_registry(data_dir, with_models=False) as (registry, _, _), _errors():
-        subject = registry.get_subject(subject_id).model_dump(mode="json")
-        subject["grants"] = [g.model_dump(mode="json") for g in registry.list_grants(subject_id)]
-        _echo(subject)
+    from gateway.cli.readdb import get_subject, list_grants
+
+    with _read_registry(require_data_dir(load_settings(data_dir))) as (db, crypto):
+        subject = get_subject(db, crypto, subject_id)
+        subject["grants"] = list_grants(db, subject_id)
+    _echo(subject)
 
 
 @subject_app.command("erase")
@@ -203,22 +214,30 @@ def uses(
     as GET /v1/grants/{id}/uses answers."""
     from gateway.api.uses import uses_page
     from gateway.bootstrap import open_audit_log
+    from gateway.cli.readdb import grant_subject
+    from gateway.db import make_engine
 
     if subject is not None and subject_id is not None and subject != subject_id:
         raise fail("give the subject once: `registry uses SUBJECT` or `--subject SUBJECT`", code=2)
     subject_id = subject_id or subject
     if (grant_id is None) == (subject_id is None):
         raise fail("give exactly one of SUBJECT (or --subject ID) or --grant ID", code=2)
-    with local_registry(data_dir, with_models=False) as (registry, settings, engine), _errors():
-        sid = registry.get_grant(grant_id).subject_id if grant_id is not None else str(subject_id)
-        log = open_audit_log(settings, engine)
-        try:
-            page = uses_page(log, subject_id=sid, grant_id=grant_id, cursor=cursor, limit=limit, with_record=True)
-        except ValueError as exc:
-            raise fail(str(exc)) from None
-        finally:
-            log.close()
-        _echo(page)
+    settings = require_data_dir(load_settings(data_dir))
+    if grant_id is not None:  # the grant's subject, read without opening the registry service (start-up)
+        with _read_registry(settings) as (db, _):
+            sid = grant_subject(db, grant_id)
+    else:
+        sid = str(subject_id)
+    engine = make_engine(settings.resolved_database_url)
+    log = open_audit_log(settings, engine)
+    try:
+        page = uses_page(log, subject_id=sid, grant_id=grant_id, cursor=cursor, limit=limit, with_record=True)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        log.close()
+        engine.dispose()
+    _echo(page)
 
 
 retention_app = typer.Typer(help="Retention: forget enrolments whose purpose or time is up (BIPA, GDPR).",

@@ -14,14 +14,27 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli.readdb import ReadError, ReadOnlyKeys, list_api_keys, list_subjects, open_read, sqlite_path
+from gateway.cli.readdb import (
+    ReadError,
+    ReadOnlyKeys,
+    get_subject,
+    list_api_keys,
+    list_grants,
+    list_subjects,
+    open_read,
+    sqlite_path,
+)
+from gateway.registry.errors import SubjectNotFound
 from tests.support.cli import REPO, cli_data_dir
 from tests.support.gateway import database_url
 
 # Never imported by a command that needs no model: the models and their runtimes, the web stack,
 # the composition root.
-HEAVY = ("numpy", "torch", "onnxruntime", "dlib", "cv2", "PIL", "classifiers", "fastapi", "starlette", "httpx",
-         "uvicorn", "gateway.bootstrap", "gateway.app", "gateway.pipeline", "gateway.policy.runtime")
+MODELS_WEB = ("numpy", "torch", "onnxruntime", "dlib", "cv2", "PIL", "classifiers", "fastapi", "starlette", "httpx",
+              "uvicorn", "gateway.app", "gateway.pipeline", "gateway.policy.runtime")
+HEAVY = (*MODELS_WEB, "gateway.bootstrap")
+# the audit readers open the log as the gateway does (gateway.bootstrap.open_audit_log), and nothing else of it
+AUDIT_READ = (*MODELS_WEB, "sqlmodel", "gateway.registry.service", "gateway.provenance", "gateway.policy")
 # ... and the list commands read through the DB-API: no ORM, no SQLAlchemy at all on SQLite.
 ORM = ("sqlmodel", "sqlalchemy", "gateway.apikeys", "gateway.registry.models", "gateway.registry.service")
 
@@ -51,7 +64,9 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     cli = [sys.executable, "-c", "from gateway.cli import main; main()"]
     for args in (["init"], ["apikey", "create", "--tenant", "demo", "--role", "generator", "--uses", "txt2img"],
                  ["registry", "subject", "add", "Ada Lovelace", "--alias", "Ada"]):
-        subprocess.run([*cli, *args], env=env, cwd=REPO, check=True, capture_output=True, timeout=300)  # noqa: S603
+        done = subprocess.run([*cli, *args], env=env, cwd=REPO, check=True, capture_output=True,  # noqa: S603
+                              text=True, timeout=300)
+    (tmp / "subject_id").write_text(json.loads(done.stdout)["id"])
     return tmp, env
 
 
@@ -60,7 +75,10 @@ NO_MODEL_COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
     (["apikey", "list", "--json"], HEAVY + ORM),
     (["registry", "subject", "list"], HEAVY + ORM),
     (["registry", "subject", "list", "--json"], HEAVY + ORM),
+    (["registry", "subject", "show", "<SUBJECT>"], HEAVY + ORM),
     (["audit", "verify"], HEAVY + ("sqlmodel", "gateway.registry")),
+    (["audit", "entries", "--limit", "5"], AUDIT_READ),
+    (["registry", "uses", "<SUBJECT>"], AUDIT_READ),
     (["policy", "schema"], HEAVY + ORM),
     (["--help"], HEAVY + ORM),
 ]
@@ -69,7 +87,8 @@ NO_MODEL_COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
 @pytest.mark.parametrize(("args", "forbidden"), NO_MODEL_COMMANDS, ids=[" ".join(c[0]) for c in NO_MODEL_COMMANDS])
 def test_no_model_commands_import_no_heavy_module(populated: tuple[Path, dict[str, str]], args: list[str],
                                                   forbidden: tuple[str, ...]) -> None:
-    _, env = populated
+    tmp, env = populated
+    args = [(tmp / "subject_id").read_text() if a == "<SUBJECT>" else a for a in args]
     rc, mods, output = _modules_after(args, env)
     assert rc == 0, output
     assert _loaded(mods, forbidden) == [], output[-2000:]
@@ -125,6 +144,10 @@ def test_read_path_returns_what_the_orm_stores_return(tmp_path: Path, monkeypatc
         ada = registry.create_subject("Ada Lovelace", ["Ada", "Countess"], False, "test")
         bob = registry.create_subject("Bob", [], True, "test")
         registry.add_hashes(bob.id, ["f" * 64, "0" * 64], created_by="test")
+        registry.grant(ada.id, "acme", None, ["txt2img"], created_by="test")
+        until = datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)
+        revoked = registry.grant(ada.id, "demo", "user-1", ["txt2img", "img2img"], expires_at=until, created_by="t")
+        registry.revoke(revoked.id, "test")
     # templates: enrolment needs the face model; their rows (as enrolment writes them) are enough to count
     now = datetime.now(UTC)
     with engine.begin() as conn:
@@ -142,6 +165,8 @@ def test_read_path_returns_what_the_orm_stores_return(tmp_path: Path, monkeypatc
     with local_registry(data, with_models=False) as (registry, _, _):
         orm_subjects = [s.model_dump(mode="json") for s in registry.list_subjects(0, 100)]
         orm_page = [s.model_dump(mode="json") for s in registry.list_subjects(1, 1)]
+        orm_ada = registry.get_subject(ada.id).model_dump(mode="json")
+        orm_grants = [g.model_dump(mode="json") for g in registry.list_grants(ada.id)]
     orm_keys = keys.list()
     orm_acme = keys.list("acme")
     engine.dispose()
@@ -152,6 +177,10 @@ def test_read_path_returns_what_the_orm_stores_return(tmp_path: Path, monkeypatc
         crypto = SubjectCrypto(FileKek(settings.keys_dir / "kek.key"), ReadOnlyKeys(ks))
         read_subjects = list_subjects(db, crypto, 0, 100)
         read_page = list_subjects(db, crypto, 1, 1)
+        read_ada = get_subject(db, crypto, ada.id)
+        read_grants = list_grants(db, ada.id)
+        with pytest.raises(SubjectNotFound):
+            get_subject(db, crypto, "no-such-subject")
 
     assert [k.__dict__ for k in read_keys] == [k.__dict__ for k in orm_keys]
     assert [k.__dict__ for k in read_acme] == [k.__dict__ for k in orm_acme] and len(read_acme) == 2
@@ -161,6 +190,9 @@ def test_read_path_returns_what_the_orm_stores_return(tmp_path: Path, monkeypatc
     assert by_name["Ada Lovelace"]["face_models"] == ["arcface", "dlib"]
     assert by_name["Ada Lovelace"]["template_count"] == 3 and by_name["Ada Lovelace"]["voice_template_count"] == 1
     assert by_name["Bob"]["protected"] is True and by_name["Bob"]["hash_count"] == 2
+    assert read_ada == orm_ada and read_grants == orm_grants and len(read_grants) == 2
+    assert read_grants[1]["revoked_at"] and read_grants[1]["expires_at"] == "2031-01-02T03:04:05Z"
+    assert read_grants[1]["uses"] == ["txt2img", "img2img"] and read_grants[1]["grantee_end_user"] == "user-1"
 
 
 def test_the_sqlite_read_path_is_read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
