@@ -274,9 +274,11 @@ ENTRY_FIELDS = [
 @pytest.mark.parametrize(("column", "value"), ENTRY_FIELDS)
 def test_changing_any_stored_field_names_the_entry(make_log: LogFactory, engine: Engine, prefix: str,
                                                     column: str, value: str) -> None:
-    log = make_log(checkpoint_every=8)
+    log = make_log(checkpoint_every=8, index_interval_ms=0)  # indexed here, not between tamperings
     log.append_many([decision(i) for i in range(20)])
     log.publish_checkpoint()
+    while log.index_pending():
+        pass
     if engine.dialect.name != "sqlite":
         value = value.replace("X'", "'\\x")
     for index in (0, 13, 19):
@@ -296,9 +298,13 @@ def test_changing_any_stored_field_names_the_entry(make_log: LogFactory, engine:
 
 def test_subject_rows_deletions_and_rewrites_are_caught(make_log: LogFactory, engine: Engine,
                                                         prefix: str) -> None:
-    log = make_log(checkpoint_every=8)
+    # The indexer runs here, before any tampering, and not in the background: a background run
+    # between two tamperings would index the tampered value (a race the loaded machine found).
+    log = make_log(checkpoint_every=8, index_interval_ms=0)
     log.append_many([decision(i) for i in range(20)])
     log.publish_checkpoint()
+    while log.index_pending():
+        pass
     key = log.signer.vkey
     with engine.begin() as conn:
         conn.execute(sql("UPDATE {p}subjects SET subject_id = 'x' WHERE idx = 11", prefix))
