@@ -7,7 +7,7 @@ and the CLI, each as its own typed object."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,16 +21,18 @@ from gateway.settings import Settings
 
 if TYPE_CHECKING:  # the registry, policy runtime and provenance are imported where they are opened, so that
     # `open_audit_log` (the CLI's audit and uses commands) does not import the models (start-up, #22.6)
-    from gateway.policy.manager import PolicyManager
+    from gateway.policy.loader import PolicyBundle
+    from gateway.policy.manager import ActivePolicy, PolicyManager
     from gateway.policy.runtime import ModelPool
     from gateway.policy.schema import RetentionSettings
     from gateway.provenance.service import ProvenanceService
+    from gateway.registry.grant_guard import GrantGuard
     from gateway.registry.ledger import Ledger
     from gateway.registry.pseudonyms import EndUserPseudonyms
     from gateway.registry.service import Registry
 
-__all__ = ["audit_key_path", "c2pa_dir", "ensure_initialised", "kek_path", "migrate", "open_audit_log",
-           "open_provenance", "open_registry"]
+__all__ = ["audit_key_path", "bundle_uses", "c2pa_dir", "ensure_initialised", "grant_guard", "kek_path", "migrate",
+           "open_audit_log", "open_provenance", "open_registry"]
 
 
 def audit_key_path(settings: Settings) -> Path:
@@ -127,6 +129,30 @@ def open_provenance(settings: Settings, engine: Engine, pool: ModelPool | None =
     if pool is not None:
         service.hasher = pool.hasher(ModelSpec(adapter="pdq"))
     return service
+
+
+def bundle_uses(active: ActivePolicy | PolicyBundle | None) -> set[str] | None:
+    """The uses a bundle defines (its base policy and every tenant overlay); None without one."""
+    from gateway.policy.manager import ActivePolicy
+
+    if active is None:
+        return None
+    bundle = active.bundle if isinstance(active, ActivePolicy) else active
+    return {use for policy in (bundle.policy, *bundle.overlays.values()) for use in policy.uses}
+
+
+def grant_guard(settings: Settings, engine: Engine, uses: Callable[[], Collection[str] | None]) -> GrantGuard:
+    """What a grant may name (gateway.registry.grant_guard): USES, and the tenants that hold an API
+    key (revoked ones too: the tenant still exists), are declared in settings, or operate the gateway."""
+    from gateway.apikeys import ApiKeyStore
+    from gateway.registry.grant_guard import GrantGuard
+
+    keys = ApiKeyStore(engine, settings.operator_tenant)
+
+    def tenants() -> set[str]:
+        return {k.tenant for k in keys.list()} | {settings.operator_tenant, *settings.tenants}
+
+    return GrantGuard(uses, tenants)
 
 
 class AuditActivity:

@@ -8,7 +8,7 @@ needs (`gateway.pipeline.ports.PipelinePorts` for the pipeline)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,7 +21,9 @@ from gateway.audit import AuditLog
 from gateway.bootstrap import (
     AuditDecisions,
     PseudonymisingSink,
+    bundle_uses,
     ensure_initialised,
+    grant_guard,
     open_audit_log,
     open_provenance,
     open_registry,
@@ -34,11 +36,9 @@ from gateway.metrics import Metrics
 from gateway.pipeline import EmptyConsent, Pipeline, PipelineConfig, PipelinePorts
 from gateway.pipeline.ports import ConsentLookup
 from gateway.policy.errors import PolicyError
-from gateway.policy.loader import PolicyBundle
 from gateway.policy.manager import ActivePolicy, PolicyManager
 from gateway.policy.runtime import ModelPool
 from gateway.provenance.service import ProvenanceService
-from gateway.registry.grant_guard import GrantGuard
 from gateway.registry.service import Registry
 from gateway.registry.switch import face_model_ready, voice_model_ready
 from gateway.settings import Settings
@@ -159,25 +159,6 @@ def policy_manager(
     if registry is not None:
         _watch_face_models(policies, registry)
     return policies
-
-
-def bundle_uses(active: ActivePolicy | PolicyBundle | None) -> set[str] | None:
-    """The uses a bundle defines (its base policy and every tenant overlay); None without one."""
-    if active is None:
-        return None
-    bundle = active.bundle if isinstance(active, ActivePolicy) else active
-    return {use for policy in (bundle.policy, *bundle.overlays.values()) for use in policy.uses}
-
-
-def grant_guard(settings: Settings, engine: Engine, uses: Callable[[], Collection[str] | None]) -> GrantGuard:
-    """What a grant may name (gateway.registry.grant_guard): USES, and the tenants that hold an API
-    key (revoked ones too: the tenant still exists), are declared in settings, or operate the gateway."""
-    keys = ApiKeyStore(engine, settings.operator_tenant)
-
-    def tenants() -> set[str]:
-        return {k.tenant for k in keys.list()} | {settings.operator_tenant, *settings.tenants}
-
-    return GrantGuard(uses, tenants)
 
 
 def model_backend(settings: Settings, metrics: Metrics,

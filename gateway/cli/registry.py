@@ -179,7 +179,7 @@ def grant(
 ) -> None:
     """Grant a tenant (optionally one end user) consent for some uses, until an expiry. Uses must be
     the policy's; the tenant must hold keys or be declared (CONSENTGATE_TENANTS) unless --allow-new-tenant."""
-    from gateway.context import bundle_uses, grant_guard
+    from gateway.bootstrap import bundle_uses, grant_guard  # not gateway.context: it imports the models
     from gateway.policy.loader import PolicyError, load_bundle
 
     expiry = datetime.fromisoformat(expires_at.replace("Z", "+00:00")) if expires_at else None
