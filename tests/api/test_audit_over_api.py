@@ -9,18 +9,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
 import gateway.cli.audit as cli_audit
 from gateway.audit import CheckpointSigner
-from gateway.cli import app, register
 from tests.api.conftest import Keys, check
+from tests.support.cli import app, runner
 
 pytestmark = pytest.mark.db  # PostgreSQL too when CONSENTGATE_TEST_DATABASE_URL is set
-
-runner = CliRunner()
-register(app)
-
 
 @pytest.fixture
 def over_api(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> TestClient:

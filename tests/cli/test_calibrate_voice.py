@@ -7,12 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from gateway.cli import app, register
+from tests.support.cli import app, runner
 from tests.support.speech import SENTENCES, VOICE_A, VOICE_B, speech_wav
-
-register(app)
 
 
 def test_calibrate_voices_from_folders_per_speaker(tmp_path: Path) -> None:
@@ -24,7 +20,7 @@ def test_calibrate_voices_from_folders_per_speaker(tmp_path: Path) -> None:
             (folder / f"{i}.wav").write_bytes(speech_wav(SENTENCES[i], voice))
     (tmp_path / "a" / "noise.wav").write_bytes(b"RIFF not really")
     out = tmp_path / "snippet.yaml"
-    result = CliRunner().invoke(app, ["models", "calibrate", "--model", "resemblyzer", "--labels", str(tmp_path),
+    result = runner.invoke(app, ["models", "calibrate", "--model", "resemblyzer", "--labels", str(tmp_path),
                                       "--target-fpr", "0.0", "--json", "--out", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout[result.stdout.index("{"):])
@@ -39,5 +35,5 @@ def test_voice_calibration_needs_two_speakers(tmp_path: Path) -> None:
     (tmp_path / "only").mkdir()
     (tmp_path / "only" / "0.wav").write_bytes(speech_wav(SENTENCES[0], VOICE_A))
     (tmp_path / "empty").mkdir()
-    result = CliRunner().invoke(app, ["models", "calibrate", "--model", "resemblyzer", "--labels", str(tmp_path)])
+    result = runner.invoke(app, ["models", "calibrate", "--model", "resemblyzer", "--labels", str(tmp_path)])
     assert result.exit_code != 0 and "two speakers" in result.output

@@ -12,15 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from gateway.cli import app, register
 from gateway.settings import Settings
+from tests.support.cli import REPO, app, runner
 from tests.support.gateway import app_client, auth, png
-
-REPO = Path(__file__).resolve().parents[2]
-runner = CliRunner()
-register(app)
 
 
 def _explain(settings: Settings, request: Path, image: Path, *extra: str) -> tuple[int, str]:

@@ -9,14 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from gateway.cli import app, register
 from gateway.settings import Settings
+from tests.support.cli import app, cli_data_dir, runner
 from tests.support.gateway import app_client, auth, make_settings
-
-runner = CliRunner()
-register(app)
 
 
 def _subject(client, keys) -> str:  # type: ignore[no-untyped-def]
@@ -53,12 +49,8 @@ def test_grants_refuse_unknown_uses_and_tenants(tmp_path: Path) -> None:
 
 
 def test_cli_grant_refuses_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = Path(__file__).resolve().parents[2]
-    monkeypatch.setenv("CONSENTGATE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("CONSENTGATE_POLICIES", str(repo / "policies"))
-    monkeypatch.delenv("CONSENTGATE_DATABASE_URL", raising=False)
     monkeypatch.delenv("CONSENTGATE_TENANTS", raising=False)
-    assert runner.invoke(app, ["init"]).exit_code == 0
+    cli_data_dir(tmp_path, monkeypatch, init=True)
     sid = json.loads(runner.invoke(app, ["registry", "subject", "add", "Someone"]).stdout)["id"]
     bad_use = runner.invoke(app, ["registry", "grant", sid, "--tenant", "demo", "--use", "txt2imgg"])
     assert bad_use.exit_code == 1 and "use 'txt2imgg' is not defined by the active policy" in bad_use.output
