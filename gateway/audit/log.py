@@ -37,6 +37,7 @@ _log = logging.getLogger(__name__)
 # many; further behind, it reloads the O(log n) frontier nodes instead.
 _CATCH_UP = 4096
 _WAL_CHECKPOINT_S = 0.2  # SQLite: how often the WAL is checkpointed beside the batch writer
+_WAL_RESTART_PAGES = 4096  # SQLite: past this many WAL pages (16 MB) the writer rewinds the file
 _Rows = tuple[list[tuple[Any, ...]], list[tuple[int, str]], list[tuple[int, bytes]]]
 
 
@@ -135,6 +136,7 @@ class AuditLog:
         self._pg = engine.dialect.name == "postgresql"
         self._sqlite_file = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
         self._wal_thread: threading.Thread | None = None
+        self._wal_restart_due = False
         self._ph = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._frontier: Frontier | None = None
         self._stop = threading.Event()
@@ -370,6 +372,8 @@ class AuditLog:
             self._flush_batch(batch)
             for waiting in batch:
                 waiting.wake.release()  # the leader's own lock is still held from its birth
+            if self._wal_restart_due:
+                self._wal_restart()
 
     def _lock_head(self, conn: Connection) -> Head:
         # Straight to the driver's cursor on the hot path: a SQLAlchemy statement costs ~14 us,
@@ -518,9 +522,29 @@ class AuditLog:
         while not self._stop.wait(_WAL_CHECKPOINT_S):
             try:
                 with self.engine.connect() as conn:
-                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                    row = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").first()
+                if row is not None and row[1] is not None and int(row[1]) > _WAL_RESTART_PAGES:
+                    self._wal_restart_due = True
             except Exception:  # noqa: BLE001 - the next round, or any other connection, checkpoints
                 _log.warning("audit WAL checkpoint failed", exc_info=True)
+
+    def _wal_restart(self) -> None:
+        """SQLite only rewinds the WAL file when a writer starts after a checkpoint that left no
+        frame behind; under a steady stream of batches the thread's checkpoints rarely catch the
+        last batch, and the WAL could grow without bound. So, once it is past
+        `_WAL_RESTART_PAGES`, the batch writer checkpoints once itself, between two batches (the
+        thread has already copied all but the last few frames), and its next batch starts the
+        file over. Called after a batch's callers were woken."""
+        with self._write_lock:
+            self._wal_restart_due = False
+            if self._writer_conn is None:
+                return
+            try:
+                cur = self._writer_conn.cursor()
+                cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                cur.close()
+            except Exception:  # noqa: BLE001 - the thread tries again; appends are unaffected
+                _log.warning("audit WAL restart checkpoint failed", exc_info=True)
 
     def _drop_writer(self) -> None:
         conn, self._writer_conn = self._writer_conn, None

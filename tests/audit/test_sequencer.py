@@ -177,3 +177,33 @@ def test_sqlite_wal_is_checkpointed_beside_the_writer(make_log: LogFactory, engi
     writer = log._writer_conn.driver_connection
     log.close()
     assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+
+
+def test_sqlite_a_long_wal_is_rewound_by_the_writer(make_log: LogFactory, engine: Engine,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Past the mark the checkpoint thread asks the batch writer to checkpoint once between two
+    # batches (so the next batch starts the WAL file over); the request is served and cleared.
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's WAL")
+    import time
+
+    monkeypatch.setattr(log_module, "_WAL_RESTART_PAGES", 1)
+    log = make_log(checkpoint_every=100_000)
+    log.append_many([decision(i) for i in range(200)])
+    deadline = time.monotonic() + 10
+    while not log._wal_restart_due and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert log._wal_restart_due
+    served: list[int] = []
+    original = AuditLog._wal_restart
+
+    def spy(self: AuditLog) -> None:
+        served.append(1)
+        original(self)
+
+    monkeypatch.setattr(AuditLog, "_wal_restart", spy)
+    log.append(decision(200))
+    assert served == [1]
+    assert log.append(decision(201)).index == 201
+    log.publish_checkpoint()
+    assert assert_log_consistent(log).entries == 202
