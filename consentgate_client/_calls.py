@@ -88,7 +88,8 @@ def check(media: Sequence[bytes] = (), *, use: str, stage: str = "input", prompt
 
 def release(data: bytes, *, use: str, prompt: str | None = None, end_user: str | None = None,
             metadata: dict[str, Any] | None = None, input_decision_id: str | None = None) -> Call[Released]:
-    """`input_decision_id`: required for face_swap and img2img (the input check's `decision_id`)."""
+    """`input_decision_id`: required for face_swap, img2img, img2video, video2video, voice_clone
+    (the input check's `decision_id`)."""
     kwargs = {"data": {"request": _request(None, use, prompt, end_user, metadata,
                                            input_decision_id=input_decision_id)}, "files": _media([data])}
     return Call("POST", "/v1/release", kwargs, _released)

@@ -94,7 +94,7 @@ class Decision:
     audit_index: int | None
     leaf_hash: str | None
     raw: Json = field(repr=False, compare=False)
-    input_decision_id: str | None = None  # the input decision an output is bound to (face_swap, img2img)
+    input_decision_id: str | None = None  # the input decision an output is bound to (face_swap, img2img, ...)
 
     @property
     def allowed(self) -> bool:

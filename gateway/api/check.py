@@ -21,7 +21,8 @@ async def check(
     principal: LimitedGenerator,
     http: Request,
     request: Annotated[str, Form(description="JSON: {stage (required), use, prompt?, end_user?, metadata?, "
-                                                  "input_decision_id? (required on outputs of face_swap, img2img)}")],
+                                                  "input_decision_id? (required on outputs of face_swap, img2img, "
+                                                  "img2video, video2video, voice_clone)}")],
     media: Annotated[list[UploadFile] | None, File(description="images, or one small video; an output check "
                                                                "needs at least one")] = None,
 ) -> dict[str, Any]:

@@ -99,7 +99,7 @@ async def submit(
     await refuse_unread_parts(http)
     body = parse_request_part(request, default_stage="output")
     require_use(principal, body.use)
-    # an output bound to its input decision (face_swap, img2img: #15.2) is refused now, not as a failed
+    # an output bound to its input decision (INPUT_BOUND_USES: #15.2) is refused now, not as a failed
     # job later; the runner binds it again when the job runs
     await gw.pipeline.bind(principal, body.model_copy(update={"stage": "output" if body.action == "release"
                                                               else body.stage}))

@@ -27,7 +27,8 @@ async def release_endpoint(
     principal: LimitedGenerator,
     http: Request,
     request: Annotated[str, Form(description="JSON: {use, prompt?, end_user?, metadata?, input_decision_id? "
-                                                  "(required for face_swap, img2img)}")],
+                                                  "(required for face_swap, img2img, img2video, video2video, "
+                                                  "voice_clone)}")],
     media: Annotated[list[UploadFile] | None, File(description="exactly one render (an image, or a small video)")]
     = None,
 ) -> Response:

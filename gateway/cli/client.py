@@ -41,7 +41,8 @@ Prompt = Annotated[str | None, typer.Option("--prompt", help="The prompt, when t
 EndUser = Annotated[str | None, typer.Option("--end-user", help="Your end user's id (grants may name one).")]
 InputDecision = Annotated[str | None, typer.Option(
     "--input-decision", help="The decision_id of the input check of the reference media: required for outputs "
-    "of face_swap and img2img (the output inherits its use and the people it found).")]
+    "of face_swap, img2img, img2video, video2video and voice_clone (the output inherits its use and the people it "
+    "found).")]
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 

@@ -1,9 +1,9 @@
-"""Why: for some uses the consent that matters is the *input's*: a face swap or an img2img edit is made
-from a reference picture of someone, and the render may no longer match that person well enough for the
-output check to recognise them. Left to the output check alone, the client's declared use and a render
-that drifted from the reference would decide (issue #15.2: a face_swap render refused as `face_swap` was
-allowed as `txt2img`). So an output check or release of such a use must name its input decision
-(`request.input_decision_id`), and the output is bound to it:
+"""Why: for some uses the consent that matters is the *input's*: a face swap, an img2img edit, an animated
+photo or a cloned voice is made from a reference of someone, and the render may no longer match that
+person well enough for the output check to recognise them. Left to the output check alone, the client's
+declared use and a render that drifted from the reference would decide (issue #15.2: a face_swap render
+refused as `face_swap` was allowed as `txt2img`). So an output check or release of such a use must name
+its input decision (`request.input_decision_id`), and the output is bound to it:
 
 - the decision is looked up in the audit log (the `DecisionLookup` port: I/O at the edge), scoped to the
   caller's tenant — another tenant's id is answered like an unknown one (404 `input_decision_not_found`);
@@ -35,11 +35,13 @@ from gateway.pipeline.threads import in_thread
 __all__ = ["DEFAULT_MAX_AGE_S", "INPUT_BOUND_USES", "InputBinding", "bind_input", "binding_of", "needs_input",
            "resolve_binding"]
 
-# The uses whose consent applies to their inputs: an output check or release of one of these must name
-# its input decision. A code-level constant (documented in docs/api.md and SECURITY.md) so that no policy
-# edit or tenant overlay can drop it. img2video, video2video and voice_clone are not bound yet (a gap:
-# SECURITY.md says so).
-INPUT_BOUND_USES: frozenset[str] = frozenset({"face_swap", "img2img"})
+# The uses whose consent applies to their inputs — the render is made *from* a reference that shows (or
+# voices) a person: a face swap, an image edit, a photo animated or a video re-made, a voice cloned. An
+# output check or release of one of these must name its input decision. A code-level constant (documented
+# in docs/api.md and SECURITY.md) so that no policy edit or tenant overlay can drop it. Text-only uses
+# (txt2img, txt2video, tts) have no reference; `dub` keeps the person of its source on the output, where
+# the output check finds them.
+INPUT_BOUND_USES: frozenset[str] = frozenset({"face_swap", "img2img", "img2video", "video2video", "voice_clone"})
 DEFAULT_MAX_AGE_S = 3600.0  # how long an input decision can back outputs
 CLOCK_SKEW_S = 60.0  # replicas' clocks may differ by this much
 

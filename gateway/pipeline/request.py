@@ -22,7 +22,7 @@ class CheckRequest(BaseModel):
     prompt: str | None = Field(default=None, max_length=20_000)
     end_user: str | None = Field(default=None, max_length=256)
     metadata: dict[str, Any] = Field(default_factory=dict)
-    # an output of a use bound to its input (face_swap, img2img) names the input check's decision (#15.2)
+    # an output of a use bound to its input (face_swap, img2img, ...) names the input check's decision (#15.2)
     input_decision_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     request_id: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     action: Literal["release", "check"] = "release"

@@ -213,3 +213,45 @@ def test_the_cli_and_the_client_name_the_input(gateway: tuple[TestClient, Keys, 
         with pytest.raises(ConsentgateError) as err:
             cg.release(jpeg(chelsea), use="img2img")
         assert err.value.code == "input_decision_required"
+
+
+@pytest.fixture(scope="module")
+def voice_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Keys]]:
+    from tests.audio.test_voice_checks import SLOW_MACHINE, VOICE_POLICY
+
+    tmp = tmp_path_factory.mktemp("voice")
+    with app_client(make_settings(tmp, VOICE_POLICY, **SLOW_MACHINE), tmp) as made:
+        yield made
+        verify_audit(made[0])
+
+
+def test_a_cloned_voice_needs_the_reference_speakers_grant(voice_gw: tuple[TestClient, Keys]) -> None:
+    """voice_clone: the reference is an enrolled, consenting voice (input); the clone may not match her at
+    the voice threshold (here: another voice altogether), yet it needs her voice_clone grant at output time."""
+    from tests.audio.test_voice_checks import _enrolled
+    from tests.support.speech import SENTENCES, VOICE_A, VOICE_B, speech_wav
+
+    client, keys = voice_gw
+    sid = _enrolled(client, keys, VOICE_A, "Voice To Clone")
+    grant_id = grant(client, keys, sid, ["voice_clone"])
+    reference, clone = speech_wav(SENTENCES[3], VOICE_A), speech_wav(SENTENCES[4], VOICE_B)
+
+    def check(request: dict[str, Any], audio: bytes) -> tuple[int, dict[str, Any]]:
+        resp = client.post("/v1/check", headers=auth(keys.generator), data={"request": json.dumps(request)},
+                           files=[("media", ("a.wav", audio, "audio/wav"))])
+        return resp.status_code, dict(resp.json())
+
+    status, source = check({"stage": "input", "use": "voice_clone"}, reference)
+    assert status == 200 and source["decision"] == "allow", source["reasons"]
+    status, body = check({"stage": "output", "use": "voice_clone"}, clone)
+    assert status == 400 and body["error"]["code"] == "input_decision_required"
+    bound = {"stage": "output", "use": "voice_clone", "input_decision_id": source["decision_id"]}
+    status, out = check(bound, clone)
+    assert status == 200 and out["decision"] == "allow", out["reasons"]
+    assert all(v["consent"]["state"] == "no_match" for v in out["findings"]["voices"])  # the clone is not her
+    assert out["findings"]["inherited"] == [{"subject_id": sid, "source": "voice",
+                                             "consent": {"grant_id": grant_id, "state": "granted"}}]
+    assert client.delete(f"/v1/grants/{grant_id}", headers=auth(keys.registrar)).status_code == 200
+    status, out = check(bound, clone)
+    assert status == 200 and out["decision"] == "deny"
+    assert [r["rule"] for r in out["reasons"]] == ["voice_clone.output.consent.inherited"]

@@ -22,6 +22,7 @@ from gateway.metrics import Metrics
 from gateway.pipeline import CheckRequest, Pipeline, PipelineConfig, PipelinePorts
 from gateway.pipeline.face_facts import NOT_EMBEDDED
 from gateway.pipeline.fakes import ManualClock, MemoryAudit, MemoryConsent, MemoryReleaser, StaticPolicies
+from gateway.pipeline.inherit import INPUT_BOUND_USES
 from gateway.policy.manager import PolicyManager
 from gateway.policy.runtime import ModelPool
 from gateway.video.analysis import FrameAnalyzer
@@ -98,13 +99,18 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     policies = StaticPolicies(PolicyManager(folder, ModelPool(builtin_registry())).build())
     consent = MemoryConsent()
     consent.subjects["s1"] = SubjectFact("s1", protected=False)
-    ports = PipelinePorts(policies=policies, consent=consent, audit=MemoryAudit(), releaser=MemoryReleaser(),
-                          clock=ManualClock(), metrics=Metrics())
+    audit = MemoryAudit()
+    ports = PipelinePorts(policies=policies, consent=consent, audit=audit, releaser=MemoryReleaser(),
+                          clock=ManualClock(), metrics=Metrics(), decisions=audit)
     return Pipeline(ports, PipelineConfig(limits=MediaLimits(), scratch_dir=tmp_path_factory.mktemp("scratch")))
 
 
 def check(pipeline: Pipeline, use: str, clip: bytes) -> dict[str, Any]:
-    record = asyncio.run(pipeline.check(ACME, CheckRequest(use=use, stage="output"), [clip]))
+    source = None
+    if use in INPUT_BOUND_USES:  # the output names its input decision (#15.2): the input check comes first
+        source = asyncio.run(pipeline.check(ACME, CheckRequest(use=use, stage="input"), [])).decision_id
+    record = asyncio.run(pipeline.check(ACME, CheckRequest(use=use, stage="output", input_decision_id=source),
+                                        [clip]))
     return record.to_dict()
 
 
