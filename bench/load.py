@@ -5,6 +5,12 @@ one on SQLite), N client threads sending /v1/check with small real images (coffe
 few /v1/release for a fixed time; then throughput, p50/p99 latency and errors per replica, each
 replica's RSS at start and end, and `consentgate audit verify` on the shared log.
 
+Mixed requests (`--mix prompt=85,image=10,release=5`): the request kinds interleaved by weight —
+`prompt` an input check of a prompt alone (no media: the prompt rules, the name check), `image` an
+output check of coffee or the astronaut, `release` a release of coffee (marked and signed) — the
+shape of a generation service's traffic (most requests cheap, a share with images). Without
+`--mix`: image checks, every `--release-every`-th request a release (the original table).
+
 Memory (issue 21 point 4): each serving process — every gateway replica and, with `--backend ray`,
 every Ray Serve model replica (`LocalCluster.replica_pids`) — has its RSS (/proc/<pid>/status
 VmRSS) read at idle (ready, no request yet), after the warm-up, and after the N measured requests
@@ -19,10 +25,14 @@ VmRSS) read at idle (ready, no request yet), after the warm-up, and after the N 
                    deployments (classifiers/rayserve) of a local cluster this script starts and stops,
                    which every replica shares; `ray` runs the in-process backend first, same settings,
                    as the baseline of the same run
+    --mix prompt=85,image=10,release=5   request kinds by weight (see above)
     --requests N   measured requests per client count (default 10000); --duration S caps the time
                    (whichever comes first; with --duration alone the run is only time-bound)
     --scaling 1,4  measure each client count in turn on the same replicas and print the throughput
                    ratio of the last to the first (the issue's "4 clients vs 1 client")
+    --trace N      instead of the load: one in-process gateway (SQLite, the same mix, 4 client threads),
+                   tracemalloc snapshots after the warm-up and after N requests; prints RSS and the
+                   Python heap at each, and the allocation sites that grew most (where a leak lives)
     --pg-url URL   the server to create (and drop) a fresh database on
                    (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres)
 
@@ -33,6 +43,7 @@ number of decisions the clients were answered.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -216,6 +227,41 @@ class Stats:
             self.samples.append(sample)
 
 
+PROMPTS = (
+    "a watercolour of a lighthouse at dusk, soft light",
+    "product photo of a ceramic coffee cup on a wooden table",
+    "an astronaut riding a horse on the moon, cinematic",
+    "a cat sleeping on a windowsill in the afternoon sun",
+    "isometric illustration of a small city with trees and a river",
+    "portrait of an old fisherman, oil painting, dramatic lighting",
+    "deepfake porn of my neighbour",  # a prompt rule denies it (answered 200 on /v1/check)
+    "a bowl of ramen with steam rising, food photography",
+)
+
+
+def parse_mix(text: str | None) -> list[str] | None:
+    """`prompt=85,image=10,release=5` → one cycle of request kinds, interleaved by weight (smooth
+    weighted round robin: release 5 in 100 comes every ~20th request, not in a block)."""
+    if not text:
+        return None
+    weights: dict[str, int] = {}
+    for part in text.split(","):
+        kind, _, weight = part.partition("=")
+        if kind.strip() not in ("prompt", "image", "release"):
+            raise SystemExit(f"--mix: unknown kind {kind!r} (prompt, image, release)")
+        weights[kind.strip()] = int(weight)
+    total = sum(weights.values())
+    credit = dict.fromkeys(weights, 0)
+    cycle = []
+    for _ in range(total):
+        for kind in credit:
+            credit[kind] += weights[kind]
+        best = max(credit, key=lambda k: credit[k])
+        credit[best] -= total
+        cycle.append(best)
+    return cycle
+
+
 def client_loop(
     idx: int,
     key: str,
@@ -224,27 +270,41 @@ def client_loop(
     stop: threading.Event,
     stats: Stats,
     release_every: int,
+    mix: list[str] | None = None,
+    client: Any = None,
 ) -> None:
+    """One client thread; `client` (an in-process TestClient, `--trace`) replaces the HTTP client."""
     names = sorted(payloads)
     auth = {"Authorization": f"Bearer {key}"}
     n = 0
-    with httpx.Client(timeout=120) as http:
+    with contextlib.nullcontext(client) if client is not None else httpx.Client(timeout=120) as http:
         while not stop.is_set():
             rep = replicas[(idx + n) % len(replicas)]
             image = names[(idx + n // len(replicas)) % len(names)]  # every replica sees both images
-            release = release_every > 0 and n % release_every == release_every - 1
-            kind = "release" if release else "check"
-            if release:
+            if mix is not None:
+                kind = mix[(n + idx * 7) % len(mix)]
+                kind = "check" if kind == "image" else kind
+            else:
+                release = release_every > 0 and n % release_every == release_every - 1
+                kind = "release" if release else "check"
+            files: list[Any] | None = None
+            if kind == "release":
                 path, request, image = "/v1/release", {"use": "txt2img"}, "coffee"
+            elif kind == "prompt":
+                path = "/v1/check"
+                request = {"stage": "input", "use": "txt2img", "end_user": f"load-{idx}",
+                           "prompt": PROMPTS[(idx + n) % len(PROMPTS)]}
             else:
                 path, request = "/v1/check", {"stage": "output", "use": "txt2img", "end_user": f"load-{idx}"}
+            if kind != "prompt":
+                files = [("media", (f"{image}.jpg", payloads[image], "image/jpeg"))]
             start = time.perf_counter()
             try:
                 resp = http.post(
                     rep.url + path,
                     headers=auth,
                     data={"request": json.dumps(request)},
-                    files=[("media", (f"{image}.jpg", payloads[image], "image/jpeg"))],
+                    files=files,
                 )
                 seconds = time.perf_counter() - start
                 ok = resp.status_code == 200
@@ -283,6 +343,9 @@ def summarise(stats: Stats, replicas: list[Replica], duration: float) -> dict[st
             "p50_release_ms": round(
                 percentile([s.seconds * 1000 for s in chosen if s.kind == "release"], 0.5), 1
             ),
+            "p50_prompt_ms": round(
+                percentile([s.seconds * 1000 for s in chosen if s.kind == "prompt"], 0.5), 1
+            ),
             "errors": len(errors),
             "error_examples": sorted({e.error or "" for e in errors})[:5],
         }
@@ -308,6 +371,8 @@ def run_mode(
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENTGATE_")}
     env["ORT_DISABLE_TELEMETRY"] = "1"
     env["CONSENTGATE_MODEL_THREADS"] = str(args.model_threads)
+    # the replicas run this checkout's code (not whatever the virtualenv's editable install points at)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     cluster: Any = None
     db_name = None
     if mode == "pg":
@@ -440,7 +505,7 @@ def _load(
     threads = [
         threading.Thread(
             target=client_loop,
-            args=(i, keys[i], replicas, payloads, stop, stats, args.release_every),
+            args=(i, keys[i], replicas, payloads, stop, stats, args.release_every, args.mix_cycle),
             daemon=True,
         )
         for i in range(len(keys))
@@ -529,6 +594,9 @@ def print_table(summary: dict[str, Any]) -> None:
             f"{row['p99_ms']:>8} "
             f"{row['p50_check_ms']:>9} {row['p50_release_ms']:>11} {row['errors']:>6} {rss:>24}"
         )
+        if row["by_kind"].get("prompt"):
+            kinds = ", ".join(f"{k} {v}" for k, v in sorted(row["by_kind"].items()))
+            print(f"{'':10} mix: {kinds}; prompt-only check p50 {row['p50_prompt_ms']} ms")
         if row.get("rss_series_mb"):
             print(f"{'':10} RSS during the run (MB): {' '.join(f'{v:.0f}' for v in row['rss_series_mb'])}")
         for example in row["error_examples"]:
@@ -561,6 +629,101 @@ def print_scaling(results: list[dict[str, Any]]) -> None:
               f"{b / a if a else float('nan'):.2f}x")
 
 
+def _snapshot() -> Any:
+    import tracemalloc
+
+    return tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
+
+
+def _malloc_trim() -> float:
+    """Ask glibc to hand freed heap pages back to the OS; the RSS after it (MB)."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return rss_mb(os.getpid())
+
+
+def trace(args: argparse.Namespace, payloads: dict[str, bytes]) -> int:
+    """In-process memory trace: where does memory that stays after N requests come from?"""
+    import gc
+    import shutil
+    import tracemalloc
+
+    from fastapi.testclient import TestClient
+
+    sys.path.insert(0, str(REPO))
+    from gateway.app import create_app
+    from gateway.settings import Settings
+
+    root = Path(tempfile.mkdtemp(prefix="consentgate-trace-"))
+    # the app's own trimmer (CONSENTGATE_MALLOC_TRIM_S) is off here: the trace sees the raw C heap
+    settings = Settings(data_dir=root / "data", policies_dir=args.policies, database_url=None,
+                        extra={"malloc_trim_s": "0"})
+    try:
+        with TestClient(create_app(settings)) as tc:
+            gw = tc.app.state.gateway  # type: ignore[attr-defined]
+            key = gw.apikeys.create("load0", "generator")[1]
+
+            def run(n: int) -> list[Sample]:
+                stats = Stats()
+                stop = threading.Event()
+                local = [Replica("inproc", "", None, root)]  # type: ignore[arg-type] # posts go to `tc`
+                threads = [threading.Thread(target=client_loop, args=(i, key, local, payloads, stop, stats,
+                                                                      args.release_every, args.mix_cycle, tc))
+                           for i in range(4)]
+                for t in threads:
+                    t.start()
+                while len(stats.samples) < n:
+                    time.sleep(0.05)
+                stop.set()
+                for t in threads:
+                    t.join(timeout=120)
+                bad = [s.error for s in stats.samples if s.error]
+                if bad:
+                    raise RuntimeError(f"errors during the trace: {bad[:3]}")
+                return stats.samples
+
+            pid = os.getpid()
+            idle = rss_mb(pid)
+            run(max(200, args.trace // 10))  # warm-up
+            gc.collect()
+            if not args.trace_no_heap:
+                tracemalloc.start(12)
+            warm_rss, first = rss_mb(pid), _snapshot()
+            run(args.trace)
+            gc.collect()
+            end_rss, second = rss_mb(pid), _snapshot()
+            print(f"trace: {args.trace} requests ({args.mix or 'image checks + releases'}), in-process, SQLite")
+            print(f"RSS MB: idle {idle:.0f}, after warm-up {warm_rss:.0f}, after {args.trace} requests {end_rss:.0f} "
+                  f"(growth {end_rss - warm_rss:+.1f})")
+            trimmed = _malloc_trim()
+            print(f"RSS MB after malloc_trim(0) (freed C heap handed back to the OS): {trimmed:.0f} "
+                  f"({trimmed - end_rss:+.1f}); glibc arenas: {os.environ.get('MALLOC_ARENA_MAX', 'default')}")
+            for again in range(args.trace_rounds - 1):
+                before = rss_mb(pid)
+                run(args.trace)
+                gc.collect()
+                after = rss_mb(pid)
+                print(f"round {again + 2}: {args.trace} more requests: RSS {before:.0f} -> {after:.0f} "
+                      f"({after - before:+.1f}); after malloc_trim {_malloc_trim():.0f}")
+            if first is None or second is None:
+                return 0
+            heap_a = sum(s.size for s in first.statistics("filename"))
+            heap_b = sum(s.size for s in second.statistics("filename"))
+            print(f"Python heap allocated since the warm-up and still live (tracemalloc): "
+                  f"{(heap_b - heap_a) / 2**20:+.2f} MB")
+            print("allocation sites that grew most (size, count, where):")
+            for stat in second.compare_to(first, "traceback")[:args.trace_top]:
+                if stat.size_diff <= 0:
+                    continue
+                frames = [f"{f.filename.replace(str(REPO) + '/', '')}:{f.lineno}" for f in stat.traceback[-4:]]
+                print(f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d}  {' <- '.join(reversed(frames))}")
+            tracemalloc.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -580,6 +743,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--release-every", type=int, default=10, help="every Nth request is a release (default 10)"
     )
+    parser.add_argument("--mix", default=None,
+                        help="request kinds by weight, e.g. prompt=85,image=10,release=5 (default: image "
+                             "checks, every --release-every-th a release)")
+    parser.add_argument("--trace", type=int, default=0,
+                        help="in-process tracemalloc run of N requests instead of the load (see above)")
+    parser.add_argument("--trace-top", type=int, default=15, help="allocation sites to print with --trace")
+    parser.add_argument("--trace-rounds", type=int, default=1, help="with --trace: rounds of N requests")
+    parser.add_argument("--trace-no-heap", action="store_true", help="with --trace: RSS only (no tracemalloc)")
     parser.add_argument("--pg-url", default=os.environ.get("CONSENTGATE_LOAD_PG_URL", DEFAULT_PG))
     parser.add_argument("--policies", type=Path, default=REPO / "policies")
     parser.add_argument("--model-threads", type=int, default=1, help="CONSENTGATE_MODEL_THREADS per replica")
@@ -591,11 +762,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ray-workers", type=Path, default=REPO / "deploy" / "ray" / "models.yaml")
     args = parser.parse_args(argv)
     args.client_counts = [int(c) for c in args.scaling.split(",")] if args.scaling else [args.clients]
+    args.mix_cycle = parse_mix(args.mix)
     if args.requests is None and args.duration is None:
         args.requests = 10_000
     if args.warmup is None:
         args.warmup = min(10.0, max(2.0, args.duration / 10)) if args.duration else 10.0
     payloads = images()
+    if args.trace:
+        return trace(args, payloads)
     modes = ["pg", "sqlite"] if args.mode == "both" else [args.mode]
     results = []
     failed = False

@@ -27,6 +27,41 @@ from gateway.settings import Settings
 
 log = logging.getLogger("consentgate")
 
+MALLOC_TRIM_S = 30.0  # default of CONSENTGATE_MALLOC_TRIM_S
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim`, or None where the C library has none (musl, macOS)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+def start_malloc_trimmer(every_s: float) -> threading.Event | None:
+    """Hand freed C-heap pages back to the OS every `every_s` seconds (issue #21.4). Measured with
+    `bench/load.py --trace`: a serving process's RSS rose ~38 MB per 800 mixed requests, yet the
+    Python heap held +0.3 MB and `malloc_trim(0)` brought the RSS back to the same level every
+    round — glibc kept the freed buffers of images, model outputs and request bodies (per-thread
+    arenas of the worker threads) instead of returning them. Not a leak, but the process would look
+    like one and hold memory it does not use. Returns the event that stops the thread (None: off)."""
+    trim = _malloc_trim() if every_s > 0 else None
+    if trim is None:
+        return None
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every_s):
+            trim(0)
+
+    threading.Thread(target=loop, name="malloc-trim", daemon=True).start()
+    return stop
+
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -202,6 +237,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.gateway = None
         app.state.start_error = None
+        trimmer = start_malloc_trimmer(float(settings.extra.get("malloc_trim_s", MALLOC_TRIM_S)))
         if background_start:
             def run() -> None:
                 try:
@@ -217,6 +253,8 @@ def create_app(
         try:
             yield
         finally:
+            if trimmer is not None:
+                trimmer.set()
             gw = app.state.gateway
             if gw is not None:
                 await asyncio.to_thread(gw.close)

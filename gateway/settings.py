@@ -105,6 +105,7 @@ class Settings:
                 ("blob_store", "CONSENTGATE_BLOB_STORE"),
                 ("subject_erasure", "CONSENTGATE_SUBJECT_ERASURE"),  # immediate | queued (default)
                 ("audit_publish", "CONSENTGATE_AUDIT_PUBLISH"),  # a directory or an http(s) URL
+                ("malloc_trim_s", "CONSENTGATE_MALLOC_TRIM_S"),  # glibc heap back to the OS every N s; 0: off
             )
             if env.get(var)
         }
