@@ -16,8 +16,10 @@ costs ~8.4 image-areas of scanning; the proposal stage only has to put a candida
 threshold (the verification judges it), and a 0.7 step does that with room to spare (lowest candidate
 score of a pasted face -0.16 against the -0.4 threshold; docs/faces.md) for ~5.0 image-areas. Each
 level is scanned by a copy of dlib's frontal detector limited to one pyramid level (its serialized
-`max_pyramid_levels` set to 1: same filters, same scores), and the levels are shared between two
-threads by area (dlib releases the GIL) — no bands, no seams. `min_face_px: 0` is the old
+`max_pyramid_levels` set to 1: same filters, same scores); the 1.6× top level, half of the work, scans
+the image itself with 5 px HOG cells (the same 10 × 10-cell filters, serialized cell size 5) instead of
+the image upscaled 1.6× with 8 px cells — HOG features are ~60 % of a scan and follow the pixels. The
+levels are shared between two threads by cost (dlib releases the GIL) — no bands, no seams. `min_face_px: 0` is the old
 single-scale path: detection on a copy scaled down to `detect_max_side` (faces under ~1/8 of the
 image width are missed). Landmarks and the embedding always use the full-resolution image. dlib
 objects are not documented as thread-safe, so every call holds the adapter's lock (the second thread
@@ -76,6 +78,7 @@ def dlib_models_dir() -> Path:
 
 HOG_FACE_PX = 64  # the face height HOG (80 px window) finds reliably at its own scale (measured)
 HOG_WINDOW = 80  # px: dlib's frontal detector window; a pyramid level smaller than this has no position
+HOG_CELL = 8  # px: its HOG cell (the window is 10 × 10 cells)
 PYRAMID_STEP = 0.7  # scale ratio between first-pass levels (dlib's own pyramid: 5/6; docs/faces.md)
 VERIFY_FACE_PX = (72, 80, 96, 112)  # a candidate's crop is rescaled so its face is this high, in turn
 CANDIDATE_SCORE = -0.4  # first-pass threshold (recall): every pasted test face scored above it
@@ -96,9 +99,14 @@ _ALL_LEVELS = bytes.fromhex("02e803")
 _ONE_LEVEL = bytes.fromhex("0101")
 
 
-def single_level_detector(dlib: Any) -> Any:
-    """dlib's frontal HOG face detector (same filters, same scores) scanning only the image it is
-    given, not a pyramid below it: its serialized `max_pyramid_levels` set from 1000 to 1."""
+def single_level_detector(dlib: Any, cell: int = HOG_CELL) -> Any:
+    """dlib's frontal HOG face detector (same filters) scanning only the image it is given, not a
+    pyramid below it: its serialized `max_pyramid_levels` set from 1000 to 1. With `cell` < 8 its HOG
+    cells (and so its window, 10 cells) are `cell` px instead of 8: scanning an image with 5 px cells
+    sees what 8 px cells see in the image upscaled by 8/5, without computing HOG features on the
+    upscaled pixels (features are ~60 % of the scan). Same filters, similar scores (docs/faces.md)."""
+    if not 2 <= cell <= HOG_CELL:
+        raise ValueError(f"HOG cell size {cell} is outside 2..{HOG_CELL}")
     with tempfile.TemporaryDirectory(prefix="cg-dlib-") as tmp:
         path = Path(tmp, "frontal.svm")
         dlib.get_frontal_face_detector().save(str(path))
@@ -107,17 +115,29 @@ def single_level_detector(dlib: Any) -> Any:
         if raw[:head] != _FRONTAL_HEAD or raw[head:head + len(_ALL_LEVELS)] != _ALL_LEVELS:
             raise ModelError("dlib's frontal face detector has an unexpected serialized layout (dlib version?); "
                              "the full-coverage face path needs its pyramid setting (see classifiers/face_dlib.py)")
-        path.write_bytes(raw[:head] + _ONE_LEVEL + raw[head + len(_ALL_LEVELS):])
+        window = HOG_WINDOW // HOG_CELL * cell
+        patched = _FRONTAL_HEAD[:8] + bytes([1, cell, 1, 0, 1, window, 1, window])  # cell, padding, window
+        path.write_bytes(patched + _ONE_LEVEL + raw[head + len(_ALL_LEVELS):])
         return dlib.fhog_object_detector(str(path))
 
 
-def pyramid_scales(height: int, width: int, top: float, step: float = PYRAMID_STEP) -> list[float]:
-    """The first pass's level scales: `top`, `top`·step, ... while the level still holds a window."""
-    scales, scale = [], top
-    while min(height, width) * scale >= HOG_WINDOW:
-        scales.append(scale)
-        scale *= step
-    return scales
+def pyramid_levels(height: int, width: int, top: float, step: float = PYRAMID_STEP) -> list[tuple[float, int]]:
+    """The first pass's levels as (image scale, HOG cell px): effective scales `top`, ·step, ... (a
+    level's effective scale is image scale × 8 / cell) while the level still holds a window. The top
+    level, when above 1× by a whole ratio of cells (1.6× = 8/5), scans the image itself with the finer
+    cells instead of upscaling it; the other levels use 8 px cells (finer cells there moved candidate
+    boxes enough to lift a non-face over the verification threshold: docs/faces.md)."""
+    levels: list[tuple[float, int]] = []
+    k = top
+    while True:
+        cell = HOG_CELL
+        fine = round(HOG_CELL / k)
+        if not levels and k > 1 and fine >= 2 and abs(HOG_CELL / fine - k) < 0.01 * k:
+            k, cell = 1.0, fine
+        if min(height, width) * k < HOG_WINDOW // HOG_CELL * cell:
+            return levels
+        levels.append((k, cell))
+        k = k * HOG_CELL / cell * step
 
 
 class DlibFaceAnalyzer:
@@ -163,8 +183,8 @@ class DlibFaceAnalyzer:
         self._lock = threading.Lock()
         if self._kind == "hog":
             self._hog = dlib.get_frontal_face_detector()
-            if self._min_face:  # one single-level scanner per first-pass thread
-                self._levels = (single_level_detector(dlib), single_level_detector(dlib))
+            if self._min_face:  # single-level scanners by cell size, one set per first-pass thread
+                self._scanners: tuple[dict[int, Any], dict[int, Any]] = ({}, {})
         else:
             self._cnn = dlib.cnn_face_detection_model_v1(str(folder / MMOD))
         self._predictor = dlib.shape_predictor(str(folder / PREDICTOR))
@@ -308,39 +328,45 @@ class DlibFaceAnalyzer:
         import cv2
 
         h, w = grey.shape[:2]
-        scales = pyramid_scales(h, w, HOG_FACE_PX / self._min_face, self._step)
+        levels = pyramid_levels(h, w, HOG_FACE_PX / self._min_face, self._step)
 
-        def scan(detector: Any, todo: list[float]) -> list[tuple[tuple[float, float, float, float], float]]:
+        def scan(slot: int, todo: list[tuple[float, int]]) -> list[tuple[tuple[float, float, float, float], float]]:
             found: list[tuple[tuple[float, float, float, float], float]] = []
+            scanners = self._scanners[slot]  # this thread's own detectors
             # levels below 1× are shrunk from the previous one: area-averaging the full image for every
             # level cost ~10% of the whole scan at 2048²
             source, source_k = grey, 1.0
-            for k in todo:
+            for k, cell in todo:
                 size = (max(1, round(w * k)), max(1, round(h * k)))
-                if k > 1:
-                    level = cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR)
-                elif size == (w, h):
+                if size == (w, h):
                     level = grey
+                elif k > 1:
+                    level = cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR)
                 else:
                     level = cv2.resize(source if source_k > k else grey, size, interpolation=cv2.INTER_AREA)
                     source, source_k = level, k
-                rects, scores, _idx = detector.run(level, 0, CANDIDATE_SCORE)
+                if cell not in scanners:
+                    scanners[cell] = single_level_detector(self._dlib, cell)
+                rects, scores, _idx = scanners[cell].run(level, 0, CANDIDATE_SCORE)
                 found += [((r.left() / k, r.top() / k, r.right() / k, r.bottom() / k), float(sc))
                           for r, sc in zip(rects, scores, strict=True)]
             return found
 
-        area = [h * w * k * k for k in scales]
-        if sum(area) < PARALLEL_MIN_PIXELS or len(scales) < 2:
-            return scan(self._levels[0], scales)
-        halves: tuple[list[float], list[float]] = ([], [])
+        # the cost of a level: HOG features (~60 %) per pixel, the filters (~40 %) per cell
+        cost = [h * w * k * k * (0.6 + 0.4 * (HOG_CELL / cell) ** 2) for k, cell in levels]
+        if sum(h * w * k * k for k, _ in levels) < PARALLEL_MIN_PIXELS or len(levels) < 2:
+            return scan(0, levels)
+        halves: tuple[list[tuple[float, int]], list[tuple[float, int]]] = ([], [])
         load = [0.0, 0.0]
-        for k, a in sorted(zip(scales, area, strict=True), key=lambda item: -item[1]):
+        for level, c in sorted(zip(levels, cost, strict=True), key=lambda item: -item[1]):
             lighter = 0 if load[0] <= load[1] else 1
-            halves[lighter].append(k)
-            load[lighter] += a
+            halves[lighter].append(level)
+            load[lighter] += c
+        for half in halves:
+            half.sort(key=lambda level: -level[0])  # largest first: each level shrinks from the one before
         with ThreadPoolExecutor(1) as pool:
-            other = pool.submit(scan, self._levels[1], halves[1])
-            return scan(self._levels[0], halves[0]) + other.result()
+            other = pool.submit(scan, 1, halves[1])
+            return scan(0, halves[0]) + other.result()
 
     def _verify(self, grey: np.ndarray, box: tuple[float, float, float, float], face_px: int) -> float:
         """The best HOG score, overlapping `box`, on a crop around it rescaled so the face is `face_px`."""

@@ -114,14 +114,45 @@ def test_the_single_level_scanner_is_dlibs_detector_at_one_scale(astronaut: np.n
 
 def test_the_pyramid_covers_every_size_down_to_one_window() -> None:
     from classifiers.base import ModelError
-    from classifiers.face_dlib import HOG_WINDOW, pyramid_scales
+    from classifiers.face_dlib import pyramid_levels
 
-    scales = pyramid_scales(2048, 1536, 1.6, 0.7)
-    assert scales[0] == 1.6 and all(b / a == pytest.approx(0.7) for a, b in zip(scales, scales[1:], strict=False))
-    assert 1536 * scales[-1] >= HOG_WINDOW > 1536 * scales[-1] * 0.7  # down to the last level holding a window
-    assert pyramid_scales(60, 60, 1.0) == []  # too small for one window: nothing to scan
+    levels = pyramid_levels(2048, 1536, 1.6, 0.7)
+    effective = [k * 8 / cell for k, cell in levels]
+    # the 1.6× top level scans the image itself with 5 px HOG cells instead of upscaling it
+    assert levels[:3] == [(1.0, 5), (pytest.approx(1.12), 8), (pytest.approx(0.784), 8)]
+    assert effective[0] == 1.6 and all(0.68 <= b / a <= 0.72 for a, b in zip(effective, effective[1:], strict=False))
+    assert 1536 * levels[-1][0] >= 80 > 1536 * levels[-1][0] * 0.7  # down to the last level holding a window
+    assert pyramid_levels(60, 60, 1.0) == []  # too small for one window: nothing to scan
+    assert pyramid_levels(1000, 1000, 1.0)[0] == (1.0, 8)  # min_face_px 64: no finer cells needed
     with pytest.raises(ModelError, match="pyramid_step"):
         DlibFaceAnalyzer({"pyramid_step": 0.3})
+
+
+def test_finer_cells_on_the_image_see_what_8_px_cells_see_upscaled(astronaut: np.ndarray) -> None:
+    """5 px cells on the image stand in for 8 px cells on it upscaled 1.6×: same faces, similar scores."""
+    import cv2
+    import dlib
+
+    from classifiers.face_dlib import single_level_detector
+
+    image = faces.canvas("coffee", 1024)
+    pasted = [faces.paste(image, "astronaut", 40, 100, 100), faces.paste(image, "hopper", 44, 400, 120, angle=20),
+              faces.paste(image, "astronaut", 48, 700, 150, angle=-30, mirror=True)]
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    fine = single_level_detector(dlib, 5).run(grey, 0, -0.4)
+    up = single_level_detector(dlib).run(cv2.resize(grey, None, fx=1.6, fy=1.6, interpolation=cv2.INTER_LINEAR),
+                                         0, -0.4)
+
+    def best(found: tuple, k: float) -> list[float]:
+        rects, scores, _ = found
+        return [max((s for r, s in zip(rects, scores, strict=True) if faces.iou(
+            (r.left() / k, r.top() / k, r.right() / k, r.bottom() / k), p.box) >= 0.3), default=-9.0)
+            for p in pasted]
+
+    fine_scores, up_scores = best(fine, 1.0), best(up, 1.6)
+    assert all(s > 0.2 for s in fine_scores)  # every face a strong candidate (threshold -0.4)
+    assert all(abs(a - b) < 0.3 for a, b in zip(fine_scores, up_scores, strict=True))
+    assert len(fine[0]) == len(pasted)  # nothing else on the coffee picture
 
 
 def test_a_denser_pyramid_finds_the_same_faces(full: DlibFaceAnalyzer,
