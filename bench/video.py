@@ -171,8 +171,9 @@ def averaging_attack(work: Path, args: argparse.Namespace) -> list[str]:
     with the marked-minus-unmarked frames 100+ (which also holds the encoder's different rounding
     of the host) and with the pattern actually put on frames 100+ (the true pattern); the mark
     after subtracting the estimate from the marked clip; and whether the estimate pasted onto the
-    clean clip decodes (a forgery). For this mark ("video-sparse" v2) and, as baselines, the
-    first video-sparse layout (v1, constant on static scenes) and the every-frame "video-luma"."""
+    clean clip decodes (a forgery). For this mark ("video-sparse" v2), the same with its keyed sign
+    flips on (off by default: docs/video.md) and, as baselines, the first video-sparse layout (v1)
+    and the every-frame "video-luma"."""
     import numpy as np
 
     from gateway.video.engine import MarkSpec, run_pass
@@ -190,6 +191,7 @@ def averaging_attack(work: Path, args: argparse.Namespace) -> list[str]:
     wm_id = 0x51_2345_6789
     marks: list[tuple[str, Any, Any]] = [
         ("video-sparse", SparseMark(wm_id), lambda p: SparseMark().detect(luma_frames(p))),
+        ("v-sparse flips", SparseMark(wm_id, flip_signs=True), lambda p: SparseMark().detect(luma_frames(p))),
         ("video-sparse v1", SparseMarkV1(wm_id), lambda p: SparseMarkV1().detect(luma_frames(p))),
         ("video-luma (old)", VideoWatermarker(wm_id, strength=2.0, refresh_every=15),
          lambda p: VideoWatermarker().detect(luma_frames(p)))]
@@ -221,6 +223,13 @@ def averaging_attack(work: Path, args: argparse.Namespace) -> list[str]:
         def paste(_i: int, rgb: Any, est: Any = estimate) -> Any:
             return np.clip(rgb.astype(np.float64) + est[:, :, None], 0, 255).astype(np.uint8)
 
+        balance = ""
+        if isinstance(marker, SparseMark):  # did the encoder keep the keyed sign flips on the static scene?
+            reader = SparseMark()
+            scan = reader.scan(luma_frames(marked), stop_early=False)
+            best = reader.best_hypothesis(scan)
+            balance = f"; smaller sign share on the marked clip {scan.sign_balance(best):.0%} (50%: flips kept)" if (
+                best is not None) else ""
         attacked = work / "static_attacked.mp4"
         transform(marked, attacked, frame_fn=subtract)
         found = detect(attacked)
@@ -233,7 +242,7 @@ def averaging_attack(work: Path, args: argparse.Namespace) -> list[str]:
         lines.append(f"averaging attack on {name:<16}: estimate vs the true pattern of frames 100+: correlation "
                      f"mean {np.mean(truth):+.3f}, max |.| {np.max(np.abs(truth)):.3f}; estimate pasted onto the "
                      f"clean clip: {'DECODED' if forged.wm_id == wm_id else 'not decoded'} (score {forged.score:.1f}); "
-                     f"static clip size {size_ratio:.2f}x unmarked")
+                     f"static clip size {size_ratio:.2f}x unmarked{balance}")
     return lines
 
 

@@ -1,9 +1,8 @@
 """Why: a released video must lead back to its decision after the copy was re-encoded, scaled
-down or cropped, must cost little in size (users pay for every byte of every video), and must
-not be removable by averaging frames. This is "video-sparse", version 2: the image mark's
-self-synchronising tile (`gateway.provenance.tilesync`, numerics in `_tilesync`, whose
-functions are imported here, not copied) put on a subset of frames, with a keyed sign that
-changes over time.
+down or cropped, and must cost little in size (users pay for every byte of every video). This
+is "video-sparse", version 2: the image mark's self-synchronising tile
+(`gateway.provenance.tilesync`, numerics in `_tilesync`, whose functions are imported here, not
+copied) put on a subset of frames.
 
 * **A subset of frames.** Only every `EVERY`-th frame (15: twice a second at 30 fps) gets the
   mark; the frames in between go to the encoder untouched. x264 codes the mark once, in the
@@ -22,17 +21,20 @@ changes over time.
   gives the period, folding every tile onto one (`fold`) averages the host out, and the sync
   cells give the shift (`align`) — per frame, so content motion between marked frames does
   not matter either.
-* **A keyed sign per marked frame, balanced in pairs** (`sign_of`): marked frames 2j and 2j+1
-  carry +tile / -tile or -tile / +tile (the order keyed by j), so the mark's average over any
-  stretch of video tends to zero. A static scene is where averaging frames could estimate a
-  mark (the host does not change, so the average is host + mean mark): with a constant mark
-  (version 1) the estimate had correlation 0.96 with the later frames' marks and, pasted
-  onto a clean copy, decoded. With the sign, x264 does code the flip at each marked frame
-  (a change of twice the mark's amplitude gets past its dead zone, unlike a change to a
-  different pattern of the same amplitude — measured, docs/video.md), so the average of 100
-  frames holds almost nothing of the pattern. The detector does not need to know the sign or
-  where the video starts: it reads each frame's sign (and shift) from its sync cells.
-
+* **No sign flips by default** (`flip_signs=False`). The mark was built to carry a keyed sign per
+  marked frame, balanced in pairs (+tile / -tile), so that its average over time tends to zero
+  and averaging frames of a static scene cannot estimate it; the detector reads each frame's
+  sign from its sync cells either way. Measured (docs/video.md), x264 defeats it: on a static
+  scene it makes most frames B-frames (high QP, referenced by nothing) and drops a marked
+  B-frame's change; the first flip that lands on a P-frame is coded only in part and *cancels*
+  the mark (sync z-score 12-17 before, 4 — no mark — after, at 360p and 720p), and nothing
+  brings it back. So flips made static scenes lose their mark after ~2 s and did not stop the
+  averaging estimate (the first frames' mark stays in the average). Forcing marked frames to be
+  P-frames on static scenes (the first frame, an I-frame, left unmarked) made x264 code the
+  flips symmetrically (an estimate from 100
+  frames then decoded nothing), but the static clip grew to ~3x the unmarked size and a plain
+  re-encode dropped the flips and the mark with them. Robustness first: by default every marked
+  frame has the same sign, and the averaging attack on a static scene is **not** defended.
 Detection (blind) reads frames in order. For each geometry hypothesis — the original geometry
 at every ladder height (copies scaled as a whole), then, if none decodes, the lattices found in
 the first frames (crops) — each frame's residual is folded, aligned on the sync (both signs),
@@ -114,21 +116,34 @@ class Scan:
     evidence_frames: int = 0  # frames whose sync was seen under some hypothesis
     decodes: int = 0
     decoded: dict[Hypothesis, tuple[float, int | None]] = field(default_factory=dict)  # (weight then, id)
+    negative: dict[Hypothesis, float] = field(default_factory=dict)  # evidence of frames read with sign -
 
-    def add(self, hyp: Hypothesis, weight: float, scores: NDArray[np.float64]) -> None:
+    def add(self, hyp: Hypothesis, weight: float, scores: NDArray[np.float64], sign: int = 1) -> None:
         if hyp not in self.sums:
             self.sums[hyp] = np.zeros(scores.shape[0])
             self.weight[hyp] = 0.0
+            self.negative[hyp] = 0.0
         if weight > 0:
             self.sums[hyp] += weight * scores
             self.weight[hyp] += weight
+            if sign < 0:
+                self.negative[hyp] += weight
+
+    def sign_balance(self, hyp: Hypothesis) -> float:
+        """The smaller sign's share of the evidence (0.5: balanced; 0: one sign only). A
+        diagnostic (bench): whether the encoder kept the sign flips."""
+        total = self.weight.get(hyp, 0.0)
+        if total <= 0:
+            return 0.0
+        negative = self.negative.get(hyp, 0.0)
+        return min(negative, total - negative) / total
 
 
 class SparseMark:
     """Marks every `every`-th Y plane with `wm_id` (frames in order) and detects marks (blind)."""
 
     def __init__(self, wm_id: int | None = None, *, strength: float = 2.0, every: int = EVERY, key: bytes = _KEY,
-                 codec: PayloadCodec = DWT_PAYLOAD, max_lattices: int = MAX_LATTICES) -> None:
+                 codec: PayloadCodec = DWT_PAYLOAD, max_lattices: int = MAX_LATTICES, flip_signs: bool = False) -> None:
         if every < 1:
             raise ValueError("every must be at least 1")
         if not 0 < strength <= 16:
@@ -138,6 +153,7 @@ class SparseMark:
         self.strength = float(strength)
         self.codec = codec
         self.max_lattices = max_lattices
+        self.flip_signs = flip_signs
         self._key = key
         self._layout = ts.layout(fec.coded_length(codec.n_bits))
         self._tile = None if wm_id is None else ts.tile_for(fec.conv_encode(codec.encode(wm_id)), self._layout)
@@ -149,8 +165,10 @@ class SparseMark:
         return frame_index % self.every == 0
 
     def sign_of(self, marked_index: int) -> int:
-        """The keyed sign of the `marked_index`-th marked frame: pairs (2j, 2j+1) are (+, -) or
-        (-, +), so every two marked frames cancel."""
+        """The sign of the `marked_index`-th marked frame: +1 unless `flip_signs`, then keyed
+        with pairs (2j, 2j+1) being (+, -) or (-, +), so every two marked frames cancel."""
+        if not self.flip_signs:
+            return 1
         digest = hashlib.sha256(self._key + b"/sign/%d" % (marked_index // 2)).digest()
         first = 1 if digest[0] & 1 else -1
         return first if marked_index % 2 == 0 else -first
@@ -197,14 +215,14 @@ class SparseMark:
             y = cv2.resize(y, (ww, wh), interpolation=interpolation)
         return ts.residual(np.asarray(y, np.float32))
 
-    def read(self, residual: NDArray[np.float32], lattice: ts.Lattice) -> tuple[float, NDArray[np.float64]]:
-        """(sync z-score, per-coded-bit scores) of one frame's residual folded on `lattice`; the
-        frame's sign is read from the sync (the better of + and -) and undone."""
+    def read(self, residual: NDArray[np.float32], lattice: ts.Lattice) -> tuple[float, NDArray[np.float64], int]:
+        """(sync z-score, per-coded-bit scores, sign) of one frame's residual folded on `lattice`;
+        the frame's sign is read from the sync (the better of + and -) and undone."""
         folded = ts.fold(residual, lattice)
         plus = ts.align(folded, self._layout)
         minus = ts.align(-folded, self._layout)
         aligned, z, _ = plus if plus[1] >= minus[1] else minus
-        return z, ts.chip_scores(aligned, self._layout)
+        return z, ts.chip_scores(aligned, self._layout), 1 if plus[1] >= minus[1] else -1
 
     def _hypotheses(self, height: int) -> list[Hypothesis]:
         """The original geometry at every ladder height a copy of this height can hold (the
@@ -212,13 +230,14 @@ class SparseMark:
         return [Hypothesis(rows) for rows in WORK_LADDER if rows <= 2.5 * height]
 
     def _lattices(self, frames: list[np.ndarray]) -> list[Hypothesis]:
-        """Lattice hypotheses from the probe frames (every 5th): candidates found in several
+        """Lattice hypotheses from the probe frames (every 3rd: whatever the clip's first frame,
+        one of them is a marked frame or one of the two after it): candidates found in several
         frames first, then by strength."""
         if not frames:
             return []
         rows = work_height(frames[0].shape[0])
         found: list[tuple[ts.Lattice, int, float]] = []  # (lattice, times seen, best strength)
-        for y in frames[::5]:
+        for y in frames[::3]:
             for lat in ts.find_lattices(self.residual(y, rows), n=4):
                 for i, (seen, count, strength) in enumerate(found):
                     if abs(seen.scale - lat.scale) < 0.01 and abs(seen.rotation_deg - lat.rotation_deg) < 0.5:
@@ -237,9 +256,9 @@ class SparseMark:
             for hyp in hyps:
                 if hyp.rows not in residuals:
                     residuals[hyp.rows] = self.residual(y, hyp.rows)
-                z, scores = self.read(residuals[hyp.rows], hyp.lattice)
+                z, scores, sign = self.read(residuals[hyp.rows], hyp.lattice)
                 weight = max(0.0, z - Z_BIAS)
-                scan.add(hyp, weight, scores)
+                scan.add(hyp, weight, scores, sign)
                 seen = seen or weight > 0
                 if by_residue is not None:
                     by_residue[index % self.every] += weight

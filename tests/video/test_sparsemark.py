@@ -1,8 +1,9 @@
 """The "video-sparse" mark, version 2: every 15th frame, the image mark's self-synchronising
 tile with a keyed sign per marked frame. Asserted on small generated clips: it decodes after a
-10 % crop (+ re-encode), a half-bitrate re-encode and a 0.5x downscale; averaging 100 frames of a
-static scene does not recover the pattern (and a constant-sign mark, the control, does); no id
-out of unmarked video."""
+10 % crop (+ re-encode), a half-bitrate re-encode and a 0.5x downscale; no id out of unmarked
+video; a static scene keeps its mark after 2 s (and would not with the keyed sign flips, which
+is why they are off). The averaging attack on a static scene is NOT defended (bench/video.py,
+docs/video.md)."""
 
 from __future__ import annotations
 
@@ -26,11 +27,13 @@ def _luma(size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(cv2.cvtColor(load_source("astronaut"), cv2.COLOR_RGB2GRAY), size)
 
 
-def test_every_15th_frame_carries_the_tile_with_a_sign_balanced_in_pairs() -> None:
-    mark = SparseMark(WM_ID, strength=STRENGTH)
+def test_every_15th_frame_carries_the_tile_and_optional_signs_are_balanced_in_pairs() -> None:
     y = _luma((640, 360))
-    changed = [i for i in range(3 * EVERY + 1) if not np.array_equal(mark.mark_luma(y, i), y)]
+    plain = SparseMark(WM_ID, strength=STRENGTH)
+    changed = [i for i in range(3 * EVERY + 1) if not np.array_equal(plain.mark_luma(y, i), y)]
     assert changed == [0, EVERY, 2 * EVERY, 3 * EVERY]
+    assert {plain.sign_of(k) for k in range(64)} == {1}
+    mark = SparseMark(WM_ID, strength=STRENGTH, flip_signs=True)
     signs = [mark.sign_of(k) for k in range(64)]
     assert all(signs[2 * j] == -signs[2 * j + 1] for j in range(32))
     assert signs[0::2] != [signs[0]] * 32  # the order within a pair is keyed, not fixed
@@ -43,7 +46,7 @@ def test_every_15th_frame_carries_the_tile_with_a_sign_balanced_in_pairs() -> No
 
 def test_one_marked_frame_decodes_with_either_sign_and_unmarked_frames_do_not() -> None:
     y = _luma((640, 360))
-    mark = SparseMark(WM_ID, strength=STRENGTH)
+    mark = SparseMark(WM_ID, strength=STRENGTH, flip_signs=True)
     for k in (0, 1):  # opposite signs
         assert SparseMark().detect([mark.mark_luma(y, k * EVERY)]).wm_id == WM_ID
     found = SparseMark().detect([y, cv2.flip(y, 1), np.full_like(y, 128)])
@@ -114,37 +117,17 @@ def test_survives_half_bitrate_and_downscale(sparse_360p: tuple[Path, Path], tmp
     assert mark.judge(scan).wm_id == WM_ID and mark.accuracy_of(scan, WM_ID)[1] == 1.0
 
 
-class _ConstantSign(SparseMark):
-    """The control: the same mark without the temporal sign (what version 1 amounted to on a
-    static scene)."""
-
-    def sign_of(self, marked_index: int) -> int:
-        return 1
-
-
-def test_averaging_100_frames_of_a_static_scene_does_not_recover_the_pattern(video_dir: Path,
-                                                                             tmp_path: Path) -> None:
+def test_a_static_scene_keeps_its_mark_and_sign_flips_would_erase_it(video_dir: Path, tmp_path: Path) -> None:
+    """Why the keyed sign flips are off by default: on a static scene x264 drops a marked
+    B-frame's change and codes the first flip on a P-frame only in part, which cancels the mark
+    (measured at 360p and 720p). With one sign the mark coded with the first frame stays."""
     src = make_test_video(video_dir / "static360.mp4", [("coffee", 0.0, 4.0, None)], fps=30, size=(640, 360),
                           audio_tone_hz=None, crf=18)
-    clean = tmp_path / "clean.mp4"
-    run_pass(src, mark=MarkSpec(clean, None))
-    source = [y.astype(np.float32) for y in luma_frames(src)]
-    unmarked = [y.astype(np.float32) for y in luma_frames(clean)]
-    results = {}
-    for name, mark in (("signed", SparseMark(WM_ID, strength=STRENGTH)),
-                       ("constant", _ConstantSign(WM_ID, strength=STRENGTH))):
-        marked = tmp_path / f"{name}.mp4"
-        run_pass(src, mark=MarkSpec(marked, mark))
-        frames = [y.astype(np.float32) for y in luma_frames(marked)]
-        # the attacker's estimate (with an oracle: the same frames unmarked)
-        estimate = np.mean([m - c for m, c in zip(frames[:100], unmarked[:100], strict=True)], axis=0)
-        truth = [mark.field(source[i].astype(np.uint8), i // EVERY * EVERY) for i in range(100, len(frames))]
-        corr = [float(np.corrcoef(estimate.ravel(), t.ravel())[0, 1]) for t in truth]
-        # pasted onto the clean frames, not re-encoded (the forger's best case)
-        pasted = [np.clip(c + estimate, 0, 255).astype(np.uint8) for c in unmarked]
-        results[name] = (float(np.mean(corr)), SparseMark().detect(pasted).wm_id)
-        assert detect_sparse_in_file(marked).wm_id == WM_ID
-    corr, pasted_id = results["signed"]
-    assert abs(corr) < 0.1 and pasted_id is None
-    corr, pasted_id = results["constant"]  # the control: the attack works on a constant mark
-    assert corr > 0.2 and pasted_id == WM_ID
+    found = {}
+    for flips in (False, True):
+        marked = tmp_path / f"static_{flips}.mp4"
+        run_pass(src, mark=MarkSpec(marked, SparseMark(WM_ID, strength=STRENGTH, flip_signs=flips)))
+        later = [y for i, y in enumerate(luma_frames(marked)) if i >= 4 * EVERY]  # the clip after 2 s
+        found[flips] = SparseMark().detect(later).wm_id
+    assert found[False] == WM_ID
+    assert found[True] is None  # the measured limit; if an encoder keeps the flips, revisit the default
