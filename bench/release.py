@@ -21,6 +21,8 @@ images — its detector upsamples 2x and costs ~4x more on a shared 2-core machi
 
 Run: ``.venv/bin/python bench/release.py [--quick] [--pipeline-only] [--table-only]``
 (``--quick``: 40 images, 300 unmarked, for iterating; the published figures use the defaults).
+To iterate on the hard cases: ``--table-only --only small,noise --transforms "resize 0.5x,rotate 2deg"
+--fpr-count 0 --baseline-every 0 --no-cost --misses`` (``--only`` takes kinds or parts of image names).
 """
 
 from __future__ import annotations
@@ -332,6 +334,7 @@ class MethodStats:
     found: dict[str, int] = field(default_factory=dict)
     accuracy: dict[str, list[float]] = field(default_factory=dict)
     found_by_kind: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    missed: dict[str, list[str]] = field(default_factory=dict)  # transform -> images whose id was not found
     unmarkable: int = 0  # images below the method's minimum size
     fpr_images: int = 0
     fpr_hits: int = 0
@@ -362,7 +365,8 @@ def _accuracy(marker: Watermarker, copy: Image8, wm_id: int, found: Any) -> floa
 _WORKER: dict[str, Watermarker] = {}
 
 
-ImageResult = tuple[str, str, float, float, float, float, dict[str, tuple[bool, float]]]
+ImageResult = tuple[str, str, float, float, float, float, dict[str, tuple[bool, float]], str]
+ACTIVE: list[str] = list(SHARING)  # the transforms a run measures (``--transforms``); workers fork after it is set
 
 
 def _one_image(job: tuple[str, TestImage]) -> ImageResult:
@@ -373,14 +377,14 @@ def _one_image(job: tuple[str, TestImage]) -> ImageResult:
     try:
         marked = marker.embed(image.rgb, wm_id)
     except Exception:  # noqa: BLE001 - e.g. below the method's minimum size: counted apart
-        return (method, "unmarkable", 0.0, 0.0, 0.0, 0.0, {})
+        return (method, "unmarkable", 0.0, 0.0, 0.0, 0.0, {}, image.name)
     embed_ms = (time.perf_counter() - start) * 1000
     start = time.perf_counter()
     marker.detect(marked)
     detect_ms = (time.perf_counter() - start) * 1000
     results: dict[str, tuple[bool, float]] = {}
-    for name, transform in SHARING.items():
-        copy = transform(marked)
+    for name in ACTIVE:
+        copy = SHARING[name](marked)
         try:
             found = marker.detect(copy)
         except Exception:  # noqa: BLE001 - e.g. a copy below the method's minimum size: not found
@@ -388,7 +392,7 @@ def _one_image(job: tuple[str, TestImage]) -> ImageResult:
             continue
         results[name] = (found.wm_id == wm_id, _accuracy(marker, copy, wm_id, found))
     return (method, image.kind, float(cv2.PSNR(image.rgb, marked)), _ssim(image.rgb, marked), embed_ms, detect_ms,
-            results)
+            results, image.name)
 
 
 def _fpr_chunk(job: tuple[str, int, int]) -> tuple[int, int, float]:
@@ -404,20 +408,21 @@ def _fpr_chunk(job: tuple[str, int, int]) -> tuple[int, int, float]:
 
 def sharing_table(images: list[TestImage], *, baseline_every: int = 4, fpr_count: int = 10_000,
                   baseline_fpr: int = 1_000, workers: int = 2, rivagan_images: int = 0,
-                  progress: Callable[[str], None] | None = None) -> list[MethodStats]:
+                  progress: Callable[[str], None] | None = None, fpr_seed: int = 1_000_003) -> list[MethodStats]:
     """tileSync on every image; the baseline dwtDctSvd on every ``baseline_every``-th (its
     detector upsamples 2x, so it costs ~4x more); rivaGan (~1 s per call) on ``rivagan_images``."""
     jobs = [("tileSync", img) for img in images]
-    jobs += [("dwtDctSvd", img) for img in images[::baseline_every]] if images else []
+    jobs += [("dwtDctSvd", img) for img in images[::baseline_every]] if images and baseline_every else []
     if rivagan_images:
         jobs += [("rivaGan", img) for img in images[:: max(1, len(images) // rivagan_images)][:rivagan_images]]
-    stats = {m: MethodStats(m) for m in ("tileSync", "dwtDctSvd", *(("rivaGan",) if rivagan_images else ()))}
+    stats = {m: MethodStats(m) for m in ("tileSync", *(("dwtDctSvd",) if baseline_every else ()),
+                                         *(("rivaGan",) if rivagan_images else ()))}
     chunk = 100
-    fpr_jobs = [("tileSync", 1_000_003 + i, min(chunk, fpr_count - i)) for i in range(0, fpr_count, chunk)]
-    fpr_jobs += [("dwtDctSvd", 1_000_003 + i, min(chunk, baseline_fpr - i)) for i in range(0, baseline_fpr, chunk)]
+    fpr_jobs = [("tileSync", fpr_seed + i, min(chunk, fpr_count - i)) for i in range(0, fpr_count, chunk)]
+    fpr_jobs += [("dwtDctSvd", fpr_seed + i, min(chunk, baseline_fpr - i)) for i in range(0, baseline_fpr, chunk)]
     done = 0
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        for method, kind, psnr, ssim, embed_ms, detect_ms, results in pool.imap_unordered(_one_image, jobs):
+        for method, kind, psnr, ssim, embed_ms, detect_ms, results, image_name in pool.imap_unordered(_one_image, jobs):
             done += 1
             if progress is not None and done % 10 == 0:
                 progress(f"{done}/{len(jobs)} marked images")
@@ -434,6 +439,8 @@ def sharing_table(images: list[TestImage], *, baseline_every: int = 4, fpr_count
                 st.found[name] = st.found.get(name, 0) + ok
                 st.accuracy.setdefault(name, []).append(acc)
                 st.found_by_kind.setdefault((name, kind), []).append(int(ok))
+                if not ok:
+                    st.missed.setdefault(name, []).append(image_name)
         for n, ((method, _, _), (count, hits, bound)) in enumerate(
                 zip(fpr_jobs, pool.imap(_fpr_chunk, fpr_jobs), strict=True)):
             st = stats[method]
@@ -446,11 +453,30 @@ def sharing_table(images: list[TestImage], *, baseline_every: int = 4, fpr_count
     return list(stats.values())
 
 
+def format_misses(stats: list[MethodStats]) -> str:
+    """Which images each method missed, per transform (``--misses``: where to look next)."""
+    lines = []
+    for s in stats:
+        for name in ACTIVE:
+            if s.missed.get(name):
+                lines.append(f"{s.method} missed after {name}: {', '.join(sorted(s.missed[name]))}")
+    return "\n".join(lines)
+
+
+def select_images(images: list[TestImage], only: str | None) -> list[TestImage]:
+    """``--only``: comma-separated kinds (portrait, scene, graphic, noise, small) or parts of image
+    names (``small-024``, ``grass``); an image is kept when any of them matches."""
+    if not only:
+        return images
+    keys = [k.strip() for k in only.split(",") if k.strip()]
+    return [img for img in images if any(k == img.kind or k in img.name for k in keys)]
+
+
 def format_sharing(stats: list[MethodStats]) -> str:
     lines = []
     head = "| transform | " + " | ".join(f"{s.method} found | {s.method} bit acc" for s in stats) + " |"
     lines += [head, "|" + "---|" * (1 + 2 * len(stats))]
-    for name in SHARING:
+    for name in ACTIVE:
         cells = []
         for s in stats:
             n = max(1, len(s.accuracy.get(name, [])))
@@ -524,26 +550,44 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fpr-count", type=int, default=None, help="unmarked images (default 10000)")
     parser.add_argument("--rivagan", type=int, default=None, help="images also marked with rivaGan (~1 s each)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--baseline-every", type=int, default=4, help="dwtDctSvd on every N-th image")
+    parser.add_argument("--baseline-every", type=int, default=4, help="dwtDctSvd on every N-th image (0: none)")
+    parser.add_argument("--only", default=None, help="sharing table on a subset of the image set: comma-separated "
+                        "kinds (portrait, scene, graphic, noise, small) or parts of image names")
+    parser.add_argument("--transforms", default=None, help="comma-separated transforms of the sharing table "
+                        f"(default all: {', '.join(SHARING)})")
+    parser.add_argument("--misses", action="store_true", help="list the images each transform lost")
+    parser.add_argument("--no-cost", action="store_true", help="skip the 1024x1024 cost lines")
+    parser.add_argument("--fpr-seed", type=int, default=1_000_003, help="first seed of the unmarked images "
+                        "(runs with seeds far apart measure disjoint images and add up)")
     args = parser.parse_args(argv)
+    if args.transforms:
+        unknown = [t for t in args.transforms.split(",") if t not in SHARING]
+        if unknown:
+            parser.error(f"unknown transforms {unknown}; known: {', '.join(SHARING)}")
+        ACTIVE[:] = args.transforms.split(",")
     if args.table_only:
         n_images = args.images if args.images is not None else (40 if args.quick else 200)
         fpr = args.fpr_count if args.fpr_count is not None else (300 if args.quick else 10_000)
         riva = args.rivagan if args.rivagan is not None else 0
-        print(cost_1024(3 if args.quick else 7), "\n", flush=True)
+        if not args.no_cost:
+            print(cost_1024(3 if args.quick else 7), "\n", flush=True)
         started = time.perf_counter()
 
         def progress(line: str) -> None:
             print(f"  [{time.perf_counter() - started:.0f} s] {line}", file=sys.stderr, flush=True)
 
-        images = marked_set(n_images) if n_images else []
-        stats = sharing_table(images, fpr_count=fpr, baseline_fpr=min(fpr, 1_000), workers=args.workers,
-                              rivagan_images=riva, progress=progress, baseline_every=args.baseline_every)
-        print(f"Sharing table: {n_images} images (bench/imageset.py), detection = detect() returned the embedded id; "
-              f"bit acc = raw bits read right before error correction ({time.perf_counter() - started:.0f} s, "
-              f"{args.workers} workers)")
+        images = select_images(marked_set(n_images), args.only) if n_images else []
+        stats = sharing_table(images, fpr_count=fpr, baseline_fpr=min(fpr, 1_000) if args.baseline_every else 0,
+                              workers=args.workers, rivagan_images=riva, progress=progress,
+                              baseline_every=args.baseline_every, fpr_seed=args.fpr_seed)
+        subset = f" ({len(images)} selected by --only {args.only})" if args.only else ""
+        print(f"Sharing table: {n_images} images (bench/imageset.py){subset}, detection = detect() returned the "
+              f"embedded id; bit acc = raw bits read right before error correction "
+              f"({time.perf_counter() - started:.0f} s, {args.workers} workers)")
         print(SHARING_NOTES + "\n")
         print(format_sharing(stats))
+        if args.misses:
+            print("\n" + format_misses(stats))
         return
     app_s, raw_s = pipeline_comparison(args.n)
     print(f"release 1024² JPEG: /v1/release {app_s * 1000:.1f} ms, raw stages {raw_s * 1000:.1f} ms, "

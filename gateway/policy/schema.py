@@ -192,7 +192,7 @@ class HashListSettings(Strict):
 
 
 class WatermarkSpec(Strict):
-    method: Literal["tileSync", "dwtDctSvd", "dwtDct", "rivaGan", "trustMark"] = Field(
+    method: Literal["tileSync", "dwtDctSvd", "rivaGan", "trustMark"] = Field(
         default="tileSync", description="Image mark (gateway.provenance.marks); tileSync survives re-encodes, "
         "resizes, crops and small rotations (docs/api.md)")
     strength: float = Field(default=1.0, gt=0, le=10)

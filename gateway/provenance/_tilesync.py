@@ -17,13 +17,15 @@ read at fixed pixel positions (dwtDctSvd) dies with the first crop. Here the mar
 The tile carries ``N_CELLS`` cells of ``CELL`` x ``CELL`` pixels: ``N_SYNC`` sync cells and the
 others shared round-robin among the payload bits, each with a pseudo-random +-1 chip (whitening).
 The pattern is added to luma (R, G and B alike) with a perceptual mask (more in textured areas,
-less in flat ones) scaled to a target PSNR. Images larger than ``WORK_SIDE`` are marked and read
+less in flat ones) scaled to a target PSNR, each bit's cells scaled to cancel most of what the
+host image itself puts on that bit (``host_gains``: informed embedding; the detector is unchanged). Images larger than ``WORK_SIDE`` are marked and read
 at a working resolution (the mark is upsampled onto the full image), so the cost stays flat.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -37,6 +39,9 @@ CELL = 4
 N_CELLS = (TILE // CELL) ** 2
 N_SYNC = 256
 WORK_SIDE = 1024
+ISS_CANCEL = 0.7  # informed embedding: the share of the host's interference cancelled per bit
+ISS_MIN_GAIN, ISS_MAX_GAIN = 0.4, 2.5
+MIN_FOLD_DET, MAX_FOLD_DET = 0.04, 25.0  # area scale a fold accepts (copies 0.2x-5x the tile period)
 F32 = NDArray[np.float32]
 
 
@@ -70,9 +75,12 @@ def _cells_to_tile(cells: NDArray[np.float32]) -> F32:
     return tile
 
 
-def tile_for(bits: NDArray[np.uint8], lay: Layout) -> F32:
-    """The +-1 tile that carries ``bits`` (sync cells included)."""
+def tile_for(bits: NDArray[np.uint8], lay: Layout, gains: NDArray[np.float64] | None = None) -> F32:
+    """The +-1 tile that carries ``bits`` (sync cells included); ``gains`` (one per carried bit)
+    scales each bit's cells (informed embedding, see ``host_gains``)."""
     signs = np.where(lay.bit_of_cell >= 0, 2.0 * bits[np.maximum(lay.bit_of_cell, 0)] - 1.0, 1.0)
+    if gains is not None:
+        signs = signs * np.where(lay.bit_of_cell >= 0, gains[np.maximum(lay.bit_of_cell, 0)], 1.0)
     return _cells_to_tile((lay.chip * signs).astype(np.float32))
 
 
@@ -99,26 +107,68 @@ def perceptual_mask(y: F32) -> F32:
     return activity
 
 
-def embed(rgb: NDArray[np.uint8], bits: NDArray[np.uint8], psnr_db: float) -> tuple[NDArray[np.uint8], float]:
-    """Add the tiled pattern for ``bits`` to the luma of ``rgb`` at ``psnr_db``; returns the marked
-    image and the mean squared change before clipping (an upper bound of the actual MSE)."""
+def _bit_sums(y: F32, lay: Layout) -> NDArray[np.float64]:
+    """Per carried bit, the detector's chip-weighted sum over the bit's cells (identity geometry)."""
+    side = TILE // CELL
+    folded = fold(residual(y), IDENTITY)
+    cells = folded.reshape(side, CELL, side, CELL).sum(axis=(1, 3)).ravel().astype(np.float64)
+    payload = lay.bit_of_cell >= 0
+    sums = np.bincount(lay.bit_of_cell[payload], weights=cells[payload] * lay.chip[payload], minlength=lay.n_bits)
+    return np.asarray(sums, dtype=np.float64)
+
+
+def host_gains(y: F32, pattern_of: Callable[[NDArray[np.float64] | None], F32], bits: NDArray[np.uint8],
+               lay: Layout, cancel: float = ISS_CANCEL) -> NDArray[np.float64]:
+    """Informed embedding (improved spread spectrum): per carried bit, the gain that cancels the
+    host image's own contribution to that bit's detector statistic.
+
+    A plain spread-spectrum bit reads ``g * sign + h``, where ``h`` is what the host image alone
+    puts on the bit's chips; on small or textured renders ``h`` is as large as the mark and flips
+    bits before the internet has done anything. The embedder knows the host, so it measures ``h``
+    and ``g`` (the detector's response to the plain mark) and scales each bit by
+    ``1 - cancel * sign * h / g`` (clipped): bits the host pushes the wrong way get more energy,
+    bits it already helps get less. The detector is unchanged (marks made without it still read)."""
+    sign = 2.0 * bits.astype(np.float64) - 1.0
+    host = _bit_sums(y, lay)
+    plain = _bit_sums(np.clip(y + pattern_of(None), 0, 255).astype(np.float32), lay)
+    g = (plain - host) * sign
+    gm = float(np.median(g))
+    if not gm > 0:
+        return np.ones_like(sign)
+    out: NDArray[np.float64] = np.clip(1.0 - cancel * sign * host / gm, ISS_MIN_GAIN, ISS_MAX_GAIN)
+    return out
+
+
+def embed(rgb: NDArray[np.uint8], bits: NDArray[np.uint8], psnr_db: float,
+          informed: bool = True) -> tuple[NDArray[np.uint8], float]:
+    """Add the tiled pattern for ``bits`` to the luma of ``rgb`` at ``psnr_db`` (before rounding and
+    clipping); returns the marked image and its actual mean squared change (R, G and B)."""
     height, width = rgb.shape[:2]
     wh, ww = work_shape(height, width)
     small = rgb if (wh, ww) == (height, width) else np.asarray(
         cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA), dtype=np.uint8)
-    tile = tile_for(bits, layout(bits.shape[0]))
+    lay = layout(bits.shape[0])
     reps = (-(-wh // TILE), -(-ww // TILE))
-    pattern: F32 = np.tile(tile, reps)[:wh, :ww] * perceptual_mask(luma(small))
+    y_small = luma(small)
+    mask = perceptual_mask(y_small)
+    target_mse = 255.0**2 / 10 ** (psnr_db / 10) - 1 / 12  # rounding adds ~1/12
+
+    def pattern_of(gains: NDArray[np.float64] | None) -> F32:
+        p: F32 = np.tile(tile_for(bits, lay, gains), reps)[:wh, :ww] * mask
+        p *= np.float32(np.sqrt(max(target_mse, 0.01) / float(np.mean(np.square(p, dtype=np.float32)))))
+        return p
+
+    gains = host_gains(y_small, pattern_of, bits, lay) if informed else None
+    pattern = pattern_of(gains)
     if (wh, ww) != (height, width):
         pattern = np.asarray(cv2.resize(pattern, (width, height), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
-    target_mse = 255.0**2 / 10 ** (psnr_db / 10) - 1 / 12  # rounding adds ~1/12
     alpha = np.float32(np.sqrt(max(target_mse, 0.01) / float(np.mean(np.square(pattern, dtype=np.float32)))))
     delta = np.rint(alpha * pattern)  # rint(pixel + d) == pixel + rint(d)
-    mse = float(np.mean(np.square(delta, dtype=np.float32)))
     # saturating uint8 adds: the same change on R, G and B (luma only)
     up = np.clip(delta, 0, 255).astype(np.uint8)
     down = np.clip(-delta, 0, 255).astype(np.uint8)
     marked = cv2.subtract(cv2.add(rgb, cv2.merge([up, up, up])), cv2.merge([down, down, down]))
+    mse = float(cv2.norm(marked, rgb, cv2.NORM_L2SQR)) / rgb.size
     return np.asarray(marked, dtype=np.uint8), mse
 
 
@@ -223,8 +273,9 @@ def find_lattices(r: F32, min_period: float = 0.3 * TILE, max_period: float = 2.
         lat = Lattice((float(b1[0]), float(b1[1])), (float(b2[0]), float(b2[1])), score / 4)
         if all(abs(lat.scale - o.scale) > 0.01 or abs(lat.rotation_deg - o.rotation_deg) > 0.5 for o in out):
             out.append(lat)
+    comb = _comb_lattices(shifted, h, w, h0, w0, min_period, max_period, n)
     if not out:
-        return []
+        return comb
     # by consistency; but a sub-lattice (every k-th repetition) is as consistent as the lattice
     # itself, so the shortest consistent periods are put forward too
     by_score = sorted(out, key=lambda lat: -lat.strength)
@@ -234,7 +285,158 @@ def find_lattices(r: F32, min_period: float = 0.3 * TILE, max_period: float = 2.
     for lat in [*shortest[:n // 3], *by_score]:
         if lat not in picked:
             picked.append(lat)
-    return picked[:n]
+    picked = [_refine_lattice(shifted, h, w, h0, w0, lat) for lat in picked[:n]]
+    return [*picked, *(lat for lat in comb if all(
+        abs(lat.scale - o.scale) > 0.005 or abs(lat.rotation_deg - o.rotation_deg) > 0.2 for o in picked))]
+
+
+# lattice points (k, j) -> k * b1 + j * b2 that the comb search reads (one of each +- pair)
+_COMB = ((1, 0), (0, 1), (1, 1), (1, -1), (2, 0), (0, 2), (2, 1), (1, 2), (2, -1), (1, -2), (2, 2), (2, -2))
+
+
+def _comb_lattices(shifted: F32, h: int, w: int, h0: int, w0: int, min_period: float, max_period: float,
+                   n: int) -> list[Lattice]:
+    """Lattices scored on a whole comb of autocorrelation peaks, not one.
+
+    Every integer lag ``b1`` (at most 45 degrees off +x) is a candidate basis vector with ``b2``
+    its 90-degree turn; its score is the sum of the autocorrelation (dilated by one pixel, for the
+    rounding of ``b1``) at the lattice points of ``_COMB`` that fall inside the copy, over the
+    square root of their number (the noise grows like that). A host structure rarely puts peaks on
+    a dozen points of a square lattice; the mark's repetition does, even when one peak of it is
+    lost in the host's own autocorrelation (white and 1/f noise, resampled copies)."""
+    cy, cx = h // 2, w // 2
+    rlim = min(0.75 * min(h0, w0), float(min(cy, cx) - 2))
+    rmax = min(max_period, rlim)
+    r = int(np.ceil(rmax))
+    ys, xs = np.mgrid[-r:r + 1, 0:r + 1]
+    radius = np.hypot(ys, xs)
+    keep = (radius >= min_period) & (radius <= rmax) & (np.abs(ys) <= xs) & ~((xs == 0) & (ys <= 0))
+    by, bx = ys[keep].astype(np.int64), xs[keep].astype(np.int64)
+    if by.size == 0:
+        return []
+    dil = cv2.dilate(shifted, np.ones((3, 3), np.uint8))
+    total = np.zeros(by.shape, np.float64)
+    count = np.zeros(by.shape, np.float64)
+    for k, j in _COMB:
+        py, px = k * by + j * bx, k * bx - j * by  # k * (bx, by) + j * (-by, bx)
+        ok = np.hypot(py, px) <= rlim
+        vals = dil[np.clip(cy + py, 0, h - 1), np.clip(cx + px, 0, w - 1)]
+        total += np.where(ok, vals, 0.0)
+        count += ok
+    score = total / np.sqrt(np.maximum(count, 1.0))
+    out: list[Lattice] = []
+    taken: list[tuple[float, float]] = []
+    ubx, uby, uscore = _upright_comb(shifted, h, w, rlim, min_period, rmax)
+    # the best anywhere, then the best near upright (see ``_upright_comb``)
+    for xs_, ys_, sc, quota in ((bx, by, score, n), (ubx, uby, uscore, max(2, n // 2))):
+        added = 0
+        for i in np.argsort(sc)[::-1][: 40 * n]:
+            x, y = float(xs_[i]), float(ys_[i])
+            if any(abs(y - ty) <= 2.5 and abs(x - tx) <= 2.5 for ty, tx in taken):
+                continue
+            taken.append((y, x))
+            lat = Lattice((x, y), (-y, x), float(sc[i]))
+            out.append(_refine_lattice(shifted, h, w, h0, w0, lat))
+            added += 1
+            if added >= quota:
+                break
+    return out
+
+
+UPRIGHT_DEG = 5.0  # the near-upright search covers rotations up to this
+
+
+def _upright_comb(shifted: F32, h: int, w: int, rlim: float, min_period: float,
+                  rmax: float) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Near-upright lattices (|rotation| <= ``UPRIGHT_DEG``) scored on *every* lattice point inside
+    the copy, not a dozen: shared copies are resized freely but rarely turned more than a few
+    degrees, and on noise-like hosts each autocorrelation peak of the mark is only 1-3 standard
+    deviations high; summed over the 20-60 points of the whole comb it stands out, and the
+    smaller search region has a lower noise floor. Returns candidate b1 (x, y) and scores."""
+    cy, cx = h // 2, w // 2
+    smooth = cv2.GaussianBlur(shifted, (0, 0), 0.7)
+    periods = np.arange(min_period, rmax, 0.5)
+    angles = np.radians(np.arange(-UPRIGHT_DEG, UPRIGHT_DEG + 1e-9, 0.25))
+    pp, aa = np.meshgrid(periods, angles, indexing="ij")
+    b1x, b1y = (pp * np.cos(aa)).ravel(), (pp * np.sin(aa)).ravel()
+    kmax = int(rlim // min_period) + 1
+    total = np.zeros(b1x.shape, np.float64)
+    count = np.zeros(b1x.shape, np.float64)
+    for k in range(0, kmax + 1):
+        for j in range(-kmax, kmax + 1):
+            if (k == 0 and j <= 0) or k * k + j * j > kmax * kmax:
+                continue
+            px, py = k * b1x - j * b1y, k * b1y + j * b1x
+            ok = px * px + py * py <= rlim * rlim
+            if not ok.any():
+                continue
+            iy = np.clip(np.rint(cy + py).astype(np.int64), 0, h - 1)
+            ix = np.clip(np.rint(cx + px).astype(np.int64), 0, w - 1)
+            total += np.where(ok, smooth[iy, ix], 0.0)
+            count += ok
+    valid = count >= 2
+    score = np.where(valid, total / np.sqrt(np.maximum(count, 1.0)), -np.inf)
+    return b1x, b1y, score
+
+
+def _refine_lattice(shifted: F32, h: int, w: int, h0: int, w0: int, lat: Lattice) -> Lattice:
+    """Least-squares basis from the sub-pixel peaks at every lattice point inside the copy.
+
+    One peak gives a basis vector to ~0.3 px, i.e. ~0.15 degrees at a 128-px period: enough to
+    misplace the 4-px cells by a whole cell at the far side of a 1024-px copy. Fitting the peaks
+    at up to four periods out divides that error by the distance."""
+    cy, cx = h // 2, w // 2
+    rlim = min(0.75 * min(h0, w0), float(min(cy, cx) - 2))
+    b1 = np.array(lat.b1, dtype=np.float64)
+    b2 = np.array(lat.b2, dtype=np.float64)
+    for _ in range(2):
+        kmax = int(min(4, rlim // max(1.0, min(np.hypot(*b1), np.hypot(*b2)))))
+        if kmax < 1:
+            break
+        rows, targets, weights = [], [], []
+        for k in range(0, kmax + 1):
+            for j in range(-kmax, kmax + 1):
+                if (k == 0 and j <= 0) or abs(k) + abs(j) > kmax + 1:
+                    continue
+                p = k * b1 + j * b2  # (x, y)
+                if np.hypot(*p) > rlim:
+                    continue
+                iy, ix = round(float(p[1])), round(float(p[0]))
+                patch = shifted[cy + iy - 1:cy + iy + 2, cx + ix - 1:cx + ix + 2]
+                if patch.shape != (3, 3):
+                    continue
+                j = int(np.argmax(patch))
+                py, px = iy + j // 3 - 1, ix + j % 3 - 1
+                value = float(shifted[cy + py, cx + px])
+                if value <= 0:
+                    continue
+                fy, fx = _refine(shifted, cy + py, cx + px)
+                rows.append((k, j))
+                targets.append((fx - cx, fy - cy))
+                weights.append(value)
+        if len(rows) < 3:
+            break
+        a = np.array(rows, dtype=np.float64)
+        t = np.array(targets, dtype=np.float64)
+        wt = np.sqrt(np.array(weights))[:, None]
+        sol, *_ = np.linalg.lstsq(a * wt, t * wt, rcond=None)
+        if np.linalg.matrix_rank(a) < 2:
+            break
+        b1, b2 = sol[0], sol[1]
+    refined = Lattice((float(b1[0]), float(b1[1])), (float(b2[0]), float(b2[1])), lat.strength)
+    return refined if _plausible(refined, lat) else lat
+
+
+def _plausible(lat: Lattice, seed: Lattice) -> bool:
+    """A refinement stays near its seed and square-ish (a few stray peaks can pull a least-squares
+    fit anywhere, up to a degenerate basis)."""
+    n1, n2 = float(np.hypot(*lat.b1)), float(np.hypot(*lat.b2))
+    if not (np.isfinite(n1) and np.isfinite(n2)) or min(n1, n2) < 8 or not 0.8 < n1 / n2 < 1.25:
+        return False
+    cos = abs(lat.b1[0] * lat.b2[0] + lat.b1[1] * lat.b2[1]) / (n1 * n2)
+    moved = max(float(np.hypot(lat.b1[0] - seed.b1[0], lat.b1[1] - seed.b1[1])),
+                float(np.hypot(lat.b2[0] - seed.b2[0], lat.b2[1] - seed.b2[1])))
+    return cos < 0.2 and moved <= 0.1 * max(n1, n2) + 2
 
 
 def _peak_near(shifted: F32, h: int, w: int, y: float, x: float) -> float:
@@ -255,6 +457,8 @@ def fold(r: F32, lat: Lattice) -> F32:
     period = TILE if lat.scale >= 0.75 else TILE // 2
     basis = np.array([[lat.b1[0], lat.b2[0]], [lat.b1[1], lat.b2[1]]], dtype=np.float64) / period
     identity = np.allclose(basis, np.eye(2), atol=1e-9)
+    if not identity and not MIN_FOLD_DET < abs(float(np.linalg.det(basis))) < MAX_FOLD_DET:
+        return np.zeros((TILE, TILE), np.float32)  # a degenerate hypothesis: nothing to read
     if identity:
         canvas, valid = r, None
     else:
@@ -264,9 +468,10 @@ def fold(r: F32, lat: Lattice) -> F32:
         # canvas (u, v) -> copy (x, y) = basis @ ((u, v) + (x0, y0))
         m = np.hstack([basis, basis @ np.array([[x0], [y0]])]).astype(np.float32)
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        canvas = np.asarray(cv2.warpAffine(r, m, (int(cw), int(ch)), flags=flags, borderValue=0.0), np.float32)
-        valid = np.asarray(cv2.warpAffine(np.ones_like(r), m, (int(cw), int(ch)), flags=flags, borderValue=0.0),
-                           np.float32)
+        # the residual and its coverage warped together (one pass over the coordinates)
+        both = np.asarray(cv2.warpAffine(cv2.merge([r, np.ones_like(r)]), m, (int(cw), int(ch)), flags=flags,
+                                         borderValue=(0.0, 0.0)), np.float32)
+        canvas, valid = np.ascontiguousarray(both[:, :, 0]), np.ascontiguousarray(both[:, :, 1])
         # the canvas starts at canonical (x0, y0): roll so that tile positions stay canonical
         shift = (int(y0) % period, int(x0) % period)
         canvas = np.roll(np.pad(canvas, _pad_to(canvas.shape, period)), shift, axis=(0, 1))

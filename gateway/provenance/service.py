@@ -42,7 +42,7 @@ __all__ = ["ProvenanceFaults", "ProvenanceService", "ReleasedImage"]
 
 PDQ_SAME_IMAGE = 60  # bits: at most this far from the hash recorded at release is the same render
 
-DEFAULT_STRENGTH = {"tileSync": 1.0, "dwtDctSvd": 36.0, "dwtDct": 36.0, "rivaGan": 1.0, "trustMark": 1.0}
+DEFAULT_STRENGTH = {"tileSync": 1.0, "dwtDctSvd": 36.0, "rivaGan": 1.0, "trustMark": 1.0}
 
 
 @dataclass(frozen=True)
@@ -347,7 +347,7 @@ class ProvenanceService:
         deployment ever released with them."""
         methods = ["tileSync", "dwtDctSvd"]
         with Session(self.engine) as session:
-            for other in ("rivaGan", "trustMark", "dwtDct"):
+            for other in ("rivaGan", "trustMark"):
                 if session.exec(select(WatermarkRecord.id).where(WatermarkRecord.method == other).limit(1)).first():
                     methods.append(other)
         return methods

@@ -5,7 +5,9 @@ its payload (an id kept in ``provenance_watermarks``) still leads to the decisio
 method implements the small ``Watermarker`` Protocol and is registered by name in
 ``gateway.provenance.marks`` (the ``watermark`` family), so policies pick one by name.
 
-- ``dwtDctSvd`` (default): invisible-watermark's DWT-DCT-SVD scheme (vectorised, see
+- ``tileSync`` (the default; ``tilesync``): a self-synchronising tiled spread-spectrum mark that
+  survives re-encodes, resizes, crops and small rotations (figures in docs/api.md).
+- ``dwtDctSvd`` (the default before tileSync): invisible-watermark's DWT-DCT-SVD scheme (vectorised, see
   ``_dwtdctsvd``), 72-bit payload = 40-bit id + 32-bit check, soft-decision correction, and a
   false-accept bound of 2**-24 per ``detect`` call (``payload`` explains the math). Survives
   JPEG q75, a 0.5x resize and brightness changes; not crops.

@@ -87,7 +87,7 @@ ROWS = [
     ("ensemble combine max → mean", ENSEMBLE % (PAIR, "mean"), "uses.txt2img.output.ensembles.e1.combine"),
     ("ensemble members changed", ENSEMBLE % ("[{model: fake, label: unsafe}, {model: fake, label: other}]", "max"),
      "uses.txt2img.output.ensembles.e1.members"),
-    ("watermark method", "obligations: {watermark: {method: dwtDct, strength: 1.0}}\n",
+    ("watermark method", "obligations: {watermark: {method: rivaGan, strength: 1.0}}\n",
      "obligations.watermark.method"),
     ("watermark strength", "obligations: {watermark: {method: dwtDctSvd, strength: 0.5}}\n",
      "obligations.watermark.strength"),
@@ -113,7 +113,7 @@ def test_each_newly_ruled_field_refuses_a_loosening_overlay(tmp_path: Path, what
 
 
 def test_a_fixed_field_may_change_when_the_base_lists_it(tmp_path: Path) -> None:
-    load(tmp_path, "obligations: {watermark: {method: dwtDct, strength: 2.0}}\n",
+    load(tmp_path, "obligations: {watermark: {method: rivaGan, strength: 2.0}}\n",
          "tenant_may_loosen: {settings: [obligations.watermark.method]}\n")
     with pytest.raises(PolicyError):
         load(tmp_path, "video: {crf: 40}\n", "tenant_may_loosen: {settings: [obligations.watermark.method]}\n")
