@@ -18,8 +18,9 @@ The tile carries ``N_CELLS`` cells of ``CELL`` x ``CELL`` pixels: ``N_SYNC`` syn
 others shared round-robin among the payload bits, each with a pseudo-random +-1 chip (whitening).
 The pattern is added to luma (R, G and B alike) with a perceptual mask (more in textured areas,
 less in flat ones) scaled to a target PSNR, each bit's cells scaled to cancel most of what the
-host image itself puts on that bit (``host_gains``: informed embedding; the detector is unchanged). Images larger than ``WORK_SIDE`` are marked and read
-at a working resolution (the mark is upsampled onto the full image), so the cost stays flat.
+host image itself puts on that bit (``host_gains``: informed embedding; the detector is
+unchanged). Images larger than ``WORK_SIDE`` are marked and read at a working resolution (the
+mark is upsampled onto the full image), so the cost stays flat.
 """
 
 from __future__ import annotations
