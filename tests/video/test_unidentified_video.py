@@ -65,6 +65,24 @@ def test_rescaled_and_tracked_faces_keep_why_they_are_unidentified() -> None:
     assert all(f.face.unidentified == WHY and f.face.embedding is None for f in faces)
 
 
+class TurnedAnalyzer(ProfileAnalyzer):
+    """Embeds its face but flags it as not identifiable with confidence (an analyzer's own reason)."""
+
+    def embed(self, image: np.ndarray, faces: Sequence[DetectedFace]) -> list[DetectedFace]:
+        self.embed_calls += 1
+        return [DetectedFace(bbox=f.bbox, det_score=f.det_score, landmarks=f.landmarks, unidentified=WHY,
+                             embedding=np.array([1.0, 0.0, 0.0, 0.0], np.float32)) for f in faces]
+
+
+def test_a_tracked_face_reusing_its_embedding_keeps_the_reason() -> None:
+    analyzer = TurnedAnalyzer()
+    frames = FrameAnalyzer({}, analyzer, fps=2.0, source_width=160)
+    still = np.random.default_rng(3).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    frames([SampledFrame(i * 15, i * 0.5, still, i == 0) for i in range(2)])
+    assert analyzer.embed_calls == 1  # the second frame reused the track's embedding ...
+    assert [f.face.unidentified for f in frames.facts.faces] == [WHY, WHY]  # ... and kept why
+
+
 POLICY = """
 name: video-unidentified
 consent:
