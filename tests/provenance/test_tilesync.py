@@ -215,3 +215,20 @@ def test_saturated_graphics_get_the_full_mark(mark: TileSyncWatermarker) -> None
     marked = mark.embed(art, 8080)
     assert 40.0 <= _psnr(art, marked) <= 41.0
     assert mark.detect(_encode(marked, "JPEG", 50)).wm_id == 8080
+
+
+def test_a_degenerate_geometry_hypothesis_reads_nothing() -> None:
+    """A least-squares fit pulled by stray peaks can return a near-singular lattice; folding it
+    would mean a canvas of tens of gigabytes (seen on an unmarked noise image). Such a hypothesis
+    reads as an empty tile, and a refinement that leaves its seed's shape is thrown away."""
+    from gateway.provenance import _tilesync as ts
+
+    r = np.random.default_rng(1).normal(size=(256, 256)).astype(np.float32)
+    for lattice in (ts.Lattice((0.5, 0.0), (0.0, 0.5), 0.0), ts.Lattice((128.0, 0.0), (127.0, 1.0), 0.0),
+                    ts.Lattice((4000.0, 0.0), (0.0, 4000.0), 0.0)):
+        tile = ts.fold(r, lattice)
+        assert tile.shape == (ts.TILE, ts.TILE) and not tile.any()
+    seed = ts.Lattice((128.0, 0.0), (0.0, 128.0), 1.0)
+    assert ts._plausible(ts.Lattice((128.4, 1.0), (-1.0, 128.2), 1.0), seed)
+    assert not ts._plausible(ts.Lattice((128.0, 0.0), (120.0, 40.0), 1.0), seed)
+    assert not ts._plausible(ts.Lattice((60.0, 0.0), (0.0, 60.0), 1.0), seed)
