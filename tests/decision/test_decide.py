@@ -13,6 +13,7 @@ from gateway.decision import (
     Facts,
     GrantFact,
     HashHit,
+    InheritedFact,
     ModelFailure,
     NameFact,
     NsfwFact,
@@ -184,3 +185,29 @@ def test_precedence(outcomes: list[str], expected: str) -> None:
 def test_decide_is_deterministic() -> None:
     given = facts(nsfw=(nsfw("fake", unsafe=0.6),), prompt="lingerie")
     assert decide(POLICY, given) == decide(POLICY, given)
+
+
+INHERITED_S1 = (InheritedFact("s1", "face", "in1"),)
+
+
+@pytest.mark.parametrize("label,kw,decision,rules,grant_ids", [
+    ("inherited subject with a valid grant allows, under that grant",
+     {"grants": {"s1": (grant(),)}}, "allow", ["default"], ["g1"]),
+    ("inherited subject without a grant denies", {"grants": {}}, "deny", ["txt2img.output.consent.inherited"], []),
+    ("inherited subject whose grant was revoked denies",
+     {"grants": {"s1": (grant(revoked_at=NOW - timedelta(minutes=1)),)}}, "deny",
+     ["txt2img.output.consent.inherited"], []),
+    ("inherited protected subject denies", {"subjects": {"s1": SubjectFact("s1", True)}}, "deny",
+     ["txt2img.output.consent.inherited"], []),
+    ("redact cannot blur an inherited subject: deny", {"use": "img2img"}, "deny",
+     ["img2img.output.consent.inherited"], []),
+])
+def test_inherited_identities_need_their_grant(label: str, kw: dict[str, object], decision: str, rules: list[str],
+                                               grant_ids: list[str]) -> None:
+    """Issue #15.2: the subjects an output's input decision found (no face of theirs in the render needed)."""
+    verdict = decide(POLICY, facts(**{"subjects": S1, "inherited": INHERITED_S1, **kw}))
+    assert verdict.decision == decision, label
+    assert [r.rule for r in verdict.reasons] == rules, label
+    assert list(verdict.grant_ids) == grant_ids, label
+    assert [c.state for c in verdict.inherited_consent] == (["granted"] if grant_ids else [
+        "protected" if "protected" in label else "revoked" if "revoked" in label else "no_grant"]), label
