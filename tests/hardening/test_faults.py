@@ -167,11 +167,12 @@ def _send(served: Served, kind: str, coffee: np.ndarray, astronaut: np.ndarray) 
             "/v1/check", key, data={"request": json.dumps({"stage": "output", "use": "txt2img"})}, files=files
         )
     image = jpeg(astronaut) if kind == "release-face" else png(coffee)
-    use = "img2img" if kind == "release-face" else "txt2img"
+    # txt2img for both: a bound use (img2img) would need an input decision first (#15.2), and what is tested here
+    # is the stage fault on a render with a face, not the binding
     return served.post(
         "/v1/release",
         key,
-        data={"request": json.dumps({"use": use})},
+        data={"request": json.dumps({"use": "txt2img"})},
         files=[("media", ("r.bin", image, "application/octet-stream"))],
     )
 
