@@ -63,7 +63,7 @@ from gateway.provenance import _tilesync as ts
 from gateway.provenance import fec
 from gateway.provenance.payload import DWT_PAYLOAD, PayloadCodec
 from gateway.video.intake import luma_frames
-from gateway.video.sparsemark_v1 import detect_sparse_v1_in_file
+from gateway.video.sparsemark_v1 import SparseMarkV1, detect_sparse_v1_in_file
 from gateway.video.watermark import VideoWatermarkDetection, luma_of
 
 __all__ = ["EVERY", "METHOD", "VERSION", "WORK_LADDER", "Scan", "SparseMark", "detect_sparse_in_file",
@@ -75,6 +75,7 @@ EVERY = 15
 WORK_LADDER = (144, 216, 288, 432, 576)
 Z_BIAS = 5.5  # sync z-score an unmarked frame reaches (max 5.0 over 240 unmarked 720p frames): weight 0 below
 PROBE = 3 * EVERY
+SMALL_ROWS = 360  # frames with fewer rows hold under 2 tiles: they get version 1's grid (see `mark_luma`)
 MAX_LATTICES = 6
 MAX_DECODES = 24
 _KEY = b"consentgate/video-watermark/sparse/v2"
@@ -158,6 +159,7 @@ class SparseMark:
         self._layout = ts.layout(fec.coded_length(codec.n_bits))
         self._tile = None if wm_id is None else ts.tile_for(fec.conv_encode(codec.encode(wm_id)), self._layout)
         self._tiled: dict[tuple[int, int], NDArray[np.float32]] = {}
+        self._small = None if wm_id is None else SparseMarkV1(wm_id, strength=strength, every=every, codec=codec)
 
     # -- marking ---------------------------------------------------------------------------
     def marks(self, frame_index: int) -> bool:
@@ -201,6 +203,12 @@ class SparseMark:
             raise ValueError("mark_luma takes a 2-D uint8 Y plane")
         if not self.marks(frame_index):
             return y_plane
+        if y_plane.shape[0] < SMALL_ROWS and self._small is not None:
+            # Under 360 rows a frame holds fewer than 2 tiles at the smallest working height, and the
+            # tile failed where version 1's grid (one cell per ~5 px, no sync) decoded: a 320x240 clip
+            # re-encoded at 400 kbit/s (tests/jobs/test_cli_client.py). Small frames keep version 1,
+            # which `detect_sparse_in_file` falls back to; crops of them do not decode.
+            return self._small.mark_luma(y_plane, frame_index)
         # one saturating add, rounded to nearest (uint8 + float32 -> uint8)
         return np.asarray(cv2.add(y_plane, self.field(y_plane, frame_index), dtype=cv2.CV_8U), np.uint8)
 

@@ -131,3 +131,12 @@ def test_a_static_scene_keeps_its_mark_and_sign_flips_would_erase_it(video_dir: 
         found[flips] = SparseMark().detect(later).wm_id
     assert found[False] == WM_ID
     assert found[True] is None  # the measured limit; if an encoder keeps the flips, revisit the default
+
+
+def test_frames_under_360_rows_get_the_version_1_grid() -> None:
+    from gateway.video.sparsemark_v1 import SparseMarkV1
+
+    small = _luma((320, 240))
+    marked = SparseMark(WM_ID, strength=3.5).mark_luma(small, 0)
+    assert np.array_equal(marked, SparseMarkV1(WM_ID, strength=3.5).mark_luma(small, 0))
+    assert detect_sparse_in_file.__doc__ is not None and "version 1" in detect_sparse_in_file.__doc__
