@@ -160,8 +160,10 @@ class FaceTracker:
     `REEMBED_EVERY` samples old. Anything else (a new face, a cut, a changed look) is embedded.
     A different person taking the same place in the same shot, looking alike at 24x24, is thus
     matched with at most `REEMBED_EVERY - 1` samples' delay (1 s at 2 fps), never missed.
-    Embedding dominates the face model's cost (dlib: ~55 ms a face against ~34 ms to detect on
-    a 1024x576 frame)."""
+    Tracking was added when embedding dominated the face model's cost (dlib's own ResNet: ~55-90 ms
+    CPU a face against ~34 ms to detect on a 1024x576 frame); with the ONNX Runtime engine
+    (`classifiers/dlib_resnet.py`, ~8 ms CPU a face, docs/models.md) it still saves the landmarks,
+    the chip and the engine call per face and sample."""
 
     def __init__(self, analyzer: TwoStageFaceAnalyzer) -> None:
         self.analyzer = analyzer
