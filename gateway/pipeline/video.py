@@ -65,6 +65,7 @@ from gateway.video.intake import VideoInfo, VideoLimits, probe_video
 from gateway.video.sampling import SampledFrame, new_seed, phase_from_seed
 from gateway.video.sparsemark import METHOD as SPARSE_METHOD
 from gateway.video.sparsemark import SparseMark
+from gateway.video.sparsemark import version_for as sparse_version_for
 from gateway.video.watermark import strength_for
 
 __all__ = ["WATERMARK_METHOD", "VideoFlow", "VideoHooks", "VideoOutcome", "VideoRun", "is_video",
@@ -312,6 +313,7 @@ class VideoFlow:
                 decision_id=run.decision_id, policy_digest=record.policy.digest, grant_ids=tuple(record.grant_ids),
                 watermark_id=wm_id if watermarking else None,
                 watermark_method=WATERMARK_METHOD if watermarking else None,
+                watermark_version=sparse_version_for(out_info.height),
                 title=f"consentgate release {run.decision_id}")
             sign = bool(verdict.obligations.get("sign"))
             with timed(self.ports.metrics.stage_seconds, "sign"):

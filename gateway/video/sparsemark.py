@@ -66,7 +66,7 @@ from gateway.video.intake import luma_frames
 from gateway.video.sparsemark_v1 import SparseMarkV1, detect_sparse_v1_in_file
 from gateway.video.watermark import VideoWatermarkDetection, luma_of
 
-__all__ = ["EVERY", "METHOD", "VERSION", "WORK_LADDER", "Scan", "SparseMark", "detect_sparse_in_file",
+__all__ = ["EVERY", "METHOD", "VERSION", "WORK_LADDER", "version_for", "Scan", "SparseMark", "detect_sparse_in_file",
            "luma_frames"]
 
 METHOD = "video-sparse"
@@ -80,6 +80,12 @@ MAX_LATTICES = 6
 MAX_DECODES = 24
 _KEY = b"consentgate/video-watermark/sparse/v2"
 
+
+
+def version_for(height: int) -> str:
+    """The mark version a release of frames `height` rows high carries (recorded in its C2PA
+    soft binding): version 1's grid under `SMALL_ROWS`, the tile (`VERSION`) from there up."""
+    return "1" if height < SMALL_ROWS else VERSION
 
 def work_height(height: int) -> int:
     """The ladder height a frame of `height` rows is marked at: cells of at least 5 px."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,9 @@ def test_release_job_output_plays_is_signed_and_marked(client: TestClient, keys:
     assert report.state == "Trusted" and report.decision is not None, report.validation_errors
     assert report.decision["decision_id"] == status["decision_id"]
     assert report.decision["watermark_method"] == "video-sparse" and "c2pa.soft-binding" in report.assertions
+    # 720 rows: the tile (version 2; version 1's grid below 360 rows), and the soft binding says which
+    assert info.height == 720 and report.decision["watermark_version"] == "2"
+    assert report.soft_binding is not None and report.soft_binding["alg"] == "org.consentgate.watermark.video-sparse.v2"
     record = gw.audit.entry(int(resp.headers["x-audit-index"])).record
     wm_id = int(record["outputs"][0]["watermark_id"].split(":")[1])
     assert report.decision["watermark_id"] == wm_id
@@ -190,6 +194,11 @@ def test_unreachable_webhook_is_not_fatal(client: TestClient, keys: Keys, clips:
     try:
         job_id = submit(client, keys.generator, clips["clean"], action="check", webhook_url="http://127.0.0.1:9/hook")
         status = wait_done(client, keys.generator, job_id)
+        # the job is done before its webhook's tries are over (status None until then): wait for the outcome
+        end = time.monotonic() + 60
+        while status["webhook"] == {"status": None} and time.monotonic() < end:
+            time.sleep(0.1)
+            status = client.get(f"/v1/jobs/{job_id}", headers=auth(keys.generator)).json()
     finally:
         service.runner.webhook_transport = None
     assert status["state"] == "done" and status["webhook"] == {"status": "failed"}  # coarse: no reason shown

@@ -140,3 +140,12 @@ def test_frames_under_360_rows_get_the_version_1_grid() -> None:
     marked = SparseMark(WM_ID, strength=3.5).mark_luma(small, 0)
     assert np.array_equal(marked, SparseMarkV1(WM_ID, strength=3.5).mark_luma(small, 0))
     assert detect_sparse_in_file.__doc__ is not None and "version 1" in detect_sparse_in_file.__doc__
+
+
+def test_the_recorded_version_follows_the_frame_height() -> None:
+    """Releases under 360 rows carry version 1's grid, the others the tile: the C2PA soft
+    binding records which (gateway/pipeline/video.py passes `version_for` to the claim)."""
+    from gateway.video.sparsemark import SMALL_ROWS, VERSION, version_for
+
+    assert VERSION == "2"
+    assert [version_for(h) for h in (144, 240, SMALL_ROWS - 1, SMALL_ROWS, 720, 1080)] == ["1", "1", "1", "2", "2", "2"]
