@@ -219,8 +219,11 @@ def _refine(acf: F32, y: int, x: int) -> tuple[float, float]:
 
 
 def find_lattices(r: F32, min_period: float = 0.3 * TILE, max_period: float = 2.2 * TILE,
-                  n: int = 2, peaks: int = 24) -> list[Lattice]:
-    """Up to ``n`` candidate lattices from the autocorrelation of the residual ``r``."""
+                  n: int = 2, peaks: int = 24, search: bool = False) -> list[Lattice]:
+    """Up to ``n`` candidate lattices from the autocorrelation of the residual ``r``; with
+    ``search`` (the image mark's detector), the picks are least-squares refined and the comb and
+    near-upright candidates are added (up to ``2.5 n`` in all). Without it (the video mark), the
+    first revision's ``n`` peaks, unchanged."""
     h0, w0 = r.shape
     # zero-pad so that lags up to max_period do not wrap around (linear, not circular, ACF)
     pad = int(min(max_period, 0.8 * min(h0, w0))) if min(h0, w0) < 3 * max_period else 0
@@ -274,7 +277,7 @@ def find_lattices(r: F32, min_period: float = 0.3 * TILE, max_period: float = 2.
         lat = Lattice((float(b1[0]), float(b1[1])), (float(b2[0]), float(b2[1])), score / 4)
         if all(abs(lat.scale - o.scale) > 0.01 or abs(lat.rotation_deg - o.rotation_deg) > 0.5 for o in out):
             out.append(lat)
-    comb = _comb_lattices(shifted, h, w, h0, w0, min_period, max_period, n)
+    comb = _comb_lattices(shifted, h, w, h0, w0, min_period, max_period, n) if search else []
     if not out:
         return comb
     # by consistency; but a sub-lattice (every k-th repetition) is as consistent as the lattice
@@ -286,6 +289,8 @@ def find_lattices(r: F32, min_period: float = 0.3 * TILE, max_period: float = 2.
     for lat in [*shortest[:n // 3], *by_score]:
         if lat not in picked:
             picked.append(lat)
+    if not search:
+        return picked[:n]
     picked = [_refine_lattice(shifted, h, w, h0, w0, lat) for lat in picked[:n]]
     return [*picked, *(lat for lat in comb if all(
         abs(lat.scale - o.scale) > 0.005 or abs(lat.rotation_deg - o.rotation_deg) > 0.2 for o in picked))]

@@ -146,7 +146,7 @@ class TileSyncWatermarker:
     def _lattices(self, residual: NDArray[np.float32]) -> list[ts.Lattice]:
         """Geometry candidates; small copies (cheap to fold, noisy autocorrelation) get more."""
         extra = 1 if residual.size <= SWEEP_MAX_AREA else int(np.clip(2.5e5 / residual.size, 1, 4))
-        return ts.find_lattices(residual, n=self.max_lattices * extra, peaks=24 * extra)
+        return ts.find_lattices(residual, n=self.max_lattices * extra, peaks=24 * extra, search=True)
 
     def _search(self, residual: NDArray[np.float32]) -> list[Reading]:
         """Geometry hypotheses read out, by sync strength: the lattices found in the copy's
