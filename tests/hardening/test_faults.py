@@ -229,9 +229,11 @@ def test_gateway_serves_again_after_the_table(faulty: Served, coffee: np.ndarray
 
 
 @contextlib.contextmanager
-def database_down(engine: Any) -> Iterator[None]:
+def database_down(engine: Any, audit: Any = None) -> Iterator[None]:
     """Every new connection of `engine` fails as an unreachable database does (the pool is swapped
-    for one whose creator raises the driver's OperationalError); restored on exit."""
+    for one whose creator raises the driver's OperationalError); restored on exit. An outage also
+    breaks connections already open: the audit log's batch writer keeps one (gateway/audit/log.py
+    `_writer`), so it is dropped too and the next batch must reconnect through the failing pool."""
     dbapi = engine.dialect.dbapi
 
     def creator() -> Any:
@@ -239,6 +241,9 @@ def database_down(engine: Any) -> Iterator[None]:
 
     saved = engine.pool
     engine.pool = NullPool(creator)
+    if audit is not None:
+        with audit._write_lock:
+            audit._drop_writer()
     try:
         yield
     finally:
@@ -258,7 +263,7 @@ def test_database_down_after_authentication_is_503_and_nothing_is_recorded(
     principal = gw.apikeys.authenticate(faulty.keys.generator)
     monkeypatch.setattr(gw.apikeys, "authenticate", lambda presented: principal)
     before = faulty.audit_size()
-    with database_down(gw.engine):
+    with database_down(gw.engine, gw.audit):
         resp = _release(faulty, coffee)
         check = _send(faulty, "check", coffee, coffee)
     assert resp.status_code == 503, resp.text[:400]
@@ -276,7 +281,7 @@ API_KEYS_DB = (
 
 def test_database_down_is_503_not_500(faulty: Served, coffee: np.ndarray) -> None:
     before = faulty.audit_size()
-    with database_down(faulty.gw.engine):
+    with database_down(faulty.gw.engine, faulty.gw.audit):
         resp = _release(faulty, coffee)
     _no_image(resp)
     assert faulty.audit_size() == before
