@@ -5,6 +5,7 @@ it with the same model identity, and every way it can go wrong falls back to dli
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +201,8 @@ def _wrong(*_: object) -> object:
 def test_an_engine_that_fails_or_disagrees_leaves_dlibs_path_under_auto_and_fails_when_named(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, factory: object) -> None:
     monkeypatch.setitem(EMBED_ENGINES, "onnxruntime", factory)
+    # a server started by an earlier test (uvicorn's dictConfig) may have disabled existing loggers
+    monkeypatch.setattr(logging.getLogger("classifiers.face_dlib"), "disabled", False)
     with caplog.at_level("WARNING", logger="classifiers.face_dlib"):
         auto = DlibFaceAnalyzer({"embed_engine": "auto", "min_face_px": 0})
     assert auto.embed_engine == "dlib"
