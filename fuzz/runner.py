@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import random
+import resource
 import sys
 import tempfile
 import time
@@ -44,6 +45,12 @@ class LoopReport:
             "outcomes": dict(self.kinds),
             "escaped": [f"{kind}: {msg[:200]}" for kind, msg, _ in self.escaped],
         }
+
+
+def _inherited_peak_rss_mb() -> int:
+    """libFuzzer's RSS limit reads the peak RSS (getrusage), which Linux carries across exec from the
+    process that forked us (a test runner of several GB): the 4 GB budget is for our own growth."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 
 
 def loop(name: str, iterations: int, seed: int = 0, *, stop_after: int = 5) -> LoopReport:
@@ -106,7 +113,7 @@ def _atheris(name: str, iterations: int, seed: int, artifacts: Path, max_len: in
         f"-max_len={max_len or target.max_len}",
         f"-artifact_prefix={artifacts}/",
         "-timeout=30",
-        "-rss_limit_mb=4096",
+        f"-rss_limit_mb={4096 + _inherited_peak_rss_mb()}",
     ]
     if target.dictionary:
         dict_file = corpus.parent / f"fuzz-{name}.dict"
