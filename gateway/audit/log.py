@@ -412,23 +412,9 @@ class AuditLog:
         lock, insert entries, subjects and completed nodes, update the head (signing a checkpoint
         when `sign` and the mark is crossed). Returns (first index, new frontier, checkpoint)."""
         head = self._lock_head(conn)
-        frontier = self._load_frontier(conn, head).copy()
-        entries: list[tuple[Any, ...]] = []
-        subjects: list[tuple[int, str]] = []
-        nodes: list[tuple[int, bytes]] = []
-        for item in items:
-            idx = frontier.size
-            c = item.columns
-            entries.append((idx, item.leaf_hash, item.data.decode("utf-8"), c.kind, c.tenant,
-                            c.use, c.decision, c.time_us, c.decision_id))
-            subjects.extend((idx, s) for s in c.subjects)
-            nodes.extend((node_id(lvl, i), h) for lvl, i, h in frontier.push(item.leaf_hash))
+        _, frontier, rows = self._rows(self._load_frontier(conn, head), items)
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cur.executemany(self._sql["entry"], entries)
-        if subjects:
-            cur.executemany(self._sql["subject"], subjects)
-        if nodes:
-            cur.executemany(self._sql["node"], nodes)
+        self._insert(cur, rows)
         root = frontier.root()
         checkpoint = None
         cp_size = head.checkpoint_size

@@ -310,18 +310,24 @@ def _voices(facts: Facts, stage: StageRules, prefix: str, reasons: list[Reason])
                 reasons.append(Reason(f"{prefix}.voices.unmatched", stage.faces.unmatched,
                                       f"{where} matches no enrolled voice; consent cannot be shown"))
             continue
-        consent = _strictest_consent([m.subject_id for m in voice.matches], facts)
-        consents.append(consent)
-        if consent.state == "granted":
-            if consent.grant_id:
-                grants.append(consent.grant_id)
-            continue
-        outcome = "deny" if consent.state == "protected" or stage.faces.without_consent == "redact" else (
-            stage.faces.without_consent
-        )
-        reasons.append(Reason(f"{prefix}.consent.voice", outcome,
-                              f"{where} matches an enrolled voice; consent state {consent.state}"))
+        _rule_on(_strictest_consent([m.subject_id for m in voice.matches], facts), stage,
+                 f"{prefix}.consent.voice", f"{where} matches an enrolled voice", consents, grants, reasons)
     return consents, grants
+
+
+def _rule_on(consent: FaceConsent, stage: StageRules, rule: str, detail: str, consents: list[FaceConsent],
+             grants: list[str], reasons: list[Reason]) -> None:
+    """Record a subject's consent state: a valid grant is collected; any other state gets `rule` with
+    `faces.without_consent` (protected subjects, and redact where nothing can be blurred: deny)."""
+    consents.append(consent)
+    if consent.state == "granted":
+        if consent.grant_id:
+            grants.append(consent.grant_id)
+        return
+    outcome = "deny" if consent.state == "protected" or stage.faces.without_consent == "redact" else (
+        stage.faces.without_consent
+    )
+    reasons.append(Reason(rule, outcome, f"{detail}; consent state {consent.state}"))
 
 
 def _inherited(facts: Facts, stage: StageRules, prefix: str,
@@ -333,20 +339,9 @@ def _inherited(facts: Facts, stage: StageRules, prefix: str,
     consents: list[FaceConsent] = []
     grants: list[str] = []
     for item in facts.inherited:
-        consent = consent_state(item.subject_id, facts)
-        consents.append(consent)
-        if consent.state == "granted":
-            if consent.grant_id:
-                grants.append(consent.grant_id)
-            continue
-        outcome = "deny" if consent.state == "protected" or stage.faces.without_consent == "redact" else (
-            stage.faces.without_consent
-        )
-        reasons.append(
-            Reason(f"{prefix}.consent.inherited", outcome,
-                   f"the input decision {item.input_decision_id} found an enrolled subject ({item.source}) "
-                   f"in the reference this render was made from; consent state {consent.state}")
-        )
+        _rule_on(consent_state(item.subject_id, facts), stage, f"{prefix}.consent.inherited",
+                 f"the input decision {item.input_decision_id} found an enrolled subject ({item.source}) "
+                 "in the reference this render was made from", consents, grants, reasons)
     return consents, grants
 
 
@@ -354,19 +349,8 @@ def _names(facts: Facts, stage: StageRules, prefix: str, reasons: list[Reason]) 
     consents: list[FaceConsent] = []
     grants: list[str] = []
     for name in facts.names:
-        consent = consent_state(name.subject_id, facts)
-        consents.append(consent)
-        if consent.state == "granted":
-            if consent.grant_id:
-                grants.append(consent.grant_id)
-            continue
-        outcome = "deny" if consent.state == "protected" or stage.faces.without_consent == "redact" else (
-            stage.faces.without_consent
-        )
-        reasons.append(
-            Reason(f"{prefix}.consent.name", outcome,
-                   f"the prompt names an enrolled subject; consent state {consent.state}")
-        )
+        _rule_on(consent_state(name.subject_id, facts), stage, f"{prefix}.consent.name",
+                 "the prompt names an enrolled subject", consents, grants, reasons)
     return consents, grants
 
 
