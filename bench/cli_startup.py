@@ -6,8 +6,11 @@ costs even when a shared machine stretches its wall time), beside the floor meas
 SQLAlchemy must import) and `python -c "import typer, pydantic"` (the CLI framework: this Typer coerces
 every parameter through pydantic), with the ratio to the interpreter. The list commands read through the
 DB-API (`gateway/cli/readdb.py`), so on SQLite they import no SQLAlchemy at all; the audit readers
-(`audit verify|entries`, `registry uses`) import the audit library and SQLAlchemy, which they need. Write
-commands (`apikey create`: the ORM; `registry grant`: the registry service) are listed to show what is left.
+(`audit verify|entries`, `registry uses`) import the audit library and SQLAlchemy, which they need. The write
+commands (`apikey create|restrict|revoke`, `registry subject add|grant|revoke`) write through SQLAlchemy Core
+(`gateway/cli/writedb.py`), no ORM and no registry service; `registry grant` reads the policy's uses from
+the cache of the last bundle it validated — the "(bundle changed)" line removes that cache before each run,
+i.e. what the first grant after every policy edit costs.
 
     .venv/bin/python bench/cli_startup.py [--n 7]
 
@@ -58,6 +61,16 @@ def main() -> None:
         added = subprocess.run([*CLI, "registry", "subject", "add", "Ada Example", "--data-dir", str(data)], env=env,
                                cwd=REPO, check=True, capture_output=True, text=True)
         sid = json.loads(added.stdout)["id"]
+        granted = subprocess.run([*CLI, "registry", "grant", sid, "--tenant", "demo", "--use", "txt2img", "--data-dir",
+                                  str(data)], env=env, cwd=REPO, check=True, capture_output=True, text=True)
+        gid = json.loads(granted.stdout)["id"]
+        made = subprocess.run([*CLI, "apikey", "create", "--tenant", "demo", "--role", "generator", "--data-dir",
+                               str(data)], env=env, cwd=REPO, check=True, capture_output=True, text=True)
+        kid = made.stdout.split("_")[1]
+        grant = ["registry", "grant", sid, "--tenant", "demo", "--use", "txt2img", "--data-dir", str(data)]
+        cache = str(data / "cache" / "policy-uses.json")
+        uncached_grant = [sys.executable, "-c", f"import os, sys\nif os.path.exists({cache!r}): os.unlink({cache!r})\n"
+                          f"sys.argv[1:] = {grant!r}\nfrom gateway.cli import main; main()"]
         commands: list[tuple[str, list[str]]] = [
             ("python -c pass (floor)", [sys.executable, "-c", "pass"]),
             ("python -c 'import sqlalchemy'", [sys.executable, "-c", "import sqlalchemy"]),
@@ -71,10 +84,16 @@ def main() -> None:
             ("consentgate registry subject show", [*CLI, "registry", "subject", "show", sid, "--data-dir", str(data)]),
             ("consentgate registry uses SUBJECT", [*CLI, "registry", "uses", sid, "--data-dir", str(data)]),
             ("consentgate audit entries", [*CLI, "audit", "entries", "--limit", "5", "--data-dir", str(data)]),
-            ("consentgate apikey create (ORM write)", [*CLI, "apikey", "create", "--tenant", "demo", "--role",
-                                                       "generator", "--data-dir", str(data)]),
-            ("consentgate registry grant (registry write)", [*CLI, "registry", "grant", sid, "--tenant", "demo",
-                                                             "--use", "txt2img", "--data-dir", str(data)]),
+            ("consentgate apikey create", [*CLI, "apikey", "create", "--tenant", "demo", "--role", "generator",
+                                           "--data-dir", str(data)]),
+            ("consentgate apikey restrict", [*CLI, "apikey", "restrict", kid, "--uses", "txt2img,img2img",
+                                             "--data-dir", str(data)]),
+            ("consentgate apikey revoke", [*CLI, "apikey", "revoke", kid, "--data-dir", str(data)]),
+            ("consentgate registry subject add", [*CLI, "registry", "subject", "add", "Bo Example", "--data-dir",
+                                                  str(data)]),
+            ("consentgate registry grant", [*CLI, *grant]),
+            ("consentgate registry grant (bundle changed)", uncached_grant),
+            ("consentgate registry revoke", [*CLI, "registry", "revoke", gid, "--data-dir", str(data)]),
         ]
         script = Path(sys.executable).with_name("consentgate")
         if script.is_file():  # the console script: the same main(), behind the entry-point wrapper

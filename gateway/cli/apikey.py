@@ -1,8 +1,12 @@
 """Why: admins create, list and revoke API keys from the shell as well as over HTTP; a new key is
-printed alone on stdout (shown once, stored hashed)."""
+printed alone on stdout (shown once, stored hashed). Scripts call these in loops, so none of them opens
+the ORM: `list` reads through the DB-API (`readdb`), the writes go through SQLAlchemy Core (`writedb`)
+under the same rules as `POST /v1/apikeys` (`gateway.apikey_rules`)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -11,20 +15,33 @@ from gateway.cli.common import DataDir, JsonOpt, echo_table, fail, load_settings
 from gateway.errors import GatewayError
 
 if TYPE_CHECKING:  # imported in the commands: `apikey list` must start fast (no models, no numpy)
-    from gateway.apikeys import ApiKeyStore
-    from gateway.settings import Settings
+    from collections.abc import Iterator
+
+    from sqlalchemy.engine import Engine
 
 __all__ = ["apikey_app"]
 
 apikey_app = typer.Typer(help="Manage API keys (stored hashed; a key is shown once).", no_args_is_help=True)
 
 
-def _store(settings: Settings) -> ApiKeyStore:
-    require_data_dir(settings)  # never create a data dir (and new keys) to list nothing
-    from gateway.apikeys import ApiKeyStore
+@contextmanager
+def _writing(data_dir: Path | None) -> Iterator[tuple[Engine, str]]:
+    """The data dir's database for a key write (SQLAlchemy Core, `gateway.cli.writedb`: no ORM, so the
+    command starts fast) and the operator tenant; a refused write or an unreachable database exits 1."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from gateway.db import make_engine
 
-    return ApiKeyStore(make_engine(settings.resolved_database_url), settings.operator_tenant)
+    settings = require_data_dir(load_settings(data_dir))  # never create a data dir (and new keys) implicitly
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        yield engine, settings.operator_tenant
+    except GatewayError as exc:
+        raise fail(exc.message) from None
+    except SQLAlchemyError as exc:
+        raise fail(f"cannot write the database: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    finally:
+        engine.dispose()
 
 
 @apikey_app.command("create")
@@ -38,10 +55,10 @@ def apikey_create(
     data_dir: DataDir = None,
 ) -> None:
     """Create a key and print it alone on stdout (it is shown only once)."""
-    try:
-        _, key = _store(load_settings(data_dir)).create(tenant, role, name, _split_uses(uses))
-    except GatewayError as exc:
-        raise fail(exc.message) from None
+    from gateway.cli.writedb import create_api_key
+
+    with _writing(data_dir) as (engine, operator):
+        _, key = create_api_key(engine, operator, tenant, role, name, _split_uses(uses))
     typer.echo(key)
 
 
@@ -56,10 +73,10 @@ def apikey_restrict(
     data_dir: DataDir = None,
 ) -> None:
     """Bind an existing key to the uses it may request (keys made without --uses may request every use)."""
-    try:
-        info = _store(load_settings(data_dir)).restrict(key_id, None if uses.strip() == "all" else _split_uses(uses))
-    except GatewayError as exc:
-        raise fail(exc.message) from None
+    from gateway.cli.writedb import restrict_api_key
+
+    with _writing(data_dir) as (engine, _):
+        info = restrict_api_key(engine, key_id, None if uses.strip() == "all" else _split_uses(uses))
     typer.echo(f"{info.id}\tuses: {','.join(info.uses) if info.uses is not None else 'all'}")
 
 
@@ -84,8 +101,8 @@ def apikey_list(data_dir: DataDir = None, tenant: Annotated[str | None, typer.Op
 @apikey_app.command("revoke")
 def apikey_revoke(key_id: str, data_dir: DataDir = None) -> None:
     """Revoke a key by id."""
-    try:
-        info = _store(load_settings(data_dir)).revoke(key_id)
-    except GatewayError as exc:
-        raise fail(exc.message) from None
+    from gateway.cli.writedb import revoke_api_key
+
+    with _writing(data_dir) as (engine, _):
+        info = revoke_api_key(engine, key_id)
     typer.echo(f"revoked {info.id}")

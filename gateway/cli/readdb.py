@@ -7,10 +7,10 @@ first row. These commands only read, so they read with the DB-API:
   (`mode=ro`): a list command can neither create nor migrate a database;
 - any other URL (PostgreSQL) goes through SQLAlchemy Core `text()` — imported only then.
 
-The SQL is the same text on both (`:name` parameters). Writes stay in the stores (`ApiKeyStore`, the
-registry service): this module never writes. `tests/cli/test_readdb.py` compares what it returns with the
-ORM stores on the same database (SQLite, and PostgreSQL under `-m db`), so a schema change that these
-queries miss fails a test rather than a script.
+The SQL is the same text on both (`:name` parameters). This module never writes (the write commands go
+through `gateway.cli.writedb`). `tests/cli/test_startup.py` compares what it returns with the ORM stores
+on the same database (SQLite, and PostgreSQL under `-m db`), so a schema change that these queries miss
+fails a test rather than a script.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 if TYPE_CHECKING:
+    from gateway.apikey_rules import ApiKeyInfo
     from gateway.registry.envelope import SubjectCrypto
 
-__all__ = ["ApiKeyRow", "ReadDB", "ReadError", "ReadOnlyKeys", "get_subject", "grant_subject", "list_api_keys",
-           "list_grants", "list_subjects", "open_read", "sqlite_path", "utc_datetime"]
+__all__ = ["GRANT_COLUMNS", "ReadDB", "ReadError", "ReadOnlyKeys", "get_subject", "grant_public", "grant_subject",
+           "list_api_keys", "list_grants", "list_subjects", "open_read", "sqlite_path", "utc_datetime"]
 
 Row = dict[str, Any]
 
@@ -131,27 +131,16 @@ def utc_datetime(value: Any) -> datetime:
 
 
 # ---- apikey list ----
-@dataclass(frozen=True)
-class ApiKeyRow:
-    """What `apikey list` shows of a key (never its hash), as `gateway.apikeys.ApiKeyInfo` does."""
+def list_api_keys(db: ReadDB, tenant: str | None = None) -> list[ApiKeyInfo]:
+    """Keys oldest first (the order of `ApiKeyStore.list`), optionally of one tenant; shown as the store
+    shows them (`gateway.apikey_rules.key_info`: never the hash)."""
+    from gateway.apikey_rules import key_info
 
-    id: str
-    tenant: str
-    role: str
-    name: str
-    created_at: str
-    revoked_at: str | None
-    uses: list[str] | None
-
-
-def list_api_keys(db: ReadDB, tenant: str | None = None) -> list[ApiKeyRow]:
-    """Keys oldest first (the order of `ApiKeyStore.list`), optionally of one tenant."""
     columns = "SELECT id, tenant, role, name, created_at, revoked_at, uses FROM apikeys"
     rows = (db.rows(columns + " WHERE tenant = :tenant ORDER BY created_at", {"tenant": tenant}) if tenant
             else db.rows(columns + " ORDER BY created_at"))
-    return [ApiKeyRow(r["id"], r["tenant"], r["role"], r["name"], utc_datetime(r["created_at"]).isoformat(),
-                      utc_datetime(r["revoked_at"]).isoformat() if r["revoked_at"] is not None else None,
-                      [u for u in r["uses"].split(",") if u] if r["uses"] is not None else None)
+    return [key_info(r["id"], r["tenant"], r["role"], r["name"], utc_datetime(r["created_at"]),
+                     utc_datetime(r["revoked_at"]) if r["revoked_at"] is not None else None, r["uses"])
             for r in rows]
 
 
@@ -251,17 +240,26 @@ def grant_subject(db: ReadDB, grant_id: str) -> str:
     return str(rows[0]["subject_id"])
 
 
+GRANT_COLUMNS = ("id", "subject_id", "grantee_tenant", "grantee_end_user", "uses", "valid_from", "expires_at",
+                 "revoked_at", "revoked_by", "created_by", "created_at")
+
+
 def list_grants(db: ReadDB, subject_id: str) -> list[Row]:
     """A subject's grants as `GET /v1/subjects/{id}/grants` shows them (`GrantPublic` in JSON mode),
     oldest first."""
-    rows = db.rows("SELECT id, subject_id, grantee_tenant, grantee_end_user, uses, valid_from, expires_at, "
-                   "revoked_at, revoked_by, created_by, created_at FROM registry_grants "
+    rows = db.rows(f"SELECT {', '.join(GRANT_COLUMNS)} FROM registry_grants "  # noqa: S608 (fixed names)
                    "WHERE subject_id = :sid ORDER BY created_at", {"sid": subject_id})
-    return [{
+    return [grant_public(r) for r in rows]
+
+
+def grant_public(r: Mapping[str, Any]) -> Row:
+    """A `registry_grants` row (as the DB-API or SQLAlchemy Core hands it back) as `GrantPublic` in JSON
+    mode: times RFC 3339 in UTC, uses a list."""
+    return {
         "id": r["id"], "subject_id": r["subject_id"], "grantee_tenant": r["grantee_tenant"],
         "grantee_end_user": r["grantee_end_user"],
         "uses": list(json.loads(r["uses"]) if isinstance(r["uses"], str | bytes) else r["uses"]),
         "valid_from": _rfc3339(r["valid_from"]), "expires_at": _rfc3339(r["expires_at"]),
         "revoked_at": _rfc3339(r["revoked_at"]), "revoked_by": r["revoked_by"], "created_by": r["created_by"],
         "created_at": _rfc3339(r["created_at"]),
-    } for r in rows]
+    }

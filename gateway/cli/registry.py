@@ -73,6 +73,29 @@ def _errors() -> Iterator[None]:
         raise fail(str(exc)) from None
 
 
+@contextmanager
+def _writer(settings: Settings) -> Iterator[Any]:
+    """The registry's write path without the service (`gateway.cli.writedb`: SQLAlchemy Core, no ORM, no
+    models: `subject add`, `grant` and `revoke` start fast), or None when the registry predates the consent
+    ledger — then the caller opens the registry service, which writes the ledger's one-time snapshot first.
+    A refused change exits 1 with `error: ...`; nothing was written."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.cli.writedb import open_writer
+    from gateway.errors import GatewayError
+    from gateway.registry.errors import RegistryError
+
+    try:
+        with open_writer(settings) as writer:
+            yield writer
+    except RegistryError as exc:
+        raise fail(str(exc)) from None
+    except GatewayError as exc:
+        raise fail(exc.message) from None
+    except SQLAlchemyError as exc:
+        raise fail(f"the registry is unavailable: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+
+
 @subject_app.command("add")
 def subject_add(
     display_name: str,
@@ -81,6 +104,11 @@ def subject_add(
     data_dir: DataDir = None,
 ) -> None:
     """Create a subject; prints it (with its random id)."""
+    settings = require_data_dir(load_settings(data_dir))
+    with _writer(settings) as writer:
+        if writer is not None:
+            _echo(writer.create_subject(display_name, alias or [], protected, ACTOR))
+            return
     with local_registry(data_dir, with_models=False) as (registry, _, _), _errors():
         _echo(registry.create_subject(display_name, alias or [], protected, ACTOR))
 
@@ -179,16 +207,27 @@ def grant(
 ) -> None:
     """Grant a tenant (optionally one end user) consent for some uses, until an expiry. Uses must be
     the policy's; the tenant must hold keys or be declared (CONSENTGATE_TENANTS) unless --allow-new-tenant."""
-    from gateway.bootstrap import bundle_uses, grant_guard  # not gateway.context: it imports the models
-    from gateway.policy.loader import PolicyError, load_bundle
+    from gateway.cli.writedb import policy_uses
+    from gateway.policy.errors import PolicyError
 
-    expiry = datetime.fromisoformat(expires_at.replace("Z", "+00:00")) if expires_at else None
+    try:
+        expiry = datetime.fromisoformat(expires_at.replace("Z", "+00:00")) if expires_at else None
+    except ValueError:
+        raise fail(f"--expires-at {expires_at!r} is not an RFC 3339 time") from None
+    settings = require_data_dir(load_settings(data_dir))
+    try:
+        known = policy_uses(settings)
+    except PolicyError as exc:
+        raise fail("cannot load the policy to check the grant's uses:\n" + "\n".join(exc.errors)) from None
+    with _writer(settings) as writer:
+        if writer is not None:
+            _echo(writer.grant(subject_id, tenant, end_user, use, expiry, ACTOR, known_uses=known,
+                               allow_new_tenant=allow_new_tenant))
+            return
+    from gateway.bootstrap import grant_guard  # not gateway.context: it imports the models
+
     with local_registry(data_dir, with_models=False) as (registry, settings, engine), _errors():
-        try:
-            bundle = load_bundle(settings.policies_dir, policy_name=settings.extra.get("policy_name", "default"))
-        except PolicyError as exc:
-            raise fail("cannot load the policy to check the grant's uses:\n" + "\n".join(exc.errors)) from None
-        registry.grant_guard = grant_guard(settings, engine, lambda: bundle_uses(bundle))
+        registry.grant_guard = grant_guard(settings, engine, lambda: known)
         _echo(registry.grant(subject_id, tenant, end_user, use, expiry, None, ACTOR,
                              allow_new_tenant=allow_new_tenant))
 
@@ -196,6 +235,10 @@ def grant(
 @registry_app.command("revoke")
 def revoke(grant_id: str, data_dir: DataDir = None) -> None:
     """Revoke a grant; every replica enforces it on its next request."""
+    with _writer(require_data_dir(load_settings(data_dir))) as writer:
+        if writer is not None:
+            _echo(writer.revoke(grant_id, ACTOR))
+            return
     with local_registry(data_dir, with_models=False) as (registry, _, _), _errors():
         _echo(registry.revoke(grant_id, ACTOR))
 

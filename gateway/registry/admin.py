@@ -48,20 +48,20 @@ from gateway.registry.models import (
     RegistryVoiceTemplate,
     SubjectPublic,
 )
-from gateway.registry.store import bump, grant_fact, rfc3339, template_purpose, to_utc, utcnow
+from gateway.registry.records import (
+    clean_text,
+    grant_ledger_fields,
+    grant_terms,
+    rfc3339,
+    subject_created_fields,
+    subject_names,
+    to_utc,
+    utcnow,
+)
+from gateway.registry.store import bump, grant_fact, template_purpose
 from gateway.registry.voices import erase_voice_rows
 
 IMAGE = "enrolment_image"
-MAX_TEXT = 200
-
-
-def _text(value: str, what: str) -> str:
-    v = (value or "").strip()
-    if not v:
-        raise InvalidRequest(f"{what} must not be empty")
-    if len(v) > MAX_TEXT:
-        raise InvalidRequest(f"{what} is longer than {MAX_TEXT} characters")
-    return v
 
 
 def _entry(reg: RegistryCore, s: Session, kind: str, subject_id: str, actor: str, **fields: Any) -> int | None:
@@ -86,8 +86,7 @@ def create_subject(
     created_by: str,
     subject_id: str,
 ) -> SubjectPublic:
-    name = _text(display_name, "display_name")
-    alias_list = list(dict.fromkeys(_text(a, "alias") for a in aliases))
+    name, alias_list = subject_names(display_name, aliases)
     now = utcnow()
     reg.crypto.new_subject_key(subject_id)
     try:
@@ -103,8 +102,7 @@ def create_subject(
             bump(s, "names")
             s.add(row)
             s.flush()
-            _entry(reg, s, "subject", subject_id, created_by, event="created", protected=bool(protected),
-                   aliases=len(alias_list))
+            _entry(reg, s, "subject", subject_id, created_by, **subject_created_fields(protected, len(alias_list)))
             s.commit()
     except BaseException:
         reg.crypto.shred(subject_id)  # no orphan key for a subject that was never written
@@ -183,7 +181,7 @@ def get_subject(reg: RegistryCore, subject_id: str) -> SubjectPublic:
 def enroll(
     reg: RegistryCore, subject_id: str, images: Sequence[np.ndarray], notice_version: str, enrolled_by: str
 ) -> EnrolmentResult:
-    notice = _text(notice_version, "notice_version")
+    notice = clean_text(notice_version, "notice_version")
     if not 1 <= len(images) <= reg.max_images:
         raise EnrolmentError(
             "image_count", f"enrolment takes 1 to {reg.max_images} images, got {len(images)}"
@@ -348,24 +346,16 @@ def grant(
     valid_from: datetime | None,
     created_by: str,
 ) -> GrantPublic:
-    tenant = _text(grantee_tenant, "grantee_tenant")
-    end_user = _text(grantee_end_user, "grantee_end_user") if grantee_end_user is not None else None
-    use_list = list(dict.fromkeys(_text(u, "use") for u in uses))
-    if not use_list:
-        raise InvalidRequest("a grant must name at least one use")
     now = utcnow()
-    start = to_utc(valid_from) if valid_from else now
-    end = to_utc(expires_at) if expires_at else None
-    if end is not None and end <= start:
-        raise InvalidRequest("expires_at must be after valid_from")
+    terms = grant_terms(grantee_tenant, grantee_end_user, uses, expires_at, valid_from, now)
     row = RegistryGrant(
         id=secrets.token_hex(16),
         subject_id=subject_id,
-        grantee_tenant=tenant,
-        grantee_end_user=end_user,
-        uses=use_list,
-        valid_from=start,
-        expires_at=end,
+        grantee_tenant=terms.grantee_tenant,
+        grantee_end_user=terms.grantee_end_user,
+        uses=terms.uses,
+        valid_from=terms.valid_from,
+        expires_at=terms.expires_at,
         created_by=created_by,
         created_at=now,
     )
@@ -380,20 +370,13 @@ def grant(
 
 
 def _grant_fields(g: RegistryGrant, reg: RegistryCore | None = None) -> dict[str, Any]:
-    """A grant as the ledger records it (SPEC.md §9): the grantee end user as a keyed hash under the
-    grantee tenant's end-user key, like the end users of decisions."""
+    """A grant as the ledger records it (`records.grant_ledger_fields`): the grantee end user as a keyed
+    hash under the grantee tenant's end-user key, like the end users of decisions."""
     fact = grant_fact(g)
     end_user = fact.grantee_end_user
     if end_user is not None and reg is not None:
         end_user = reg.pseudonyms.pseudonym(fact.grantee_tenant, end_user)
-    return {
-        "grant_id": fact.id,
-        "grantee_tenant": fact.grantee_tenant,
-        "grantee_end_user": end_user,
-        "uses": list(fact.uses),
-        "valid_from": rfc3339(fact.valid_from),
-        "expires_at": rfc3339(fact.expires_at) if fact.expires_at else None,
-    }
+    return grant_ledger_fields(fact.id, fact.grantee_tenant, end_user, fact.uses, fact.valid_from, fact.expires_at)
 
 
 def revoke(reg: RegistryCore, grant_id: str, by: str) -> GrantPublic:

@@ -14,15 +14,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
-
-from sqlalchemy.engine import Connection
-from sqlmodel import Session
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.registry.errors import RegistryUnavailable
-from gateway.registry.store import rfc3339, utcnow
+from gateway.registry.records import rfc3339, utcnow
 
-__all__ = ["KINDS", "Ledger", "LedgerAppendFailed", "append_entry", "digest_of", "ledger_record"]
+if TYPE_CHECKING:  # types only: the CLI's write path builds records here without the ORM (#22.6)
+    from sqlalchemy.engine import Connection
+    from sqlmodel import Session
+
+__all__ = ["KINDS", "Ledger", "LedgerAppendFailed", "append_entry", "append_on", "digest_of", "ledger_record"]
 
 KINDS = ("subject", "enrolment", "grant", "revocation", "expiry", "hash", "erasure", "retention", "snapshot")
 
@@ -66,8 +67,14 @@ def append_entry(ledger: Ledger | None, session: Session, records: Sequence[Mapp
     session must not commit (leaving its `with Session(...)` block without commit rolls back)."""
     if ledger is None or not records:
         return []
+    return append_on(ledger, session.connection(), records)
+
+
+def append_on(ledger: Ledger, conn: Connection, records: Sequence[Mapping[str, Any]]) -> list[int]:
+    """`append_entry` on an open SQLAlchemy Core transaction (`conn`), for writers without the ORM
+    (the CLI's write path). Raises LedgerAppendFailed: the caller must roll back."""
     try:
-        results = ledger.append_in(session.connection(), records)
+        results = ledger.append_in(conn, records)
     except Exception as exc:  # noqa: BLE001 - whatever the log raised, the change must not happen
         raise LedgerAppendFailed(f"the consent ledger entry could not be appended, so nothing was changed: {exc}"
                                  ) from exc

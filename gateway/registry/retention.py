@@ -34,7 +34,8 @@ from gateway.registry.models import (
     RegistrySubject,
     RegistryVoiceEnrolment,
 )
-from gateway.registry.store import bump, rfc3339, to_utc
+from gateway.registry.records import rfc3339, to_utc
+from gateway.registry.store import bump
 from gateway.registry.voices import erase_voice_rows
 
 _log = logging.getLogger(__name__)

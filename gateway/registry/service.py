@@ -45,13 +45,12 @@ from gateway.registry.models import (
     VoiceEnrolmentResult,
 )
 from gateway.registry.names import NameIndex
+from gateway.registry.records import clean_text, rfc3339, to_utc
 from gateway.registry.store import (
     DbTemplateSource,
     grant_fact,
     grant_state,
     read_counters,
-    rfc3339,
-    to_utc,
     unavailable_on_db_error,
 )
 
@@ -166,7 +165,7 @@ class Registry(RegistryCore):
     ) -> VoiceEnrolmentResult:
         """Voice templates from 1..10 clips of one person's speech (mono float32 at the models' rate)."""
         self._guard()
-        notice = admin._text(notice_version, "notice_version")
+        notice = clean_text(notice_version, "notice_version")
         with unavailable_on_db_error("enrol voice"):
             out = voices.enroll_voice(self, subject_id, clips, notice, enrolled_by, self.voice_gate)
         self._changed()

@@ -9,7 +9,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ from gateway.registry.models import (
     RegistrySubject,
     RegistryTemplateRemoval,
 )
+from gateway.registry.records import to_utc
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +50,6 @@ def create_tables(engine: Engine) -> None:
 
 def drop_tables(engine: Engine) -> None:
     SQLModel.metadata.drop_all(engine, tables=list(REGISTRY_TABLES))
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def to_utc(value: datetime) -> datetime:
-    """Aware UTC datetime; naive values (SQLite drops the zone) are taken as UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def rfc3339(value: datetime) -> str:
-    return to_utc(value).isoformat().replace("+00:00", "Z")
 
 
 def grant_fact(g: RegistryGrant) -> GrantFact:

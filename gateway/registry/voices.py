@@ -33,7 +33,8 @@ from gateway.registry.models import (
     RegistryVoiceTemplate,
     VoiceEnrolmentResult,
 )
-from gateway.registry.store import bump, utcnow
+from gateway.registry.records import utcnow
+from gateway.registry.store import bump
 
 CLIP = "voice_clip"
 COUNTER = "faces"  # one change counter for every kind of template: the indexes poll it

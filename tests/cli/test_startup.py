@@ -37,6 +37,11 @@ HEAVY = (*MODELS_WEB, "gateway.bootstrap")
 AUDIT_READ = (*MODELS_WEB, "sqlmodel", "gateway.registry.service", "gateway.provenance", "gateway.policy")
 # ... and the list commands read through the DB-API: no ORM, no SQLAlchemy at all on SQLite.
 ORM = ("sqlmodel", "sqlalchemy", "gateway.apikeys", "gateway.registry.models", "gateway.registry.service")
+# The write commands write through SQLAlchemy Core (gateway.cli.writedb): no ORM, no registry service, and a grant
+# whose bundle was validated before reads its uses from the cache (no policy schema).
+WRITE = (*MODELS_WEB, "sqlmodel", "gateway.apikeys", "gateway.registry.models", "gateway.registry.service",
+         "gateway.registry.admin", "gateway.registry.store", "gateway.policy.schema", "gateway.policy.loader")
+KEY_WRITE = (*WRITE, "gateway.bootstrap", "gateway.audit", "gateway.registry.crypto", "gateway.policy")
 
 
 def _modules_after(args: list[str], env: dict[str, str]) -> tuple[int, list[str], str]:
@@ -62,11 +67,17 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "CONSENTGATE_DATA_DIR": str(tmp / "data"),
            "CONSENTGATE_POLICIES": str(REPO / "policies"), "HOME": str(tmp)}
     cli = [sys.executable, "-c", "from gateway.cli import main; main()"]
+    out = {}
     for args in (["init"], ["apikey", "create", "--tenant", "demo", "--role", "generator", "--uses", "txt2img"],
-                 ["registry", "subject", "add", "Ada Lovelace", "--alias", "Ada"]):
+                 ["registry", "subject", "add", "Ada Lovelace", "--alias", "Ada"],
+                 ["registry", "grant", "<SUBJECT>", "--tenant", "demo", "--use", "txt2img"]):
+        args = [out.get(a, a) for a in args]
         done = subprocess.run([*cli, *args], env=env, cwd=REPO, check=True, capture_output=True,  # noqa: S603
                               text=True, timeout=300)
-    (tmp / "subject_id").write_text(json.loads(done.stdout)["id"])
+        if args[:3] == ["registry", "subject", "add"]:
+            out["<SUBJECT>"] = json.loads(done.stdout)["id"]
+    (tmp / "subject_id").write_text(out["<SUBJECT>"])
+    (tmp / "grant_id").write_text(json.loads(done.stdout)["id"])
     return tmp, env
 
 
@@ -81,6 +92,12 @@ NO_MODEL_COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
     (["registry", "uses", "<SUBJECT>"], AUDIT_READ),
     (["policy", "schema"], HEAVY + ORM),
     (["--help"], HEAVY + ORM),
+    (["apikey", "create", "--tenant", "acme", "--role", "auditor"], KEY_WRITE),
+    (["apikey", "restrict", "<KEY>", "--uses", "tts"], KEY_WRITE),
+    (["apikey", "revoke", "<KEY>"], KEY_WRITE),
+    (["registry", "subject", "add", "Bob"], (*WRITE, "gateway.policy")),
+    (["registry", "grant", "<SUBJECT>", "--tenant", "demo", "--use", "img2img"], WRITE),
+    (["registry", "revoke", "<GRANT>"], (*WRITE, "gateway.policy")),
 ]
 
 
@@ -88,19 +105,26 @@ NO_MODEL_COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
 def test_no_model_commands_import_no_heavy_module(populated: tuple[Path, dict[str, str]], args: list[str],
                                                   forbidden: tuple[str, ...]) -> None:
     tmp, env = populated
-    args = [(tmp / "subject_id").read_text() if a == "<SUBJECT>" else a for a in args]
+    if "<KEY>" in args and not (tmp / "key_id").exists():  # a key of its own: the list test reads the others
+        rc, _, made = _modules_after(["apikey", "create", "--tenant", "acme", "--role", "generator", "--name", "k"],
+                                     env)
+        (tmp / "key_id").write_text(made.split("_")[1])
+    names = {"<SUBJECT>": "subject_id", "<GRANT>": "grant_id", "<KEY>": "key_id"}
+    args = [(tmp / names[a]).read_text() if a in names else a for a in args]
     rc, mods, output = _modules_after(args, env)
     assert rc == 0, output
     assert _loaded(mods, forbidden) == [], output[-2000:]
-    if args[:2] == ["registry", "subject"]:
+    if args[:3] in (["registry", "subject", "list"], ["registry", "subject", "show"]):
         assert "Ada Lovelace" in output  # the read path decrypted the name: it really read the subject
+    if args[:2] in (["registry", "grant"], ["registry", "revoke"]):  # it really wrote the grant
+        assert json.loads(output[:output.index("MODULES=")])["subject_id"] == (tmp / "subject_id").read_text()
 
 
 def test_the_list_commands_print_what_they_read(populated: tuple[Path, dict[str, str]]) -> None:
     _, env = populated
     rc, _, output = _modules_after(["apikey", "list", "--json"], env)
     keys = json.loads(output[:output.index("MODULES=")])
-    assert rc == 0 and sorted((k["tenant"], k["uses"]) for k in keys) == [
+    assert rc == 0 and sorted((k["tenant"], k["uses"]) for k in keys if k["tenant"] != "acme") == [
         ("demo", "all"), ("demo", "txt2img"), ("operator", "all")]
 
 

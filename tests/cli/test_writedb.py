@@ -1,0 +1,261 @@
+"""Why: the write commands (`apikey create|revoke|restrict`, `registry subject add|grant|revoke`) write through
+SQLAlchemy Core (`gateway.cli.writedb`) instead of the ORM stores and the registry service, so that they
+start fast (#22.6). Whoever reads those rows later — the gateway, an auditor — must not be able to tell which
+path wrote them: the same columns with the same stored forms, the same answer printed, and consent ledger
+entries identical in form that verify. Each test here writes through both paths on one database (SQLite,
+and PostgreSQL under `-m db` with CONSENTGATE_TEST_DATABASE_URL) and compares."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from gateway.apikeys import ApiKeyStore
+from gateway.audit import verify_database
+from gateway.cli.registry import local_registry
+from gateway.cli.writedb import (
+    TABLES,
+    create_api_key,
+    open_writer,
+    policy_uses,
+    restrict_api_key,
+    revoke_api_key,
+)
+from gateway.db import make_engine
+from gateway.errors import Invalid, NotFound
+from gateway.registry.errors import GrantNotFound, SubjectNotFound
+from gateway.registry.grant_guard import UnknownTenant, UnknownUse
+from gateway.settings import Settings
+from tests.support.cli import REPO, cli_data_dir, invoke, run
+from tests.support.gateway import database_url
+
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d{1,6})?([+-]\d\d(:?\d\d)?)?$")
+
+
+def _orm_tables() -> dict[str, sa.Table]:
+    from sqlmodel import SQLModel
+
+    import gateway.apikeys
+    import gateway.registry.models  # noqa: F401 - the SQLModel tables register on import
+
+    return dict(SQLModel.metadata.tables)
+
+
+def _kind(column: sa.Column[Any]) -> tuple[str, bool | None]:
+    """What decides how a value is bound and stored: the type family (a TypeDecorator's implementation)
+    and, for timestamps, whether the column keeps a zone."""
+    t = column.type
+    impl = getattr(t, "impl_instance", None) or getattr(t, "impl", None)
+    t = impl if isinstance(impl, sa.types.TypeEngine) else t
+    for family in (sa.DateTime, sa.JSON, sa.LargeBinary, sa.Boolean, sa.Integer, sa.String):
+        if isinstance(t, family):
+            return family.__name__, getattr(t, "timezone", None) if family is sa.DateTime else None
+    raise AssertionError(f"{column}: unexpected type {t!r}")
+
+
+def test_the_core_tables_are_the_orm_tables() -> None:
+    """Every column of each table the write path declares, and no other, with the ORM's type family."""
+    orm = _orm_tables()
+    for table in TABLES:
+        assert table.name in orm, table.name
+        mine = {c.name: _kind(c) for c in table.columns}
+        theirs = {c.name: _kind(c) for c in orm[table.name].columns}
+        assert mine == theirs, table.name
+        assert [c.name for c in table.primary_key] == [c.name for c in orm[table.name].primary_key]
+
+
+@pytest.fixture
+def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Settings]:
+    path = cli_data_dir(tmp_path, monkeypatch, init=True, database_url=database_url(tmp_path))
+    return path, Settings.from_env()
+
+
+def _raw(engine: sa.Engine, table: str, key: str, value: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        row = conn.exec_driver_sql(f"SELECT * FROM {table} WHERE {key} = '{value}'").mappings().one()  # noqa: S608
+    return dict(row)
+
+
+def _same_form(a: Any, b: Any, what: str) -> None:
+    """Two stored values of one column written at different times: the same type, and timestamps as
+    the same text pattern (SQLite keeps them as text)."""
+    assert type(a) is type(b), (what, a, b)
+    if isinstance(a, str) and _STAMP.match(a):
+        assert _STAMP.match(b) and len(a.split(".")[0]) == len(b.split(".")[0]), (what, a, b)
+
+
+@pytest.mark.db
+def test_api_keys_written_by_the_cli_are_the_stores(data: tuple[Path, Settings]) -> None:
+    _, settings = data
+    engine = make_engine(settings.resolved_database_url)
+    store = ApiKeyStore(engine, settings.operator_tenant)
+    orm_info, orm_key = store.create("acme", "generator", "ci", ["txt2img", "img2img", "txt2img"])
+    cli_info, cli_key = create_api_key(engine, settings.operator_tenant, "acme", "generator", "ci",
+                                       ["txt2img", "img2img", "txt2img"])
+    assert store.authenticate(cli_key).uses == ("txt2img", "img2img")  # the gateway accepts the CLI's key
+    assert re.fullmatch(r"cg_[0-9a-f]{12}_[A-Za-z0-9_-]{32}", cli_key) and len(cli_key) == len(orm_key)
+    listed = {k.id: k for k in store.list()}
+    assert listed[cli_info.id] == cli_info  # what the CLI printed is what the store reads back
+    assert {**cli_info.__dict__, "id": "", "created_at": ""} == {**orm_info.__dict__, "id": "", "created_at": ""}
+
+    orm_revoked, cli_revoked = store.revoke(orm_info.id), revoke_api_key(engine, cli_info.id)
+    assert cli_revoked == store.list()[[k.id for k in store.list()].index(cli_info.id)]
+    assert revoke_api_key(engine, cli_info.id).revoked_at == cli_revoked.revoked_at  # idempotent
+    orm_restricted = store.restrict(orm_info.id, ["tts"])
+    assert restrict_api_key(engine, cli_info.id, ["tts"]).uses == orm_restricted.uses == ["tts"]
+    assert restrict_api_key(engine, cli_info.id, None).uses is None and store.restrict(orm_info.id, None).uses is None
+
+    orm_row, cli_row = _raw(engine, "apikeys", "id", orm_info.id), _raw(engine, "apikeys", "id", cli_info.id)
+    assert orm_row.keys() == cli_row.keys()
+    for column in orm_row:
+        _same_form(orm_row[column], cli_row[column], column)
+    assert orm_revoked.revoked_at and cli_revoked.revoked_at
+
+    with pytest.raises(Invalid, match="operator tenant"):
+        create_api_key(engine, settings.operator_tenant, "acme", "admin")
+    with pytest.raises(Invalid, match="unknown role"):
+        create_api_key(engine, settings.operator_tenant, "acme", "root")
+    with pytest.raises(NotFound):
+        revoke_api_key(engine, "0" * 12)
+    with pytest.raises(NotFound):
+        restrict_api_key(engine, "0" * 12, ["tts"])
+    engine.dispose()
+
+
+def _ledger(engine: sa.Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT record FROM audit_entries ORDER BY idx").scalars().all()
+    return [json.loads(r) for r in rows]
+
+
+def _shape(record: dict[str, Any], volatile: tuple[str, ...]) -> dict[str, Any]:
+    """RECORD with the values that differ between two writes (ids, times) replaced by their type."""
+    def walk(node: Any, key: str = "") -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, k) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, key) for v in node]
+        return type(node).__name__ if key in volatile else node
+    shaped: dict[str, Any] = walk(record)
+    return shaped
+
+
+def _names(settings: Settings) -> int:
+    engine = make_engine(settings.resolved_database_url)
+    with engine.connect() as conn:
+        counter = int(conn.exec_driver_sql("SELECT names FROM registry_state WHERE id = 1").scalar_one())
+    engine.dispose()
+    return counter
+
+
+_VOLATILE = ("created_at", "subjects", "grant_id", "valid_from", "revoked_at")
+
+
+@pytest.mark.db
+def test_registry_writes_by_the_cli_are_the_services(data: tuple[Path, Settings]) -> None:
+    """A subject, a grant (end user, expiry) and its revocation through the registry service and through
+    the CLI's write path: the same rows, the same printed answer as the service reads them back, ledger
+    entries identical in form (the end user's pseudonym equal), and a log that verifies, fully covered."""
+    path, settings = data
+    until = datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)
+    known = policy_uses(settings)
+    with local_registry(path, with_models=False) as (registry, _, _):
+        orm_subject = registry.create_subject("Ada Lovelace", ["Ada", "Ada"], True, "cli")
+        orm_grant = registry.grant(orm_subject.id, "demo", "user-1", ["txt2img", "img2img"], until, None, "cli")
+        orm_revoked = registry.revoke(orm_grant.id, "cli")
+    before, names = len(_ledger(make_engine(settings.resolved_database_url))), _names(settings)
+    with open_writer(settings) as writer:
+        assert writer is not None
+        cli_subject = writer.create_subject("Ada Lovelace", ["Ada", "Ada"], True, "cli")
+        cli_grant = writer.grant(cli_subject["id"], "demo", "user-1", ["txt2img", "img2img"], until, "cli",
+                                 known_uses=known)
+        cli_revoked = writer.revoke(cli_grant["id"], "cli")
+        assert writer.revoke(cli_grant["id"], "cli") == cli_revoked  # idempotent: no second entry
+        with pytest.raises(UnknownUse, match="its uses: .*txt2img"):
+            writer.grant(cli_subject["id"], "demo", None, ["txt2imgg"], None, "cli", known_uses=known)
+        with pytest.raises(UnknownTenant):
+            writer.grant(cli_subject["id"], "studoi", None, ["txt2img"], None, "cli", known_uses=known)
+        with pytest.raises(SubjectNotFound):
+            writer.grant("nobody", "demo", None, ["txt2img"], None, "cli", known_uses=known)
+        with pytest.raises(GrantNotFound):
+            writer.revoke("nothing", "cli")
+
+    with local_registry(path, with_models=False) as (registry, _, _):  # the service reads what the CLI wrote
+        assert cli_subject == registry.get_subject(cli_subject["id"]).model_dump(mode="json")
+        assert cli_revoked == registry.get_grant(cli_grant["id"]).model_dump(mode="json")
+        facts = registry.grants_for([cli_subject["id"]])[cli_subject["id"]]
+        assert [f.uses for f in facts] == [("txt2img", "img2img")] and facts[0].revoked_at is not None
+    assert {**cli_subject, "id": "", "created_at": ""} == {
+        **orm_subject.model_dump(mode="json"), "id": "", "created_at": ""}
+    volatile = ("id", "subject_id", "valid_from", "created_at", "revoked_at")
+    assert {k: v for k, v in cli_grant.items() if k not in volatile} == {
+        k: v for k, v in orm_grant.model_dump(mode="json").items() if k not in volatile}
+    assert cli_grant["expires_at"] == "2031-01-02T03:04:05Z" and cli_revoked["revoked_by"] == "cli"
+    assert orm_revoked.revoked_at is not None
+
+    engine = make_engine(settings.resolved_database_url)
+    for table, orm_id, cli_id in (("registry_subjects", orm_subject.id, cli_subject["id"]),
+                                  ("registry_grants", orm_grant.id, cli_grant["id"])):
+        orm_row, cli_row = _raw(engine, table, "id", orm_id), _raw(engine, table, "id", cli_id)
+        for column in orm_row:
+            _same_form(orm_row[column], cli_row[column], f"{table}.{column}")
+            if column in ("uses", "expires_at", "grantee_end_user", "protected", "created_by", "grantee_tenant"):
+                assert orm_row[column] == cli_row[column], column
+
+    ledger = _ledger(engine)
+    orm_entries, cli_entries = ledger[before - 3:before], ledger[before:]
+    assert [e["kind"] for e in cli_entries] == ["subject", "grant", "revocation"]
+    assert [_shape(e, _VOLATILE) for e in cli_entries] == [_shape(e, _VOLATILE) for e in orm_entries]
+    assert cli_entries[1]["grant"]["grantee_end_user"].startswith("hk1:")  # the end user only as its keyed hash
+    assert cli_entries[1]["grant"]["grant_id"] == cli_grant["id"] and cli_entries[0]["subjects"] == [cli_subject["id"]]
+    assert _names(settings) == names + 1  # the new subject bumped the `names` counter replicas poll
+
+    from gateway.audit import load_signer
+    from gateway.bootstrap import audit_key_path
+
+    report = verify_database(engine, load_signer(audit_key_path(settings), settings.audit_origin),
+                             check_canonical=True, require_covered=True)
+    assert report.ok, report.message
+    engine.dispose()
+
+
+def test_the_policy_uses_are_revalidated_when_the_bundle_changes(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache of validated uses is keyed by the bundle's digest: a new use is seen at once, and a bundle
+    that no longer validates refuses the grant although its old uses are cached."""
+    import shutil
+
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policies)
+    cli_data_dir(tmp_path, monkeypatch, init=True)
+    monkeypatch.setenv("CONSENTGATE_POLICIES", str(policies))
+    sid = json.loads(run("registry", "subject", "add", "Ada"))["id"]
+    run("registry", "grant", sid, "--tenant", "demo", "--use", "txt2img")
+    assert "txt2img" in json.loads((tmp_path / "data" / "cache" / "policy-uses.json").read_text())["uses"]
+    refused = invoke("registry", "grant", sid, "--tenant", "demo", "--use", "sketch2img")
+    assert refused.exit_code == 1 and "sketch2img" in refused.output
+
+    text = (policies / "default.yaml").read_text()
+    (policies / "default.yaml").write_text(text.replace("\nuses:\n", "\nuses:\n  sketch2img: {}\n", 1))
+    assert "sketch2img" in policy_uses(Settings.from_env())
+    run("registry", "grant", sid, "--tenant", "demo", "--use", "sketch2img")
+
+    (policies / "default.yaml").write_text(text + "\nnot_a_field: 1\n")
+    broken = invoke("registry", "grant", sid, "--tenant", "demo", "--use", "txt2img")
+    assert broken.exit_code == 1 and "cannot load the policy" in broken.output and "not_a_field" in broken.output
+
+
+def test_write_commands_need_an_initialised_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = cli_data_dir(tmp_path, monkeypatch)
+    for args in (["apikey", "create", "--tenant", "demo", "--role", "generator"], ["apikey", "revoke", "x"],
+                 ["registry", "subject", "add", "Ada"], ["registry", "revoke", "g"],
+                 ["registry", "grant", "s", "--tenant", "demo", "--use", "txt2img"]):
+        result = invoke(*args)
+        assert result.exit_code == 1 and "no data dir at" in result.output, (args, result.output)
+    assert not data.exists()
