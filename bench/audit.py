@@ -25,6 +25,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -39,6 +41,7 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    make_url,
     text,
 )
 
@@ -107,7 +110,23 @@ def new_log(engine: Engine, signer: CheckpointSigner, prefix: str, index_interva
     return log
 
 
-def appends_per_s(log: AuditLog, threads: int, count: int) -> float:
+GOAL_APPENDS_S = 10_000  # issue #21.1: >= 10k appends/s, 8 writers on SQLite and 4 processes on PostgreSQL
+# What that rate leaves per append on this machine's 2 cores, clients and database server together.
+CPU_BUDGET_US = (os.cpu_count() or 2) * 1e6 / GOAL_APPENDS_S
+
+
+@dataclass
+class Run:
+    """One throughput run: appends/s, the CPU it cost per append (this process; `server_us`: the
+    database backends it used, PostgreSQL on this machine only) and the batch size achieved."""
+
+    rate: float
+    client_us: float = 0.0
+    server_us: float | None = None
+    batch: float | None = None
+
+
+def run_appends(log: AuditLog, threads: int, count: int) -> Run:
     per = max(1, count // threads)
 
     def work(t: int) -> None:
@@ -115,20 +134,61 @@ def appends_per_s(log: AuditLog, threads: int, count: int) -> float:
             log.append(record(t * per + i))
 
     workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    batches, entries = log.batch_stats()
+    cpu = time.process_time()
     start = time.perf_counter()
     for w in workers:
         w.start()
     for w in workers:
         w.join()
-    return per * threads / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu
+    batches, entries = (a - b for a, b in zip(log.batch_stats(), (batches, entries), strict=True))
+    n = per * threads
+    return Run(n / elapsed, cpu / n * 1e6, None, entries / batches if batches else None)
+
+
+def appends_per_s(log: AuditLog, threads: int, count: int) -> float:
+    return run_appends(log, threads, count).rate
+
+
+def backend_cpu_s(pids: list[int]) -> dict[int, float]:
+    """CPU seconds (user + system) of PostgreSQL backends by pid, from /proc (same machine only);
+    pids that are gone or unreadable are left out."""
+    out: dict[int, float] = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def backends(engine: Engine, app: str) -> list[int]:
+    with engine.connect() as conn:
+        return [int(r[0]) for r in conn.execute(text("SELECT pid FROM pg_stat_activity WHERE application_name = :a"),
+                                                {"a": app})]
+
+
+def tagged(url: str, app: str) -> str:
+    """`url` with a PostgreSQL application_name, so the run's backends can be found and timed."""
+    return make_url(url).update_query_dict({"application_name": app}).render_as_string(hide_password=False)
+
+
+def cost(label: str, run: Run) -> None:
+    """Where the CPU of a throughput run went, per append, beside the budget the goal leaves."""
+    server = ("" if run.server_us is None
+              else f" + database backends {run.server_us:,.0f} = {run.client_us + run.server_us:,.0f}")
+    batch = "" if run.batch is None else f"   mean batch {run.batch:.1f}"
+    print(f"{'  cost: ' + label:<46} CPU/append: client {run.client_us:,.0f}{server} us   "
+          f"(budget at {GOAL_APPENDS_S:,}/s on {os.cpu_count()} cores: {CPU_BUDGET_US:,.0f} us){batch}")
 
 
 def report(label: str, value: float, floor: float, unit: str = "appends/s") -> float:
     print(f"{label:<46} {value:>12,.0f} {unit}   floor {floor:>12,.0f}   ratio {value / floor:.4f}")
     return value
-
-
-GOAL_APPENDS_S = 10_000  # issue #21.1: >= 10k appends/s, 8 writers on SQLite and 4 processes on PostgreSQL
 
 
 def goal(label: str, value: float, floor: float, baseline: float | None = None) -> None:
@@ -157,14 +217,16 @@ def plain_table(engine: Engine, prefix: str) -> Table:
     return table
 
 
-def plain_per_s(engine: Engine, table: Table, threads: int, count: int) -> float:
+def plain_run(engine: Engine, table: Table, threads: int, count: int, keep: bool = False) -> Run:
     """Baseline: each writer thread, on its own connection, serialises its record (orjson), hashes
     it and INSERTs + COMMITs it (durable as the engine says) — what storing each decision costs
-    with no sequencing, no tree, no batching."""
+    with no sequencing, no tree, no batching. `keep`: leave the connections open (a child's
+    backends are timed after it reports)."""
     ph = "?" if engine.dialect.paramstyle == "qmark" else "%s"
     sql = (f"INSERT INTO {table.name} (leaf_hash, record, kind, tenant, use, decision, time_us, decision_id) "  # noqa: S608
            f"VALUES ({', '.join([ph] * 8)})")
     per = max(1, count // threads)
+    kept: list[object] = []
 
     def work(t: int) -> None:
         conn = engine.raw_connection()
@@ -177,27 +239,45 @@ def plain_per_s(engine: Engine, table: Table, threads: int, count: int) -> float
                                   rec["use"], rec["decision"], 0, rec["decision_id"]))
                 conn.commit()
         finally:
-            conn.close()
+            if keep:
+                kept.append(conn)
+            else:
+                conn.close()
 
     workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    cpu = time.process_time()
     start = time.perf_counter()
     for w in workers:
         w.start()
     for w in workers:
         w.join()
-    return per * threads / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    return Run(per * threads / elapsed, (time.process_time() - cpu) / (per * threads) * 1e6)
 
 
-def bench_engine(name: str, engine: Engine, count: int, hash_floor: float) -> dict[int, float]:
+def plain_per_s(engine: Engine, table: Table, threads: int, count: int) -> float:
+    return plain_run(engine, table, threads, count).rate
+
+
+def bench_engine(name: str, engine: Engine, count: int, hash_floor: float, app: str | None = None) -> dict[int, float]:
+    """`app`: the PostgreSQL application_name of `engine`'s connections (their CPU is timed)."""
     signer = CheckpointSigner.generate(ORIGIN)
     prefix = f"bench_{uuid.uuid4().hex[:8]}_"
     log = new_log(engine, signer, prefix)
     rates: dict[int, float] = {}
     try:
+        pids = backends(engine, app) if app else []
         for threads in (1, 8, 64):
             n = count // 4 if threads == 1 else count
-            rates[threads] = report(f"{name}: append, {threads} thread(s)", appends_per_s(log, threads, n),
-                                    hash_floor)
+            before = backend_cpu_s(pids)
+            run = run_appends(log, threads, n)
+            if app:  # the pool may have opened backends meanwhile: those count from zero
+                pids = backends(engine, app)
+                after = backend_cpu_s(pids)
+                done = max(1, n // threads) * threads
+                run.server_us = sum(v - before.get(p, 0.0) for p, v in after.items()) / done * 1e6
+            rates[threads] = report(f"{name}: append, {threads} thread(s)", run.rate, hash_floor)
+            cost(f"{threads} thread(s)", run)
         batch = [record(i) for i in range(1000)]
         start = time.perf_counter()
         for _ in range(max(1, count // 1000)):
@@ -216,57 +296,134 @@ def bench_processes(url: str, count: int, hash_floor: float, processes: int = 2,
     """Appends/s of `processes` separate processes x `threads` threads on one PostgreSQL log,
     timed from a common start (each child sets up, says so, and waits for "go") to the last
     child's end: process start-up and imports are not appends (the first version of this bench
-    counted them, ~1 s per child on a loaded machine, and understated the rate)."""
+    counted them, ~1 s per child on a loaded machine, and understated the rate). Also prints the
+    CPU per append of the children and of their database backends (found by application_name),
+    and the batch size the children's logs achieved."""
     prefix = f"bench_{uuid.uuid4().hex[:8]}_"
+    app = prefix.rstrip("_")
+    engine = create_engine(url)
     with tempfile.TemporaryDirectory() as tmp:
         key = Path(tmp) / "k.pem"
         generate_signing_key(key)
         if plain:
-            plain_table(create_engine(url), prefix)
+            plain_table(engine, prefix)
         else:
-            new_log(create_engine(url), load_signer(key, ORIGIN), prefix).close()
+            new_log(engine, load_signer(key, ORIGIN), prefix).close()
         per = count // processes
-        args = [sys.executable, __file__, "--child", url, prefix, str(key), str(per), str(threads),
+        args = [sys.executable, __file__, "--child", tagged(url, app), prefix, str(key), str(per), str(threads),
                 "plain" if plain else "log"]
         children = [subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # noqa: S603
                     for _ in range(processes)]
         for c in children:
             assert c.stdout is not None and c.stdout.readline().strip() == "ready"
+        before = backend_cpu_s(backends(engine, app))
         start = time.time()
         for c in children:
             assert c.stdin is not None
             c.stdin.write("go\n")
             c.stdin.flush()
-        ends = [float(c.communicate()[0].split()[-1]) for c in children]
-        elapsed = max(ends) - start
-    rate = per * processes / elapsed
+        ends = [c.stdout.readline().split() for c in children if c.stdout is not None]
+        after = backend_cpu_s(backends(engine, app))  # before the children close their connections
+        for c in children:
+            c.communicate("bye\n")
+        elapsed = max(float(e[1]) for e in ends) - start
+    n = per * processes
+    rate = n / elapsed
+    batches, entries = sum(int(e[3]) for e in ends), sum(int(e[4]) for e in ends)
+    run = Run(rate, sum(float(e[2]) for e in ends) / n * 1e6,
+              sum(v - before.get(p, 0.0) for p, v in after.items()) / n * 1e6 if after else None,
+              entries / batches if batches else None)
     if plain:
         print(f"{'postgresql: baseline, plain INSERT+COMMIT, ' + str(processes) + 'x' + str(threads):<46} "
               f"{rate:>12,.0f} rows/s")
-        Table(f"{prefix}plain", MetaData()).drop(create_engine(url))
+        cost(f"baseline {processes}x{threads}", run)
+        Table(f"{prefix}plain", MetaData()).drop(engine)
     else:
         report(f"postgresql: append, {processes} processes x {threads} threads", rate, hash_floor)
-        audit_metadata(prefix).drop_all(create_engine(url))
+        cost(f"{processes} processes x {threads} threads", run)
+        audit_metadata(prefix).drop_all(engine)
+    engine.dispose()
     return rate
 
 
 def child(url: str, prefix: str, key: str, count: int, threads: int = 8, mode: str = "log") -> None:
+    """One process of `bench_processes`: "ready", wait for "go", append, print
+    "end <time> <CPU s> <batches> <entries>", wait for "bye" (the parent times our backends
+    while they are still there), close."""
     if mode == "plain":
-        engine = create_engine(url)
+        engine = create_engine(url, pool_size=threads + 2)  # every writer keeps its connection open
         table = Table(f"{prefix}plain", MetaData(), autoload_with=engine)
         print("ready", flush=True)
         sys.stdin.readline()
-        plain_per_s(engine, table, threads, count)
-        print(f"end {time.time()}", flush=True)
+        cpu = time.process_time()
+        plain_run(engine, table, threads, count, keep=True)
+        print(f"end {time.time()} {time.process_time() - cpu} 0 0", flush=True)
+        sys.stdin.readline()
         return
     log = AuditLog(create_engine(url), load_signer(key, ORIGIN), origin=ORIGIN, table_prefix=prefix)
     log.create_tables()
     log.append(record(10**9 + os.getpid()))  # connections open, caches warm: the timed part is appends only
     print("ready", flush=True)
     sys.stdin.readline()
-    appends_per_s(log, threads, count)
-    print(f"end {time.time()}", flush=True)
+    run = run_appends(log, threads, count)
+    n = max(1, count // threads) * threads
+    batches = round(n / run.batch) if run.batch else 0
+    print(f"end {time.time()} {run.client_us * n / 1e6} {batches} {n if batches else 0}", flush=True)
+    sys.stdin.readline()
     log.close()
+
+
+def split(engines: list[tuple[str, Engine, str | None]], rounds: int = 300) -> None:
+    """Where an append's CPU goes, one part at a time (median over `rounds`): building the bench's
+    record (the gateway builds its decision anyway), `prepare` (canonical JSON, leaf hash, query
+    columns), the group-commit hand-offs of 8 writer threads with the database write replaced by
+    nothing, and writing a batch of 8 (`append_many`, client minus `prepare`; PostgreSQL also its
+    backends, flush barrier included)."""
+    from gateway.audit.canonical import prepare
+
+    def median_us(fn: Callable[[int], object], n: int = rounds) -> float:
+        times = []
+        for i in range(n):
+            t = time.process_time()
+            fn(i)
+            times.append(time.process_time() - t)
+        return statistics.median(times) * 1e6
+
+    recs = [record(i) for i in range(rounds)]
+    build = median_us(record)
+    prep = median_us(lambda i: prepare(recs[i]))
+    with tempfile.TemporaryDirectory() as tmp:
+        log = new_log(create_engine(f"sqlite:///{tmp}/split.db"), CheckpointSigner.generate(ORIGIN), "split_", 0)
+        log._write_batch = lambda items: (0, None, 0)  # type: ignore[method-assign]  # hand-offs only
+        handoff = run_appends(log, 8, 16_000).client_us - build - prep
+        log.close()
+    print(f"{'split: build the record (bench)':<46} {build:>9.1f} us/append")
+    print(f"{'split: prepare (canonical JSON, hash, columns)':<46} {prep:>9.1f} us/append")
+    print(f"{'split: group-commit hand-offs, 8 threads':<46} {handoff:>9.1f} us/append")
+    for name, engine, app in engines:
+        prefix = f"split_{uuid.uuid4().hex[:8]}_"
+        log = new_log(engine, CheckpointSigner.generate(ORIGIN), prefix, 0)
+        try:
+            log.append(record(0))
+            batches = [[record(8 * b + i) for i in range(8)] for b in range(rounds)]
+            pids = backends(engine, app) if app else []
+            before = backend_cpu_s(pids)
+            def write(b: int, log: AuditLog = log, batches: list[list[dict[str, object]]] = batches) -> object:
+                return log.append_many(batches[b])
+
+            client = median_us(write) / 8 - prep
+            server = ""
+            if app:
+                after = backend_cpu_s(backends(engine, app))
+                server_us = sum(v - before.get(p, 0.0) for p, v in after.items()) / (8 * rounds) * 1e6
+                server = f"   database backends {server_us:.1f} us/append (mean)"
+            print(f"{'split: ' + name + ': write a batch of 8':<46} {client:>9.1f} us/append client{server}")
+        finally:
+            log.close()
+            if engine.dialect.name != "sqlite":
+                audit_metadata(prefix).drop_all(engine)
+    print(f"{'split: budget at 10k appends/s':<46} {CPU_BUDGET_US:>9.1f} us/append ({os.cpu_count()} cores, "
+          f"clients and database together)")
 
 
 def bench_scale(n: int, sign_floor: float, hash_floor: float, workers: int | None) -> None:
@@ -322,20 +479,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="verify processes (0: auto; on 2 busy cores 1 was fastest)")
     parser.add_argument("--pg", default=os.environ.get("CONSENTGATE_TEST_DATABASE_URL", DEFAULT_PG))
+    parser.add_argument("--split-only", action="store_true", help="only the per-append CPU split")
     args = parser.parse_args()
-    sign_floor, hash_floor = floors()
-    with tempfile.TemporaryDirectory() as tmp:
-        bench_engine("sqlite", create_engine(f"sqlite:///{tmp}/bench.db"), args.appends, hash_floor)
-    with tempfile.TemporaryDirectory() as tmp:
-        # The engine the gateway really uses (gateway.db.make_engine): WAL with synchronous=NORMAL —
-        # a commit survives a process crash (kill -9 test) but may be lost on power loss.
-        from gateway.db import make_engine
+    from gateway.db import make_engine
 
-        gw_engine = make_engine(f"sqlite:///{tmp}/gw.db")
-        gw_rates = bench_engine("sqlite (gateway engine, WAL+NORMAL)", gw_engine, args.appends, hash_floor)
-        plain = plain_per_s(gw_engine, plain_table(gw_engine, "bench_"), 8, args.appends)
-        print(f"{'sqlite (gateway engine): baseline, plain INSERT+COMMIT, 8 threads':<46} {plain:>12,.0f} rows/s")
-    goal("sqlite (gateway engine), 8 writers", gw_rates[8], hash_floor, plain)
+    pg: Engine | None = None
     if args.pg != "none":
         try:
             pg = create_engine(args.pg)
@@ -343,16 +491,40 @@ def main() -> None:
                 conn.execute(text("SELECT 1"))
         except Exception as exc:  # noqa: BLE001 - report and go on without PostgreSQL
             print(f"postgresql skipped: {exc.__class__.__name__}")
-        else:
-            bench_engine("postgresql", pg, args.appends, hash_floor)
-            bench_processes(args.pg, args.appends, hash_floor)
-            goal("postgresql, 4 processes x 8 threads", bench_processes(args.pg, args.appends, hash_floor, 4),
-                 hash_floor, bench_processes(args.pg, args.appends, hash_floor, 4, plain=True))
-            # Gateway replicas serve many requests at once (uvicorn's thread pool: 40): with more
-            # concurrent appenders per process each batch carries more entries.
-            goal("postgresql, 4 processes x 64 threads",
-                 bench_processes(args.pg, args.appends * 4, hash_floor, 4, threads=64), hash_floor,
-                 bench_processes(args.pg, args.appends * 4, hash_floor, 4, threads=64, plain=True))
+            pg = None
+    with tempfile.TemporaryDirectory() as tmp:
+        engines: list[tuple[str, Engine, str | None]] = [
+            ("sqlite (gateway engine)", make_engine(f"sqlite:///{tmp}/split.db"), None)]
+        if pg is not None:
+            app = f"bench_{uuid.uuid4().hex[:8]}"
+            engines.append(("postgresql", create_engine(tagged(args.pg, app)), app))
+        split(engines)
+    if args.split_only:
+        return
+    sign_floor, hash_floor = floors()
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_engine("sqlite", create_engine(f"sqlite:///{tmp}/bench.db"), args.appends, hash_floor)
+    with tempfile.TemporaryDirectory() as tmp:
+        # The engine the gateway really uses (gateway.db.make_engine): WAL with synchronous=NORMAL —
+        # a commit survives a process crash (kill -9 test) but may be lost on power loss.
+        gw_engine = make_engine(f"sqlite:///{tmp}/gw.db")
+        gw_rates = bench_engine("sqlite (gateway engine, WAL+NORMAL)", gw_engine, args.appends, hash_floor)
+        baseline = plain_run(gw_engine, plain_table(gw_engine, "bench_"), 8, args.appends)
+        plain = baseline.rate
+        print(f"{'sqlite (gateway engine): baseline, plain INSERT+COMMIT, 8 threads':<46} {plain:>12,.0f} rows/s")
+        cost("baseline, 8 threads", baseline)
+    goal("sqlite (gateway engine), 8 writers", gw_rates[8], hash_floor, plain)
+    if pg is not None:
+        app = f"bench_{uuid.uuid4().hex[:8]}"
+        bench_engine("postgresql", create_engine(tagged(args.pg, app)), args.appends, hash_floor, app)
+        bench_processes(args.pg, args.appends, hash_floor)
+        goal("postgresql, 4 processes x 8 threads", bench_processes(args.pg, args.appends, hash_floor, 4),
+             hash_floor, bench_processes(args.pg, args.appends, hash_floor, 4, plain=True))
+        # Gateway replicas serve many requests at once (uvicorn's thread pool: 40): with more
+        # concurrent appenders per process each batch carries more entries.
+        goal("postgresql, 4 processes x 64 threads",
+             bench_processes(args.pg, args.appends * 4, hash_floor, 4, threads=64), hash_floor,
+             bench_processes(args.pg, args.appends * 4, hash_floor, 4, threads=64, plain=True))
     bench_scale(args.n, sign_floor, hash_floor, args.workers or None)
 
 

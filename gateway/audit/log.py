@@ -153,6 +153,7 @@ class AuditLog:
         self._leading = False
         self._closed = False
         self._write_lock = threading.Lock()
+        self._batches = self._batched = 0  # batches written by the group commit, and their entries
         self._writer_conn: Any = None  # the batch writer's own connection (_writer)
         self._prepared = ""  # PostgreSQL: the batch statement prepared on it
         self._escape: Any = None  # PostgreSQL: libpq's literal quoting for it
@@ -502,7 +503,10 @@ class AuditLog:
         results, or the one error of the batch on every caller in it."""
         try:
             with self._write_lock:
-                first, checkpoint, flush = self._write_batch([item for pending in batch for item in pending.items])
+                items = [item for pending in batch for item in pending.items]
+                first, checkpoint, flush = self._write_batch(items)
+                self._batches += 1
+                self._batched += len(items)
         except Exception as exc:  # noqa: BLE001 - every failure must reach the waiting callers
             error = exc if isinstance(exc, AuditAppendError) else AuditAppendError(f"append failed: {exc}")
             if error is not exc:
@@ -861,6 +865,12 @@ class AuditLog:
                     pass  # catching up: go on at once
             except Exception:  # noqa: BLE001 - the indexer must survive a bad moment of the database
                 _log.exception("audit lookup indexing failed")
+
+    def batch_stats(self) -> tuple[int, int]:
+        """(batches, entries) this log object has written through the group commit so far: their
+        ratio is the batch size actually achieved (bench/audit.py prints it)."""
+        with self._write_lock:
+            return self._batches, self._batched
 
     # -- reads (see LogReader) -----------------------------------------------------------------
     def head(self) -> Head:

@@ -207,3 +207,20 @@ def test_sqlite_a_long_wal_is_rewound_by_the_writer(make_log: LogFactory, engine
     assert log.append(decision(201)).index == 201
     log.publish_checkpoint()
     assert assert_log_consistent(log).entries == 202
+
+
+def test_batch_stats_count_what_the_group_commit_wrote(make_log: LogFactory) -> None:
+    # bench/audit.py reports the batch size achieved from these counters.
+    log = make_log(checkpoint_every=1000)
+    assert log.batch_stats() == (0, 0)
+    log.append(decision(0))
+    log.append_many([decision(i) for i in range(1, 4)])
+    assert log.batch_stats() == (2, 4)
+    threads = [threading.Thread(target=lambda t=t: [log.append(decision(10 * t + i)) for i in range(5)])
+               for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    batches, entries = log.batch_stats()
+    assert entries == 24 and 2 + 5 <= batches <= 2 + 20  # 4 writers: at most 4 appends per batch
