@@ -87,6 +87,59 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def machine_busy_s() -> float:
+    """CPU seconds every core of the machine spent busy (user, nice, system, irq, softirq, steal)
+    since boot: with the run's own processes it shows how much other work shared the cores."""
+    with open("/proc/stat") as fh:
+        fields = [int(v) for v in fh.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process (the client threads and the bench's own loop)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_snapshot(replicas: list[Replica], cluster: Any) -> dict[str, float]:
+    """CPU seconds so far by role: each gateway replica, each Ray role (`ServeReplica:face`,
+    `ProxyActor`, `raylet`, ...), this process (`client`), and the whole machine (`machine`)."""
+    from classifiers.rayserve.cluster import process_cpu_seconds
+
+    out = {"client": own_cpu_s(), "machine": machine_busy_s()}
+    for rep in replicas:
+        out[f"gateway:{rep.name}"] = process_cpu_seconds(rep.proc.pid) or 0.0
+    if cluster is not None:
+        for role, cpu in cluster.cpu_by_role().items():
+            out[f"ray:{role}"] = cpu
+    return out
+
+
+def cpu_report(before: dict[str, float], after: dict[str, float], requests: int, wall: float) -> dict[str, Any]:
+    """CPU per request by role (ms) over one measured run, the cores each used, and the totals:
+    `server` = gateways + the Ray cluster, `ours` = server + client, `other` = the rest of the
+    machine (other people's work on a shared host)."""
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    n = max(requests, 1)
+    roles = {k: round(v / n * 1000, 1) for k, v in sorted(delta.items()) if k != "machine" and v > 0.005 * wall}
+    server = sum(v for k, v in delta.items() if k.startswith(("gateway:", "ray:")))
+    ours = server + delta.get("client", 0.0)
+    return {
+        "ms_per_request": roles,
+        "server_ms_per_request": round(server / n * 1000, 1),
+        "ours_ms_per_request": round(ours / n * 1000, 1),
+        "server_cores": round(server / wall, 2),
+        "ours_cores": round(ours / wall, 2),
+        "machine_cores": round(delta.get("machine", 0.0) / wall, 2),
+        "other_cores": round(max(0.0, delta.get("machine", 0.0) - ours) / wall, 2),
+        "cores": os.cpu_count() or 1,
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def serving_processes(replicas: list[Replica], cluster: Any) -> dict[str, int]:
     """Every process that serves requests: the gateway replicas, and the Ray Serve model replicas
     of each family when the models run on a local cluster (name -> pid)."""
@@ -435,14 +488,16 @@ def run_mode(
             procs = serving_processes(replicas, cluster)  # Serve may have restarted a replica
             warm_rss = {name: rss_mb(pid) for name, pid in procs.items()}
             stats = Stats()
+            cpu_before = cpu_snapshot(replicas, cluster)
             elapsed = _load(keys[:clients], replicas, payloads, stats, args, args.duration, sample_rss=True,
                             max_requests=args.requests)
+            cpu = cpu_report(cpu_before, cpu_snapshot(replicas, cluster), len(stats.samples), elapsed)
             for rep in replicas:
                 rep.rss_end_mb = rss_mb(rep.proc.pid)
                 rep.rss_peak_mb = max(rep.rss_peak_mb, rep.rss_end_mb)
             end_rss = {name: rss_mb(pid) for name, pid in procs.items()}
             summary = summarise(stats, replicas, elapsed)
-            summary |= {"clients": clients, "duration_s": round(elapsed, 1), "memory": {
+            summary |= {"clients": clients, "duration_s": round(elapsed, 1), "cpu": cpu, "memory": {
                 name: {"pid": pid, "idle_mb": round(idle.get(name, float("nan")), 1),
                        "warm_mb": round(warm_rss[name], 1), "end_mb": round(end_rss[name], 1),
                        "growth_after_warmup_mb": round(end_rss[name] - warm_rss[name], 1)}
@@ -606,6 +661,13 @@ def print_table(summary: dict[str, Any]) -> None:
     for name, row in summary.get("memory", {}).items():
         print(f"  {name:18} pid {row['pid']:<8} {row['idle_mb']:>7.0f} {row['warm_mb']:>7.0f} "
               f"{row['end_mb']:>7.0f} {row['growth_after_warmup_mb']:>+20.1f}")
+    cpu = summary.get("cpu")
+    if cpu:
+        roles = ", ".join(f"{k} {v}" for k, v in cpu["ms_per_request"].items())
+        print(f"cpu per request (ms): {roles}")
+        print(f"cpu: server (gateways + Ray) {cpu['server_ms_per_request']} ms/request = {cpu['server_cores']} cores "
+              f"busy; with the client {cpu['ours_ms_per_request']} ms = {cpu['ours_cores']} of {cpu['cores']} cores; "
+              f"other work on the machine {cpu['other_cores']} cores; load average {cpu['loadavg']}")
     audit = summary["audit_verify"]
     print(
         f"audit verify: {'ok' if audit['ok'] else 'FAILED'} — {audit['entries']} entries, "
@@ -627,6 +689,16 @@ def print_scaling(results: list[dict[str, Any]]) -> None:
         print(f"scaling [{backend}, {mode}]: {last['clients']} clients {b} req/s (p99 {last['total']['p99_ms']} ms) "
               f"vs {first['clients']} client(s) {a} req/s (p99 {first['total']['p99_ms']} ms) = "
               f"{b / a if a else float('nan'):.2f}x")
+        c1, cn = first.get("cpu"), last.get("cpu")
+        if c1 and cn and a:
+            # The ceiling on 2 cores: N clients cannot exceed cores / (CPU per request), and one
+            # client already runs at 1 / (wall per request); the ratio of the two is the most that
+            # more clients can add, whatever the code does, unless the CPU per request falls.
+            capacity = cn["cores"] / (cn["ours_ms_per_request"] / 1000)
+            print(f"  ceiling: {cn['cores']} cores / {cn['ours_ms_per_request']} ms CPU per request (gateway + models"
+                  f" + client, at {last['clients']} clients) = {capacity:.2f} req/s = {capacity / a:.2f}x the 1-client"
+                  f" rate; one client already kept {c1['ours_cores']} cores busy "
+                  f"({c1['ours_ms_per_request']} ms CPU per {1000 / a:.0f} ms request)")
 
 
 def _snapshot() -> Any:

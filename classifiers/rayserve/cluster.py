@@ -37,9 +37,19 @@ LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABL
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: each socket stays bound until all are chosen (one at a time,
+    the kernel may hand the same port out twice, and Ray refuses a port given to two components)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def descendants(pid: int) -> list[int]:
@@ -64,6 +74,32 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (all its threads, and its waited-for children)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime, stime, cutime, cstime
+
+
+def process_role(pid: int) -> str:
+    """What a Ray process does, from its title: `ServeReplica:<deployment>`, `ProxyActor`,
+    `ServeController`, `raylet`, `gcs_server`, ... (`other` when unreadable)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "other"
+    title = argv[0].decode(errors="replace") if argv else ""
+    if title.startswith("ray::"):
+        name = title[5:].split(" ", 1)[0]
+        if name.startswith("ServeReplica:"):
+            return ":".join(name.split(":")[:2])
+        return name.split(".", 1)[0] or "ray worker"
+    return Path(title.split(" ", 1)[0]).name or "other"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -83,8 +119,10 @@ class LocalCluster:
     def __init__(self, *, num_cpus: int = 2, object_store_mb: int = 100, serve_port: int | None = None) -> None:
         self.num_cpus = num_cpus
         self.object_store_mb = object_store_mb
-        self.gcs_port = free_port()
-        self.serve_port = serve_port or free_port()
+        # every port this cluster takes, chosen together so no two are the same
+        self._ports = free_ports(10)
+        self.gcs_port = self._ports[0]
+        self.serve_port = serve_port or self._ports[1]
         self.temp_dir = Path(tempfile.mkdtemp(prefix="cgray-", dir="/tmp"))  # short: Ray's socket paths
         self.log_path = self.temp_dir / "head.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -113,10 +151,11 @@ class LocalCluster:
             "--include-dashboard", "false", "--disable-usage-stats",
             "--temp-dir", str(self.temp_dir),
         ]
-        for flag in ("--ray-client-server-port", "--node-manager-port", "--object-manager-port",
-                     "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--runtime-env-agent-port",
-                     "--metrics-export-port"):
-            argv += [flag, str(free_port())]
+        flags = ("--ray-client-server-port", "--node-manager-port", "--object-manager-port",
+                 "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--runtime-env-agent-port",
+                 "--metrics-export-port", "--dashboard-port")
+        for flag, port in zip(flags, self._ports[2:], strict=True):
+            argv += [flag, str(port)]
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env(),  # noqa: S603
                                           start_new_session=True)
@@ -167,17 +206,20 @@ class LocalCluster:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the cluster's live processes (benchmarks add it to their own)."""
+        return sum(self.cpu_by_role().values())
+
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds of the cluster's live processes by role: a Serve replica's deployment
+        (`ServeReplica:face`), the proxy, the controller, `raylet`, `gcs_server`, ... — so a benchmark
+        can say where the CPU of a request went (the models, or the transport around them)."""
         self._remember()
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
+        out: dict[str, float] = {}
         for pid in self._pids:
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
-        return total / ticks
+            cpu = process_cpu_seconds(pid)
+            if cpu is not None:
+                role = process_role(pid)
+                out[role] = out.get(role, 0.0) + cpu
+        return out
 
     def replica_pids(self, family: str) -> list[int]:
         """PIDs of the family's live Serve replicas (their process title names the deployment)."""

@@ -263,3 +263,42 @@ def test_nudenet_face_boxes_come_from_the_same_batched_pass() -> None:
     assert scores == direct_scores[0] and len(boxes) == len(direct_boxes[0]) >= 1
     x0, y0, x1, y1 = boxes[0][0]
     assert 0 <= x0 < x1 <= image.shape[1] and 0 <= y0 < y1 <= image.shape[0]
+
+
+# -- the local cluster's bookkeeping ------------------------------------------------------------------
+
+
+def test_a_cluster_takes_distinct_ports() -> None:
+    from classifiers.rayserve.cluster import LocalCluster, free_ports
+
+    assert len(set(free_ports(50))) == 50
+    cluster = LocalCluster(num_cpus=1)  # not started: only its ports are chosen
+    try:
+        assert len(set(cluster._ports)) == len(cluster._ports) == 10
+        assert {cluster.gcs_port, cluster.serve_port} <= set(cluster._ports)
+    finally:
+        cluster.stop()
+
+
+def test_process_roles_and_cpu_come_from_proc() -> None:
+    import os
+    import shutil
+    import subprocess
+    import time
+
+    from classifiers.rayserve.cluster import process_cpu_seconds, process_role
+
+    me = process_cpu_seconds(os.getpid())
+    assert me is not None and me > 0
+    assert process_role(os.getpid()).startswith("python")
+    # a Serve replica's title as Ray sets it (argv[0])
+    bash = shutil.which("bash") or "/bin/bash"
+    with subprocess.Popen([bash, "-c", "exec -a 'ray::ServeReplica:face:face' sleep 30"]) as child:  # noqa: S603
+        try:
+            deadline = time.monotonic() + 10
+            while process_role(child.pid) != "ServeReplica:face" and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert process_role(child.pid) == "ServeReplica:face"
+        finally:
+            child.kill()
+    assert process_cpu_seconds(2**22 + 12345) is None  # no such process
