@@ -4,7 +4,9 @@ image, versus the same models called directly in one process on the same decoded
 prints both medians and the ratio (goal <= 1.10). First it prints the per-model and per-stage split
 in process (#21.3): today's single-scale face path, the full-coverage path and their raw floor, and the
 face embedding alone — dlib's own ResNet beside the same weights on the faster engine
-(`classifiers/dlib_resnet.py`) — then the whole check with dlib's embedding and with the engine.
+(`classifiers/dlib_resnet.py`) — then the whole check with dlib's embedding and with the engine, and the
+new path as it runs alone (split across the cores) and as it runs with other checks in flight (not split,
+gateway/pipeline/parallel.py), and four checks at once with the adaptive split and with every check split.
 
     .venv/bin/python bench/check_overhead.py [--n 30] [--url URL --api-key KEY] [--split-only]
 """
@@ -132,6 +134,7 @@ def split(n: int) -> None:
     from gateway.apikeys import Principal
     from gateway.media import MediaLimits, decode_image
     from gateway.pipeline import CheckRequest
+    from gateway.pipeline.parallel import InFlight
 
     reg = builtin_registry()
     opennsfw, nudenet = reg.create("nsfw", "opennsfw", {}), reg.create("nsfw", "nudenet", {})
@@ -142,6 +145,9 @@ def split(n: int) -> None:
     engines = {t: DlibFaceAnalyzer({"threads": t}) for t in (1, 2)}
     new_pipe, old_pipe = pipeline("{}"), pipeline("{min_face_px: 0, embed_engine: dlib}")
     dlib_pipe = pipeline("{embed_engine: dlib}")  # full coverage + dlib's embedding: main before the engine
+    serial_pipe, forced_pipe = pipeline("{}"), pipeline("{}")
+    serial_pipe.checker.in_flight = InFlight(split_below=0)  # as when other checks are in flight
+    forced_pipe.checker.in_flight = InFlight(split_below=99, cores=8)  # every check split (budget 2), however many
     who = Principal("bench", "bench", "generator")
     req = CheckRequest(stage="output", use="txt2img")
     print("per-model / per-stage split (in process, median ms; output/txt2img of the default policy)")
@@ -191,6 +197,18 @@ def split(n: int) -> None:
                for p in (old_pipe, dlib_pipe, new_pipe)]
         print(f"  {size}² check CPU time (all threads): today's path {cpu[0]:7.1f} ms | full coverage with dlib's "
               f"embedding {cpu[1]:7.1f} ms | with {engine} {cpu[2]:7.1f} ms")
+        serial = median_ms(lambda: asyncio.run(serial_pipe.check(who, req, [data])), n)  # noqa: B023
+        serial_cpu = median_cpu_ms(lambda: asyncio.run(serial_pipe.check(who, req, [data])), n)  # noqa: B023
+        print(f"  {size}² new path alone (split) {new:7.1f} ms, CPU {cpu[2]:7.1f} ms | not split (as with other "
+              f"checks in flight) {serial:7.1f} ms, CPU {serial_cpu:7.1f} ms | split/not {new / serial:4.2f}×")
+
+        async def four(p):  # type: ignore[no-untyped-def]
+            await asyncio.gather(*(p.check(who, req, [data]) for _ in range(4)))  # noqa: B023
+
+        adaptive = median_ms(lambda: asyncio.run(four(new_pipe)), max(3, n // 2)) / 4
+        forced = median_ms(lambda: asyncio.run(four(forced_pipe)), max(3, n // 2)) / 4
+        print(f"  {size}² four checks at once, wall per check: adaptive {adaptive:7.1f} ms | every check split "
+              f"{forced:7.1f} ms | adaptive/split {adaptive / forced:4.2f}×")
 
 
 def main() -> None:

@@ -1,6 +1,9 @@
-"""Why: every adapter needs the same three chores — find a weights file inside an installed
-package without importing it, digest that file into a `model_version`, and read typed options
-strictly (a typo in a policy's model options must fail loudly, not fall back to a default).
+"""Why: every adapter needs the same chores — find a weights file inside an installed
+package without importing it, digest that file into a `model_version`, read typed options
+strictly (a typo in a policy's model options must fail loudly, not fall back to a default), and
+know how many cores one call may use right now (`thread_budget`: the caller knows the process's
+load, the adapter does the work; a context variable carries it into worker threads without
+changing every family's Protocol).
 """
 
 from __future__ import annotations
@@ -8,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -108,6 +114,66 @@ def onnx_session(path: Path, threads: int) -> Any:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise ModelError(f"cannot load ONNX model {path}: {exc}") from exc
+
+
+_CALL_THREADS: ContextVar[int | None] = ContextVar("consentgate_call_threads", default=None)
+
+
+@contextmanager
+def thread_budget(threads: int) -> Iterator[None]:
+    """Within this block (and in worker threads started from it with the context copied, as
+    `asyncio.to_thread` does), a model call uses at most `threads` threads of its own. The gateway's
+    check sets it per request and stage from the load of the process (gateway/pipeline/parallel.py);
+    outside any block an adapter uses what it was configured with. Results never depend on it."""
+    if threads < 1:
+        raise ValueError(f"a thread budget must be >= 1 (got {threads})")
+    token = _CALL_THREADS.set(threads)
+    try:
+        yield
+    finally:
+        _CALL_THREADS.reset(token)
+
+
+def call_threads(configured: int) -> int:
+    """The threads the current call may use: the adapter's `configured` count, capped by the
+    caller's `thread_budget` when one is set."""
+    budget = _CALL_THREADS.get()
+    return configured if budget is None else max(1, min(configured, budget))
+
+
+def budget_set() -> int | None:
+    """The caller's thread budget, or None outside any `thread_budget` block."""
+    return _CALL_THREADS.get()
+
+
+class OnnxSessions:
+    """One ONNX model with a session per intra-op thread count, picked per call by `call_threads`:
+    a check that already runs its models side by side on every core runs each on one thread (no
+    sync overhead on oversubscribed cores); a lone call uses the configured count. The outputs are
+    the same whatever the count (tests/classifiers/test_thread_budget.py). The single-thread
+    session is made on first use."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        self._path = path
+        self._threads = threads
+        self._sessions = {threads: onnx_session(path, threads)}
+        self._lock = threading.Lock()
+
+    def get_inputs(self) -> Any:
+        return self._sessions[self._threads].get_inputs()
+
+    def session(self) -> Any:
+        threads = call_threads(self._threads)
+        found = self._sessions.get(threads)
+        if found is None:
+            with self._lock:
+                found = self._sessions.get(threads)
+                if found is None:
+                    found = self._sessions[threads] = onnx_session(self._path, threads)
+        return found
+
+    def run(self, outputs: Any, feeds: Mapping[str, Any]) -> Any:
+        return self.session().run(outputs, dict(feeds))
 
 
 def local_model_dir(adapter: str, options: Options, key: str = "model_dir") -> Path:

@@ -19,7 +19,10 @@ level is scanned by a copy of dlib's frontal detector limited to one pyramid lev
 `max_pyramid_levels` set to 1: same filters, same scores); the 1.6× top level, half of the work, scans
 the image itself with 5 px HOG cells (the same 10 × 10-cell filters, serialized cell size 5) instead of
 the image upscaled 1.6× with 8 px cells — HOG features are ~60 % of a scan and follow the pixels. The
-levels are shared between two threads by cost (dlib releases the GIL) — no bands, no seams. `min_face_px: 0` is the old
+levels, and then the verification crops, are shared between two threads by cost (dlib releases the GIL) —
+no bands, no seams, the same boxes and scores either way — when the caller's `thread_budget`
+(classifiers/_common.py) allows two; with no budget set, only first passes over 2 MP of levels are
+split (what a lone call on an idle machine wants). `min_face_px: 0` is the old
 single-scale path: detection on a copy scaled down to `detect_max_side` (faces under ~1/8 of the
 image width are missed). Landmarks and the embedding always use the full-resolution image. dlib
 objects are not documented as thread-safe, so every call holds the adapter's lock (the second thread
@@ -52,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from classifiers._common import Options, check_rgb, weights_digest
+from classifiers._common import Options, budget_set, check_rgb, weights_digest
 from classifiers.base import DetectedFace, ModelError, ModelInfo
 from classifiers.dlib_resnet import CHIP_PADDING, CHIP_SIZE, EMBED_ENGINES, EmbedEngine, read_dlib_resnet
 
@@ -89,7 +92,7 @@ VERIFY_PAD = 0.6  # context around the candidate box in the verify crop, in box 
 ENGINE_CHOICES = ("auto", "dlib", *EMBED_ENGINES)
 EMBED_BATCH = 32  # face chips per engine call
 ENGINE_MIN_COSINE = 0.9999  # an engine must give dlib's descriptor on the self-check chip to this cosine
-PARALLEL_MIN_PIXELS = 2_000_000  # first passes scanning more level pixels than this use two threads
+PARALLEL_MIN_PIXELS = 2_000_000  # with no thread budget set, first passes over more level pixels use two threads
 
 # dlib's serialization of `get_frontal_face_detector()` up to and including `max_pyramid_levels`:
 # object_detector version 2, scan_fhog_pyramid version 1, feature extractor, no cached features,
@@ -187,8 +190,9 @@ class DlibFaceAnalyzer:
         self._lock = threading.Lock()
         if self._kind == "hog":
             self._hog = dlib.get_frontal_face_detector()
-            if self._min_face:  # single-level scanners by cell size, one set per first-pass thread
+            if self._min_face:  # per worker thread: single-level scanners by cell size, a verifier
                 self._scanners: tuple[dict[int, Any], dict[int, Any]] = ({}, {})
+                self._verifiers = (self._hog, dlib.get_frontal_face_detector())
         else:
             self._cnn = dlib.cnn_face_detection_model_v1(str(folder / MMOD))
         self._predictor = dlib.shape_predictor(str(folder / PREDICTOR))
@@ -315,50 +319,86 @@ class DlibFaceAnalyzer:
         import cv2
 
         grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-        candidates = self._first_pass(grey)
+        budget = budget_set()
+        candidates = self._first_pass(grey, budget)
+        # a canonical order, so that how the levels were shared between threads never changes the NMS
+        kept = _nms(sorted(candidates, key=lambda c: (c[0], c[1])), 0.4)
+        jobs = [(box, px) for box, score in kept if score < ACCEPT_SCORE for px in VERIFY_FACE_PX]
+        workers = min(budget, self._scan_threads) if budget is not None else 1
+        verified = self._verify_all(grey, jobs, workers if len(jobs) > 1 else 1)
         out: list[tuple[tuple[int, int, int, int], float]] = []
-        for box, score in _nms(candidates, 0.4):
+        for box, score in kept:
             if score < ACCEPT_SCORE:
-                verified = sum(self._verify(grey, box, px) for px in VERIFY_FACE_PX) / len(VERIFY_FACE_PX)
-                if verified < VERIFY_SCORE:
+                mean = sum(verified[box, px] for px in VERIFY_FACE_PX) / len(VERIFY_FACE_PX)
+                if mean < VERIFY_SCORE:
                     continue
-                score = max(score, verified)
+                score = max(score, mean)
             out.append((tuple(int(round(v)) for v in box), score))  # type: ignore[arg-type]
         return out
 
-    def _first_pass(self, grey: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
-        """HOG candidates over the pyramid levels (boxes in `grey` pixels). A large pyramid is split
-        between two threads by level area (the top level alone is about half of it)."""
+    def _verify_all(
+        self, grey: np.ndarray, jobs: list[tuple[tuple[float, float, float, float], int]], workers: int
+    ) -> dict[tuple[tuple[float, float, float, float], int], float]:
+        """`_verify` of every (candidate box, face px) job, on `workers` threads (each with its own
+        detector), shared by cost (a crop's area follows its face px)."""
+        if workers < 2:
+            return {(box, px): self._verify(grey, box, px, 0) for box, px in jobs}
+        shares: tuple[list[tuple[tuple[float, float, float, float], int]], ...] = ([], [])
+        load = [0, 0]
+        for job in sorted(jobs, key=lambda j: -j[1]):
+            lighter = 0 if load[0] <= load[1] else 1
+            shares[lighter].append(job)
+            load[lighter] += job[1] ** 2
+
+        def run(slot: int) -> dict[tuple[tuple[float, float, float, float], int], float]:
+            return {(box, px): self._verify(grey, box, px, slot) for box, px in shares[slot]}
+
+        with ThreadPoolExecutor(1) as pool:
+            other = pool.submit(run, 1)
+            return run(0) | other.result()
+
+    def _first_pass(
+        self, grey: np.ndarray, budget: int | None = None
+    ) -> list[tuple[tuple[float, float, float, float], float]]:
+        """HOG candidates over the pyramid levels (boxes in `grey` pixels), split between two threads
+        by level cost (the top level alone is about half of it) when `budget` and the `threads` option
+        allow two — or, with no budget, when the pyramid is large and the option allows two."""
         import cv2
 
         h, w = grey.shape[:2]
         levels = pyramid_levels(h, w, HOG_FACE_PX / self._min_face, self._step)
 
+        # The level images, made once in a fixed order whatever the split (so the candidates never
+        # depend on it): levels below 1× are shrunk from the previous one (area-averaging the full image
+        # for every level cost ~10% of the whole scan at 2048²).
+        images: dict[tuple[float, int], np.ndarray] = {}
+        source, source_k = grey, 1.0
+        for k, cell in levels:
+            size = (max(1, round(w * k)), max(1, round(h * k)))
+            if size == (w, h):
+                images[k, cell] = grey
+            elif k > 1:
+                images[k, cell] = cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR)
+            else:
+                source = cv2.resize(source if source_k > k else grey, size, interpolation=cv2.INTER_AREA)
+                images[k, cell], source_k = source, k
+
         def scan(slot: int, todo: list[tuple[float, int]]) -> list[tuple[tuple[float, float, float, float], float]]:
             found: list[tuple[tuple[float, float, float, float], float]] = []
             scanners = self._scanners[slot]  # this thread's own detectors
-            # levels below 1× are shrunk from the previous one: area-averaging the full image for every
-            # level cost ~10% of the whole scan at 2048²
-            source, source_k = grey, 1.0
             for k, cell in todo:
-                size = (max(1, round(w * k)), max(1, round(h * k)))
-                if size == (w, h):
-                    level = grey
-                elif k > 1:
-                    level = cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR)
-                else:
-                    level = cv2.resize(source if source_k > k else grey, size, interpolation=cv2.INTER_AREA)
-                    source, source_k = level, k
                 if cell not in scanners:
                     scanners[cell] = single_level_detector(self._dlib, cell)
-                rects, scores, _idx = scanners[cell].run(level, 0, CANDIDATE_SCORE)
+                rects, scores, _idx = scanners[cell].run(images[k, cell], 0, CANDIDATE_SCORE)
                 found += [((r.left() / k, r.top() / k, r.right() / k, r.bottom() / k), float(sc))
                           for r, sc in zip(rects, scores, strict=True)]
             return found
 
         # the cost of a level: HOG features (~60 %) per pixel, the filters (~40 %) per cell
         cost = [h * w * k * k * (0.6 + 0.4 * (HOG_CELL / cell) ** 2) for k, cell in levels]
-        if self._scan_threads < 2 or sum(h * w * k * k for k, _ in levels) < PARALLEL_MIN_PIXELS or len(levels) < 2:
+        workers = min(budget, self._scan_threads) if budget is not None else self._scan_threads
+        big = sum(h * w * k * k for k, _ in levels) >= PARALLEL_MIN_PIXELS
+        if workers < 2 or (budget is None and not big) or len(levels) < 2:
             return scan(0, levels)
         halves: tuple[list[tuple[float, int]], list[tuple[float, int]]] = ([], [])
         load = [0.0, 0.0]
@@ -366,14 +406,13 @@ class DlibFaceAnalyzer:
             lighter = 0 if load[0] <= load[1] else 1
             halves[lighter].append(level)
             load[lighter] += c
-        for half in halves:
-            half.sort(key=lambda level: -level[0])  # largest first: each level shrinks from the one before
         with ThreadPoolExecutor(1) as pool:
             other = pool.submit(scan, 1, halves[1])
             return scan(0, halves[0]) + other.result()
 
-    def _verify(self, grey: np.ndarray, box: tuple[float, float, float, float], face_px: int) -> float:
-        """The best HOG score, overlapping `box`, on a crop around it rescaled so the face is `face_px`."""
+    def _verify(self, grey: np.ndarray, box: tuple[float, float, float, float], face_px: int, slot: int = 0) -> float:
+        """The best HOG score, overlapping `box`, on a crop around it rescaled so the face is `face_px`
+        (with worker `slot`'s detector)."""
         import cv2
 
         x0, y0, x1, y1 = box
@@ -386,7 +425,7 @@ class DlibFaceAnalyzer:
         if crop.size == 0:
             return VERIFY_MISSING
         crop = cv2.resize(crop, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC if k > 1 else cv2.INTER_AREA)
-        rects, scores, _idx = self._hog.run(crop, 0, -0.5)
+        rects, scores, _idx = self._verifiers[slot].run(crop, 0, -0.5)
         best = VERIFY_MISSING
         for r, sc in zip(rects, scores, strict=True):
             found = (r.left() / k + cx0, r.top() / k + cy0, r.right() / k + cx0, r.bottom() / k + cy0)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from classifiers._common import Options, check_rgb, onnx_session, package_file, weights_digest
+from classifiers._common import OnnxSessions, Options, check_rgb, package_file, weights_digest
 from classifiers.base import ModelError, ModelInfo
 
 NUDENET_LABELS: tuple[str, ...] = (
@@ -65,7 +65,7 @@ class NudeNetClassifier:
         self._batch_size = opts.positive_int("batch_size", 8)
         path = package_file("nudenet", "320n.onnx")
         self.info = ModelInfo(name=name, version=weights_digest([path]))
-        self._session = onnx_session(path, threads)
+        self._session = OnnxSessions(path, threads)
         self._input = self._session.get_inputs()[0].name
 
     def classify(self, images: Sequence[np.ndarray]) -> list[dict[str, float]]:

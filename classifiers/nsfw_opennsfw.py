@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from classifiers._common import Options, check_rgb, onnx_session, package_file, weights_digest
+from classifiers._common import OnnxSessions, Options, check_rgb, package_file, weights_digest
 from classifiers.base import ModelError, ModelInfo
 
 MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
@@ -65,7 +65,7 @@ class OpenNsfwClassifier:
         self._jpeg = opts.get("jpeg_reencode", True, bool)
         path = _weights_path()
         self.info = ModelInfo(name=name, version=weights_digest([path]))
-        self._session = onnx_session(path, threads)
+        self._session = OnnxSessions(path, threads)
         self._input = self._session.get_inputs()[0].name
 
     def classify(self, images: Sequence[np.ndarray]) -> list[dict[str, float]]:

@@ -230,7 +230,8 @@ def build_gateway(settings: Settings, *, models: ModelRegistry | None = None) ->
                        working_max_side=settings.working_max_side, model_timeout_s=settings.model_timeout_s,
                        check_deadline_s=settings.check_deadline_s, scratch_dir=settings.data_dir / "tmp",
                        video_sampling_seed=_sampling_seed(settings),
-                       input_decision_max_age_s=settings.input_decision_max_age_s),
+                       input_decision_max_age_s=settings.input_decision_max_age_s,
+                       split_below=settings.split_below),
     )
     proxy = open_proxy_state(settings, engine, metrics.registry)
     bundle_routes(settings, policies, proxy.routes)

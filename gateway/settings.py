@@ -38,6 +38,9 @@ class Settings:
     max_media_parts: int = 16
     working_max_side: int = 1024
     model_threads: int = 2
+    # an image check splits across cores while fewer checks than this are in flight (None: the cores;
+    # 0 or 1: never; gateway/pipeline/parallel.py)
+    split_below: int | None = None
     model_timeout_s: float = 10.0
     check_deadline_s: float = 30.0  # one check, all models and decide() together; over it: deny
     input_decision_max_age_s: float = 3600.0  # how long an input decision backs its outputs (#15.2)
@@ -64,6 +67,8 @@ class Settings:
         if self.ray_address and not self.ray_address.startswith(("http://", "https://")):
             raise ValueError(f"CONSENTGATE_RAY_ADDRESS must be the Ray Serve proxy's http(s) URL, "
                              f"not {self.ray_address!r}")
+        if self.split_below is not None and self.split_below < 0:
+            raise ValueError(f"CONSENTGATE_SPLIT_BELOW must be >= 0, not {self.split_below}")
         if self.log_format not in ("text", "json"):
             raise ValueError(f"CONSENTGATE_LOG_FORMAT must be text or json, not {self.log_format!r}")
 
@@ -121,6 +126,7 @@ class Settings:
             max_upload_bytes=_env_int("CONSENTGATE_MAX_UPLOAD_BYTES", 50 * 1024 * 1024),
             max_pixels=_env_int("CONSENTGATE_MAX_PIXELS", 4096 * 4096),
             model_threads=_env_int("CONSENTGATE_MODEL_THREADS", min(2, os.cpu_count() or 1)),
+            split_below=int(env["CONSENTGATE_SPLIT_BELOW"]) if env.get("CONSENTGATE_SPLIT_BELOW") else None,
             model_timeout_s=_env_float("CONSENTGATE_MODEL_TIMEOUT_S", 10.0),
             check_deadline_s=_env_float("CONSENTGATE_CHECK_DEADLINE_S", 30.0),
             input_decision_max_age_s=_env_float("CONSENTGATE_INPUT_DECISION_MAX_AGE_S", 3600.0),

@@ -1,7 +1,10 @@
 """Why: the pipeline is the only place that orders I/O. It runs every model the policy names over
 every media part (off the event loop, concurrently, each call under a timeout), asks the consent
 registry about faces, names and hashes, reads grants at decision time, freezes all of that into
-`Facts`, and calls the pure `decide()`. Any failure becomes a `ModelFailure` fact: fail closed."""
+`Facts`, and calls the pure `decide()`. Any failure becomes a `ModelFailure` fact: fail closed.
+How much of the machine one check uses is decided when it starts (gateway/pipeline/parallel.py):
+alone, its models run side by side and the face detector splits its work; with other checks in
+flight, its models run one after another on one thread each."""
 
 from __future__ import annotations
 
@@ -11,10 +14,11 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
+from classifiers._common import thread_budget
 from classifiers.base import DetectedFace, FaceAnalyzer, NsfwWithFaces, TwoStageFaceAnalyzer
 from gateway.decision import (
     FaceFact,
@@ -36,6 +40,7 @@ from gateway.media import DecodedImage
 from gateway.metrics import Metrics
 from gateway.pipeline.errors import ModelCallFailed
 from gateway.pipeline.face_facts import face_fact, query_threshold
+from gateway.pipeline.parallel import InFlight
 from gateway.pipeline.ports import Clock, ConsentLookup
 from gateway.pipeline.threads import in_thread
 from gateway.pipeline.voice import Track, voice_facts
@@ -78,20 +83,25 @@ class CheckStage:
         clock: Clock,
         model_timeout_s: float = 10.0,
         check_deadline_s: float = 30.0,
+        in_flight: InFlight | None = None,
     ):
         self.consent = consent
         self.metrics = metrics
         self.clock = clock
         self.model_timeout_s = model_timeout_s
         self.check_deadline_s = check_deadline_s
+        self.in_flight = in_flight or InFlight()
 
     async def _call(
-        self, check: str, model: str, fn: Callable[[], T], timeout: float | None = None
+        self, check: str, model: str, fn: Callable[[], T], timeout: float | None = None, threads: int | None = None
     ) -> T:
+        """`fn()` in a worker thread under `timeout` (the model timeout by default) and, when given, a
+        thread budget for the model (classifiers._common.thread_budget)."""
         start = time.perf_counter()
         limit = timeout or self.model_timeout_s
+        call = fn if threads is None else functools.partial(_with_budget, threads, fn)
         try:
-            result = await asyncio.wait_for(asyncio.to_thread(fn), timeout=limit)
+            result = await asyncio.wait_for(asyncio.to_thread(call), timeout=limit)
         except TimeoutError:
             self.metrics.model_failures.labels(model).inc()
             raise ModelCallFailed(ModelFailure(check, model, f"timed out after {limit:g}s")) from None
@@ -108,7 +118,8 @@ class CheckStage:
         like a model timeout — a slow check never holds a request (or the event loop) open."""
         start = time.perf_counter()
         try:
-            return await asyncio.wait_for(self._run(rt, req, start), timeout=self.check_deadline_s)
+            with self.in_flight.admit() as budget:
+                return await asyncio.wait_for(self._run(rt, req, start, budget), timeout=self.check_deadline_s)
         except TimeoutError:
             self.metrics.model_failures.labels("check").inc()
             detail = f"the check took longer than its deadline of {self.check_deadline_s:g}s"
@@ -119,7 +130,7 @@ class CheckStage:
                               reasons=(Reason(f"{req.use}.{req.stage}.check.deadline", "deny", detail),))
             return CheckResult(facts, verdict, time.perf_counter() - start)
 
-    async def _run(self, rt: PolicyRuntime, req: CheckInput, start: float) -> CheckResult:
+    async def _run(self, rt: PolicyRuntime, req: CheckInput, start: float, budget: int = 1) -> CheckResult:
         policy = rt.policy
         failures: list[ModelFailure] = []
         up = policy.uses.get(req.use)
@@ -169,8 +180,11 @@ class CheckStage:
                 raise ValueError(f"{len(scored)} results for {len(views)} images")
             return max_per_image(scored, owners, len(req.images))
 
+        # Split (budget >= 2): the stages side by side, the face analyzer (the longest) with the whole
+        # budget, each other model on one thread. Not split: one after another, one thread each.
+        split = budget >= 2
         nsfw_tasks = [
-            guarded(self._call(f"nsfw.{alias}", alias, functools.partial(classify, alias), rt.timeouts.get(alias)))
+            guarded(self._call(f"nsfw.{alias}", alias, functools.partial(classify, alias), rt.timeouts.get(alias), 1))
             for alias in nsfw_aliases
         ]
 
@@ -187,15 +201,16 @@ class CheckStage:
         pixels = sum(img.width * img.height for img in req.images)
         base = rt.policy.consent.face_model.timeout_s or self.model_timeout_s
         face_timeout = base * max(1.0, pixels / FACE_BUDGET_PIXELS)
-        face_task = guarded(self._call("faces", rt.face.info.name, analyze, face_timeout)) if working else _none()
-        hash_task = guarded(self._call("hash_list", rt.hasher.info.name, hashes)) if working else _none()
+        face_call = self._call("faces", rt.face.info.name, analyze, face_timeout, budget)
+        face_task = guarded(face_call) if working else _none()
+        hash_task = guarded(self._call("hash_list", rt.hasher.info.name, hashes, None, 1)) if working else _none()
         prompt_task = guarded(self.prompt_facts(rt, req.prompt)) if req.prompt and (
             stage_rules is None or stage_rules.prompt) else _none()
         voice_task = voice_facts(self._call, self.consent, rt, req.tracks) if req.tracks else _no_voices()
 
         t0 = time.perf_counter()
-        nsfw_results, faces_raw, hashes_raw, prompt_facts, (voices, voice_failures) = await asyncio.gather(
-            asyncio.gather(*nsfw_tasks), face_task, hash_task, prompt_task, voice_task)
+        faces_raw, nsfw_results, hashes_raw, prompt_facts, (voices, voice_failures) = await _stages(
+            split, face_task, _stages(split, *nsfw_tasks), hash_task, prompt_task, voice_task)
         failures.extend(voice_failures)
         observe(self.metrics.stage_seconds, "models", time.perf_counter() - t0)
 
@@ -367,6 +382,18 @@ def max_per_image(scored: list[dict[str, float]], owners: list[int], count: int)
         for label, value in scores.items():
             merged[label] = max(merged.get(label, 0.0), float(value))
     return out
+
+
+async def _stages(split: bool, *stages: Awaitable[Any]) -> list[Any]:
+    """The stages' results in order: run side by side (`split`) or one after another."""
+    if split:
+        return list(await asyncio.gather(*stages))
+    return [await stage for stage in stages]
+
+
+def _with_budget(threads: int, fn: Callable[[], T]) -> T:
+    with thread_budget(threads):
+        return fn()
 
 
 async def _none() -> None:

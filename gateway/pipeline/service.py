@@ -25,6 +25,7 @@ from gateway.pipeline.audio_job import AudioFlow
 from gateway.pipeline.audio_release import release_audio
 from gateway.pipeline.check import CheckInput, CheckResult, CheckStage
 from gateway.pipeline.inherit import InputBinding, resolve_binding
+from gateway.pipeline.parallel import InFlight
 from gateway.pipeline.ports import Clock, PipelineConfig, PipelinePorts
 from gateway.pipeline.record import DecisionRecord, MediaRef, build_record
 from gateway.pipeline.release import ReleasedFile, release_images
@@ -73,7 +74,8 @@ class Pipeline:
         self.config = config
         self.checker = CheckStage(ports.consent, ports.metrics, clock=ports.clock,
                                   model_timeout_s=config.model_timeout_s,
-                                  check_deadline_s=config.check_deadline_s)
+                                  check_deadline_s=config.check_deadline_s,
+                                  in_flight=InFlight(config.split_below))
         self.video = VideoFlow(ports, config, self.checker)
         self.audio = AudioFlow(ports, config, self.checker)  # audio jobs (issue #18)
 
