@@ -5,7 +5,9 @@ under the same rules as `POST /v1/apikeys` (`gateway.apikey_rules`)."""
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -53,13 +55,15 @@ def apikey_create(
         help="Comma-separated uses the key may request (e.g. txt2img,img2img); another use is 403 "
              "use_not_allowed. Left out: every use.")] = None,
     data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the key with its id, tenant, role and uses as JSON.")
+                       ] = False,
 ) -> None:
-    """Create a key and print it alone on stdout (it is shown only once)."""
+    """Create a key and print it alone on stdout (it is shown only once); --json: the key and what it is."""
     from gateway.cli.writedb import create_api_key
 
     with _writing(data_dir) as (engine, operator):
-        _, key = create_api_key(engine, operator, tenant, role, name, _split_uses(uses))
-    typer.echo(key)
+        info, key = create_api_key(engine, operator, tenant, role, name, _split_uses(uses))
+    typer.echo(json.dumps({"key": key, **asdict(info)}, indent=2) if as_json else key)
 
 
 def _split_uses(uses: str | None) -> list[str] | None:
@@ -71,12 +75,16 @@ def apikey_restrict(
     key_id: str,
     uses: Annotated[str, typer.Option(help="Comma-separated uses the key may request; `all` lifts the limit.")],
     data_dir: DataDir = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Bind an existing key to the uses it may request (keys made without --uses may request every use)."""
     from gateway.cli.writedb import restrict_api_key
 
     with _writing(data_dir) as (engine, _):
         info = restrict_api_key(engine, key_id, None if uses.strip() == "all" else _split_uses(uses))
+    if as_json:
+        typer.echo(json.dumps(asdict(info), indent=2))
+        return
     typer.echo(f"{info.id}\tuses: {','.join(info.uses) if info.uses is not None else 'all'}")
 
 
@@ -99,10 +107,10 @@ def apikey_list(data_dir: DataDir = None, tenant: Annotated[str | None, typer.Op
 
 
 @apikey_app.command("revoke")
-def apikey_revoke(key_id: str, data_dir: DataDir = None) -> None:
-    """Revoke a key by id."""
+def apikey_revoke(key_id: str, data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
+    """Revoke a key by id (again: no change, the first revocation's time stands)."""
     from gateway.cli.writedb import revoke_api_key
 
     with _writing(data_dir) as (engine, _):
         info = revoke_api_key(engine, key_id)
-    typer.echo(f"revoked {info.id}")
+    typer.echo(json.dumps(asdict(info), indent=2) if as_json else f"revoked {info.id}")

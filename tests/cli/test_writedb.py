@@ -259,3 +259,18 @@ def test_write_commands_need_an_initialised_data_dir(tmp_path: Path, monkeypatch
         result = invoke(*args)
         assert result.exit_code == 1 and "no data dir at" in result.output, (args, result.output)
     assert not data.exists()
+
+
+def test_key_commands_print_json_for_scripts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kubectl-style: what a write command changed, as JSON, so a script need not parse `revoked ID`."""
+    cli_data_dir(tmp_path, monkeypatch, init=True)
+    made = json.loads(run("apikey", "create", "--tenant", "demo", "--role", "generator", "--uses", "txt2img", "--json"))
+    assert made["key"].startswith(f"cg_{made['id']}_") and made["uses"] == ["txt2img"] and made["revoked_at"] is None
+    assert run("apikey", "create", "--tenant", "demo", "--role", "generator").strip().startswith("cg_")  # key alone
+    restricted = json.loads(run("apikey", "restrict", made["id"], "--uses", "txt2img,tts", "--json"))
+    assert restricted["uses"] == ["txt2img", "tts"] and "key" not in restricted
+    revoked = json.loads(run("apikey", "revoke", made["id"], "--json"))
+    assert revoked["revoked_at"] and revoked["id"] == made["id"]
+    assert json.loads(run("apikey", "revoke", made["id"], "--json"))["revoked_at"] == revoked["revoked_at"]
+    missing = invoke("apikey", "revoke", "0" * 12, "--json")
+    assert missing.exit_code == 1 and "no API key" in missing.output
