@@ -1,7 +1,7 @@
 """Why: admins create, list and revoke API keys from the shell as well as over HTTP; a new key is
 printed alone on stdout (shown once, stored hashed). Scripts call these in loops, so none of them opens
-the ORM: `list` reads through the DB-API (`readdb`), the writes go through SQLAlchemy Core (`writedb`)
-under the same rules as `POST /v1/apikeys` (`gateway.apikey_rules`)."""
+the ORM: `list` reads through the DB-API (`readdb`), the writes go through `writekeys` (sqlite3 on SQLite,
+SQLAlchemy Core elsewhere) under the same rules as `POST /v1/apikeys` (`gateway.apikey_rules`)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,8 @@ import typer
 from gateway.cli.common import DataDir, JsonOpt, echo_table, fail, load_settings, require_data_dir
 from gateway.errors import GatewayError
 
-if TYPE_CHECKING:  # imported in the commands: `apikey list` must start fast (no models, no numpy)
+if TYPE_CHECKING:
     from collections.abc import Iterator
-
-    from sqlalchemy.engine import Engine
 
 __all__ = ["apikey_app"]
 
@@ -27,23 +25,19 @@ apikey_app = typer.Typer(help="Manage API keys (stored hashed; a key is shown on
 
 
 @contextmanager
-def _writing(data_dir: Path | None) -> Iterator[tuple[Engine, str]]:
-    """The data dir's database for a key write (SQLAlchemy Core, `gateway.cli.writedb`: no ORM, so the
-    command starts fast) and the operator tenant; a refused write or an unreachable database exits 1."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from gateway.db import make_engine
+def _writing(data_dir: Path | None) -> Iterator[tuple[str, str]]:
+    """The data dir's database URL for a key write (`gateway.cli.writekeys`: sqlite3 on SQLite, SQLAlchemy
+    Core elsewhere, never the ORM, so the command starts fast) and the operator tenant; a refused write or an
+    unreachable database exits 1 with `error: ...`."""
+    from gateway.cli.readdb import ReadError
 
     settings = require_data_dir(load_settings(data_dir))  # never create a data dir (and new keys) implicitly
-    engine = make_engine(settings.resolved_database_url)
     try:
-        yield engine, settings.operator_tenant
+        yield settings.resolved_database_url, settings.operator_tenant
     except GatewayError as exc:
         raise fail(exc.message) from None
-    except SQLAlchemyError as exc:
-        raise fail(f"cannot write the database: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-    finally:
-        engine.dispose()
+    except ReadError as exc:
+        raise fail(str(exc)) from None
 
 
 @apikey_app.command("create")
@@ -59,10 +53,10 @@ def apikey_create(
                        ] = False,
 ) -> None:
     """Create a key and print it alone on stdout (it is shown only once); --json: the key and what it is."""
-    from gateway.cli.writedb import create_api_key
+    from gateway.cli.writekeys import create_api_key
 
-    with _writing(data_dir) as (engine, operator):
-        info, key = create_api_key(engine, operator, tenant, role, name, _split_uses(uses))
+    with _writing(data_dir) as (url, operator):
+        info, key = create_api_key(url, operator, tenant, role, name, _split_uses(uses))
     typer.echo(json.dumps({"key": key, **asdict(info)}, indent=2) if as_json else key)
 
 
@@ -78,10 +72,10 @@ def apikey_restrict(
     as_json: JsonOpt = False,
 ) -> None:
     """Bind an existing key to the uses it may request (keys made without --uses may request every use)."""
-    from gateway.cli.writedb import restrict_api_key
+    from gateway.cli.writekeys import restrict_api_key
 
-    with _writing(data_dir) as (engine, _):
-        info = restrict_api_key(engine, key_id, None if uses.strip() == "all" else _split_uses(uses))
+    with _writing(data_dir) as (url, _):
+        info = restrict_api_key(url, key_id, None if uses.strip() == "all" else _split_uses(uses))
     if as_json:
         typer.echo(json.dumps(asdict(info), indent=2))
         return
@@ -109,8 +103,8 @@ def apikey_list(data_dir: DataDir = None, tenant: Annotated[str | None, typer.Op
 @apikey_app.command("revoke")
 def apikey_revoke(key_id: str, data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
     """Revoke a key by id (again: no change, the first revocation's time stands)."""
-    from gateway.cli.writedb import revoke_api_key
+    from gateway.cli.writekeys import revoke_api_key
 
-    with _writing(data_dir) as (engine, _):
-        info = revoke_api_key(engine, key_id)
+    with _writing(data_dir) as (url, _):
+        info = revoke_api_key(url, key_id)
     typer.echo(json.dumps(asdict(info), indent=2) if as_json else f"revoked {info.id}")

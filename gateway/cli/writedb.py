@@ -1,9 +1,9 @@
-"""Why: the commands that write without a model — `apikey create|revoke|restrict`, `registry subject add`,
-`registry grant|revoke` — are called by scripts in loops, like the list commands, and must start in
-< 0.5 s (#22.6). Through the ORM stores and the registry service they cost ~0.6–1.0 CPU-s before the
-first row (SQLModel, numpy, the model registry for the PDQ hasher, the policy schema). This module
-writes the same rows with SQLAlchemy Core on SQLite and PostgreSQL alike (the consent ledger, i.e.
-the audit log, is a Core library and needs a Core connection anyway):
+"""Why: the registry commands that write without a model — `registry subject add`, `registry grant|revoke` —
+are called by scripts in loops, like the list commands, and must start in < 0.5 s (#22.6). Through the
+registry service they cost ~0.9–1.0 CPU-s before the first row (SQLModel, numpy, the model registry for
+the PDQ hasher, the policy schema). This module writes the same rows with SQLAlchemy Core on SQLite and
+PostgreSQL alike (the consent ledger, i.e. the audit log, is a Core library and needs a Core connection
+anyway); the API key commands use its `apikeys` table on PostgreSQL (`gateway.cli.writekeys`):
 
 - the tables below declare only the columns these commands write, with the ORM tables' column types
   (`tests/cli/test_writedb.py` compares them with `gateway.apikeys` / `gateway.registry.models`);
@@ -36,9 +36,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from gateway.apikey_rules import ApiKeyInfo, check_new_key, key_info, new_key, stored_uses
 from gateway.cli.readdb import GRANT_COLUMNS, grant_public
-from gateway.errors import NotFound
 from gateway.registry.errors import GrantNotFound, SubjectNotFound
 from gateway.registry.ledger import append_on, ledger_record
 from gateway.registry.records import (
@@ -60,7 +58,6 @@ __all__ = [
     "TABLES",
     "RegistryWriter",
     "apikeys",
-    "create_api_key",
     "known_tenants",
     "ledger_ready",
     "open_writer",
@@ -69,8 +66,6 @@ __all__ = [
     "registry_ledger_state",
     "registry_state",
     "registry_subjects",
-    "restrict_api_key",
-    "revoke_api_key",
 ]
 
 _META = sa.MetaData()
@@ -128,60 +123,6 @@ registry_ledger_state = sa.Table(
     sa.Column("snapshot_entries", sa.Integer),
 )
 TABLES = (apikeys, registry_subjects, registry_grants, registry_state, registry_ledger_state)
-
-
-# ---- API keys (gateway.apikeys.ApiKeyStore without the ORM) ----
-def _key_row(conn: Connection, key_id: str) -> ApiKeyInfo:
-    row = conn.execute(sa.select(apikeys).where(apikeys.c.id == key_id)).mappings().first()
-    if row is None:
-        raise NotFound(f"no API key {key_id!r}")
-    return key_info(
-        row["id"], row["tenant"], row["role"], row["name"], row["created_at"], row["revoked_at"], row["uses"]
-    )
-
-
-def create_api_key(
-    engine: Engine, operator_tenant: str, tenant: str, role: str, name: str = "", uses: Sequence[str] | None = None
-) -> tuple[ApiKeyInfo, str]:
-    """`ApiKeyStore.create`: the new key's info and the key itself (shown once)."""
-    check_new_key(tenant, role, operator_tenant)
-    uses_column = stored_uses(uses)
-    key = new_key()
-    with engine.begin() as conn:
-        conn.execute(
-            apikeys.insert().values(
-                id=key.key_id,
-                tenant=tenant,
-                role=role,
-                secret_sha256=key.secret_sha256,
-                name=name,
-                created_at=utcnow(),
-                revoked_at=None,
-                uses=uses_column,
-            )
-        )
-        return _key_row(conn, key.key_id), key.presented
-
-
-def revoke_api_key(engine: Engine, key_id: str) -> ApiKeyInfo:
-    """`ApiKeyStore.revoke`: idempotent (the first revocation's time stands)."""
-    if "\0" in key_id:
-        raise NotFound(f"no API key {key_id!r}")
-    with engine.begin() as conn:
-        conn.execute(
-            apikeys.update().where(apikeys.c.id == key_id, apikeys.c.revoked_at.is_(None)).values(revoked_at=utcnow())
-        )
-        return _key_row(conn, key_id)
-
-
-def restrict_api_key(engine: Engine, key_id: str, uses: Sequence[str] | None) -> ApiKeyInfo:
-    """`ApiKeyStore.restrict`: the uses a key may request (None: every use again)."""
-    stored = stored_uses(uses)
-    if "\0" in key_id:
-        raise NotFound(f"no API key {key_id!r}")
-    with engine.begin() as conn:
-        conn.execute(apikeys.update().where(apikeys.c.id == key_id).values(uses=stored))
-        return _key_row(conn, key_id)
 
 
 def known_tenants(conn: Connection, settings: Settings) -> set[str]:

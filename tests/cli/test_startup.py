@@ -41,7 +41,9 @@ ORM = ("sqlmodel", "sqlalchemy", "gateway.apikeys", "gateway.registry.models", "
 # whose bundle was validated before reads its uses from the cache (no policy schema).
 WRITE = (*MODELS_WEB, "sqlmodel", "gateway.apikeys", "gateway.registry.models", "gateway.registry.service",
          "gateway.registry.admin", "gateway.registry.store", "gateway.policy.schema", "gateway.policy.loader")
-KEY_WRITE = (*WRITE, "gateway.bootstrap", "gateway.audit", "gateway.registry.crypto", "gateway.policy")
+# ... and the key commands, like the list commands, need no SQLAlchemy at all on SQLite (sqlite3: gateway.cli.writekeys)
+KEY_WRITE = (*WRITE, "sqlalchemy", "gateway.bootstrap", "gateway.audit", "gateway.registry", "gateway.policy",
+             "gateway.cli.writedb")
 
 
 def _modules_after(args: list[str], env: dict[str, str]) -> tuple[int, list[str], str]:
