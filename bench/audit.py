@@ -217,19 +217,20 @@ def plain_table(engine: Engine, prefix: str) -> Table:
     return table
 
 
-def plain_run(engine: Engine, table: Table, threads: int, count: int, keep: bool = False) -> Run:
+def plain_run(engine: Engine, table: Table, threads: int, count: int, server: list[float] | None = None) -> Run:
     """Baseline: each writer thread, on its own connection, serialises its record (orjson), hashes
     it and INSERTs + COMMITs it (durable as the engine says) — what storing each decision costs
-    with no sequencing, no tree, no batching. `keep`: leave the connections open (a child's
-    backends are timed after it reports)."""
+    with no sequencing, no tree, no batching. `server` (PostgreSQL on this machine): each writer
+    adds the CPU seconds its backend spent meanwhile (read from /proc before it returns the
+    connection, which the pool may close)."""
     ph = "?" if engine.dialect.paramstyle == "qmark" else "%s"
     sql = (f"INSERT INTO {table.name} (leaf_hash, record, kind, tenant, use, decision, time_us, decision_id) "  # noqa: S608
            f"VALUES ({', '.join([ph] * 8)})")
     per = max(1, count // threads)
-    kept: list[object] = []
-
     def work(t: int) -> None:
         conn = engine.raw_connection()
+        pid = conn.driver_connection.pgconn.backend_pid if server is not None else 0  # type: ignore[union-attr]
+        start = backend_cpu_s([pid]).get(pid, 0.0) if server is not None else 0.0
         try:
             cur = conn.cursor()
             for i in range(per):
@@ -239,10 +240,9 @@ def plain_run(engine: Engine, table: Table, threads: int, count: int, keep: bool
                                   rec["use"], rec["decision"], 0, rec["decision_id"]))
                 conn.commit()
         finally:
-            if keep:
-                kept.append(conn)
-            else:
-                conn.close()
+            if server is not None:
+                server.append(backend_cpu_s([pid]).get(pid, start) - start)
+            conn.close()
 
     workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
     cpu = time.process_time()
@@ -330,8 +330,11 @@ def bench_processes(url: str, count: int, hash_floor: float, processes: int = 2,
     n = per * processes
     rate = n / elapsed
     batches, entries = sum(int(e[3]) for e in ends), sum(int(e[4]) for e in ends)
-    run = Run(rate, sum(float(e[2]) for e in ends) / n * 1e6,
-              sum(v - before.get(p, 0.0) for p, v in after.items()) / n * 1e6 if after else None,
+    if plain:  # the writers timed their own backends (the pool closes some before the end)
+        server_s: float | None = sum(float(e[5]) for e in ends)
+    else:
+        server_s = sum(v - before.get(p, 0.0) for p, v in after.items()) if after else None
+    run = Run(rate, sum(float(e[2]) for e in ends) / n * 1e6, None if server_s is None else server_s / n * 1e6,
               entries / batches if batches else None)
     if plain:
         print(f"{'postgresql: baseline, plain INSERT+COMMIT, ' + str(processes) + 'x' + str(threads):<46} "
@@ -351,13 +354,14 @@ def child(url: str, prefix: str, key: str, count: int, threads: int = 8, mode: s
     "end <time> <CPU s> <batches> <entries>", wait for "bye" (the parent times our backends
     while they are still there), close."""
     if mode == "plain":
-        engine = create_engine(url, pool_size=threads + 2)  # every writer keeps its connection open
+        engine = create_engine(url)
         table = Table(f"{prefix}plain", MetaData(), autoload_with=engine)
         print("ready", flush=True)
         sys.stdin.readline()
         cpu = time.process_time()
-        plain_run(engine, table, threads, count, keep=True)
-        print(f"end {time.time()} {time.process_time() - cpu} 0 0", flush=True)
+        server: list[float] = []
+        plain_run(engine, table, threads, count, server)
+        print(f"end {time.time()} {time.process_time() - cpu} 0 0 {sum(server)}", flush=True)
         sys.stdin.readline()
         return
     log = AuditLog(create_engine(url), load_signer(key, ORIGIN), origin=ORIGIN, table_prefix=prefix)
