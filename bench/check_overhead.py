@@ -5,8 +5,9 @@ prints both medians and the ratio (goal <= 1.10). First it prints the per-model 
 in process (#21.3): today's single-scale face path, the full-coverage path and their raw floor, and the
 face embedding alone — dlib's own ResNet beside the same weights on the faster engine
 (`classifiers/dlib_resnet.py`) — then the whole check with dlib's embedding and with the engine, and the
-new path as it runs alone (split across the cores) and as it runs with other checks in flight (not split,
-gateway/pipeline/parallel.py), and four checks at once with the adaptive split and with every check split.
+new path split across the cores (the default) and not split (its stages one after another, one thread
+each: gateway/pipeline/parallel.py), and four closed-loop clients' checks/s and CPU per check with every
+check split, with only a check that is alone split (`split_below` 2) and with none split.
 
     .venv/bin/python bench/check_overhead.py [--n 30] [--url URL --api-key KEY] [--split-only]
 """
@@ -145,9 +146,10 @@ def split(n: int) -> None:
     engines = {t: DlibFaceAnalyzer({"threads": t}) for t in (1, 2)}
     new_pipe, old_pipe = pipeline("{}"), pipeline("{min_face_px: 0, embed_engine: dlib}")
     dlib_pipe = pipeline("{embed_engine: dlib}")  # full coverage + dlib's embedding: main before the engine
-    serial_pipe, forced_pipe = pipeline("{}"), pipeline("{}")
-    serial_pipe.checker.in_flight = InFlight(split_below=0)  # as when other checks are in flight
-    forced_pipe.checker.in_flight = InFlight(split_below=99, cores=8)  # every check split (budget 2), however many
+    serial_pipe = pipeline("{}")
+    serial_pipe.checker.in_flight = InFlight(split_below=0)  # never split
+    schedules = {"every check split": InFlight(), "only a check alone": InFlight(split_below=2),
+                 "none split": InFlight(split_below=0)}
     who = Principal("bench", "bench", "generator")
     req = CheckRequest(stage="output", use="txt2img")
     print("per-model / per-stage split (in process, median ms; output/txt2img of the default policy)")
@@ -199,16 +201,38 @@ def split(n: int) -> None:
               f"embedding {cpu[1]:7.1f} ms | with {engine} {cpu[2]:7.1f} ms")
         serial = median_ms(lambda: asyncio.run(serial_pipe.check(who, req, [data])), n)  # noqa: B023
         serial_cpu = median_cpu_ms(lambda: asyncio.run(serial_pipe.check(who, req, [data])), n)  # noqa: B023
-        print(f"  {size}² new path alone (split) {new:7.1f} ms, CPU {cpu[2]:7.1f} ms | not split (as with other "
-              f"checks in flight) {serial:7.1f} ms, CPU {serial_cpu:7.1f} ms | split/not {new / serial:4.2f}×")
+        print(f"  {size}² new path split (default) {new:7.1f} ms, CPU {cpu[2]:7.1f} ms | not split {serial:7.1f} ms, "
+              f"CPU {serial_cpu:7.1f} ms | split/not {new / serial:4.2f}×")
+        rates: dict[str, list[tuple[float, float]]] = {name: [] for name in schedules}
+        for _ in range(2):  # interleaved rounds: the machine's load drifts
+            for name, flight in schedules.items():
+                serial_pipe.checker.in_flight = flight
+                rates[name].append(closed_loop(serial_pipe, who, req, data, clients=4, seconds=3.0))
+        serial_pipe.checker.in_flight = InFlight(split_below=0)
+        print(f"  {size}² 4 clients, closed loop (CPU per check): " + " | ".join(
+            f"{name} {statistics.median(r for r, _ in v):5.2f}/s, CPU {statistics.median(c for _, c in v):6.1f} ms"
+            for name, v in rates.items()))
 
-        async def four(p):  # type: ignore[no-untyped-def]
-            await asyncio.gather(*(p.check(who, req, [data]) for _ in range(4)))  # noqa: B023
 
-        adaptive = median_ms(lambda: asyncio.run(four(new_pipe)), max(3, n // 2)) / 4
-        forced = median_ms(lambda: asyncio.run(four(forced_pipe)), max(3, n // 2)) / 4
-        print(f"  {size}² four checks at once, wall per check: adaptive {adaptive:7.1f} ms | every check split "
-              f"{forced:7.1f} ms | adaptive/split {adaptive / forced:4.2f}×")
+def closed_loop(pipe, who, req, data: bytes, *, clients: int, seconds: float) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """`clients` callers each checking `data` back to back for `seconds`: checks/s and CPU ms per check."""
+    import asyncio
+
+    async def run() -> int:
+        done, end = 0, time.perf_counter() + seconds
+
+        async def client() -> None:
+            nonlocal done
+            while time.perf_counter() < end:
+                await pipe.check(who, req, [data])
+                done += 1
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+        return done
+
+    t, c = time.perf_counter(), time.process_time()
+    done = asyncio.run(run())
+    return done / (time.perf_counter() - t), (time.process_time() - c) * 1000 / max(done, 1)
 
 
 def main() -> None:

@@ -38,8 +38,8 @@ class Settings:
     max_media_parts: int = 16
     working_max_side: int = 1024
     model_threads: int = 2
-    # an image check splits across cores while fewer checks than this are in flight (None: the cores;
-    # 0 or 1: never; gateway/pipeline/parallel.py)
+    # an image check splits across cores unless this many checks are in flight, itself included
+    # (None: no limit; 0 or 1: never; gateway/pipeline/parallel.py)
     split_below: int | None = None
     model_timeout_s: float = 10.0
     check_deadline_s: float = 30.0  # one check, all models and decide() together; over it: deny

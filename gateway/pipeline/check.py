@@ -3,8 +3,8 @@ every media part (off the event loop, concurrently, each call under a timeout), 
 registry about faces, names and hashes, reads grants at decision time, freezes all of that into
 `Facts`, and calls the pure `decide()`. Any failure becomes a `ModelFailure` fact: fail closed.
 How much of the machine one check uses is decided when it starts (gateway/pipeline/parallel.py):
-alone, its models run side by side and the face detector splits its work; with other checks in
-flight, its models run one after another on one thread each."""
+split (the default), its models run side by side, the face analyzer with two threads; capped by the
+checks in flight, its models run one after another on one thread each."""
 
 from __future__ import annotations
 

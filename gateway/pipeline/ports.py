@@ -154,8 +154,8 @@ class PipelineConfig:
     video_sampling_seed: str | None = None
     # How long an input decision can back output checks of its use (gateway.pipeline.inherit).
     input_decision_max_age_s: float = 3600.0
-    # An image check splits across cores while fewer checks than this are in flight (itself
-    # included); None: the process's cores; 0 or 1: never (gateway.pipeline.parallel).
+    # An image check splits across cores unless this many checks are in flight, itself included;
+    # None: no limit; 0 or 1: never (gateway.pipeline.parallel).
     split_below: int | None = None
 
 

@@ -1,7 +1,6 @@
-"""Intra-request parallelism (gateway/pipeline/parallel.py, #21.3 / #20): a check alone in the process
-runs its stages side by side and gives the face analyzer the cores; with other checks in flight (or
-`split_below` 0) it runs them one after another on one thread each — and the verdict and facts do
-not depend on which."""
+"""Intra-request parallelism (gateway/pipeline/parallel.py, #21.3 / #20): a check runs its stages side
+by side and gives the face analyzer the cores; capped by `split_below` (checks in flight), it runs them
+one after another on one thread each — and the verdict and facts do not depend on which."""
 
 from __future__ import annotations
 
@@ -49,11 +48,12 @@ uses:
 ACME = Principal("k1", "acme", "generator")
 
 
-def test_a_check_alone_splits_and_others_in_flight_do_not() -> None:
+def test_every_check_splits_unless_capped() -> None:
     two = InFlight(cores=2)
-    assert (two.split_below, two.budget(1), two.budget(2), two.budget(3)) == (2, 2, 1, 1)
-    four = InFlight(cores=4)
-    assert [four.budget(n) for n in (1, 2, 3, 4, 5)] == [4, 2, 1, 1, 1]
+    assert (two.split_below, [two.budget(n) for n in (1, 2, 5)]) == (None, [2, 2, 2])
+    assert [InFlight(cores=8).budget(n) for n in (1, 2, 3, 5)] == [8, 4, 2, 2]
+    alone = InFlight(split_below=2, cores=2)  # split only a check that is alone
+    assert [alone.budget(n) for n in (1, 2, 3)] == [2, 1, 1]
     assert [InFlight(split_below=s, cores=2).budget(1) for s in (0, 1, 2)] == [1, 1, 2]
     assert InFlight(cores=1).budget(1) == 1
     with pytest.raises(ValueError, match="split_below"):
@@ -64,7 +64,7 @@ def test_admission_counts_checks_in_flight_and_always_lets_go() -> None:
     flight = InFlight(cores=2)
     with flight.admit() as first:
         with flight.admit() as second:
-            assert (first, second, flight.count) == (2, 1, 2)
+            assert (first, second, flight.count) == (2, 2, 2)
         with pytest.raises(RuntimeError), flight.admit():
             assert flight.count == 2
             raise RuntimeError("a failing check")
