@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
+import orjson
 from sqlalchemy import Engine
 
 from .errors import AuditAppendError
@@ -41,6 +42,11 @@ class LookupIndexer:
             f"WHERE idx >= {ph} AND idx < {ph} ORDER BY idx",
             "subjects": f"SELECT idx, subject_id FROM {p}subjects WHERE idx >= {ph} AND idx < {ph}",  # noqa: S608
             "posting": f"INSERT INTO {p}lookup (key, idx) VALUES ({ph}, {ph})",  # noqa: S608
+            # PostgreSQL: every posting of the chunk in one statement (psycopg's executemany sends
+            # one pipelined statement per row, with ~30 us of Python each: at three postings per
+            # entry the indexer cost about as much client CPU as the appends themselves).
+            "postings_pg": f"INSERT INTO {p}lookup (key, idx) SELECT k, i "  # noqa: S608
+            f"FROM json_to_recordset(%s::json) AS b(k text, i bigint)",
             "advance": f"UPDATE {p}lookup_state SET indexed_size = {ph} WHERE id = 1",  # noqa: S608
         }
 
@@ -81,7 +87,9 @@ class LookupIndexer:
             for idx, tenant, decision_id in entries
             for key in lookup_keys(tenant, decision_id, subjects.get(int(idx), ()))
         )
-        if postings:
+        if postings and self.sqlite:
             cur.executemany(self._sql["posting"], postings)  # type: ignore[attr-defined]
+        elif postings:
+            execute(self._sql["postings_pg"], (orjson.dumps([{"k": k, "i": i} for k, i in postings]).decode(),))
         execute(self._sql["advance"], (end,))
         return end - start
