@@ -270,3 +270,30 @@ def test_key_commands_print_json_for_scripts(tmp_path: Path, monkeypatch: pytest
     assert json.loads(run("apikey", "revoke", made["id"], "--json"))["revoked_at"] == revoked["revoked_at"]
     missing = invoke("apikey", "revoke", "0" * 12, "--json")
     assert missing.exit_code == 1 and "no API key" in missing.output
+
+
+def test_a_registry_older_than_the_ledger_is_written_through_the_service(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the ledger's one-time snapshot the write path writes nothing itself: the command opens the
+    registry service, which appends the snapshot first, then the change — and the log still verifies."""
+    cli_data_dir(tmp_path, monkeypatch, init=True)
+    settings = Settings.from_env()
+    sid = json.loads(run("registry", "subject", "add", "Ada"))["id"]
+    engine = make_engine(settings.resolved_database_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM registry_ledger_state")
+    with open_writer(settings) as writer:
+        assert writer is None
+    granted = json.loads(run("registry", "grant", sid, "--tenant", "demo", "--use", "txt2img"))
+    kinds = [(e["kind"], e.get("object")) for e in _ledger(engine)]
+    assert kinds[-3:] == [("subject", None), ("snapshot", "subject"), ("grant", None)], kinds
+    assert _ledger(engine)[-1]["grant"]["grant_id"] == granted["id"]
+    with open_writer(settings) as writer:
+        assert writer is not None  # the snapshot is written: the write path takes over again
+    from gateway.audit import load_signer
+    from gateway.bootstrap import audit_key_path
+
+    report = verify_database(engine, load_signer(audit_key_path(settings), settings.audit_origin),
+                             check_canonical=True, require_covered=True)
+    assert report.ok, report.message
+    engine.dispose()
