@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 from sqlalchemy import (
@@ -217,31 +218,38 @@ def plain_table(engine: Engine, prefix: str) -> Table:
     return table
 
 
-def plain_run(engine: Engine, table: Table, threads: int, count: int, server: list[float] | None = None) -> Run:
+def plain_run(engine: Engine, table: Table, threads: int, count: int, shared: bool = False) -> Run:
     """Baseline: each writer thread, on its own connection, serialises its record (orjson), hashes
     it and INSERTs + COMMITs it (durable as the engine says) — what storing each decision costs
-    with no sequencing, no tree, no batching. `server` (PostgreSQL on this machine): each writer
-    adds the CPU seconds its backend spent meanwhile (read from /proc before it returns the
-    connection, which the pool may close)."""
+    with no sequencing, no tree, no batching. `shared`: more writers than connections (4 x 64 on
+    PostgreSQL, whose server takes 100): each row checks a connection out of the pool and back,
+    as a request of the gateway would (a writer holding one for all its rows left the others
+    waiting for the pool, and under load past its 30 s timeout)."""
     ph = "?" if engine.dialect.paramstyle == "qmark" else "%s"
     sql = (f"INSERT INTO {table.name} (leaf_hash, record, kind, tenant, use, decision, time_us, decision_id) "  # noqa: S608
            f"VALUES ({', '.join([ph] * 8)})")
     per = max(1, count // threads)
+    def insert(conn: Any, cur: Any, rec: dict[str, Any]) -> None:
+        data = orjson.dumps(rec, option=orjson.OPT_SORT_KEYS)
+        cur.execute(sql, (hashlib.sha256(b"\x00" + data).digest(), data.decode(), rec["kind"],
+                                    rec["tenant"], rec["use"], rec["decision"], 0, rec["decision_id"]))
+        conn.commit()
+
     def work(t: int) -> None:
+        if shared:
+            for i in range(per):
+                conn = engine.raw_connection()
+                try:
+                    insert(conn, conn.cursor(), record(t * per + i))
+                finally:
+                    conn.close()
+            return
         conn = engine.raw_connection()
-        pid = conn.driver_connection.pgconn.backend_pid if server is not None else 0  # type: ignore[union-attr]
-        start = backend_cpu_s([pid]).get(pid, 0.0) if server is not None else 0.0
         try:
             cur = conn.cursor()
             for i in range(per):
-                rec = record(t * per + i)
-                data = orjson.dumps(rec, option=orjson.OPT_SORT_KEYS)
-                cur.execute(sql, (hashlib.sha256(b"\x00" + data).digest(), data.decode(), rec["kind"], rec["tenant"],
-                                  rec["use"], rec["decision"], 0, rec["decision_id"]))
-                conn.commit()
+                insert(conn, cur, record(t * per + i))
         finally:
-            if server is not None:
-                server.append(backend_cpu_s([pid]).get(pid, start) - start)
             conn.close()
 
     workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
@@ -330,10 +338,7 @@ def bench_processes(url: str, count: int, hash_floor: float, processes: int = 2,
     n = per * processes
     rate = n / elapsed
     batches, entries = sum(int(e[3]) for e in ends), sum(int(e[4]) for e in ends)
-    if plain:  # the writers timed their own backends (the pool closes some before the end)
-        server_s: float | None = sum(float(e[5]) for e in ends)
-    else:
-        server_s = sum(v - before.get(p, 0.0) for p, v in after.items()) if after else None
+    server_s = sum(v - before.get(p, 0.0) for p, v in after.items()) if after else None
     run = Run(rate, sum(float(e[2]) for e in ends) / n * 1e6, None if server_s is None else server_s / n * 1e6,
               entries / batches if batches else None)
     if plain:
@@ -354,14 +359,15 @@ def child(url: str, prefix: str, key: str, count: int, threads: int = 8, mode: s
     "end <time> <CPU s> <batches> <entries>", wait for "bye" (the parent times our backends
     while they are still there), close."""
     if mode == "plain":
-        engine = create_engine(url)
+        # At most 15 connections per process (4 x 64 writers would ask a server that takes 100 for
+        # 256), all kept open until "bye" so that the parent can time their backends.
+        engine = create_engine(url, pool_size=min(threads, 15), max_overflow=0)
         table = Table(f"{prefix}plain", MetaData(), autoload_with=engine)
         print("ready", flush=True)
         sys.stdin.readline()
         cpu = time.process_time()
-        server: list[float] = []
-        plain_run(engine, table, threads, count, server)
-        print(f"end {time.time()} {time.process_time() - cpu} 0 0 {sum(server)}", flush=True)
+        plain_run(engine, table, threads, count, shared=threads > 15)
+        print(f"end {time.time()} {time.process_time() - cpu} 0 0", flush=True)
         sys.stdin.readline()
         return
     log = AuditLog(create_engine(url), load_signer(key, ORIGIN), origin=ORIGIN, table_prefix=prefix)
