@@ -36,6 +36,10 @@ LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABL
                 "ORT_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
+# what `ray start` says when its own start-up failed for reasons a second try on fresh ports can avoid
+RETRYABLE_START = ("timed out during startup", "is trying to use a port number")
+
+
 def free_port() -> int:
     return free_ports(1)[0]
 
@@ -119,14 +123,18 @@ class LocalCluster:
     def __init__(self, *, num_cpus: int = 2, object_store_mb: int = 100, serve_port: int | None = None) -> None:
         self.num_cpus = num_cpus
         self.object_store_mb = object_store_mb
-        # every port this cluster takes, chosen together so no two are the same
-        self._ports = free_ports(10)
-        self.gcs_port = self._ports[0]
-        self.serve_port = serve_port or self._ports[1]
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="cgray-", dir="/tmp"))  # short: Ray's socket paths
-        self.log_path = self.temp_dir / "head.log"
+        self._fixed_serve_port = serve_port
         self._proc: subprocess.Popen[bytes] | None = None
         self._pids: set[int] = set()
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """New ports (chosen together, so no two are the same) and a new temp dir."""
+        self._ports = free_ports(10)
+        self.gcs_port = self._ports[0]
+        self.serve_port = self._fixed_serve_port or self._ports[1]
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="cgray-", dir="/tmp"))  # short: Ray's socket paths
+        self.log_path = self.temp_dir / "head.log"
 
     @property
     def address(self) -> str:
@@ -143,6 +151,17 @@ class LocalCluster:
         return {**os.environ, **LOOPBACK_ENV}
 
     def start(self, timeout_s: float = 180.0) -> LocalCluster:
+        """Start the head; once more on fresh ports when Ray gave up on its own start-up (`ray start`
+        waits a fixed 30 s for the raylet to register: on an overloaded machine it can miss it)."""
+        try:
+            return self._start_once(timeout_s)
+        except ModelError as exc:
+            if not any(sign in str(exc) for sign in RETRYABLE_START):
+                raise
+        self._fresh()
+        return self._start_once(timeout_s)
+
+    def _start_once(self, timeout_s: float) -> LocalCluster:
         ray = Path(sys.executable).parent / "ray"
         argv = [
             str(ray), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
@@ -237,6 +256,7 @@ class LocalCluster:
     def stop(self, grace_s: float = 5.0) -> None:
         """Stop the head and every process it started; idempotent."""
         if self._proc is None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
             return
         for _round in range(3):  # again for anything spawned while the first round went down
             self._remember()

@@ -302,3 +302,29 @@ def test_process_roles_and_cpu_come_from_proc() -> None:
         finally:
             child.kill()
     assert process_cpu_seconds(2**22 + 12345) is None  # no such process
+
+
+def test_a_head_that_timed_out_starting_is_started_once_more_on_fresh_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    from classifiers.rayserve.cluster import LocalCluster
+
+    cluster = LocalCluster(num_cpus=1)
+    tries: list[tuple[int, Path]] = []
+
+    def start_once(timeout_s: float) -> LocalCluster:
+        tries.append((cluster.gcs_port, cluster.temp_dir))
+        if len(tries) == 1:
+            raise ModelError("the local Ray head did not start:\nException: The current node timed out during startup.")
+        return cluster
+
+    monkeypatch.setattr(cluster, "_start_once", start_once)
+    assert cluster.start() is cluster
+    assert len(tries) == 2 and tries[0] != tries[1]
+    cluster.stop()
+    assert not tries[1][1].exists()
+    tries[0][1].rmdir()  # the real first try stops itself (and removes its dir) before raising
+
+    other = LocalCluster(num_cpus=1)
+    monkeypatch.setattr(other, "_start_once", lambda timeout_s: (_ for _ in ()).throw(ModelError("bad flag")))
+    with pytest.raises(ModelError, match="bad flag"):  # anything else is not retried
+        other.start()
+    other.stop()
