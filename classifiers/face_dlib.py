@@ -368,28 +368,38 @@ class DlibFaceAnalyzer:
         h, w = grey.shape[:2]
         levels = pyramid_levels(h, w, HOG_FACE_PX / self._min_face, self._step)
 
-        # The level images, made once in a fixed order whatever the split (so the candidates never
-        # depend on it): levels below 1× are shrunk from the previous one (area-averaging the full image
-        # for every level cost ~10% of the whole scan at 2048²).
-        images: dict[tuple[float, int], np.ndarray] = {}
-        source, source_k = grey, 1.0
-        for k, cell in levels:
-            size = (max(1, round(w * k)), max(1, round(h * k)))
-            if size == (w, h):
-                images[k, cell] = grey
-            elif k > 1:
-                images[k, cell] = cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR)
-            else:
-                source = cv2.resize(source if source_k > k else grey, size, interpolation=cv2.INTER_AREA)
-                images[k, cell], source_k = source, k
+        def images(todo: list[tuple[float, int]]) -> dict[tuple[float, int], np.ndarray]:
+            """The level images `todo` needs, made along the whole pyramid's fixed chain whichever thread
+            asks (so the candidates never depend on the split): levels below 1× are shrunk from the
+            previous one (area-averaging the full image for every level cost ~10% of the scan at 2048²);
+            a thread makes the chain's levels it does not scan only when a later one of its own needs them."""
+            wanted = set(todo)
+            last = max((i for i, level in enumerate(levels) if level in wanted), default=-1)
+            out: dict[tuple[float, int], np.ndarray] = {}
+            source, source_k = grey, 1.0
+            for k, cell in levels[: last + 1]:
+                size = (max(1, round(w * k)), max(1, round(h * k)))
+                if size == (w, h):
+                    image = grey
+                elif k > 1:
+                    if (k, cell) not in wanted:
+                        continue
+                    image = cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR)
+                else:
+                    image = cv2.resize(source if source_k > k else grey, size, interpolation=cv2.INTER_AREA)
+                    source, source_k = image, k
+                if (k, cell) in wanted:
+                    out[k, cell] = image
+            return out
 
         def scan(slot: int, todo: list[tuple[float, int]]) -> list[tuple[tuple[float, float, float, float], float]]:
             found: list[tuple[tuple[float, float, float, float], float]] = []
             scanners = self._scanners[slot]  # this thread's own detectors
+            made = images(todo)
             for k, cell in todo:
                 if cell not in scanners:
                     scanners[cell] = single_level_detector(self._dlib, cell)
-                rects, scores, _idx = scanners[cell].run(images[k, cell], 0, CANDIDATE_SCORE)
+                rects, scores, _idx = scanners[cell].run(made[k, cell], 0, CANDIDATE_SCORE)
                 found += [((r.left() / k, r.top() / k, r.right() / k, r.bottom() / k), float(sc))
                           for r, sc in zip(rects, scores, strict=True)]
             return found
