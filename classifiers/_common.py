@@ -148,10 +148,9 @@ def budget_set() -> int | None:
 
 class OnnxSessions:
     """One ONNX model with a session per intra-op thread count, picked per call by `call_threads`:
-    a check that already runs its models side by side on every core runs each on one thread (no
-    sync overhead on oversubscribed cores); a lone call uses the configured count. The outputs are
-    the same whatever the count (tests/classifiers/test_thread_budget.py). The single-thread
-    session is made on first use."""
+    a check that runs its stages one after another on one thread each (gateway/pipeline/parallel.py)
+    gets a one-thread session; otherwise the configured count. The outputs are the same whatever the
+    count (tests/classifiers/test_thread_budget.py). Other sessions are made on first use."""
 
     def __init__(self, path: Path, threads: int) -> None:
         self._path = path

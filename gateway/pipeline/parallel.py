@@ -2,7 +2,7 @@
 detector's pyramid levels and verification crops on two threads — which gives one client the lowest
 latency. Whether several checks in flight should still split was measured rather than assumed
 (#21.3, #20; 2-core machine, 4 closed-loop clients, same run): splitting costs no more CPU per check
-than running the stages one after another (the NSFW models run on one-thread ONNX sessions when split),
+than running the stages one after another,
 and the clients got more checks/s with every check split (1024²: 5.7/s) than when only a check alone
 splits (5.1/s) or none does (4.9/s) — checks that run their stages one after another leave a core idle
 whenever too few of them are runnable. So by default every check splits; `split_below` caps it for
