@@ -39,6 +39,9 @@ _log = logging.getLogger(__name__)
 _CATCH_UP = 4096
 _WAL_CHECKPOINT_S = 0.2  # SQLite: how often the WAL is checkpointed beside the batch writer
 _WAL_RESTART_PAGES = 4096  # SQLite: past this many WAL pages (16 MB) the writer rewinds the file
+# PostgreSQL: a batch's COMMIT (asynchronous) followed by the durability barrier (see `_flush`).
+_MERGED_BARRIER = (b"; COMMIT; BEGIN; SET LOCAL synchronous_commit TO on; "
+                   b"SELECT pg_logical_emit_message(true, 'consentgate.audit', 'flush'); COMMIT")
 _Rows = tuple[list[tuple[Any, ...]], list[tuple[int, str]], list[tuple[int, bytes]]]
 
 
@@ -679,7 +682,12 @@ class AuditLog:
             if self.faults.take("fail_commits"):
                 cur.execute(write)
                 raise RuntimeError("injected commit failure")
-            cur.execute(write + b"; COMMIT")
+            # Nobody queued for the next batch (e.g. every writer thread is in this one): the
+            # durability barrier rides in the same message, after the COMMIT that released the
+            # lock — one round trip and one backend fewer. Otherwise `_flush` runs it on its own
+            # connection, so that the next batch may take the lock meanwhile.
+            merged = checkpoint is None and not self._queue
+            cur.execute(write + (_MERGED_BARRIER if merged else b"; COMMIT"))
         finally:
             cur.close()
         self._frontier = frontier
@@ -687,6 +695,8 @@ class AuditLog:
             return first, checkpoint, 0  # committed synchronously
         with self._seq_mutex:
             self._committed += 1
+            if merged:  # durable, and so is every commit before it
+                self._flushed = max(self._flushed, self._committed)
             return first, checkpoint, self._committed
 
     def _head_row(self, row: Any) -> Head:
@@ -825,7 +835,8 @@ class AuditLog:
                 except Exception:  # noqa: BLE001 - it is being thrown away
                     _log.debug("could not invalidate the audit flush connection", exc_info=True)
                 raise
-            self._flushed = covers
+            with self._seq_mutex:  # a merged barrier (`_write_batch_pg`) may have covered more
+                self._flushed = max(self._flushed, covers)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _sign(self, conn: Connection, size: int, root: bytes) -> Checkpoint:

@@ -110,6 +110,23 @@ def test_postgres_callers_are_answered_only_after_the_flush_barrier(engine: Engi
         log.close()
 
 
+def test_postgres_a_lone_batch_carries_its_own_barrier(engine: Engine, signer: CheckpointSigner,
+                                                      prefix: str) -> None:
+    # Nobody queued behind the batch: the barrier rides in its second message (after the COMMIT
+    # that released the lock), and no second connection is opened.
+    _postgres_only(engine)
+    log = AuditLog(engine, signer, origin=ORIGIN, table_prefix=prefix, checkpoint_interval_ms=0,
+                   checkpoint_every=1000)
+    log.create_tables()
+    try:
+        for i in range(5):
+            assert log.append(decision(i)).index == i
+        assert log._committed == 5 and log._flushed == 5
+        assert log._flush_conn is None
+    finally:
+        log.close()
+
+
 def test_postgres_a_failed_barrier_fails_closed(engine: Engine, signer: CheckpointSigner, prefix: str) -> None:
     _postgres_only(engine)
     log = AuditLog(engine, signer, origin=ORIGIN, table_prefix=prefix, checkpoint_interval_ms=0,
