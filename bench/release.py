@@ -17,7 +17,10 @@ accuracy after each way a platform shares an image (``SHARING``), the PSNR / SSI
 image and embed / detect time; then the false-positive rate of ``detect`` on ``--fpr-count``
 (10,000 by default) generated unmarked images. ``tileSync`` (the default) is printed beside
 ``dwtDctSvd`` (the previous default: the baseline, same run, on every 4th image and 1,000 unmarked
-images — its detector upsamples 2x and costs ~4x more on a shared 2-core machine).
+images — its detector upsamples 2x and costs ~4x more on a shared 2-core machine), and
+``tileSync (r2 decoder)``: the same marked copies as read by the second revision's detector (one
+Viterbi word per hypothesis, no second look; ``_previous_found``), the same-run baseline of the
+decoder changes.
 
 Run: ``.venv/bin/python bench/release.py [--quick] [--pipeline-only] [--table-only]``
 (``--quick``: 40 images, 300 unmarked, for iterating; the published figures use the defaults).
@@ -363,9 +366,28 @@ def _accuracy(marker: Watermarker, copy: Image8, wm_id: int, found: Any) -> floa
 
 
 _WORKER: dict[str, Watermarker] = {}
+PREVIOUS = "tileSync (r2 decoder)"  # the same marked copies read by the second revision's detector
 
 
-ImageResult = tuple[str, str, float, float, float, float, dict[str, tuple[bool, float]], str]
+def _previous_found(marker: TileSyncWatermarker, copy: Image8, wm_id: int, found: Any) -> bool:
+    """Would the second revision's detector (one Viterbi word per hypothesis, no second look)
+    have found ``wm_id`` in ``copy``? Today's detector reads the same hypotheses in the same order
+    and checks their first words first, so the answer follows from how many words it checked
+    (``false_accept_bound / 2**-32``): nothing found, or found in the second look -> no; found
+    at a hypothesis's first word -> yes; found further down a list -> run the old detector."""
+    if found.wm_id != wm_id:
+        return False
+    checked = round(found.false_accept_bound / marker.codec.false_accept_bound(1))
+    hypotheses, rank = divmod(checked - 1, marker.list_size)
+    if hypotheses >= marker.max_decodes:
+        return False
+    if rank == 0:
+        return True
+    old = _WORKER.setdefault(PREVIOUS, TileSyncWatermarker(list_size=1, second_decodes=0))
+    return old.detect(copy).wm_id == wm_id
+
+
+ImageResult = tuple[str, str, float, float, float, float, dict[str, tuple[bool, float]], str, dict[str, bool]]
 ACTIVE: list[str] = list(SHARING)  # the transforms a run measures (``--transforms``); workers fork after it is set
 
 
@@ -377,22 +399,26 @@ def _one_image(job: tuple[str, TestImage]) -> ImageResult:
     try:
         marked = marker.embed(image.rgb, wm_id)
     except Exception:  # noqa: BLE001 - e.g. below the method's minimum size: counted apart
-        return (method, "unmarkable", 0.0, 0.0, 0.0, 0.0, {}, image.name)
+        return (method, "unmarkable", 0.0, 0.0, 0.0, 0.0, {}, image.name, {})
     embed_ms = (time.perf_counter() - start) * 1000
     start = time.perf_counter()
     marker.detect(marked)
     detect_ms = (time.perf_counter() - start) * 1000
     results: dict[str, tuple[bool, float]] = {}
+    previous: dict[str, bool] = {}
     for name in ACTIVE:
         copy = SHARING[name](marked)
         try:
             found = marker.detect(copy)
         except Exception:  # noqa: BLE001 - e.g. a copy below the method's minimum size: not found
             results[name] = (False, 0.5)
+            previous[name] = False
             continue
         results[name] = (found.wm_id == wm_id, _accuracy(marker, copy, wm_id, found))
+        if isinstance(marker, TileSyncWatermarker):
+            previous[name] = _previous_found(marker, copy, wm_id, found)
     return (method, image.kind, float(cv2.PSNR(image.rgb, marked)), _ssim(image.rgb, marked), embed_ms, detect_ms,
-            results, image.name)
+            results, image.name, previous if isinstance(marker, TileSyncWatermarker) else {})
 
 
 def _fpr_chunk(job: tuple[str, int, int]) -> tuple[int, int, float]:
@@ -415,14 +441,15 @@ def sharing_table(images: list[TestImage], *, baseline_every: int = 4, fpr_count
     jobs += [("dwtDctSvd", img) for img in images[::baseline_every]] if images and baseline_every else []
     if rivagan_images:
         jobs += [("rivaGan", img) for img in images[:: max(1, len(images) // rivagan_images)][:rivagan_images]]
-    stats = {m: MethodStats(m) for m in ("tileSync", *(("dwtDctSvd",) if baseline_every else ()),
+    stats = {m: MethodStats(m) for m in ("tileSync", PREVIOUS, *(("dwtDctSvd",) if baseline_every else ()),
                                          *(("rivaGan",) if rivagan_images else ()))}
     chunk = 100
     fpr_jobs = [("tileSync", fpr_seed + i, min(chunk, fpr_count - i)) for i in range(0, fpr_count, chunk)]
     fpr_jobs += [("dwtDctSvd", fpr_seed + i, min(chunk, baseline_fpr - i)) for i in range(0, baseline_fpr, chunk)]
     done = 0
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        for method, kind, psnr, ssim, embed_ms, detect_ms, results, image_name in pool.imap_unordered(_one_image, jobs):
+        for (method, kind, psnr, ssim, embed_ms, detect_ms, results, image_name,
+             previous) in pool.imap_unordered(_one_image, jobs):
             done += 1
             if progress is not None and done % 10 == 0:
                 progress(f"{done}/{len(jobs)} marked images")
@@ -441,6 +468,13 @@ def sharing_table(images: list[TestImage], *, baseline_every: int = 4, fpr_count
                 st.found_by_kind.setdefault((name, kind), []).append(int(ok))
                 if not ok:
                     st.missed.setdefault(name, []).append(image_name)
+            prev = stats[PREVIOUS]
+            for name, ok in previous.items():
+                prev.found[name] = prev.found.get(name, 0) + ok
+                prev.accuracy.setdefault(name, []).append(results[name][1])  # the same copies
+                prev.found_by_kind.setdefault((name, kind), []).append(int(ok))
+                if not ok:
+                    prev.missed.setdefault(name, []).append(image_name)
         for n, ((method, _, _), (count, hits, bound)) in enumerate(
                 zip(fpr_jobs, pool.imap(_fpr_chunk, fpr_jobs), strict=True)):
             st = stats[method]

@@ -9,6 +9,11 @@ soft values (log-likelihood ratios) and returns the single most likely word, so 
 false-accept bound of ``gateway.provenance.payload`` holds unchanged: the payload check is
 applied to one candidate per decode. Shared by every mark that carries the 72-bit payload
 (image and audio alike).
+
+``list_viterbi_decode`` returns the ``L`` most likely words instead of one (parallel list
+Viterbi): when the most likely word fails the payload check, the right one is often second or
+tenth. Each listed word is one more candidate for the payload check, so a caller that checks
+the list counts ``L`` candidates against its false-accept budget (``payload``), never one.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from functools import cache
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["K", "RATE", "coded_length", "conv_encode", "viterbi_decode"]
+__all__ = ["K", "RATE", "coded_length", "conv_encode", "list_viterbi_decode", "viterbi_decode"]
 
 K = 7  # constraint length: 6 bits of memory, 64 states
 RATE = 3
@@ -82,3 +87,30 @@ def viterbi_decode(llr: NDArray[np.float64], n_bits: int) -> NDArray[np.uint8]:
         bits[t] = state & 1
         state = int(p1[state] if choices[t, state] else p0[state])
     return bits[:n_bits]
+
+
+def list_viterbi_decode(llr: NDArray[np.float64], n_bits: int, size: int) -> list[NDArray[np.uint8]]:
+    """The ``size`` most likely ``n_bits`` payload words, most likely first (the first is
+    ``viterbi_decode``'s). Parallel list Viterbi: every state keeps its ``size`` best paths."""
+    steps = n_bits + K - 1
+    values = np.asarray(llr, dtype=np.float64).reshape(steps, RATE)
+    p0, p1, o0, o1 = _trellis()
+    preds = np.stack([p0, p1], axis=1)
+    metric = np.full((_STATES, size), -np.inf)
+    metric[0, 0] = 0.0
+    back = np.zeros((steps, _STATES, size), dtype=np.int64)  # per (state, rank): index among 2 * size
+    for t in range(steps):
+        candidates = np.concatenate([metric[p0] + (o0 @ values[t])[:, None],
+                                     metric[p1] + (o1 @ values[t])[:, None]], axis=1)
+        order = np.argsort(-candidates, axis=1)[:, :size]
+        back[t] = order
+        metric = np.take_along_axis(candidates, order, axis=1)
+    ranks = np.flatnonzero(np.isfinite(metric[0]))  # zero-tail: paths end in state 0
+    state = np.zeros(ranks.shape, dtype=np.int64)
+    rank = ranks.astype(np.int64)
+    bits = np.zeros((ranks.shape[0], steps), dtype=np.uint8)
+    for t in range(steps - 1, -1, -1):
+        bits[:, t] = state & 1
+        source, rank = np.divmod(back[t, state, rank], size)
+        state = preds[state, source]
+    return [bits[i, :n_bits] for i in range(ranks.shape[0])]
