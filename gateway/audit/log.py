@@ -613,11 +613,13 @@ class AuditLog:
         checkpoint, 0 or the commit number `_flush` must cover before callers are answered).
         Under _write_lock.
 
-        PostgreSQL: two round trips in pipeline mode (lock + catch-up read; writes + COMMIT), and
-        the COMMIT does not wait for the WAL flush (`synchronous_commit = off` for this transaction
-        only), so the log lock is held for no disk flush; callers are answered after `_flush`. A
-        batch that signs a checkpoint commits synchronously (a signed checkpoint is never visible
-        before the entries under it are durable)."""
+        PostgreSQL: two round trips (lock + catch-up read; one statement for every write +
+        COMMIT: `_write_batch_pg`), and the COMMIT does not wait for the WAL flush
+        (`synchronous_commit = off` for the writer's session), so the log lock is held for no disk
+        flush; callers are answered after the durability barrier (in the same message when nobody
+        is queued behind the batch, else `_flush`). A batch that signs a checkpoint commits
+        synchronously (a signed checkpoint is never visible before the entries under it are
+        durable)."""
         conn = self._writer()
         dc = conn.driver_connection
         try:
@@ -654,7 +656,8 @@ class AuditLog:
         pipeline mode cost 2-3x the client CPU of a plain round trip): (1) BEGIN, the head row
         `FOR UPDATE`, the leaves since the cached frontier (a statement of its own, so it reads
         after the lock is granted); (2) the prepared batch statement with the rows as literals,
-        and COMMIT. The writer connection is in autocommit mode, so psycopg sends nothing else."""
+        and COMMIT (+ the barrier, when nobody is queued). The writer connection is in autocommit
+        mode, so psycopg sends nothing else."""
         cached = self._frontier
         cur = dc.cursor()
         try:
