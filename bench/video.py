@@ -170,10 +170,13 @@ def averaging_attack(work: Path, args: argparse.Namespace) -> list[str]:
     oracle: a real attacker only approximates the clean scene). Printed per mark: its correlation
     with the marked-minus-unmarked frames 100+ (which also holds the encoder's different rounding
     of the host) and with the pattern actually put on frames 100+ (the true pattern); the mark
-    after subtracting the estimate from the marked clip; and whether the estimate pasted onto the
-    clean clip decodes (a forgery). For this mark ("video-sparse" v2), the same with its keyed sign
-    flips on (off by default: docs/video.md) and, as baselines, the first video-sparse layout (v1)
-    and the every-frame "video-luma"."""
+    after subtracting the estimate from the marked clip (frames 0+ re-encoded, as before); and
+    whether the estimate pasted onto the clean clip decodes (a forgery). A third line (added with
+    version 3) does what the issue says on the very frames averaged: the estimate's correlation
+    with each of frames 0-99's true pattern, whether the mark decodes from those 100 frames after
+    subtracting it (no re-encode), and the static clip's size. Marks: this one ("video-sparse" v3:
+    a keyed tile shift per marked frame, static scenes' marked frames as P-frames), version 2 (one
+    unshifted tile), version 2 with keyed sign flips, version 1 and the every-frame "video-luma"."""
     import numpy as np
 
     from gateway.video.engine import MarkSpec, run_pass
@@ -189,13 +192,19 @@ def averaging_attack(work: Path, args: argparse.Namespace) -> list[str]:
     run_pass(static, mark=MarkSpec(clean, None, crf=args.crf, preset=args.preset))
     lines = []
     wm_id = 0x51_2345_6789
+    v2 = {"shifts": False, "static_references": False}
     marks: list[tuple[str, Any, Any]] = [
-        ("video-sparse", SparseMark(wm_id), lambda p: SparseMark().detect(luma_frames(p))),
-        ("v-sparse flips", SparseMark(wm_id, flip_signs=True), lambda p: SparseMark().detect(luma_frames(p))),
+        ("video-sparse v3", SparseMark(wm_id), lambda p: SparseMark().detect(luma_frames(p))),
+        ("video-sparse v2", SparseMark(wm_id, **v2), lambda p: SparseMark().detect(luma_frames(p))),  # type: ignore[arg-type]
+        ("v-sparse flips", SparseMark(wm_id, flip_signs=True, **v2),  # type: ignore[arg-type]
+         lambda p: SparseMark().detect(luma_frames(p))),
         ("video-sparse v1", SparseMarkV1(wm_id), lambda p: SparseMarkV1().detect(luma_frames(p))),
         ("video-luma (old)", VideoWatermarker(wm_id, strength=2.0, refresh_every=15),
          lambda p: VideoWatermarker().detect(luma_frames(p)))]
+    detect_frames = {"video-sparse v1": lambda f: SparseMarkV1().detect(f),
+                     "video-luma (old)": lambda f: VideoWatermarker().detect(f)}
     source = list(luma_frames(static))
+    clean_kbps = clean.stat().st_size * 8 / 6.0 / 1000
     for name, marker, detect in marks:
         marked = work / "static_marked.mp4"
         run_pass(static, mark=MarkSpec(marked, marker, crf=args.crf, preset=args.preset))
@@ -203,19 +212,24 @@ def averaging_attack(work: Path, args: argparse.Namespace) -> list[str]:
         a = np.stack([f.astype(np.float64) for _, f in zip(range(100), luma_frames(marked), strict=False)])
         b = np.stack([f.astype(np.float64) for _, f in zip(range(100), luma_frames(clean), strict=False)])
         estimate = (a - b).mean(axis=0)
-        del a, b
-        corr, truth = [], []
+        del b
+        corr, truth, truth_same = [], [], []
         patterns: dict[int, Any] = {}  # the true pattern of frame i: what the marker added to the last marked frame
         k = 0
         for i, (m, c) in enumerate(zip(luma_frames(marked), luma_frames(clean), strict=False)):
             k = i if marker.marks(i) else k
-            if i < 100:
-                continue
             if k not in patterns:
                 y = source[k]
                 patterns[k] = marker.mark_luma(y, k).astype(np.float64) - y
+            if i < 100:
+                truth_same.append(float(np.corrcoef(estimate.ravel(), patterns[k].ravel())[0, 1]))
+                continue
             corr.append(float(np.corrcoef(estimate.ravel(), (m.astype(np.float64) - c).ravel())[0, 1]))
             truth.append(float(np.corrcoef(estimate.ravel(), patterns[k].ravel())[0, 1]))
+        same = [np.clip(f - estimate, 0, 255).astype(np.uint8) for f in a]
+        del a
+        same_found = detect_frames.get(name, lambda f: SparseMark().detect(f))(same)
+        del same
 
         def subtract(_i: int, rgb: Any, est: Any = estimate) -> Any:
             return np.clip(rgb.astype(np.float64) - est[:, :, None], 0, 255).astype(np.uint8)
@@ -243,6 +257,12 @@ def averaging_attack(work: Path, args: argparse.Namespace) -> list[str]:
                      f"mean {np.mean(truth):+.3f}, max |.| {np.max(np.abs(truth)):.3f}; estimate pasted onto the "
                      f"clean clip: {'DECODED' if forged.wm_id == wm_id else 'not decoded'} (score {forged.score:.1f}); "
                      f"static clip size {size_ratio:.2f}x unmarked{balance}")
+        static_refs = getattr(marker, "static_frames", 0)
+        lines.append(f"averaging attack on {name:<16}: on the 100 frames averaged: estimate vs their true pattern "
+                     f"mean {np.mean(truth_same):+.3f}, max |.| {np.max(np.abs(truth_same)):.3f}; those frames minus "
+                     f"the estimate: {'decoded' if same_found.wm_id == wm_id else 'NOT decoded'} (score "
+                     f"{same_found.score:.1f}); static clip {size_ratio * clean_kbps:.0f} kbit/s (unmarked "
+                     f"{clean_kbps:.0f}), {static_refs} marked frames sent as P-frames")
     return lines
 
 

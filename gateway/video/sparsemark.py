@@ -1,8 +1,9 @@
 """Why: a released video must lead back to its decision after the copy was re-encoded, scaled
-down or cropped, and must cost little in size (users pay for every byte of every video). This
-is "video-sparse", version 2: the image mark's self-synchronising tile
-(`gateway.provenance.tilesync`, numerics in `_tilesync`, whose functions are imported here, not
-copied) put on a subset of frames.
+down or cropped, must cost little in size (users pay for every byte of every video), and must
+not be removable by averaging the frames of a static scene. This is "video-sparse", version 3:
+the image mark's self-synchronising tile (`gateway.provenance.tilesync`, numerics in
+`_tilesync`, whose functions are imported here, not copied) put on a subset of frames, at a
+keyed cyclic shift that changes on every marked frame.
 
 * **A subset of frames.** Only every `EVERY`-th frame (15: twice a second at 30 fps) gets the
   mark; the frames in between go to the encoder untouched. x264 codes the mark once, in the
@@ -21,27 +22,32 @@ copied) put on a subset of frames.
   gives the period, folding every tile onto one (`fold`) averages the host out, and the sync
   cells give the shift (`align`) — per frame, so content motion between marked frames does
   not matter either.
-* **No sign flips by default** (`flip_signs=False`). The mark was built to carry a keyed sign per
-  marked frame, balanced in pairs (+tile / -tile), so that its average over time tends to zero
-  and averaging frames of a static scene cannot estimate it; the detector reads each frame's
-  sign from its sync cells either way. Measured (docs/video.md), x264 defeats it: on a static
-  scene it makes most frames B-frames (high QP, referenced by nothing) and drops a marked
-  B-frame's change; the first flip that lands on a P-frame is coded only in part and *cancels*
-  the mark (sync z-score 12-17 before, 4 — no mark — after, at 360p and 720p), and nothing
-  brings it back. So flips made static scenes lose their mark after ~2 s and did not stop the
-  averaging estimate (the first frames' mark stays in the average). Forcing marked frames to be
-  P-frames on static scenes (the first frame, an I-frame, left unmarked) made x264 code the
-  flips symmetrically (an estimate from 100
-  frames then decoded nothing), but the static clip grew to ~3x the unmarked size and a plain
-  re-encode dropped the flips and the mark with them. Robustness first: by default every marked
-  frame has the same sign, and the averaging attack on a static scene is **not** defended.
+* **A keyed shift per marked frame (version 3).** Because the detector finds the tile's shift
+  in every frame anyway, each marked frame carries the tile cyclically shifted by a keyed
+  (rows, cols) offset (`shift_of`; the key is a random seed per release, so nobody can
+  predict the sequence, and the detector needs none of it). The time-average of a static
+  scene then holds a mixture of ~7 differently shifted patterns per 100 frames, each at a
+  seventh of its strength, instead of the pattern; subtracting it leaves every frame's own
+  pattern (docs/video.md: the estimate-by-averaging attack). Unlike sign flips (tried: a
+  partly coded flip *cancels* the mark), a partly coded change leaves a mixture of two shifted
+  tiles, and each of them decodes alone.
+* **Static scenes get reference frames.** On a static scene x264 makes most frames B-frames
+  and skips a marked B-frame's change, so the first frame's pattern would stay for seconds.
+  A marked frame whose content stands still since the previous marked frame (at least half
+  of an 80 x 45 thumbnail within `STILL_LEVEL` levels) asks the encoder for a P-frame
+  (`wants_reference`; `transcode` sets the picture type), which codes the new shift. Moving
+  content never asks (its marked frames are coded anyway where they land on a P-frame), so
+  the cost stays on static scenes only.
 Detection (blind) reads frames in order. For each geometry hypothesis — the original geometry
 at every ladder height (copies scaled as a whole), then, if none decodes, the lattices found in
-the first frames (crops) — each frame's residual is folded, aligned on the sync (both signs),
-and its per-coded-bit scores are weighted by `max(0, z - Z_BIAS)` (z: the sync peak's z-score,
-~4-5 on an unmarked frame, 10-20 on a marked one) and summed; frames far from a mark, whose
-copy of the mark has moved with the content, count for little. After the first `PROBE`
-frames only the frames near the marked ones (their index modulo `EVERY`) are read. The sums
+the first frames (crops), ranked by the sync they read — each frame's residual is folded,
+aligned on the sync's two strongest peaks (either sign; a frame may hold the previous and the
+new shift), and each peak's per-coded-bit scores are weighted by `max(0, z - Z_BIAS)` (z: the
+peak's z-score, ~4-5 on an unmarked frame, 10-20 on a marked one) and summed; frames far from a
+mark, whose copy of the mark has moved with the content, count for little. After the first
+`PROBE` frames (up to `PROBES` probes while no frame has shown a mark: a re-encode can wash out
+the first I-frame's mark) only the frames near the marked ones (their index modulo `EVERY`)
+are read, under the best hypothesis. The sums
 go through soft Viterbi decoding (`fec`) to one word, which must pass the 32-bit check: P(an
 unmarked video yields an id) <= decodes x 2**-32 (at most `MAX_DECODES`).
 """
@@ -57,6 +63,7 @@ from itertools import islice
 
 import cv2
 import numpy as np
+import scipy.fft
 from numpy.typing import NDArray
 
 from gateway.provenance import _tilesync as ts
@@ -70,21 +77,28 @@ __all__ = ["EVERY", "METHOD", "VERSION", "WORK_LADDER", "version_for", "Scan", "
            "luma_frames"]
 
 METHOD = "video-sparse"
-VERSION = "2"
+VERSION = "3"
 EVERY = 15
 WORK_LADDER = (144, 216, 288, 432, 576)
 Z_BIAS = 5.5  # sync z-score an unmarked frame reaches (max 5.0 over 240 unmarked 720p frames): weight 0 below
 PROBE = 3 * EVERY
+PROBES = 4  # while no frame shows a mark, every hypothesis is read on up to this many probes' frames
 SMALL_ROWS = 360  # frames with fewer rows hold under 2 tiles: they get version 1's grid (see `mark_luma`)
 MAX_LATTICES = 6
 MAX_DECODES = 24
+PEAKS = 2  # sync peaks read per frame and hypothesis (a frame may hold the previous and the new shift)
+PEAK_GAP = 4  # px at the working resolution: one cell, the sync correlation's main lobe
+STILL_LEVEL = 1.0  # luma levels: a thumbnail cell this close to the previous marked frame's stands still
+STILL_SHARE = 0.5  # the share of still cells that makes a marked frame "static" (it asks for a P-frame)
+THUMB = (80, 45)
 _KEY = b"consentgate/video-watermark/sparse/v2"
 
 
 
 def version_for(height: int) -> str:
     """The mark version a release of frames `height` rows high carries (recorded in its C2PA
-    soft binding): version 1's grid under `SMALL_ROWS`, the tile (`VERSION`) from there up."""
+    soft binding): version 1's grid under `SMALL_ROWS`, the shifted tile (`VERSION`) from there
+    up. Version 2 (the tile, unshifted) is read by the same detector."""
     return "1" if height < SMALL_ROWS else VERSION
 
 def work_height(height: int) -> int:
@@ -147,10 +161,13 @@ class Scan:
 
 
 class SparseMark:
-    """Marks every `every`-th Y plane with `wm_id` (frames in order) and detects marks (blind)."""
+    """Marks every `every`-th Y plane with `wm_id` (frames in order) and detects marks (blind).
+    `shifts=False, static_references=False` is version 2's marking (measurements, tests)."""
 
     def __init__(self, wm_id: int | None = None, *, strength: float = 2.0, every: int = EVERY, key: bytes = _KEY,
-                 codec: PayloadCodec = DWT_PAYLOAD, max_lattices: int = MAX_LATTICES, flip_signs: bool = False) -> None:
+                 codec: PayloadCodec = DWT_PAYLOAD, max_lattices: int = MAX_LATTICES, flip_signs: bool = False,
+                 shifts: bool = True, static_references: bool = True, shift_seed: bytes | None = None,
+                 shift_every: int = 1) -> None:
         if every < 1:
             raise ValueError("every must be at least 1")
         if not 0 < strength <= 16:
@@ -161,10 +178,18 @@ class SparseMark:
         self.codec = codec
         self.max_lattices = max_lattices
         self.flip_signs = flip_signs
+        self.shifts = shifts
+        self.shift_every = max(1, shift_every)
+        self.static_references = static_references
+        self.static_frames = 0  # marked frames that asked for a P-frame (bench diagnostics)
+        self._shift_seed = os.urandom(16) if shift_seed is None else shift_seed
+        self._thumb: NDArray[np.float32] | None = None
+        self._reference_at = -1
         self._key = key
+        self._sync_fft: NDArray[np.complex128] | None = None
         self._layout = ts.layout(fec.coded_length(codec.n_bits))
         self._tile = None if wm_id is None else ts.tile_for(fec.conv_encode(codec.encode(wm_id)), self._layout)
-        self._tiled: dict[tuple[int, int], NDArray[np.float32]] = {}
+        self._tiled: dict[tuple[int, int, int, int], NDArray[np.float32]] = {}
         self._small = None if wm_id is None else SparseMarkV1(wm_id, strength=strength, every=every, codec=codec)
 
     # -- marking ---------------------------------------------------------------------------
@@ -181,16 +206,43 @@ class SparseMark:
         first = 1 if digest[0] & 1 else -1
         return first if marked_index % 2 == 0 else -first
 
+    def shift_of(self, marked_index: int) -> tuple[int, int]:
+        """The cyclic shift (rows, cols at the working resolution) of the tile on the
+        `marked_index`-th marked frame: keyed by this release's random seed; (0, 0) without `shifts`."""
+        if not self.shifts:
+            return 0, 0
+        epoch = marked_index // self.shift_every
+        digest = hashlib.sha256(self._key + b"/shift/" + self._shift_seed + b"/%d" % epoch).digest()
+        return digest[0] % ts.TILE, digest[1] % ts.TILE
+
+    def wants_reference(self, frame_index: int) -> bool:
+        """Whether the encoder should code frame `frame_index` as a P-frame: a marked frame of a
+        static scene (decided by `mark_luma`, which runs first), so the new shift is coded."""
+        return frame_index == self._reference_at
+
+    def _note_stillness(self, y_plane: np.ndarray, frame_index: int) -> None:
+        thumb = np.asarray(cv2.resize(y_plane, THUMB, interpolation=cv2.INTER_AREA), np.float32)
+        previous, self._thumb = self._thumb, thumb
+        if previous is None or previous.shape != thumb.shape:
+            return
+        still = float(np.count_nonzero(cv2.absdiff(thumb, previous) < STILL_LEVEL)) / thumb.size
+        if still >= STILL_SHARE:
+            self._reference_at = frame_index
+            self.static_frames += 1
+
     def field(self, y_plane: np.ndarray, frame_index: int) -> NDArray[np.float32]:
         """The mark added to a marked frame (float, full size, `strength` levels RMS)."""
         if self._tile is None:
             raise ValueError("this SparseMark has no wm_id: it can detect but not mark")
         height, width = y_plane.shape
         wh, ww = work_size(height, width, work_height(height))
-        tiled = self._tiled.get((wh, ww))
+        dy, dx = self.shift_of(frame_index // self.every)
+        tiled = self._tiled.get((wh, ww, dy, dx))
         if tiled is None:
             reps = (-(-wh // ts.TILE), -(-ww // ts.TILE))
-            tiled = self._tiled[(wh, ww)] = np.ascontiguousarray(np.tile(self._tile, reps)[:wh, :ww])
+            tile = np.roll(self._tile, (dy, dx), axis=(0, 1))
+            self._tiled.clear()  # one shift at a time
+            tiled = self._tiled[(wh, ww, dy, dx)] = np.ascontiguousarray(np.tile(tile, reps)[:wh, :ww])
         # the mask only weighs the mark (more in texture): a linear resize is enough and 3x cheaper than area
         small = np.asarray(cv2.resize(y_plane, (ww, wh), interpolation=cv2.INTER_LINEAR), np.float32)
         pattern = tiled * ts.perceptual_mask(small)
@@ -215,6 +267,8 @@ class SparseMark:
             # re-encoded at 400 kbit/s (tests/jobs/test_cli_client.py). Small frames keep version 1,
             # which `detect_sparse_in_file` falls back to; crops of them do not decode.
             return self._small.mark_luma(y_plane, frame_index)
+        if self.static_references:
+            self._note_stillness(y_plane, frame_index)
         # one saturating add, rounded to nearest (uint8 + float32 -> uint8)
         return np.asarray(cv2.add(y_plane, self.field(y_plane, frame_index), dtype=cv2.CV_8U), np.uint8)
 
@@ -232,11 +286,32 @@ class SparseMark:
     def read(self, residual: NDArray[np.float32], lattice: ts.Lattice) -> tuple[float, NDArray[np.float64], int]:
         """(sync z-score, per-coded-bit scores, sign) of one frame's residual folded on `lattice`;
         the frame's sign is read from the sync (the better of + and -) and undone."""
+        return self.read_peaks(residual, lattice, 1)[0]
+
+    def read_peaks(self, residual: NDArray[np.float32], lattice: ts.Lattice,
+                   n: int = PEAKS) -> list[tuple[float, NDArray[np.float64], int]]:
+        """Up to `n` readings of one frame, one per sync peak (the strongest first, each further
+        one at least `PEAK_GAP` px from those before): a frame can hold two shifted tiles — the
+        previous marked frame's, carried along and partly replaced, and the new one — and either
+        decodes alone. Each reading: (sync z-score, per-coded-bit scores, sign), as `ts.align`
+        and `ts.chip_scores` give them (the sync correlation is computed once for both signs)."""
         folded = ts.fold(residual, lattice)
-        plus = ts.align(folded, self._layout)
-        minus = ts.align(-folded, self._layout)
-        aligned, z, _ = plus if plus[1] >= minus[1] else minus
-        return z, ts.chip_scores(aligned, self._layout), 1 if plus[1] >= minus[1] else -1
+        if self._sync_fft is None:
+            self._sync_fft = np.conj(scipy.fft.rfft2(self._layout.sync))
+        corr = scipy.fft.irfft2(scipy.fft.rfft2(folded) * self._sync_fft, s=folded.shape)
+        z = (corr - corr.mean()) / (corr.std() + 1e-12)
+        strength = np.abs(z)
+        out = []
+        for _ in range(n):
+            peak = int(np.argmax(strength))
+            dy, dx = divmod(peak, ts.TILE)
+            sign = 1 if z.flat[peak] >= 0 else -1
+            aligned = np.roll(folded if sign > 0 else -folded, (-dy, -dx), axis=(0, 1))
+            out.append((float(strength.flat[peak]), ts.chip_scores(aligned, self._layout), sign))
+            rows = np.arange(dy - PEAK_GAP, dy + PEAK_GAP + 1) % ts.TILE
+            cols = np.arange(dx - PEAK_GAP, dx + PEAK_GAP + 1) % ts.TILE
+            strength[np.ix_(rows, cols)] = 0.0
+        return out
 
     def _hypotheses(self, height: int) -> list[Hypothesis]:
         """The original geometry at every ladder height a copy of this height can hold (the
@@ -245,22 +320,27 @@ class SparseMark:
 
     def _lattices(self, frames: list[np.ndarray]) -> list[Hypothesis]:
         """Lattice hypotheses from the probe frames (every 3rd: whatever the clip's first frame,
-        one of them is a marked frame or one of the two after it): candidates found in several
-        frames first, then by strength."""
+        one of them is a marked frame or one of the two after it). Each candidate is read once in
+        the frame it was found in: those whose sync peak stands out there (z above `Z_BIAS`) come
+        first, strongest first; then the others, found in several frames first, then by strength.
+        (Ranked by counts alone, a mark seen well in one frame only — a crop whose later frames
+        hold weaker, re-shifted tiles — lost its lattice to the host's own repetitions.)"""
         if not frames:
             return []
         rows = work_height(frames[0].shape[0])
-        found: list[tuple[ts.Lattice, int, float]] = []  # (lattice, times seen, best strength)
+        found: list[tuple[ts.Lattice, int, float, float]] = []  # (lattice, times seen, best strength, best sync z)
         for y in frames[::3]:
-            for lat in ts.find_lattices(self.residual(y, rows), n=4):
-                for i, (seen, count, strength) in enumerate(found):
+            residual = self.residual(y, rows)
+            for lat in ts.find_lattices(residual, n=4):
+                z = self.read_peaks(residual, lat, 1)[0][0]
+                for i, (seen, count, strength, best) in enumerate(found):
                     if abs(seen.scale - lat.scale) < 0.01 and abs(seen.rotation_deg - lat.rotation_deg) < 0.5:
-                        found[i] = (seen, count + 1, max(strength, lat.strength))
+                        found[i] = (seen, count + 1, max(strength, lat.strength), max(best, z))
                         break
                 else:
-                    found.append((lat, 1, lat.strength))
-        found.sort(key=lambda item: (-item[1], -item[2]))
-        return [Hypothesis(rows, lat) for lat, _, _ in found[: self.max_lattices]]
+                    found.append((lat, 1, lat.strength, z))
+        found.sort(key=lambda item: (-max(0.0, item[3] - Z_BIAS), -item[1], -item[2]))
+        return [Hypothesis(rows, lat) for lat, _, _, _ in found[: self.max_lattices]]
 
     def _read_into(self, scan: Scan, frames: Iterable[tuple[int, np.ndarray]], hyps: list[Hypothesis],
                    by_residue: NDArray[np.float64] | None = None) -> None:
@@ -270,18 +350,19 @@ class SparseMark:
             for hyp in hyps:
                 if hyp.rows not in residuals:
                     residuals[hyp.rows] = self.residual(y, hyp.rows)
-                z, scores, sign = self.read(residuals[hyp.rows], hyp.lattice)
-                weight = max(0.0, z - Z_BIAS)
-                scan.add(hyp, weight, scores, sign)
-                seen = seen or weight > 0
-                if by_residue is not None:
-                    by_residue[index % self.every] += weight
+                for z, scores, sign in self.read_peaks(residuals[hyp.rows], hyp.lattice):
+                    weight = max(0.0, z - Z_BIAS)
+                    scan.add(hyp, weight, scores, sign)
+                    seen = seen or weight > 0
+                    if by_residue is not None:
+                        by_residue[index % self.every] += weight
             scan.evidence_frames += seen
 
     def scan(self, frames: Iterable[np.ndarray], *, probe: int = PROBE, lattices: bool = True,
              rhythm: bool = True, stop_early: bool = True) -> Scan:
         """Read `frames` (Y planes or RGB, in order, of one size) under every hypothesis on the
-        first `probe` frames, then under the best one only. `lattices`: also search the lattices
+        first `probe` frames (up to `PROBES` x `probe` while none has evidence), then under the
+        best one only. `lattices`: also search the lattices
         a crop makes when the original geometry finds no mark. `rhythm`: after the probe, read
         only frames within one of the marked frames' residue (modulo `every`) and the two after
         it. `stop_early`: stop once the sums decode (tried after 2x, 4x, ... the probe)."""
@@ -312,6 +393,15 @@ class SparseMark:
         checkpoint = 2 * probe
         for index, y in enumerate(it, start=len(head)):
             scan.frames = index + 1
+            if scan.weight.get(best, 0.0) <= 0 and index < PROBES * probe:
+                # nothing seen under any hypothesis yet (a re-encode can wash the first I-frame's mark
+                # out; the next I-frame has it): keep probing them all for up to `PROBES` probes
+                self._read_into(scan, [(index, y)], hyps, by_residue)
+                best = max(hyps, key=lambda h: scan.weight.get(h, 0.0))
+                if rhythm and by_residue.max() > 0:
+                    r = int(np.argmax(by_residue))
+                    keep = {(r + d) % self.every for d in (-1, 0, 1, 2)}
+                continue
             if keep is not None and index % self.every not in keep:
                 continue
             self._read_into(scan, [(index, y)], [best])
@@ -386,8 +476,8 @@ class SparseMark:
 
 def detect_sparse_in_file(path: str | os.PathLike[str], max_frames: int = 900) -> VideoWatermarkDetection:
     """Blind "video-sparse" detection over the first `max_frames` frames: what a verifier runs.
-    The current layout (version 2) first; version 1's detector when it finds nothing (releases
-    made before version 2)."""
+    Versions 3 and 2 (the tile, shifted or not: one detector) first; version 1's detector when
+    it finds nothing (releases made before version 2, and releases under `SMALL_ROWS`)."""
     found = SparseMark().detect(luma_frames(path, max_frames))
     if found.wm_id is None:
         older = detect_sparse_v1_in_file(path, max_frames)

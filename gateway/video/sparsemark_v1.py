@@ -77,6 +77,10 @@ class SparseMarkV1:
         """Whether frame `frame_index` carries the grain (the others go to the encoder untouched)."""
         return frame_index % self.every == 0
 
+    def wants_reference(self, frame_index: int) -> bool:
+        """Never: the encoder places frame types itself."""
+        return False
+
     def mark_luma(self, y_plane: np.ndarray, frame_index: int = 0) -> np.ndarray:
         """A marked copy of a uint8 Y plane on marked frames; the plane itself otherwise."""
         if self.wm_id is None:

@@ -67,6 +67,8 @@ class _VideoPath:
             planes = frame.to_ndarray(format="yuv420p")
             planes[: self.height] = self.wm.mark_luma(planes[: self.height], self.frames)
             marked = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+            if self.frames > 0 and self.wm.wants_reference(self.frames):
+                marked.pict_type = av.video.frame.PictureType.P  # the mark asks for its change to be coded
         else:
             marked = frame
             marked.pict_type = av.video.frame.PictureType.NONE  # let x264 place keyframes

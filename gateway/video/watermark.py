@@ -108,6 +108,10 @@ class FrameMarker(Protocol):
 
     def mark_luma(self, y_plane: np.ndarray, frame_index: int = 0) -> np.ndarray: ...
 
+    def wants_reference(self, frame_index: int) -> bool:
+        """Whether the encoder should code this (just marked) frame as a P-frame."""
+        ...
+
 
 class VideoWatermarker:
     """Marks luma planes with `wm_id` and detects marks. Holds derived, per-size caches and the
@@ -174,6 +178,10 @@ class VideoWatermarker:
     def marks(self, frame_index: int) -> bool:
         """Every frame carries this mark (see `sparsemark.SparseMark` for one that skips frames)."""
         return True
+
+    def wants_reference(self, frame_index: int) -> bool:
+        """Never: the encoder places frame types itself."""
+        return False
 
     def mark_luma(self, y_plane: np.ndarray, frame_index: int = 0) -> np.ndarray:
         """A marked copy of a uint8 Y plane (H, W); frames of one video come in order.

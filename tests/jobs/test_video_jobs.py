@@ -94,9 +94,9 @@ def test_release_job_output_plays_is_signed_and_marked(client: TestClient, keys:
     assert report.state == "Trusted" and report.decision is not None, report.validation_errors
     assert report.decision["decision_id"] == status["decision_id"]
     assert report.decision["watermark_method"] == "video-sparse" and "c2pa.soft-binding" in report.assertions
-    # 720 rows: the tile (version 2; version 1's grid below 360 rows), and the soft binding says which
-    assert info.height == 720 and report.decision["watermark_version"] == "2"
-    assert report.soft_binding is not None and report.soft_binding["alg"] == "org.consentgate.watermark.video-sparse.v2"
+    # 720 rows: the shifted tile (version 3; version 1's grid below 360 rows), and the soft binding says which
+    assert info.height == 720 and report.decision["watermark_version"] == "3"
+    assert report.soft_binding is not None and report.soft_binding["alg"] == "org.consentgate.watermark.video-sparse.v3"
     record = gw.audit.entry(int(resp.headers["x-audit-index"])).record
     wm_id = int(record["outputs"][0]["watermark_id"].split(":")[1])
     assert report.decision["watermark_id"] == wm_id
