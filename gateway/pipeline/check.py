@@ -204,8 +204,8 @@ class CheckStage:
         pixels = sum(img.width * img.height for img in req.images)
         base = rt.policy.consent.face_model.timeout_s or self.model_timeout_s
         face_timeout = base * max(1.0, pixels / FACE_BUDGET_PIXELS)
-        face_call = self._call("faces", rt.face.info.name, analyze, face_timeout, budget)
-        face_task = guarded(face_call) if working else _none()
+        face_task = guarded(self._call("faces", rt.face.info.name, analyze, face_timeout, budget)) if working \
+            else _none()
         hash_task = guarded(self._call("hash_list", rt.hasher.info.name, hashes, None, budget)) if working else _none()
         prompt_task = guarded(self.prompt_facts(rt, req.prompt)) if req.prompt and (
             stage_rules is None or stage_rules.prompt) else _none()
