@@ -18,8 +18,8 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from classifiers.registry import builtin_registry
-    from gateway.policy.runtime import ModelPool
     from gateway.policy.loader import PolicyError, load_bundle
+    from gateway.policy.runtime import ModelPool
 
     directory = Path(argv[1] if len(argv) > 1 else os.environ.get("CONSENTGATE_POLICIES", "policies"))
     start = time.perf_counter()
