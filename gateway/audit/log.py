@@ -335,6 +335,10 @@ class AuditLog:
                 conn.close()  # back to the engine's pool
             except Exception:  # noqa: BLE001 - closing a broken connection
                 _log.debug("could not return an audit connection", exc_info=True)
+                try:
+                    conn.invalidate()  # not back to the pool with this log's session settings
+                except Exception:  # noqa: BLE001 - it is being thrown away
+                    _log.debug("could not invalidate an audit connection", exc_info=True)
         closer = getattr(self.publisher, "close", None)
         if callable(closer):
             closer()  # a BackgroundPublisher: publish what is queued
