@@ -83,6 +83,7 @@ WORK_LADDER = (144, 216, 288, 432, 576)
 Z_BIAS = 5.5  # sync z-score an unmarked frame reaches (max 5.0 over 240 unmarked 720p frames): weight 0 below
 PROBE = 3 * EVERY
 PROBES = 4  # while no frame shows a mark, every hypothesis is read on up to this many probes' frames
+MIN_EVIDENCE = 2.0  # the weight (sum of z - Z_BIAS) that counts as a mark seen: one frame at z 7.5
 SMALL_ROWS = 360  # frames with fewer rows hold under 2 tiles: they get version 1's grid (see `mark_luma`)
 MAX_LATTICES = 6
 MAX_DECODES = 24
@@ -393,9 +394,10 @@ class SparseMark:
         checkpoint = 2 * probe
         for index, y in enumerate(it, start=len(head)):
             scan.frames = index + 1
-            if scan.weight.get(best, 0.0) <= 0 and index < PROBES * probe:
-                # nothing seen under any hypothesis yet (a re-encode can wash the first I-frame's mark
-                # out; the next I-frame has it): keep probing them all for up to `PROBES` probes
+            if scan.weight.get(best, 0.0) < MIN_EVIDENCE and index < PROBES * probe:
+                # nothing (or a stray noise peak) seen under any hypothesis yet (a re-encode can wash the
+                # first I-frame's mark out; the next I-frame has it): keep probing them all for up to
+                # `PROBES` probes
                 self._read_into(scan, [(index, y)], hyps, by_residue)
                 best = max(hyps, key=lambda h: scan.weight.get(h, 0.0))
                 if rhythm and by_residue.max() > 0:
