@@ -185,9 +185,12 @@ class CheckStage:
         # configured threads: one-thread sessions measured no faster here and ~10 % slower at 2048², where
         # five views keep them running to the end). Not split: one after another, one thread each.
         split = budget >= 2
+        # Like the faces' budget below, an NSFW model's timeout grows with its work: the views (whole image
+        # and tiles) it judges — 17 at 4096² — the per-model timeout per NSFW_BUDGET_VIEWS, at least once.
+        view_scale = max(1.0, len(views) / NSFW_BUDGET_VIEWS)
         nsfw_tasks = [
-            guarded(self._call(f"nsfw.{alias}", alias, functools.partial(classify, alias), rt.timeouts.get(alias),
-                               budget))
+            guarded(self._call(f"nsfw.{alias}", alias, functools.partial(classify, alias),
+                               (rt.timeouts.get(alias) or self.model_timeout_s) * view_scale, budget))
             for alias in nsfw_aliases
         ]
 
@@ -313,6 +316,7 @@ class CheckStage:
 
 
 FACE_BUDGET_PIXELS = 1024 * 1024  # faces get the per-model timeout per this many pixels (at least once)
+NSFW_BUDGET_VIEWS = 4  # an NSFW model gets the per-model timeout per this many views (at least once)
 FACE_PROPOSAL_SCORE = 0.5  # NudeNet FACE_* boxes this confident count as faces (benign pictures: none >= 0.2)
 NSFW_TILE_PX = 1024  # images longer than 1.5× this are also judged in tiles of about this size
 
