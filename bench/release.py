@@ -594,7 +594,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default=None, help="sharing table on a subset of the image set: comma-separated "
                         "kinds (portrait, scene, graphic, noise, small) or parts of image names")
     parser.add_argument("--transforms", default=None, help="comma-separated transforms of the sharing table "
-                        f"(default all: {', '.join(SHARING)})")
+                        f"(default all: {', '.join(SHARING)})".replace("%", "%%"))
     parser.add_argument("--misses", action="store_true", help="list the images each transform lost")
     parser.add_argument("--no-cost", action="store_true", help="skip the 1024x1024 cost lines")
     parser.add_argument("--fpr-seed", type=int, default=1_000_003, help="first seed of the unmarked images "
