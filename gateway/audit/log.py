@@ -632,6 +632,13 @@ class AuditLog:
             return self._write_batch_sqlite(dc, items)
         except BaseException:
             self._frontier = None
+            if self._pg:
+                # A new connection, not a ROLLBACK: psycopg follows a rollback with DEALLOCATE ALL
+                # when it had prepared statements of its own on the connection, which also drops
+                # the batch statement this log PREPAREd (the next batch then failed with "prepared
+                # statement does not exist"). A failed batch is rare; reconnecting is cheap.
+                self._drop_writer()
+                raise
             try:
                 dc.rollback()
             except Exception:  # noqa: BLE001 - a broken connection: start on a new one
