@@ -26,6 +26,7 @@ from gateway.pipeline.parallel import InFlight
 from gateway.policy.manager import PolicyManager
 from gateway.policy.runtime import ModelPool
 from gateway.settings import Settings
+from tests.support.policy import FAKE_TXT2IMG_USES
 
 POLICY = """
 name: parallel
@@ -36,15 +37,7 @@ consent:
   match_threshold: 0.9
 hash_list:
   model: {adapter: pdq}
-uses:
-  txt2img:
-    input: {}
-    output:
-      nsfw:
-        - model: fake
-          labels: {unsafe: {deny: 0.8}}
-      faces: {unmatched: allow, without_consent: deny}
-"""
+""" + FAKE_TXT2IMG_USES
 ACME = Principal("k1", "acme", "generator")
 
 

@@ -24,6 +24,7 @@ from gateway.pipeline import AuditUnavailable, CheckRequest, Pipeline, PipelineC
 from gateway.pipeline.fakes import ManualClock, MemoryAudit, MemoryConsent, MemoryReleaser, StaticPolicies
 from gateway.policy.manager import PolicyManager
 from gateway.policy.runtime import ModelPool
+from tests.support.policy import FAKE_TXT2IMG_USES
 
 POLICY = """
 name: ports
@@ -35,15 +36,7 @@ consent:
 obligations:
   watermark: {method: dwtDctSvd}
   sign: true
-uses:
-  txt2img:
-    input: {}
-    output:
-      nsfw:
-        - model: fake
-          labels: {unsafe: {deny: 0.8}}
-      faces: {unmatched: allow, without_consent: deny}
-"""
+""" + FAKE_TXT2IMG_USES
 ACME = Principal("k1", "acme", "generator")
 PERSON = 7
 

@@ -15,7 +15,7 @@ from gateway.policy.loader import PolicyBundle, load_bundle
 from gateway.policy.manager import PolicyManager
 from gateway.policy.runtime import ModelPool
 
-__all__ = ["FAKE_HEAD", "activation_errors", "load", "write", "write_files"]
+__all__ = ["FAKE_HEAD", "FAKE_TXT2IMG_USES", "activation_errors", "load", "write", "write_files"]
 
 # a policy named `base` whose one model and face model are the deterministic fake adapter; tests add
 # `uses:` (and `prompt:` …) after it. Line numbers that tests assert count from this head (4 lines).
@@ -24,6 +24,19 @@ name: base
 models:
   fake: {adapter: fake}
 consent: {face_model: {adapter: fake}}
+"""
+
+# the one use the pipeline tests check: the fake NSFW model denies `unsafe` >= 0.8 on outputs, an
+# unmatched face is allowed, a matched face needs a grant
+FAKE_TXT2IMG_USES = """\
+uses:
+  txt2img:
+    input: {}
+    output:
+      nsfw:
+        - model: fake
+          labels: {unsafe: {deny: 0.8}}
+      faces: {unmatched: allow, without_consent: deny}
 """
 
 
