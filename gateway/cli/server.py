@@ -82,10 +82,13 @@ def serve(
 
 
 def app_factory() -> object:
-    """The app of one `serve --workers N` worker process (uvicorn's factory hook)."""
+    """The app of one `serve --workers N` worker process (uvicorn's factory hook). The workers share
+    one listening socket and a worker accepts from it only once its startup is over, so here startup
+    waits for the models: a worker still loading never takes a request (and never answers 503 to a
+    caller another, ready worker could serve)."""
     from gateway.app import create_app
 
-    application = create_app(Settings.from_env(), background_start=True)
+    application = create_app(Settings.from_env(), background_start=False)
     _install_sighup(application)
     return application
 

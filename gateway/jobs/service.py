@@ -99,7 +99,8 @@ class JobService:
             "result_url": f"/v1/jobs/{job.id}/result" if job.state == "done" else None,
         }
         if job.webhook_url:
-            out["webhook"] = {"status": job.webhook_status}
+            # the job is done before its webhook's one try is over: `pending` until then
+            out["webhook"] = {"status": job.webhook_status or "pending"}
         return out
 
 

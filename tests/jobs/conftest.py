@@ -123,3 +123,14 @@ def wait_done(tc: TestClient, key: str, job_id: str, deadline_s: float = 180.0) 
             return body
         assert time.monotonic() < end, f"job {job_id} still {body['state']} ({body['stage']})"
         time.sleep(0.1)
+
+
+def wait_webhook(tc: TestClient, key: str, job_id: str, deadline_s: float = 60.0) -> dict[str, Any]:
+    """Poll a done job until its webhook's try is over (`webhook.status` no longer `pending`)."""
+    end = time.monotonic() + deadline_s
+    while True:
+        body: dict[str, Any] = tc.get(f"/v1/jobs/{job_id}", headers=auth(key)).json()
+        if body["webhook"]["status"] != "pending":
+            return body
+        assert time.monotonic() < end, f"job {job_id}: webhook still pending"
+        time.sleep(0.1)

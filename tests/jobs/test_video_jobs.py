@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from gateway.provenance import lookup_watermark, read_manifest
 from gateway.video.intake import probe_video
 from gateway.video.sparsemark import detect_sparse_in_file
 from tests.api.conftest import Keys, auth
-from tests.jobs.conftest import submit, upload, wait_done
+from tests.jobs.conftest import submit, upload, wait_done, wait_webhook
 
 
 def _gw(tc: TestClient) -> Any:
@@ -175,7 +174,9 @@ def test_webhook_is_called_once_done(client: TestClient, keys: Keys, clips: dict
     try:
         job_id = submit(client, keys.generator, clips["unsafe"], action="check",
                         webhook_url="https://hooks.example/consentgate")
-        status = wait_done(client, keys.generator, job_id)
+        assert wait_done(client, keys.generator, job_id)["state"] == "done"
+        # the job is done before its webhook's try is over (`pending` until then): wait for the outcome
+        status = wait_webhook(client, keys.generator, job_id)
     finally:
         service.runner.webhook_transport = None
         service.runner.webhook_resolve = resolve_host
@@ -193,12 +194,8 @@ def test_unreachable_webhook_is_not_fatal(client: TestClient, keys: Keys, clips:
     service.runner.webhook_transport = httpx.MockTransport(refuse)
     try:
         job_id = submit(client, keys.generator, clips["clean"], action="check", webhook_url="http://127.0.0.1:9/hook")
-        status = wait_done(client, keys.generator, job_id)
-        # the job is done before its webhook's tries are over (status None until then): wait for the outcome
-        end = time.monotonic() + 60
-        while status["webhook"] == {"status": None} and time.monotonic() < end:
-            time.sleep(0.1)
-            status = client.get(f"/v1/jobs/{job_id}", headers=auth(keys.generator)).json()
+        assert wait_done(client, keys.generator, job_id)["state"] == "done"
+        status = wait_webhook(client, keys.generator, job_id)
     finally:
         service.runner.webhook_transport = None
     assert status["state"] == "done" and status["webhook"] == {"status": "failed"}  # coarse: no reason shown
