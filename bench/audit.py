@@ -519,9 +519,16 @@ def main() -> None:
         # a commit survives a process crash (kill -9 test) but may be lost on power loss.
         gw_engine = make_engine(f"sqlite:///{tmp}/gw.db")
         gw_rates = bench_engine("sqlite (gateway engine, WAL+NORMAL)", gw_engine, args.appends, hash_floor)
-        baseline = plain_run(gw_engine, plain_table(gw_engine, "bench_"), 8, args.appends)
+        # Three baseline runs, the median kept: eight SQLite writers that meet the write lock wait
+        # in SQLite's busy handler (sleeps of 1, 2, 5, 10 ms ...), and one run of this baseline
+        # measured anywhere between 5.9k and 18.8k rows/s on the same quiet machine (the log's
+        # own rate moved far less), which is what made the ratio look like a regression.
+        table = plain_table(gw_engine, "bench_")
+        runs = sorted((plain_run(gw_engine, table, 8, args.appends) for _ in range(3)), key=lambda r: r.rate)
+        baseline = runs[1]
         plain = baseline.rate
-        print(f"{'sqlite (gateway engine): baseline, plain INSERT+COMMIT, 8 threads':<46} {plain:>12,.0f} rows/s")
+        print(f"{'sqlite (gateway engine): baseline, plain INSERT+COMMIT, 8 threads':<46} {plain:>12,.0f} rows/s"
+              f"   (median of {' / '.join(f'{r.rate:,.0f}' for r in runs)})")
         cost("baseline, 8 threads", baseline)
     goal("sqlite (gateway engine), 8 writers", gw_rates[8], hash_floor, plain)
     if pg is not None:

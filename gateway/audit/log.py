@@ -774,13 +774,16 @@ class AuditLog:
         entries: list[tuple[Any, ...]] = []
         subjects: list[tuple[int, str]] = []
         nodes: list[tuple[int, bytes]] = []
-        for item in items:
+        push = frontier.push
+        for item in items:  # plain loops and appends: this runs once per entry under the log lock
             idx = frontier.size
             c = item.columns
             entries.append((idx, item.leaf_hash, item.data.decode("utf-8"), c.kind, c.tenant,
                             c.use, c.decision, c.time_us, c.decision_id))
-            subjects.extend((idx, s) for s in c.subjects)
-            nodes.extend((node_id(lvl, i), h) for lvl, i, h in frontier.push(item.leaf_hash))
+            for s in c.subjects:
+                subjects.append((idx, s))
+            for lvl, i, h in push(item.leaf_hash):
+                nodes.append((node_id(lvl, i), h))
         return first, frontier, (entries, subjects, nodes)
 
     def _insert(self, cur: Any, rows: _Rows, head: tuple[int, bytes, int]) -> None:

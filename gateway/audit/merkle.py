@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from .errors import ProofError
 
+_sha256 = hashlib.sha256
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
@@ -216,16 +217,18 @@ class Frontier:
         return twin
 
     def push(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        # The append path runs this once per entry: node_hash inlined, lists held in locals.
         index = self.size
         node, level = leaf, 0
+        levels, hashes = self.levels, self.hashes
         finished: list[tuple[int, int, bytes]] = []
-        while self.levels and self.levels[-1] == level:
-            self.levels.pop()
-            node = node_hash(self.hashes.pop(), node)
+        while levels and levels[-1] == level:
+            levels.pop()
+            node = _sha256(b"\x01" + hashes.pop() + node).digest()
             level += 1
             finished.append((level, index >> level, node))
-        self.levels.append(level)
-        self.hashes.append(node)
+        levels.append(level)
+        hashes.append(node)
         self.size += 1
         self._root = None
         return finished
