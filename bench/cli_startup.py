@@ -5,14 +5,17 @@ costs even when a shared machine stretches its wall time), beside the floor meas
 (the interpreter alone), `python -c "import sqlalchemy"` (what a command reading the database through
 SQLAlchemy must import) and `python -c "import typer, pydantic"` (the CLI framework: this Typer coerces
 every parameter through pydantic), with the ratio to the interpreter. The list commands read through the
-DB-API (`gateway/cli/readdb.py`), so on SQLite they import no SQLAlchemy at all; the audit readers
-(`audit verify|entries`, `registry uses`) import the audit library and SQLAlchemy, which they need. The write
-commands (`apikey create|restrict|revoke`, `registry subject add|grant|revoke`) write through SQLAlchemy Core
-(`gateway/cli/writedb.py`), no ORM and no registry service; `registry grant` reads the policy's uses from
-the cache of the last bundle it validated — the "(bundle changed)" line removes that cache before each run,
-i.e. what the first grant after every policy edit costs.
+DB-API (`gateway/cli/readdb.py`), so on SQLite they import no SQLAlchemy at all; nor, on the default SQLite
+data dir, do the audit readers (`audit verify|entries`, `registry uses`: `gateway/audit/sqlite.py` through
+`gateway/cli/auditread.py`) or the write commands (`apikey create|restrict|revoke`: `gateway/cli/writekeys.py`;
+`registry subject add|grant|revoke`: `gateway/cli/writelite.py`, the registry row and its ledger entry in one
+sqlite3 transaction). `registry grant` reads the policy's uses from the cache of the last bundle it validated —
+the "(bundle changed)" line removes that cache before each run, i.e. what the first grant after every policy
+edit costs. The "(core path)" lines run the same audit readers and registry writes through SQLAlchemy (the
+PostgreSQL path, forced on the same SQLite data dir: what these commands cost before the sqlite3 paths) as a
+same-run baseline, and the last lines print each command's CPU beside its core path's (`--no-core` skips them).
 
-    .venv/bin/python bench/cli_startup.py [--n 7]
+    .venv/bin/python bench/cli_startup.py [--n 7] [--no-core]
 
 The machine may be shared: compare the columns of one run, not runs of different days.
 """
@@ -32,6 +35,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from gateway.cli import main; main()"]
+# The same main() with the sqlite3 paths switched off: the audit readers open `AuditLog`, the registry writes go
+# through `gateway.cli.writedb` (SQLAlchemy Core) — as on PostgreSQL, and as on SQLite before those paths.
+CORE = [sys.executable, "-c", "from contextlib import contextmanager\n"
+        "import gateway.cli.auditread as r, gateway.cli.writelite as w\n"
+        "r.sqlite_log = lambda settings: None\n"
+        "def none(settings):\n    yield None\n"
+        "w.open_lite_writer = contextmanager(none)\n"
+        "from gateway.cli import main; main()"]
 
 
 def timed(cmd: list[str], n: int, env: dict[str, str]) -> tuple[float, float, float]:
@@ -53,6 +64,7 @@ def timed(cmd: list[str], n: int, env: dict[str, str]) -> tuple[float, float, fl
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=7)
+    parser.add_argument("--no-core", action="store_true", help="Skip the SQLAlchemy (core path) baselines.")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,6 +107,11 @@ def main() -> None:
             ("consentgate registry grant (bundle changed)", uncached_grant),
             ("consentgate registry revoke", [*CLI, "registry", "revoke", gid, "--data-dir", str(data)]),
         ]
+        twins = ("registry uses SUBJECT", "audit entries", "audit verify", "registry subject add", "registry grant",
+                 "registry revoke")
+        if not args.no_core:
+            commands += [(f"consentgate {label.removeprefix('consentgate ')} (core path)", [*CORE, *cmd[len(CLI):]])
+                         for label, cmd in list(commands) if label.removeprefix("consentgate ") in twins]
         script = Path(sys.executable).with_name("consentgate")
         if script.is_file():  # the console script: the same main(), behind the entry-point wrapper
             commands.append(("consentgate apikey list (console script)",
@@ -104,11 +121,18 @@ def main() -> None:
     print(f"{'command':44} {'median s':>9} {'best s':>8} {'CPU s':>7} {'best / python -c pass':>22}")
     for label, median, best, cpu in rows:
         print(f"{label:44} {median:9.3f} {best:8.3f} {cpu:7.3f} {best / floor:21.1f}x")
-    goal = [(label, median, cpu) for label, median, _, cpu in rows if label.startswith("consentgate")]
+    goal = [(label, median, cpu) for label, median, _, cpu in rows if label.startswith("consentgate")
+            and not label.endswith("(core path)")]
     print("goal < 0.5 s: median wall " + ", ".join(
         f"{label.removeprefix('consentgate ')} {'met' if median < 0.5 else 'NOT met'}" for label, median, _ in goal))
     print("goal < 0.5 s: CPU        " + ", ".join(
         f"{label.removeprefix('consentgate ')} {'met' if cpu < 0.5 else 'NOT met'}" for label, _, cpu in goal))
+    by_label = {label: cpu for label, _, _, cpu in rows}
+    for label, _, _, cpu in rows:
+        core = by_label.get(f"{label} (core path)")
+        if core:
+            name = label.removeprefix("consentgate ")
+            print(f"{name:32} CPU {cpu:.3f} s vs core path {core:.3f} s: {cpu / core:.2f}x")
     load = os.getloadavg()[0]
     print(f"(n={args.n} runs each, {os.cpu_count()} cores, load average {load:.1f}; CPU s = median user+sys of the "
           "process; goal: model-free commands < 0.5 s)")

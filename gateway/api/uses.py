@@ -9,11 +9,10 @@ subject's own token and `consentgate registry uses --grant`. Shape: docs/api.md 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
-from gateway.audit import AuditLog
-from gateway.audit.reader import AuditEntry
+from gateway.audit.values import AuditEntry
 
 MAX_SCAN_PAGES = 50  # a grant's uses are filtered from its subject's decisions: bound one request's work
 
@@ -64,7 +63,17 @@ def use_item(entry: AuditEntry, receipt: Mapping[str, Any] | None, *, with_recor
     return item
 
 
-def uses_page(log: AuditLog, *, subject_id: str, grant_id: str | None = None, cursor: str | None = None,
+class UsesSource(Protocol):
+    """What a page of uses reads: `gateway.audit.AuditLog`, or `gateway.audit.sqlite.SqliteLog` (the CLI on
+    a SQLite data dir, without SQLAlchemy's import: #22.6)."""
+
+    def query(self, *, subject: str | None = None, kind: str | None = None, cursor: str | None = None,
+              limit: int = 100) -> tuple[list[AuditEntry], str | None]: ...
+
+    def receipts(self, indexes: Sequence[int]) -> dict[int, dict[str, Any]]: ...
+
+
+def uses_page(log: UsesSource, *, subject_id: str, grant_id: str | None = None, cursor: str | None = None,
               limit: int = 100, with_record: bool = False) -> dict[str, Any]:
     """A page of the subject's decisions (only those made under `grant_id` when given), oldest first,
     with receipts. `next_cursor` resumes after the last entry this page looked at."""

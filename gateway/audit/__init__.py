@@ -1,12 +1,16 @@
 """The consentgate audit log: an RFC 6962 Merkle tree over canonical JSON records, with signed
 checkpoints, proofs, queries, export and an offline verifier. Self-contained: it imports nothing
 else from `gateway`. See SPEC.md for the formats.
+
+The writer (`AuditLog`) and the export need SQLAlchemy; they are imported when first named (PEP 562),
+so that reading and verifying a SQLite log through the standard library (`sqlite.py`) does not pay
+SQLAlchemy's import (~0.2 CPU-s: the CLI's start-up, #22.6).
 """
+
+from typing import TYPE_CHECKING, Any
 
 from .canonical import CanonicalizationError, Columns, canonical_json
 from .errors import AuditAppendError, AuditConfigError, AuditError, AuditNotFound, ProofError
-from .export import ExportSummary, export_log
-from .log import AppendResult, AuditFaults, AuditLog
 from .merkle import EMPTY_ROOT, MemoryTree, leaf_hash, node_hash, verify_consistency, verify_inclusion
 from .notes import (
     Checkpoint,
@@ -19,10 +23,28 @@ from .notes import (
     parse_checkpoint,
     verifier_key,
 )
-from .reader import AuditEntry, ConsistencyProof, Head, InclusionProof
 from .receipts import CheckedReceipt, check_checkpoint, check_consistency, check_receipt
 from .schema import audit_metadata, audit_tables
+from .values import AuditEntry, ConsistencyProof, Head, InclusionProof
 from .verify import VerifyReport, verify_database, verify_export
+
+if TYPE_CHECKING:
+    from .export import ExportSummary, export_log
+    from .log import AppendResult, AuditFaults, AuditLog
+
+_LAZY = {"ExportSummary": ".export", "export_log": ".export", "AppendResult": ".log", "AuditFaults": ".log",
+         "AuditLog": ".log"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "EMPTY_ROOT",

@@ -18,24 +18,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    PrimaryKeyConstraint,
-    Table,
-    Text,
-)
+from typing import TYPE_CHECKING
 
 from .errors import AuditConfigError
 
+if TYPE_CHECKING:  # imported where the tables are built: the SQLite reader (sqlite.py) needs none of it
+    from sqlalchemy import MetaData, Table
+
 _PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
-# SQLite only treats a column declared exactly INTEGER as the rowid; keep BIGINT elsewhere.
-_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def check_prefix(prefix: str) -> str:
+    """`prefix` when it is a valid table prefix (it is put into SQL text; values are always bound)."""
+    if not _PREFIX.match(prefix):
+        raise AuditConfigError(f"table prefix {prefix!r} must match {_PREFIX.pattern}")
+    return prefix
 
 
 def node_id(level: int, index: int) -> int:
@@ -57,8 +54,21 @@ class AuditTables:
 
 def audit_tables(prefix: str = "audit_", metadata: MetaData | None = None) -> AuditTables:
     """Define the audit tables with `prefix` on `metadata` (a new MetaData by default)."""
-    if not _PREFIX.match(prefix):
-        raise AuditConfigError(f"table prefix {prefix!r} must match {_PREFIX.pattern}")
+    from sqlalchemy import (
+        BigInteger,
+        Column,
+        Index,
+        Integer,
+        LargeBinary,
+        MetaData,
+        PrimaryKeyConstraint,
+        Table,
+        Text,
+    )
+
+    check_prefix(prefix)
+    # SQLite only treats a column declared exactly INTEGER as the rowid; keep BIGINT elsewhere.
+    row_id = BigInteger().with_variant(Integer(), "sqlite")
     md = MetaData() if metadata is None else metadata
     head = Table(
         f"{prefix}head",
@@ -72,7 +82,7 @@ def audit_tables(prefix: str = "audit_", metadata: MetaData | None = None) -> Au
     entries = Table(
         f"{prefix}entries",
         md,
-        Column("idx", _ID, primary_key=True, autoincrement=False),
+        Column("idx", row_id, primary_key=True, autoincrement=False),
         Column("leaf_hash", LargeBinary, nullable=False),
         Column("record", Text, nullable=False),
         Column("kind", Text, nullable=False),
@@ -96,13 +106,13 @@ def audit_tables(prefix: str = "audit_", metadata: MetaData | None = None) -> Au
     nodes = Table(
         f"{prefix}nodes",
         md,
-        Column("nid", _ID, primary_key=True, autoincrement=False),
+        Column("nid", row_id, primary_key=True, autoincrement=False),
         Column("hash", LargeBinary, nullable=False),
     )
     checkpoints = Table(
         f"{prefix}checkpoints",
         md,
-        Column("tree_size", _ID, primary_key=True, autoincrement=False),
+        Column("tree_size", row_id, primary_key=True, autoincrement=False),
         Column("root_hash", LargeBinary, nullable=False),
         Column("note", Text, nullable=False),
         Column("published_at", Text, nullable=False),

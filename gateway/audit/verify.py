@@ -12,20 +12,21 @@ import multiprocessing
 import os
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import Any, NamedTuple
-
-from sqlalchemy import Connection, Engine, Text, and_, exists, func, literal, or_, select
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .canonical import CanonicalizationError, Columns, canonical_json, columns_of
 from .errors import AuditConfigError, AuditError, ProofError
 from .merkle import MemoryTree, leaf_hash, verify_consistency
 from .notes import PublicKeyLike, VerifierKey, parse_checkpoint, verifier_key
 from .schema import AuditTables, audit_tables
+
+if TYPE_CHECKING:  # imported where a database is read: the SQLite path (sqlite.py) needs none of it
+    from sqlalchemy import Connection, Engine
 
 MAX_REPORTED = 100
 PARALLEL_MIN = 200_000
@@ -386,6 +387,8 @@ def _lookup_problems(engine: Engine, t: AuditTables, size: int) -> list[tuple[in
     deleted posting could hide an entry from a filtered query; a forged one is harmless to
     queries, which re-check the columns, but is still reported). All in SQL: run beside the
     per-entry pass (the driver releases the GIL)."""
+    from sqlalchemy import Text, and_, exists, func, literal, or_, select
+
     e, s, lk, st = t.entries, t.subjects, t.lookup, t.lookup_state
     found: list[tuple[int, str]] = []
     with engine.connect() as plain, _mapped(plain) as conn:
@@ -439,6 +442,8 @@ def verify_database(engine: Engine, public_key: PublicKeyLike, *, table_prefix: 
     `workers=None` spreads the per-entry checks over processes for large logs (spawned: the
     calling program's main module must be import-safe, as console scripts are).
     """
+    from sqlalchemy import select
+
     t = audit_tables(table_prefix)
     with engine.connect() as conn:
         head_row = conn.execute(
@@ -446,77 +451,114 @@ def verify_database(engine: Engine, public_key: PublicKeyLike, *, table_prefix: 
         ).first()
         if head_row is None:
             return VerifyReport(False, 0, 0, None, "audit tables are not initialised")
-        origin, size, head_root = str(head_row[0]), int(head_row[1]), bytes(head_row[2])
-        try:
-            key = verifier_key(public_key, origin)
-        except AuditConfigError as exc:
-            return VerifyReport(False, 0, 0, None, f"bad public key: {exc}")
-        checker = _Checker(key, origin, check_canonical)
+        size = int(head_row[1])
         e, s = t.entries, t.subjects
-        subject_rows = conn.execution_options(yield_per=20000).execute(
-            select(s.c.idx, s.c.subject_id).where(s.c.idx < size).order_by(s.c.idx, s.c.subject_id)
-        )
-        subjects = groupby(subject_rows, key=lambda r: int(r[0]))
-        next_subjects: tuple[int, tuple[str, ...]] | None = None
 
-        def subjects_of(idx: int) -> tuple[str, ...]:
-            nonlocal next_subjects
-            while True:
-                if next_subjects is None:
-                    group = next(subjects, None)
-                    if group is None:
-                        return ()
-                    next_subjects = (group[0], tuple(str(r[1]) for r in group[1]))
-                if next_subjects[0] < idx:
-                    checker.bad(next_subjects[0], "subject rows belong to no entry")
-                    next_subjects = None
-                    continue
-                if next_subjects[0] == idx:
-                    found, next_subjects = next_subjects[1], None
-                    return found
-                return ()
+        def entries() -> Iterator[tuple[Any, ...]]:
+            with engine.connect() as plain_conn, _mapped(plain_conn) as entry_conn:
+                rows = entry_conn.execution_options(yield_per=20000).execute(
+                    select(e.c.idx, e.c.leaf_hash, e.c.record, e.c.kind, e.c.tenant, e.c.use, e.c.decision,
+                           e.c.time_us, e.c.decision_id).where(e.c.idx < size).order_by(e.c.idx)
+                )
+                for part in rows.partitions():
+                    yield from part
 
-        lookup_result: list[tuple[int, str]] = []
-        lookup_error: list[BaseException] = []
-
-        def check_lookups() -> None:
-            try:
-                lookup_result.extend(_lookup_problems(engine, t, size))
-            except BaseException as exc:  # noqa: BLE001 - reported below, in this thread
-                lookup_error.append(exc)
-
-        lookups = threading.Thread(target=check_lookups, name="audit-verify-lookups", daemon=True)
-        lookups.start()
-        with engine.connect() as plain_conn, _mapped(plain_conn) as entry_conn:
-            rows = entry_conn.execution_options(yield_per=20000).execute(
-                select(e.c.idx, e.c.leaf_hash, e.c.record, e.c.kind, e.c.tenant, e.c.use, e.c.decision,
-                       e.c.time_us, e.c.decision_id).where(e.c.idx < size).order_by(e.c.idx)
-            )
-            # Drivers return int and bytes already; skip per-row conversions (a million rows).
-            stored = (
-                StoredEntry(idx, lh, rec.encode("utf-8"),
-                            Columns(kind, tenant, use, decision, tus, subjects_of(idx), did))
-                for part in rows.partitions()
-                for idx, lh, rec, kind, tenant, use, decision, tus, did in part
-            )
-            checker.run(stored, auto_workers(size) if workers is None else workers)
-        lookups.join()
-        if lookup_error:
-            checker.general.append(f"lookup postings could not be checked: {lookup_error[0]}")
-        for index, why in lookup_result:
-            if index < 0:
-                checker.general.append(why)
-            else:
-                checker.bad(index, why)
-        checker.check_nodes(
-            row for part in conn.execution_options(yield_per=50000).execute(
-                select(t.nodes.c.nid, t.nodes.c.hash)).partitions() for row in part
-        )
-        checkpoints = [
-            StoredCheckpoint(int(a), bytes(b), str(c))
-            for a, b, c in conn.execute(
+        return verify_rows(
+            StoredHead(str(head_row[0]), size, bytes(head_row[2])),
+            public_key,
+            subjects=lambda: (row for part in conn.execution_options(yield_per=20000).execute(
+                select(s.c.idx, s.c.subject_id).where(s.c.idx < size).order_by(s.c.idx, s.c.subject_id)
+            ).partitions() for row in part),
+            entries=entries,
+            lookups=lambda: _lookup_problems(engine, t, size),
+            nodes=lambda: (row for part in conn.execution_options(yield_per=50000).execute(
+                select(t.nodes.c.nid, t.nodes.c.hash)).partitions() for row in part),
+            checkpoints=lambda: conn.execute(
                 select(t.checkpoints.c.tree_size, t.checkpoints.c.root_hash, t.checkpoints.c.note)
                 .where(t.checkpoints.c.tree_size <= size)
-            )
-        ]
-    return checker.finish(checkpoints, head=(size, head_root), require_covered=require_covered, saved=saved)
+            ),
+            check_canonical=check_canonical, workers=workers, require_covered=require_covered, saved=saved,
+        )
+
+
+class StoredHead(NamedTuple):
+    origin: str
+    tree_size: int
+    root_hash: bytes
+
+
+def verify_rows(
+    head: StoredHead,
+    public_key: PublicKeyLike,
+    *,
+    subjects: Callable[[], Iterable[Any]],
+    entries: Callable[[], Iterable[Any]],
+    lookups: Callable[[], list[tuple[int, str]]],
+    nodes: Callable[[], Iterable[Any]],
+    checkpoints: Callable[[], Iterable[Any]],
+    check_canonical: bool = False,
+    workers: int | None = 1,
+    require_covered: bool = True,
+    saved: Iterable[str] = (),
+) -> VerifyReport:
+    """The verification of a stored log, from its rows however they are read (`verify_database`
+    through SQLAlchemy, `sqlite.verify_sqlite` through the standard library's sqlite3): `subjects`
+    yields (idx, subject_id) below the head's size ordered by both, `entries` (idx, leaf_hash,
+    record, kind, tenant, use, decision, time_us, decision_id) below it ordered by idx, `lookups`
+    the problems of the lookup postings (run in a thread beside the entries: the drivers release
+    the GIL), `nodes` every (nid, hash) and `checkpoints` every (tree_size, root_hash, note) up to
+    the head's size. Each is called once, in that order, after the key was read."""
+    origin, size, head_root = head
+    try:
+        key = verifier_key(public_key, origin)
+    except AuditConfigError as exc:
+        return VerifyReport(False, 0, 0, None, f"bad public key: {exc}")
+    checker = _Checker(key, origin, check_canonical)
+    grouped = groupby(subjects(), key=lambda r: int(r[0]))
+    next_subjects: tuple[int, tuple[str, ...]] | None = None
+
+    def subjects_of(idx: int) -> tuple[str, ...]:
+        nonlocal next_subjects
+        while True:
+            if next_subjects is None:
+                group = next(grouped, None)
+                if group is None:
+                    return ()
+                next_subjects = (group[0], tuple(str(r[1]) for r in group[1]))
+            if next_subjects[0] < idx:
+                checker.bad(next_subjects[0], "subject rows belong to no entry")
+                next_subjects = None
+                continue
+            if next_subjects[0] == idx:
+                found, next_subjects = next_subjects[1], None
+                return found
+            return ()
+
+    lookup_result: list[tuple[int, str]] = []
+    lookup_error: list[BaseException] = []
+
+    def check_lookups() -> None:
+        try:
+            lookup_result.extend(lookups())
+        except BaseException as exc:  # noqa: BLE001 - reported below, in this thread
+            lookup_error.append(exc)
+
+    thread = threading.Thread(target=check_lookups, name="audit-verify-lookups", daemon=True)
+    thread.start()
+    # Drivers return int and bytes already; skip per-row conversions (a million rows).
+    stored = (
+        StoredEntry(idx, lh, rec.encode("utf-8"), Columns(kind, tenant, use, decision, tus, subjects_of(idx), did))
+        for idx, lh, rec, kind, tenant, use, decision, tus, did in entries()
+    )
+    checker.run(stored, auto_workers(size) if workers is None else workers)
+    thread.join()
+    if lookup_error:
+        checker.general.append(f"lookup postings could not be checked: {lookup_error[0]}")
+    for index, why in lookup_result:
+        if index < 0:
+            checker.general.append(why)
+        else:
+            checker.bad(index, why)
+    checker.check_nodes(nodes())
+    stored_checkpoints = [StoredCheckpoint(int(a), bytes(b), str(c)) for a, b, c in checkpoints()]
+    return checker.finish(stored_checkpoints, head=(size, head_root), require_covered=require_covered, saved=saved)

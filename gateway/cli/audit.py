@@ -152,14 +152,14 @@ def entries(
     data_dir: DataDir = None,
 ) -> None:
     """List entries of the local log (JSON: {entries, next_cursor}), filtered like GET /v1/audit/entries."""
-    log = open_local_log(load_settings(data_dir))
-    try:
-        page, next_cursor = log.query(kind=kind, subject=subject, tenant=tenant, since=since, until=until,
-                                      limit=limit, cursor=cursor)
-    except ValueError as exc:
-        raise fail(f"bad filter: {exc}") from None
-    finally:
-        log.close()
+    from gateway.cli.auditread import log_reader  # sqlite3 on a SQLite data dir: no SQLAlchemy (#22.6)
+
+    with log_reader(require_data_dir(load_settings(data_dir))) as log:
+        try:
+            page, next_cursor = log.query(kind=kind, subject=subject, tenant=tenant, since=since, until=until,
+                                          limit=limit, cursor=cursor)
+        except ValueError as exc:
+            raise fail(f"bad filter: {exc}") from None
     typer.echo(json.dumps({"entries": [e.as_dict() for e in page], "next_cursor": next_cursor}, indent=2))
 
 
@@ -204,7 +204,7 @@ def verify(
         else:
             report = verify_export(export_dir, trusted_key(key, _export_origin(export_dir)), saved=saved)
     else:
-        from gateway.db import make_engine  # not gateway.bootstrap: it imports the models (start-up, #22.6)
+        from gateway.cli.readdb import sqlite_path
 
         settings = load_settings(data_dir)
         trusted: Any
@@ -216,11 +216,22 @@ def verify(
             if not settings.database_url and not (settings.data_dir / "consentgate.db").is_file():
                 raise fail(f"no data dir at {settings.data_dir} — nothing to verify "
                            "(pass --data-dir, CONSENTGATE_DATABASE_URL, or --export)")
-        engine = make_engine(settings.resolved_database_url)
-        try:
-            report = verify_database(engine, trusted, saved=saved)
-        finally:
-            engine.dispose()
+        from gateway.cli.auditread import sqlite_log
+
+        lite = sqlite_log(settings)
+        if lite is not None:  # a SQLite data dir: read-only through sqlite3, no SQLAlchemy (#22.6)
+            from gateway.audit.sqlite import verify_sqlite
+
+            lite.conn.close()
+            report = verify_sqlite(str(sqlite_path(settings.resolved_database_url)), trusted, saved=saved)
+        else:
+            from gateway.db import make_engine  # not gateway.bootstrap: it imports the models (start-up)
+
+            engine = make_engine(settings.resolved_database_url)
+            try:
+                report = verify_database(engine, trusted, saved=saved)
+            finally:
+                engine.dispose()
     typer.echo(json.dumps(report.as_dict(), indent=2))
     if not report.ok:
         typer.secho(f"FAILED: {report.message}", fg=typer.colors.RED, err=True)

@@ -75,15 +75,31 @@ def _errors() -> Iterator[None]:
 
 @contextmanager
 def _writer(settings: Settings) -> Iterator[Any]:
-    """The registry's write path without the service (`gateway.cli.writedb`: SQLAlchemy Core, no ORM, no
-    models: `subject add`, `grant` and `revoke` start fast), or None when the registry predates the consent
+    """The registry's write path without the service — on a SQLite data dir the standard library's sqlite3
+    (`gateway.cli.writelite`), else SQLAlchemy Core (`gateway.cli.writedb`); no ORM, no models: `subject
+    add`, `grant` and `revoke` start fast (#22.6) — or None when the registry predates the consent
     ledger — then the caller opens the registry service, which writes the ledger's one-time snapshot first.
     A refused change exits 1 with `error: ...`; nothing was written."""
+    import sqlite3
+
+    from gateway.cli.writelite import open_lite_writer
+    from gateway.errors import GatewayError
+    from gateway.registry.errors import RegistryError
+
+    try:
+        with open_lite_writer(settings) as lite:
+            if lite is not None:
+                yield lite
+                return
+    except RegistryError as exc:
+        raise fail(str(exc)) from None
+    except GatewayError as exc:
+        raise fail(exc.message) from None
+    except sqlite3.Error as exc:
+        raise fail(f"the registry is unavailable: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     from sqlalchemy.exc import SQLAlchemyError
 
     from gateway.cli.writedb import open_writer
-    from gateway.errors import GatewayError
-    from gateway.registry.errors import RegistryError
 
     try:
         with open_writer(settings) as writer:
@@ -207,7 +223,7 @@ def grant(
 ) -> None:
     """Grant a tenant (optionally one end user) consent for some uses, until an expiry. Uses must be
     the policy's; the tenant must hold keys or be declared (CONSENTGATE_TENANTS) unless --allow-new-tenant."""
-    from gateway.cli.writedb import policy_uses
+    from gateway.cli.policyuses import policy_uses
     from gateway.policy.errors import PolicyError
 
     try:
@@ -256,9 +272,8 @@ def uses(
     watermark id, manifest digest) and its receipt (audit index, inclusion proof, signed checkpoint),
     as GET /v1/grants/{id}/uses answers."""
     from gateway.api.uses import uses_page
-    from gateway.bootstrap import open_audit_log
+    from gateway.cli.auditread import log_reader
     from gateway.cli.readdb import grant_subject
-    from gateway.db import make_engine
 
     if subject is not None and subject_id is not None and subject != subject_id:
         raise fail("give the subject once: `registry uses SUBJECT` or `--subject SUBJECT`", code=2)
@@ -271,15 +286,11 @@ def uses(
             sid = grant_subject(db, grant_id)
     else:
         sid = str(subject_id)
-    engine = make_engine(settings.resolved_database_url)
-    log = open_audit_log(settings, engine)
-    try:
-        page = uses_page(log, subject_id=sid, grant_id=grant_id, cursor=cursor, limit=limit, with_record=True)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        log.close()
-        engine.dispose()
+    with log_reader(settings) as log:  # sqlite3 on a SQLite data dir: no SQLAlchemy (#22.6)
+        try:
+            page = uses_page(log, subject_id=sid, grant_id=grant_id, cursor=cursor, limit=limit, with_record=True)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
     _echo(page)
 
 

@@ -1,9 +1,11 @@
 """Why: the registry commands that write without a model — `registry subject add`, `registry grant|revoke` —
 are called by scripts in loops, like the list commands, and must start in < 0.5 s (#22.6). Through the
 registry service they cost ~0.9–1.0 CPU-s before the first row (SQLModel, numpy, the model registry for
-the PDQ hasher, the policy schema). This module writes the same rows with SQLAlchemy Core on SQLite and
-PostgreSQL alike (the consent ledger, i.e. the audit log, is a Core library and needs a Core connection
-anyway); the API key commands use its `apikeys` table on PostgreSQL (`gateway.cli.writekeys`):
+the PDQ hasher, the policy schema). This module writes the same rows with SQLAlchemy Core on PostgreSQL
+(the consent ledger, i.e. the audit log, is a Core library and needs a Core connection), and on a SQLite
+database that `gateway.cli.writelite` (the standard library's sqlite3, the default data dir's path) does not
+take — a registry older than the ledger, a publisher for checkpoints; the API key commands use its `apikeys`
+table on PostgreSQL (`gateway.cli.writekeys`):
 
 - the tables below declare only the columns these commands write, with the ORM tables' column types
   (`tests/cli/test_writedb.py` compares them with `gateway.apikeys` / `gateway.registry.models`);
@@ -15,27 +17,23 @@ anyway); the API key commands use its `apikeys` table on PostgreSQL (`gateway.cl
   whose registry predates the ledger (no `registry_ledger_state` row) is not written here: the caller
   opens the registry service, which writes the one-time snapshot first.
 
-A grant's uses must be the policy's (#22.4). Validating the bundle needs the policy schema
-(~0.2 CPU-s), so the uses of the last bundle validated here are kept in `<data dir>/cache/policy-uses.json`
-with the bundle's digest (every YAML byte, `gateway.policy.files`) and the policy name; any change of
-the bundle misses the cache and validates it in full again. A bundle that does not validate refuses
-the grant, as before.
+A grant's uses must be the policy's (#22.4): `gateway.cli.policyuses` (re-exported here) keeps the uses of
+the last bundle validated, keyed by the bundle's digest.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from gateway.cli.policyuses import policy_uses
 from gateway.cli.readdb import GRANT_COLUMNS, grant_public
 from gateway.registry.errors import GrantNotFound, SubjectNotFound
 from gateway.registry.ledger import append_on, ledger_record
@@ -130,45 +128,6 @@ def known_tenants(conn: Connection, settings: Settings) -> set[str]:
     holding an API key (revoked ones too), the declared ones and the operator."""
     held = {str(t) for t in conn.execute(sa.select(apikeys.c.tenant).distinct()).scalars()}
     return held | {settings.operator_tenant, *settings.tenants}
-
-
-# ---- the policy's uses, validated once per bundle digest ----
-def _cache_file(settings: Settings) -> Path:
-    return settings.data_dir / "cache" / "policy-uses.json"
-
-
-def policy_uses(settings: Settings) -> set[str]:
-    """The uses the bundle in `settings.policies_dir` defines (its base policy and every overlay), from the
-    cache when the bundle's digest and policy name match, else by validating the bundle in full
-    (PolicyError when it does not validate). See the module docstring."""
-    from gateway.policy.files import digest_of, snapshot
-
-    name = str(settings.extra.get("policy_name", "default"))
-    digest = digest_of(snapshot(settings.policies_dir))
-    try:
-        cached = json.loads(_cache_file(settings).read_text())
-        if cached["digest"] == digest and cached["policy_name"] == name:
-            return {str(u) for u in cached["uses"]}
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    from gateway.bootstrap import bundle_uses
-    from gateway.policy.loader import load_bundle
-
-    bundle = load_bundle(settings.policies_dir, policy_name=name)
-    uses = bundle_uses(bundle) or set()
-    _write_cache(_cache_file(settings), {"digest": bundle.digest, "policy_name": name, "uses": sorted(uses)})
-    return uses
-
-
-def _write_cache(path: Path, data: dict[str, Any]) -> None:
-    """Best effort (a read-only data dir just validates every time); atomic, so a reader never sees half."""
-    try:
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(path)
-    except OSError:
-        pass
 
 
 # ---- the registry (gateway.registry.admin without the service) ----

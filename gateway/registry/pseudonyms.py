@@ -16,7 +16,7 @@ import hmac
 import threading
 import time
 
-from gateway.registry.crypto import SubjectCrypto
+from gateway.registry.envelope import SubjectCrypto  # not .crypto: the CLI's sqlite3 path imports no SQLAlchemy
 from gateway.registry.errors import SubjectKeyExists, SubjectKeyNotFound
 
 __all__ = ["PREFIX", "EndUserPseudonyms"]

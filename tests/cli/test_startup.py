@@ -33,14 +33,19 @@ from tests.support.gateway import database_url
 MODELS_WEB = ("numpy", "torch", "onnxruntime", "dlib", "cv2", "PIL", "classifiers", "fastapi", "starlette", "httpx",
               "uvicorn", "gateway.app", "gateway.pipeline", "gateway.policy.runtime")
 HEAVY = (*MODELS_WEB, "gateway.bootstrap")
-# the audit readers open the log as the gateway does (gateway.bootstrap.open_audit_log), and nothing else of it
-AUDIT_READ = (*MODELS_WEB, "sqlmodel", "gateway.registry.service", "gateway.provenance", "gateway.policy")
+# the audit readers read a SQLite log through sqlite3 (gateway.audit.sqlite): not even SQLAlchemy, nor the
+# log's writer, nor the bootstrap that opens it for the gateway
+AUDIT_READ = (*MODELS_WEB, "sqlmodel", "sqlalchemy", "gateway.audit.log", "gateway.bootstrap", "gateway.db",
+              "gateway.registry.service", "gateway.provenance", "gateway.policy")
 # ... and the list commands read through the DB-API: no ORM, no SQLAlchemy at all on SQLite.
 ORM = ("sqlmodel", "sqlalchemy", "gateway.apikeys", "gateway.registry.models", "gateway.registry.service")
-# The write commands write through SQLAlchemy Core (gateway.cli.writedb): no ORM, no registry service, and a grant
-# whose bundle was validated before reads its uses from the cache (no policy schema).
-WRITE = (*MODELS_WEB, "sqlmodel", "gateway.apikeys", "gateway.registry.models", "gateway.registry.service",
-         "gateway.registry.admin", "gateway.registry.store", "gateway.policy.schema", "gateway.policy.loader")
+# The registry write commands write a SQLite data dir through sqlite3 (gateway.cli.writelite): no SQLAlchemy, no
+# ORM, no registry service, and a grant whose bundle was validated before reads its uses from the cache (no policy
+# schema).
+WRITE = (*MODELS_WEB, "sqlmodel", "sqlalchemy", "gateway.apikeys", "gateway.registry.models",
+         "gateway.registry.service", "gateway.registry.admin", "gateway.registry.store", "gateway.registry.crypto",
+         "gateway.audit.log", "gateway.bootstrap", "gateway.db", "gateway.cli.writedb", "gateway.policy.schema",
+         "gateway.policy.loader")
 # ... and the key commands, like the list commands, need no SQLAlchemy at all on SQLite (sqlite3: gateway.cli.writekeys)
 KEY_WRITE = (*WRITE, "sqlalchemy", "gateway.bootstrap", "gateway.audit", "gateway.registry", "gateway.policy",
              "gateway.cli.writedb")
@@ -89,7 +94,7 @@ NO_MODEL_COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
     (["registry", "subject", "list"], HEAVY + ORM),
     (["registry", "subject", "list", "--json"], HEAVY + ORM),
     (["registry", "subject", "show", "<SUBJECT>"], HEAVY + ORM),
-    (["audit", "verify"], HEAVY + ("sqlmodel", "gateway.registry")),
+    (["audit", "verify"], HEAVY + ("sqlmodel", "sqlalchemy", "gateway.audit.log", "gateway.db", "gateway.registry")),
     (["audit", "entries", "--limit", "5"], AUDIT_READ),
     (["registry", "uses", "<SUBJECT>"], AUDIT_READ),
     (["policy", "schema"], HEAVY + ORM),

@@ -1,6 +1,6 @@
 """Why: the write commands (`apikey create|revoke|restrict`, `registry subject add|grant|revoke`) write through
-sqlite3 or SQLAlchemy Core (`gateway.cli.writekeys`, `gateway.cli.writedb`) instead of the ORM stores and the
-registry service, so that they
+sqlite3 or SQLAlchemy Core (`gateway.cli.writekeys`, `gateway.cli.writelite`, `gateway.cli.writedb`) instead of
+the ORM stores and the registry service, so that they
 start fast (#22.6). Whoever reads those rows later — the gateway, an auditor — must not be able to tell which
 path wrote them: the same columns with the same stored forms, the same answer printed, and consent ledger
 entries identical in form that verify. Each test here writes through both paths on one database (SQLite,
@@ -22,6 +22,7 @@ from gateway.audit import verify_database
 from gateway.cli.registry import local_registry
 from gateway.cli.writedb import TABLES, open_writer, policy_uses
 from gateway.cli.writekeys import create_api_key, restrict_api_key, revoke_api_key
+from gateway.cli.writelite import open_lite_writer
 from gateway.db import make_engine
 from gateway.errors import Invalid, NotFound
 from gateway.registry.errors import GrantNotFound, SubjectNotFound
@@ -153,12 +154,20 @@ def _names(settings: Settings) -> int:
 _VOLATILE = ("created_at", "subjects", "grant_id", "valid_from", "revoked_at")
 
 
+WRITERS = {"core": open_writer, "sqlite3": open_lite_writer}
+
+
 @pytest.mark.db
-def test_registry_writes_by_the_cli_are_the_services(data: tuple[Path, Settings]) -> None:
+@pytest.mark.parametrize("path_name", list(WRITERS))
+def test_registry_writes_by_the_cli_are_the_services(data: tuple[Path, Settings], path_name: str) -> None:
     """A subject, a grant (end user, expiry) and its revocation through the registry service and through
-    the CLI's write path: the same rows, the same printed answer as the service reads them back, ledger
-    entries identical in form (the end user's pseudonym equal), and a log that verifies, fully covered."""
+    the CLI's write path (SQLAlchemy Core, or sqlite3 on SQLite): the same rows, the same printed answer as
+    the service reads them back, ledger entries identical in form (the end user's pseudonym equal), and a
+    log that verifies, fully covered."""
     path, settings = data
+    if path_name == "sqlite3" and not settings.resolved_database_url.startswith("sqlite"):
+        pytest.skip("the sqlite3 write path is for a SQLite data dir")
+    open_writer = WRITERS[path_name]
     until = datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)
     known = policy_uses(settings)
     with local_registry(path, with_models=False) as (registry, _, _):
@@ -297,3 +306,99 @@ def test_a_registry_older_than_the_ledger_is_written_through_the_service(tmp_pat
                              check_canonical=True, require_covered=True)
     assert report.ok, report.message
     engine.dispose()
+
+
+def _verified(settings: Settings) -> None:
+    """The log verifies, fully covered, through SQLAlchemy and through sqlite3 alike."""
+    from gateway.audit import load_signer
+    from gateway.audit.sqlite import verify_sqlite
+    from gateway.bootstrap import audit_key_path
+
+    signer = load_signer(audit_key_path(settings), settings.audit_origin)
+    engine = make_engine(settings.resolved_database_url)
+    report = verify_database(engine, signer, check_canonical=True, require_covered=True)
+    engine.dispose()
+    assert report.ok, report.message
+    path = settings.resolved_database_url.split("///", 1)[1]
+    assert verify_sqlite(path, signer, check_canonical=True).as_dict() == report.as_dict()
+
+
+def test_writes_through_every_path_mix_into_one_log(data: tuple[Path, Settings]) -> None:
+    """sqlite3, Core and the service taking turns on one SQLite data dir: each appends after the other's
+    entries (no fork, no gap) and leaves them covered by a checkpoint; the log verifies after each."""
+    path, settings = data
+    if not settings.resolved_database_url.startswith("sqlite"):
+        pytest.skip("the sqlite3 write path is for a SQLite data dir")
+    known = policy_uses(settings)
+    with local_registry(path, with_models=False) as (registry, _, _):  # a fresh registry: the ledger's snapshot
+        registry.create_subject("Zed", [], False, "cli")
+    with open_lite_writer(settings) as lite:
+        assert lite is not None
+        first = lite.create_subject("Ada", [], False, "cli")
+        lite.grant(first["id"], "demo", None, ["txt2img"], None, "cli", known_uses=known)
+    _verified(settings)
+    with open_writer(settings) as core:
+        assert core is not None
+        grant = core.grant(first["id"], "demo", "user-2", ["img2img"], None, "cli", known_uses=known)
+    _verified(settings)
+    with open_lite_writer(settings) as lite:
+        assert lite is not None
+        assert lite.revoke(grant["id"], "cli")["revoked_at"] is not None
+        second = lite.create_subject("Bo", ["B"], True, "cli")
+    with local_registry(path, with_models=False) as (registry, _, _):
+        registry.revoke(registry.list_grants(first["id"])[0].id, "cli")
+        assert registry.get_subject(second["id"]).model_dump(mode="json") == second
+    _verified(settings)
+    kinds = [e["kind"] for e in _ledger(make_engine(settings.resolved_database_url))]
+    assert kinds[-6:] == ["subject", "grant", "grant", "revocation", "subject", "revocation"], kinds
+
+
+def test_cli_writes_while_the_gateway_appends_do_not_fork_the_log(data: tuple[Path, Settings]) -> None:
+    """`registry subject add` processes (the sqlite3 path) while this process appends decisions through the
+    gateway's `AuditLog` in threads: SQLite's lock sequences them into one log holding every entry once."""
+    import subprocess
+    import sys
+    import threading
+
+    from gateway.bootstrap import open_audit_log
+
+    path, settings = data
+    if not settings.resolved_database_url.startswith("sqlite"):
+        pytest.skip("the sqlite3 write path is for a SQLite data dir")
+    with local_registry(path, with_models=False) as (registry, _, _):  # the ledger's snapshot: then sqlite3
+        registry.create_subject("Zed", [], False, "cli")
+    with open_lite_writer(settings) as lite:
+        assert lite is not None
+    engine = make_engine(settings.resolved_database_url)
+    log = open_audit_log(settings, engine)
+    stop, appended, errors = threading.Event(), list[int](), list[BaseException]()
+
+    def gateway() -> None:
+        try:
+            while not stop.is_set():
+                appended.append(log.append({"kind": "decision", "decision": "allow", "tenant": "demo",
+                                            "decision_id": f"{len(appended):032x}",
+                                            "created_at": "2026-12-07T17:00:00Z"}).index)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=gateway) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        cli = [sys.executable, "-c", "from gateway.cli import main; main()", "registry", "subject", "add"]
+        procs = [subprocess.Popen([*cli, f"Person {i}"], cwd=REPO, stdout=subprocess.PIPE,  # noqa: S603
+                                  stderr=subprocess.PIPE, text=True) for i in range(3)]
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        log.close()
+    assert not errors and all(p.returncode == 0 for p in procs), outs
+    ids = {json.loads(out)["id"] for out, _ in outs}
+    ledger = _ledger(engine)
+    engine.dispose()
+    assert {e["subjects"][0] for e in ledger if e["kind"] == "subject"} >= ids
+    assert len(appended) == len(set(appended)) and len(ledger) >= len(appended) + 3
+    _verified(settings)

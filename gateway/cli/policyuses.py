@@ -1,0 +1,57 @@
+"""Why: a grant's uses must be the policy's (#22.4), and validating the bundle needs the policy schema
+(~0.2 CPU-s) — more than a scripted `registry grant` may spend on start-up (#22.6). So the uses of the last
+bundle validated are kept in `<data dir>/cache/policy-uses.json` with the bundle's digest (every YAML
+byte, `gateway.policy.files`) and the policy name; any change of the bundle misses the cache and validates
+it in full again. A bundle that does not validate refuses the grant, cache or not. Both write paths
+(`writelite`, `writedb`) use this; it imports neither SQLAlchemy nor the policy schema on a hit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+
+__all__ = ["policy_uses"]
+
+
+def _cache_file(settings: Settings) -> Path:
+    return settings.data_dir / "cache" / "policy-uses.json"
+
+
+def policy_uses(settings: Settings) -> set[str]:
+    """The uses the bundle in `settings.policies_dir` defines (its base policy and every overlay), from the
+    cache when the bundle's digest and policy name match, else by validating the bundle in full
+    (PolicyError when it does not validate). See the module docstring."""
+    from gateway.policy.files import digest_of, snapshot
+
+    name = str(settings.extra.get("policy_name", "default"))
+    digest = digest_of(snapshot(settings.policies_dir))
+    try:
+        cached = json.loads(_cache_file(settings).read_text())
+        if cached["digest"] == digest and cached["policy_name"] == name:
+            return {str(u) for u in cached["uses"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    from gateway.bootstrap import bundle_uses
+    from gateway.policy.loader import load_bundle
+
+    bundle = load_bundle(settings.policies_dir, policy_name=name)
+    uses = bundle_uses(bundle) or set()
+    _write_cache(_cache_file(settings), {"digest": bundle.digest, "policy_name": name, "uses": sorted(uses)})
+    return uses
+
+
+def _write_cache(path: Path, data: dict[str, Any]) -> None:
+    """Best effort (a read-only data dir just validates every time); atomic, so a reader never sees half."""
+    try:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(path)
+    except OSError:
+        pass
