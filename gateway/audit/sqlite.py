@@ -13,7 +13,7 @@ same tables (schema.py), the same values (values.py), the same verification (`ve
 
 Appends here and through `AuditLog` interleave on one database: both sequence under SQLite's write
 lock and check the stored frontier against the head's root, so neither can fork the log
-(SPEC.md §5.3). tests/audit/test_sqlite.py writes the same records through both on two copies of one
+(SPEC.md §5.2). tests/audit/test_sqlite.py writes the same records through both on two copies of one
 database and compares every row, and compares every read with `LogReader`'s.
 """
 

@@ -12,13 +12,16 @@ module per command group, registered explicitly here:
     common.py    the shared options, settings loading and error exit
     readdb.py    the list commands' read path: the DB-API (read-only sqlite3, or SQLAlchemy Core), no ORM
     writekeys.py the apikey write commands' path: sqlite3 on SQLite, SQLAlchemy Core elsewhere, no ORM
-    writedb.py   the registry write commands' path (subject add, grant, revoke): SQLAlchemy Core + the ledger
+    writelite.py the registry write commands' path on SQLite (subject add, grant, revoke): sqlite3 + the ledger
+    writedb.py   the same on PostgreSQL (SQLAlchemy Core + the ledger); policyuses.py: a grant's known uses
+    auditread.py the audit readers' path (audit entries|verify, registry uses): sqlite3 on SQLite
 
 `app` holds the root commands; `register(app)` adds every group. Scripts call the CLI in loops, so a
 command that needs no model must start fast (< 0.5 s, `bench/cli_startup.py`): `main()` imports only
 the group the command line names (`consentgate apikey list` never imports numpy, the models or the
 HTTP client), and the group modules import their heavy parts inside the commands; the list commands
-read through `readdb` and the write commands write through `writekeys` / `writedb` instead of the ORM.
+read through `readdb`, the audit readers through `auditread`, and the write commands write through
+`writekeys` / `writelite` / `writedb` instead of the ORM.
 Exit codes per command are in docs/cli.md."""
 
 from __future__ import annotations
