@@ -95,6 +95,18 @@ def check_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def rgb_rows(image: np.ndarray) -> np.ndarray:
+    """`check_rgb` for readers that take strided rows (OpenCV): a tile cut out of a larger image is
+    returned as it is, not copied, when each row's pixels are contiguous; otherwise a C-contiguous copy."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        return check_rgb(image)  # raises the same error
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ModelError("empty image")
+    if image.strides[2] == 1 and image.strides[1] == 3 and image.strides[0] > 0:
+        return image
+    return np.ascontiguousarray(image)
+
+
 def onnx_session(path: Path, threads: int) -> Any:
     """An onnxruntime CPU session with a fixed intra-op thread count (sessions are thread-safe)."""
     try:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from classifiers._common import OnnxSessions, Options, check_rgb, package_file, weights_digest
+from classifiers._common import OnnxSessions, Options, package_file, rgb_rows, weights_digest
 from classifiers.base import ModelError, ModelInfo
 
 NUDENET_LABELS: tuple[str, ...] = (
@@ -83,7 +83,7 @@ class NudeNetClassifier:
         """The detections of each image, same order (boxes in the input image's pixels)."""
         out: list[list[Detection]] = []
         for start in range(0, len(images), self._batch_size):
-            chunk = [check_rgb(img) for img in images[start : start + self._batch_size]]
+            chunk = [rgb_rows(img) for img in images[start : start + self._batch_size]]  # tiles: not copied
             blobs = [_preprocess(img) for img in chunk]
             try:
                 (raw,) = self._session.run(None, {self._input: np.stack([b for b, _ in blobs])})
@@ -110,7 +110,8 @@ def _preprocess(image: np.ndarray) -> tuple[np.ndarray, int]:
 
     h, w = image.shape[:2]
     side = max(h, w)
-    padded = cv2.copyMakeBorder(image, 0, side - h, 0, side - w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    padded = image if h == w else cv2.copyMakeBorder(image, 0, side - h, 0, side - w, cv2.BORDER_CONSTANT,
+                                                     value=(0, 0, 0))  # a square (a tile) is not copied
     resized = cv2.resize(padded, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)[..., ::-1]
     blob = resized.astype(np.float32).transpose(2, 0, 1) / np.float32(255.0)
     return np.ascontiguousarray(blob), side

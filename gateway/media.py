@@ -100,7 +100,8 @@ def decode_image(data: bytes, limits: MediaLimits, *, index: int = 0) -> Decoded
             if getattr(image, "n_frames", 1) > 1:
                 raise UnsupportedMedia(f"{where} is animated; animated images are not accepted here")
             image.load()
-            rgb_image = _to_rgb(ImageOps.exif_transpose(image) or image)
+            ImageOps.exif_transpose(image, in_place=True)  # a copy of the whole image only when it turns
+            rgb_image = _to_rgb(image)
     except (TooLarge, UnsupportedMedia, BadInput):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -111,7 +112,7 @@ def decode_image(data: bytes, limits: MediaLimits, *, index: int = 0) -> Decoded
         # SyntaxError, struct.error from a type-confused EXIF tag, ...): each is a corrupt file, never a 500
         raise BadInput(f"{where} is truncated or corrupt ({mime}): {exc}", code="corrupt_media") from None
     rgb = np.asarray(rgb_image, dtype=np.uint8)
-    working, scale = resize_max_side(rgb, limits.working_max_side)
+    working, scale = resize_max_side(rgb, limits.working_max_side, source=rgb_image)
     h, w = rgb.shape[:2]
     return DecodedImage(sha256_hex(data), mime, w, h, rgb, working, scale)
 
@@ -129,15 +130,18 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def resize_max_side(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    """Downscale so the longest side is <= max_side (area filter); returns (image, working→full scale)."""
+def resize_max_side(rgb: np.ndarray, max_side: int, *, source: Image.Image | None = None) -> tuple[np.ndarray, float]:
+    """Downscale so the longest side is <= max_side (area filter); returns (image, working→full scale).
+    `source`, the same pixels as a PIL RGB image (the decoder's), is resized instead of a copy of `rgb`
+    made for PIL: the same result without copying the full image once more (#21.3)."""
     h, w = rgb.shape[:2]
     longest = max(h, w)
     if longest <= max_side:
         return rgb, 1.0
     factor = max_side / longest
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    small = Image.fromarray(rgb).resize(size, Image.Resampling.BOX)
+    pil = source if source is not None and source.mode == "RGB" and source.size == (w, h) else Image.fromarray(rgb)
+    small = pil.resize(size, Image.Resampling.BOX)
     return np.asarray(small, dtype=np.uint8), longest / max_side
 
 

@@ -86,6 +86,22 @@ def test_nudenet_boxes_match_the_reference_package(models: ModelCache, astronaut
         assert 0 <= x0 < x1 <= astronaut.shape[1] and 0 <= y0 < y1 <= astronaut.shape[0]
 
 
+def test_nudenet_reads_tiles_in_place(models: ModelCache, astronaut: np.ndarray, coffee: np.ndarray) -> None:
+    """Tiles cut out of a large image reach the model as views, not copies (#21.3): the input blob, and so
+    the detections, are exactly those of contiguous copies, square or padded to a square."""
+    from classifiers.nsfw_nudenet import _preprocess
+
+    big = np.concatenate([np.concatenate([astronaut, cv2.resize(coffee, (512, 512))], axis=1)] * 2, axis=0)
+    views = [big[0:512, 0:512], big[0:512, 256:768], big[100:612, 512:1024], big[0:400, 0:512], big[:, 0:300]]
+    for view in views:
+        assert not view.flags["C_CONTIGUOUS"]
+        got, want = _preprocess(view), _preprocess(np.ascontiguousarray(view))
+        assert got[1] == want[1] and np.array_equal(got[0], want[0])
+    model = models.get("nsfw", "nudenet")
+    assert model.detect(views) == model.detect([np.ascontiguousarray(v) for v in views])
+    assert model.detect([big[0:512, 0:512]])[0]  # the astronaut tile: her face at least
+
+
 def test_dlib_finds_exactly_the_real_faces(
     models: ModelCache,
     astronaut: np.ndarray,

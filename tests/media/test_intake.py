@@ -121,6 +121,27 @@ def test_resized_once_to_working_size(astronaut: np.ndarray) -> None:
     assert img.rgb.shape[:2] == (2048, 2048)
 
 
+@pytest.mark.parametrize("kind", ["jpeg", "jpeg_rotated", "png_rgba", "png_grey", "webp"])
+def test_working_copy_is_the_resize_of_the_decoded_pixels(astronaut: np.ndarray, kind: str) -> None:
+    """The working copy is resized from the decoder's own image (no extra copy of the full image, #21.3):
+    it must equal the box resize of the decoded pixels, as when it was made from a copy of them."""
+    big = np.asarray(Image.fromarray(astronaut).resize((1536, 2048)))
+    if kind == "jpeg_rotated":
+        exif = Image.Exif()
+        exif[0x0112] = 8  # rotate 90° counter-clockwise on display
+        data = encode(big, "JPEG", exif=exif.tobytes(), quality=90)
+    elif kind == "png_rgba":
+        data = encode(np.dstack([big, np.full(big.shape[:2], 128, np.uint8)]), "PNG")
+    elif kind == "png_grey":
+        data = encode(big[..., 1].copy(), "PNG")
+    else:
+        data = encode(big, "JPEG" if kind == "jpeg" else "WEBP", quality=90)
+    img = decode_image(data, LIMITS)
+    want = np.asarray(Image.fromarray(img.rgb.copy()).resize(img.working.shape[1::-1], Image.Resampling.BOX))
+    assert img.working.shape[:2] == ((768, 1024) if kind == "jpeg_rotated" else (1024, 768))
+    assert np.array_equal(img.working, want)
+
+
 def test_animated_webp_refused(coffee: np.ndarray) -> None:
     frames = [Image.fromarray(coffee), Image.fromarray(coffee[::-1].copy())]
     buf = io.BytesIO()
