@@ -9,7 +9,14 @@ new path split across the cores (the default) and not split (its stages one afte
 each: gateway/pipeline/parallel.py), and four closed-loop clients' checks/s and CPU per check with every
 check split, with only a check that is alone split (`split_below` 2) and with none split.
 
-    .venv/bin/python bench/check_overhead.py [--n 30] [--url URL --api-key KEY] [--split-only]
+Before all that (`--profile-only`: only this) it prints where the CPU of one check goes (#21.3), per
+stage, at 1024² and 2048², each stage on one thread (`thread_budget(1)`, process CPU time, medians):
+decode and the working copy, PDQ, each NSFW model's preprocessing per view and its one inference over
+all views, the full-coverage face path per HOG pyramid level (level image, scan), NMS + verification,
+landmarks + chip and the embedding, today's single-scale detection beside it, and the whole check not
+split (its stages one after another) with what is left over (record, decide, audit, threads).
+
+    .venv/bin/python bench/check_overhead.py [--n 30] [--url URL --api-key KEY] [--split-only] [--profile-only]
 """
 
 from __future__ import annotations
@@ -214,6 +221,107 @@ def split(n: int) -> None:
             for name, v in rates.items()))
 
 
+def profile(n: int, sizes: tuple[int, ...] = (1024, 2048)) -> None:
+    """#21.3: the CPU of one check per stage, each stage alone on one thread (medians of `n`)."""
+    import asyncio
+    import functools
+
+    import cv2
+
+    sys.path.insert(0, str(REPO))
+    from bench.coverage import jpeg, pipeline
+    from classifiers._common import thread_budget
+    from classifiers.face_dlib import (
+        HOG_FACE_PX,
+        VERIFY_FACE_PX,
+        DlibFaceAnalyzer,
+        _nms,
+        pyramid_levels,
+        single_level_detector,
+    )
+    from classifiers.nsfw_nudenet import _preprocess as nudenet_pre
+    from classifiers.nsfw_opennsfw import preprocess as opennsfw_pre
+    from classifiers.registry import builtin_registry
+    from gateway.apikeys import Principal
+    from gateway.media import MediaLimits, decode_image, resize_max_side
+    from gateway.pipeline import CheckRequest
+    from gateway.pipeline.check import nsfw_tiles
+    from gateway.pipeline.parallel import InFlight
+    from tests.support import faces
+
+    reg = builtin_registry()
+    opennsfw, nudenet = reg.create("nsfw", "opennsfw", {}), reg.create("nsfw", "nudenet", {})
+    hasher = reg.create("hash", "pdq", {})
+    full, single = DlibFaceAnalyzer({}), DlibFaceAnalyzer({"min_face_px": 0})
+    serial_pipe = pipeline("{}")
+    serial_pipe.checker.in_flight = InFlight(split_below=0)  # stages one after another, one thread each
+    split_pipe, today_pipe = pipeline("{}"), pipeline("{min_face_px: 0}")
+    who, req = Principal("bench", "bench", "generator"), CheckRequest(stage="output", use="txt2img")
+    print("where the CPU of one check goes (#21.3): each stage alone on one thread, process CPU time, median ms;")
+    print("render: coffee at side², the astronaut pasted with a 138 px face (bench/coverage.py's), output/txt2img")
+    for side in sizes:
+        image = faces.canvas("coffee", side)
+        faces.paste(image, "astronaut", 138, side // 3, side // 3)
+        data = jpeg(image)
+        img = decode_image(data, MediaLimits())
+        views = [img.working] + [tile for tile, _, _ in nsfw_tiles(img.rgb)]
+        grey = cv2.cvtColor(img.rgb, cv2.COLOR_RGB2GRAY)
+        rows: list[tuple[str, float]] = []
+
+        def cpu(name: str, fn, count: int = n, rows: list[tuple[str, float]] = rows) -> float:  # type: ignore[no-untyped-def]
+            ms = median_cpu_ms(fn, count)
+            rows.append((name, ms))
+            return ms
+
+        with thread_budget(1):
+            stages = cpu("decode (JPEG, orientation, pixels, working copy)",
+                         functools.partial(decode_image, data, MediaLimits()))
+            cpu("  of which the working copy (box resize to 1024)",
+                functools.partial(resize_max_side, img.rgb, 1024))
+            stages += cpu("pdq (8 dihedral hashes of the working copy)", functools.partial(hasher.hashes, img.working))
+            for label, model, pre in (("opennsfw", opennsfw, opennsfw_pre), ("nudenet", nudenet, nudenet_pre)):
+                stages += cpu(f"{label} on {len(views)} view(s), one call", functools.partial(model.classify, views))
+                cpu(f"  {label} preprocessing, whole image (working copy)", functools.partial(pre, img.working))
+                if len(views) > 1:
+                    cpu(f"  {label} preprocessing, per 1024 px tile", functools.partial(pre, views[1]))
+            stages += cpu("dlib full coverage: detect + embed", functools.partial(full.analyze, img.rgb))
+            cpu("  greyscale", functools.partial(cv2.cvtColor, img.rgb, cv2.COLOR_RGB2GRAY))
+            h, w = grey.shape
+            import dlib
+
+            source, source_k = grey, 1.0  # levels below 1× are shrunk from the previous one, as the analyzer does
+            for k, cell in pyramid_levels(h, w, HOG_FACE_PX / 40):
+                size = (max(1, round(w * k)), max(1, round(h * k)))
+                interp = cv2.INTER_LINEAR if k > 1 else cv2.INTER_AREA
+                base = source if k < 1 and source_k > k else grey
+                level = grey if size == (w, h) else cv2.resize(base, size, interpolation=interp)
+                if k < 1:
+                    source, source_k = level, k
+                detector = single_level_detector(dlib, cell)
+                made = 0.0 if level is grey else median_cpu_ms(functools.partial(cv2.resize, base, size,
+                                                                                 interpolation=interp), n)
+                scan = median_cpu_ms(functools.partial(detector.run, level, 0, -0.4), n)
+                rows.append((f"  HOG level ×{k:.3f}, {cell} px cells, {size[0]}×{size[1]} (+image {made:4.1f})",
+                             scan + made))
+            candidates = _nms(sorted(full._first_pass(grey, 1), key=lambda c: (c[0], c[1])), 0.4)
+            jobs = [(box, px) for box, sc in candidates if sc < 0.8 for px in VERIFY_FACE_PX]
+            cpu(f"  verification: {len(jobs) // len(VERIFY_FACE_PX)} candidate(s) of {len(candidates)}",
+                functools.partial(full._verify_all, grey, jobs, 1))
+            found = full.detect(img.rgb)
+            cpu(f"  landmarks + chip ({len(found)} face)", functools.partial(full._chips, img.rgb, found))
+            cpu(f"  landmarks + embedding ({len(found)} face, {full.embed_engine})",
+                functools.partial(full.embed, img.rgb, found))
+            cpu("today's path: dlib single-scale detect + embed", functools.partial(single.analyze, img.working))
+        serial = cpu("whole check, not split (Pipeline.check)",
+                     lambda: asyncio.run(serial_pipe.check(who, req, [data])))  # noqa: B023
+        rows.append(("  left over: record, decide, audit, threads", serial - stages))
+        cpu("whole check, split (the default)", lambda: asyncio.run(split_pipe.check(who, req, [data])))  # noqa: B023
+        cpu("today's whole check (single-scale faces), split",
+            lambda: asyncio.run(today_pipe.check(who, req, [data])))  # noqa: B023
+        for name, ms in rows:
+            print(f"  {side}² {name:<68} {ms:8.1f} ms")
+
+
 def closed_loop(pipe, who, req, data: bytes, *, clients: int, seconds: float) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     """`clients` callers each checking `data` back to back for `seconds`: checks/s and CPU ms per check."""
     import asyncio
@@ -242,7 +350,11 @@ def main() -> None:
     ap.add_argument("--url")
     ap.add_argument("--api-key")
     ap.add_argument("--split-only", action="store_true", help="only the in-process per-stage split (#21.3)")
+    ap.add_argument("--profile-only", action="store_true", help="only the CPU per stage at 1024² and 2048² (#21.3)")
     args = ap.parse_args()
+    profile(max(3, args.n // 3))
+    if args.profile_only:
+        return
     split(max(3, args.n // 3))
     if args.split_only:
         return
