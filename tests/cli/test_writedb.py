@@ -402,3 +402,45 @@ def test_cli_writes_while_the_gateway_appends_do_not_fork_the_log(data: tuple[Pa
     assert {e["subjects"][0] for e in ledger if e["kind"] == "subject"} >= ids
     assert len(appended) == len(set(appended)) and len(ledger) >= len(appended) + 3
     _verified(settings)
+
+
+def test_a_failed_ledger_append_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail closed on the sqlite3 path: when the ledger entry cannot be appended (here: the stored tree no
+    longer matches the head), `subject add` and `grant` exit 1 saying so, and leave no subject row, no subject
+    key, no grant and no counter bump behind."""
+    import sqlite3
+
+    cli_data_dir(tmp_path, monkeypatch, init=True)
+    settings = Settings.from_env()
+    sid = json.loads(run("registry", "subject", "add", "Zed"))["id"]  # the ledger's snapshot: then sqlite3
+    db = str(settings.data_dir / "consentgate.db")
+
+    def counts() -> tuple[int, ...]:
+        conn, keys = sqlite3.connect(db), sqlite3.connect(str(settings.data_dir / "keys.db"))
+        try:
+            return (*(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608
+                      for t in ("registry_subjects", "registry_grants", "audit_entries")),
+                    conn.execute("SELECT names FROM registry_state").fetchone()[0],
+                    keys.execute("SELECT count(*) FROM keystore_subject_keys").fetchone()[0])
+        finally:
+            conn.close()
+            keys.close()
+
+    before = counts()
+    conn = sqlite3.connect(db)
+    root = conn.execute("SELECT root_hash FROM audit_head").fetchone()[0]
+    with conn:
+        conn.execute("UPDATE audit_head SET root_hash = zeroblob(32)")
+    with open_lite_writer(settings) as lite:
+        assert lite is not None  # the sqlite3 path is the one refusing below
+    for args in (["registry", "subject", "add", "Ada"], ["registry", "grant", sid, "--tenant", "demo", "--use",
+                                                         "txt2img"]):
+        result = invoke(*args)
+        assert result.exit_code == 1, result.output
+        assert "consent ledger entry could not be appended" in result.output and "damaged" in result.output
+        assert counts() == before, args
+    with conn:
+        conn.execute("UPDATE audit_head SET root_hash = ?", (root,))
+    conn.close()
+    run("registry", "grant", sid, "--tenant", "demo", "--use", "txt2img")
+    _verified(settings)
