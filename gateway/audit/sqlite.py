@@ -20,6 +20,7 @@ database and compares every row, and compares every read with `LogReader`'s.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ from .verify import StoredHead, VerifyReport, verify_rows
 
 __all__ = ["CHUNK", "SqliteLog", "connect", "verify_sqlite"]
 
+_log = logging.getLogger(__name__)
 CHUNK = 5000  # postings: entries per transaction, as LookupIndexer
 _TIMEOUT_S = 30  # as gateway.db opens SQLite: busy timeout 30 s
 
@@ -330,13 +332,21 @@ class SqliteLog:
     def finish(self, signer: CheckpointSigner) -> None:
         """What `AuditLog.close` does after this process appended: the postings up to the head seen
         now, then a checkpoint when the head is not covered — so a short-lived writer never leaves
-        its entries without a signed checkpoint."""
-        target = self.head().tree_size
-        while self.indexed_size() < target and self.index_pending() > 0:
-            pass
-        head = self.head()
-        if head.tree_size > head.checkpoint_size:
-            self.publish_checkpoint(signer)
+        its entries without a signed checkpoint. Best effort, as there: the appends are committed
+        already, so a failure here is logged, not raised (the gateway's indexer and timer, or the
+        next writer, cover them)."""
+        try:
+            target = self.head().tree_size
+            while self.indexed_size() < target and self.index_pending() > 0:
+                pass
+        except Exception:  # noqa: BLE001 - best effort, as in AuditLog.close: the next writer's indexer catches up
+            _log.warning("could not index the last entries", exc_info=True)
+        try:
+            head = self.head()
+            if head.tree_size > head.checkpoint_size:
+                self.publish_checkpoint(signer)
+        except Exception:  # noqa: BLE001 - best effort, as in AuditLog.close: the next writer's timer covers them
+            _log.warning("could not publish a final checkpoint", exc_info=True)
 
 
 def _select(source: str, where: list[tuple[str, tuple[Any, ...]]], order: str, limit: int) -> tuple[str, list[Any]]:

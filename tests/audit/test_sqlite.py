@@ -225,3 +225,23 @@ def test_appends_through_both_paths_at_once_make_one_log(make_log: LogFactory, e
     report = verify_sqlite(_path(engine), signer.vkey, table_prefix=prefix)
     assert report.ok, report.message
     assert verify_database(engine, signer.vkey, table_prefix=prefix).as_dict() == report.as_dict()
+
+
+def test_finish_is_best_effort_like_close(make_log: LogFactory, engine: Engine, prefix: str,
+                                          signer: CheckpointSigner) -> None:
+    """The appends are committed when `finish` runs: a signer that fails leaves them uncovered (logged, not
+    raised, as `AuditLog.close` does), and the next `finish` covers them."""
+    _populated(make_log).close()
+
+    def broken(_: bytes) -> bytes:
+        raise RuntimeError("the signing key is unavailable")
+
+    failing = CheckpointSigner(ORIGIN, signer.public_key_bytes, broken)
+    _lite_append(_path(engine), prefix, [decision(500)], failing)
+    lite = SqliteLog(connect(_path(engine), readonly=False), origin=ORIGIN, prefix=prefix)
+    head = lite.head()
+    assert head.tree_size == 61 and head.checkpoint_size < 61 and lite.indexed_size() == 61
+    assert not verify_sqlite(_path(engine), signer.vkey, table_prefix=prefix).ok  # uncovered
+    lite.finish(signer)
+    assert lite.head().checkpoint_size == 61
+    assert verify_sqlite(_path(engine), signer.vkey, table_prefix=prefix).ok
