@@ -74,7 +74,7 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "CONSENTGATE_DATA_DIR": str(tmp / "data"),
            "CONSENTGATE_POLICIES": str(REPO / "policies"), "HOME": str(tmp)}
     cli = [sys.executable, "-c", "from gateway.cli import main; main()"]
-    out = {}
+    out: dict[str, str] = {}
     for args in (["init"], ["apikey", "create", "--tenant", "demo", "--role", "generator", "--uses", "txt2img"],
                  ["registry", "subject", "add", "Ada Lovelace", "--alias", "Ada"],
                  ["registry", "grant", "<SUBJECT>", "--tenant", "demo", "--use", "txt2img"]):
@@ -267,3 +267,17 @@ def test_sqlite_path_refuses_a_database_with_nothing_to_list(url: str) -> None:
     with pytest.raises(ReadError):
         sqlite_path(url)
 
+
+
+def test_a_grant_after_a_policy_edit_validates_without_sqlalchemy(populated: tuple[Path, dict[str, str]]) -> None:
+    """The first grant after the bundle changed validates it (the policy schema and loader) — and still imports
+    no SQLAlchemy, bootstrap or model: it writes the cache of the bundle's uses again."""
+    tmp, env = populated
+    cache = tmp / "data" / "cache" / "policy-uses.json"
+    cache.unlink(missing_ok=True)
+    args = ["registry", "grant", (tmp / "subject_id").read_text(), "--tenant", "demo", "--use", "img2img"]
+    rc, mods, output = _modules_after(args, env)
+    assert rc == 0, output
+    assert "gateway.policy.loader" in mods  # it did validate the bundle
+    assert _loaded(mods, (*MODELS_WEB, "sqlalchemy", "sqlmodel", "gateway.bootstrap", "gateway.policy.manager")) == []
+    assert "img2img" in json.loads(cache.read_text())["uses"]

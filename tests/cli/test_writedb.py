@@ -444,3 +444,16 @@ def test_a_failed_ledger_append_changes_nothing(tmp_path: Path, monkeypatch: pyt
     conn.close()
     run("registry", "grant", sid, "--tenant", "demo", "--use", "txt2img")
     _verified(settings)
+
+
+def test_policy_uses_are_the_bootstraps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`policy_uses` computes the bundle's uses itself (not to import the bootstrap): the same set as
+    `gateway.bootstrap.bundle_uses`, for the repository's bundle with its overlays."""
+    from gateway.bootstrap import bundle_uses
+    from gateway.policy.loader import load_bundle
+
+    cli_data_dir(tmp_path, monkeypatch, init=True)
+    settings = Settings.from_env()
+    bundle = load_bundle(settings.policies_dir, policy_name=str(settings.extra.get("policy_name", "default")))
+    assert bundle.overlays  # the repository's bundle has tenant overlays: their uses count too
+    assert policy_uses(settings) == bundle_uses(bundle)
