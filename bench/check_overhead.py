@@ -311,7 +311,7 @@ def profile(n: int, sizes: tuple[int, ...] = (1024, 2048)) -> None:
             cpu(f"  landmarks + chip ({len(found)} face)", functools.partial(full._chips, img.rgb, found))
             cpu(f"  landmarks + embedding ({len(found)} face, {full.embed_engine})",
                 functools.partial(full.embed, img.rgb, found))
-            cpu("today's path: dlib single-scale detect + embed", functools.partial(single.analyze, img.working))
+            cpu("today's path: dlib single-scale detect + embed", functools.partial(single.analyze, img.rgb))
         serial = cpu("whole check, not split (Pipeline.check)",
                      lambda: asyncio.run(serial_pipe.check(who, req, [data])))  # noqa: B023
         rows.append(("  left over: record, decide, audit, threads", serial - stages))

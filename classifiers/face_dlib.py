@@ -19,10 +19,10 @@ level is scanned by a copy of dlib's frontal detector limited to one pyramid lev
 `max_pyramid_levels` set to 1: same filters, same scores); the 1.6× top level, half of the work, scans
 the image itself with 5 px HOG cells (the same 10 × 10-cell filters, serialized cell size 5) instead of
 the image upscaled 1.6× with 8 px cells — HOG features are ~60 % of a scan and follow the pixels. The
-levels, and then the verification crops, are shared between two threads by cost (dlib releases the GIL) —
-no bands, no seams, the same boxes and scores either way — when the caller's `thread_budget`
-(classifiers/_common.py) allows two; with no budget set, only first passes over 2 MP of levels are
-split (what a lone call on an idle machine wants). `min_face_px: 0` is the old
+levels (their images made once for both), and then the verification crops, are shared between two threads
+by cost (dlib releases the GIL) — no bands, no seams, the same boxes and scores either way — when the
+caller's `thread_budget` (classifiers/_common.py) allows two; with no budget set, only first passes over
+2 MP of levels are split (what a lone call on an idle machine wants). `min_face_px: 0` is the old
 single-scale path: detection on a copy scaled down to `detect_max_side` (faces under ~1/8 of the
 image width are missed). Landmarks and the embedding always use the full-resolution image. dlib
 objects are not documented as thread-safe, so every call holds the adapter's lock (the second thread
