@@ -190,7 +190,8 @@ class SparseMark:
         self._sync_fft: NDArray[np.complex128] | None = None
         self._layout = ts.layout(fec.coded_length(codec.n_bits))
         self._tile = None if wm_id is None else ts.tile_for(fec.conv_encode(codec.encode(wm_id)), self._layout)
-        self._tiled: dict[tuple[int, int, int, int], NDArray[np.float32]] = {}
+        self._tiled: dict[tuple[int, int], NDArray[np.float32]] = {}
+        self._buffer: NDArray[np.float32] | None = None  # the full-size pattern, reused frame to frame
         self._small = None if wm_id is None else SparseMarkV1(wm_id, strength=strength, every=every, codec=codec)
 
     # -- marking ---------------------------------------------------------------------------
@@ -231,27 +232,46 @@ class SparseMark:
             self._reference_at = frame_index
             self.static_frames += 1
 
-    def field(self, y_plane: np.ndarray, frame_index: int) -> NDArray[np.float32]:
-        """The mark added to a marked frame (float, full size, `strength` levels RMS)."""
+    def _shifted_tiles(self, wh: int, ww: int, dy: int, dx: int) -> NDArray[np.float32]:
+        """The tile repeated over (wh, ww), cyclically shifted by (dy, dx): a window of one tiling
+        one tile larger each way, cached per working size (a view; no copy per marked frame)."""
+        big = self._tiled.get((wh, ww))
+        if big is None:
+            assert self._tile is not None
+            reps = (-(-wh // ts.TILE) + 1, -(-ww // ts.TILE) + 1)
+            self._tiled.clear()  # one working size at a time
+            big = self._tiled[(wh, ww)] = np.ascontiguousarray(np.tile(self._tile, reps))
+        # np.roll(tile, (dy, dx)) repeated: element (i, j) is tile[(i - dy) % T, (j - dx) % T] = big[T - dy + i, ...]
+        oy, ox = (ts.TILE - dy) % ts.TILE, (ts.TILE - dx) % ts.TILE
+        return big[oy:oy + wh, ox:ox + ww]
+
+    def _pattern(self, y_plane: np.ndarray, frame_index: int) -> tuple[NDArray[np.float32], float]:
+        """(the shaped, unscaled pattern at full size, the factor that scales it to `strength`
+        levels RMS with the frame's sign). The full-size buffer is reused: valid until the next call."""
         if self._tile is None:
             raise ValueError("this SparseMark has no wm_id: it can detect but not mark")
         height, width = y_plane.shape
         wh, ww = work_size(height, width, work_height(height))
         dy, dx = self.shift_of(frame_index // self.every)
-        tiled = self._tiled.get((wh, ww, dy, dx))
-        if tiled is None:
-            reps = (-(-wh // ts.TILE), -(-ww // ts.TILE))
-            tile = np.roll(self._tile, (dy, dx), axis=(0, 1))
-            self._tiled.clear()  # one shift at a time
-            tiled = self._tiled[(wh, ww, dy, dx)] = np.ascontiguousarray(np.tile(tile, reps)[:wh, :ww])
+        tiled = self._shifted_tiles(wh, ww, dy, dx)
         # the mask only weighs the mark (more in texture): a linear resize is enough and 3x cheaper than area
         small = np.asarray(cv2.resize(y_plane, (ww, wh), interpolation=cv2.INTER_LINEAR), np.float32)
-        pattern = tiled * ts.perceptual_mask(small)
+        mask = ts.perceptual_mask(small)  # a fresh array: the product goes into it
+        pattern = np.multiply(tiled, mask, out=mask)
         if (wh, ww) != (height, width):
-            pattern = np.asarray(cv2.resize(pattern, (width, height), interpolation=cv2.INTER_LINEAR), np.float32)
-        rms = math.sqrt(float(np.mean(np.square(pattern, dtype=np.float32))))
+            buffer = self._buffer
+            if buffer is None or buffer.shape != (height, width):
+                buffer = self._buffer = np.empty((height, width), np.float32)
+            pattern = np.asarray(cv2.resize(pattern, (width, height), dst=buffer, interpolation=cv2.INTER_LINEAR),
+                                 np.float32)
+        rms = float(cv2.norm(pattern, cv2.NORM_L2)) / math.sqrt(pattern.size)
         sign = self.sign_of(frame_index // self.every)
-        out: NDArray[np.float32] = pattern * np.float32(sign * self.strength / max(rms, 1e-6))
+        return pattern, sign * self.strength / max(rms, 1e-6)
+
+    def field(self, y_plane: np.ndarray, frame_index: int) -> NDArray[np.float32]:
+        """The mark added to a marked frame (float, full size, `strength` levels RMS)."""
+        pattern, scale = self._pattern(y_plane, frame_index)
+        out: NDArray[np.float32] = pattern * np.float32(scale)
         return out
 
     def mark_luma(self, y_plane: np.ndarray, frame_index: int = 0) -> np.ndarray:
@@ -270,8 +290,10 @@ class SparseMark:
             return self._small.mark_luma(y_plane, frame_index)
         if self.static_references:
             self._note_stillness(y_plane, frame_index)
+        pattern, scale = self._pattern(y_plane, frame_index)
+        pattern *= np.float32(scale)  # in place: `field`'s values without another full-size array
         # one saturating add, rounded to nearest (uint8 + float32 -> uint8)
-        return np.asarray(cv2.add(y_plane, self.field(y_plane, frame_index), dtype=cv2.CV_8U), np.uint8)
+        return np.asarray(cv2.add(y_plane, pattern, dtype=cv2.CV_8U), np.uint8)
 
     # -- detection -------------------------------------------------------------------------
     @staticmethod

@@ -47,6 +47,27 @@ def test_every_15th_frame_carries_the_tile_at_a_keyed_shift_of_its_own() -> None
     assert SparseMark(WM_ID, shifts=False).shift_of(5) == (0, 0)  # version 2's layout
 
 
+def test_marked_frames_carry_the_rolled_tile_and_the_marking_path_equals_the_field() -> None:
+    """The shifted repetition is a window of one cached tiling (no per-frame roll and tile): it must
+    equal the tile rolled by the keyed shift and repeated, and `mark_luma` (which scales the pattern
+    in place) must add exactly `field`'s values."""
+    from gateway.provenance import _tilesync as ts
+
+    mark = SparseMark(WM_ID, strength=STRENGTH, shift_seed=b"w")
+    assert mark._tile is not None
+    for wh, ww in ((288, 512), (216, 380), (130, 129)):
+        for dy, dx in ((0, 0), (1, 127), (64, 3), (127, 0), *(mark.shift_of(k) for k in range(4))):
+            reps = (-(-wh // ts.TILE), -(-ww // ts.TILE))
+            want = np.tile(np.roll(mark._tile, (dy, dx), axis=(0, 1)), reps)[:wh, :ww]
+            assert np.array_equal(mark._shifted_tiles(wh, ww, dy, dx), want), (wh, ww, dy, dx)
+    y = _luma((640, 360))
+    for k in range(3):
+        field = mark.field(y, k * EVERY)
+        assert abs(float(np.sqrt(np.mean(field.astype(np.float64) ** 2))) - STRENGTH) < 0.05
+        want = cv2.add(y, field, dtype=cv2.CV_8U)
+        assert np.array_equal(mark.mark_luma(y, k * EVERY), want)
+
+
 def test_optional_signs_are_balanced_in_pairs() -> None:
     y = _luma((640, 360))
     mark = SparseMark(WM_ID, strength=STRENGTH, flip_signs=True, shifts=False)
