@@ -8,6 +8,10 @@
                        canonical record the leaf hash covers
     checkpoints.jsonl  every checkpoint: {"tree_size","root_hash","note","published_at"}
     verifier.vkey      the log's verifier key (C2SP vkey)
+
+`export_log` reads the log through SQLAlchemy, `export_sqlite` through a bare sqlite3 connection (the CLI's
+`audit export` on a SQLite data dir, which must start fast: #22.6); both hand the rows to one writer
+(`_write`), so the files are byte for byte the same (tests/audit/test_sqlite.py).
 """
 
 from __future__ import annotations
@@ -20,16 +24,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import Engine, select
+from typing import TYPE_CHECKING, Any
 
 from .canonical import canonical_json, columns_of
 from .errors import AuditConfigError
-from .log import AuditLog
-from .notes import PublicKeyLike, verifier_key
+from .notes import PublicKeyLike, VerifierKey, verifier_key
 from .schema import audit_tables
 from .verify import RECORD_MARKER
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from .log import AuditLog
+    from .notes import CheckpointSigner
+    from .sqlite import SqliteLog
+
+# One entry row: (idx, leaf_hash, record, kind, tenant, use, decision, time_us, decision_id); one checkpoint row:
+# (tree_size, root_hash, note, published_at).
+EntryRow = tuple[int, bytes, str, str | None, str | None, str | None, str | None, int | None, str | None]
 
 FORMAT = "consentgate-audit-export/1"
 
@@ -63,6 +75,10 @@ def export_log(
     With an `AuditLog`, a checkpoint covering every entry is published first (unless `publish` is
     False) and the key comes from its signer; with an Engine pass `public_key`.
     """
+    from sqlalchemy import select
+
+    from .log import AuditLog
+
     if isinstance(source, AuditLog):
         engine, tables = source.engine, source.tables
         if publish:
@@ -72,8 +88,6 @@ def export_log(
         engine, tables, key_source = source, audit_tables(table_prefix), public_key
     if key_source is None:
         raise AuditConfigError("export_log needs the log's public key")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     e, s, cp, h = tables.entries, tables.subjects, tables.checkpoints, tables.head
     with engine.connect() as conn:
         head = conn.execute(select(h.c.origin, h.c.tree_size, h.c.root_hash).where(h.c.id == 1)).one()
@@ -82,25 +96,66 @@ def export_log(
         subject_rows = conn.execution_options(yield_per=20000).execute(
             select(s.c.idx, s.c.subject_id).where(s.c.idx < size).order_by(s.c.idx, s.c.subject_id)
         )
-        groups = ((int(i), [str(r[1]) for r in g]) for i, g in groupby(subject_rows, key=lambda r: r[0]))
-        pending = next(groups, None)
-        with engine.connect() as entry_conn, (out / "entries.jsonl").open("w", encoding="utf-8") as fh:
+        with engine.connect() as entry_conn:
             rows = entry_conn.execution_options(yield_per=20000).execute(
                 select(e.c.idx, e.c.leaf_hash, e.c.record, e.c.kind, e.c.tenant, e.c.use, e.c.decision,
                        e.c.time_us, e.c.decision_id).where(e.c.idx < size).order_by(e.c.idx)
             )
-            for idx, lh, rec, kind, tenant, use, decision, tus, did in rows:
-                while pending is not None and pending[0] < idx:
-                    pending = next(groups, None)
-                subjects = pending[1] if pending is not None and pending[0] == idx else []
-                meta = {"index": int(idx), "leaf_hash": bytes(lh).hex(), "columns": {
-                    "kind": kind, "tenant": tenant, "use": use, "decision": decision,
-                    "time_us": tus, "subjects": subjects, "decision_id": did}}
-                fh.write(_dumps(meta)[:-1] + RECORD_MARKER + rec + "}\n")
+            out = _write_entries(out_dir, rows, subject_rows)
         checkpoints = conn.execute(
             select(cp.c.tree_size, cp.c.root_hash, cp.c.note, cp.c.published_at)
             .where(cp.c.tree_size <= size).order_by(cp.c.tree_size)
         ).all()
+    return _write_rest(out, origin, size, root, key, checkpoints)
+
+
+def export_sqlite(log: SqliteLog, out_dir: str | os.PathLike[str], signer: CheckpointSigner, *,
+                  publish: bool = True) -> ExportSummary:
+    """`export_log` of an `AuditLog` on a `gateway.audit.sqlite.SqliteLog` (a writable connection when
+    `publish`, which first signs a checkpoint covering every entry, as there): the same statements in one
+    read transaction, the same files."""
+    if publish:
+        log.publish_checkpoint(signer)
+    p, conn = log.p, log.conn
+    conn.execute("BEGIN")  # one snapshot for every read below
+    try:
+        head = log.head()
+        origin, size, root = head.origin, head.tree_size, head.root_hash
+        key = verifier_key(signer, origin)
+        subject_rows = conn.execute(f"SELECT idx, subject_id FROM {p}subjects WHERE idx < ? "  # noqa: S608
+                                    "ORDER BY idx, subject_id", (size,))
+        rows = conn.execute(f"SELECT idx, leaf_hash, record, kind, tenant, use, decision, time_us, decision_id "  # noqa: S608
+                            f"FROM {p}entries WHERE idx < ? ORDER BY idx", (size,))
+        out = _write_entries(out_dir, rows, subject_rows)
+        checkpoints = conn.execute(f"SELECT tree_size, root_hash, note, published_at FROM {p}checkpoints "  # noqa: S608
+                                   "WHERE tree_size <= ? ORDER BY tree_size", (size,)).fetchall()
+    finally:
+        conn.execute("COMMIT")
+    return _write_rest(out, origin, size, root, key, checkpoints)
+
+
+def _write_entries(out_dir: str | os.PathLike[str], rows: Iterable[EntryRow],
+                   subject_rows: Iterable[tuple[int, str]]) -> Path:
+    """entries.jsonl from the entry rows and the subject rows, both in index order."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    groups = ((int(i), [str(r[1]) for r in g]) for i, g in groupby(subject_rows, key=lambda r: r[0]))
+    pending = next(groups, None)
+    with (out / "entries.jsonl").open("w", encoding="utf-8") as fh:
+        for idx, lh, rec, kind, tenant, use, decision, tus, did in rows:
+            while pending is not None and pending[0] < idx:
+                pending = next(groups, None)
+            subjects = pending[1] if pending is not None and pending[0] == idx else []
+            meta = {"index": int(idx), "leaf_hash": bytes(lh).hex(), "columns": {
+                "kind": kind, "tenant": tenant, "use": use, "decision": decision,
+                "time_us": tus, "subjects": subjects, "decision_id": did}}
+            fh.write(_dumps(meta)[:-1] + RECORD_MARKER + rec + "}\n")
+    return out
+
+
+def _write_rest(out: Path, origin: str, size: int, root: bytes, key: VerifierKey,
+                checkpoints: Sequence[tuple[int, bytes, str, str]]) -> ExportSummary:
+    """checkpoints.jsonl, verifier.vkey and manifest.json."""
     with (out / "checkpoints.jsonl").open("w", encoding="utf-8") as fh:
         for tree_size, root_hash, note, published_at in checkpoints:
             fh.write(_dumps({"tree_size": int(tree_size), "root_hash": bytes(root_hash).hex(),

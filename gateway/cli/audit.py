@@ -112,6 +112,27 @@ def open_local_log(settings: Settings) -> AuditLog:
     return open_audit_log(settings, make_engine(settings.resolved_database_url))
 
 
+def _export_sqlite(settings: Settings, out: Path) -> Any:
+    """`audit export` of a SQLite data dir through sqlite3 (`gateway.audit.export.export_sqlite`: the same
+    checkpoint first, the same files as `export_log`, no SQLAlchemy: #22.6); None where the log is opened
+    as the gateway opens it — another database, a log not initialised, or CONSENTGATE_AUDIT_PUBLISH (the new
+    checkpoint goes to the publisher)."""
+    from gateway.cli.auditread import sqlite_log
+
+    if settings.extra.get("audit_publish"):
+        return None
+    lite = sqlite_log(settings, readonly=False)
+    if lite is None:
+        return None
+    from gateway.audit.export import export_sqlite
+    from gateway.audit.notes import load_signer
+
+    try:
+        return export_sqlite(lite, out, load_signer(settings.keys_dir / "audit_ed25519.key", settings.audit_origin))
+    finally:
+        lite.conn.close()
+
+
 @audit_app.command("export")
 def export(
     out: Annotated[Path, typer.Option("--out", help="Directory to write (entries.jsonl, checkpoints, key).")],
@@ -123,19 +144,22 @@ def export(
 ) -> None:
     """Write every entry (JSONL), every checkpoint and the public key to OUT — from the data dir, or
     with --url over the API (an operator auditor key; entries up to the latest signed checkpoint)."""
-    from gateway.audit import export_log
-
     if url is not None:
         if key is None:
             raise fail("--url needs --key: the log's public key you trust")
         summary = _export_over_api(url, _need_api_key(api_key), key, out)
         typer.echo(json.dumps(summary.as_dict(), default=str))
         return
-    log = open_local_log(load_settings(data_dir))
-    try:
-        summary = export_log(log, out)
-    finally:
-        log.close()
+    settings = require_data_dir(load_settings(data_dir))
+    summary = _export_sqlite(settings, out)
+    if summary is None:
+        from gateway.audit import export_log
+
+        log = open_local_log(settings)
+        try:
+            summary = export_log(log, out)
+        finally:
+            log.close()
     typer.echo(json.dumps(summary.as_dict() if hasattr(summary, "as_dict") else summary.__dict__, default=str))
 
 

@@ -24,10 +24,10 @@ if TYPE_CHECKING:
 __all__ = ["log_reader", "sqlite_log"]
 
 
-def sqlite_log(settings: Settings) -> SqliteLog | None:
-    """The data dir's log on a read-only sqlite3 connection (the caller closes `.conn`); None when the
-    database is not a SQLite file or its log is not initialised (then open it with `AuditLog`). A log
-    of another origin raises AuditConfigError, as `AuditLog.create_tables` does."""
+def sqlite_log(settings: Settings, *, readonly: bool = True) -> SqliteLog | None:
+    """The data dir's log on a read-only (unless not `readonly`) sqlite3 connection (the caller closes `.conn`);
+    None when the database is not a SQLite file or its log is not initialised (then open it with `AuditLog`).
+    A log of another origin raises AuditConfigError, as `AuditLog.create_tables` does."""
     from gateway.audit.errors import AuditConfigError, AuditNotFound
     from gateway.audit.sqlite import SqliteLog, connect
 
@@ -38,7 +38,7 @@ def sqlite_log(settings: Settings) -> SqliteLog | None:
     if path is None:
         return None
     try:
-        conn = connect(path, readonly=True)
+        conn = connect(path, readonly=readonly)
     except (AuditConfigError, sqlite3.Error):
         return None
     log = SqliteLog(conn, origin=settings.audit_origin)

@@ -74,12 +74,13 @@ def _errors() -> Iterator[None]:
 
 
 @contextmanager
-def _writer(settings: Settings) -> Iterator[Any]:
+def _writer(settings: Settings, *, core: bool = True) -> Iterator[Any]:
     """The registry's write path without the service — on a SQLite data dir the standard library's sqlite3
     (`gateway.cli.writelite`), else SQLAlchemy Core (`gateway.cli.writedb`); no ORM, no models: `subject
     add`, `grant` and `revoke` start fast (#22.6) — or None when the registry predates the consent
     ledger — then the caller opens the registry service, which writes the ledger's one-time snapshot first.
-    A refused change exits 1 with `error: ...`; nothing was written."""
+    A refused change exits 1 with `error: ...`; nothing was written. `core=False`: None instead of the Core
+    path (a change only the sqlite3 path and the service make, as `subject erase`)."""
     import sqlite3
 
     from gateway.cli.writelite import open_lite_writer
@@ -97,6 +98,9 @@ def _writer(settings: Settings) -> Iterator[Any]:
         raise fail(exc.message) from None
     except sqlite3.Error as exc:
         raise fail(f"the registry is unavailable: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    if not core:
+        yield None
+        return
     from sqlalchemy.exc import SQLAlchemyError
 
     from gateway.cli.writedb import open_writer
@@ -187,6 +191,11 @@ def subject_erase(
     audit log in the deletion's transaction."""
     if not yes and not typer.confirm(f"Erase subject {subject_id} for good?"):
         raise typer.Exit(1)
+    settings = require_data_dir(load_settings(data_dir))
+    with _writer(settings, core=False) as writer:  # a SQLite data dir: sqlite3, as the service erases (#22.6)
+        if writer is not None:
+            _echo(writer.erase(subject_id, ACTOR))
+            return
     with local_registry(data_dir, with_models=False) as (registry, _settings, _engine), _errors():
         _echo(registry.erase(subject_id, ACTOR))
 

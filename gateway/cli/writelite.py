@@ -1,4 +1,4 @@
-"""Why: `registry subject add`, `registry grant` and `registry revoke` are scripted in loops and must start in
+"""Why: `registry subject add|erase`, `registry grant` and `registry revoke` are scripted in loops and must start in
 < 0.5 s (#22.6); through SQLAlchemy Core (`gateway.cli.writedb`) its import alone is half of that. On the
 default SQLite data dir they write here instead, with the standard library's `sqlite3`:
 
@@ -9,6 +9,9 @@ default SQLite data dir they write here instead, with the standard library's `sq
 - the rows in SQLAlchemy's stored forms (`writekeys.sqlite_stamp` times, JSON text, 0/1), so the ORM reads
   them back as its own; the subject's key is put into the key store's `keystore_subject_keys` table as
   `KeyStore.put` does (and shredded again as `KeyStore.delete` does if the subject is not written);
+- an erasure is `gateway.registry.admin.erase`'s: the subject's key shredded in the key store first (committed
+  before the registry transaction opens, so it is gone before any answer), then the same tombstones, deletions,
+  counter bumps and `erasure` receipt (with its counts) in one transaction;
 - what a subject and a grant are — checks, defaults, ledger fields, the grant guard — comes from the same
   light modules `writedb.RegistryWriter` and the registry service use.
 
@@ -54,6 +57,22 @@ if TYPE_CHECKING:
     from gateway.settings import Settings
 
 __all__ = ["LiteKeys", "LiteRegistryWriter", "open_lite_writer"]
+
+
+VOICE_REMOVAL = "voice/"  # the `model` prefix of a voice template's tombstone (`gateway.registry.voices.removal_key`)
+# What an erasure deletes, in `admin.erase`'s order (the voice rows first, the subject row last): (count label,
+# table, the column naming the subject).
+ERASED = (("voice_templates", "registry_voice_templates", "subject_id"),
+          ("voice_clips", "registry_voice_clips", "subject_id"),
+          ("voice_enrolments", "registry_voice_enrolments", "subject_id"),
+          ("face_templates", "registry_face_templates", "subject_id"),
+          ("enrolment_images", "registry_enrolment_images", "subject_id"),
+          ("enrolments", "registry_enrolments", "subject_id"),
+          ("grants", "registry_grants", "subject_id"),
+          ("hashes", "registry_hashes", "subject_id"),
+          ("access_tokens", "registry_access_tokens", "subject_id"),
+          ("erasure_requests", "registry_erasure_requests", "subject_id"),
+          ("subjects", "registry_subjects", "id"))
 
 
 def _stored(value: Any) -> Any:
@@ -114,18 +133,20 @@ class LiteRegistryWriter:
         self.crypto = crypto
         self.pseudonyms = EndUserPseudonyms(crypto)
         self.ledger_tenant = settings.operator_tenant
+        self.appended: list[int] = []  # the audit indexes of the last transaction's ledger entries
 
     @contextmanager
     def _transaction(self) -> Iterator[list[Mapping[str, Any]]]:
         """BEGIN IMMEDIATE … the records appended to the block's list go into the ledger, then COMMIT (or
         ROLLBACK on any error); a committed append is followed by the postings and the checkpoint."""
         records: list[Mapping[str, Any]] = []
+        self.appended = []
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield records
             if records:
                 try:
-                    self.log.append_in(records)
+                    self.appended = [index for index, _ in self.log.append_in(records)]
                 except Exception as exc:  # noqa: BLE001 - whatever the log raised, the change must not happen
                     raise LedgerAppendFailed("the consent ledger entry could not be appended, so nothing was "
                                              f"changed: {exc}") from exc
@@ -208,6 +229,33 @@ class LiteRegistryWriter:
                 records.append(self._record("revocation", public["subject_id"], actor, grant_id=grant_id,
                                             revoked_at=rfc3339(now)))
         return public
+
+    def erase(self, subject_id: str, actor: str) -> dict[str, Any]:
+        """`admin.erase`: crypto-shred the subject's key (its own committed transaction in the key store, as
+        `KeyStore.delete`: secure_delete, WAL truncated), then in ONE transaction bump the counters replicas
+        poll, tombstone the face and voice templates, delete the subject's rows in the service's order, and
+        append the `erasure` receipt with the counts. If the append fails the rows stay, unreadable, and
+        erasing again completes the deletion with its receipt — as in the service."""
+        if self.conn.execute("SELECT id FROM registry_subjects WHERE id = ?", (subject_id,)).fetchone() is None:
+            raise SubjectNotFound(subject_id)
+        key_destroyed = self.crypto.shred(subject_id)  # privacy first: every sealed row is noise from here on
+        counts: dict[str, int] = {}
+        with self._transaction() as records:
+            if not self.conn.execute("UPDATE registry_state SET faces = faces + 1, names = names + 1, "
+                                     "hashes = hashes + 1 WHERE id = 1").rowcount:
+                self._insert("registry_state", {"id": 1, "faces": 1, "names": 1, "hashes": 1})
+            for table, prefix in (("registry_face_templates", ""), ("registry_voice_templates", VOICE_REMOVAL)):
+                rows = self.conn.execute(f"SELECT seq, model FROM {table} WHERE subject_id = ?",  # noqa: S608
+                                         (subject_id,)).fetchall()
+                self.conn.executemany("INSERT INTO registry_template_removals (template_seq, model) VALUES (?, ?)",
+                                      [(seq or 0, prefix + model) for seq, model in rows])
+            for label, table, column in ERASED:
+                counts[label] = self.conn.execute(f"DELETE FROM {table} WHERE {column} = ?",  # noqa: S608
+                                                  (subject_id,)).rowcount
+            counts["subject_keys"] = int(key_destroyed)
+            receipt = self._record("erasure", subject_id, actor, receipt_id=secrets.token_hex(16), counts=counts)
+            records.append(receipt)
+        return {**receipt, "audit": {"index": self.appended[0] if self.appended else None}}
 
     def _grant(self, grant_id: str) -> dict[str, Any]:
         row = self.conn.execute(f"SELECT {', '.join(GRANT_COLUMNS)} FROM registry_grants WHERE id = ?",  # noqa: S608

@@ -245,3 +245,51 @@ def test_finish_is_best_effort_like_close(make_log: LogFactory, engine: Engine, 
     lite.finish(signer)
     assert lite.head().checkpoint_size == 61
     assert verify_sqlite(_path(engine), signer.vkey, table_prefix=prefix).ok
+
+
+def _exported(out: Path) -> dict[str, Any]:
+    """The export's files: entries, key and checkpoints byte for byte (the last checkpoint's `published_at` is its
+    signing time), the manifest without its `exported_at`."""
+    import json
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest.pop("exported_at")
+    checkpoints = [json.loads(line) for line in (out / "checkpoints.jsonl").read_text().splitlines()]
+    return {"entries.jsonl": (out / "entries.jsonl").read_bytes(),
+            "verifier.vkey": (out / "verifier.vkey").read_bytes(),
+            "checkpoints": [{**c, "published_at": None} for c in checkpoints[-1:]] + checkpoints[:-1],
+            "checkpoints.jsonl": (out / "checkpoints.jsonl").read_bytes().rsplit(b"\n", 2)[0], "manifest": manifest}
+
+
+@pytest.mark.parametrize("covered", [False, True])
+def test_export_writes_the_files_export_log_writes(make_log: LogFactory, engine: Engine, prefix: str,
+                                                   signer: CheckpointSigner, tmp_path: Path, covered: bool) -> None:
+    """`export_sqlite` on one copy, `export_log(AuditLog)` on the other: the same checkpoint signed first (or
+    none when one covers the head already) and the same files — entries (several subjects per entry, entries
+    without any), checkpoints, key, manifest — byte for byte but for the signing and export times; the export
+    verifies."""
+    from gateway.audit import export_log, verify_export
+    from gateway.audit.export import export_sqlite
+
+    log = _populated(make_log)
+    log.append_many([decision(60 + i, subjects=["subj-b", "subj-a", f"subj-{i}"]) for i in range(5)])
+    if covered:
+        log.publish_checkpoint()
+    log.close()
+    theirs, ours = _copy(_path(engine), tmp_path / "a.db"), _copy(_path(engine), tmp_path / "b.db")
+    engine_a = create_engine(f"sqlite:///{theirs}")
+    log_a = AuditLog(engine_a, signer, origin=ORIGIN, table_prefix=prefix)
+    summary_a = export_log(log_a, tmp_path / "a")
+    log_a.close()
+    engine_a.dispose()
+    lite = SqliteLog(connect(ours, readonly=False), origin=ORIGIN, prefix=prefix)
+    summary_b = export_sqlite(lite, tmp_path / "b", signer)
+    lite.conn.close()
+    assert {**summary_b.as_dict(), "path": ""} == {**summary_a.as_dict(), "path": ""}
+    assert _exported(tmp_path / "b") == _exported(tmp_path / "a")
+    assert _rows(ours, prefix) == _rows(theirs, prefix)  # the same checkpoint published (or none)
+    if covered:
+        a, b = (tmp_path / "a" / "checkpoints.jsonl").read_bytes(), (tmp_path / "b" / "checkpoints.jsonl").read_bytes()
+        assert a == b
+    assert b'"subjects":["subj-0","subj-a","subj-b"]' in (tmp_path / "b" / "entries.jsonl").read_bytes()
+    assert verify_export(tmp_path / "b", signer.vkey).ok

@@ -96,6 +96,7 @@ NO_MODEL_COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
     (["registry", "subject", "show", "<SUBJECT>"], HEAVY + ORM),
     (["audit", "verify"], HEAVY + ("sqlmodel", "sqlalchemy", "gateway.audit.log", "gateway.db", "gateway.registry")),
     (["audit", "entries", "--limit", "5"], AUDIT_READ),
+    (["audit", "export", "--out", "<OUT>"], AUDIT_READ),
     (["registry", "uses", "<SUBJECT>"], AUDIT_READ),
     (["policy", "schema"], HEAVY + ORM),
     (["--help"], HEAVY + ORM),
@@ -105,6 +106,7 @@ NO_MODEL_COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
     (["registry", "subject", "add", "Bob"], (*WRITE, "gateway.policy")),
     (["registry", "grant", "<SUBJECT>", "--tenant", "demo", "--use", "img2img"], WRITE),
     (["registry", "revoke", "<GRANT>"], (*WRITE, "gateway.policy")),
+    (["registry", "subject", "erase", "<ERASE>", "--yes"], (*WRITE, "gateway.policy")),
 ]
 
 
@@ -116,7 +118,12 @@ def test_no_model_commands_import_no_heavy_module(populated: tuple[Path, dict[st
         rc, _, made = _modules_after(["apikey", "create", "--tenant", "acme", "--role", "generator", "--name", "k"],
                                      env)
         (tmp / "key_id").write_text(made.split("_")[1])
-    names = {"<SUBJECT>": "subject_id", "<GRANT>": "grant_id", "<KEY>": "key_id"}
+    if "<ERASE>" in args:  # a subject of its own to erase: the other tests read the fixture's
+        rc, _, made = _modules_after(["registry", "subject", "add", "Cy"], env)
+        (tmp / "erase_id").write_text(json.loads(made[:made.index("MODULES=")])["id"])
+    if "<OUT>" in args:
+        (tmp / "out").write_text(str(tmp / "export"))
+    names = {"<OUT>": "out", "<SUBJECT>": "subject_id", "<GRANT>": "grant_id", "<KEY>": "key_id", "<ERASE>": "erase_id"}
     args = [(tmp / names[a]).read_text() if a in names else a for a in args]
     rc, mods, output = _modules_after(args, env)
     assert rc == 0, output
@@ -125,6 +132,11 @@ def test_no_model_commands_import_no_heavy_module(populated: tuple[Path, dict[st
         assert "Ada Lovelace" in output  # the read path decrypted the name: it really read the subject
     if args[:2] in (["registry", "grant"], ["registry", "revoke"]):  # it really wrote the grant
         assert json.loads(output[:output.index("MODULES=")])["subject_id"] == (tmp / "subject_id").read_text()
+    if args[:2] == ["audit", "export"]:  # it really exported the log
+        assert json.loads(output[:output.index("MODULES=")])["entries"] > 0
+        assert (tmp / "export" / "entries.jsonl").stat().st_size > 0
+    if args[:3] == ["registry", "subject", "erase"]:  # it really erased the subject
+        assert json.loads(output[:output.index("MODULES=")])["counts"]["subject_keys"] == 1
 
 
 def test_the_list_commands_print_what_they_read(populated: tuple[Path, dict[str, str]]) -> None:

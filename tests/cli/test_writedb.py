@@ -22,7 +22,7 @@ from gateway.audit import verify_database
 from gateway.cli.registry import local_registry
 from gateway.cli.writedb import TABLES, open_writer, policy_uses
 from gateway.cli.writekeys import create_api_key, restrict_api_key, revoke_api_key
-from gateway.cli.writelite import open_lite_writer
+from gateway.cli.writelite import ERASED, open_lite_writer
 from gateway.db import make_engine
 from gateway.errors import Invalid, NotFound
 from gateway.registry.errors import GrantNotFound, SubjectNotFound
@@ -457,3 +457,124 @@ def test_policy_uses_are_the_bootstraps(tmp_path: Path, monkeypatch: pytest.Monk
     bundle = load_bundle(settings.policies_dir, policy_name=str(settings.extra.get("policy_name", "default")))
     assert bundle.overlays  # the repository's bundle has tenant overlays: their uses count too
     assert policy_uses(settings) == bundle_uses(bundle)
+
+
+def _likeness(engine: sa.Engine, sid: str) -> None:
+    """Rows of every kind an erasure deletes, for SID (the models that write the templates are not loaded here)."""
+    t, b = "2026-01-01 00:00:00.000000", b"\x00" * 8
+    with engine.begin() as conn:
+        for sql in (
+            "INSERT INTO registry_enrolments VALUES (:e, :s, 'n1', 'cli', 1, :t)",
+            "INSERT INTO registry_enrolment_images (subject_id, enrolment_id, image_ct, created_at) "
+             "VALUES (:s, :e, :b, :t)",
+            "INSERT INTO registry_face_templates (subject_id, enrolment_id, model, model_version, dim, "
+             "embedding_ct, created_at) VALUES (:s, :e, 'arcface', 'v1', 4, :b, :t)",
+            "INSERT INTO registry_face_templates (subject_id, enrolment_id, model, model_version, dim, "
+             "embedding_ct, created_at) VALUES (:s, :e, 'dlib', 'v1', 4, :b, :t)",
+            "INSERT INTO registry_voice_enrolments VALUES (:v, :s, 'n1', 'cli', 1, :t)",
+            "INSERT INTO registry_voice_clips (subject_id, enrolment_id, clip_ct, created_at) "
+             "VALUES (:s, :v, :b, :t)",
+            "INSERT INTO registry_voice_templates (subject_id, enrolment_id, model, model_version, dim, "
+             "embedding_ct, created_at) VALUES (:s, :v, 'ecapa', 'v1', 4, :b, :t)",
+            "INSERT INTO registry_hashes (subject_id, algorithm, hash_hex, source, created_by, created_at) "
+             "VALUES (:s, 'pdq', 'ab', 'hex', 'cli', :t)",
+            "INSERT INTO registry_access_tokens VALUES (:k, :s, 'x', 'cli', :t, :t)",
+            "INSERT INTO registry_erasure_requests VALUES (:r, :s, :k, :t)",
+        ):
+            conn.execute(sa.text(sql), {"s": sid, "e": "e" + sid[:20], "v": "v" + sid[:20], "k": sid[:12],
+                                        "r": "r" + sid[:12], "t": t, "b": b})
+
+
+def _erasure_state(engine: sa.Engine, settings: Settings, sid: str) -> dict[str, Any]:
+    """What is left of SID: every table's rows naming it, its key, and the tombstones' models."""
+    with engine.connect() as conn:
+        left = {table: conn.exec_driver_sql(f"SELECT count(*) FROM {table} WHERE {column} = ?",  # noqa: S608
+                                            (sid,)).scalar_one() for _, table, column in ERASED}
+    keys = make_engine(settings.resolved_keystore_url)
+    with keys.connect() as conn:
+        left["key"] = conn.exec_driver_sql("SELECT count(*) FROM keystore_subject_keys WHERE subject_id = ?",
+                                           (sid,)).scalar_one()
+    keys.dispose()
+    return left
+
+
+def _tombstones(engine: sa.Engine) -> list[tuple[int, str]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(
+            "SELECT template_seq, model FROM registry_template_removals ORDER BY seq").all()]
+
+
+def _counters(engine: sa.Engine) -> tuple[int, ...]:
+    with engine.connect() as conn:
+        return tuple(conn.exec_driver_sql("SELECT faces, names, hashes FROM registry_state").one())
+
+
+def test_erasure_by_the_cli_is_the_services(data: tuple[Path, Settings]) -> None:
+    """`registry subject erase` on a SQLite data dir (sqlite3) and through the registry service, each on a subject
+    with rows of every kind: the key gone from the key store, no row left, the same tombstones (face and voice
+    templates), the same counter bumps, the same printed receipt (counts included) and a ledger entry identical
+    in form; an unknown subject is refused with nothing written; the log verifies."""
+    path, settings = data
+    if not settings.resolved_database_url.startswith("sqlite"):
+        pytest.skip("the sqlite3 write path is for a SQLite data dir")
+    engine = make_engine(settings.resolved_database_url)
+    with local_registry(path, with_models=False) as (registry, _, _):
+        orm_sid = registry.create_subject("Ada", [], False, "cli").id
+        cli_sid = registry.create_subject("Bo", [], False, "cli").id
+        for sid in (orm_sid, cli_sid):
+            registry.grant(sid, "demo", "user-1", ["txt2img"], None, None, "cli")
+            _likeness(engine, sid)
+    with local_registry(path, with_models=False) as (registry, _, _):
+        before, counters = len(_ledger(engine)), _counters(engine)
+        orm_receipt = registry.erase(orm_sid, "cli")
+    orm_tombs, orm_bump = _tombstones(engine), [a - b for a, b in zip(_counters(engine), counters, strict=True)]
+    counters = _counters(engine)
+    with open_lite_writer(settings) as lite:
+        assert lite is not None
+        cli_receipt = lite.erase(cli_sid, "cli")
+        with pytest.raises(SubjectNotFound):
+            lite.erase(cli_sid, "cli")  # erased: nothing left to erase, nothing appended
+    cli_tombs = _tombstones(engine)[len(orm_tombs):]
+    assert [a - b for a, b in zip(_counters(engine), counters, strict=True)] == orm_bump == [1, 1, 1]
+    assert [m for _, m in cli_tombs] == [m for _, m in orm_tombs] == ["arcface", "dlib", "voice/ecapa"]
+    assert all(seq > 0 for seq, _ in cli_tombs)
+    empty = dict.fromkeys([t for _, t, _ in ERASED], 0) | {"key": 0}
+    assert _erasure_state(engine, settings, orm_sid) == _erasure_state(engine, settings, cli_sid) == empty
+    assert cli_receipt["counts"] == orm_receipt["counts"] and list(cli_receipt["counts"]) == list(orm_receipt["counts"])
+    assert cli_receipt["counts"]["subject_keys"] == 1 and cli_receipt["counts"]["voice_templates"] == 1
+    volatile = ("created_at", "subjects", "receipt_id", "index")
+    assert _shape(cli_receipt, volatile) == _shape(orm_receipt, volatile)
+    assert list(cli_receipt) == list(orm_receipt)  # printed in the same order
+    ledger = _ledger(engine)
+    assert len(ledger) == before + 2 and cli_receipt["audit"]["index"] == before + 1
+    assert _shape(ledger[-1], volatile) == _shape(ledger[-2], volatile) and ledger[-1]["subjects"] == [cli_sid]
+    assert {k: v for k, v in cli_receipt.items() if k != "audit"} == ledger[-1]
+    with local_registry(path, with_models=False) as (registry, _, _), pytest.raises(SubjectNotFound):
+        registry.get_subject(cli_sid)
+    engine.dispose()
+    _verified(settings)
+
+
+def test_the_erase_command_takes_the_sqlite3_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`consentgate registry subject erase --yes` on a SQLite data dir: the receipt printed as JSON, the key gone
+    before the command answers; an unknown subject exits 1 with `error: ...`; without --yes, declining exits 1
+    and erases nothing."""
+    import sqlite3
+
+    cli_data_dir(tmp_path, monkeypatch, init=True)
+    settings = Settings.from_env()
+    run("registry", "subject", "add", "Zed")  # the ledger's snapshot: then sqlite3
+    sid = json.loads(run("registry", "subject", "add", "Ada"))["id"]
+    from tests.support.cli import app, runner
+
+    declined = runner.invoke(app, ["registry", "subject", "erase", sid], input="n\n")
+    assert declined.exit_code == 1
+    receipt = json.loads(run("registry", "subject", "erase", sid, "--yes"))
+    assert receipt["kind"] == "erasure" and receipt["subjects"] == [sid] and receipt["counts"]["subjects"] == 1
+    assert receipt["counts"]["subject_keys"] == 1 and isinstance(receipt["audit"]["index"], int)
+    keys = sqlite3.connect(str(settings.data_dir / "keys.db"))
+    assert keys.execute("SELECT count(*) FROM keystore_subject_keys WHERE subject_id = ?", (sid,)).fetchone() == (0,)
+    keys.close()
+    again = invoke("registry", "subject", "erase", sid, "--yes")
+    assert again.exit_code == 1 and "error:" in again.output and sid in again.output
+    _verified(settings)
