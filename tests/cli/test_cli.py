@@ -150,3 +150,25 @@ def test_audit_verify_key_string_or_file_and_says_which_is_unreadable(env: Path,
     bad_file.write_text("hello\n")
     from_file = runner.invoke(app, ["audit", "verify", "--export", str(out), "--key", str(bad_file)])
     assert from_file.exit_code == 2 and f"--key: the file {bad_file} holds no public key" in from_file.output
+
+
+def test_keys_init_on_an_initialised_dir_creates_nothing_and_answers_the_same(env: Path) -> None:
+    """The fast path of `keys init` (every key there: nothing imported from gateway.provenance) prints what
+    `init_dev_pki` returns, and leaves the files as they were; a signing key of another algorithm still goes
+    through `init_dev_pki`, which refuses it."""
+    from gateway.cli.keys import PKI_FILES, _existing_pki
+    from gateway.provenance import keys as pki_keys
+    from gateway.provenance.errors import PkiError
+
+    assert PKI_FILES == (pki_keys.ROOT_CERT, pki_keys.SIGNING_CHAIN, pki_keys.SIGNING_KEY, pki_keys.ROOT_KEY)
+    first = json.loads(run("keys", "init"))
+    c2pa = Path(first["c2pa_root"]).parent
+    stamps = {p: p.stat().st_mtime_ns for p in c2pa.parent.rglob("*") if p.is_file()}
+    assert _existing_pki(c2pa, "es256") is not None
+    assert json.loads(run("keys", "init")) == first
+    made = pki_keys.init_dev_pki(c2pa, alg="es256")
+    assert (str(made.root_cert), str(made.signing_cert_chain)) == (first["c2pa_root"], first["c2pa_signing_chain"])
+    assert {p: p.stat().st_mtime_ns for p in c2pa.parent.rglob("*") if p.is_file()} == stamps
+    assert _existing_pki(c2pa, "ed25519") is None
+    other = runner.invoke(app, ["keys", "init", "--alg", "ed25519"])
+    assert other.exit_code != 0 and isinstance(other.exception, PkiError) and "es256" in str(other.exception)

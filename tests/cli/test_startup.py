@@ -97,6 +97,7 @@ NO_MODEL_COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
     (["audit", "verify"], HEAVY + ("sqlmodel", "sqlalchemy", "gateway.audit.log", "gateway.db", "gateway.registry")),
     (["audit", "entries", "--limit", "5"], AUDIT_READ),
     (["audit", "export", "--out", "<OUT>"], AUDIT_READ),
+    (["keys", "init"], (*AUDIT_READ, "gateway.registry.crypto", "gateway.audit.log")),
     (["registry", "uses", "<SUBJECT>"], AUDIT_READ),
     (["policy", "schema"], HEAVY + ORM),
     (["--help"], HEAVY + ORM),
