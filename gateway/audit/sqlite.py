@@ -30,10 +30,10 @@ from urllib.parse import quote
 
 from .canonical import CanonicalizationError, prepare
 from .errors import AuditAppendError, AuditConfigError, AuditNotFound, ProofError
-from .merkle import Frontier, NodeId, frontier_nodes, hashes_of, inclusion_ranges
+from .merkle import EMPTY_ROOT, Frontier, NodeId, consistency_ranges, frontier_nodes, hashes_of, inclusion_ranges
 from .notes import Checkpoint, CheckpointSigner, PublicKeyLike
 from .schema import check_prefix, lookup_keys, node_id
-from .values import MAX_LIMIT, AuditEntry, AuditQuery, Head, InclusionProof, time_bound
+from .values import MAX_LIMIT, AuditEntry, AuditQuery, ConsistencyProof, Head, InclusionProof, time_bound
 from .verify import StoredHead, VerifyReport, verify_rows
 
 __all__ = ["CHUNK", "SqliteLog", "connect", "verify_sqlite"]
@@ -133,6 +133,15 @@ class SqliteLog:
             raise ProofError(f"the log has {current} entries, not {tree_size}")
         hashes = hashes_of([(index, index + 1), *inclusion_ranges(index, tree_size)], self.fetch_nodes)
         return InclusionProof(index, tree_size, hashes[0], hashes[1:])
+
+    def consistency_proof(self, first: int, second: int) -> ConsistencyProof:
+        """As `LogReader.consistency_proof` (the witness's read)."""
+        current = self.head().tree_size
+        if second > current:
+            raise ProofError(f"the log has {current} entries, not {second}")
+        hashes = hashes_of([(0, first), (0, second), *consistency_ranges(first, second)], self.fetch_nodes)
+        return ConsistencyProof(first, second, hashes[0] if first else EMPTY_ROOT, hashes[1] if second else EMPTY_ROOT,
+                                hashes[2:])
 
     def receipts(self, indexes: Iterable[int]) -> dict[int, dict[str, Any]]:
         """As `LogReader.receipts`: the receipts of the given entries the latest checkpoint covers."""

@@ -339,14 +339,23 @@ def witness_command(
         src: Any = ApiSource(source, _need_api_key(api_key))
         result = witness(src, trusted_key(key, origin), state, origin=origin)
     else:
-        settings = load_settings(Path(source))
-        log = open_local_log(settings)
-        try:
-            result = witness(LogSource(log.reader), trusted_key(key, origin or settings.audit_origin), state,
-                             origin=origin)
-        finally:
-            log._timer = None  # noqa: SLF001 - a witness only reads: no checkpoint of its own on close
-            log.close()
+        from gateway.cli.auditread import sqlite_log
+
+        settings = require_data_dir(load_settings(Path(source)))
+        trusted = trusted_key(key, origin or settings.audit_origin)
+        lite = sqlite_log(settings)  # a SQLite data dir: read-only sqlite3, no SQLAlchemy (#22.6)
+        if lite is not None:
+            try:
+                result = witness(LogSource(lite), trusted, state, origin=origin)
+            finally:
+                lite.conn.close()
+        else:
+            log = open_local_log(settings)
+            try:
+                result = witness(LogSource(log.reader), trusted, state, origin=origin)
+            finally:
+                log._timer = None  # noqa: SLF001 - a witness only reads: no checkpoint of its own on close
+                log.close()
     typer.echo(json.dumps(result.as_dict()))
     if not result.ok:
         typer.secho(f"FAILED: {result.message}", fg=typer.colors.RED, err=True)

@@ -330,7 +330,7 @@ def sign(
     directory: DirArg = None,
 ) -> None:
     """Write DIR/bundle.sig: a detached signature over the bundle digest."""
-    from gateway.policy.loader import PolicyError
+    from gateway.policy.errors import PolicyError  # not the loader: signing needs no schema (#22.6)
     from gateway.policy.signing import sign_bundle
 
     d = directory or load_settings().policies_dir

@@ -13,7 +13,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gateway.policy.loader import PolicyError, bundle_digest
+from gateway.policy.errors import PolicyError
+from gateway.policy.files import bundle_digest
 
 SIG_FILE = "bundle.sig"
 

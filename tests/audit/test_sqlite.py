@@ -67,6 +67,22 @@ def test_query_returns_what_log_reader_returns(make_log: LogFactory, engine: Eng
     assert lite.latest_checkpoint() == log.latest_checkpoint()
 
 
+def test_consistency_proofs_are_log_readers(make_log: LogFactory, engine: Engine, prefix: str) -> None:
+    """The witness's read: every consistency proof (empty and equal sizes too) and the refusal of a size the
+    log does not have, as `LogReader` gives them."""
+    from gateway.audit import ProofError
+
+    log = _populated(make_log)
+    lite = SqliteLog(connect(_path(engine), readonly=True), prefix=prefix)
+    for first, second in [(0, 0), (0, 7), (1, 1), (3, 60), (13, 40), (32, 33), (59, 60), (60, 60)]:
+        assert lite.consistency_proof(first, second) == log.reader.consistency_proof(first, second), (first, second)
+    with pytest.raises(ProofError) as theirs:
+        log.reader.consistency_proof(3, 61)
+    with pytest.raises(ProofError) as ours:
+        lite.consistency_proof(3, 61)
+    assert str(ours.value) == str(theirs.value)
+
+
 def test_query_refuses_what_log_reader_refuses(make_log: LogFactory, engine: Engine, prefix: str) -> None:
     log = _populated(make_log)
     lite = SqliteLog(connect(_path(engine), readonly=True), prefix=prefix)

@@ -97,6 +97,9 @@ NO_MODEL_COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
     (["audit", "verify"], HEAVY + ("sqlmodel", "sqlalchemy", "gateway.audit.log", "gateway.db", "gateway.registry")),
     (["audit", "entries", "--limit", "5"], AUDIT_READ),
     (["audit", "export", "--out", "<OUT>"], AUDIT_READ),
+    (["audit", "witness", "<DATA>", "--state", "<STATE>", "--key", "<AKEY>"], AUDIT_READ),
+    (["policy", "keygen", "--out", "<KOUT>"], (*HEAVY, *ORM, "gateway.policy.schema", "gateway.policy.loader")),
+    (["policy", "sign", "<POL>", "--key", "<SKEY>"], (*HEAVY, *ORM, "gateway.policy.schema", "gateway.policy.loader")),
     (["keys", "init"], (*AUDIT_READ, "gateway.registry.crypto", "gateway.audit.log")),
     (["registry", "uses", "<SUBJECT>"], AUDIT_READ),
     (["policy", "schema"], HEAVY + ORM),
@@ -124,7 +127,20 @@ def test_no_model_commands_import_no_heavy_module(populated: tuple[Path, dict[st
         (tmp / "erase_id").write_text(json.loads(made[:made.index("MODULES=")])["id"])
     if "<OUT>" in args:
         (tmp / "out").write_text(str(tmp / "export"))
-    names = {"<OUT>": "out", "<SUBJECT>": "subject_id", "<GRANT>": "grant_id", "<KEY>": "key_id", "<ERASE>": "erase_id"}
+    if "<POL>" in args and not (tmp / "pol").exists():  # a bundle of its own to sign, and a key
+        import shutil
+
+        from gateway.policy.signing import generate_keypair
+
+        shutil.copytree(REPO / "policies", tmp / "pol")
+        generate_keypair(tmp / "sign.key", tmp / "sign.key.pub")
+    for name, value in (("kout_path", tmp / "policy.key"), ("pol_path", tmp / "pol"), ("skey_path", tmp / "sign.key"),
+                        ("data_path", tmp / "data"), ("state_path", tmp / "witness.json"),
+                        ("akey_path", tmp / "data" / "keys" / "audit_ed25519.key")):
+        (tmp / name).write_text(str(value))
+    names = {"<KOUT>": "kout_path", "<POL>": "pol_path", "<SKEY>": "skey_path", "<DATA>": "data_path",
+             "<STATE>": "state_path", "<AKEY>": "akey_path", "<OUT>": "out", "<SUBJECT>": "subject_id",
+             "<GRANT>": "grant_id", "<KEY>": "key_id", "<ERASE>": "erase_id"}
     args = [(tmp / names[a]).read_text() if a in names else a for a in args]
     rc, mods, output = _modules_after(args, env)
     assert rc == 0, output
@@ -136,6 +152,10 @@ def test_no_model_commands_import_no_heavy_module(populated: tuple[Path, dict[st
     if args[:2] == ["audit", "export"]:  # it really exported the log
         assert json.loads(output[:output.index("MODULES=")])["entries"] > 0
         assert (tmp / "export" / "entries.jsonl").stat().st_size > 0
+    if args[:2] == ["policy", "sign"]:  # it really signed the bundle
+        assert (tmp / "pol" / "bundle.sig").is_file()
+    if args[:2] == ["audit", "witness"]:  # it really checked the log's checkpoint
+        assert json.loads(output[:output.index("MODULES=")])["ok"] is True
     if args[:3] == ["registry", "subject", "erase"]:  # it really erased the subject
         assert json.loads(output[:output.index("MODULES=")])["counts"]["subject_keys"] == 1
 
