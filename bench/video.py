@@ -13,6 +13,7 @@ at half the bitrate.
     .venv/bin/python bench/video.py --sequential          # analysis pass, then the mark pass
     .venv/bin/python bench/video.py --policy my.yaml      # other models (e.g. a GPU adapter)
     .venv/bin/python bench/video.py --backend ray         # the models on Ray Serve (a local cluster)
+    .venv/bin/python bench/video.py --stages              # + the release's parts timed alone (in-process)
 
 With `--backend ray` the CPU column adds the Ray cluster's processes (model workers, proxy, controller)
 to this process's, so both backends are compared on the whole work; the floor is measured the same way.
