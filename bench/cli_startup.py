@@ -41,13 +41,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from gateway.cli import main; main()"]
-# The same main() with the sqlite3 paths switched off: the audit readers open `AuditLog`, the registry writes go
-# through `gateway.cli.writedb` (SQLAlchemy Core) — as on PostgreSQL, and as on SQLite before those paths.
+# The same main() with the sqlite3 paths switched off: the audit readers (witness and export too) open `AuditLog`,
+# the registry writes go through `gateway.cli.writedb` (SQLAlchemy Core) and an erasure through the registry service
+# — as on PostgreSQL, and as on SQLite before those paths; `keys init` calls `init_dev_pki` (the provenance package).
 CORE = [sys.executable, "-c", "from contextlib import contextmanager\n"
         "import gateway.cli.auditread as r, gateway.cli.writelite as w\n"
-        "r.sqlite_log = lambda settings: None\n"
+        "r.sqlite_log = lambda settings, readonly=True: None\n"
         "def none(settings):\n    yield None\n"
         "w.open_lite_writer = contextmanager(none)\n"
+        "import gateway.cli.keys as k\n"
+        "k._existing_pki = lambda directory, alg: None\n"
         "from gateway.cli import main; main()"]
 
 
@@ -161,7 +164,8 @@ def main() -> None:
             ("exempt: policy validate", [*CLI, "policy", "validate"]),
         ]
         twins = ("registry uses SUBJECT", "audit entries", "audit verify", "registry subject add", "registry grant",
-                 "registry revoke")
+                 "registry revoke", "registry subject erase", "audit export", "audit witness",
+                 "keys init (initialised)")
         if not args.no_core:
             commands += [(f"consentgate {label.removeprefix('consentgate ')} (core path)", [*CORE, *cmd[len(CLI):]])
                          for label, cmd in list(commands) if label.removeprefix("consentgate ") in twins]
