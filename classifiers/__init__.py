@@ -2,8 +2,11 @@
 
 Build adapters through a registry (`builtin_registry().create(family, name, options)`); the
 adapter classes are importable from their modules (`classifiers.nsfw_nudenet`, ...) but are not
-imported here, so importing `classifiers` loads no model package.
+imported here, so importing `classifiers` loads no model package (nor numpy: the fakes' helpers
+load on first use).
 """
+
+from typing import TYPE_CHECKING, Any
 
 from classifiers.base import (
     DetectedFace,
@@ -19,15 +22,29 @@ from classifiers.base import (
     TwoStageFaceAnalyzer,
     VoiceEmbedder,
 )
-from classifiers.fake import (
-    FaultHook,
-    draw_fake_face,
-    fake_face_colour,
-    fake_face_embedding,
-    fake_voice_embedding,
-    fake_voice_samples,
-)
 from classifiers.registry import FAMILIES, Factory, ModelRegistry, UnknownModelError, builtin_registry
+
+if TYPE_CHECKING:
+    from classifiers.fake import (
+        FaultHook,
+        draw_fake_face,
+        fake_face_colour,
+        fake_face_embedding,
+        fake_voice_embedding,
+        fake_voice_samples,
+    )
+
+_FAKES = frozenset({"FaultHook", "draw_fake_face", "fake_face_colour", "fake_face_embedding",
+                    "fake_voice_embedding", "fake_voice_samples"})
+
+
+def __getattr__(name: str) -> Any:
+    """The fakes' helpers load on first use (they need numpy; the CLI's model-free commands do not)."""
+    if name in _FAKES:
+        from classifiers import fake
+
+        return getattr(fake, name)
+    raise AttributeError(f"module 'classifiers' has no attribute {name!r}")
 
 __all__ = [
     "FAMILIES",

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: importing the contracts loads no numpy (CLI start-up, #22.6)
+    import numpy as np
 
 
 @dataclass(frozen=True)
