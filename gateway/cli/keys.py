@@ -5,7 +5,7 @@ On a data dir whose keys all exist (the usual case: scripts run it to print the 
 creates nothing, so it imports neither the bootstrap (SQLAlchemy) nor the provenance package (c2pa,
 the watermark models' numpy and OpenCV), whose `__init__` loads everything: it must start in < 0.5 s
 (#22.6). Anything missing, or a signing key of another algorithm, goes through
-`gateway.provenance.keys.init_dev_pki`, which creates it or says what is wrong."""
+`gateway.provenance.keys.init_dev_pki`, which creates it or says what is wrong (`error: ...`, exit 1)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import DataDir, load_settings
+from gateway.cli.common import DataDir, fail, load_settings
 
 keys_app = typer.Typer(help="Key material.", no_args_is_help=True)
 
@@ -59,9 +59,13 @@ def keys_init(
         FileKek.create(kek)
     pki = _existing_pki(keys / "c2pa", alg)
     if pki is None:
+        from gateway.provenance.errors import PkiError
         from gateway.provenance.keys import init_dev_pki
 
-        made = init_dev_pki(keys / "c2pa", alg=alg)  # type: ignore[arg-type]
+        try:
+            made = init_dev_pki(keys / "c2pa", alg=alg)  # type: ignore[arg-type]
+        except PkiError as exc:  # another algorithm's key there, a partial PKI, an unknown --alg: say so, exit 1
+            raise fail(str(exc)) from None
         pki = (made.root_cert, made.signing_cert_chain)
     signer = load_signer(audit_key, settings.audit_origin)
     typer.echo(json.dumps({

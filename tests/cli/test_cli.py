@@ -170,5 +170,12 @@ def test_keys_init_on_an_initialised_dir_creates_nothing_and_answers_the_same(en
     assert (str(made.root_cert), str(made.signing_cert_chain)) == (first["c2pa_root"], first["c2pa_signing_chain"])
     assert {p: p.stat().st_mtime_ns for p in c2pa.parent.rglob("*") if p.is_file()} == stamps
     assert _existing_pki(c2pa, "ed25519") is None
-    other = runner.invoke(app, ["keys", "init", "--alg", "ed25519"])
-    assert other.exit_code != 0 and isinstance(other.exception, PkiError) and "es256" in str(other.exception)
+    with pytest.raises(PkiError):
+        pki_keys.init_dev_pki(c2pa, alg="ed25519")
+    other = runner.invoke(app, ["keys", "init", "--alg", "ed25519"])  # one clean line, no traceback
+    assert other.exit_code == 1 and isinstance(other.exception, SystemExit), other.output
+    assert other.output.startswith("error: ") and "holds a es256 signing key (asked for ed25519)" in other.output
+    assert "Traceback" not in other.output
+    unknown = runner.invoke(app, ["keys", "init", "--alg", "rsa"])
+    assert unknown.exit_code == 1 and unknown.output.startswith("error: ") and "(asked for rsa)" in unknown.output
+    assert {p: p.stat().st_mtime_ns for p in c2pa.parent.rglob("*") if p.is_file()} == stamps
