@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from gateway.audit import AppendResult, AuditLog, generate_signing_key, load_signer
 from gateway.audit.publish import BackgroundPublisher, publisher_for
 from gateway.db import make_engine
+from gateway.registry.retention_plan import LogActivity
 from gateway.settings import Settings
 
 if TYPE_CHECKING:  # the registry, policy runtime and provenance are imported where they are opened, so that
@@ -155,31 +156,13 @@ def grant_guard(settings: Settings, engine: Engine, uses: Callable[[], Collectio
     return GrantGuard(uses, tenants)
 
 
-class AuditActivity:
+class AuditActivity(LogActivity):
     """The retention engine's view of the audit log (registry.retention.Activity): when a decision
-    last matched a subject, and which grants already have an `expiry` entry."""
+    last matched a subject, and which grants already have an `expiry` entry (`LogActivity`, which the
+    CLI's sqlite3 path uses over `SqliteLog`)."""
 
     def __init__(self, log: AuditLog) -> None:
-        self.log = log
-
-    def last_match(self, subject_id: str) -> datetime | None:
-        found, _ = self.log.query(subject=subject_id, kind="decision", descending=True, limit=1)
-        if not found:
-            return None
-        created = found[0].record.get("created_at")
-        try:
-            return datetime.fromisoformat(str(created).replace("Z", "+00:00"))
-        except ValueError:
-            return None
-
-    def expiries_recorded(self, subject_id: str) -> set[str]:
-        seen: set[str] = set()
-        cursor: str | None = None
-        while True:
-            page, cursor = self.log.query(subject=subject_id, kind="expiry", cursor=cursor, limit=1000)
-            seen.update(str(e.record.get("grant_id")) for e in page)
-            if cursor is None:
-                return seen
+        super().__init__(log)
 
 
 def start_retention(registry: Registry, log: AuditLog, policies: PolicyManager) -> None:

@@ -14,6 +14,8 @@ module per command group, registered explicitly here:
     writekeys.py the apikey write commands' path: sqlite3 on SQLite, SQLAlchemy Core elsewhere, no ORM
     writelite.py the registry write commands' path on SQLite (subject add, grant, revoke): sqlite3 + the ledger
     writedb.py   the same on PostgreSQL (SQLAlchemy Core + the ledger); policyuses.py: a grant's known uses
+                 and retention's rules, cached per bundle digest
+    retentionlite.py  registry retention run on SQLite: sqlite3 + writelite, the plan in registry.retention_plan
     auditread.py the audit readers' path (audit entries|verify, registry uses): sqlite3 on SQLite
 
 `app` holds the root commands; `register(app)` adds every group. Scripts call the CLI in loops, so a

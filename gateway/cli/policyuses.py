@@ -4,6 +4,10 @@ bundle validated are kept in `<data dir>/cache/policy-uses.json` with the bundle
 byte, `gateway.policy.files`) and the policy name; any change of the bundle misses the cache and validates
 it in full again. A bundle that does not validate refuses the grant, cache or not. Both write paths
 (`writelite`, `writedb`) use this; it imports neither SQLAlchemy nor the policy schema on a hit.
+
+`registry retention run` reads the policy's `retention:` rules the same way (`policy_retention`, in
+`cache/policy-retention.json`), cached only after the bundle validated as that command validates it (the
+default policy, its models checked against the built-in registry).
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from gateway.registry.retention_plan import RuleValues
     from gateway.settings import Settings
 
-__all__ = ["policy_uses"]
+__all__ = ["policy_retention", "policy_uses"]
+
+RULE_FIELDS = ("max_age_days", "max_idle_days", "purpose_end", "grace_days", "ceiling_days")
 
 
 def _cache_file(settings: Settings) -> Path:
@@ -45,6 +52,33 @@ def policy_uses(settings: Settings) -> set[str]:
     uses = {use for policy in (bundle.policy, *bundle.overlays.values()) for use in policy.uses}
     _write_cache(_cache_file(settings), {"digest": bundle.digest, "policy_name": name, "uses": sorted(uses)})
     return uses
+
+
+def policy_retention(settings: Settings) -> dict[str, RuleValues]:
+    """The `retention:` rules (face, voice) of the default policy in `settings.policies_dir`, from the cache
+    when the bundle's digest matches, else by validating the bundle as `registry retention run` always did
+    (its models checked against the built-in registry; PolicyError when it does not validate)."""
+    from gateway.policy.files import digest_of, snapshot
+    from gateway.registry.retention_plan import RuleValues
+
+    path = settings.data_dir / "cache" / "policy-retention.json"
+    digest = digest_of(snapshot(settings.policies_dir))
+    try:
+        cached = json.loads(path.read_text())
+        if cached["digest"] == digest:
+            return {m: RuleValues(**{f: cached["rules"][m][f] for f in RULE_FIELDS}) for m in ("face", "voice")}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    from classifiers.registry import builtin_registry
+    from gateway.policy.loader import load_bundle
+    from gateway.policy.runtime import ModelPool
+
+    bundle = load_bundle(settings.policies_dir, is_registered=ModelPool(builtin_registry()).registry)
+    config = bundle.policy.retention
+    rules = {m: RuleValues(**{f: getattr(getattr(config, m), f) for f in RULE_FIELDS}) for m in ("face", "voice")}
+    _write_cache(path, {"digest": bundle.digest, "rules": {m: {f: getattr(r, f) for f in RULE_FIELDS}
+                                                            for m, r in rules.items()}})
+    return rules
 
 
 def _write_cache(path: Path, data: dict[str, Any]) -> None:

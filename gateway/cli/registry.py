@@ -319,9 +319,8 @@ def retention_run(
     with a `retention` receipt in the audit log; grants past their end get an `expiry` entry."""
     from datetime import UTC
 
-    from gateway.bootstrap import AuditActivity, open_audit_log
-    from gateway.policy.loader import PolicyError, load_bundle
-    from gateway.policy.runtime import ModelPool
+    from gateway.cli.policyuses import policy_retention
+    from gateway.policy.errors import PolicyError
 
     try:
         when = datetime.fromisoformat(now.replace("Z", "+00:00")) if now else datetime.now(UTC)
@@ -329,18 +328,23 @@ def retention_run(
         raise fail(f"--now {now!r} is not an RFC 3339 time") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    with local_registry(data_dir, with_models=False) as (registry, settings, engine), _errors():
-        from classifiers.registry import builtin_registry
+    settings = require_data_dir(load_settings(data_dir))
+    try:
+        rules = policy_retention(settings)  # the bundle validated once per change, then cached
+    except PolicyError as exc:
+        raise fail("cannot load the policy for its retention rules:\n" + "\n".join(exc.errors)) from None
+    with _writer(settings, core=False) as writer:  # a SQLite data dir: sqlite3, as the service runs it (#22.6)
+        if writer is not None:
+            from gateway.cli.retentionlite import run_retention
 
-        try:
-            bundle = load_bundle(settings.policies_dir, is_registered=ModelPool(builtin_registry()).registry)
-        except PolicyError as exc:
-            raise fail("cannot load the policy for its retention rules:\n" + "\n".join(exc.errors)) from None
-        config = bundle.policy.retention
+            _echo(run_retention(writer, rules, when, dry_run=dry_run, actor=ACTOR))
+            return
+    from gateway.bootstrap import AuditActivity, open_audit_log
+
+    with local_registry(data_dir, with_models=False) as (registry, settings, engine), _errors():
         log = open_audit_log(settings, engine)
         try:
-            report = registry.retention_run({"face": config.face, "voice": config.voice}, when,
-                                            AuditActivity(log), dry_run=dry_run, actor=ACTOR)
+            report = registry.retention_run(rules, when, AuditActivity(log), dry_run=dry_run, actor=ACTOR)
         finally:
             log.close()
         _echo(report)

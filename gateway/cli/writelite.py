@@ -136,9 +136,10 @@ class LiteRegistryWriter:
         self.appended: list[int] = []  # the audit indexes of the last transaction's ledger entries
 
     @contextmanager
-    def _transaction(self) -> Iterator[list[Mapping[str, Any]]]:
+    def _transaction(self, *, finish: bool = True) -> Iterator[list[Mapping[str, Any]]]:
         """BEGIN IMMEDIATE … the records appended to the block's list go into the ledger, then COMMIT (or
-        ROLLBACK on any error); a committed append is followed by the postings and the checkpoint."""
+        ROLLBACK on any error); a committed append is followed by the postings and the checkpoint (`finish=False`:
+        the caller calls `self.log.finish` once after several transactions, as `AuditLog.close` after a run)."""
         records: list[Mapping[str, Any]] = []
         self.appended = []
         self.conn.execute("BEGIN IMMEDIATE")
@@ -155,7 +156,7 @@ class LiteRegistryWriter:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise
-        if records:
+        if records and finish:
             self.log.finish(self.signer)
 
     def _record(self, kind: str, subject_id: str, actor: str, **fields: Any) -> dict[str, Any]:
@@ -230,17 +231,19 @@ class LiteRegistryWriter:
                                             revoked_at=rfc3339(now)))
         return public
 
-    def erase(self, subject_id: str, actor: str) -> dict[str, Any]:
+    def erase(self, subject_id: str, actor: str, *, kind: str = "erasure", extra: Mapping[str, Any] | None = None,
+              finish: bool = True) -> dict[str, Any]:
         """`admin.erase`: crypto-shred the subject's key (its own committed transaction in the key store, as
         `KeyStore.delete`: secure_delete, WAL truncated), then in ONE transaction bump the counters replicas
         poll, tombstone the face and voice templates, delete the subject's rows in the service's order, and
         append the `erasure` receipt with the counts. If the append fails the rows stay, unreadable, and
-        erasing again completes the deletion with its receipt — as in the service."""
+        erasing again completes the deletion with its receipt — as in the service. `kind` and `extra` as
+        `admin.erase`'s (retention erases with kind `retention`); `finish=False`: see `_transaction`."""
         if self.conn.execute("SELECT id FROM registry_subjects WHERE id = ?", (subject_id,)).fetchone() is None:
             raise SubjectNotFound(subject_id)
         key_destroyed = self.crypto.shred(subject_id)  # privacy first: every sealed row is noise from here on
         counts: dict[str, int] = {}
-        with self._transaction() as records:
+        with self._transaction(finish=finish) as records:
             if not self.conn.execute("UPDATE registry_state SET faces = faces + 1, names = names + 1, "
                                      "hashes = hashes + 1 WHERE id = 1").rowcount:
                 self._insert("registry_state", {"id": 1, "faces": 1, "names": 1, "hashes": 1})
@@ -253,7 +256,8 @@ class LiteRegistryWriter:
                 counts[label] = self.conn.execute(f"DELETE FROM {table} WHERE {column} = ?",  # noqa: S608
                                                   (subject_id,)).rowcount
             counts["subject_keys"] = int(key_destroyed)
-            receipt = self._record("erasure", subject_id, actor, receipt_id=secrets.token_hex(16), counts=counts)
+            receipt = self._record(kind, subject_id, actor, receipt_id=secrets.token_hex(16), counts=counts,
+                                   **(extra or {}))
             records.append(receipt)
         return {**receipt, "audit": {"index": self.appended[0] if self.appended else None}}
 

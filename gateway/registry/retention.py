@@ -6,7 +6,8 @@ subject at a given time (a pure `plan`, testable with a fixed clock), carries th
 expired subject is crypto-shredded; one expired modality of a subject that keeps another loses
 those rows), leaves a `retention` receipt in the consent ledger for each, and records an `expiry`
 entry the first time it sees a grant past its end. A sweeper runs it on a timer in the serving
-process, one replica at a time under a database lease.
+process, one replica at a time under a database lease. The decision itself (what is due, given the rows
+and `now`) lives in `retention_plan`, which the CLI's sqlite3 path (`gateway.cli.retentionlite`) shares.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, delete, select
@@ -34,161 +34,54 @@ from gateway.registry.models import (
     RegistrySubject,
     RegistryVoiceEnrolment,
 )
-from gateway.registry.records import rfc3339, to_utc
+from gateway.registry.records import to_utc
+from gateway.registry.retention_plan import (
+    MODALITIES,
+    Activity,
+    RetentionConfig,
+    Rule,
+    SubjectPlan,
+    SubjectRow,
+    due_expiries,
+    expiry_fields,
+    grant_end,
+    judge,
+    modality_fields,
+    plans,
+)
 from gateway.registry.store import bump
 from gateway.registry.voices import erase_voice_rows
 
 _log = logging.getLogger(__name__)
-MODALITIES = ("face", "voice")
-
-
-class Rule(Protocol):
-    """One modality's rule (gateway.policy.schema.RetentionRule satisfies it)."""
-
-    @property
-    def max_age_days(self) -> int | None: ...
-    @property
-    def max_idle_days(self) -> int | None: ...
-    @property
-    def purpose_end(self) -> bool: ...
-    @property
-    def grace_days(self) -> int: ...
-    @property
-    def ceiling_days(self) -> int: ...
-
-
-class RetentionConfig(Protocol):
-    """The policy's `retention:` section (gateway.policy.schema.RetentionSettings satisfies it)."""
-
-    @property
-    def enabled(self) -> bool: ...
-    @property
-    def sweep_interval_s(self) -> float: ...
-    @property
-    def face(self) -> Rule: ...
-    @property
-    def voice(self) -> Rule: ...
-
-
-class Activity(Protocol):
-    """What the audit log knows about a subject: when a decision last matched them, and which of
-    their grants already have an `expiry` entry (composition root: backed by the audit log)."""
-
-    def last_match(self, subject_id: str) -> datetime | None: ...
-
-    def expiries_recorded(self, subject_id: str) -> set[str]: ...
-
-
-@dataclass
-class SubjectPlan:
-    subject_id: str
-    protected: bool
-    modalities: dict[str, datetime]  # modality -> latest enrolment time
-    last_interaction: datetime
-    active_grants: int
-    ended_grants: int
-    expire: dict[str, list[str]] = field(default_factory=dict)  # modality -> reasons
-    keep: dict[str, str] = field(default_factory=dict)  # modality -> why kept
-
-    @property
-    def whole(self) -> bool:
-        """Every enrolled modality expires: the subject is erased (crypto-shredded)."""
-        return bool(self.modalities) and set(self.expire) == set(self.modalities)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"subject_id": self.subject_id, "protected": self.protected,
-                "modalities": sorted(self.modalities), "last_interaction": rfc3339(self.last_interaction),
-                "active_grants": self.active_grants, "expire": self.expire, "keep": self.keep,
-                "action": "erase" if self.whole else ("delete_modalities" if self.expire else "keep")}
-
-
-def _grant_end(g: RegistryGrant) -> datetime | None:
-    ends = [to_utc(t) for t in (g.revoked_at, g.expires_at) if t is not None]
-    return min(ends) if ends else None
-
-
-def judge(plan: SubjectPlan, rules: Mapping[str, Rule], now: datetime, grant_ends: Sequence[datetime]) -> None:
-    """Fill `plan.expire` / `plan.keep` per modality (pure)."""
-    for modality, enrolled_at in plan.modalities.items():
-        rule = rules.get(modality)
-        if rule is None:
-            plan.keep[modality] = "no retention rule for this modality"
-            continue
-        reasons: list[str] = []
-        if rule.max_age_days is not None and enrolled_at + timedelta(days=rule.max_age_days) <= now:
-            reasons.append(f"max_age_days {rule.max_age_days} since enrolment")
-        if plan.protected and not reasons:
-            plan.keep[modality] = "protected subject: protection is the purpose"
-            continue
-        if plan.active_grants and not reasons:
-            plan.keep[modality] = f"{plan.active_grants} grant(s) in force"
-            continue
-        if rule.max_idle_days is not None and plan.last_interaction + timedelta(days=rule.max_idle_days) <= now:
-            reasons.append(f"max_idle_days {rule.max_idle_days} since the last interaction")
-        if plan.last_interaction + timedelta(days=rule.ceiling_days) <= now:
-            reasons.append(f"ceiling_days {rule.ceiling_days} since the last interaction (BIPA §15(a))")
-        if (rule.purpose_end and plan.ended_grants and not plan.active_grants and grant_ends
-                and max(grant_ends) + timedelta(days=rule.grace_days) <= now):
-            reasons.append(f"purpose ended: every grant ended by {rfc3339(max(grant_ends))} "
-                           f"(+{rule.grace_days} days grace)")
-        if reasons:
-            plan.expire[modality] = reasons
-        else:
-            plan.keep[modality] = "within every limit"
+__all__ = ["MODALITIES", "Activity", "RetentionConfig", "RetentionSweeper", "Rule", "SubjectPlan", "apply", "grant_end",
+           "judge", "plan", "record_expiries", "take_lease"]
 
 
 def plan(reg: RegistryCore, rules: Mapping[str, Rule], now: datetime, activity: Activity | None) -> list[SubjectPlan]:
-    """The retention decision for every subject at `now` (reads only)."""
-    now = to_utc(now)
-    plans: list[SubjectPlan] = []
+    """The retention decision for every subject at `now` (reads only; the decision is
+    `retention_plan.plans`, which the CLI's sqlite3 path shares)."""
     with Session(reg.engine) as s:
-        subjects = s.exec(select(RegistrySubject).order_by(col(RegistrySubject.created_at))).all()
-        latest: dict[tuple[str, str], datetime] = {}
-        for sid, at in s.exec(select(RegistryEnrolment.subject_id, RegistryEnrolment.created_at)).all():
-            key = (sid, "face")
-            latest[key] = max(latest.get(key, to_utc(at)), to_utc(at))
+        subjects = [SubjectRow(subj.id, subj.protected, subj.created_at) for subj in
+                    s.exec(select(RegistrySubject).order_by(col(RegistrySubject.created_at))).all()]
+        enrolled = [(sid, "face", at) for sid, at in
+                    s.exec(select(RegistryEnrolment.subject_id, RegistryEnrolment.created_at)).all()]
         try:
-            for sid, at in s.exec(select(RegistryVoiceEnrolment.subject_id, RegistryVoiceEnrolment.created_at)).all():
-                key = (sid, "voice")
-                latest[key] = max(latest.get(key, to_utc(at)), to_utc(at))
+            enrolled += [(sid, "voice", at) for sid, at in
+                         s.exec(select(RegistryVoiceEnrolment.subject_id, RegistryVoiceEnrolment.created_at)).all()]
         except sa.exc.DBAPIError:  # a database without the voice tables yet
             s.rollback()
-        grants: dict[str, list[RegistryGrant]] = {}
-        for g in s.exec(select(RegistryGrant)).all():
-            grants.setdefault(g.subject_id, []).append(g)
-    for subj in subjects:
-        modalities = {m: at for (sid, m), at in latest.items() if sid == subj.id}
-        if not modalities:
-            continue  # nothing biometric to keep or forget
-        mine = grants.get(subj.id, [])
-        ends = [_grant_end(g) for g in mine]
-        active = sum(1 for g, end in zip(mine, ends, strict=True) if (end is None or end > now)
-                     and to_utc(g.valid_from) <= now)
-        ended = [end for end in ends if end is not None and end <= now]
-        moments = [to_utc(subj.created_at), *modalities.values(), *(to_utc(g.created_at) for g in mine)]
-        seen = activity.last_match(subj.id) if activity is not None else None
-        if seen is not None:
-            moments.append(to_utc(seen))
-        p = SubjectPlan(subj.id, subj.protected, modalities, max(moments), active, len(ended))
-        judge(p, rules, now, ended)
-        plans.append(p)
-    return plans
+        grants = list(s.exec(select(RegistryGrant)).all())
+    return plans(subjects, enrolled, grants, rules, now, activity)
 
 
 def record_expiries(reg: RegistryCore, now: datetime, activity: Activity | None, actor: str) -> int:
     """Append an `expiry` entry for each grant whose `expires_at` has passed and that has none yet."""
-    now = to_utc(now)
     with Session(reg.engine) as s:
         due = s.exec(select(RegistryGrant).where(col(RegistryGrant.expires_at).is_not(None))).all()
-        due = [g for g in due if g.expires_at is not None and to_utc(g.expires_at) <= now]
     count = 0
-    by_subject: dict[str, list[RegistryGrant]] = {}
-    for g in due:
-        by_subject.setdefault(g.subject_id, []).append(g)
-    for sid, gs in by_subject.items():
+    for sid, gs in due_expiries(due, now).items():
         done = activity.expiries_recorded(sid) if activity is not None else set()
-        records = [ledger_record("expiry", sid, actor, reg.ledger_tenant, grant_id=g.id,
-                                 expired_at=rfc3339(to_utc(g.expires_at)))  # type: ignore[arg-type]
+        records = [ledger_record("expiry", sid, actor, reg.ledger_tenant, **expiry_fields(g))
                    for g in gs if g.id not in done]
         if not records:
             continue
@@ -230,8 +123,7 @@ def apply(reg: RegistryCore, plans: Sequence[SubjectPlan], now: datetime,
             for modality in p.expire:
                 counts.update(_delete_modality(s, p.subject_id, modality))
             record = ledger_record("retention", p.subject_id, actor, reg.ledger_tenant,
-                                   receipt_id=secrets.token_hex(16), modalities=sorted(p.expire),
-                                   reasons=p.expire, counts=counts, evaluated_at=rfc3339(to_utc(now)))
+                                   **modality_fields(p, now, secrets.token_hex(16), counts))
             indexes = append_entry(reg.ledger, s, [record])
             s.commit()
         receipts.append({**record, "audit": {"index": indexes[0] if indexes else None}})

@@ -46,6 +46,7 @@ from gateway.registry.models import (
 )
 from gateway.registry.names import NameIndex
 from gateway.registry.records import clean_text, rfc3339, to_utc
+from gateway.registry.retention_plan import erase_fields
 from gateway.registry.store import (
     DbTemplateSource,
     grant_fact,
@@ -275,9 +276,7 @@ class Registry(RegistryCore):
             report["expiries"] = retention.record_expiries(self, now, activity, actor)
 
             def erase(p: retention.SubjectPlan) -> dict[str, Any]:
-                return admin.erase(self, p.subject_id, actor, kind="retention",
-                                   extra={"modalities": sorted(p.expire), "reasons": p.expire,
-                                          "evaluated_at": rfc3339(to_utc(now))})
+                return admin.erase(self, p.subject_id, actor, kind="retention", extra=erase_fields(p, now))
 
             report["receipts"] = retention.apply(self, plans, now, erase, actor)
         self._changed()

@@ -47,6 +47,9 @@ WRITE = (*MODELS_WEB, "sqlmodel", "sqlalchemy", "gateway.apikeys", "gateway.regi
          "gateway.audit.log", "gateway.bootstrap", "gateway.db", "gateway.cli.writedb", "gateway.policy.schema",
          "gateway.policy.loader")
 # ... and the key commands, like the list commands, need no SQLAlchemy at all on SQLite (sqlite3: gateway.cli.writekeys)
+# ... and retention, which reads the policy's rules (cached) and decides in gateway.registry.retention_plan: not the
+# ORM's gateway.registry.retention, the classifiers' registry nor the policy runtime
+RETENTION = (*WRITE, "gateway.registry.retention", "gateway.registry.voices", "gateway.policy.runtime")
 KEY_WRITE = (*WRITE, "sqlalchemy", "gateway.bootstrap", "gateway.audit", "gateway.registry", "gateway.policy",
              "gateway.cli.writedb")
 
@@ -113,6 +116,9 @@ NO_MODEL_COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
     (["registry", "grant", "<SUBJECT>", "--tenant", "demo", "--use", "img2img"], WRITE),
     (["registry", "revoke", "<GRANT>"], (*WRITE, "gateway.policy")),
     (["registry", "subject", "erase", "<ERASE>", "--yes"], (*WRITE, "gateway.policy")),
+    # sqlite3 (gateway.cli.retentionlite), the policy's rules from the cache once the bundle validated (a first run)
+    (["registry", "retention", "run", "--dry-run"], RETENTION),
+    (["registry", "retention", "run", "--now", "2031-01-01T00:00:00Z"], RETENTION),
 ]
 
 
@@ -127,6 +133,8 @@ def test_no_model_commands_import_no_heavy_module(populated: tuple[Path, dict[st
     if "<ERASE>" in args:  # a subject of its own to erase: the other tests read the fixture's
         rc, _, made = _modules_after(["registry", "subject", "add", "Cy"], env)
         (tmp / "erase_id").write_text(json.loads(made[:made.index("MODULES=")])["id"])
+    if args[:3] == ["registry", "retention", "run"]:  # a first run validates the bundle and caches its rules
+        _modules_after(["registry", "retention", "run", "--dry-run"], env)
     if "<OUT>" in args:
         (tmp / "out").write_text(str(tmp / "export"))
     if "<POL>" in args and not (tmp / "pol").exists():  # a bundle of its own to sign, and a key
@@ -160,6 +168,9 @@ def test_no_model_commands_import_no_heavy_module(populated: tuple[Path, dict[st
         assert (tmp / "pol" / "bundle.sig").is_file()
     if args[:2] == ["audit", "witness"]:  # it really checked the log's checkpoint
         assert json.loads(output[:output.index("MODULES=")])["ok"] is True
+    if args[:3] == ["registry", "retention", "run"]:  # it really ran: a report, a dry run only when asked
+        report = json.loads(output[:output.index("MODULES=")])
+        assert report["dry_run"] is ("--dry-run" in args) and "subjects" in report
     if args[:3] == ["registry", "subject", "erase"]:  # it really erased the subject
         assert json.loads(output[:output.index("MODULES=")])["counts"]["subject_keys"] == 1
 
