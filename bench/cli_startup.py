@@ -17,8 +17,9 @@ same-run baseline, and the last lines print each command's CPU beside its core p
 `registry subject erase` erases a fresh subject on each run, `audit export` rewrites one directory, `policy keygen`
 writes a new key each run, `policy sign` signs a copy of the bundle. The commands exempt from the goal (docs/cli.md
 "Start-up time") run last, `--n-exempt` times (default 2): `policy validate` and `policy explain` build the model
-adapters, and `check` / `provenance verify` are HTTP clients — timed here against a closed port (exit 2 / 3: their
-start-up and the refused connection). `registry retention run [--dry-run]` runs through sqlite3
+adapters. `check`, `release` and `provenance verify` are HTTP clients, timed against a closed port (exit 2 / 3:
+their start-up, the sniff of the file and the refused connection).
+`registry retention run [--dry-run]` runs through sqlite3
 (`gateway/cli/retentionlite.py`, the policy's rules cached), its core path through the registry service.
 The "(bundle changed)" retention line removes the rules' cache first: the first run after a policy edit, which
 validates the bundle (as every run did before). `--only TEXT` times the floor and the commands whose label
@@ -166,11 +167,15 @@ def main() -> None:
             ("consentgate registry retention run", [*CLI, "registry", "retention", "run", "--data-dir", str(data)]),
             ("consentgate registry retention run --dry-run (bundle changed)", uncached_retention),
         ]
+        commands += [  # HTTP clients: their start-up, the sniff of FILE and a refused connection
+            ("consentgate check (HTTP client, no server)", [*CLI, "check", str(image), "--use", "txt2img", "--url",
+                                                           CLOSED, "--api-key", "cg_x_y"]),
+            ("consentgate release (HTTP client, no server)", [*CLI, "release", str(image), "--use", "txt2img",
+                                                             "--url", CLOSED, "--api-key", "cg_x_y"]),
+            ("consentgate provenance verify (HTTP client, no server)", [*CLI, "provenance", "verify", str(image),
+                                                                       "--url", CLOSED, "--api-key", "cg_x_y"]),
+        ]
         exempt: list[tuple[str, list[str]]] = [
-            ("exempt: check (HTTP client, no server)", [*CLI, "check", str(image), "--use", "txt2img", "--url",
-                                                       CLOSED, "--api-key", "cg_x_y"]),
-            ("exempt: provenance verify (HTTP client, no server)", [*CLI, "provenance", "verify", str(image), "--url",
-                                                                   CLOSED, "--api-key", "cg_x_y"]),
             ("exempt: policy explain", [*CLI, "policy", "explain", "--request", str(request)]),
             ("exempt: policy validate", [*CLI, "policy", "validate"]),
         ]

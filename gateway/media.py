@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from gateway.errors import BadInput, TooLarge, UnsupportedMedia
+from gateway.sniff import sniff
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
 VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/webm")
@@ -49,22 +50,6 @@ class DecodedImage:
         return {"sha256": self.sha256, "type": self.mime, "width": self.width, "height": self.height}
 
 
-def sniff(data: bytes) -> str | None:
-    """The media type the bytes really are, or None. Names and client-declared types are ignored."""
-    if data[:3] == b"\xff\xd8\xff":
-        return "image/jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "image/png"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if len(data) >= 12 and data[4:8] == b"ftyp":
-        brand = data[8:12]
-        return "video/quicktime" if brand == b"qt  " else "video/mp4"
-    if data[:4] == b"\x1a\x45\xdf\xa3":
-        return "video/webm" if b"webm" in data[:64] else "video/x-matroska"
-    return None
 
 
 def sha256_hex(data: bytes) -> str:

@@ -19,12 +19,13 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import av
 import numpy as np
 
 from gateway.errors import BadInput, TooLarge, UnsupportedMedia
+from gateway.sniff import AudioMime, sniff_audio
 
 __all__ = [
     "AUDIO_TYPES",
@@ -40,7 +41,6 @@ __all__ = [
     "sniff_audio",
 ]
 
-AudioMime = Literal["audio/wav", "audio/flac", "audio/mpeg", "audio/ogg", "audio/mp4"]
 AUDIO_TYPES: tuple[AudioMime, ...] = ("audio/wav", "audio/flac", "audio/mpeg", "audio/ogg", "audio/mp4")
 VOICE_RATE = 16_000
 
@@ -54,7 +54,6 @@ ACCEPTED_CODECS: dict[str, frozenset[str]] = {
     "audio/ogg": frozenset({"opus", "vorbis", "flac"}),
     "audio/mp4": frozenset({"aac", "alac"}),
 }
-_M4A_BRANDS = frozenset({b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B "})
 
 
 @dataclass(frozen=True)
@@ -85,29 +84,6 @@ class DecodedAudio:
                 "sample_rate": self.sample_rate, "channels": self.channels}
 
 
-def sniff_audio(data: bytes) -> AudioMime | None:
-    """The audio container the bytes really are, or None. The first 64 bytes are plenty, except
-    after an ID3v2 tag (MP3, and FLAC as C2PA signs it): then what follows the tag decides."""
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        return "audio/wav"
-    if data[:4] == b"fLaC":
-        return "audio/flac"
-    if data[:4] == b"OggS":
-        return "audio/ogg"
-    if len(data) >= 12 and data[4:8] == b"ftyp":
-        size = int.from_bytes(data[:4], "big")
-        brands = {data[8:12]} | {data[i:i + 4] for i in range(16, min(size, len(data)) - 3, 4)}
-        return "audio/mp4" if data[8:12] in _M4A_BRANDS or (brands & _M4A_BRANDS) else None
-    if data[:3] == b"ID3":
-        if len(data) >= 10:
-            size = (data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | (data[9] & 0x7F)
-            after = data[10 + size + (10 if data[5] & 0x10 else 0):][:4]
-            if after == b"fLaC":
-                return "audio/flac"
-        return "audio/mpeg"
-    if len(data) >= 2 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0 and (data[1] & 0x06) == 0x02:
-        return "audio/mpeg"  # an MPEG audio frame header, Layer III
-    return None
 
 
 @contextmanager

@@ -53,14 +53,14 @@ def default_client(url: str) -> httpx.Client:
 
 
 def _is_video(data: bytes) -> bool:
-    from gateway.media import sniff
+    from gateway.sniff import sniff
 
     kind = sniff(data[:4096])
     return kind is not None and kind.startswith("video/")
 
 
 def _is_audio(data: bytes) -> bool:
-    from gateway.audio.intake import sniff_audio
+    from gateway.sniff import sniff_audio
 
     return sniff_audio(data[:1 << 16]) is not None
 

@@ -329,3 +329,20 @@ def test_a_grant_after_a_policy_edit_validates_without_sqlalchemy(populated: tup
     assert "gateway.policy.loader" in mods  # it did validate the bundle
     assert _loaded(mods, (*MODELS_WEB, "sqlalchemy", "sqlmodel", "gateway.bootstrap", "gateway.policy.manager")) == []
     assert "img2img" in json.loads(cache.read_text())["uses"]
+
+
+@pytest.mark.parametrize("command", ["check", "release"])
+def test_the_http_client_commands_sniff_without_the_media_stack(tmp_path: Path, command: str) -> None:
+    """`check|release FILE` read the file's type from its bytes (a video or audio file goes as a job) before they
+    upload it: that must not load numpy, Pillow or PyAV — the gateway decodes, the client only sends. Against a
+    closed port the command fails (exit 2) after the sniff and the request, so both ran."""
+    from classifiers.rayserve.cluster import free_port
+
+    image = tmp_path / "r.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    rc, mods, output = _modules_after([command, str(image), "--url", f"http://127.0.0.1:{free_port()}",
+                                       "--api-key", "k"], env)
+    assert rc == 2 and "Connection refused" in output, output[-2000:]
+    assert "gateway.sniff" in mods  # it did sniff the file
+    assert _loaded(mods, ("numpy", "PIL", "av", "cv2", "gateway.media", "gateway.audio", "sqlalchemy")) == [], output
