@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from gateway.errors import BadInput, TooLarge, UnsupportedMedia
-from gateway.sniff import sniff
+from gateway.sniff import sniff as sniff  # re-exported: callers sniff through gateway.media
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
 VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/webm")
