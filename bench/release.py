@@ -26,11 +26,14 @@ Run: ``.venv/bin/python bench/release.py [--quick] [--pipeline-only] [--table-on
 (``--quick``: 40 images, 300 unmarked, for iterating; the published figures use the defaults).
 To iterate on the hard cases: ``--table-only --only small,noise --transforms "resize 0.5x,rotate 2deg"
 --fpr-count 0 --baseline-every 0 --no-cost --misses`` (``--only`` takes kinds or parts of image names).
+Ids are random per run, which alone moves a rate by about one image in 200; to compare two versions of the mark on
+the same ids, run both with the same ``--id-seed N``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import multiprocessing
 import os
@@ -387,6 +390,18 @@ def _previous_found(marker: TileSyncWatermarker, copy: Image8, wm_id: int, found
     return old.detect(copy).wm_id == wm_id
 
 
+ID_SEED: dict[str, int] = {}  # ``--id-seed``: set before the workers fork
+
+
+def _new_id(marker: Watermarker, image: TestImage) -> int:
+    """A fresh random id, or with ``--id-seed`` one derived from the seed and the image's name (two runs with
+    the same seed mark every image with the same id, so two versions of the mark are compared fairly)."""
+    if "seed" not in ID_SEED:
+        return marker.codec.new_id()
+    digest = hashlib.sha256(f"{ID_SEED['seed']}/{image.name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % (1 << marker.codec.id_bits)
+
+
 ImageResult = tuple[str, str, float, float, float, float, dict[str, tuple[bool, float]], str, dict[str, bool]]
 ACTIVE: list[str] = list(SHARING)  # the transforms a run measures (``--transforms``); workers fork after it is set
 
@@ -394,7 +409,7 @@ ACTIVE: list[str] = list(SHARING)  # the transforms a run measures (``--transfor
 def _one_image(job: tuple[str, TestImage]) -> ImageResult:
     method, image = job
     marker = _WORKER.setdefault(method, make_watermarker(method))
-    wm_id = marker.codec.new_id()
+    wm_id = _new_id(marker, image)
     start = time.perf_counter()
     try:
         marked = marker.embed(image.rgb, wm_id)
@@ -599,7 +614,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-cost", action="store_true", help="skip the 1024x1024 cost lines")
     parser.add_argument("--fpr-seed", type=int, default=1_000_003, help="first seed of the unmarked images "
                         "(runs with seeds far apart measure disjoint images and add up)")
+    parser.add_argument("--id-seed", type=int, default=None, help="derive each image's id from this seed and its "
+                        "name (default: random ids); two runs with the same seed compare versions on the same ids")
     args = parser.parse_args(argv)
+    if args.id_seed is not None:
+        ID_SEED["seed"] = args.id_seed
     if args.transforms:
         unknown = [t for t in args.transforms.split(",") if t not in SHARING]
         if unknown:
