@@ -194,6 +194,13 @@ uses:
 """
 
 
+def _failed_closed(record: dict[str, Any]) -> bool:
+    """A deny whose every reason is a named model failure (the `.failed` rules)."""
+    denies = [r for r in record.get("reasons") or [] if r.get("outcome") == "deny"]
+    return record.get("decision") == "deny" and bool(denies) and all(
+        str(r.get("rule", "")).endswith(".failed") for r in denies)
+
+
 def test_video_frames_fan_out_to_the_workers_with_the_in_process_findings(
     tmp_path: Path, relay: Forwarder, serve_client: Any
 ) -> None:
@@ -212,6 +219,13 @@ def test_video_frames_fan_out_to_the_workers_with_the_in_process_findings(
             keys = Keys(tc)
             resp = check(tc, keys.generator, request, clip)
             assert resp.status_code == 200, resp.text
+            if backend == "ray" and _failed_closed(resp.json()):
+                # A model call that failed on the cluster (a replica restarted by the previous
+                # test's SIGKILL or by a health check on a loaded machine) is a correct fail-closed
+                # deny naming the model; what this test compares is the findings, so once more.
+                print("ray video check failed closed, once more:", resp.json()["reasons"])
+                resp = check(tc, keys.generator, request, clip)
+                assert resp.status_code == 200, resp.text
             records[backend] = resp.json()
             if backend == "ray":
                 import re
@@ -222,7 +236,8 @@ def test_video_frames_fan_out_to_the_workers_with_the_in_process_findings(
                 face_calls = sum(float(v) for v in re.findall(pattern, text))
             verify_log(tc)
     local, remote = records["inprocess"], records["ray"]
-    assert remote["decision"] == local["decision"] == "allow"
+    assert local["decision"] == "allow", local["reasons"]
+    assert remote["decision"] == "allow", remote["reasons"]
     faces = [(f.get("frame"), f["bbox"]) for f in local["findings"]["faces"]]
     assert faces and faces == [(f.get("frame"), f["bbox"]) for f in remote["findings"]["faces"]]
     nsfw = [(f["media_index"], round(f["scores"]["nsfw"], 4)) for f in local["findings"]["nsfw"]]
