@@ -215,10 +215,14 @@ def create_app(
     *,
     models: ModelRegistry | None = None,
     background_start: bool = False,
+    serve_start_errors: bool = False,
     on_ready: Callable[[Gateway], None] | None = None,
 ) -> FastAPI:
     """Build the ASGI app. With `background_start`, the server answers at once (/readyz 503)
-    while models load; otherwise startup waits for them (tests)."""
+    while models load; otherwise startup waits for them (tests, `serve --workers N`). A start that
+    fails raises out of the startup, unless `background_start` or `serve_start_errors`: then the
+    server stays up and /readyz answers 503 with the error logged (a `serve --workers N` worker that
+    exited instead would be restarted by uvicorn and fail again, in a loop)."""
     import os
 
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # onnxruntime >= 1.32 reports usage unless told not to
@@ -249,7 +253,13 @@ def create_app(
             thread = threading.Thread(target=run, name="gateway-start", daemon=True)
             thread.start()
         else:
-            app.state.gateway = await asyncio.to_thread(start)
+            try:
+                app.state.gateway = await asyncio.to_thread(start)
+            except Exception as exc:
+                if not serve_start_errors:
+                    raise
+                app.state.start_error = f"{type(exc).__name__}: {exc}"
+                log.exception("gateway failed to start; serving /readyz 503")
         try:
             yield
         finally:

@@ -85,10 +85,12 @@ def app_factory() -> object:
     """The app of one `serve --workers N` worker process (uvicorn's factory hook). The workers share
     one listening socket and a worker accepts from it only once its startup is over, so here startup
     waits for the models: a worker still loading never takes a request (and never answers 503 to a
-    caller another, ready worker could serve)."""
+    caller another, ready worker could serve). A worker whose start fails stays up and answers
+    /readyz 503 (logged), as a single-process `serve` does, instead of exiting into uvicorn's
+    restart loop."""
     from gateway.app import create_app
 
-    application = create_app(Settings.from_env(), background_start=False)
+    application = create_app(Settings.from_env(), background_start=False, serve_start_errors=True)
     _install_sighup(application)
     return application
 

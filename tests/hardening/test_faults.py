@@ -343,3 +343,39 @@ def test_unreadable_signing_key_keeps_the_gateway_closed(
             assert LogReader(engine, audit_tables("audit_")).head().tree_size == 0
     finally:
         engine.dispose()
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_whose_start_fails_stays_up_and_closed(tmp_path: Path, coffee: np.ndarray) -> None:
+    """A `serve --workers N` worker loads its models before it takes connections (its startup waits);
+    if that start fails it must not exit (uvicorn would restart it into the same failure, in a loop)
+    but answer /readyz and the API 503, like single-process `serve`. Without the option, a failing
+    start raises out of the startup, as the tests' in-process apps expect."""
+    from fastapi.testclient import TestClient
+
+    from gateway.apikeys import ApiKeyStore
+    from gateway.app import create_app
+    from gateway.bootstrap import c2pa_dir, ensure_initialised
+    from gateway.db import make_engine
+    from gateway.provenance.keys import init_dev_pki
+    from tests.api.conftest import make_settings
+
+    settings = make_settings(tmp_path)
+    ensure_initialised(settings)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        key = ApiKeyStore(engine, settings.operator_tenant).create("acme", "generator")[1]
+        init_dev_pki(c2pa_dir(settings)).signing_key.unlink()
+    finally:
+        engine.dispose()
+    app = create_app(settings, serve_start_errors=True)  # as `serve --workers N` builds each worker's
+    with TestClient(app) as tc:
+        assert app.state.start_error and app.state.gateway is None
+        assert tc.get("/healthz").status_code == 200
+        assert tc.get("/readyz").status_code == 503
+        resp = tc.post("/v1/release", headers=bearer(key), data={"request": json.dumps({"use": "txt2img"})},
+                       files=[("media", ("r.png", png(coffee), "image/png"))])
+        assert resp.status_code == 503, resp.text[:300]
+        _no_image(resp)
+    with pytest.raises(Exception), TestClient(create_app(settings)):  # noqa: B017 - whatever the start raised
+        pass
