@@ -25,6 +25,7 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from . import pgwire
 from .canonical import CanonicalizationError, Prepared, prepare
 from .errors import AuditAppendError, AuditConfigError, ProofError
 from .indexer import CHUNK, LookupIndexer
@@ -99,15 +100,19 @@ def _now() -> str:
 
 
 def _batch_pg(p: str, ph: Sequence[str]) -> str:
-    """PostgreSQL: a batch's rows and the new head in one statement. The rows go as three JSON
-    documents (orjson, one C call each) unpacked by the server: psycopg dumps array parameters
-    element by element in Python (its text form escapes each with a regex: ~2.5 ms for a batch
-    of 8 decision records), and one statement per row cost a round of psycopg's per-statement
-    Python work each. `ph`: the six placeholders (json x3, size, root, checkpoint size)."""
-    e, s, n, size, root, cp = ph
+    """PostgreSQL: a batch's rows and the new head in one statement. The records go as a text
+    array, the other columns as three JSON documents (orjson, one C call each), unpacked by the
+    server: psycopg dumps array parameters element by element in Python (its text form escapes each
+    with a regex: ~2.5 ms for a batch of 8 decision records), and one statement per row cost a
+    round of psycopg's per-statement Python work each. The records are not in the JSON: the server
+    spent ~40 % of the statement's CPU parsing each ~1 KB record back out of a JSON string, and
+    reads an `ARRAY['...', ...]` of SQL literals several times faster. `ph`: the seven placeholders
+    (json x3, size, root, checkpoint size, records)."""
+    e, s, n, size, root, cp, r = ph
     return (f"WITH e AS (INSERT INTO {p}entries (idx, leaf_hash, record, kind, tenant, use, decision, "  # noqa: S608
-            f"time_us, decision_id) SELECT i, decode(h, 'hex'), r, k, t, u, d, m, x FROM json_to_recordset({e}) "
-            f"AS b(i bigint, h text, r text, k text, t text, u text, d text, m bigint, x text)), "
+            f"time_us, decision_id) SELECT i, decode(h, 'hex'), ({r}::text[])[o], k, t, u, d, m, x "
+            f"FROM json_to_recordset({e}) "
+            f"AS b(i bigint, h text, o int, k text, t text, u text, d text, m bigint, x text)), "
             f"s AS (INSERT INTO {p}subjects (idx, subject_id) SELECT i, s FROM json_to_recordset({s}) "
             f"AS b(i bigint, s text)), "
             f"n AS (INSERT INTO {p}nodes (nid, hash) SELECT i, decode(h, 'hex') FROM json_to_recordset({n}) "
@@ -116,11 +121,17 @@ def _batch_pg(p: str, ph: Sequence[str]) -> str:
 
 
 def _batch_json(rows: _Rows) -> tuple[bytes, bytes, bytes]:
+    """The batch's columns but the records (`_batch_records`): entry `o` is the 1-based position
+    of its record in that array."""
     entries, subjects, nodes = rows
-    return (orjson.dumps([{"i": i, "h": h.hex(), "r": r, "k": k, "t": t, "u": u, "d": d, "m": m, "x": x}
-                          for i, h, r, k, t, u, d, m, x in entries]),
+    return (orjson.dumps([{"i": i, "h": h.hex(), "o": o, "k": k, "t": t, "u": u, "d": d, "m": m, "x": x}
+                          for o, (i, h, _r, k, t, u, d, m, x) in enumerate(entries, 1)]),
             orjson.dumps([{"i": i, "s": sid} for i, sid in subjects]),
             orjson.dumps([{"i": i, "h": h.hex()} for i, h in nodes]))
+
+
+def _batch_records(rows: _Rows) -> list[str]:
+    return [entry[2] for entry in rows[0]]
 
 
 class AuditLog:
@@ -215,7 +226,7 @@ class AuditLog:
             # PostgreSQL: a batch's rows and the head in one statement — each column as an array,
             # unnested server-side — instead of one statement per row (psycopg's per-statement
             # Python work in pipeline mode was most of a batch's client CPU, issue #21.1).
-            "batch_pg": _batch_pg(p, ["%s"] * 6),
+            "batch_pg": _batch_pg(p, ["%s"] * 7),
             "lock": f"SELECT origin, tree_size, root_hash, checkpoint_size FROM {p}head "  # noqa: S608
             f"WHERE id = 1 FOR UPDATE",
             "read_head": f"SELECT origin, tree_size, root_hash, checkpoint_size FROM {p}head WHERE id = 1",  # noqa: S608
@@ -330,7 +341,9 @@ class AuditLog:
                     dc = conn.driver_connection
                     dc.autocommit = True
                     if conn is kept[0]:
-                        dc.execute(f"RESET synchronous_commit; DEALLOCATE {self._prepared}")
+                        name = self._prepared
+                        pgwire.simple(dc, f"RESET synchronous_commit; DEALLOCATE {name}; "
+                                          f"DEALLOCATE {name}_lock; DEALLOCATE {name}_leaves".encode())
                     dc.autocommit = False
                 conn.close()  # back to the engine's pool
             except Exception:  # noqa: BLE001 - closing a broken connection
@@ -552,12 +565,18 @@ class AuditLog:
                 dc: Any = conn.driver_connection
                 dc.autocommit = True
                 self._prepared = f"{self.tables.prefix}batch_{id(self):x}"
-                # The batch statement is prepared once (preparing the lock and barrier statements
-                # too measured no difference).
+                # Prepared once per connection: the batch statement, the head lock and the
+                # leaves read (parsing and planning those two cost the server ~110 us per batch;
+                # the leaves read takes both bounds, so its generic plan is an index range scan —
+                # with `idx >= $1 ... LIMIT $2` it read the whole table).
                 name, p = self._prepared, self.tables.prefix
-                dc.execute(f"SET synchronous_commit TO off; PREPARE {name} "  # noqa: S608
-                           f"(json, json, json, bigint, bytea, bigint) AS "
-                           f"{_batch_pg(p, [f'${i}' for i in range(1, 7)])}")
+                pgwire.simple(dc, (
+                    f"SET synchronous_commit TO off; PREPARE {name} "  # noqa: S608
+                    f"(json, json, json, bigint, bytea, bigint, text[]) AS "
+                    f"{_batch_pg(p, [f'${i}' for i in range(1, 8)])}; "
+                    f"PREPARE {name}_lock AS {self._sql['lock']}; "
+                    f"PREPARE {name}_leaves (bigint, bigint) AS SELECT idx, leaf_hash FROM {p}entries "
+                    f"WHERE idx >= $1 AND idx < $2 ORDER BY idx").encode())
                 self._escape = pq.Escaping(dc.pgconn)
             if self._sqlite_file:
                 cur = conn.cursor()
@@ -663,45 +682,47 @@ class AuditLog:
         return first, checkpoint, 0
 
     def _write_batch_pg(self, dc: Any, items: Sequence[Prepared]) -> tuple[int, Checkpoint | None, int]:
-        """Two round trips, each one simple-protocol message of several statements (psycopg's
-        pipeline mode cost 2-3x the client CPU of a plain round trip): (1) BEGIN, the head row
-        `FOR UPDATE`, the leaves since the cached frontier (a statement of its own, so it reads
-        after the lock is granted); (2) the prepared batch statement with the rows as literals,
-        and COMMIT (+ the barrier, when nobody is queued). The writer connection is in autocommit
-        mode, so psycopg sends nothing else."""
+        """Two round trips, each one simple-protocol message of several statements sent straight
+        through libpq (`pgwire`; psycopg's pipeline mode cost 2-3x the client CPU of a plain round
+        trip, and its cursor another ~70 us per round trip): (1) BEGIN, the head row `FOR UPDATE`,
+        the leaves since the cached frontier (a statement of its own, so it reads after the lock
+        is granted); (2) the prepared batch statement with the rows as literals, and COMMIT (+ the
+        barrier, when nobody is queued). The writer connection is in autocommit mode, so psycopg
+        sends nothing else."""
         cached = self._frontier
-        cur = dc.cursor()
+        name = self._prepared.encode()
+        read = b"BEGIN; EXECUTE %s_lock" % name
+        if cached is not None:
+            read += b"; EXECUTE %s_leaves(%d, %d)" % (name, cached.size, cached.size + _CATCH_UP + 1)
+        results = pgwire.simple(dc, read)
+        lock = results[1]
+        head = self._head_row(None if lock.ntuples != 1 else (
+            lock.get_value(0, 0).decode(), lock.get_value(0, 1), pgwire.bytea(lock.get_value(0, 2)),
+            lock.get_value(0, 3)))
+        leaves = None
+        if cached is not None:
+            got, value = results[2], results[2].get_value
+            leaves = [(int(value(r, 0)), pgwire.bytea(value(r, 1))) for r in range(got.ntuples)]
+        cur = dc.cursor()  # ~5 us; used only to read frontier nodes back or to sign, rarely
         try:
-            read = f"BEGIN; {self._sql['lock']}"
-            if cached is not None:
-                # Not prepared: a generic plan of `idx >= $1 ... LIMIT` read the whole table
-                # (server CPU per batch of 8 grew from ~1.1 to ~1.6 ms over 600 batches).
-                read += (f"; SELECT idx, leaf_hash FROM {self.tables.prefix}entries "  # noqa: S608
-                         f"WHERE idx >= {int(cached.size)} ORDER BY idx LIMIT {_CATCH_UP + 1}")
-            cur.execute(read)
-            cur.nextset()  # past BEGIN
-            head = self._head_row(cur.fetchone())
-            leaves = None
-            if cached is not None:
-                cur.nextset()
-                leaves = [(int(i), bytes(h)) for i, h in cur.fetchall()]
             frontier = self._caught_up(cur, head, leaves)
             first, frontier, rows = self._rows(frontier, items)
             checkpoint, cp_size = self._maybe_sign(cur, head, frontier)  # its own round trip, rarely
             literal = self._escape.escape_literal
             e, s, n = (literal(j) for j in _batch_json(rows))
+            records = b",".join([literal(item.data) for item in items])
             write = (b"SET LOCAL synchronous_commit TO on; " if checkpoint is not None else b"") + (
-                b"EXECUTE %s(%s, %s, %s, %d, decode('%s', 'hex'), %d)"
-                % (self._prepared.encode(), e, s, n, frontier.size, frontier.root().hex().encode(), cp_size))
+                b"EXECUTE %s(%s, %s, %s, %d, decode('%s', 'hex'), %d, ARRAY[%s])"
+                % (name, e, s, n, frontier.size, frontier.root().hex().encode(), cp_size, records))
             if self.faults.take("fail_commits"):
-                cur.execute(write)
+                pgwire.simple(dc, write)
                 raise RuntimeError("injected commit failure")
             # Nobody queued for the next batch (e.g. every writer thread is in this one): the
             # durability barrier rides in the same message, after the COMMIT that released the
             # lock — one round trip and one backend fewer. Otherwise `_flush` runs it on its own
             # connection, so that the next batch may take the lock meanwhile.
             merged = checkpoint is None and not self._queue
-            cur.execute(write + (_MERGED_BARRIER if merged else b"; COMMIT"))
+            pgwire.simple(dc, write + (_MERGED_BARRIER if merged else b"; COMMIT"))
         finally:
             cur.close()
         self._frontier = frontier
@@ -792,7 +813,8 @@ class AuditLog:
         steps one prepared statement in C."""
         entries, subjects, nodes = rows
         if self._pg:
-            cur.execute(self._sql["batch_pg"], (*(j.decode() for j in _batch_json(rows)), *head))
+            cur.execute(self._sql["batch_pg"], (*(j.decode() for j in _batch_json(rows)), *head,
+                                                _batch_records(rows)))
             return
         cur.executemany(self._sql["entry"], entries)
         if subjects:
@@ -844,7 +866,7 @@ class AuditLog:
             dc = self._flush_conn.driver_connection
             try:
                 # Autocommit: one statement, its own synchronous transaction, one round trip.
-                dc.execute("SELECT pg_logical_emit_message(true, 'consentgate.audit', 'flush')")
+                pgwire.simple(dc, b"SELECT pg_logical_emit_message(true, 'consentgate.audit', 'flush')")
             except BaseException:
                 conn, self._flush_conn = self._flush_conn, None
                 try:
