@@ -342,7 +342,7 @@ class AuditLog:
                     dc.autocommit = True
                     if conn is kept[0]:
                         name = self._prepared
-                        pgwire.simple(dc, f"RESET synchronous_commit; DEALLOCATE {name}; "
+                        pgwire.simple(dc, f"RESET synchronous_commit; RESET bytea_output; DEALLOCATE {name}; "
                                           f"DEALLOCATE {name}_lock; DEALLOCATE {name}_leaves".encode())
                     dc.autocommit = False
                 conn.close()  # back to the engine's pool
@@ -571,7 +571,7 @@ class AuditLog:
                 # with `idx >= $1 ... LIMIT $2` it read the whole table).
                 name, p = self._prepared, self.tables.prefix
                 pgwire.simple(dc, (
-                    f"SET synchronous_commit TO off; PREPARE {name} "  # noqa: S608
+                    f"SET synchronous_commit TO off; SET bytea_output TO hex; PREPARE {name} "  # noqa: S608
                     f"(json, json, json, bigint, bytea, bigint, text[]) AS "
                     f"{_batch_pg(p, [f'${i}' for i in range(1, 8)])}; "
                     f"PREPARE {name}_lock AS {self._sql['lock']}; "

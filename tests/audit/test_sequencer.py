@@ -241,3 +241,53 @@ def test_batch_stats_count_what_the_group_commit_wrote(make_log: LogFactory) -> 
         th.join()
     batches, entries = log.batch_stats()
     assert entries == 24 and 2 + 5 <= batches <= 2 + 20  # 4 writers: at most 4 appends per batch
+
+
+def test_postgres_records_that_need_quoting_are_stored_byte_for_byte(engine: Engine, signer: CheckpointSigner,
+                                                                     prefix: str) -> None:
+    # The batch sends each record as an SQL literal (libpq's quoting: doubled quotes, and E'...'
+    # with doubled backslashes when the text has one): the stored text must be the canonical bytes.
+    _postgres_only(engine)
+    log = AuditLog(engine, signer, origin=ORIGIN, table_prefix=prefix, checkpoint_interval_ms=0,
+                   checkpoint_every=1000)
+    log.create_tables()
+    try:
+        odd = ["it's", 'a "quote"', "back\\slash \\x00 \\\\", "é ü 漢 \u2028 😀", "'; DROP TABLE x; --", "$1 %s ?"]
+        results = log.append_many([decision(i, note=text) for i, text in enumerate(odd)])
+        for r, text in zip(results, odd, strict=True):
+            assert log.entry(r.index).record["note"] == text
+        log.publish_checkpoint()
+        assert assert_log_consistent(log).entries == len(odd)  # re-hashes every stored record
+    finally:
+        log.close()
+
+
+def test_postgres_a_failed_batch_statement_fails_its_callers_and_the_log_recovers(
+        engine: Engine, signer: CheckpointSigner, prefix: str) -> None:
+    # A statement of the batch's message fails on the server (here: its prepared statement is
+    # gone): the callers get AuditAppendError, the connection with its open transaction and the
+    # head lock is dropped, and the next batch goes on from the head without a gap.
+    _postgres_only(engine)
+    log = AuditLog(engine, signer, origin=ORIGIN, table_prefix=prefix, checkpoint_interval_ms=0,
+                   checkpoint_every=1000)
+    log.create_tables()
+    try:
+        log.append(decision(0))
+        assert log._writer_conn is not None
+        log._writer_conn.driver_connection.execute(f"DEALLOCATE {log._prepared}")
+        with pytest.raises(AuditAppendError, match="does not exist"):
+            log.append(decision(1))
+        assert log._writer_conn is None
+        assert log.append(decision(2)).index == 1
+        log.publish_checkpoint()  # takes the head lock: it was released with the dropped connection
+        assert assert_log_consistent(log).entries == 2
+    finally:
+        log.close()
+
+
+def test_pgwire_reads_bytea_in_hex_output_only() -> None:
+    from gateway.audit.pgwire import bytea
+
+    assert bytea(b"\\x00ff10") == b"\x00\xff\x10"
+    with pytest.raises(ValueError, match="hex output"):
+        bytea(b"\\000")  # the escape output format: not what the server is asked for
