@@ -226,7 +226,7 @@ class AuditLog:
             # PostgreSQL: a batch's rows and the head in one statement — each column as an array,
             # unnested server-side — instead of one statement per row (psycopg's per-statement
             # Python work in pipeline mode was most of a batch's client CPU, issue #21.1).
-            "batch_pg": _batch_pg(p, ["%s"] * 7),
+            "batch_pg": _batch_pg(p, [f"%({k})s" for k in ("e", "s", "n", "size", "root", "cp", "r")]),
             "lock": f"SELECT origin, tree_size, root_hash, checkpoint_size FROM {p}head "  # noqa: S608
             f"WHERE id = 1 FOR UPDATE",
             "read_head": f"SELECT origin, tree_size, root_hash, checkpoint_size FROM {p}head WHERE id = 1",  # noqa: S608
@@ -813,8 +813,11 @@ class AuditLog:
         steps one prepared statement in C."""
         entries, subjects, nodes = rows
         if self._pg:
-            cur.execute(self._sql["batch_pg"], (*(j.decode() for j in _batch_json(rows)), *head,
-                                                _batch_records(rows)))
+            # Named: the records' placeholder comes first in the text.
+            e, s, n = (j.decode() for j in _batch_json(rows))
+            size, root, cp = head
+            cur.execute(self._sql["batch_pg"], {"e": e, "s": s, "n": n, "size": size, "root": root, "cp": cp,
+                                                "r": _batch_records(rows)})
             return
         cur.executemany(self._sql["entry"], entries)
         if subjects:

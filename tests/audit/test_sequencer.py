@@ -291,3 +291,27 @@ def test_pgwire_reads_bytea_in_hex_output_only() -> None:
     assert bytea(b"\\x00ff10") == b"\x00\xff\x10"
     with pytest.raises(ValueError, match="hex output"):
         bytea(b"\\000")  # the escape output format: not what the server is asked for
+
+
+def test_postgres_append_in_commits_and_rolls_back_with_the_callers_transaction(
+        engine: Engine, signer: CheckpointSigner, prefix: str) -> None:
+    # `append_in` writes through the caller's SQLAlchemy connection (psycopg binds the batch
+    # statement's parameters, the records as a text array): the rows must be the same as a batch's.
+    _postgres_only(engine)
+    log = AuditLog(engine, signer, origin=ORIGIN, table_prefix=prefix, checkpoint_interval_ms=0,
+                   checkpoint_every=1000)
+    log.create_tables()
+    try:
+        log.append(decision(0))
+        with engine.begin() as conn:
+            got = log.append_in(conn, [decision(1, note="it's \\ \"x\""), decision(2)])
+        assert [r.index for r in got] == [1, 2]
+        with pytest.raises(RuntimeError), engine.begin() as conn:
+            log.append_in(conn, [decision(3)])
+            raise RuntimeError("the caller's own write failed")
+        assert log.append(decision(4)).index == 3  # the rolled-back entry left no gap
+        assert log.entry(1).record["note"] == "it's \\ \"x\""
+        log.publish_checkpoint()
+        assert assert_log_consistent(log).entries == 4
+    finally:
+        log.close()
