@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from gateway.errors import BadInput, TooLarge, UnsupportedMedia
-from gateway.media import MediaLimits, decode_image, encode_image, sniff
+from gateway.media import MediaLimits, decode_image, encode_image, resize_max_side, sniff
 
 LIMITS = MediaLimits(max_bytes=5_000_000, max_pixels=20_000_000, working_max_side=1024)
 
@@ -140,6 +140,19 @@ def test_working_copy_is_the_resize_of_the_decoded_pixels(astronaut: np.ndarray,
     want = np.asarray(Image.fromarray(img.rgb.copy()).resize(img.working.shape[1::-1], Image.Resampling.BOX))
     assert img.working.shape[:2] == ((768, 1024) if kind == "jpeg_rotated" else (1024, 768))
     assert np.array_equal(img.working, want)
+
+
+@pytest.mark.parametrize("shape", [(2048, 2048), (1536, 2048), (2048, 1538), (2050, 1024), (2047, 2047), (3000, 1500)])
+def test_working_copy_equals_pillow_box_resize_on_noise(shape: tuple[int, int]) -> None:
+    """Halving (2048² → 1024², the common large render) takes OpenCV's path, any other size Pillow's:
+    on noise, where every pair sum is as often odd as even (the rounding shows), both equal Pillow's box
+    resize of the same pixels bit for bit."""
+    rgb = np.random.default_rng(sum(shape)).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    working, scale = resize_max_side(rgb, 1024)
+    want = np.asarray(Image.fromarray(rgb).resize(working.shape[1::-1], Image.Resampling.BOX))
+    assert working.shape == want.shape and max(working.shape[:2]) == 1024
+    assert np.array_equal(working, want)
+    assert scale == max(shape) / 1024
 
 
 def test_animated_webp_refused(coffee: np.ndarray) -> None:
