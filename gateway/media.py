@@ -133,7 +133,7 @@ def resize_max_side(rgb: np.ndarray, max_side: int, *, source: Image.Image | Non
 
 
 def _halve(rgb: np.ndarray) -> np.ndarray:
-    """Pillow's box resize to exactly half of an even-sided RGB image, bit for bit, in ~0.4× of its CPU
+    """Pillow's box resize to exactly half of an even-sided RGB image, bit for bit, in ~0.45× of its CPU
     (2048² → 1024²: the common large render; serial work before any model starts, #14.7). At exactly
     half, Pillow's box filter averages each pair of columns, rounding half up, into 8-bit pixels, then
     each pair of rows the same way; OpenCV's bilinear resize to exactly half samples at the middle of
