@@ -18,9 +18,10 @@ image and embed / detect time; then the false-positive rate of ``detect`` on ``-
 (10,000 by default) generated unmarked images. ``tileSync`` (the default) is printed beside
 ``dwtDctSvd`` (the previous default: the baseline, same run, on every 4th image and 1,000 unmarked
 images — its detector upsamples 2x and costs ~4x more on a shared 2-core machine), and
-``tileSync (r2 decoder)``: the same marked copies as read by the second revision's detector (one
-Viterbi word per hypothesis, no second look; ``_previous_found``), the same-run baseline of the
-decoder changes.
+``tileSync (r3 detector)``: the same marked copies as read by the third revision's detector (the
+folded tile read unwhitened; ``_previous_found``), the same-run baseline of the detector change.
+``bench/mark_whiten.py`` compares the third and fourth revisions end to end (each its own
+embedder and detector) on the same ids.
 
 Run: ``.venv/bin/python bench/release.py [--quick] [--pipeline-only] [--table-only]``
 (``--quick``: 40 images, 300 unmarked, for iterating; the published figures use the defaults).
@@ -369,24 +370,15 @@ def _accuracy(marker: Watermarker, copy: Image8, wm_id: int, found: Any) -> floa
 
 
 _WORKER: dict[str, Watermarker] = {}
-PREVIOUS = "tileSync (r2 decoder)"  # the same marked copies read by the second revision's detector
+PREVIOUS = "tileSync (r3 detector)"  # the same marked copies read by the third revision's detector
 
 
 def _previous_found(marker: TileSyncWatermarker, copy: Image8, wm_id: int, found: Any) -> bool:
-    """Would the second revision's detector (one Viterbi word per hypothesis, no second look)
-    have found ``wm_id`` in ``copy``? Today's detector reads the same hypotheses in the same order
-    and checks their first words first, so the answer follows from how many words it checked
-    (``false_accept_bound / 2**-32``): nothing found, or found in the second look -> no; found
-    at a hypothesis's first word -> yes; found further down a list -> run the old detector."""
-    if found.wm_id != wm_id:
-        return False
-    checked = round(found.false_accept_bound / marker.codec.false_accept_bound(1))
-    hypotheses, rank = divmod(checked - 1, marker.list_size)
-    if hypotheses >= marker.max_decodes:
-        return False
-    if rank == 0:
-        return True
-    old = _WORKER.setdefault(PREVIOUS, TileSyncWatermarker(list_size=1, second_decodes=0))
+    """Would the third revision's detector (the folded tile read unwhitened) have found ``wm_id``
+    in ``copy``? Whitening changes which hypotheses rank first, so nothing follows from today's
+    answer: the old detector reads the copy itself (one more detect per copy)."""
+    del marker, found
+    old = _WORKER.setdefault(PREVIOUS, TileSyncWatermarker(whiten=False))
     return old.detect(copy).wm_id == wm_id
 
 

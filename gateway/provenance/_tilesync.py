@@ -20,7 +20,9 @@ The pattern is added to luma (R, G and B alike) with a perceptual mask (more in 
 less in flat ones) scaled to a target PSNR, each bit's cells scaled to cancel most of what the
 host image itself puts on that bit (``host_gains``: informed embedding; the detector is
 unchanged). Images larger than ``WORK_SIDE`` are marked and read at a working resolution (the
-mark is upsampled onto the full image), so the cost stays flat.
+mark is upsampled onto the full image), so the cost stays flat. The detector reads the folded
+tile whitened (``whiten``: each frequency weighed by how much of the mark it can carry against
+the host's coloured residual).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from functools import cache
 import cv2
 import numpy as np
 import scipy.fft
+import scipy.ndimage
 from numpy.typing import NDArray
 
 TILE = 128
@@ -108,10 +111,10 @@ def perceptual_mask(y: F32) -> F32:
     return activity
 
 
-def _bit_sums(y: F32, lay: Layout) -> NDArray[np.float64]:
+def _bit_sums(y: F32, lay: Layout, whitened: bool = False) -> NDArray[np.float64]:
     """Per carried bit, the detector's chip-weighted sum over the bit's cells (identity geometry)."""
     side = TILE // CELL
-    folded = fold(residual(y), IDENTITY)
+    folded = fold(residual(y), IDENTITY, whitened)
     cells = folded.reshape(side, CELL, side, CELL).sum(axis=(1, 3)).ravel().astype(np.float64)
     payload = lay.bit_of_cell >= 0
     sums = np.bincount(lay.bit_of_cell[payload], weights=cells[payload] * lay.chip[payload], minlength=lay.n_bits)
@@ -119,7 +122,7 @@ def _bit_sums(y: F32, lay: Layout) -> NDArray[np.float64]:
 
 
 def host_gains(y: F32, pattern_of: Callable[[NDArray[np.float64] | None], F32], bits: NDArray[np.uint8],
-               lay: Layout, cancel: float = ISS_CANCEL) -> NDArray[np.float64]:
+               lay: Layout, cancel: float = ISS_CANCEL, whitened: bool = True) -> NDArray[np.float64]:
     """Informed embedding (improved spread spectrum): per carried bit, the gain that cancels the
     host image's own contribution to that bit's detector statistic.
 
@@ -128,10 +131,12 @@ def host_gains(y: F32, pattern_of: Callable[[NDArray[np.float64] | None], F32], 
     bits before the internet has done anything. The embedder knows the host, so it measures ``h``
     and ``g`` (the detector's response to the plain mark) and scales each bit by
     ``1 - cancel * sign * h / g`` (clipped): bits the host pushes the wrong way get more energy,
-    bits it already helps get less. The detector is unchanged (marks made without it still read)."""
+    bits it already helps get less. The detector is unchanged (marks made without it still read).
+    ``whitened``: ``h`` and ``g`` are measured on the whitened fold the fourth revision's detector
+    reads (``whiten``); False gives the third revision's embedder."""
     sign = 2.0 * bits.astype(np.float64) - 1.0
-    host = _bit_sums(y, lay)
-    plain = _bit_sums(np.clip(y + pattern_of(None), 0, 255).astype(np.float32), lay)
+    host = _bit_sums(y, lay, whitened)
+    plain = _bit_sums(np.clip(y + pattern_of(None), 0, 255).astype(np.float32), lay, whitened)
     g = (plain - host) * sign
     gm = float(np.median(g))
     if not gm > 0:
@@ -141,7 +146,7 @@ def host_gains(y: F32, pattern_of: Callable[[NDArray[np.float64] | None], F32], 
 
 
 def embed(rgb: NDArray[np.uint8], bits: NDArray[np.uint8], psnr_db: float,
-          informed: bool = True) -> tuple[NDArray[np.uint8], float]:
+          informed: bool = True, whitened: bool = True) -> tuple[NDArray[np.uint8], float]:
     """Add the tiled pattern for ``bits`` to the luma of ``rgb`` at ``psnr_db`` (before rounding and
     clipping); returns the marked image and its actual mean squared change (R, G and B)."""
     height, width = rgb.shape[:2]
@@ -159,7 +164,7 @@ def embed(rgb: NDArray[np.uint8], bits: NDArray[np.uint8], psnr_db: float,
         p *= np.float32(np.sqrt(max(target_mse, 0.01) / float(np.mean(np.square(p, dtype=np.float32)))))
         return p
 
-    gains = host_gains(y_small, pattern_of, bits, lay) if informed else None
+    gains = host_gains(y_small, pattern_of, bits, lay, whitened=whitened) if informed else None
     pattern = pattern_of(gains)
     if (wh, ww) != (height, width):
         pattern = np.asarray(cv2.resize(pattern, (width, height), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
@@ -453,7 +458,7 @@ def _peak_near(shifted: F32, h: int, w: int, y: float, x: float) -> float:
     return float(shifted[cy - 1:cy + 2, cx - 1:cx + 2].max())
 
 
-def fold(r: F32, lat: Lattice) -> F32:
+def fold(r: F32, lat: Lattice, whitened: bool = False) -> F32:
     """Mean of the residual per position of the canonical tile, the copy's geometry undone.
 
     The residual is warped back to the canonical frame (at half resolution when the copy was
@@ -492,6 +497,8 @@ def fold(r: F32, lat: Lattice) -> F32:
         valid = np.pad(valid, _pad_to(valid.shape, period))
         counts = valid.reshape(ty, period, tx, period).sum(axis=(0, 2), dtype=np.float64)
     tile: F32 = (sums / np.maximum(counts, 1e-3)).astype(np.float32)
+    if whitened:
+        tile = whiten(tile)
     if period != TILE:
         tile = np.asarray(cv2.resize(tile, (TILE, TILE), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
     return tile
@@ -499,6 +506,29 @@ def fold(r: F32, lat: Lattice) -> F32:
 
 def _pad_to(shape: tuple[int, ...], period: int) -> tuple[tuple[int, int], tuple[int, int]]:
     return (0, -shape[0] % period), (0, -shape[1] % period)
+
+
+WHITEN_BAND = 9  # frequencies (per axis) over which the folded tile's power is averaged
+WHITEN_FLOOR = 0.3  # of the mean power, added to every frequency's (an estimate from 81 values is noisy)
+
+
+def whiten(folded: F32, band: int = WHITEN_BAND) -> F32:
+    """The folded tile with its spectrum divided by its local power (a matched filter against a
+    coloured host). What the host leaves in the folded tile is not white (textures such as grass
+    and gravel, resampled copies): its strong frequencies drown the mark's weak ones when every
+    frequency counts alike. Dividing each frequency by the mean power of the ``band`` x ``band``
+    frequencies around it (circular; the mark's own share is one of many there) weighs each
+    frequency by how much of the mark it can carry, the Wiener-like weighting of spread-spectrum
+    detection; ``WHITEN_FLOOR`` keeps the weakest frequencies, whose power estimate is the least
+    sure, from weighing the most. Applied at the fold's own period (a halved copy's 64-px fold is whitened before it
+    is brought back to ``TILE``: whitening the upsampled tile would lift its empty band to full
+    weight). One 128-px FFT; geometry-free."""
+    spectrum = scipy.fft.fft2(folded.astype(np.float64))
+    power = spectrum.real**2 + spectrum.imag**2
+    smooth = scipy.ndimage.uniform_filter(power, size=band, mode="wrap")
+    smooth += WHITEN_FLOOR * float(smooth.mean()) + 1e-12
+    out: F32 = scipy.fft.ifft2(spectrum / smooth).real.astype(np.float32)
+    return out
 
 
 def align(folded: F32, lay: Layout) -> tuple[F32, float, tuple[int, int]]:

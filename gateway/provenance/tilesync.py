@@ -16,6 +16,13 @@ autocorrelation lattices (comb-scored, least-squares refined), on small copies a
 sweep — by their sync correlation, and polishes the strongest by a local search on that
 correlation. Neither changes the format: marks from the first embedder read the same.
 
+The fourth revision reads the folded tile *whitened* (``_tilesync.whiten``: each frequency
+divided by the power around it, at the fold's own period) before the sync correlation and the
+bit scores: a textured host or a resampled copy leaves a coloured residual whose strong
+frequencies drowned the mark's weak ones; the informed embedder cancels the host's share of
+that whitened statistic. Same tile, code, sync and payload: ``tileSync`` version 1 still, marks
+of every earlier revision read (``whiten=False`` gives the third revision, for comparison).
+
 False accepts, by construction: each *decoded* geometry hypothesis yields at most ``list_size``
 candidate words (Viterbi's most likely one, then, only when it fails the check, the next most
 likely ones by list Viterbi: ``fec.list_viterbi_decode``), each valid by chance with probability
@@ -89,7 +96,8 @@ class TileSyncWatermarker:
     1.0 = ``psnr_db``). ``max_lattices`` geometry candidates (up to 4x more on copies under 0.25 MP,
     which are cheap to fold) are ranked by their sync strength and
     at most ``max_decodes`` of them decoded (and ``second_decodes`` of the second look's), each to
-    at most ``list_size`` candidate words (the false-accept budget).
+    at most ``list_size`` candidate words (the false-accept budget). ``whiten=False``: the third
+    revision (unwhitened fold, embedder and detector), for comparison.
     """
 
     method = "tileSync"
@@ -98,7 +106,7 @@ class TileSyncWatermarker:
     def __init__(self, *, psnr_db: float = 40.5, strength: float = 1.0, min_psnr_db: float = 40.0,
                  max_lattices: int = 8, max_decodes: int = 9, list_size: int = LIST_SIZE,
                  second_decodes: int = SECOND_DECODES, codec: PayloadCodec = MARK_PAYLOAD,
-                 informed: bool = True) -> None:
+                 informed: bool = True, whiten: bool = True) -> None:
         if strength <= 0:
             raise ValueError("strength must be positive")
         self.psnr_db = float(psnr_db) - 20 * math.log10(strength)
@@ -109,6 +117,7 @@ class TileSyncWatermarker:
         self.second_decodes = max(0, min(second_decodes, SECOND_DECODES))
         self.codec = codec
         self.informed = informed  # False: the first embedder (plain spread spectrum), for comparison
+        self.whiten = whiten  # False: the third revision's detector (unwhitened folded tile), for comparison
         self.faults = WatermarkFaults()
         self._layout = ts.layout(fec.coded_length(codec.n_bits))
 
@@ -124,7 +133,7 @@ class TileSyncWatermarker:
         # at the target PSNR
         target, best, boosts = self.psnr_db, None, 0
         for _ in range(8):
-            marked, mse = ts.embed(image, coded, target, informed=self.informed)
+            marked, mse = ts.embed(image, coded, target, informed=self.informed, whitened=self.whiten)
             psnr = 10 * math.log10(255.0**2 / max(mse, 1e-12))
             if psnr < self.min_psnr_db:
                 if best is not None:
@@ -151,7 +160,7 @@ class TileSyncWatermarker:
         return ts.residual(y)
 
     def read(self, residual: NDArray[np.float32], lattice: ts.Lattice) -> Reading:
-        aligned, sync_z, origin = ts.align(ts.fold(residual, lattice), self._layout)
+        aligned, sync_z, origin = ts.align(ts.fold(residual, lattice, self.whiten), self._layout)
         return Reading(lattice, sync_z, ts.chip_scores(aligned, self._layout), origin)
 
     def _lattices(self, residual: NDArray[np.float32]) -> list[ts.Lattice]:
