@@ -142,7 +142,7 @@ def _halve(rgb: np.ndarray) -> np.ndarray:
     import cv2
 
     h, w = rgb.shape[:2]
-    rows = cv2.resize(rgb, (w // 2, h), interpolation=cv2.INTER_LINEAR)
+    rows = cv2.resize(np.ascontiguousarray(rgb), (w // 2, h), interpolation=cv2.INTER_LINEAR)
     return np.asarray(cv2.resize(rows, (w // 2, h // 2), interpolation=cv2.INTER_LINEAR), dtype=np.uint8)
 
 

@@ -66,6 +66,14 @@ def test_close_returns_the_writer_connection(make_log: LogFactory) -> None:
         log.append(decision(1))
 
 
+def _new_log(engine: Engine, signer: CheckpointSigner, prefix: str, *, checkpoint_every: int = 1000) -> AuditLog:
+    """A log with its tables, checkpoints only when `checkpoint_every` entries call for one."""
+    log = AuditLog(engine, signer, origin=ORIGIN, table_prefix=prefix, checkpoint_interval_ms=0,
+                   checkpoint_every=checkpoint_every)
+    log.create_tables()
+    return log
+
+
 def _postgres_only(engine: Engine) -> None:
     if engine.dialect.name != "postgresql":
         pytest.skip("the flush barrier is PostgreSQL's (SQLite commits are durable when they return)")
@@ -74,9 +82,7 @@ def _postgres_only(engine: Engine) -> None:
 def test_postgres_callers_are_answered_only_after_the_flush_barrier(engine: Engine, signer: CheckpointSigner,
                                                                    prefix: str) -> None:
     _postgres_only(engine)
-    log = AuditLog(engine, signer, origin=ORIGIN, table_prefix=prefix, checkpoint_interval_ms=0,
-                   checkpoint_every=1000)
-    log.create_tables()
+    log = _new_log(engine, signer, prefix)
     batches: dict[int, int] = {}  # index -> the commit number its batch must see flushed
     write_batch = log._write_batch
 
@@ -115,9 +121,7 @@ def test_postgres_a_lone_batch_carries_its_own_barrier(engine: Engine, signer: C
     # Nobody queued behind the batch: the barrier rides in its second message (after the COMMIT
     # that released the lock), and no second connection is opened.
     _postgres_only(engine)
-    log = AuditLog(engine, signer, origin=ORIGIN, table_prefix=prefix, checkpoint_interval_ms=0,
-                   checkpoint_every=1000)
-    log.create_tables()
+    log = _new_log(engine, signer, prefix)
     try:
         for i in range(5):
             assert log.append(decision(i)).index == i
@@ -129,9 +133,7 @@ def test_postgres_a_lone_batch_carries_its_own_barrier(engine: Engine, signer: C
 
 def test_postgres_a_failed_barrier_fails_closed(engine: Engine, signer: CheckpointSigner, prefix: str) -> None:
     _postgres_only(engine)
-    log = AuditLog(engine, signer, origin=ORIGIN, table_prefix=prefix, checkpoint_interval_ms=0,
-                   checkpoint_every=1000)
-    log.create_tables()
+    log = _new_log(engine, signer, prefix)
     try:
         log.append(decision(0))
 
@@ -156,9 +158,7 @@ def test_postgres_a_batch_that_signs_commits_synchronously(engine: Engine, signe
                                                            prefix: str) -> None:
     # A signed checkpoint must never be visible before the entries it covers are durable.
     _postgres_only(engine)
-    log = AuditLog(engine, signer, origin=ORIGIN, table_prefix=prefix, checkpoint_interval_ms=0,
-                   checkpoint_every=2)
-    log.create_tables()
+    log = _new_log(engine, signer, prefix, checkpoint_every=2)
     try:
         first = log.append(decision(0))
         assert first.checkpoint is None and log._committed == 1
@@ -248,9 +248,7 @@ def test_postgres_records_that_need_quoting_are_stored_byte_for_byte(engine: Eng
     # The batch sends each record as an SQL literal (libpq's quoting: doubled quotes, and E'...'
     # with doubled backslashes when the text has one): the stored text must be the canonical bytes.
     _postgres_only(engine)
-    log = AuditLog(engine, signer, origin=ORIGIN, table_prefix=prefix, checkpoint_interval_ms=0,
-                   checkpoint_every=1000)
-    log.create_tables()
+    log = _new_log(engine, signer, prefix)
     try:
         odd = ["it's", 'a "quote"', "back\\slash \\x00 \\\\", "é ü 漢 \u2028 😀", "'; DROP TABLE x; --", "$1 %s ?"]
         results = log.append_many([decision(i, note=text) for i, text in enumerate(odd)])
@@ -268,9 +266,7 @@ def test_postgres_a_failed_batch_statement_fails_its_callers_and_the_log_recover
     # gone): the callers get AuditAppendError, the connection with its open transaction and the
     # head lock is dropped, and the next batch goes on from the head without a gap.
     _postgres_only(engine)
-    log = AuditLog(engine, signer, origin=ORIGIN, table_prefix=prefix, checkpoint_interval_ms=0,
-                   checkpoint_every=1000)
-    log.create_tables()
+    log = _new_log(engine, signer, prefix)
     try:
         log.append(decision(0))
         assert log._writer_conn is not None
@@ -298,9 +294,7 @@ def test_postgres_append_in_commits_and_rolls_back_with_the_callers_transaction(
     # `append_in` writes through the caller's SQLAlchemy connection (psycopg binds the batch
     # statement's parameters, the records as a text array): the rows must be the same as a batch's.
     _postgres_only(engine)
-    log = AuditLog(engine, signer, origin=ORIGIN, table_prefix=prefix, checkpoint_interval_ms=0,
-                   checkpoint_every=1000)
-    log.create_tables()
+    log = _new_log(engine, signer, prefix)
     try:
         log.append(decision(0))
         with engine.begin() as conn:
