@@ -135,7 +135,7 @@ def test_unreachable_at_start_becomes_ready_by_itself(tmp_path: Path, relay: For
 
 
 def test_killed_replica_during_api_load_fails_closed_and_loses_nothing(
-    tmp_path: Path, relay: Forwarder, ray_cluster: Any
+    tmp_path: Path, relay: Forwarder, ray_cluster: Any, serve_client: Any
 ) -> None:
     with _gateway(tmp_path, relay.url) as tc:
         keys = Keys(tc)
@@ -171,9 +171,22 @@ def test_killed_replica_during_api_load_fails_closed_and_loses_nothing(
                 assert a["decision"] == "allow" and [f["bbox"] for f in a["findings"]["faces"]] == [[60, 60, 124, 124]]
         assert _entries(tc) == start + len(answers)  # one entry per decision answered, none lost
         verify_log(tc)
-    deadline = time.monotonic() + 120
+    _wait_until_face_replicas_serve(ray_cluster, serve_client)
+
+
+def _wait_until_face_replicas_serve(ray_cluster: Any, serve_client: Any, timeout_s: float = 120.0) -> None:
+    """After the SIGKILL: both face replica processes are back *and* the deployment answers
+    (eight `info` calls in a row, which the proxy spreads over the replicas), so the next test
+    does not meet a replica that is still starting."""
+    deadline = time.monotonic() + timeout_s
     while len(ray_cluster.replica_pids("face")) < 2 and time.monotonic() < deadline:
         time.sleep(0.5)
+    in_a_row = 0
+    while in_a_row < 8 and time.monotonic() < deadline:
+        in_a_row = in_a_row + 1 if not serve_client.problems(["face"], timeout_s=5.0) else 0
+        if in_a_row == 0:
+            time.sleep(0.5)
+    assert in_a_row >= 8, "the face deployment did not come back within 120 s of the SIGKILL"
 
 
 VIDEO_POLICY = """
