@@ -13,7 +13,7 @@ import orjson
 from sqlalchemy import Engine
 
 from .errors import AuditAppendError
-from .schema import AuditTables, lookup_keys
+from .schema import AuditTables, lookup_keys, statements
 
 CHUNK = 5000  # entries per transaction: bounds how long the indexer holds the append lock
 
@@ -32,22 +32,22 @@ class LookupIndexer:
         self._lock = threading.Lock()
         self.sqlite = engine.dialect.name == "sqlite"
         ph = "?" if engine.dialect.paramstyle == "qmark" else "%s"
-        p = tables.prefix  # validated by audit_tables: [a-z_][a-z0-9_]*; values are bound
+        shared = statements(tables.prefix, ph)  # prefix validated by audit_tables; values are bound
+        p = tables.prefix
         self._sql = {
-            "lock_sqlite": f"UPDATE {p}lookup_state SET indexed_size = indexed_size WHERE id = 1",  # noqa: S608
-            "read": f"SELECT indexed_size FROM {p}lookup_state WHERE id = 1",  # noqa: S608
-            "lock": f"SELECT indexed_size FROM {p}lookup_state WHERE id = 1 FOR UPDATE",  # noqa: S608
+            "lock_sqlite": shared["lock_lookups_sqlite"],
+            "read": shared["indexed"],
+            "lock": f"{shared['indexed']} FOR UPDATE",
             "tree_size": f"SELECT tree_size FROM {p}head WHERE id = 1",  # noqa: S608
-            "entries": f"SELECT idx, tenant, decision_id FROM {p}entries "  # noqa: S608
-            f"WHERE idx >= {ph} AND idx < {ph} ORDER BY idx",
-            "subjects": f"SELECT idx, subject_id FROM {p}subjects WHERE idx >= {ph} AND idx < {ph}",  # noqa: S608
-            "posting": f"INSERT INTO {p}lookup (key, idx) VALUES ({ph}, {ph})",  # noqa: S608
+            "entries": shared["index_entries"],
+            "subjects": shared["index_subjects"],
+            "posting": shared["posting"],
             # PostgreSQL: every posting of the chunk in one statement (psycopg's executemany sends
             # one pipelined statement per row, with ~30 us of Python each: at three postings per
             # entry the indexer cost about as much client CPU as the appends themselves).
             "postings_pg": f"INSERT INTO {p}lookup (key, idx) SELECT k, i "  # noqa: S608
             f"FROM json_to_recordset(%s::json) AS b(k text, i bigint)",
-            "advance": f"UPDATE {p}lookup_state SET indexed_size = {ph} WHERE id = 1",  # noqa: S608
+            "advance": shared["advance"],
         }
 
     def run(self, max_entries: int = CHUNK) -> int:

@@ -32,7 +32,7 @@ from .indexer import CHUNK, LookupIndexer
 from .merkle import EMPTY_ROOT, Frontier, frontier_nodes
 from .notes import Checkpoint, CheckpointSigner
 from .reader import AuditEntry, ConsistencyProof, Head, InclusionProof, LogReader
-from .schema import audit_tables, node_id
+from .schema import audit_tables, node_id, statements
 
 _log = logging.getLogger(__name__)
 # A batch reads back the leaves another writer appended since its cached frontier, up to this
@@ -211,15 +211,7 @@ class AuditLog:
         p = self.tables.prefix  # validated by audit_tables: [a-z_][a-z0-9_]*; values are bound
         # Plain SQL for the hot path: executemany straight to the driver, no per-row ORM work.
         return {
-            "entry": f"INSERT INTO {p}entries (idx, leaf_hash, record, kind, tenant, use, decision, "  # noqa: S608
-            f"time_us, decision_id) VALUES ({', '.join([ph] * 9)})",
-            "subject": f"INSERT INTO {p}subjects (idx, subject_id) VALUES ({ph}, {ph})",  # noqa: S608
-            "node": f"INSERT INTO {p}nodes (nid, hash) VALUES ({ph}, {ph})",  # noqa: S608
-            "head": f"UPDATE {p}head SET tree_size = {ph}, root_hash = {ph}, checkpoint_size = {ph} "  # noqa: S608
-            f"WHERE id = 1",
-            "checkpoint": f"INSERT INTO {p}checkpoints (tree_size, root_hash, note, published_at) "  # noqa: S608
-            f"VALUES ({ph}, {ph}, {ph}, {ph})",
-            "lock_sqlite": f"UPDATE {p}head SET tree_size = tree_size WHERE id = 1",  # noqa: S608
+            **statements(p, ph),
             # SQLite: take the write lock and read the head in one statement (RETURNING, 3.35+).
             "lock_read_sqlite": f"UPDATE {p}head SET tree_size = tree_size WHERE id = 1 "  # noqa: S608
             f"RETURNING origin, tree_size, root_hash, checkpoint_size",
@@ -229,7 +221,6 @@ class AuditLog:
             "batch_pg": _batch_pg(p, [f"%({k})s" for k in ("e", "s", "n", "size", "root", "cp", "r")]),
             "lock": f"SELECT origin, tree_size, root_hash, checkpoint_size FROM {p}head "  # noqa: S608
             f"WHERE id = 1 FOR UPDATE",
-            "read_head": f"SELECT origin, tree_size, root_hash, checkpoint_size FROM {p}head WHERE id = 1",  # noqa: S608
             "leaves": f"SELECT idx, leaf_hash FROM {p}entries WHERE idx >= {ph} ORDER BY idx LIMIT {ph}",  # noqa: S608
         }
 
@@ -824,7 +815,7 @@ class AuditLog:
             cur.executemany(self._sql["subject"], subjects)
         if nodes:
             cur.executemany(self._sql["node"], nodes)
-        cur.execute(self._sql["head"], head)
+        cur.execute(self._sql["set_head"], head)
 
     def _maybe_sign(self, cur: Any, head: Head, frontier: Frontier) -> tuple[Checkpoint | None, int]:
         if frontier.size - max(head.checkpoint_size, 0) < self.checkpoint_every:
@@ -897,7 +888,7 @@ class AuditLog:
                 if latest is not None:
                     return latest
             checkpoint = self._sign(conn, head.tree_size, head.root_hash)
-            conn.exec_driver_sql(self._sql["head"], (head.tree_size, head.root_hash, head.tree_size))
+            conn.exec_driver_sql(self._sql["set_head"], (head.tree_size, head.root_hash, head.tree_size))
         self._published(checkpoint)
         return checkpoint
 

@@ -35,6 +35,35 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
+def statements(prefix: str, ph: str) -> dict[str, str]:
+    """The SQL that every writer and reader of the tables shares (`AuditLog`, `LookupIndexer` and the
+    bare-sqlite3 `SqliteLog` alike), written once for the prefix and the driver's placeholder (`?` or
+    `%s`): the same statements on the same tables is what lets their appends interleave."""
+    p = check_prefix(prefix)  # values are always bound; only the validated prefix is put in the text
+    values = ", ".join([ph] * 9)
+    return {
+        "entry": f"INSERT INTO {p}entries (idx, leaf_hash, record, kind, tenant, use, decision, "  # noqa: S608
+        f"time_us, decision_id) VALUES ({values})",
+        "subject": f"INSERT INTO {p}subjects (idx, subject_id) VALUES ({ph}, {ph})",  # noqa: S608
+        "node": f"INSERT INTO {p}nodes (nid, hash) VALUES ({ph}, {ph})",  # noqa: S608
+        "set_head": f"UPDATE {p}head SET tree_size = {ph}, root_hash = {ph}, checkpoint_size = {ph} "  # noqa: S608
+        f"WHERE id = 1",
+        "read_head": f"SELECT origin, tree_size, root_hash, checkpoint_size FROM {p}head WHERE id = 1",  # noqa: S608
+        # SQLite: the first statement of a writer's transaction takes the database write lock.
+        "lock_sqlite": f"UPDATE {p}head SET tree_size = tree_size WHERE id = 1",  # noqa: S608
+        "checkpoint": f"INSERT INTO {p}checkpoints (tree_size, root_hash, note, published_at) "  # noqa: S608
+        f"VALUES ({ph}, {ph}, {ph}, {ph})",
+        # the lookup postings (the indexer's work, after the append)
+        "lock_lookups_sqlite": f"UPDATE {p}lookup_state SET indexed_size = indexed_size WHERE id = 1",  # noqa: S608
+        "indexed": f"SELECT indexed_size FROM {p}lookup_state WHERE id = 1",  # noqa: S608
+        "index_entries": f"SELECT idx, tenant, decision_id FROM {p}entries "  # noqa: S608
+        f"WHERE idx >= {ph} AND idx < {ph} ORDER BY idx",
+        "index_subjects": f"SELECT idx, subject_id FROM {p}subjects WHERE idx >= {ph} AND idx < {ph}",  # noqa: S608
+        "posting": f"INSERT INTO {p}lookup (key, idx) VALUES ({ph}, {ph})",  # noqa: S608
+        "advance": f"UPDATE {p}lookup_state SET indexed_size = {ph} WHERE id = 1",  # noqa: S608
+    }
+
+
 def node_id(level: int, index: int) -> int:
     return index * 64 + level
 

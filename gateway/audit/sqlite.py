@@ -32,7 +32,7 @@ from .canonical import CanonicalizationError, prepare
 from .errors import AuditAppendError, AuditConfigError, AuditNotFound, ProofError
 from .merkle import EMPTY_ROOT, Frontier, NodeId, consistency_ranges, frontier_nodes, hashes_of, inclusion_ranges
 from .notes import Checkpoint, CheckpointSigner, PublicKeyLike
-from .schema import check_prefix, lookup_keys, node_id
+from .schema import check_prefix, lookup_keys, node_id, statements
 from .values import MAX_LIMIT, AuditEntry, AuditQuery, ConsistencyProof, Head, InclusionProof, time_bound
 from .verify import StoredHead, VerifyReport, verify_rows
 
@@ -71,30 +71,15 @@ class SqliteLog:
         self.conn = conn
         self.origin = origin
         self.p = p = check_prefix(prefix)
-        self._sql = {  # the statements of log.py / indexer.py on SQLite
-            "head": f"SELECT origin, tree_size, root_hash, checkpoint_size FROM {p}head WHERE id = 1",  # noqa: S608
-            "lock": f"UPDATE {p}head SET tree_size = tree_size WHERE id = 1",  # noqa: S608
-            "entry": f"INSERT INTO {p}entries (idx, leaf_hash, record, kind, tenant, use, decision, "  # noqa: S608
-            f"time_us, decision_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            "subject": f"INSERT INTO {p}subjects (idx, subject_id) VALUES (?, ?)",  # noqa: S608
-            "node": f"INSERT INTO {p}nodes (nid, hash) VALUES (?, ?)",  # noqa: S608
-            "set_head": f"UPDATE {p}head SET tree_size = ?, root_hash = ?, checkpoint_size = ? WHERE id = 1",  # noqa: S608
-            "checkpoint": f"INSERT INTO {p}checkpoints (tree_size, root_hash, note, published_at) "  # noqa: S608
-            f"VALUES (?, ?, ?, ?)",
+        self._sql = {  # the statements of log.py / indexer.py, on SQLite
+            **statements(p, "?"),
             "latest": f"SELECT tree_size, root_hash, note FROM {p}checkpoints "  # noqa: S608
             f"ORDER BY tree_size DESC LIMIT 1",
-            "lock_lookups": f"UPDATE {p}lookup_state SET indexed_size = indexed_size WHERE id = 1",  # noqa: S608
-            "indexed": f"SELECT indexed_size FROM {p}lookup_state WHERE id = 1",  # noqa: S608
-            "index_entries": f"SELECT idx, tenant, decision_id FROM {p}entries "  # noqa: S608
-            f"WHERE idx >= ? AND idx < ? ORDER BY idx",
-            "index_subjects": f"SELECT idx, subject_id FROM {p}subjects WHERE idx >= ? AND idx < ?",  # noqa: S608
-            "posting": f"INSERT INTO {p}lookup (key, idx) VALUES (?, ?)",  # noqa: S608
-            "advance": f"UPDATE {p}lookup_state SET indexed_size = ? WHERE id = 1",  # noqa: S608
         }
 
     # -- state ---------------------------------------------------------------------------------
     def head(self) -> Head:
-        row = self.conn.execute(self._sql["head"]).fetchone()
+        row = self.conn.execute(self._sql["read_head"]).fetchone()
         if row is None:
             raise AuditNotFound("audit log tables are not initialised (call create_tables)")
         return Head(str(row[0]), int(row[1]), bytes(row[2]), int(row[3]))
@@ -222,8 +207,8 @@ class SqliteLog:
 
     # -- writes ----------------------------------------------------------------------------------
     def _locked_head(self, cur: sqlite3.Cursor) -> Head:
-        cur.execute(self._sql["lock"])  # takes the database write lock, as log.py's first statement does
-        row = cur.execute(self._sql["head"]).fetchone()
+        cur.execute(self._sql["lock_sqlite"])  # takes the database write lock, as log.py's first statement does
+        row = cur.execute(self._sql["read_head"]).fetchone()
         if row is None:
             raise AuditAppendError("audit log tables are not initialised (call create_tables)")
         head = Head(str(row[0]), int(row[1]), bytes(row[2]), int(row[3]))
@@ -289,7 +274,7 @@ class SqliteLog:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             cur = self.conn.cursor()
-            cur.execute(self._sql["lock_lookups"])
+            cur.execute(self._sql["lock_lookups_sqlite"])
             row = cur.execute(self._sql["indexed"]).fetchone()
             if row is None:
                 raise AuditAppendError("audit log tables are not initialised (call create_tables)")
