@@ -119,11 +119,11 @@ def run_retention(writer: LiteRegistryWriter, rules: Mapping[str, Rule], now: da
     try:
         for sid, gs in due_expiries(_grants(conn, " WHERE expires_at IS NOT NULL"), now).items():
             done = activity.expiries_recorded(sid)
-            entries = [writer._record("expiry", sid, actor, **expiry_fields(g))  # noqa: SLF001
+            entries = [writer.record("expiry", sid, actor, **expiry_fields(g))
                        for g in gs if g.id not in done]
             if not entries:
                 continue
-            with writer._transaction(finish=False) as records:  # noqa: SLF001 - the writer's own transaction
+            with writer.transaction(finish=False) as records:
                 records.extend(entries)
             appended = True
             report["expiries"] += len(entries)
@@ -135,13 +135,13 @@ def run_retention(writer: LiteRegistryWriter, rules: Mapping[str, Rule], now: da
                                                        extra=erase_fields(p, now), finish=False))
                 appended = True
                 continue
-            with writer._transaction(finish=False) as records:  # noqa: SLF001
+            with writer.transaction(finish=False) as records:
                 if not conn.execute("UPDATE registry_state SET faces = faces + 1 WHERE id = 1").rowcount:
-                    writer._insert("registry_state", {"id": 1, "faces": 1, "names": 0, "hashes": 0})  # noqa: SLF001
+                    writer.insert("registry_state", {"id": 1, "faces": 1, "names": 0, "hashes": 0})
                 counts: dict[str, int] = {}
                 for modality in p.expire:
                     counts.update(_delete_modality(conn, p.subject_id, modality))
-                record = writer._record("retention", p.subject_id, actor,  # noqa: SLF001
+                record = writer.record("retention", p.subject_id, actor,
                                         **modality_fields(p, now, secrets.token_hex(16), counts))
                 records.append(record)
             appended = True

@@ -136,7 +136,7 @@ class LiteRegistryWriter:
         self.appended: list[int] = []  # the audit indexes of the last transaction's ledger entries
 
     @contextmanager
-    def _transaction(self, *, finish: bool = True) -> Iterator[list[Mapping[str, Any]]]:
+    def transaction(self, *, finish: bool = True) -> Iterator[list[Mapping[str, Any]]]:
         """BEGIN IMMEDIATE … the records appended to the block's list go into the ledger, then COMMIT (or
         ROLLBACK on any error); a committed append is followed by the postings and the checkpoint (`finish=False`:
         the caller calls `self.log.finish` once after several transactions, as `AuditLog.close` after a run)."""
@@ -159,10 +159,12 @@ class LiteRegistryWriter:
         if records and finish:
             self.log.finish(self.signer)
 
-    def _record(self, kind: str, subject_id: str, actor: str, **fields: Any) -> dict[str, Any]:
+    def record(self, kind: str, subject_id: str, actor: str, **fields: Any) -> dict[str, Any]:
+        """A consent-ledger record of this writer's tenant, for `transaction`'s list."""
         return ledger_record(kind, subject_id, actor, self.ledger_tenant, **fields)
 
-    def _insert(self, table: str, values: Mapping[str, Any]) -> None:
+    def insert(self, table: str, values: Mapping[str, Any]) -> None:
+        """INSERT one row inside the open `transaction` (table and column names are the code's own)."""
         self.conn.execute(f"INSERT INTO {table} ({', '.join(values)}) "  # noqa: S608 (fixed names)
                           f"VALUES ({', '.join('?' * len(values))})", [_stored(v) for v in values.values()])
 
@@ -176,13 +178,13 @@ class LiteRegistryWriter:
         try:
             sealed = self.crypto.encrypt(subject_id, json.dumps({"display_name": name, "aliases": alias_list}).encode(),
                                          PROFILE)
-            with self._transaction() as records:
+            with self.transaction() as records:
                 bumped = self.conn.execute("UPDATE registry_state SET names = names + 1 WHERE id = 1").rowcount
                 if not bumped:
-                    self._insert("registry_state", {"id": 1, "faces": 0, "names": 1, "hashes": 0})
-                self._insert("registry_subjects", {"id": subject_id, "profile_ct": sealed, "protected": int(protected),
+                    self.insert("registry_state", {"id": 1, "faces": 0, "names": 1, "hashes": 0})
+                self.insert("registry_subjects", {"id": subject_id, "profile_ct": sealed, "protected": int(protected),
                                                    "created_by": actor, "created_at": now})
-                records.append(self._record("subject", subject_id, actor,
+                records.append(self.record("subject", subject_id, actor,
                                             **subject_created_fields(protected, len(alias_list))))
         except BaseException:
             self.crypto.shred(subject_id)  # no orphan key for a subject that was never written
@@ -203,31 +205,31 @@ class LiteRegistryWriter:
         now = utcnow()
         terms = grant_terms(grantee_tenant, grantee_end_user, uses, expires_at, None, now)
         grant_id = secrets.token_hex(16)
-        with self._transaction() as records:
+        with self.transaction() as records:
             if self.conn.execute("SELECT id FROM registry_subjects WHERE id = ?", (subject_id,)).fetchone() is None:
                 raise SubjectNotFound(subject_id)
-            self._insert("registry_grants", {
+            self.insert("registry_grants", {
                 "id": grant_id, "subject_id": subject_id, "grantee_tenant": terms.grantee_tenant,
                 "grantee_end_user": terms.grantee_end_user, "uses": json.dumps(terms.uses),
                 "valid_from": terms.valid_from, "expires_at": terms.expires_at, "revoked_at": None,
                 "revoked_by": None, "created_by": actor, "created_at": now})
             end_user = (self.pseudonyms.pseudonym(terms.grantee_tenant, terms.grantee_end_user)
                         if terms.grantee_end_user is not None else None)
-            records.append(self._record("grant", subject_id, actor, grant=grant_ledger_fields(
+            records.append(self.record("grant", subject_id, actor, grant=grant_ledger_fields(
                 grant_id, terms.grantee_tenant, end_user, terms.uses, terms.valid_from, terms.expires_at)))
             public = self._grant(grant_id)
         return public
 
     def revoke(self, grant_id: str, actor: str) -> dict[str, Any]:
         """`RegistryWriter.revoke`: idempotent — only the first revocation is written, with its entry."""
-        with self._transaction() as records:
+        with self.transaction() as records:
             now = utcnow()
             changed = self.conn.execute(
                 "UPDATE registry_grants SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL",
                 (sqlite_stamp(now), actor, grant_id)).rowcount
             public = self._grant(grant_id)
             if changed:
-                records.append(self._record("revocation", public["subject_id"], actor, grant_id=grant_id,
+                records.append(self.record("revocation", public["subject_id"], actor, grant_id=grant_id,
                                             revoked_at=rfc3339(now)))
         return public
 
@@ -243,10 +245,10 @@ class LiteRegistryWriter:
             raise SubjectNotFound(subject_id)
         key_destroyed = self.crypto.shred(subject_id)  # privacy first: every sealed row is noise from here on
         counts: dict[str, int] = {}
-        with self._transaction(finish=finish) as records:
+        with self.transaction(finish=finish) as records:
             if not self.conn.execute("UPDATE registry_state SET faces = faces + 1, names = names + 1, "
                                      "hashes = hashes + 1 WHERE id = 1").rowcount:
-                self._insert("registry_state", {"id": 1, "faces": 1, "names": 1, "hashes": 1})
+                self.insert("registry_state", {"id": 1, "faces": 1, "names": 1, "hashes": 1})
             for table, prefix in (("registry_face_templates", ""), ("registry_voice_templates", VOICE_REMOVAL)):
                 rows = self.conn.execute(f"SELECT seq, model FROM {table} WHERE subject_id = ?",  # noqa: S608
                                          (subject_id,)).fetchall()
@@ -256,7 +258,7 @@ class LiteRegistryWriter:
                 counts[label] = self.conn.execute(f"DELETE FROM {table} WHERE {column} = ?",  # noqa: S608
                                                   (subject_id,)).rowcount
             counts["subject_keys"] = int(key_destroyed)
-            receipt = self._record(kind, subject_id, actor, receipt_id=secrets.token_hex(16), counts=counts,
+            receipt = self.record(kind, subject_id, actor, receipt_id=secrets.token_hex(16), counts=counts,
                                    **(extra or {}))
             records.append(receipt)
         return {**receipt, "audit": {"index": self.appended[0] if self.appended else None}}
