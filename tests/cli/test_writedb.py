@@ -232,8 +232,8 @@ def test_registry_writes_by_the_cli_are_the_services(data: tuple[Path, Settings]
 
 def test_the_policy_uses_are_revalidated_when_the_bundle_changes(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """The cache of validated uses is keyed by the bundle's digest: a new use is seen at once, and a bundle
-    that no longer validates refuses the grant although its old uses are cached."""
+    """The cache of validated uses is keyed by the bundle's digest (and the code's stamp): a new use is seen
+    at once, and a bundle that no longer validates refuses the grant although its old uses are cached."""
     import shutil
 
     policies = tmp_path / "policies"
@@ -254,6 +254,21 @@ def test_the_policy_uses_are_revalidated_when_the_bundle_changes(tmp_path: Path,
     (policies / "default.yaml").write_text(text + "\nnot_a_field: 1\n")
     broken = invoke("registry", "grant", sid, "--tenant", "demo", "--use", "txt2img")
     assert broken.exit_code == 1 and "cannot load the policy" in broken.output and "not_a_field" in broken.output
+
+
+def test_uses_cached_by_other_code_are_not_trusted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache names the code that validated the bundle: an entry written by another version of the
+    policy code (here: a forged use under the same bundle digest) is revalidated, not believed."""
+    cli_data_dir(tmp_path, monkeypatch, init=True)
+    settings = Settings.from_env()
+    assert "sketch2img" not in policy_uses(settings)
+    cache = tmp_path / "data" / "cache" / "policy-uses.json"
+    entry = json.loads(cache.read_text())
+    cache.write_text(json.dumps({**entry, "uses": [*entry["uses"], "sketch2img"]}))
+    assert "sketch2img" in policy_uses(settings)  # the same code: the cache is what it reads
+    cache.write_text(json.dumps({**entry, "code": "another-version", "uses": [*entry["uses"], "sketch2img"]}))
+    assert "sketch2img" not in policy_uses(settings)
+    assert json.loads(cache.read_text())["code"] == entry["code"]  # rewritten by this code
 
 
 def test_write_commands_need_an_initialised_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
