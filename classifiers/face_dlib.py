@@ -19,14 +19,14 @@ level is scanned by a copy of dlib's frontal detector limited to one pyramid lev
 `max_pyramid_levels` set to 1: same filters, same scores); the 1.6× top level, half of the work, scans
 the image itself with 5 px HOG cells (the same 10 × 10-cell filters, serialized cell size 5) instead of
 the image upscaled 1.6× with 8 px cells — HOG features are ~60 % of a scan and follow the pixels. The
-levels (their images made once for both), and then the verification crops, are shared between two threads
-by cost (dlib releases the GIL) — no bands, no seams, the same boxes and scores either way — when the
-caller's `thread_budget` (classifiers/_common.py) allows two; with no budget set, only first passes over
-2 MP of levels are split (what a lone call on an idle machine wants). `min_face_px: 0` is the old
-single-scale path: detection on a copy scaled down to `detect_max_side` (faces under ~1/8 of the
-image width are missed). Landmarks and the embedding always use the full-resolution image. dlib
-objects are not documented as thread-safe, so every call holds the adapter's lock (the second thread
-has its own detector).
+levels (their images made once for both; each thread takes the most costly level left), and then the
+verification crops, are shared between two threads (dlib releases the GIL) — no bands, no seams, the same
+boxes and scores either way — when the caller's `thread_budget` (classifiers/_common.py) allows two;
+with no budget set, only first passes over 2 MP of levels are split (what a lone call on an idle machine
+wants). `min_face_px: 0` is the old single-scale path: detection on a copy scaled down to
+`detect_max_side` (faces under ~1/8 of the image width are missed). Landmarks and the embedding always
+use the full-resolution image. dlib objects are not documented as thread-safe, so every call holds the
+adapter's lock (the second thread has its own detector).
 
 `det_score` = logistic(2 × detector margin), in [0, 1]; `min_score` filters on the raw margin
 (HOG: real frontal faces ~1.2–1.5, weak false positives ~0.1). Embeddings are dlib's
@@ -48,7 +48,7 @@ import logging
 import math
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -360,15 +360,15 @@ class DlibFaceAnalyzer:
     def _first_pass(
         self, grey: np.ndarray, budget: int | None = None
     ) -> list[tuple[tuple[float, float, float, float], float]]:
-        """HOG candidates over the pyramid levels (boxes in `grey` pixels), split between two threads
-        by level cost (the top level alone is about half of it) when `budget` and the `threads` option
-        allow two — or, with no budget, when the pyramid is large and the option allows two."""
+        """HOG candidates over the pyramid levels (boxes in `grey` pixels), shared between two threads
+        — each takes the most costly level left (`_LevelQueue`) — when `budget` and the `threads` option
+        allow two, or, with no budget, when the pyramid is large and the option allows two."""
 
         h, w = grey.shape[:2]
         levels = pyramid_levels(h, w, HOG_FACE_PX / self._min_face, self._step)
         made = _LevelImages(grey, levels)  # shared by the threads: each level image is made once
 
-        def scan(slot: int, todo: list[tuple[float, int]]) -> list[tuple[tuple[float, float, float, float], float]]:
+        def scan(slot: int, todo: _LevelQueue) -> list[tuple[tuple[float, float, float, float], float]]:
             found: list[tuple[tuple[float, float, float, float], float]] = []
             scanners = self._scanners[slot]  # this thread's own detectors
             for k, cell in todo:
@@ -381,19 +381,14 @@ class DlibFaceAnalyzer:
 
         # the cost of a level: HOG features (~60 %) per pixel, the filters (~40 %) per cell
         cost = [h * w * k * k * (0.6 + 0.4 * (HOG_CELL / cell) ** 2) for k, cell in levels]
+        todo = _LevelQueue(levels, cost)
         workers = min(budget, self._scan_threads) if budget is not None else self._scan_threads
         big = sum(h * w * k * k for k, _ in levels) >= PARALLEL_MIN_PIXELS
         if workers < 2 or (budget is None and not big) or len(levels) < 2:
-            return scan(0, levels)
-        halves: tuple[list[tuple[float, int]], list[tuple[float, int]]] = ([], [])
-        load = [0.0, 0.0]
-        for level, c in sorted(zip(levels, cost, strict=True), key=lambda item: -item[1]):
-            lighter = 0 if load[0] <= load[1] else 1
-            halves[lighter].append(level)
-            load[lighter] += c
+            return scan(0, todo)
         with ThreadPoolExecutor(1) as pool:
-            other = pool.submit(scan, 1, halves[1])
-            return scan(0, halves[0]) + other.result()
+            other = pool.submit(scan, 1, todo)
+            return scan(0, todo) + other.result()
 
     def _verify(self, grey: np.ndarray, box: tuple[float, float, float, float], face_px: int, slot: int = 0) -> float:
         """The best HOG score, overlapping `box`, on a crop around it rescaled so the face is `face_px`
@@ -434,6 +429,29 @@ class DlibFaceAnalyzer:
         return DetectedFace(
             bbox=(x0, y0, x1, y1), det_score=det_score, landmarks=landmarks, embedding=embedding
         )
+
+
+class _LevelQueue:
+    """The first pass's levels, most costly first, handed out one at a time to whichever scanning thread
+    asks next (thread-safe iteration). A fixed split by estimated cost left one thread scanning alone for
+    tens of ms at 2048² when the estimate or the other work on the cores was off (the 1.6× level runs
+    beside the NSFW models); taken from a queue, the threads finish within about one small level of each
+    other. Which thread scans a level never changes its candidates (the caller sorts them)."""
+
+    def __init__(self, levels: Sequence[tuple[float, int]], cost: Sequence[float]) -> None:
+        ranked = sorted(range(len(levels)), key=lambda i: (-cost[i], i))
+        self._levels = [levels[i] for i in ranked]
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[tuple[float, int]]:
+        while True:
+            with self._lock:
+                if self._next >= len(self._levels):
+                    return
+                level = self._levels[self._next]
+                self._next += 1
+            yield level
 
 
 class _LevelImages:
