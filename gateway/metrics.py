@@ -1,10 +1,19 @@
 """Why: operators need to see where time goes (per pipeline stage and per model) and what the
-gateway answers (requests by route and status). One registry per app — no process globals."""
+gateway answers (requests by route and status). One registry per app — no process globals.
+
+Every label value comes from a bounded set: a Prometheus child per label combination lives as long
+as the process, so a label taken verbatim from a request (a `use` the policy does not name, an
+invented HTTP method) would let callers grow the registry without bound (#21.4). Such values are
+counted under `other`."""
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+OTHER = "other"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -31,6 +40,15 @@ class Metrics:
         self.ray_round_trip_seconds = Histogram(
             "consentgate_ray_round_trip_seconds", "Round trip of a model call to Ray Serve",
             ["family", "op", "outcome"], buckets=_BUCKETS, registry=self.registry)
+
+    def count_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One answered HTTP request; `route` is the matched route's template (or "unmatched")."""
+        self.requests.labels(route, method if method in HTTP_METHODS else OTHER, str(status)).inc()
+        self.request_seconds.labels(route).observe(seconds)
+
+    def count_decision(self, stage: str, use: str, decision: str, known_uses: Container[str]) -> None:
+        """One decision; a `use` the active policy does not name is counted under `other`."""
+        self.decisions.labels(stage, use if use in known_uses else OTHER, decision).inc()
 
     def observe_ray_call(self, family: str, op: str, seconds: float, outcome: str) -> None:
         """`classifiers.rayserve.ServeClient`'s observer."""

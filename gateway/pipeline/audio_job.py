@@ -116,7 +116,7 @@ class AudioFlow:
         except BaseException:
             await asyncio.to_thread(self.ports.releaser.discard_watermarks, AUDIO_MARK, run.decision_id)
             raise
-        self.ports.metrics.decisions.labels(stage, run.request.use, record.decision).inc()
+        self.ports.metrics.count_decision(stage, run.request.use, record.decision, rt.policy.uses)
         hooks.progress("done", 1.0)
         return AudioOutcome(record, output if record.allowed else None, mime if record.allowed else None)
 

@@ -131,7 +131,7 @@ class Pipeline:
             verdict=result.verdict, policy=runtime.policy, policy_digest=digest, media=media,
         )
         record.input_decision_id = bound.decision_id if bound is not None else None
-        self.ports.metrics.decisions.labels(request.stage, request.use, result.verdict.decision).inc()
+        self.ports.metrics.count_decision(request.stage, request.use, result.verdict.decision, runtime.policy.uses)
         note_decision(decision_id=record.decision_id, tenant=principal.tenant, verdict=result.verdict.decision,
                       use=request.use, stage=request.stage,
                       prompt=request.prompt if runtime.policy.logging.prompt_text else None)

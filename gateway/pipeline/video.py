@@ -238,7 +238,7 @@ class VideoFlow:
             soundtrack.cancel()
             await asyncio.to_thread(self._discard, output, run.decision_id)
             raise
-        self.ports.metrics.decisions.labels(stage, run.request.use, record.decision).inc()
+        self.ports.metrics.count_decision(stage, run.request.use, record.decision, rt.policy.uses)
         hooks.progress("done", 1.0)
         return VideoOutcome(record, done, info)
 
