@@ -111,6 +111,7 @@ class Settings:
                 ("subject_erasure", "CONSENTGATE_SUBJECT_ERASURE"),  # immediate | queued (default)
                 ("audit_publish", "CONSENTGATE_AUDIT_PUBLISH"),  # a directory or an http(s) URL
                 ("malloc_trim_s", "CONSENTGATE_MALLOC_TRIM_S"),  # glibc heap back to the OS every N s; 0: off
+                ("malloc_arena_max", "CONSENTGATE_MALLOC_ARENA_MAX"),  # glibc arenas (default: CPUs, >= 2); 0: glibc's
             )
             if env.get(var)
         }

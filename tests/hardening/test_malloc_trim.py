@@ -1,17 +1,22 @@
 """The serving process hands freed C-heap memory back to the OS (issue #21.4; gateway/app.py
 `start_malloc_trimmer`): glibc otherwise keeps the freed buffers of every request's images and
 model outputs, and a 10k-request run's RSS rose ~80 MB with nothing leaking. The trimmer runs as a
-thread while the app runs, stops with it, and is off with `malloc_trim_s` 0."""
+thread while the app runs, stops with it, and is off with `malloc_trim_s` 0. The arena cap
+(`limit_malloc_arenas`) keeps glibc from giving every worker thread an arena that keeps its own
+high-water mark."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from gateway.app import _malloc_trim, start_malloc_trimmer
+from gateway.app import _malloc_trim, default_arena_max, start_malloc_trimmer
 from tests.support.gateway import app_client, make_settings
 
 
@@ -50,3 +55,42 @@ def test_the_trimmer_runs_with_the_app_and_stops_with_it(tmp_path: Path) -> None
     off = make_settings(tmp_path / "off").with_overrides(extra={"malloc_trim_s": "0"})
     with app_client(off):
         assert len(_trimmers()) == baseline
+
+
+ARENA_PROBE = """
+import ctypes, sys, threading
+import numpy as np
+from gateway.app import limit_malloc_arenas
+limited = limit_malloc_arenas(int(sys.argv[1]))
+held = []
+def work() -> None:
+    held.append([np.ones(4096) for _ in range(64)])  # 32 kB blocks: from the thread's arena, not mmap
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+libc = ctypes.CDLL("libc.so.6")
+libc.open_memstream.restype = ctypes.c_void_p
+buf, size = ctypes.c_char_p(), ctypes.c_size_t()
+fp = ctypes.c_void_p(libc.open_memstream(ctypes.byref(buf), ctypes.byref(size)))
+libc.malloc_info(0, fp)
+libc.fclose(fp)
+print(int(limited), ctypes.string_at(buf, size.value).count(b"<heap nr="))
+"""
+
+
+def _arenas_after_eight_threads(limit: int) -> tuple[bool, int]:
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    done = subprocess.run([sys.executable, "-c", ARENA_PROBE, str(limit)], capture_output=True, text=True,  # noqa: S603
+                          timeout=120, cwd=Path(__file__).resolve().parents[2], env=env, check=True)
+    limited, heaps = done.stdout.split()
+    return limited == "1", int(heaps)
+
+
+def test_the_arena_cap_holds_threads_to_the_given_arenas() -> None:
+    """Eight threads that allocate get arenas of their own under glibc's default (8 per core); under
+    `limit_malloc_arenas(1)` they all share the main one — the memory each arena keeps is not multiplied."""
+    limited, heaps = _arenas_after_eight_threads(1)
+    assert limited and heaps == 1
+    default_limited, default_heaps = _arenas_after_eight_threads(0)
+    assert not default_limited and default_heaps > 1
+    assert default_arena_max() >= 2
