@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from memtrend import proc_memory, trend
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -202,6 +203,8 @@ class Replica:
     rss_end_mb: float = 0.0
     rss_peak_mb: float = 0.0
     rss_series_mb: list[float] = field(default_factory=list)  # sampled every ~duration/6
+    # (requests answered so far, RSS MB, anonymous MB) every ~10 s (by request count) or duration/6
+    mem_series: list[tuple[int, float, float]] = field(default_factory=list)
 
 
 def start_replicas(count: int, data: Path, policies: Path, env: dict[str, str], logs: Path) -> list[Replica]:
@@ -410,6 +413,7 @@ def summarise(stats: Stats, replicas: list[Replica], duration: float) -> dict[st
                 "rss_end_mb": round(rep.rss_end_mb, 1),
                 "rss_peak_mb": round(rep.rss_peak_mb, 1),
                 "rss_series_mb": rep.rss_series_mb,
+                "mem_series": rep.mem_series,
             }
             out["replicas"][rep.name] = row
     out["decisions_answered"] = sum(1 for s in stats.samples if s.decided)
@@ -458,6 +462,7 @@ def run_mode(
         replicas = start_replicas(count, data, args.policies, env, root)
         procs = serving_processes(replicas, cluster)
         idle = {name: rss_mb(pid) for name, pid in procs.items()}  # ready, not one request yet
+        idle_parts = {name: proc_memory(pid) for name, pid in procs.items()}
         keys = []
         for i in range(max(args.client_counts)):
             resp = httpx.post(
@@ -485,8 +490,10 @@ def run_mode(
             for rep in replicas:
                 rep.rss_start_mb = rep.rss_peak_mb = rss_mb(rep.proc.pid)
                 rep.rss_series_mb = []
+                rep.mem_series = []
             procs = serving_processes(replicas, cluster)  # Serve may have restarted a replica
             warm_rss = {name: rss_mb(pid) for name, pid in procs.items()}
+            warm_parts = {name: proc_memory(pid) for name, pid in procs.items()}
             stats = Stats()
             cpu_before = cpu_snapshot(replicas, cluster)
             elapsed = _load(keys[:clients], replicas, payloads, stats, args, args.duration, sample_rss=True,
@@ -496,11 +503,16 @@ def run_mode(
                 rep.rss_end_mb = rss_mb(rep.proc.pid)
                 rep.rss_peak_mb = max(rep.rss_peak_mb, rep.rss_end_mb)
             end_rss = {name: rss_mb(pid) for name, pid in procs.items()}
+            end_parts = {name: proc_memory(pid) for name, pid in procs.items()}
             summary = summarise(stats, replicas, elapsed)
             summary |= {"clients": clients, "duration_s": round(elapsed, 1), "cpu": cpu, "memory": {
                 name: {"pid": pid, "idle_mb": round(idle.get(name, float("nan")), 1),
                        "warm_mb": round(warm_rss[name], 1), "end_mb": round(end_rss[name], 1),
-                       "growth_after_warmup_mb": round(end_rss[name] - warm_rss[name], 1)}
+                       "growth_after_warmup_mb": round(end_rss[name] - warm_rss[name], 1),
+                       "anon_mb": [round(p[name]["anon"], 1) for p in (idle_parts, warm_parts, end_parts)
+                                   if name in p],
+                       "file_mb": [round(p[name]["file"], 1) for p in (idle_parts, warm_parts, end_parts)
+                                   if name in p]}
                 for name, pid in procs.items()}}
             summaries.append(summary)
         stop_replicas(replicas)
@@ -580,9 +592,15 @@ def _load(
                 next_series += (seconds or 60.0) / 6
                 for rep in replicas:
                     rep.rss_series_mb.append(round(rss_mb(rep.proc.pid), 1))
+                    parts = proc_memory(rep.proc.pid)
+                    rep.mem_series.append((len(stats.samples), round(parts["rss"], 1), round(parts["anon"], 1)))
     stop.set()
     for t in threads:
         t.join(timeout=180)
+    if sample_rss:  # the end of the series: the state after the last request
+        for rep in replicas:
+            parts = proc_memory(rep.proc.pid)
+            rep.mem_series.append((len(stats.samples), round(parts["rss"], 1), round(parts["anon"], 1)))
     return time.monotonic() - start
 
 
@@ -661,6 +679,7 @@ def print_table(summary: dict[str, Any]) -> None:
     for name, row in summary.get("memory", {}).items():
         print(f"  {name:18} pid {row['pid']:<8} {row['idle_mb']:>7.0f} {row['warm_mb']:>7.0f} "
               f"{row['end_mb']:>7.0f} {row['growth_after_warmup_mb']:>+20.1f}")
+    print_memory_verdict(summary)
     cpu = summary.get("cpu")
     if cpu:
         roles = ", ".join(f"{k} {v}" for k, v in cpu["ms_per_request"].items())
@@ -674,6 +693,33 @@ def print_table(summary: dict[str, Any]) -> None:
         f"{audit['checkpoints']} checkpoints; {summary['audit_entries_added']} added during the run, "
         f"{summary['decisions_answered_all']} decisions answered to clients"
     )
+
+
+def print_memory_verdict(summary: dict[str, Any]) -> None:
+    """Beside the memory block: each process's anonymous (allocated) and file-backed (libraries,
+    weights) resident MB, then per gateway replica the verdict on its series — quarter means and the
+    trend with its standard error over the run and its second half (bench/memtrend.py): growth after warm-up is judged
+    on the trend, not on one end-minus-start figure that the saw-tooth of trims moves by +-10 MB."""
+    for name, row in summary.get("memory", {}).items():
+        anon, file = row.get("anon_mb", []), row.get("file_mb", [])
+        if len(anon) == 3 and len(file) == 3:
+            print(f"  {name:18} anonymous MB idle/warm/end {anon[0]:.0f}/{anon[1]:.0f}/{anon[2]:.0f} "
+                  f"({anon[2] - anon[1]:+.1f} after warm-up); file-backed {file[0]:.0f}/{file[1]:.0f}/{file[2]:.0f} "
+                  f"({file[2] - file[1]:+.1f})")
+    for name, row in summary.get("replicas", {}).items():
+        series = row.get("mem_series") or []
+        if not series:
+            continue
+        at = [s[0] for s in series]
+        for label, idx in (("RSS", 1), ("anonymous", 2)):
+            t = trend(at, [s[idx] for s in series])
+            growth = series[-1][idx] - series[0][idx]
+            quarters = "/".join(f"{q:.1f}" for q in t.quarter_means)
+            floors = "/".join(f"{q:.0f}" for q in t.quarter_mins)
+            print(f"memory verdict [{name}, {label}]: growth after warm-up {growth:+.1f} MB over {at[-1]} requests; "
+                  f"quarter means {quarters} MB (lowest sample {floors}); trend {t.slope_mb_per_1k:+.2f} "
+                  f"+- {t.slope_se_mb_per_1k:.2f} MB per 1k requests, second half {t.late_slope_mb_per_1k:+.2f} "
+                  f"+- {t.late_slope_se_mb_per_1k:.2f} ({t.samples} samples) -> {t.verdict}")
 
 
 def print_scaling(results: list[dict[str, Any]]) -> None:
