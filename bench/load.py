@@ -14,7 +14,10 @@ shape of a generation service's traffic (most requests cheap, a share with image
 Memory (issue 21 point 4): each serving process — every gateway replica and, with `--backend ray`,
 every Ray Serve model replica (`LocalCluster.replica_pids`) — has its RSS (/proc/<pid>/status
 VmRSS) read at idle (ready, no request yet), after the warm-up, and after the N measured requests
-(`--requests`, default 10000); the "memory" lines print them with the growth after warm-up.
+(`--requests`, default 10000); the "memory" lines print them with the growth after warm-up, then
+each process's anonymous (allocated) and file-backed (libraries, weights) MB, and per gateway replica
+a "memory verdict" line: quarter means and floors of the RSS series (every ~10 s) and its trend in
+MB per 1k requests with the standard error, over the run and its second half (bench/memtrend.py).
 
     .venv/bin/python bench/load.py                              # both modes, 10k requests each, 8 clients
     .venv/bin/python bench/load.py --mode sqlite --requests 500 --clients 4
