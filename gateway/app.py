@@ -79,9 +79,10 @@ def limit_malloc_arenas(count: int) -> bool:
     """Cap glibc's malloc arenas at `count` for threads that first allocate from now on (issue #21.4).
     Measured with `bench/load.py` (10k mixed requests, 8 clients, 2 cores): glibc gives each new
     worker thread its own arena up to 8 per core; the serving process held 21 arena heaps, and each
-    keeps its high-water mark and its fragments, so the RSS after the warm-up was 784 MB. With 2
-    arenas (MALLOC_ARENA_MAX=2) it was 668 MB, rose +6.8 MB instead of +22.6 MB over the run, at the
-    same CPU per request (28.9 vs 28.8 ms) and throughput. An operator's MALLOC_ARENA_MAX in the
+    keeps its high-water mark and its fragments, so the RSS after the warm-up was 784 MB (+22.6 MB
+    over the run). With 2 arenas it was 668 MB in three runs (over the run +6.8, +4.8, +18.3 MB: a
+    slower rise outside the arenas remains; docs/deploy.md), CPU per request 28.9-35.5 ms against
+    28.8 ms on a loaded machine (a cost is not ruled out). An operator's MALLOC_ARENA_MAX in the
     environment wins (glibc read it at start); `count` 0 leaves glibc's default. False where the C
     library has no `mallopt` (musl, macOS) or refused."""
     if count <= 0 or "MALLOC_ARENA_MAX" in os.environ:
