@@ -57,6 +57,7 @@ class Layout:
     sync: F32  # (TILE, TILE): chip on sync cells, 0 elsewhere
     bit_of_cell: NDArray[np.int64]  # (N_CELLS,): bit index, -1 for sync cells
     chip: NDArray[np.float32]  # (N_CELLS,): +-1
+    sync_spectrum: NDArray[np.complex128]  # conj(rfft2(sync)): ``align`` correlates every fold with it
 
 
 @cache
@@ -69,7 +70,8 @@ def layout(n_bits: int, domain: str = "consentgate/tilesync/v1") -> Layout:
     bit_of_cell[payload_cells] = np.arange(payload_cells.shape[0]) % n_bits
     chip = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), N_CELLS)
     sync_cells = np.where(bit_of_cell < 0, chip, 0.0).astype(np.float32)
-    return Layout(n_bits, _cells_to_tile(sync_cells), bit_of_cell, chip)
+    sync = _cells_to_tile(sync_cells)
+    return Layout(n_bits, sync, bit_of_cell, chip, np.conj(scipy.fft.rfft2(sync)))
 
 
 def _cells_to_tile(cells: NDArray[np.float32]) -> F32:
@@ -463,15 +465,18 @@ def fold(r: F32, lat: Lattice, whitened: bool = False) -> F32:
 
     The residual is warped back to the canonical frame (at half resolution when the copy was
     shrunk: the tile is then folded at 64 px and brought back to ``TILE``) and summed tile by
-    tile; positions outside the copy do not count."""
+    tile; positions outside the copy do not count. The warped canvas starts at canonical
+    ``(x0, y0)``: its tile sums are rolled by that offset (the same sums as rolling the canvas
+    first, for a fraction of the cost: the unmarked-image search folds ~340 times)."""
     h, w = r.shape
     period = TILE if lat.scale >= 0.75 else TILE // 2
     basis = np.array([[lat.b1[0], lat.b2[0]], [lat.b1[1], lat.b2[1]]], dtype=np.float64) / period
-    identity = np.allclose(basis, np.eye(2), atol=1e-9)
+    identity = bool(np.abs(basis - _EYE).max() <= 1e-9)
     if not identity and not MIN_FOLD_DET < abs(float(np.linalg.det(basis))) < MAX_FOLD_DET:
         return np.zeros((TILE, TILE), np.float32)  # a degenerate hypothesis: nothing to read
     if identity:
-        canvas, valid = r, None
+        sums = _tile_sums(r, period)
+        counts = _ones_counts(h, w, period)
     else:
         corners = np.linalg.inv(basis) @ np.array([[0, w, 0, w], [0, 0, h, h]], dtype=np.float64)
         x0, y0 = np.floor(corners.min(axis=1))
@@ -482,20 +487,10 @@ def fold(r: F32, lat: Lattice, whitened: bool = False) -> F32:
         # the residual and its coverage warped together (one pass over the coordinates)
         both = np.asarray(cv2.warpAffine(cv2.merge([r, np.ones_like(r)]), m, (int(cw), int(ch)), flags=flags,
                                          borderValue=(0.0, 0.0)), np.float32)
-        canvas, valid = np.ascontiguousarray(both[:, :, 0]), np.ascontiguousarray(both[:, :, 1])
-        # the canvas starts at canonical (x0, y0): roll so that tile positions stay canonical
         shift = (int(y0) % period, int(x0) % period)
-        canvas = np.roll(np.pad(canvas, _pad_to(canvas.shape, period)), shift, axis=(0, 1))
-        valid = np.roll(np.pad(valid, _pad_to(valid.shape, period)), shift, axis=(0, 1))
-    canvas = np.pad(canvas, _pad_to(canvas.shape, period))
-    ty, tx = canvas.shape[0] // period, canvas.shape[1] // period
-    sums = canvas.reshape(ty, period, tx, period).sum(axis=(0, 2), dtype=np.float64)
-    if valid is None:
-        ones = np.pad(np.ones((h, w), np.float32), _pad_to((h, w), period))
-        counts = ones.reshape(ty, period, tx, period).sum(axis=(0, 2), dtype=np.float64)
-    else:
-        valid = np.pad(valid, _pad_to(valid.shape, period))
-        counts = valid.reshape(ty, period, tx, period).sum(axis=(0, 2), dtype=np.float64)
+        folded = _tile_sums(both, period)
+        sums = np.roll(folded[:, :, 0], shift, axis=(0, 1))
+        counts = np.roll(folded[:, :, 1], shift, axis=(0, 1))
     tile: F32 = (sums / np.maximum(counts, 1e-3)).astype(np.float32)
     if whitened:
         tile = whiten(tile)
@@ -504,8 +499,27 @@ def fold(r: F32, lat: Lattice, whitened: bool = False) -> F32:
     return tile
 
 
-def _pad_to(shape: tuple[int, ...], period: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    return (0, -shape[0] % period), (0, -shape[1] % period)
+_EYE = np.eye(2)
+
+
+def _tile_sums(a: NDArray[np.float32], period: int) -> NDArray[np.float64]:
+    """Sum of ``a`` (H x W, or H x W x C) per position modulo ``period`` (the image zero-padded
+    to whole tiles), in float64."""
+    h, w = a.shape[:2]
+    ty, tx = -(-h // period), -(-w // period)
+    if (ty * period, tx * period) != (h, w):
+        padded = np.zeros((ty * period, tx * period, *a.shape[2:]), np.float32)
+        padded[:h, :w] = a
+        a = padded
+    out: NDArray[np.float64] = a.reshape(ty, period, tx, period, *a.shape[2:]).sum(axis=(0, 2), dtype=np.float64)
+    return out
+
+
+@cache
+def _ones_counts(h: int, w: int, period: int) -> NDArray[np.float64]:
+    counts = _tile_sums(np.ones((h, w), np.float32), period)
+    counts.flags.writeable = False
+    return counts
 
 
 WHITEN_BAND = 9  # frequencies (per axis) over which the folded tile's power is averaged
@@ -534,7 +548,7 @@ def whiten(folded: F32, band: int = WHITEN_BAND) -> F32:
 def align(folded: F32, lay: Layout) -> tuple[F32, float, tuple[int, int]]:
     """Undo the shift of a folded tile against the sync part: (aligned tile, sync peak z-score,
     the copy's origin in the marked image's tile grid, (x, y) modulo ``TILE``)."""
-    corr = scipy.fft.irfft2(scipy.fft.rfft2(folded) * np.conj(scipy.fft.rfft2(lay.sync)), s=folded.shape)
+    corr = scipy.fft.irfft2(scipy.fft.rfft2(folded) * lay.sync_spectrum, s=folded.shape)
     peak = int(np.argmax(corr))
     dy, dx = divmod(peak, TILE)
     z = float((corr.ravel()[peak] - corr.mean()) / (corr.std() + 1e-12))
