@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import cv2
 import numpy as np
@@ -515,7 +515,7 @@ def _tile_sums(a: NDArray[np.float32], period: int) -> NDArray[np.float64]:
     return out
 
 
-@cache
+@lru_cache(maxsize=32)  # bounded: a server sees many image sizes
 def _ones_counts(h: int, w: int, period: int) -> NDArray[np.float64]:
     counts = _tile_sums(np.ones((h, w), np.float32), period)
     counts.flags.writeable = False
