@@ -9,11 +9,10 @@ from __future__ import annotations
 import contextlib
 import threading
 
-import orjson
 from sqlalchemy import Engine
 
 from .errors import AuditAppendError
-from .schema import AuditTables, lookup_keys, statements
+from .schema import AuditTables, statements
 
 CHUNK = 5000  # entries per transaction: bounds how long the indexer holds the append lock
 
@@ -39,14 +38,7 @@ class LookupIndexer:
             "read": shared["indexed"],
             "lock": f"{shared['indexed']} FOR UPDATE",
             "tree_size": f"SELECT tree_size FROM {p}head WHERE id = 1",  # noqa: S608
-            "entries": shared["index_entries"],
-            "subjects": shared["index_subjects"],
-            "posting": shared["posting"],
-            # PostgreSQL: every posting of the chunk in one statement (psycopg's executemany sends
-            # one pipelined statement per row, with ~30 us of Python each: at three postings per
-            # entry the indexer cost about as much client CPU as the appends themselves).
-            "postings_pg": f"INSERT INTO {p}lookup (key, idx) SELECT k, i "  # noqa: S608
-            f"FROM json_to_recordset(%s::json) AS b(k text, i bigint)",
+            "postings": shared["postings"],
             "advance": shared["advance"],
         }
 
@@ -61,7 +53,7 @@ class LookupIndexer:
                 cur.close()
 
     def _run(self, cur: object, max_entries: int) -> int:
-        execute, fetchone, fetchall = cur.execute, cur.fetchone, cur.fetchall  # type: ignore[attr-defined]
+        execute, fetchone = cur.execute, cur.fetchone  # type: ignore[attr-defined]
         if self.sqlite:
             execute(self._sql["lock_sqlite"])
             execute(self._sql["read"])
@@ -76,20 +68,6 @@ class LookupIndexer:
         end = min(int(size_row[0]) if size_row else 0, start + max(1, max_entries))
         if end <= start:
             return 0
-        execute(self._sql["entries"], (start, end))
-        entries = fetchall()
-        execute(self._sql["subjects"], (start, end))
-        subjects: dict[int, list[str]] = {}
-        for idx, subject in fetchall():
-            subjects.setdefault(int(idx), []).append(str(subject))
-        postings = sorted(
-            (key, int(idx))
-            for idx, tenant, decision_id in entries
-            for key in lookup_keys(tenant, decision_id, subjects.get(int(idx), ()))
-        )
-        if postings and self.sqlite:
-            cur.executemany(self._sql["posting"], postings)  # type: ignore[attr-defined]
-        elif postings:
-            execute(self._sql["postings_pg"], (orjson.dumps([{"k": k, "i": i} for k, i in postings]).decode(),))
+        execute(self._sql["postings"], (start, end) * 3)
         execute(self._sql["advance"], (end,))
         return end - start

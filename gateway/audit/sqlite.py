@@ -32,7 +32,7 @@ from .canonical import CanonicalizationError, prepare
 from .errors import AuditAppendError, AuditConfigError, AuditNotFound, ProofError
 from .merkle import EMPTY_ROOT, Frontier, NodeId, consistency_ranges, frontier_nodes, hashes_of, inclusion_ranges
 from .notes import Checkpoint, CheckpointSigner, PublicKeyLike
-from .schema import check_prefix, lookup_keys, node_id, statements
+from .schema import check_prefix, node_id, statements
 from .values import MAX_LIMIT, AuditEntry, AuditQuery, ConsistencyProof, Head, InclusionProof, time_bound
 from .verify import StoredHead, VerifyReport, verify_rows
 
@@ -284,14 +284,7 @@ class SqliteLog:
             if end <= start:
                 self.conn.execute("ROLLBACK")
                 return 0
-            entries = cur.execute(self._sql["index_entries"], (start, end)).fetchall()
-            subjects: dict[int, list[str]] = {}
-            for idx, subject in cur.execute(self._sql["index_subjects"], (start, end)).fetchall():
-                subjects.setdefault(int(idx), []).append(str(subject))
-            postings = sorted((key, int(idx)) for idx, tenant, decision_id in entries
-                              for key in lookup_keys(tenant, decision_id, subjects.get(int(idx), ())))
-            if postings:
-                cur.executemany(self._sql["posting"], postings)
+            cur.execute(self._sql["postings"], (start, end) * 3)
             cur.execute(self._sql["advance"], (end,))
             self.conn.execute("COMMIT")
             return end - start

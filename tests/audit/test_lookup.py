@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from gateway.audit import AuditLog, CheckpointSigner, verify_database
+from gateway.audit.schema import lookup_keys
 
 from .helpers import LogFactory, decision, sql
 
@@ -103,6 +104,35 @@ def test_deleted_posting_fails_verify_and_forged_one_leaks_nothing(make_log: Log
     assert 8 not in all_pages(log, subject="subj-3")  # what a deleted posting would hide ...
     report = verify_database(engine, signer.vkey, table_prefix=prefix)
     assert not report.ok and report.first_bad_index == 8 and "posting" in report.message  # ... is caught
+
+
+def test_postings_built_in_sql_are_lookup_keys_of_the_stored_columns(make_log: LogFactory, engine: Engine,
+                                                                     prefix: str) -> None:
+    """The indexer builds the postings in the database (one INSERT ... SELECT); they must be exactly
+    `lookup_keys` of each entry's stored columns: no tenant, no decision id, several subjects,
+    non-ASCII values included."""
+    log = make_log(index_interval_ms=0)
+    records = [decision(i) for i in range(6)]
+    records.append(decision(6, subjects=["subj-x", "subj-\u00fc\u2603"], tenant="\u00c4cme \u2603"))
+    records.append({"kind": "erasure", "subjects": ["subj-9"], "actor": "cli",
+                    "created_at": "2026-12-08T01:00:00.000001Z"})  # neither tenant nor decision id
+    records.append({"kind": "grant", "subjects": ["subj-1", "subj-2"], "tenant": "operator", "actor": "cli",
+                    "created_at": "2026-12-08T01:00:01.000001Z", "grant": {"id": "g1", "uses": ["txt2img"]}})
+    log.append_many(records)
+    assert log.index_pending() == len(records)
+    with engine.connect() as conn:
+        columns = conn.execute(sql("SELECT idx, tenant, decision_id FROM {p}entries ORDER BY idx", prefix)).all()
+        subjects: dict[int, list[str]] = {}
+        for idx, subject in conn.execute(sql("SELECT idx, subject_id FROM {p}subjects", prefix)):
+            subjects.setdefault(int(idx), []).append(subject)
+        stored = sorted((k, int(i)) for k, i in conn.execute(sql("SELECT key, idx FROM {p}lookup", prefix)))
+    want = sorted((key, int(idx)) for idx, tenant, decision_id in columns
+                  for key in lookup_keys(tenant, decision_id, subjects.get(int(idx), ())))
+    assert stored == want
+    assert ("t:\u00c4cme \u2603", 6) in stored and ("s:subj-\u00fc\u2603", 6) in stored
+    assert [k for k, i in stored if i == 7] == ["s:subj-9"]  # the erasure: its subject only
+    assert sorted(k for k, i in stored if i == 8) == ["s:subj-1", "s:subj-2", "t:operator"]
+    assert all_pages(log, subject="subj-\u00fc\u2603") == [6] and all_pages(log, tenant="operator") == [8]
 
 
 def test_migration_0002_gives_an_existing_log_its_postings(tmp_path: Path) -> None:
