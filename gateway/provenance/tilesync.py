@@ -106,7 +106,7 @@ class TileSyncWatermarker:
     def __init__(self, *, psnr_db: float = 40.5, strength: float = 1.0, min_psnr_db: float = 40.0,
                  max_lattices: int = 8, max_decodes: int = 9, list_size: int = LIST_SIZE,
                  second_decodes: int = SECOND_DECODES, codec: PayloadCodec = MARK_PAYLOAD,
-                 informed: bool = True, whiten: bool = True) -> None:
+                 informed: bool = True, whiten: bool = True, fine_half: bool = True) -> None:
         if strength <= 0:
             raise ValueError("strength must be positive")
         self.psnr_db = float(psnr_db) - 20 * math.log10(strength)
@@ -118,6 +118,8 @@ class TileSyncWatermarker:
         self.codec = codec
         self.informed = informed  # False: the first embedder (plain spread spectrum), for comparison
         self.whiten = whiten  # False: the third revision's detector (unwhitened folded tile), for comparison
+        # False: the fourth revision's detector (a shrunk copy's 64-px fold upsampled bilinearly, no high-pass weight)
+        self.fine_half = fine_half and whiten
         self.faults = WatermarkFaults()
         self._layout = ts.layout(fec.coded_length(codec.n_bits))
 
@@ -160,7 +162,7 @@ class TileSyncWatermarker:
         return ts.residual(y)
 
     def read(self, residual: NDArray[np.float32], lattice: ts.Lattice) -> Reading:
-        aligned, sync_z, origin = ts.align(ts.fold(residual, lattice, self.whiten), self._layout)
+        aligned, sync_z, origin = ts.align(ts.fold(residual, lattice, self.whiten, self.fine_half), self._layout)
         return Reading(lattice, sync_z, ts.chip_scores(aligned, self._layout), origin)
 
     def _lattices(self, residual: NDArray[np.float32]) -> list[ts.Lattice]:
