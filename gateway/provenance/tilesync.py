@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -54,7 +55,7 @@ from gateway.provenance.errors import WatermarkError
 from gateway.provenance.payload import MARK_PAYLOAD, PayloadCodec
 from gateway.provenance.wmbase import WatermarkDetection, WatermarkFaults, check_image
 
-__all__ = ["Reading", "TileSyncWatermarker"]
+__all__ = ["Reading", "Residual", "TileSyncWatermarker"]
 
 EMBED_MIN_SIDE = ts.TILE
 DETECT_MIN_SIDE = 64
@@ -67,6 +68,7 @@ MAX_BOOST_DB = 6.0  # how much louder the mark may be made where clipping took p
 LIST_SIZE = 64  # candidate words per decoded hypothesis (list Viterbi)
 SECOND_DECODES = 3  # hypotheses of the second look decoded: (9 + 3) * 64 * 2**-32 = 1.8e-7 per image
 SECOND_MAX_DEG = 4.5  # the second look's rotation sweep covers +-this many degrees
+FINE_WINDOW = 3  # fifth revision: the local-energy window of the residual that shrunk hypotheses fold
 
 
 def _perturb(lat: ts.Lattice, scale: float, radians: float) -> ts.Lattice:
@@ -76,6 +78,29 @@ def _perturb(lat: ts.Lattice, scale: float, radians: float) -> ts.Lattice:
         return float(c * v[0] - s * v[1]), float(s * v[0] + c * v[1])
 
     return ts.Lattice(turn(lat.b1), turn(lat.b2), lat.strength)
+
+
+@dataclass
+class Residual:
+    """A copy's residual (``_tilesync.residual`` of its luma at working resolution) and, computed
+    on the first shrunk hypothesis read, the finer one the fifth revision folds for those: its
+    local energy measured over ``FINE_WINDOW`` px, about the 11 px of the full-size residual
+    at the copy's half scale (see ``_tilesync.residual``)."""
+
+    y: NDArray[np.float32]
+    full: NDArray[np.float32]
+
+    @cached_property
+    def fine(self) -> NDArray[np.float32]:
+        return ts.residual(self.y, window=FINE_WINDOW)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.full.shape
+
+    @property
+    def size(self) -> int:
+        return int(self.full.size)
 
 
 @dataclass(frozen=True)
@@ -152,25 +177,27 @@ class TileSyncWatermarker:
         return best
 
     # -- detection ----------------------------------------------------------------------------
-    def residual(self, rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
+    def residual(self, rgb: NDArray[np.uint8]) -> Residual:
         image = check_image(rgb, self.method, min_area=DETECT_MIN_SIDE**2, min_side=DETECT_MIN_SIDE)
         y = ts.luma(image)
         height, width = y.shape
         wh, ww = ts.work_shape(height, width)
         if (wh, ww) != (height, width):
             y = np.asarray(cv2.resize(y, (ww, wh), interpolation=cv2.INTER_AREA), dtype=np.float32)
-        return ts.residual(y)
+        return Residual(y, ts.residual(y))
 
-    def read(self, residual: NDArray[np.float32], lattice: ts.Lattice) -> Reading:
-        aligned, sync_z, origin = ts.align(ts.fold(residual, lattice, self.whiten, self.fine_half), self._layout)
+    def read(self, residual: Residual, lattice: ts.Lattice) -> Reading:
+        shrunk = self.fine_half and lattice.scale < ts.SHRUNK_BELOW
+        r = residual.fine if shrunk else residual.full
+        aligned, sync_z, origin = ts.align(ts.fold(r, lattice, self.whiten, self.fine_half), self._layout)
         return Reading(lattice, sync_z, ts.chip_scores(aligned, self._layout), origin)
 
-    def _lattices(self, residual: NDArray[np.float32]) -> list[ts.Lattice]:
+    def _lattices(self, residual: Residual) -> list[ts.Lattice]:
         """Geometry candidates; small copies (cheap to fold, noisy autocorrelation) get more."""
         extra = 1 if residual.size <= SWEEP_MAX_AREA else int(np.clip(2.5e5 / residual.size, 1, 4))
-        return ts.find_lattices(residual, n=self.max_lattices * extra, peaks=24 * extra, search=True)
+        return ts.find_lattices(residual.full, n=self.max_lattices * extra, peaks=24 * extra, search=True)
 
-    def _search(self, residual: NDArray[np.float32]) -> list[Reading]:
+    def _search(self, residual: Residual) -> list[Reading]:
         """Geometry hypotheses read out, by sync strength: the lattices found in the copy's
         autocorrelation, on small copies an upright scale sweep, and the strongest few polished
         by a local search on the sync correlation itself (see ``_polish``)."""
@@ -184,7 +211,7 @@ class TileSyncWatermarker:
                     for reading in found[:POLISH_TOP]]
         return sorted([*polished, *found[POLISH_TOP:]], key=lambda reading: -reading.sync_z)
 
-    def _sweep(self, residual: NDArray[np.float32]) -> list[Reading]:
+    def _sweep(self, residual: Residual) -> list[Reading]:
         """Upright lattices at every scale from 0.3x to 1.1x, read by their sync correlation: on a
         small copy the autocorrelation has too few tiles to show the repetition, but folding is cheap."""
         side = max(residual.shape)
@@ -194,7 +221,7 @@ class TileSyncWatermarker:
         readings.sort(key=lambda reading: -reading.sync_z)
         return readings[:2]
 
-    def _second_look(self, residual: NDArray[np.float32]) -> list[Reading]:
+    def _second_look(self, residual: Residual) -> list[Reading]:
         """Geometry hypotheses for a copy the first search could not read, driven by the sync
         correlation alone: a rotation sweep at the copy's own scale (a photo straightened by a
         few degrees: on noise-like hosts and small renders the autocorrelation's lattice peaks
@@ -213,7 +240,7 @@ class TileSyncWatermarker:
         polished = [self._polish(residual, reading) for reading in found[:SECOND_DECODES]]
         return sorted(polished, key=lambda reading: -reading.sync_z)
 
-    def _polish(self, residual: NDArray[np.float32], reading: Reading) -> Reading:
+    def _polish(self, residual: Residual, reading: Reading) -> Reading:
         """Hill-climb scale and rotation on the sync correlation, in steps that move the copy's
         far edge by about one pixel, then half a pixel: the autocorrelation places the lattice to
         a fraction of a pixel per period, and a 0.2 % scale or 0.1 degree error already moves the
