@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     transforms = [t.strip() for t in args.transforms.split(",") if t.strip()]
-    STATE.update(seed=args.id_seed, transforms=transforms, r4=TileSyncWatermarker(fine_half=False),
+    STATE.update(seed=args.id_seed, transforms=transforms, r4=TileSyncWatermarker(fine_half=False, half_first=False),
                  r5=TileSyncWatermarker())
     images = select_images(marked_set(args.images), args.only)
     print(f"{len(images)} images, id seed {args.id_seed}, transforms: {', '.join(transforms)}; "
