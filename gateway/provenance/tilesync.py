@@ -158,7 +158,8 @@ class TileSyncWatermarker:
         self.whiten = whiten  # False: the third revision's detector (unwhitened folded tile), for comparison
         # False: the fourth revision's detector (a shrunk copy's 64-px fold upsampled bilinearly, no high-pass weight)
         self.fine_half = fine_half and whiten
-        self.half_first = half_first  # False: no halved-copy fast path (fourth revision and earlier)
+        # False: no halved-copy fast path (fourth revision and earlier: also off with fine_half or whiten off)
+        self.half_first = half_first and self.fine_half
         self.faults = WatermarkFaults()
         self._layout = ts.layout(fec.coded_length(codec.n_bits))
 
