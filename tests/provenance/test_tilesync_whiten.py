@@ -101,7 +101,8 @@ def test_whitening_lifts_the_sync_over_a_coloured_host() -> None:
 
 def test_unmarked_small_images_still_yield_nothing(mark: TileSyncWatermarker, small_render: np.ndarray) -> None:
     """Whitening changes which hypotheses rank first, not how many words are checked: the bound
-    stays (1 + 9 + 3) * 64 * 2**-32 (the fifth revision's halved geometry is the 1) and unmarked renders, halved or not, read nothing."""
+    stays (1 + 9 + 3) * 64 * 2**-32 (the fifth revision's halved geometry is the 1) and unmarked
+    renders, halved or not, read nothing."""
     rng = np.random.default_rng(11)
     images = [small_render, _half(small_render), np.ascontiguousarray(skimage.data.grass()[:240, :320, None]
                                                                       .repeat(3, axis=2))]
