@@ -201,11 +201,24 @@ class TileSyncWatermarker:
             y = np.asarray(cv2.resize(y, (ww, wh), interpolation=cv2.INTER_AREA), dtype=np.float32)
         return Residual(y, ts.residual(y))
 
-    def read(self, residual: Residual, lattice: ts.Lattice) -> Reading:
-        shrunk = self.fine_half and lattice.scale < ts.SHRUNK_BELOW
-        r = residual.fine if shrunk else residual.full
-        aligned, sync_z, origin = ts.align(ts.fold(r, lattice, self.whiten, self.fine_half), self._layout)
+    def read(self, residual: Residual, lattice: ts.Lattice, fine: bool = False) -> Reading:
+        """One hypothesis read out. ``fine`` (for the hypotheses that are decoded; the search ranks
+        by the plain reading): a shrunk hypothesis is read from the fine residual and fold."""
+        if fine and self.fine_half and lattice.scale < ts.SHRUNK_BELOW:
+            folded = ts.fold(residual.fine, lattice, self.whiten, fine=True)
+        else:
+            folded = ts.fold(residual.full, lattice, self.whiten)
+        aligned, sync_z, origin = ts.align(folded, self._layout)
         return Reading(lattice, sync_z, ts.chip_scores(aligned, self._layout), origin)
+
+    def _fine(self, residual: Residual, reading: Reading) -> Reading:
+        """A hypothesis about to be decoded, read finely where that differs (shrunk hypotheses).
+        Why not rank by the fine reading too: its sync peak on unmarked content stands ~1 higher
+        than the plain one's, so shrunk hypotheses crowded the turned ones out of a 2-degree copy's
+        second look (two small renders lost in the sharing table, seed 7)."""
+        if self.fine_half and reading.lattice.scale < ts.SHRUNK_BELOW:
+            return self.read(residual, reading.lattice, fine=True)
+        return reading
 
     def _lattices(self, residual: Residual) -> list[ts.Lattice]:
         """Geometry candidates; small copies (cheap to fold, noisy autocorrelation) get more."""
@@ -279,8 +292,9 @@ class TileSyncWatermarker:
         residual = self.residual(rgb)
         first = [self.read(residual, ts.IDENTITY)]
         if self.half_first:
-            first.append(self.read(residual, HALF))
-        return [*first, *self._search(residual), *self._second_look(residual)]
+            first.append(self.read(residual, HALF, fine=True))
+        rest = [*self._search(residual), *self._second_look(residual)]
+        return [*first, *(self._fine(residual, reading) for reading in rest)]
 
     def _decode(self, reading: Reading) -> tuple[int | None, int]:
         """The id in one hypothesis (or None) and how many candidate words were checked: Viterbi's
@@ -308,13 +322,14 @@ class TileSyncWatermarker:
             # second fast path: the copy is the release halved (the commonest shrink; within half a
             # pixel at every edge whatever the rounding of an odd side): decoded before the search,
             # whose sync correlation is too weak on small textured copies to rank it first
-            reading = self.read(residual, HALF)
+            reading = self.read(residual, HALF, fine=True)
             candidates.append(reading)
             wm_id, words = self._decode(reading)
             checked += words
         if wm_id is None:
             candidates = self._search(residual)
-            for reading in candidates[: self.max_decodes - 1]:
+            for ranked in candidates[: self.max_decodes - 1]:
+                reading = self._fine(residual, ranked)
                 wm_id, words = self._decode(reading)
                 checked += words
                 if wm_id is not None:
@@ -322,7 +337,8 @@ class TileSyncWatermarker:
         if wm_id is None and self.second_decodes:
             second = self._second_look(residual)
             candidates += second
-            for reading in second[: self.second_decodes]:
+            for ranked in second[: self.second_decodes]:
+                reading = self._fine(residual, ranked)
                 wm_id, words = self._decode(reading)
                 checked += words
                 if wm_id is not None:
