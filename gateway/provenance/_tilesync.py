@@ -558,9 +558,9 @@ def whiten(folded: F32, band: int = WHITEN_BAND, hp_sigma: float = 0.0) -> F32:
     the residual's high-pass ``1 - G(sigma)``, so its share at frequency f is that response H(f)
     times the tile's; the matched filter weighs the whitened spectrum by H(f) too (whitening alone
     gives the frequencies the high-pass nearly emptied full weight). Measured on 150 halved small,
-    grass and gravel copies at their true geometry, H**0.5 (``HP_WEIGHT``) read as many words as
-    H**0.25 and one more than H (and lifted the sync peak 12.2 -> 17.7 with the 2 x 2 repeat of
-    ``fold``)."""
+    grass and gravel copies at their true geometry, with the 2 x 2 repeat of ``fold``: 142 words
+    decoded with H**0.5 (``HP_WEIGHT``), 143 with H**0.25, 141 with H, 142 without (the sync peak
+    15.7 -> 17.7 with H**0.5: chosen between the two)."""
     spectrum = scipy.fft.fft2(folded.astype(np.float64))
     power = spectrum.real**2 + spectrum.imag**2
     smooth = scipy.ndimage.uniform_filter(power, size=band, mode="wrap")

@@ -27,11 +27,12 @@ The fifth revision changes the detector's reading of *shrunk* hypotheses only (s
 folded at 64 px): their residual's local energy is measured over 3 px, not 11 (``Residual.fine``),
 the 64-px fold is repeated 2 x 2 instead of upsampled bilinearly (each cell sums exactly the
 pixels it became) and its whitened spectrum is weighed by the residual high-pass's response
-(``_tilesync.fold(fine=True)``, ``whiten(hp_sigma=...)``); and the release *halved* (scale 1/2,
+(``_tilesync.fold(fine=True)``, ``whiten(hp_sigma=...)``) — for the hypotheses that are decoded;
+the search still ranks and polishes by the plain reading (``_fine``); and the release *halved* (scale 1/2,
 upright) is decoded right after the identity, before the search (``HALF``): on small textured
 copies the sync correlation of the true geometry is barely above the noise, and the search
 ranked (or polished) a wrong scale first. The identity path, the embedder and the format are
-unchanged (``fine_half=False, half_first=False`` gives the fourth revision's detector).
+unchanged (``fine_half=False`` gives the fourth revision's detector; it turns ``half_first`` off too).
 
 False accepts, by construction: each *decoded* geometry hypothesis yields at most ``list_size``
 candidate words (Viterbi's most likely one, then, only when it fails the check, the next most
@@ -95,7 +96,7 @@ def _perturb(lat: ts.Lattice, scale: float, radians: float) -> ts.Lattice:
 @dataclass
 class Residual:
     """A copy's residual (``_tilesync.residual`` of its luma at working resolution) and, computed
-    on the first shrunk hypothesis read, the finer one the fifth revision folds for those: its
+    on the first shrunk hypothesis decoded, the finer one the fifth revision folds for those: its
     local energy measured over ``FINE_WINDOW`` px, about the 11 px of the full-size residual
     at the copy's half scale (see ``_tilesync.residual``)."""
 
