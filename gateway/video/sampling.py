@@ -109,6 +109,37 @@ def _colour_signature(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray]:
     return hist, blocks.astype(np.float64) / 255.0
 
 
+def _signatures(frame: av.VideoFrame, colour: bool) -> tuple[tuple[np.ndarray, np.ndarray],
+                                                             tuple[np.ndarray, np.ndarray] | None]:
+    """`_signature(frame)` and (when `colour`) `_colour_signature(frame)`, equal to what each gives
+    alone, with the luma work done once for planar 8-bit YUV: both read the same strided Y
+    thumbnail, the colour signature's 16-bin Y histogram is the 32-bin one with its bins paired
+    (the same integer counts), and its Y block means are the luma signature's."""
+    if not colour:
+        return _signature(frame), None
+    if frame.format.name not in _EIGHT_BIT_YUV or frame.format.name == "nv12":
+        return _signature(frame), _colour_signature(frame)
+    step = max(1, min(frame.width, frame.height) // 64)
+    thumbs = []
+    for i, plane in enumerate(frame.planes[:3]):
+        full = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
+        w, h = (frame.width, frame.height) if i == 0 else (plane.width, plane.height)
+        sub = step if i == 0 else max(1, round(step * w / frame.width))
+        thumbs.append(full[:h:sub, :w:sub])
+    y = thumbs[0]
+    counts = np.bincount((y >> 3).ravel(), minlength=_BINS)
+    y_blocks = cv2.resize(np.ascontiguousarray(y), (16, 9), interpolation=cv2.INTER_AREA)
+    hist32 = counts.astype(np.float64)
+    luma = (hist32 / max(hist32.sum(), 1.0), y_blocks.astype(np.float64) / 255.0)
+    shift = 8 - int(np.log2(_COLOUR_BINS))
+    pair = _BINS // _COLOUR_BINS
+    hists = [counts.reshape(_COLOUR_BINS, pair).sum(axis=1) / max(y.size, 1)]
+    hists += [np.bincount((p >> shift).ravel(), minlength=_COLOUR_BINS) / max(p.size, 1) for p in thumbs[1:]]
+    blocks = np.stack([y_blocks] + [cv2.resize(np.ascontiguousarray(p), (16, 9), interpolation=cv2.INTER_AREA)
+                                    for p in thumbs[1:]])
+    return luma, (np.concatenate(hists) / 3.0, blocks.astype(np.float64) / 255.0)
+
+
 def change_score(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
     """How far frame b's colour signature is from frame a's (0 = same, 1 = nothing alike)."""
     return cut_score(a, b)
@@ -179,10 +210,9 @@ class Sampler:
         """The sample to show the models, or None; `last_t` is this frame's time either way."""
         self.index += 1
         t = self.last_t = self.time_of(frame, self.index)
-        signature = _signature(frame)
+        signature, colour = _signatures(frame, self.change_threshold is not None)
         cut = self._previous is not None and cut_score(self._previous, signature) >= self.scene_cut_threshold
         self._previous = signature
-        colour = _colour_signature(frame) if self.change_threshold is not None else None
         reason: SampleReason | None = None
         if self.index == 0:
             reason = "first"

@@ -52,3 +52,26 @@ def test_summarise_ranges_and_max() -> None:
     assert out["nsfw"]["ranges"] == [[0.5, 1.5], [2.0, 2.7]]
     assert out["other"] == {"max": 0.3, "max_t": 2.2, "ranges": []}
     assert out["missing"] == {"max": 0.0, "max_t": None, "ranges": []}
+
+
+@pytest.mark.parametrize("name", ["mp4_video", "webm_video", "mov_video"])
+def test_signatures_computed_together_equal_each_alone(name: str, request: pytest.FixtureRequest) -> None:
+    """The sampler computes the cut and change signatures in one go (the luma work once); they must
+    be exactly what `_signature` and `_colour_signature` give alone, or sampling would change."""
+    import av
+    import numpy as np
+
+    from gateway.video.sampling import _colour_signature, _signature, _signatures
+
+    path = request.getfixturevalue(name)
+    checked = 0
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            luma, colour = _signatures(frame, True)
+            assert colour is not None
+            for got, want in zip((*luma, *colour), (*_signature(frame), *_colour_signature(frame)), strict=True):
+                assert got.dtype == want.dtype and np.array_equal(got, want)
+            alone, none = _signatures(frame, False)
+            assert none is None and all(np.array_equal(a, b) for a, b in zip(alone, luma, strict=True))
+            checked += 1
+    assert checked > 10
