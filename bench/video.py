@@ -391,7 +391,8 @@ def thread_split(tc: Any, key: str, data: bytes, src: Path, work: Path,
                 group = "other Python threads (job, event loops, HTTP, audit)"
             out[group] = out.get(group, 0.0) + cpu
         own = acct.by_name().get("bench-thread-cpu", 0.0)
-        out["threads not seen (ended between reads: dlib helpers, x264 at close)"] = max(0.0, acct.total - own - sum(out.values()))
+        unseen = max(0.0, acct.total - own - sum(out.values()))
+        out["threads not seen (ended between reads: dlib helpers, x264 at close)"] = unseen
         return out
 
     return groups(floor_split, None), groups(split, facts.get("pass_tid")), facts
@@ -674,13 +675,15 @@ def main() -> None:
               f"signing — and the models and x264 sharing 2 cores)")
     if split is not None:
         floor_groups, release_groups, facts = split
-        print("CPU by thread (one more floor and one more release job, /proc/self/task every 0.1 s; x floor = "
-              "of the first floor row):")
+        split_floor = max(sum(floor_groups.values()), 1e-9)
+        print("CPU by thread (one more floor and one more release job, /proc/self/task every 0.1 s; x floor = of "
+              "this floor's CPU, all threads; + = the release's thread CPU less the floor's):")
         for group in sorted(set(floor_groups) | set(release_groups), key=lambda g: -release_groups.get(g, 0.0)):
             f_cpu, r_cpu = floor_groups.get(group, 0.0), release_groups.get(group, 0.0)
-            print(f"  {group:<56} floor {f_cpu:6.2f} s   release {r_cpu:6.2f} s ({r_cpu / floor_cpu:4.2f}x floor)")
-        print(f"  {'all threads':<56} floor {sum(floor_groups.values()):6.2f} s   release "
-              f"{sum(release_groups.values()):6.2f} s ({sum(release_groups.values()) / floor_cpu:4.2f}x floor)")
+            print(f"  {group:<68} floor {f_cpu:6.2f} s   release {r_cpu:6.2f} s   "
+                  f"+{(r_cpu - f_cpu) / split_floor:5.2f}x floor")
+        print(f"  {'all threads':<68} floor {split_floor:6.2f} s   release {sum(release_groups.values()):6.2f} s   "
+              f"= {sum(release_groups.values()) / split_floor:4.2f}x floor")
         if "loop_end" in facts and "pass_end" in facts:
             sam = facts["sampling"]
             print(f"  tail: the models finished {facts['pass_end'] - facts['loop_end']:.2f} s after the decode/encode "
