@@ -31,6 +31,7 @@ import io
 import json
 import os
 import resource
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,6 +41,9 @@ from typing import Any, cast
 import av
 
 REPO = Path(__file__).resolve().parents[1]
+# this tree's code, not the one the virtual environment's editable install points at (a worktree run
+# without this measured /work/main's gateway: the script's directory, bench/, is all Python adds)
+sys.path.insert(0, str(REPO))
 
 
 def cpu_s() -> float:
