@@ -17,7 +17,11 @@ VmRSS) read at idle (ready, no request yet), after the warm-up, and after the N 
 (`--requests`, default 10000); the "memory" lines print them with the growth after warm-up, then
 each process's anonymous (allocated) and file-backed (libraries, weights) MB, and per gateway replica
 a "memory verdict" line: quarter means and floors of the RSS series (every ~10 s) and its trend in
-MB per 1k requests with the standard error, over the run and its second half (bench/memtrend.py).
+MB per 1k requests with the standard error, over the run and its second half (bench/memtrend.py);
+then "C heap" lines from each replica's trims (every 30 s, CONSENTGATE_MALLOC_STATS): the anonymous
+memory left after each trim (the floor), and glibc's in-use, free and mmapped bytes before it — growth
+in "in use" is live allocations (a leak, or an allocator inside a library keeping regions), in "free"
+fragments glibc holds.
 
     .venv/bin/python bench/load.py                              # both modes, 10k requests each, 8 clients
     .venv/bin/python bench/load.py --mode sqlite --requests 500 --clients 4
@@ -33,7 +37,7 @@ MB per 1k requests with the standard error, over the run and its second half (be
                    (whichever comes first; with --duration alone the run is only time-bound)
     --scaling 1,4  measure each client count in turn on the same replicas and print the throughput
                    ratio of the last to the first (the issue's "4 clients vs 1 client")
-    --trace N      instead of the load: one in-process gateway (SQLite, the same mix, 4 client threads),
+    --trace N      instead of the load: one in-process gateway (SQLite, the same mix, --clients threads),
                    tracemalloc snapshots after the warm-up and after N requests; prints RSS and the
                    Python heap at each, and the allocation sites that grew most (where a leak lives)
     --pg-url URL   the server to create (and drop) a fresh database on
@@ -215,6 +219,8 @@ def start_replicas(count: int, data: Path, policies: Path, env: dict[str, str], 
     for i in range(count):
         port = free_port()
         log = logs / f"replica-{i}.log"
+        # glibc's heap stats at each of the replica's trims (gateway/app.py `start_malloc_trimmer`)
+        rep_env = dict(env, CONSENTGATE_MALLOC_STATS=str(logs / f"replica-{i}-malloc.jsonl"))
         with open(log, "wb") as fh:
             proc = subprocess.Popen(  # noqa: S603 - our own CLI
                 [
@@ -231,7 +237,7 @@ def start_replicas(count: int, data: Path, policies: Path, env: dict[str, str], 
                 ],
                 stdout=fh,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=rep_env,
                 start_new_session=True,
             )
         replicas.append(Replica(f"replica-{i}", f"http://127.0.0.1:{port}", proc, log))
@@ -499,6 +505,7 @@ def run_mode(
             warm_parts = {name: proc_memory(pid) for name, pid in procs.items()}
             stats = Stats()
             cpu_before = cpu_snapshot(replicas, cluster)
+            load_started = time.time()
             elapsed = _load(keys[:clients], replicas, payloads, stats, args, args.duration, sample_rss=True,
                             max_requests=args.requests)
             cpu = cpu_report(cpu_before, cpu_snapshot(replicas, cluster), len(stats.samples), elapsed)
@@ -508,6 +515,9 @@ def run_mode(
             end_rss = {name: rss_mb(pid) for name, pid in procs.items()}
             end_parts = {name: proc_memory(pid) for name, pid in procs.items()}
             summary = summarise(stats, replicas, elapsed)
+            for rep in replicas:
+                summary["replicas"][rep.name]["malloc_trims"] = _malloc_trims(
+                    root / f"{rep.name}-malloc.jsonl", load_started, elapsed, len(stats.samples))
             summary |= {"clients": clients, "duration_s": round(elapsed, 1), "cpu": cpu, "memory": {
                 name: {"pid": pid, "idle_mb": round(idle.get(name, float("nan")), 1),
                        "warm_mb": round(warm_rss[name], 1), "end_mb": round(end_rss[name], 1),
@@ -605,6 +615,19 @@ def _load(
             parts = proc_memory(rep.proc.pid)
             rep.mem_series.append((len(stats.samples), round(parts["rss"], 1), round(parts["anon"], 1)))
     return time.monotonic() - start
+
+
+def _malloc_trims(path: Path, started: float, elapsed: float, requests: int) -> list[dict[str, float]]:
+    """The replica's trims during the measured load, each with `at` (the requests answered by then,
+    estimated from the run's mean rate) and glibc's heap stats (MB) before the trim."""
+    if not path.exists() or elapsed <= 0:
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if started <= row["t"] <= started + elapsed:
+            out.append({**row, "at": round((row["t"] - started) / elapsed * requests)})
+    return out
 
 
 def _one(rep: Replica, key: str, payloads: dict[str, bytes], image: str, release: int, stats: Stats) -> None:
@@ -725,6 +748,23 @@ def print_memory_verdict(summary: dict[str, Any]) -> None:
                   f"+- {t.late_slope_se_mb_per_1k:.2f} ({t.samples} samples) -> {t.verdict}")
 
 
+    for name, row in summary.get("replicas", {}).items():
+        trims = row.get("malloc_trims") or []
+        if len(trims) < 4:
+            continue
+        at = [t["at"] for t in trims]
+        for label, key in (("anonymous after each trim", "anon_after"), ("glibc in use", "in_use"),
+                           ("glibc free", "free"), ("glibc mmapped", "mmapped")):
+            if key not in trims[0]:
+                continue
+            values = [t[key] for t in trims]
+            t = trend(at, values)
+            print(f"C heap [{name}, {label}]: {values[0]:.1f} -> {values[-1]:.1f} MB over {len(trims)} trims; quarter "
+                  f"means {'/'.join(f'{q:.1f}' for q in t.quarter_means)}; trend {t.slope_mb_per_1k:+.2f} "
+                  f"+- {t.slope_se_mb_per_1k:.2f} MB per 1k requests, second half {t.late_slope_mb_per_1k:+.2f} "
+                  f"+- {t.late_slope_se_mb_per_1k:.2f}")
+
+
 def print_scaling(results: list[dict[str, Any]]) -> None:
     """One line per (backend, mode): throughput at the last client count over the first."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -791,7 +831,7 @@ def trace(args: argparse.Namespace, payloads: dict[str, bytes]) -> int:
                 local = [Replica("inproc", "", None, root)]  # type: ignore[arg-type] # posts go to `tc`
                 threads = [threading.Thread(target=client_loop, args=(i, key, local, payloads, stop, stats,
                                                                       args.release_every, args.mix_cycle, tc))
-                           for i in range(4)]
+                           for i in range(args.clients)]
                 for t in threads:
                     t.start()
                 while len(stats.samples) < n:

@@ -107,12 +107,10 @@ def rgb_rows(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def onnx_session(path: Path, threads: int) -> Any:
-    """An onnxruntime CPU session with a fixed intra-op thread count (sessions are thread-safe)."""
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:  # pragma: no cover - a broken install
-        raise ModelError(f"onnxruntime is not importable: {exc}") from exc
+def ort_session_options(ort: Any, threads: int) -> Any:
+    """The SessionOptions every ONNX Runtime session of the gateway is built with (`onnx_session`,
+    classifiers/dlib_resnet.py): a fixed intra-op thread count, no spinning, and the CPU memory arena
+    as `CONSENTGATE_ORT_ARENA` says (see `ORT_ARENA`)."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -122,6 +120,42 @@ def onnx_session(path: Path, threads: int) -> Any:
         # second model needs on a small machine; not spinning costs a little single-call latency.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    arena = ort_arena_mode()
+    if arena == "off":
+        opts.enable_cpu_mem_arena = False
+    elif arena == "nopattern":
+        opts.enable_mem_pattern = False
+    return opts
+
+
+ORT_ARENA_MODES = ("on", "off", "nopattern", "shrink")
+
+
+def ort_run_options() -> Any:
+    """RunOptions for `session.run`: None, or with "shrink" the arena's unused regions freed after each run."""
+    if ort_arena_mode() != "shrink":
+        return None
+    import onnxruntime as ort
+
+    ro = ort.RunOptions()
+    ro.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return ro
+
+
+def ort_arena_mode() -> str:
+    mode = os.environ.get("CONSENTGATE_ORT_ARENA", "on")
+    if mode not in ORT_ARENA_MODES:
+        raise ModelError(f"CONSENTGATE_ORT_ARENA={mode!r} not in {ORT_ARENA_MODES}")
+    return mode
+
+
+def onnx_session(path: Path, threads: int) -> Any:
+    """An onnxruntime CPU session with a fixed intra-op thread count (sessions are thread-safe)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise ModelError(f"onnxruntime is not importable: {exc}") from exc
+    opts = ort_session_options(ort, threads)
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
@@ -184,7 +218,7 @@ class OnnxSessions:
         return found
 
     def run(self, outputs: Any, feeds: Mapping[str, Any]) -> Any:
-        return self.session().run(outputs, dict(feeds))
+        return self.session().run(outputs, dict(feeds), ort_run_options())
 
 
 def local_model_dir(adapter: str, options: Options, key: str = "model_dir") -> Path:

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from classifiers._common import ort_run_options, ort_session_options
 from classifiers.base import ModelError
 
 CHIP_SIZE = 150
@@ -387,11 +388,7 @@ class OnnxResnetEngine:
             import onnxruntime as ort
         except ImportError as exc:
             raise ModelError(f"embed engine 'onnxruntime' needs the onnxruntime package: {exc}") from exc
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as classifiers._common
+        opts = ort_session_options(ort, threads)  # as every ONNX session of the gateway
         try:
             self._session = ort.InferenceSession(onnx_model(net), sess_options=opts,
                                                  providers=["CPUExecutionProvider"])
@@ -402,7 +399,7 @@ class OnnxResnetEngine:
         _check_chips(chips)
         if len(chips) == 0:
             return np.zeros((0, DESCRIPTOR_DIM), np.float32)
-        out = self._session.run(["descriptors"], {"chips": np.ascontiguousarray(chips)})[0]
+        out = self._session.run(["descriptors"], {"chips": np.ascontiguousarray(chips)}, ort_run_options())[0]
         return np.asarray(out, dtype=np.float32)
 
 

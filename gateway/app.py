@@ -6,6 +6,10 @@ lifespan through the composition root (gateway.context) — nothing at import ti
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import json
 import logging
 import os
 import re
@@ -44,13 +48,50 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
-def start_malloc_trimmer(every_s: float) -> threading.Event | None:
+class _MallInfo2(ctypes.Structure):
+    """glibc's `struct mallinfo2` (malloc.h, glibc >= 2.33): sizes summed over every arena."""
+
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def malloc_stats() -> dict[str, float] | None:
+    """glibc's own account of the C heap in MB (None without `mallinfo2`): `in_use` (allocated and not
+    freed: live buffers, and every region an allocator inside a library keeps for itself — ONNX
+    Runtime's arenas), `free` (freed but still held by glibc's arenas: what `malloc_trim` may return,
+    and fragments it cannot), `mmapped` (large blocks mapped one by one, always in use)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        fn = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.restype = _MallInfo2
+    info = fn()
+    mb = 1024 * 1024
+    return {"in_use": (info.uordblks + info.hblkhd) / mb, "free": info.fordblks / mb, "mmapped": info.hblkhd / mb,
+            "heap": info.arena / mb}
+
+
+def _anon_mb() -> float:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return float("nan")
+
+
+def start_malloc_trimmer(every_s: float, stats_path: str | None = None) -> threading.Event | None:
     """Hand freed C-heap pages back to the OS every `every_s` seconds (issue #21.4). Measured with
     `bench/load.py --trace`: a serving process's RSS rose ~38 MB per 800 mixed requests, yet the
     Python heap held +0.3 MB and `malloc_trim(0)` brought the RSS back to the same level every
     round — glibc kept the freed buffers of images, model outputs and request bodies (per-thread
     arenas of the worker threads) instead of returning them. Not a leak, but the process would look
-    like one and hold memory it does not use. Returns the event that stops the thread (None: off)."""
+    like one and hold memory it does not use. Returns the event that stops the thread (None: off).
+    With `stats_path` (CONSENTGATE_MALLOC_STATS, a diagnostic for bench/load.py) each trim appends a
+    JSON line: the time, the anonymous RSS before and after it and glibc's `malloc_stats` before it."""
     trim = _malloc_trim() if every_s > 0 else None
     if trim is None:
         return None
@@ -58,7 +99,15 @@ def start_malloc_trimmer(every_s: float) -> threading.Event | None:
 
     def loop() -> None:
         while not stop.wait(every_s):
+            if not stats_path:
+                trim(0)
+                continue
+            before, stats = _anon_mb(), malloc_stats()
             trim(0)
+            line = {"t": round(time.time(), 1), "anon_before": round(before, 2), "anon_after": round(_anon_mb(), 2),
+                    **{k: round(v, 2) for k, v in (stats or {}).items()}}
+            with contextlib.suppress(OSError), open(stats_path, "a") as fh:
+                fh.write(json.dumps(line) + "\n")
 
     threading.Thread(target=loop, name="malloc-trim", daemon=True).start()
     return stop
@@ -278,7 +327,8 @@ def create_app(
         app.state.start_error = None
         # before the models load and the worker threads start: their first allocations pick the arenas
         limit_malloc_arenas(int(settings.extra.get("malloc_arena_max", default_arena_max())))
-        trimmer = start_malloc_trimmer(float(settings.extra.get("malloc_trim_s", MALLOC_TRIM_S)))
+        trimmer = start_malloc_trimmer(float(settings.extra.get("malloc_trim_s", MALLOC_TRIM_S)),
+                                       settings.extra.get("malloc_stats"))
         if background_start:
             def run() -> None:
                 try:

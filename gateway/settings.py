@@ -112,6 +112,7 @@ class Settings:
                 ("audit_publish", "CONSENTGATE_AUDIT_PUBLISH"),  # a directory or an http(s) URL
                 ("malloc_trim_s", "CONSENTGATE_MALLOC_TRIM_S"),  # glibc heap back to the OS every N s; 0: off
                 ("malloc_arena_max", "CONSENTGATE_MALLOC_ARENA_MAX"),  # glibc arenas (default: CPUs, >= 2); 0: glibc's
+                ("malloc_stats", "CONSENTGATE_MALLOC_STATS"),  # a file: a JSON line of glibc heap stats per trim
             )
             if env.get(var)
         }
