@@ -4,8 +4,9 @@ per session that grows by regions of doubling size when the calls running at onc
 holds, and never gives a region back. This bench runs the gateway's ONNX sessions (NudeNet,
 open_nsfw, the dlib ResNet embedding) the way the gateway does — several threads calling one session
 at once, batches of varying size (views per image, faces per image) — with each `CONSENTGATE_ORT_ARENA`
-mode in a fresh process, and prints per round the resident anonymous memory after `malloc_trim(0)`
-(the floor: what glibc cannot hand back, i.e. what ORT holds) and the CPU per call.
+mode in a fresh process (all at once, sharing the machine's load alike), and prints per round the
+resident anonymous memory after `malloc_trim(0)` (the floor: what glibc cannot hand back, i.e. what
+ORT holds) and the CPU per call.
 
     .venv/bin/python bench/ort_arena.py                      # every mode, 6 rounds of 240 calls, 8 threads
     .venv/bin/python bench/ort_arena.py --modes on,off --rounds 4 --calls 120
@@ -109,21 +110,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child(args)
         return 0
+    # the modes run at once, one process each, so that they share the machine's load alike
+    procs = {}
     for mode in args.modes.split(","):
         env = dict(os.environ, CONSENTGATE_ORT_ARENA=mode, MALLOC_ARENA_MAX="2")
         cmd = [sys.executable, __file__, "--child", "--rounds", str(args.rounds), "--calls", str(args.calls),
                "--threads", str(args.threads)]
-        res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        if res.returncode:
-            print(res.stderr[-2000:])
+        procs[mode] = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # noqa: S603
+    for mode, proc in procs.items():
+        stdout, stderr = proc.communicate()
+        if proc.returncode:
+            print(stderr[-2000:])
             return 1
-        data = json.loads(res.stdout.strip().splitlines()[-1])
+        data = json.loads(stdout.strip().splitlines()[-1])
         floors = [r["floor"] for r in data["rounds"]]
         cpu = [r["cpu_ms_per_call"] for r in data["rounds"]]
         print(f"{mode:>10}: anon after warm-up + trim {data['warm_floor']:.1f} MB; floors per round "
               f"{' '.join(f'{f:.1f}' for f in floors)} (last - warm {floors[-1] - data['warm_floor']:+.1f} MB); "
               f"peak after a round {max(r['after'] for r in data['rounds']):.1f}; CPU ms per call "
-              f"{' '.join(f'{c:.1f}' for c in cpu)} (median {sorted(cpu)[len(cpu) // 2]:.1f})", flush=True)
+              f"{' '.join(f'{c:.1f}' for c in cpu)} (mean {sum(cpu) / len(cpu):.1f})", flush=True)
     return 0
 
 
