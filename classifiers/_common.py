@@ -206,6 +206,7 @@ class OnnxSessions:
         self._path = path
         self._threads = threads
         self._sessions = {threads: onnx_session(path, threads)}
+        self._run_options = ort_run_options()  # decided with the sessions, not per call
         self._lock = threading.Lock()
 
     def get_inputs(self) -> Any:
@@ -222,7 +223,7 @@ class OnnxSessions:
         return found
 
     def run(self, outputs: Any, feeds: Mapping[str, Any]) -> Any:
-        return self.session().run(outputs, dict(feeds), ort_run_options())
+        return self.session().run(outputs, dict(feeds), self._run_options)
 
 
 def local_model_dir(adapter: str, options: Options, key: str = "model_dir") -> Path:

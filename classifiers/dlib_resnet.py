@@ -389,6 +389,7 @@ class OnnxResnetEngine:
         except ImportError as exc:
             raise ModelError(f"embed engine 'onnxruntime' needs the onnxruntime package: {exc}") from exc
         opts = ort_session_options(ort, threads)  # as every ONNX session of the gateway
+        self._run_options = ort_run_options()  # decided with the session, not per call
         try:
             self._session = ort.InferenceSession(onnx_model(net), sess_options=opts,
                                                  providers=["CPUExecutionProvider"])
@@ -399,7 +400,7 @@ class OnnxResnetEngine:
         _check_chips(chips)
         if len(chips) == 0:
             return np.zeros((0, DESCRIPTOR_DIM), np.float32)
-        out = self._session.run(["descriptors"], {"chips": np.ascontiguousarray(chips)}, ort_run_options())[0]
+        out = self._session.run(["descriptors"], {"chips": np.ascontiguousarray(chips)}, self._run_options)[0]
         return np.asarray(out, dtype=np.float32)
 
 

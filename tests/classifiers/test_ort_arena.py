@@ -33,3 +33,11 @@ def test_an_unknown_mode_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONSENTGATE_ORT_ARENA", "maybe")
     with pytest.raises(ModelError):
         ort_arena_mode()
+
+
+def test_shrink_mode_sets_its_run_options_once_per_session_holder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONSENTGATE_ORT_ARENA", "shrink")
+    nude = OnnxSessions(package_file("nudenet", "320n.onnx"), 1)
+    monkeypatch.setenv("CONSENTGATE_ORT_ARENA", "off")  # a later change does not split session and run options
+    assert nude._run_options is not None and nude.session().get_session_options().enable_cpu_mem_arena
+    assert OnnxSessions(package_file("nudenet", "320n.onnx"), 1)._run_options is None
